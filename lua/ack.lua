@@ -1,0 +1,62 @@
+-- ack: leased -> done | scheduled | dead, then ready -> leased
+-- Finish-and-fetch-next for batching workers: completes and fails many leased jobs (each
+-- only if its token still holds a live lease) and, when limit > 0, leases the next batch
+-- in the same call, so a busy worker needs about one round trip per batch.
+-- KEYS[1] rp:{q}:ready      zset  ready jobs                       rw
+-- KEYS[2] rp:{q}:leased     zset  leased jobs by expiry            rw
+-- KEYS[3] rp:{q}:scheduled  zset  delayed jobs by run time          rw
+-- KEYS[4] rp:{q}:done       zset  done jobs by finish time         rw
+-- KEYS[5] rp:{q}:dead       zset  dead jobs by finish time         rw
+-- KEYS[6] rp:{q}:marker     zset  wake-up marker for claimers       w
+-- KEYS[7] rp:{q}:meta       hash  seq counter, paused flag          rw
+-- KEYS[8] rp:{q}:unique     hash  unique_key -> job id              rw
+-- KEYS[9] rp:{q}:counts     hash  lifetime totals                   w
+-- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
+-- ARGV[1] done_ttl_ms       keep done jobs this long
+-- ARGV[2] done_max          keep at most this many done jobs
+-- ARGV[3] dead_ttl_ms       keep dead jobs this long
+-- ARGV[4] dead_max          keep at most this many dead jobs
+-- ARGV[5] backoff_base_ms   engine default backoff base
+-- ARGV[6] backoff_cap_ms    engine default backoff cap
+-- ARGV[7] seed              random seed for the jitter
+-- ARGV[8] worker_id         claimer of the next batch
+-- ARGV[9] limit             max jobs to lease next (0 = claim nothing)
+-- ARGV[10] lease_ms         lease of jobs that have none of their own
+-- ARGV[11] nc               number of completions
+-- ARGV[12..] per completion: id, token, result; then nf, then per failure: id, token,
+--           error, retry (1/0), delay_ms (-1 = backoff)
+-- Returns: flat array: one result per completion (1 done, 0 lease lost), one per failure
+--          (new state or 0), then wait_ms, now_ms and the claimed jobs as claim returns them
+local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], done = KEYS[4], dead = KEYS[5],
+            marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10] }
+local done_ttl_ms, done_max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local dead_ttl_ms, dead_max = tonumber(ARGV[3]), tonumber(ARGV[4])
+local base_ms, cap_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
+math.randomseed(tonumber(ARGV[7]))
+local worker, limit, lease_ms = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+local nc = tonumber(ARGV[11])
+
+local now = now_ms()
+local out = {}
+for i = 0, nc - 1 do
+  local b = 12 + i * 3
+  out[#out + 1] = complete_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], now) and 1 or 0
+end
+local fb = 12 + nc * 3
+local nf = tonumber(ARGV[fb])
+for i = 0, nf - 1 do
+  local b = fb + 1 + i * 5
+  out[#out + 1] = fail_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3] == '1',
+                           tonumber(ARGV[b + 4]), base_ms, cap_ms, now) or 0
+end
+if nc > 0 then trim(q, q.done, done_ttl_ms, done_max, now, 2 * nc + 10) end
+if nf > 0 then trim(q, q.dead, dead_ttl_ms, dead_max, now, 2 * nf + 10) end
+local wait_at = #out + 1
+out[wait_at] = -1
+out[wait_at + 1] = now
+if limit > 0 then
+  local claimed = claim_jobs(q, worker, limit, lease_ms, now, out)
+  if claimed == 0 and redis.call('HEXISTS', q.meta, 'paused') == 0 then out[wait_at] = next_due_in(q, now) end
+end
+flush_counts(q)
+return out

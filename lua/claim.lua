@@ -1,0 +1,29 @@
+-- claim: ready -> leased
+-- Leases up to ARGV[2] ready jobs (highest priority first, FIFO within) to a worker, each
+-- with a fresh fencing token. Due scheduled jobs are promoted first. A paused queue
+-- hands out nothing.
+-- KEYS[1] rp:{q}:ready      zset  ready jobs                       rw
+-- KEYS[2] rp:{q}:leased     zset  leased jobs by expiry            w
+-- KEYS[3] rp:{q}:scheduled  zset  delayed jobs by run time          rw
+-- KEYS[4] rp:{q}:marker     zset  wake-up marker for claimers       w
+-- KEYS[5] rp:{q}:meta       hash  seq counter, paused flag          rw
+-- KEYS[6] rp:{q}:unique     hash  unique_key -> job id              rw
+-- KEYS[7] rp:{q}:counts     hash  lifetime totals                   w
+-- KEYS[8] rp:{q}:dead       zset  dead jobs (malformed ones land here)  w
+-- KEYS[9] rp:{q}:job:       prefix of job hashes                    rw
+-- ARGV[1] worker_id         string
+-- ARGV[2] limit             max jobs to lease
+-- ARGV[3] lease_ms          lease of jobs that have none of their own
+-- Returns: flat array: wait_ms, now_ms, then id, token, attempt, max_attempts, lease_ms, payload
+--          per job; wait_ms is the time until the next scheduled job when nothing was
+--          claimed (-1: none scheduled, or paused)
+local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], marker = KEYS[4],
+            meta = KEYS[5], unique = KEYS[6], counts = KEYS[7], dead = KEYS[8], jprefix = KEYS[9] }
+local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+
+local now = now_ms()
+local out = { -1, now }
+local claimed = claim_jobs(q, worker, limit, lease_ms, now, out)
+if claimed == 0 and redis.call('HEXISTS', q.meta, 'paused') == 0 then out[1] = next_due_in(q, now) end
+flush_counts(q)
+return out

@@ -1,0 +1,36 @@
+-- fail: leased -> scheduled (retry) | dead
+-- Fails a batch of leased jobs, each only if its token still holds a live lease. A job
+-- with attempts left and retry on is scheduled after its delay (or exponential backoff
+-- with jitter); otherwise it is dead. Records the error of the attempt on the job.
+-- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
+-- KEYS[2] rp:{q}:scheduled  zset  delayed jobs by run time          w
+-- KEYS[3] rp:{q}:dead       zset  dead jobs by finish time         rw
+-- KEYS[4] rp:{q}:marker     zset  wake-up marker for claimers       w
+-- KEYS[5] rp:{q}:unique     hash  unique_key -> job id              rw
+-- KEYS[6] rp:{q}:counts     hash  lifetime totals                   w
+-- KEYS[7] rp:{q}:job:       prefix of job hashes                    rw
+-- ARGV[1] dead_ttl_ms       keep dead jobs this long
+-- ARGV[2] dead_max          keep at most this many dead jobs
+-- ARGV[3] backoff_base_ms   engine default backoff base
+-- ARGV[4] backoff_cap_ms    engine default backoff cap
+-- ARGV[5] seed              random seed for the jitter
+-- ARGV[6] n                 number of jobs
+-- ARGV[7..] per job: id, token, error, retry (1/0), delay_ms (-1 = backoff)
+-- Returns: array of the new state ('scheduled' or 'dead') or 0 (lease lost) per job
+local q = { leased = KEYS[1], scheduled = KEYS[2], dead = KEYS[3], marker = KEYS[4],
+            unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7] }
+local dead_ttl_ms, dead_max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local base_ms, cap_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+math.randomseed(tonumber(ARGV[5]))
+local n = tonumber(ARGV[6])
+
+local now = now_ms()
+local out = {}
+for i = 0, n - 1 do
+  local b = 7 + i * 5
+  out[#out + 1] = fail_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3] == '1',
+                           tonumber(ARGV[b + 4]), base_ms, cap_ms, now) or 0
+end
+trim(q, q.dead, dead_ttl_ms, dead_max, now, 2 * n + 10)
+flush_counts(q)
+return out

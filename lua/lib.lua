@@ -1,0 +1,203 @@
+-- lib: helpers shared by every script.
+-- redispool/scripts.py puts this file in front of each script before loading it, so a
+-- script may call any function below. Functions take `q`, a table of the queue's key
+-- names that the script builds from its KEYS (only the fields a function uses must be set).
+-- Times are milliseconds from the Redis server clock (TIME); no client clock is used.
+
+local PRIORITY_SPAN = 4398046511104   -- 2^42; ready score = -priority * span + seq
+local ERRORS_KEPT = 10
+local TERMINAL = { done = true, dead = true, cancelled = true }
+local tally = {}                      -- counter increments, written once by flush_counts
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function count(name, n)
+  tally[name] = (tally[name] or 0) + n
+end
+
+local function flush_counts(q)
+  for name, n in pairs(tally) do
+    if n ~= 0 then redis.call('HINCRBY', q.counts, name, n) end
+  end
+end
+
+-- Reserve n numbers of the queue's counter (ids, ready order, lease tokens); returns the first.
+local function next_seq(q, n)
+  return redis.call('HINCRBY', q.meta, 'seq', n) - n + 1
+end
+
+-- Add the wake-up marker when jobs are ready and the queue is not paused, else remove it.
+local function set_marker(q)
+  if redis.call('HEXISTS', q.meta, 'paused') == 0 and redis.call('ZCARD', q.ready) > 0 then
+    redis.call('ZADD', q.marker, 0, 'm')
+  else
+    redis.call('ZREM', q.marker, 'm')
+  end
+end
+
+-- Wake blocked claimers when job `id` became the earliest scheduled job, so they
+-- shorten their wait to its run time.
+local function wake_if_earliest(q, id)
+  local first = redis.call('ZRANGE', q.scheduled, 0, 0)
+  if first[1] == id then redis.call('ZADD', q.marker, 0, 'm') end
+end
+
+-- Put job `id` into ready with order number `seq`; false when its hash is gone.
+local function make_ready(q, id, seq, now)
+  local jkey = q.jprefix .. id
+  local f = redis.call('HMGET', jkey, 's', 'r')
+  if not f[1] then return false end
+  local priority = tonumber(f[2] or 0)
+  redis.call('ZADD', q.ready, -priority * PRIORITY_SPAN + (seq % PRIORITY_SPAN), id)
+  redis.call('HSET', jkey, 's', 'ready', 'u', now)
+  return true
+end
+
+-- Record `err` of attempt `attempt`, keeping the last ERRORS_KEPT, latest first.
+local function push_error(jkey, attempt, err, now)
+  local raw = redis.call('HGET', jkey, 'e')
+  local list = raw and cjson.decode(raw) or {}
+  table.insert(list, 1, { attempt, err, now })
+  while #list > ERRORS_KEPT do table.remove(list) end
+  redis.call('HSET', jkey, 'e', cjson.encode(list))
+end
+
+-- Move a job that has left its live set into terminal `state` (its set is q[state]):
+-- stamp it, drop its lease token and free its unique key for new jobs.
+local function finish(q, id, state, now)
+  local jkey = q.jprefix .. id
+  redis.call('ZADD', q[state], now, id)
+  redis.call('HSET', jkey, 's', state, 'u', now)
+  redis.call('HDEL', jkey, 't')
+  local k = redis.call('HGET', jkey, 'k')
+  if k and redis.call('HGET', q.unique, k) == id then redis.call('HDEL', q.unique, k) end
+end
+
+-- Delete at most `budget` jobs of terminal set `set` that are older than ttl_ms or
+-- beyond the newest max_count; returns how many were deleted.
+local function trim(q, set, ttl_ms, max_count, now, budget)
+  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. (now - ttl_ms), 'LIMIT', 0, budget)
+  local over = redis.call('ZCARD', set) - #ids - max_count
+  if over > 0 then
+    ids = redis.call('ZRANGE', set, 0, math.min(#ids + over, budget) - 1)
+  end
+  if #ids == 0 then return 0 end
+  for _, id in ipairs(ids) do redis.call('DEL', q.jprefix .. id) end
+  redis.call('ZREM', set, unpack(ids))
+  return #ids
+end
+
+-- True when `token` holds a live (unexpired) lease on job `id`.
+local function held(q, id, token, now)
+  if redis.call('HGET', q.jprefix .. id, 't') ~= token then return false end
+  local expiry = redis.call('ZSCORE', q.leased, id)
+  return expiry ~= false and tonumber(expiry) > now
+end
+
+-- Backoff before retry number `attempt`: base * 2^(attempt-1), capped, equal jitter.
+local function backoff(attempt, base_ms, cap_ms)
+  local d = math.min(cap_ms, base_ms * 2 ^ (attempt - 1))
+  return math.floor(d / 2 + math.random() * d / 2)
+end
+
+-- Move due scheduled jobs (at most `budget`) to ready; returns how many moved.
+local function promote_due(q, now, budget)
+  local ids = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, budget)
+  if #ids == 0 then return 0 end
+  redis.call('ZREM', q.scheduled, unpack(ids))
+  local seq = next_seq(q, #ids)
+  local moved = 0
+  for i, id in ipairs(ids) do
+    if make_ready(q, id, seq + i - 1, now) then moved = moved + 1 end
+  end
+  return moved
+end
+
+-- Lease up to `limit` ready jobs to `worker`, appending id, token, attempt, max_attempts,
+-- lease_ms, payload per job to `out`. Due scheduled jobs are promoted first, so delayed
+-- jobs run without a scheduler daemon. A job hash missing its payload or max_attempts
+-- goes to dead with an error instead of reaching a worker.
+local function claim_jobs(q, worker, limit, lease_ms, now, out)
+  if redis.call('HEXISTS', q.meta, 'paused') == 1 then
+    redis.call('ZREM', q.marker, 'm')
+    return 0
+  end
+  promote_due(q, now, 1000)
+  local popped = redis.call('ZPOPMIN', q.ready, limit)
+  local claimed = 0
+  if #popped > 0 then
+    local token = next_seq(q, #popped / 2)
+    for i = 1, #popped, 2 do
+      local id = popped[i]
+      local jkey = q.jprefix .. id
+      local f = redis.call('HMGET', jkey, 'p', 'm', 'l')
+      if f[1] and f[2] then
+        local attempt = redis.call('HINCRBY', jkey, 'a', 1)
+        local lease = tonumber(f[3] or lease_ms)
+        local tok = token + (i - 1) / 2
+        redis.call('HSET', jkey, 's', 'leased', 't', tok, 'w', worker, 'u', now)
+        redis.call('ZADD', q.leased, now + lease, id)
+        out[#out + 1] = id
+        out[#out + 1] = tok
+        out[#out + 1] = attempt
+        out[#out + 1] = tonumber(f[2])
+        out[#out + 1] = lease
+        out[#out + 1] = f[1]
+        claimed = claimed + 1
+      elseif redis.call('EXISTS', jkey) == 1 then
+        push_error(jkey, 0, 'malformed job: payload or max_attempts missing', now)
+        finish(q, id, 'dead', now)
+        count('dead', 1)
+      end
+    end
+  end
+  set_marker(q)
+  return claimed
+end
+
+-- Milliseconds until the earliest scheduled job is due (0 if due now), -1 if none.
+local function next_due_in(q, now)
+  local first = redis.call('ZRANGE', q.scheduled, 0, 0, 'WITHSCORES')
+  if not first[1] then return -1 end
+  return math.max(0, tonumber(first[2]) - now)
+end
+
+-- Complete job `id` if `token` holds its lease; returns true, or false when the lease is lost.
+local function complete_job(q, id, token, result, now)
+  if not held(q, id, token, now) then return false end
+  redis.call('ZREM', q.leased, id)
+  redis.call('HSET', q.jprefix .. id, 'res', result)
+  finish(q, id, 'done', now)
+  count('completed', 1)
+  return true
+end
+
+-- Fail job `id` if `token` holds its lease: retry it (scheduled after `delay_ms`, or the
+-- backoff when delay_ms < 0) or, when retry is off or attempts are used up, make it dead.
+-- Returns the new state, or false when the lease is lost.
+local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now)
+  if not held(q, id, token, now) then return false end
+  local jkey = q.jprefix .. id
+  redis.call('ZREM', q.leased, id)
+  redis.call('HDEL', jkey, 't')
+  local f = redis.call('HMGET', jkey, 'a', 'm', 'bb', 'bc')
+  local attempt = tonumber(f[1] or 1)
+  push_error(jkey, attempt, err, now)
+  count('failed', 1)
+  if retry and attempt < tonumber(f[2] or 1) then
+    if delay_ms < 0 then
+      delay_ms = backoff(attempt, tonumber(f[3] or base_ms), tonumber(f[4] or cap_ms))
+    end
+    redis.call('ZADD', q.scheduled, now + delay_ms, id)
+    redis.call('HSET', jkey, 's', 'scheduled', 'u', now)
+    wake_if_earliest(q, id)
+    count('retried', 1)
+    return 'scheduled'
+  end
+  finish(q, id, 'dead', now)
+  count('dead', 1)
+  return 'dead'
+end

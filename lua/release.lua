@@ -1,0 +1,24 @@
+-- release: leased -> ready
+-- Gives a leased job back without counting the attempt (graceful shutdown), only if the
+-- token still holds a live lease.
+-- KEYS[1] rp:{q}:ready      zset  ready jobs                       w
+-- KEYS[2] rp:{q}:leased     zset  leased jobs by expiry            rw
+-- KEYS[3] rp:{q}:marker     zset  wake-up marker for claimers       w
+-- KEYS[4] rp:{q}:meta       hash  seq counter, paused flag          rw
+-- KEYS[5] rp:{q}:job:       prefix of job hashes                    rw
+-- ARGV[1] id                job id
+-- ARGV[2] token             fencing token of the lease
+-- Returns: 1 released
+-- Errors: LEASE_LOST when the token does not hold a live lease
+local q = { ready = KEYS[1], leased = KEYS[2], marker = KEYS[3], meta = KEYS[4], jprefix = KEYS[5] }
+local id, token = ARGV[1], ARGV[2]
+
+local now = now_ms()
+if not held(q, id, token, now) then return redis.error_reply('LEASE_LOST job ' .. id .. ' is not leased with that token any more') end
+local jkey = q.jprefix .. id
+redis.call('ZREM', q.leased, id)
+redis.call('HDEL', jkey, 't')
+redis.call('HINCRBY', jkey, 'a', -1)
+make_ready(q, id, next_seq(q, 1), now)
+set_marker(q)
+return 1

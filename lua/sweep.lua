@@ -1,0 +1,70 @@
+-- sweep: leased (expired) -> ready | dead; trims finished jobs
+-- Requeues jobs whose lease expired, counting the expiry as a failed attempt with error
+-- "lease expired" (dead when it was the last attempt); with worker_id set, also takes
+-- back the live leases that worker holds (its registration expired). Then trims done,
+-- dead and cancelled to their retention, so idle queues shrink too.
+-- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
+-- KEYS[2] rp:{q}:ready      zset  ready jobs                       w
+-- KEYS[3] rp:{q}:done       zset  done jobs by finish time         rw
+-- KEYS[4] rp:{q}:dead       zset  dead jobs by finish time         rw
+-- KEYS[5] rp:{q}:cancelled  zset  cancelled jobs by cancel time    rw
+-- KEYS[6] rp:{q}:marker     zset  wake-up marker for claimers       w
+-- KEYS[7] rp:{q}:meta       hash  seq counter, paused flag          rw
+-- KEYS[8] rp:{q}:unique     hash  unique_key -> job id              rw
+-- KEYS[9] rp:{q}:counts     hash  lifetime totals                   w
+-- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
+-- ARGV[1] budget            max jobs to requeue in this call
+-- ARGV[2] done_ttl_ms       retention of done and cancelled jobs
+-- ARGV[3] done_max
+-- ARGV[4] dead_ttl_ms       retention of dead jobs
+-- ARGV[5] dead_max
+-- ARGV[6] worker_id         '' = expired leases only; else every lease of that worker
+-- Returns: number of jobs moved out of leased
+local q = { leased = KEYS[1], ready = KEYS[2], done = KEYS[3], dead = KEYS[4], cancelled = KEYS[5],
+            marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10] }
+local budget = tonumber(ARGV[1])
+local done_ttl_ms, done_max = tonumber(ARGV[2]), tonumber(ARGV[3])
+local dead_ttl_ms, dead_max = tonumber(ARGV[4]), tonumber(ARGV[5])
+local worker = ARGV[6]
+
+local now = now_ms()
+local ids, reason
+if worker == '' then
+  ids = redis.call('ZRANGEBYSCORE', q.leased, '-inf', now, 'LIMIT', 0, budget)
+  reason = 'lease expired'
+else
+  ids = {}
+  for _, id in ipairs(redis.call('ZRANGE', q.leased, 0, -1)) do
+    if redis.call('HGET', q.jprefix .. id, 'w') == worker and #ids < budget then ids[#ids + 1] = id end
+  end
+  reason = 'worker ' .. worker .. ' stopped heartbeating'
+end
+local moved = 0
+if #ids > 0 then
+  local seq = next_seq(q, #ids)
+  for i, id in ipairs(ids) do
+    local jkey = q.jprefix .. id
+    redis.call('ZREM', q.leased, id)
+    redis.call('HDEL', jkey, 't')
+    local f = redis.call('HMGET', jkey, 'a', 'm')
+    if redis.call('EXISTS', jkey) == 1 then
+      local attempt = tonumber(f[1] or 1)
+      push_error(jkey, attempt, reason, now)
+      count('failed', 1)
+      if attempt >= tonumber(f[2] or 1) then
+        finish(q, id, 'dead', now)
+        count('dead', 1)
+      else
+        make_ready(q, id, seq + i - 1, now)
+        count('retried', 1)
+      end
+      moved = moved + 1
+    end
+  end
+  set_marker(q)
+end
+trim(q, q.done, done_ttl_ms, done_max, now, budget)
+trim(q, q.cancelled, done_ttl_ms, done_max, now, budget)
+trim(q, q.dead, dead_ttl_ms, dead_max, now, budget)
+flush_counts(q)
+return moved

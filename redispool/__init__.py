@@ -1,0 +1,46 @@
+"""redispool: a Redis-backed distributed job queue.
+
+    pool = redispool.connect("redis://localhost:6379/0")
+    job_id = pool.enqueue("emails", {"to": "a@example.com"})
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import redis
+
+from . import defaults
+from .engine import AckResult, Engine
+from .errors import (ConnectionFailed, InvalidCron, InvalidQueueName, JobNotFound, LeaseLost,
+                     PayloadError, RedispoolError)
+from .models import CueInfo, Job, JobInfo, State, WorkerInfo
+from .connection import make_client
+
+__all__ = [
+    "connect", "Engine", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
+    "RedispoolError", "LeaseLost", "JobNotFound", "InvalidQueueName", "PayloadError",
+    "InvalidCron", "ConnectionFailed",
+]
+__version__ = "0.1.0"
+
+
+def connect(url: str | None = None, *, prefix: str = defaults.PREFIX, **options: Any) -> Engine:
+    """Connect to Redis and load the scripts; returns an Engine.
+
+    ``url`` defaults to ``$REDISPOOL_URL``, else ``redis://localhost:6379/0``. ``options``
+    are Engine keyword options (lease, backoff_base, backoff_cap, done_ttl, done_max,
+    dead_ttl, dead_max); an unknown one is a TypeError.
+    """
+    url = url or os.environ.get(defaults.URL_ENV) or defaults.URL
+    client = make_client(url)
+    engine = Engine(client, url=url, prefix=prefix, **options)
+    try:
+        engine.load_scripts()
+    except ConnectionFailed:
+        client.close()
+        raise
+    except redis.RedisError as exc:
+        client.close()
+        raise ConnectionFailed(url, exc) from exc
+    return engine

@@ -1,0 +1,85 @@
+"""Turn a redispool URL into a redis-py client.
+
+Schemes: ``redis://``, ``rediss://``, ``unix://`` (plain redis-py),
+``redis+cluster://[user:pass@]host:port[,host:port...]`` (Redis Cluster),
+``redis+sentinel://[user:pass@]host:port[,...]/service[?db=N]`` (Sentinel), and
+``memory://[name]`` (an in-process fakeredis server running the same Lua; every
+``memory://name`` in one process shares one server).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+
+from .errors import ConnectionFailed
+
+_memory_servers: dict[str, Any] = {}
+_memory_lock = threading.Lock()
+
+
+def make_client(url: str) -> Any:
+    """Build the client for ``url`` (no round trip yet)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("redis", "rediss", "unix"):
+        return redis.Redis.from_url(url, socket_keepalive=True)
+    if scheme == "memory":
+        return _memory_client(url)
+    if scheme == "redis+cluster":
+        return _cluster_client(url)
+    if scheme == "redis+sentinel":
+        return _sentinel_client(url)
+    raise ConnectionFailed(url, "unknown URL scheme (use redis://, rediss://, unix://, "
+                                "redis+cluster://, redis+sentinel:// or memory://)")
+
+
+def _hosts(netloc: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """Split ``user:pass@h1:p1,h2:p2`` into hosts, username and password."""
+    username = password = None
+    if "@" in netloc:
+        auth, netloc = netloc.rsplit("@", 1)
+        username, _, password = auth.partition(":")
+        username, password = unquote(username) or None, unquote(password) or None
+    hosts = []
+    for part in netloc.split(","):
+        host, _, port = part.strip().rpartition(":")
+        hosts.append((host.strip("[]") or "localhost", int(port or 6379)))
+    return hosts, username, password
+
+
+def _memory_client(url: str) -> Any:
+    import fakeredis
+
+    name = url.split("://", 1)[1].strip("/")
+    with _memory_lock:
+        server = _memory_servers.get(name)
+        if server is None:
+            server = _memory_servers[name] = fakeredis.FakeServer(version=(7,))
+    return fakeredis.FakeRedis(server=server)
+
+
+def _cluster_client(url: str) -> Any:
+    from redis.cluster import ClusterNode, RedisCluster
+
+    parts = urlsplit(url)
+    hosts, username, password = _hosts(parts.netloc)
+    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts],
+                        username=username, password=password, socket_keepalive=True)
+
+
+def _sentinel_client(url: str) -> Any:
+    from redis.sentinel import Sentinel
+
+    parts = urlsplit(url)
+    hosts, username, password = _hosts(parts.netloc)
+    service = parts.path.strip("/")
+    if not service:
+        raise ConnectionFailed(url, "a sentinel URL needs the service name as its path")
+    query = parse_qs(parts.query)
+    db = int(query.get("db", ["0"])[0])
+    sentinel = Sentinel(hosts, sentinel_kwargs={"password": password} if password else None,
+                        socket_timeout=5.0)
+    return sentinel.master_for(service, db=db, username=username, password=password,
+                               socket_keepalive=True)

@@ -1,0 +1,24 @@
+"""Every default redispool uses, in one place; units are in the names."""
+
+PREFIX = "rp"
+URL_ENV = "REDISPOOL_URL"
+PREFIX_ENV = "REDISPOOL_PREFIX"
+URL = "redis://localhost:6379/0"
+
+LEASE_S = 30.0
+LEASE_MAX_S = 43_200.0           # 12 hours
+MAX_ATTEMPTS = 3
+PRIORITY_MAX = 1000              # priorities are integers in [-1000, 1000]
+
+BACKOFF_BASE_S = 1.0             # retry n waits about base * 2**(n-1), jittered
+BACKOFF_CAP_S = 3600.0
+
+DONE_TTL_S = 3600.0              # finished jobs are kept this long ...
+DONE_MAX = 10_000                # ... and at most this many per queue
+DEAD_TTL_S = 7 * 86_400.0
+DEAD_MAX = 100_000
+
+ERRORS_KEPT = 10                 # errors of the last 10 attempts per job
+ERROR_MAX_CHARS = 4096
+BATCH_MAX = 1000                 # jobs one script call moves at most (claim, promote, sweep, purge)
+WORKER_TIMEOUT_S = 60.0

@@ -1,0 +1,478 @@
+"""The Engine: one method per queue operation.
+
+Each method validates its input (before anything is written), builds the queue's keys,
+runs one Lua script and decodes the reply. The worker, the daemons, the CLI and the HTTP
+server all talk to Redis through this class only.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import redis
+
+from . import codec, defaults, validate
+from .errors import ConnectionFailed, JobNotFound, LeaseLost
+from .keys import STATES, QueueKeys, check_queue, queue_keys, queues_key
+from .models import Job, JobInfo
+from .scripts import Scripts
+
+F = TypeVar("F", bound=Callable[..., Any])
+JobRef = Any  # a Job, or any object with .id and .token (e.g. an HTTP client's lease)
+TERMINAL = ("done", "dead", "cancelled")
+
+
+def _redis_errors(method: F) -> F:
+    """Report an unreachable Redis as ConnectionFailed naming the (masked) URL."""
+    @functools.wraps(method)
+    def wrapper(self: "Engine", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ConnectionFailed(self.url, exc) from exc
+    return wrapper  # type: ignore[return-value]
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+@dataclass
+class AckResult:
+    """Outcome of ``Engine.ack``: per completion True/False (lease lost), per failure the
+    new state or None (lease lost), and the next batch of jobs when one was asked for."""
+
+    completed: list[bool] = field(default_factory=list)
+    failed: list[str | None] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+
+
+class Engine:
+    """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
+
+    def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,
+                 lease: float = defaults.LEASE_S,
+                 backoff_base: float = defaults.BACKOFF_BASE_S,
+                 backoff_cap: float = defaults.BACKOFF_CAP_S,
+                 done_ttl: float = defaults.DONE_TTL_S, done_max: int = defaults.DONE_MAX,
+                 dead_ttl: float = defaults.DEAD_TTL_S, dead_max: int = defaults.DEAD_MAX) -> None:
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError(f"prefix must be a non-empty string without braces, got {prefix!r}")
+        self.client = client
+        self.url = url
+        self.prefix = prefix
+        self.lease_ms = validate.lease_ms(lease)
+        self.backoff_base_ms = validate.seconds_to_ms(backoff_base, "backoff_base")
+        self.backoff_cap_ms = validate.seconds_to_ms(backoff_cap, "backoff_cap")
+        self.done_ttl_ms = validate.seconds_to_ms(done_ttl, "done_ttl")
+        self.dead_ttl_ms = validate.seconds_to_ms(dead_ttl, "dead_ttl")
+        self.done_max = self._count(done_max, "done_max")
+        self.dead_max = self._count(dead_max, "dead_max")
+        self.scripts = Scripts(client)
+        self._known_queues: set[str] = set()
+
+    @staticmethod
+    def _count(value: int, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        return value
+
+    def keys(self, queue: str) -> QueueKeys:
+        return queue_keys(self.prefix, queue)
+
+    @_redis_errors
+    def load_scripts(self) -> None:
+        """Load every script now (connect() calls this, so errors show at start-up)."""
+        self.scripts.load(self.client)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------------ producing
+    def _register_queue(self, queue: str) -> None:
+        if queue not in self._known_queues:
+            self.client.sadd(queues_key(self.prefix), queue)
+            self._known_queues.add(queue)
+
+    def _job_args(self, payload: Any, *, priority: int, delay: float | None,
+                  run_at: datetime | float | None, max_attempts: int, lease: float | None,
+                  unique_key: str | None, job_id: str | None,
+                  backoff_base: float | None, backoff_cap: float | None) -> list[Any]:
+        """The 10 enqueue.lua values of one job, every option validated."""
+        if delay is not None and run_at is not None:
+            raise ValueError("give delay or run_at, not both")
+        return [
+            codec.encode(payload),
+            validate.identifier(job_id, "job_id"),
+            validate.identifier(unique_key, "unique_key"),
+            validate.priority(priority),
+            validate.delay_ms(delay),
+            validate.run_at_ms(run_at),
+            validate.max_attempts(max_attempts),
+            validate.lease_ms(lease),
+            0 if backoff_base is None else validate.seconds_to_ms(backoff_base, "backoff_base", allow_zero=False),
+            0 if backoff_cap is None else validate.seconds_to_ms(backoff_cap, "backoff_cap", allow_zero=False),
+        ]
+
+    @_redis_errors
+    def enqueue_specs(self, queue: str, specs: Sequence[list[Any]]) -> list[tuple[str, bool]]:
+        """Create jobs from already validated ``_job_args`` lists in one round trip;
+        returns (id, created) per job (created is False for an existing job)."""
+        k = self.keys(queue)
+        self._register_queue(queue)
+        args: list[Any] = [len(specs)]
+        for spec in specs:
+            args.extend(spec)
+        reply = self.scripts.run(
+            "enqueue", [k.ready, k.scheduled, k.marker, k.meta, k.unique, k.counts, k.job_prefix], args)
+        return [(_text(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply), 2)]
+
+    def enqueue(self, queue: str, payload: Any = None, *, priority: int = 0,
+                delay: float | None = None, run_at: datetime | float | None = None,
+                max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
+                unique_key: str | None = None, job_id: str | None = None,
+                backoff_base: float | None = None, backoff_cap: float | None = None) -> str:
+        """Add one job; returns its id (the existing job's id for a duplicate job_id or
+        an unfinished job holding ``unique_key``)."""
+        check_queue(queue)
+        spec = self._job_args(payload, priority=priority, delay=delay, run_at=run_at,
+                              max_attempts=max_attempts, lease=lease, unique_key=unique_key,
+                              job_id=job_id, backoff_base=backoff_base, backoff_cap=backoff_cap)
+        return self.enqueue_specs(queue, [spec])[0][0]
+
+    def enqueue_many(self, queue: str, payloads: Iterable[Any], *, priority: int = 0,
+                     delay: float | None = None, run_at: datetime | float | None = None,
+                     max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
+                     backoff_base: float | None = None,
+                     backoff_cap: float | None = None) -> list[str]:
+        """Add many jobs with the same options in one round trip; returns their ids."""
+        check_queue(queue)
+        payloads = list(payloads)
+        if not payloads:
+            return []
+        first = self._job_args(payloads[0], priority=priority, delay=delay, run_at=run_at,
+                               max_attempts=max_attempts, lease=lease, unique_key=None,
+                               job_id=None, backoff_base=backoff_base, backoff_cap=backoff_cap)
+        specs = [first] + [[codec.encode(p)] + first[1:] for p in payloads[1:]]
+        return [job_id for job_id, _ in self.enqueue_specs(queue, specs)]
+
+    # ------------------------------------------------------------------ consuming
+    def _jobs_from(self, queue: str, worker_id: str, reply: Sequence[Any], start: int) -> list[Job]:
+        """Decode claim.lua's job list (starting at ``start``, after wait_ms and now_ms)."""
+        now_ms = int(reply[start - 1])
+        jobs, broken = [], []
+        for i in range(start, len(reply), 6):
+            job = Job(id=_text(reply[i]), queue=queue, payload=None, attempt=int(reply[i + 2]),
+                      max_attempts=int(reply[i + 3]), token=str(reply[i + 1]), worker_id=worker_id,
+                      lease=int(reply[i + 4]) / 1000, lease_expires_at=(now_ms + int(reply[i + 4])) / 1000)
+            try:
+                job.payload = codec.decode(reply[i + 5])
+            except Exception as exc:
+                broken.append((job, f"{type(exc).__name__}: {exc}"))
+                continue
+            jobs.append(job)
+        for job, error in broken:  # never hand a worker a payload it cannot read
+            try:
+                self.fail(job, error, retry=False)
+            except LeaseLost:
+                pass
+        return jobs
+
+    def _claim_once(self, queue: str, worker_id: str, limit: int, lease_ms: int) -> tuple[list[Job], int]:
+        k = self.keys(queue)
+        reply = self.scripts.run(
+            "claim", [k.ready, k.leased, k.scheduled, k.marker, k.meta, k.unique, k.counts, k.dead,
+                      k.job_prefix], [worker_id, limit, lease_ms])
+        return self._jobs_from(queue, worker_id, reply, 2), int(reply[0])
+
+    @_redis_errors
+    def claim(self, queue: str, worker_id: str, *, limit: int = 1, lease: float | None = None,
+              block: float | None = None) -> list[Job]:
+        """Lease up to ``limit`` ready jobs. With ``block`` seconds, wait that long for a
+        job when none is ready, woken by the queue's marker (no polling)."""
+        check_queue(queue)
+        worker_id = self._worker_id(worker_id)
+        limit = self._limit(limit)
+        lease_ms = validate.lease_ms(lease) or self.lease_ms
+        deadline = None if block is None else time.monotonic() + validate.seconds_to_ms(block, "block") / 1000
+        while True:
+            jobs, wait_ms = self._claim_once(queue, worker_id, limit, lease_ms)
+            if jobs or deadline is None:
+                return jobs
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            if wait_ms >= 0:
+                remaining = min(remaining, wait_ms / 1000 + 0.001)
+            self.wait_for_jobs([queue], remaining)
+
+    @_redis_errors
+    def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> str | None:
+        """Block up to ``timeout`` seconds until one of ``queues`` may have a ready job;
+        returns that queue's name, or None on timeout. Markers of one Cluster slot only."""
+        markers = [self.keys(q).marker for q in queues]
+        popped = self.client.bzpopmin(markers, timeout=max(0.001, timeout))
+        if not popped:
+            return None
+        marker = _text(popped[0])
+        return next(q for q, m in zip(queues, markers) if m == marker)
+
+    @staticmethod
+    def _worker_id(worker_id: str) -> str:
+        if not isinstance(worker_id, str) or not worker_id:
+            raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
+        return worker_id
+
+    @staticmethod
+    def _limit(limit: int) -> int:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= defaults.BATCH_MAX:
+            raise ValueError(f"limit must be an integer in [1, {defaults.BATCH_MAX}], got {limit!r}")
+        return limit
+
+    @staticmethod
+    def _error_text(error: Any) -> str:
+        if isinstance(error, BaseException):
+            error = f"{type(error).__name__}: {error}"
+        return str(error)[: defaults.ERROR_MAX_CHARS]
+
+    def _fail_args(self, job: JobRef, error: Any, retry: bool, delay: float | None) -> list[Any]:
+        return [job.id, job.token, self._error_text(error), 1 if retry else 0,
+                -1 if delay is None else validate.delay_ms(delay)]
+
+    def _lease_lost(self, job: JobRef) -> LeaseLost:
+        return LeaseLost(f"job {job.id} in queue {job.queue} is not leased with token {job.token} any more")
+
+    @_redis_errors
+    def complete(self, job: JobRef, result: Any = None) -> None:
+        """Mark a leased job done, storing ``result``; LeaseLost if the lease is gone."""
+        k = self.keys(job.queue)
+        reply = self.scripts.run(
+            "complete", [k.leased, k.done, k.unique, k.counts, k.job_prefix],
+            [self.done_ttl_ms, self.done_max, 1, job.id, job.token, codec.encode(result, "result")])
+        if reply[0] != 1:
+            raise self._lease_lost(job)
+
+    @_redis_errors
+    def fail(self, job: JobRef, error: Any, *, retry: bool = True, delay: float | None = None) -> str:
+        """Record a failed attempt; returns the new state: ``scheduled`` (a retry after
+        ``delay`` or exponential backoff with jitter) or ``dead``."""
+        k = self.keys(job.queue)
+        reply = self.scripts.run(
+            "fail", [k.leased, k.scheduled, k.dead, k.marker, k.unique, k.counts, k.job_prefix],
+            [self.dead_ttl_ms, self.dead_max, self.backoff_base_ms, self.backoff_cap_ms,
+             random.getrandbits(31), 1] + self._fail_args(job, error, retry, delay))
+        if reply[0] == 0:
+            raise self._lease_lost(job)
+        return _text(reply[0])
+
+    @_redis_errors
+    def heartbeat(self, job: JobRef, lease: float | None = None) -> float:
+        """Extend a job's lease (by ``lease`` or the lease it was claimed with); returns the
+        new expiry in unix seconds. LeaseLost if the lease is gone."""
+        return self.heartbeat_many(job.queue, [job], lease=lease)[0] or self._raise(self._lease_lost(job))
+
+    def heartbeat_many(self, queue: str, jobs: Sequence[JobRef], lease: float | None = None) -> list[float | None]:
+        """Extend many leases of one queue in one call; None where the lease is lost."""
+        if not jobs:
+            return []
+        lease_ms = validate.lease_ms(lease)
+        args: list[Any] = [len(jobs)]
+        for job in jobs:
+            job_lease = getattr(job, "lease", None)
+            args += [job.id, job.token, lease_ms or (round(job_lease * 1000) if job_lease else self.lease_ms)]
+        k = self.keys(queue)
+        reply = self.scripts.run("heartbeat", [k.leased, k.job_prefix], args)
+        return [int(r) / 1000 if r else None for r in reply]
+
+    @staticmethod
+    def _raise(exc: Exception) -> Any:
+        raise exc
+
+    @_redis_errors
+    def release(self, job: JobRef) -> None:
+        """Give a leased job back to ready without counting the attempt."""
+        k = self.keys(job.queue)
+        self.scripts.run("release", [k.ready, k.leased, k.marker, k.meta, k.job_prefix], [job.id, job.token])
+
+    @_redis_errors
+    def ack(self, queue: str, *, completed: Iterable[tuple[JobRef, Any]] = (),
+            failed: Iterable[tuple] = (), worker_id: str | None = None, limit: int = 0,
+            lease: float | None = None) -> AckResult:
+        """Finish many leased jobs of one queue and, with ``worker_id`` and ``limit``, lease
+        the next batch, all in one round trip. ``completed`` holds (job, result) pairs;
+        ``failed`` holds (job, error) or (job, error, retry, delay). A lost lease spoils
+        only its own item."""
+        check_queue(queue)
+        done_args: list[Any] = []
+        for job, result in completed:
+            done_args += [job.id, job.token, codec.encode(result, "result")]
+        fail_args: list[Any] = []
+        for item in failed:
+            job, error, retry, delay = (tuple(item) + (True, None))[:4]
+            fail_args += self._fail_args(job, error, retry, delay)
+        nc, nf = len(done_args) // 3, len(fail_args) // 5
+        if limit:
+            worker_id = self._worker_id(worker_id)
+            limit = self._limit(limit)
+        lease_ms = validate.lease_ms(lease) or self.lease_ms
+        k = self.keys(queue)
+        reply = self.scripts.run(
+            "ack", [k.ready, k.leased, k.scheduled, k.done, k.dead, k.marker, k.meta, k.unique,
+                    k.counts, k.job_prefix],
+            [self.done_ttl_ms, self.done_max, self.dead_ttl_ms, self.dead_max, self.backoff_base_ms,
+             self.backoff_cap_ms, random.getrandbits(31), worker_id or "", limit, lease_ms, nc]
+            + done_args + [nf] + fail_args)
+        return AckResult(completed=[r == 1 for r in reply[:nc]],
+                         failed=[_text(r) if r != 0 else None for r in reply[nc:nc + nf]],
+                         jobs=self._jobs_from(queue, worker_id or "", reply, nc + nf + 2))
+
+    # ------------------------------------------------------------------ inspecting
+    def _info(self, queue: str, job_id: str, fields: dict[bytes, bytes], score: Any = None) -> JobInfo:
+        f = {_text(key): value for key, value in fields.items()}
+        state = _text(f.get("s")) or "ready"
+        created = int(f.get("c", 0)) / 1000
+        errors = [(int(a), str(e), int(at) / 1000) for a, e, at in json.loads(f["e"])] if f.get("e") else []
+        score_s = float(score) / 1000 if score is not None else None
+        lease = f.get("l")
+        try:
+            payload = codec.decode(f.get("p"))
+        except Exception as exc:
+            payload = f"<undecodable payload: {exc}>"
+        try:
+            result = codec.decode(f.get("res"), "result")
+        except Exception as exc:
+            result = f"<undecodable result: {exc}>"
+        return JobInfo(
+            id=job_id, queue=queue, state=state, payload=payload,
+            attempts=int(f.get("a", 0)), max_attempts=int(f.get("m", 1)),
+            priority=int(f.get("r", 0)), result=result,
+            error=errors[0][1] if errors else None, worker_id=_text(f.get("w")),
+            created_at=created, updated_at=int(f.get("u", 0)) / 1000 or created, errors=errors,
+            unique_key=_text(f.get("k")), lease=int(lease) / 1000 if lease else None,
+            run_at=score_s if state == "scheduled" else None,
+            lease_expires_at=score_s if state == "leased" else None,
+            finished_at=(int(f.get("u", 0)) / 1000 or None) if state in TERMINAL else None)
+
+    @_redis_errors
+    def get(self, queue: str, job_id: str) -> JobInfo | None:
+        """A job's record, or None when it does not exist (or was trimmed)."""
+        k = self.keys(queue)
+        fields = self.client.hgetall(k.job(job_id))
+        if not fields:
+            return None
+        state = _text(fields.get(b"s"))
+        score = self.client.zscore(k.state(state), job_id) if state in ("scheduled", "leased") else None
+        return self._info(queue, job_id, fields, score)
+
+    @_redis_errors
+    def jobs(self, queue: str, state: str, *, limit: int = 100, offset: int = 0) -> list[JobInfo]:
+        """A page of one state's jobs: ready in claim order, scheduled and leased by time,
+        finished ones newest first."""
+        k = self.keys(queue)
+        set_key = k.state(str(state))
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+        reply = self.scripts.run("jobs", [set_key, k.job_prefix],
+                                 [offset, limit, 1 if str(state) in TERMINAL else 0])
+        infos = []
+        for i in range(0, len(reply), 3):
+            flat = reply[i + 2]
+            infos.append(self._info(queue, _text(reply[i]), dict(zip(flat[::2], flat[1::2])), reply[i + 1]))
+        return infos
+
+    @_redis_errors
+    def stats(self, queue: str) -> dict[str, Any]:
+        """Jobs per state, ``paused``, ``latency`` (seconds the oldest ready job has
+        waited) and ``totals`` (lifetime enqueued/completed/failed/retried/dead)."""
+        k = self.keys(queue)
+        reply = self.scripts.run("stats", [k.scheduled, k.ready, k.leased, k.done, k.dead, k.cancelled,
+                                           k.meta, k.counts, k.job_prefix], [])
+        out: dict[str, Any] = {"queue": queue}
+        out.update({state: int(n) for state, n in zip(STATES, reply[:6])})
+        out["paused"] = reply[6] == 1
+        out["latency"] = int(reply[7]) / 1000
+        totals = {name: 0 for name in ("enqueued", "completed", "failed", "retried", "dead")}
+        totals.update({_text(reply[i]): int(reply[i + 1]) for i in range(9, len(reply), 2)})
+        out["totals"] = totals
+        return out
+
+    @_redis_errors
+    def queues(self) -> list[str]:
+        """Every queue that has been used, sorted."""
+        return sorted(_text(q) for q in self.client.smembers(queues_key(self.prefix)))
+
+    # ------------------------------------------------------------------ administering
+    @_redis_errors
+    def cancel(self, queue: str, job_id: str) -> bool:
+        """Cancel a scheduled, ready or leased job; False if it has finished already,
+        JobNotFound if it does not exist."""
+        k = self.keys(queue)
+        reply = self.scripts.run(
+            "cancel", [k.scheduled, k.ready, k.leased, k.cancelled, k.marker, k.meta, k.unique, k.job_prefix],
+            [job_id, self.done_ttl_ms, self.done_max])
+        return reply == 1
+
+    def _repeat(self, step: Callable[[int], int], budget: int = defaults.BATCH_MAX) -> int:
+        """Run a budgeted script step until it moves less than its budget."""
+        total = 0
+        while True:
+            moved = step(budget)
+            total += moved
+            if moved < budget:
+                return total
+
+    @_redis_errors
+    def replay_dead(self, queue: str, job_ids: Iterable[str] | None = None) -> int:
+        """Move dead jobs (all, or those of ``job_ids``) back to ready with attempts reset."""
+        k = self.keys(queue)
+        keys = [k.dead, k.ready, k.marker, k.meta, k.unique, k.job_prefix]
+        if job_ids is None:
+            return self._repeat(lambda budget: self.scripts.run("replay", keys, [budget]))
+        ids = [validate.identifier(i, "job id") for i in job_ids]
+        step = defaults.BATCH_MAX
+        return sum(self.scripts.run("replay", keys, [step] + ids[i:i + step]) for i in range(0, len(ids), step))
+
+    @_redis_errors
+    def purge(self, queue: str, state: str) -> int:
+        """Delete every job in ``state`` for good; returns how many."""
+        k = self.keys(queue)
+        keys = [k.state(str(state)), k.marker, k.meta, k.ready, k.unique, k.job_prefix]
+        return self._repeat(lambda budget: self.scripts.run("purge", keys, [budget]))
+
+    @_redis_errors
+    def pause(self, queue: str) -> bool:
+        """Stop handing out jobs of ``queue``; True if it was running."""
+        k = self.keys(queue)
+        self._register_queue(queue)
+        return self.scripts.run("pause", [k.meta, k.marker], []) == 1
+
+    @_redis_errors
+    def resume(self, queue: str) -> bool:
+        """Hand out jobs of ``queue`` again; True if it was paused."""
+        k = self.keys(queue)
+        return self.scripts.run("resume", [k.meta, k.marker, k.ready], []) == 1
+
+    @_redis_errors
+    def promote(self, queue: str) -> int:
+        """Move due scheduled jobs to ready; returns how many."""
+        k = self.keys(queue)
+        keys = [k.scheduled, k.ready, k.marker, k.meta, k.job_prefix]
+        return self._repeat(lambda budget: self.scripts.run("promote", keys, [budget]))
+
+    @_redis_errors
+    def sweep(self, queue: str, worker_id: str | None = None) -> int:
+        """Requeue jobs whose lease expired (dead after the last attempt) and trim finished
+        jobs; with ``worker_id``, take back every lease that worker holds."""
+        k = self.keys(queue)
+        keys = [k.leased, k.ready, k.done, k.dead, k.cancelled, k.marker, k.meta, k.unique,
+                k.counts, k.job_prefix]
+        return self._repeat(lambda budget: self.scripts.run(
+            "sweep", keys, [budget, self.done_ttl_ms, self.done_max, self.dead_ttl_ms,
+                            self.dead_max, worker_id or ""]))

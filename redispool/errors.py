@@ -1,0 +1,54 @@
+"""The redispool error tree.
+
+Every error the library raises on purpose is a ``RedispoolError``. Errors caused by bad
+input are also ``ValueError`` (or ``LookupError`` for a missing job), so callers that do
+not know redispool still catch them sensibly. Lua scripts report failures as
+``"CODE detail"`` error replies; ``LUA_ERRORS`` maps each code to its class.
+"""
+from __future__ import annotations
+
+import re
+
+
+class RedispoolError(Exception):
+    """Base class of every redispool error."""
+
+
+class LeaseLost(RedispoolError):
+    """The job's lease expired or another worker holds it now; nothing was changed."""
+
+
+class JobNotFound(RedispoolError, LookupError):
+    """No job with that id exists in that queue."""
+
+
+class InvalidQueueName(RedispoolError, ValueError):
+    """A queue name is not 1-128 characters of ``A-Za-z0-9_.:-``."""
+
+
+class PayloadError(RedispoolError, ValueError):
+    """A payload or result cannot be encoded (or a stored one cannot be decoded)."""
+
+
+class InvalidCron(RedispoolError, ValueError):
+    """A cron expression or timezone does not parse."""
+
+
+class ConnectionFailed(RedispoolError, ConnectionError):
+    """Redis cannot be reached; the message names the URL with its password masked."""
+
+    def __init__(self, url: str, reason: object = "") -> None:
+        self.url = mask_url(url)
+        detail = f": {reason}" if str(reason) else ""
+        super().__init__(f"cannot reach Redis at {self.url}{detail}")
+
+
+LUA_ERRORS: dict[str, type[RedispoolError]] = {
+    "LEASE_LOST": LeaseLost,
+    "NOT_FOUND": JobNotFound,
+}
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of ``scheme://user:password@host`` as ``***``."""
+    return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)

@@ -1,0 +1,72 @@
+"""The only place Redis key names are built.
+
+Layout (prefix ``rp``, queue ``q``); every key of one queue carries the hash tag ``{q}`` so
+each Lua script touches a single Redis Cluster slot:
+
+    rp:{q}:ready       zset  job ids; score = -priority * 2**42 + seq (higher priority first, FIFO)
+    rp:{q}:scheduled   zset  job ids by run time (ms)
+    rp:{q}:leased      zset  job ids by lease expiry (ms)
+    rp:{q}:done        zset  job ids by finish time (ms), trimmed by age and count
+    rp:{q}:dead        zset  job ids by finish time (ms), trimmed by age and count
+    rp:{q}:cancelled   zset  job ids by cancel time (ms), trimmed like done
+    rp:{q}:marker      zset  one member while jobs are ready; blocked claimers BZPOPMIN it
+    rp:{q}:meta        hash  seq (id/order/token counter), paused
+    rp:{q}:unique      hash  unique_key -> job id, while that job is unfinished
+    rp:{q}:counts      hash  lifetime totals: enqueued, completed, failed, retried, dead
+    rp:{q}:job:<id>    hash  one job (fields below)
+    rp:queues          set   every queue name ever used (global, no hash tag)
+
+Job hash fields (one letter to keep a queued job small): p payload (msgpack), s state,
+a attempts, m max_attempts, r priority (absent = 0), c created ms, u updated ms,
+l lease ms (absent = worker's), bb/bc backoff base/cap ms, k unique key, t lease token,
+w worker id, x lease expiry ms, res result (msgpack), e errors (JSON, latest first).
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .errors import InvalidQueueName
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+STATES = ("scheduled", "ready", "leased", "done", "dead", "cancelled")
+
+
+def check_queue(queue: object) -> str:
+    """Return ``queue`` if it is a valid queue name, else raise InvalidQueueName."""
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
+        raise InvalidQueueName(f"invalid queue name {queue!r}: use 1-128 characters of A-Za-z0-9_.:-")
+    return queue
+
+
+class QueueKeys:
+    """Key names of one queue."""
+
+    __slots__ = ("queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
+                 "cancelled", "marker", "meta", "unique", "counts")
+
+    def __init__(self, prefix: str, queue: str) -> None:
+        self.queue = check_queue(queue)
+        self.base = f"{prefix}:{{{queue}}}:"
+        self.job_prefix = self.base + "job:"
+        for name in STATES + ("marker", "meta", "unique", "counts"):
+            setattr(self, name, self.base + name)
+
+    def state(self, state: str) -> str:
+        """The sorted set holding jobs in ``state``."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}: one of {', '.join(STATES)}")
+        return getattr(self, state)
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+
+@lru_cache(maxsize=4096)
+def queue_keys(prefix: str, queue: str) -> QueueKeys:
+    return QueueKeys(prefix, queue)
+
+
+def queues_key(prefix: str) -> str:
+    """Global set of queue names (touched by plain commands only, never by a script)."""
+    return f"{prefix}:queues"

@@ -1,0 +1,92 @@
+"""The records the Engine hands out."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class State(str, Enum):
+    """Where a job is; each value is also the suffix of that state's Redis key."""
+
+    SCHEDULED = "scheduled"
+    READY = "ready"
+    LEASED = "leased"
+    DONE = "done"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Job:
+    """A leased job as a worker sees it; ``token`` fences this lease."""
+
+    id: str
+    queue: str
+    payload: Any
+    attempt: int
+    max_attempts: int
+    token: str
+    worker_id: str
+    lease: float                  # seconds this lease lasts
+    lease_expires_at: float       # unix seconds, Redis clock
+
+
+@dataclass
+class JobInfo:
+    """A job's full stored record (``Engine.get`` / ``Engine.jobs``)."""
+
+    id: str
+    queue: str
+    state: str
+    payload: Any
+    attempts: int
+    max_attempts: int
+    priority: int
+    result: Any
+    error: str | None
+    worker_id: str | None
+    created_at: float
+    updated_at: float
+    errors: list[tuple[int, str, float]] = field(default_factory=list)
+    unique_key: str | None = None
+    lease: float | None = None            # the job's own lease, if it was given one
+    run_at: float | None = None           # scheduled jobs: when they become ready
+    lease_expires_at: float | None = None # leased jobs
+    finished_at: float | None = None      # done, dead, cancelled
+
+
+@dataclass
+class CueInfo:
+    """A named recurring schedule."""
+
+    queue: str
+    name: str
+    cron: str
+    tz: str
+    next_fire_at: float
+    paused: bool
+    payload: Any = None
+    priority: int = 0
+    misfire: str = "skip"
+    max_attempts: int = 3
+    lease: float | None = None
+    last_fire_at: float | None = None
+
+
+@dataclass
+class WorkerInfo:
+    """A registered worker process (Python or HTTP)."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    started_at: float
+    last_heartbeat: float
+    jobs_in_progress: list[str]
+    processed: int
+    failed: int

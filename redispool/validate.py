@@ -1,0 +1,66 @@
+"""Checks of user-supplied options; each returns the value in the unit Lua wants (ms)."""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+
+from . import defaults
+
+_ID = re.compile(r"[^\s\x00-\x1f\x7f]{1,256}")
+
+
+def seconds_to_ms(value: float | None, name: str, *, minimum: float = 0.0,
+                  maximum: float = math.inf, allow_zero: bool = True) -> int:
+    """Validate a duration in seconds and return it in whole milliseconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if value < minimum or value > maximum or (not allow_zero and value <= 0):
+        low = f"> {minimum}" if not allow_zero else f">= {minimum}"
+        raise ValueError(f"{name} must be {low} and <= {maximum} seconds, got {value!r}")
+    return max(1, round(value * 1000)) if value > 0 else 0
+
+
+def lease_ms(lease: float | None) -> int:
+    """A lease in (0, 12 h]; 0 for None (use the worker's or engine's)."""
+    if lease is None:
+        return 0
+    return seconds_to_ms(lease, "lease", maximum=defaults.LEASE_MAX_S, allow_zero=False)
+
+
+def priority(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > defaults.PRIORITY_MAX:
+        raise ValueError(f"priority must be an integer in [-{defaults.PRIORITY_MAX}, "
+                         f"{defaults.PRIORITY_MAX}], got {value!r}")
+    return value
+
+
+def max_attempts(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise ValueError(f"max_attempts must be an integer >= 1, got {value!r}")
+    return value
+
+
+def run_at_ms(value: datetime | float | None) -> int:
+    """Absolute run time as unix ms (-1 for None); naive datetimes are taken as UTC."""
+    if value is None:
+        return -1
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return round(value.timestamp() * 1000)
+    return seconds_to_ms(value, "run_at")
+
+
+def delay_ms(value: float | None) -> int:
+    """Relative delay in ms (-1 for None)."""
+    return -1 if value is None else seconds_to_ms(value, "delay")
+
+
+def identifier(value: str | None, name: str) -> str:
+    """A job id or unique key: 1-256 printable characters without spaces ('' for None)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise ValueError(f"{name} must be 1-256 printable characters without spaces, got {value!r}")
+    return value
