@@ -14,7 +14,11 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:unique      hash  unique_key -> job id, while that job is unfinished
     rp:{q}:counts      hash  lifetime totals: enqueued, completed, failed, retried, dead
     rp:{q}:job:<id>    hash  one job (fields below)
+    rp:{q}:cues        hash  cue name -> cue definition (JSON)
+    rp:{q}:cue_next    zset  cue names by next fire time (ms)
     rp:queues          set   every queue name ever used (global, no hash tag)
+    rp:{#workers}:index      zset  worker ids by last heartbeat (ms)
+    rp:{#workers}:w:<id>     hash  one worker's registration and counters
 
 Job hash fields (one letter to keep a queued job small): p payload (msgpack), s state,
 a attempts, m max_attempts, r priority (absent = 0), c created ms, u updated ms,
@@ -43,13 +47,13 @@ class QueueKeys:
     """Key names of one queue."""
 
     __slots__ = ("queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
-                 "cancelled", "marker", "meta", "unique", "counts")
+                 "cancelled", "marker", "meta", "unique", "counts", "cues", "cue_next")
 
     def __init__(self, prefix: str, queue: str) -> None:
         self.queue = check_queue(queue)
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
-        for name in STATES + ("marker", "meta", "unique", "counts"):
+        for name in STATES + ("marker", "meta", "unique", "counts", "cues", "cue_next"):
             setattr(self, name, self.base + name)
 
     def state(self, state: str) -> str:
@@ -70,3 +74,14 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
 def queues_key(prefix: str) -> str:
     """Global set of queue names (touched by plain commands only, never by a script)."""
     return f"{prefix}:queues"
+
+
+def workers_index_key(prefix: str) -> str:
+    """Zset of worker ids by last heartbeat. The tag ``{#workers}`` cannot clash with a
+    queue (``#`` is not allowed in queue names) and keeps the registry in one slot."""
+    return f"{prefix}:{{#workers}}:index"
+
+
+def worker_key(prefix: str, worker_id: str) -> str:
+    """Hash of one worker's registration (same slot as the index)."""
+    return f"{prefix}:{{#workers}}:w:{worker_id}"
