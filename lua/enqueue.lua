@@ -23,53 +23,17 @@ local became_ready = false
 local scheduled_ids = {}
 for i = 0, n - 1 do
   local b = 2 + i * 10
-  local payload, id, ukey = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local priority, delay_ms, run_at_ms = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
-  local existing = false
-  if ukey ~= '' then
-    existing = redis.call('HGET', q.unique, ukey)
-    if existing then
-      local state = redis.call('HGET', q.jprefix .. existing, 's')
-      if not state or TERMINAL[state] then existing = false end
-    end
+  local delay_ms, run_at = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+  if delay_ms >= 0 then run_at = now + delay_ms end
+  local o = { payload = ARGV[b], priority = tonumber(ARGV[b + 3]), run_at = run_at,
+              max_attempts = ARGV[b + 6], lease_ms = ARGV[b + 7],
+              backoff_base_ms = ARGV[b + 8], backoff_cap_ms = ARGV[b + 9] }
+  local id, created, state = create_job(q, ARGV[b + 1], ARGV[b + 2], o, now)
+  if created then
+    if state == 'ready' then became_ready = true else scheduled_ids[id] = true end
   end
-  if not existing and id ~= '' and redis.call('EXISTS', q.jprefix .. id) == 1 then existing = id end
-  if existing then
-    out[#out + 1] = existing
-    out[#out + 1] = 0
-  else
-    local seq
-    if id == '' then
-      repeat
-        seq = next_seq(q, 1)
-        id = tostring(seq)
-      until redis.call('EXISTS', q.jprefix .. id) == 0
-    end
-    local run_at = -1
-    if delay_ms >= 0 then run_at = now + delay_ms elseif run_at_ms >= 0 then run_at = run_at_ms end
-    local state = run_at > now and 'scheduled' or 'ready'
-    local fields = { 'p', payload, 's', state, 'm', ARGV[b + 6], 'c', now }
-    if priority ~= 0 then fields[#fields + 1] = 'r'; fields[#fields + 1] = priority end
-    if ARGV[b + 7] ~= '0' then fields[#fields + 1] = 'l'; fields[#fields + 1] = ARGV[b + 7] end
-    if ARGV[b + 8] ~= '0' then fields[#fields + 1] = 'bb'; fields[#fields + 1] = ARGV[b + 8] end
-    if ARGV[b + 9] ~= '0' then fields[#fields + 1] = 'bc'; fields[#fields + 1] = ARGV[b + 9] end
-    if ukey ~= '' then
-      fields[#fields + 1] = 'k'; fields[#fields + 1] = ukey
-      redis.call('HSET', q.unique, ukey, id)
-    end
-    redis.call('HSET', q.jprefix .. id, unpack(fields))
-    if state == 'ready' then
-      seq = seq or next_seq(q, 1)
-      redis.call('ZADD', q.ready, -priority * PRIORITY_SPAN + (seq % PRIORITY_SPAN), id)
-      became_ready = true
-    else
-      redis.call('ZADD', q.scheduled, run_at, id)
-      scheduled_ids[id] = true
-    end
-    count('enqueued', 1)
-    out[#out + 1] = id
-    out[#out + 1] = 1
-  end
+  out[#out + 1] = id
+  out[#out + 1] = created and 1 or 0
 end
 if became_ready then set_marker(q) end
 if next(scheduled_ids) then

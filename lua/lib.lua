@@ -201,3 +201,50 @@ local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now
   count('dead', 1)
   return 'dead'
 end
+
+-- Create job `id` ('' = next number of the queue counter) unless that id exists or an
+-- unfinished job holds unique key `ukey` ('' = none). `o` holds payload, priority,
+-- run_at (ms, -1 = now), and the strings max_attempts, lease_ms, backoff_base_ms,
+-- backoff_cap_ms ('0' = not set). Returns id, created (true/false), state.
+-- The caller sets the marker afterwards (set_marker / wake_if_earliest).
+local function create_job(q, id, ukey, o, now)
+  if ukey ~= '' then
+    local holder = redis.call('HGET', q.unique, ukey)
+    if holder then
+      local state = redis.call('HGET', q.jprefix .. holder, 's')
+      if state and not TERMINAL[state] then return holder, false, state end
+    end
+  end
+  local seq
+  if id == '' then
+    repeat
+      seq = next_seq(q, 1)
+      id = tostring(seq)
+    until redis.call('EXISTS', q.jprefix .. id) == 0
+  elseif redis.call('EXISTS', q.jprefix .. id) == 1 then
+    return id, false, redis.call('HGET', q.jprefix .. id, 's')
+  end
+  local state = o.run_at > now and 'scheduled' or 'ready'
+  local fields = { 'p', o.payload, 's', state, 'm', o.max_attempts, 'c', now }
+  local function opt(name, value)
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
+  if o.priority ~= 0 then opt('r', o.priority) end
+  if o.lease_ms ~= '0' then opt('l', o.lease_ms) end
+  if o.backoff_base_ms ~= '0' then opt('bb', o.backoff_base_ms) end
+  if o.backoff_cap_ms ~= '0' then opt('bc', o.backoff_cap_ms) end
+  if ukey ~= '' then
+    opt('k', ukey)
+    redis.call('HSET', q.unique, ukey, id)
+  end
+  redis.call('HSET', q.jprefix .. id, unpack(fields))
+  if state == 'ready' then
+    seq = seq or next_seq(q, 1)
+    redis.call('ZADD', q.ready, -o.priority * PRIORITY_SPAN + (seq % PRIORITY_SPAN), id)
+  else
+    redis.call('ZADD', q.scheduled, o.run_at, id)
+  end
+  count('enqueued', 1)
+  return id, true, state
+end
