@@ -313,7 +313,8 @@ class Engine:
             done_args += [job.id, job.token, codec.encode(result, "result")]
         fail_args: list[Any] = []
         for item in failed:
-            job, error, retry, delay = (tuple(item) + (True, None))[:4]
+            item = tuple(item)
+            job, error, retry, delay = item + (True, None)[len(item) - 2:]
             fail_args += self._fail_args(job, error, retry, delay)
         nc, nf = len(done_args) // 3, len(fail_args) // 5
         if limit:
