@@ -1,0 +1,20 @@
+"""The no-op worker app bin/bench runs as a real `redispool worker` process.
+
+Its handler returns how long the job waited (now - payload["t"]) when the payload carries
+an enqueue time, so the benchmark can read pickup latency from the results.
+"""
+import os
+import time
+
+import redispool
+
+pool = redispool.connect(os.environ.get("REDISPOOL_URL"), prefix=os.environ.get("REDISPOOL_PREFIX", "rp"))
+worker = redispool.Worker(pool, queues=[os.environ.get("BENCH_QUEUE", "bench")])
+
+
+@worker.process
+def handle(job):
+    payload = job.payload
+    if isinstance(payload, dict) and "t" in payload:
+        return time.time() - payload["t"]
+    return None
