@@ -35,7 +35,7 @@ for i = 0, n - 1 do
   out[#out + 1] = id
   out[#out + 1] = created and 1 or 0
 end
-if became_ready then set_marker(q) end
+if became_ready then wake(q) end
 if next(scheduled_ids) then
   local first = redis.call('ZRANGE', q.scheduled, 0, 0)
   if scheduled_ids[first[1]] then redis.call('ZADD', q.marker, 0, 'm') end

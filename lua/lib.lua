@@ -29,6 +29,11 @@ local function next_seq(q, n)
   return redis.call('HINCRBY', q.meta, 'seq', n) - n + 1
 end
 
+-- Wake blocked claimers: jobs were just made ready (unless the queue is paused).
+local function wake(q)
+  if redis.call('HEXISTS', q.meta, 'paused') == 0 then redis.call('ZADD', q.marker, 0, 'm') end
+end
+
 -- Add the wake-up marker when jobs are ready and the queue is not paused, else remove it.
 local function set_marker(q)
   if redis.call('HEXISTS', q.meta, 'paused') == 0 and redis.call('ZCARD', q.ready) > 0 then
@@ -202,11 +207,12 @@ local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now
   return 'dead'
 end
 
--- Create job `id` ('' = next number of the queue counter) unless that id exists or an
+-- Create job `id` ('' = next number of the queue counter; custom ids are never all
+-- digits, so the two cannot collide) unless that id exists or an
 -- unfinished job holds unique key `ukey` ('' = none). `o` holds payload, priority,
 -- run_at (ms, -1 = now), and the strings max_attempts, lease_ms, backoff_base_ms,
 -- backoff_cap_ms ('0' = not set). Returns id, created (true/false), state.
--- The caller sets the marker afterwards (set_marker / wake_if_earliest).
+-- The caller sets the marker afterwards (wake / wake_if_earliest).
 local function create_job(q, id, ukey, o, now)
   if ukey ~= '' then
     local holder = redis.call('HGET', q.unique, ukey)
@@ -217,10 +223,8 @@ local function create_job(q, id, ukey, o, now)
   end
   local seq
   if id == '' then
-    repeat
-      seq = next_seq(q, 1)
-      id = tostring(seq)
-    until redis.call('EXISTS', q.jprefix .. id) == 0
+    seq = next_seq(q, 1)    -- generated ids are numbers; custom ids never are
+    id = tostring(seq)
   elseif redis.call('EXISTS', q.jprefix .. id) == 1 then
     return id, false, redis.call('HGET', q.jprefix .. id, 's')
   end

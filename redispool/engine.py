@@ -88,7 +88,7 @@ class Engine:
     @_redis_errors
     def load_scripts(self) -> None:
         """Load every script now (connect() calls this, so errors show at start-up)."""
-        self.scripts.load(self.client)
+        self.scripts.load()
 
     def close(self) -> None:
         self.client.close()
@@ -108,7 +108,7 @@ class Engine:
             raise ValueError("give delay or run_at, not both")
         return [
             codec.encode(payload),
-            validate.identifier(job_id, "job_id"),
+            validate.job_id(job_id),
             validate.identifier(unique_key, "unique_key"),
             validate.priority(priority),
             validate.delay_ms(delay),

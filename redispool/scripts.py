@@ -1,11 +1,12 @@
 """The only place Lua scripts are loaded and run.
 
 Each ``lua/<name>.lua`` is prefixed with ``lua/lib.lua``, loaded once with SCRIPT LOAD and
-called with EVALSHA; redis-py reloads it transparently after NOSCRIPT (a Redis restart or
-SCRIPT FLUSH). Error replies ``"CODE detail"`` become the classes of ``errors.LUA_ERRORS``.
+called with EVALSHA; after NOSCRIPT (a Redis restart or SCRIPT FLUSH) it is loaded again
+and the call repeated, transparently. Error replies ``"CODE detail"`` become the classes of ``errors.LUA_ERRORS``.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,28 +29,36 @@ def read_script(name: str) -> str:
 
 
 class Scripts:
-    """All scripts, registered on one client."""
+    """All scripts, ready to run on one client by SHA."""
 
     def __init__(self, client: Any) -> None:
+        self.client = client
         lib = read_script(LIB)
-        self._scripts: dict[str, Any] = {}
+        self._text: dict[str, str] = {}
+        self._sha: dict[str, str] = {}
         self._nkeys: dict[str, int] = {}
         for name in script_names():
             body = read_script(name)
             self._nkeys[name] = len(_HEADER_KEY.findall(body))
-            self._scripts[name] = client.register_script(lib + "\n" + body)
+            self._text[name] = lib + "\n" + body
+            self._sha[name] = hashlib.sha1(self._text[name].encode()).hexdigest()
 
-    def load(self, client: Any) -> None:
+    def load(self) -> None:
         """SCRIPT LOAD every script now, so a Lua error shows at start-up, not mid-run."""
-        for script in self._scripts.values():
-            script.sha = client.script_load(script.script)
+        for name, text in self._text.items():
+            self._sha[name] = self.client.script_load(text)
 
-    def run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
-        """Run script ``name``; ``keys`` must match its header."""
+    def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name`` by SHA, loading it again after NOSCRIPT; ``keys`` must
+        match its header."""
         if len(keys) != self._nkeys[name]:
             raise AssertionError(f"{name}.lua takes {self._nkeys[name]} keys, got {len(keys)}")
         try:
-            return self._scripts[name](keys=keys, args=args, client=client)
+            try:
+                return self.client.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                self._sha[name] = self.client.script_load(self._text[name])
+                return self.client.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
         except redis.ResponseError as exc:
             raise lua_error(exc) from None
 

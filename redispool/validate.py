@@ -58,9 +58,17 @@ def delay_ms(value: float | None) -> int:
 
 
 def identifier(value: str | None, name: str) -> str:
-    """A job id or unique key: 1-256 printable characters without spaces ('' for None)."""
+    """A unique key: 1-256 printable characters without spaces ('' for None)."""
     if value is None:
         return ""
     if not isinstance(value, str) or not _ID.fullmatch(value):
         raise ValueError(f"{name} must be 1-256 printable characters without spaces, got {value!r}")
+    return value
+
+
+def job_id(value: str | None) -> str:
+    """A custom job id: like a unique key, but never all digits (generated ids are)."""
+    value = identifier(value, "job_id")
+    if value.isdigit():
+        raise ValueError(f"a custom job_id cannot be all digits (those are generated ids), got {value!r}")
     return value

@@ -106,10 +106,12 @@ def test_custom_job_id_is_idempotent(engine):
     assert engine.stats("q")["ready"] == 1
 
 
-def test_generated_ids_skip_custom_ids(engine):
-    engine.enqueue("q", "custom", job_id="2")
+def test_custom_ids_cannot_collide_with_generated_ones(engine):
+    with pytest.raises(ValueError):
+        engine.enqueue("q", "custom", job_id="2")
+    engine.enqueue("q", "custom", job_id="v2")
     ids = engine.enqueue_many("q", [1, 2, 3])
-    assert "2" not in ids and len(set(ids)) == 3
+    assert len(set(ids)) == 3 and all(i.isdigit() for i in ids)
 
 
 # ---------------------------------------------------------------- fencing
