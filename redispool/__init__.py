@@ -16,9 +16,10 @@ from .errors import (ConnectionFailed, InvalidCron, InvalidQueueName, JobNotFoun
                      PayloadError, RedispoolError)
 from .models import CueInfo, Job, JobInfo, State, WorkerInfo
 from .connection import make_client
+from .worker import Worker
 
 __all__ = [
-    "connect", "Engine", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
+    "connect", "Engine", "Worker", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
     "RedispoolError", "LeaseLost", "JobNotFound", "InvalidQueueName", "PayloadError",
     "InvalidCron", "ConnectionFailed",
 ]

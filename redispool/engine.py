@@ -20,6 +20,7 @@ from . import codec, defaults, validate
 from .errors import ConnectionFailed, JobNotFound, LeaseLost
 from .keys import STATES, QueueKeys, check_queue, queue_keys, queues_key
 from .models import Job, JobInfo
+from .registry import WorkersMixin
 from .scripts import Scripts
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,7 +53,7 @@ class AckResult:
     jobs: list[Job] = field(default_factory=list)
 
 
-class Engine:
+class Engine(WorkersMixin):
     """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
 
     def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,

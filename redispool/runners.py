@@ -1,0 +1,134 @@
+"""Where a worker's handlers run: a fixed set of daemon threads for plain functions, one
+event-loop thread for ``async def`` handlers.
+
+A runner takes (job, handler) pairs and reports one ``Outcome`` per job through the
+``report`` callback, from its own thread. Handlers never touch Redis state themselves:
+the worker acknowledges outcomes in batches. Threads are daemons, so a job that outlives
+the worker's grace period cannot keep the process from exiting.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from . import codec
+from .models import Job
+
+Handler = Callable[[Job], Any]
+
+
+class Outcome:
+    """What became of one job: its result, or the error text ``"TypeName: message"``."""
+
+    __slots__ = ("job", "ok", "result", "error", "trace", "seconds")
+
+    def __init__(self, job: Job, ok: bool, result: Any, error: str | None, trace: str | None,
+                 seconds: float) -> None:
+        self.job, self.ok, self.result, self.error = job, ok, result, error
+        self.trace, self.seconds = trace, seconds
+
+
+def is_async(handler: Handler) -> bool:
+    """True for ``async def`` functions and objects with an ``async def __call__``."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None))
+
+
+def succeeded(job: Job, result: Any, started: float) -> Outcome:
+    try:
+        codec.encode(result, "result")  # a result that cannot be stored fails the job here
+    except Exception as exc:
+        return failed(job, exc, started)
+    return Outcome(job, True, result, None, None, time.perf_counter() - started)
+
+
+def failed(job: Job, exc: BaseException, started: float) -> Outcome:
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return Outcome(job, False, None, f"{type(exc).__name__}: {exc}", trace,
+                   time.perf_counter() - started)
+
+
+class ThreadRunner:
+    """``size`` daemon threads taking jobs from one in-process queue."""
+
+    def __init__(self, size: int, report: Callable[[Outcome], None], name: str = "redispool") -> None:
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._report = report
+        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
+                         for i in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: Job, handler: Handler) -> None:
+        self._inbox.put((job, handler))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            job, handler = item
+            started = time.perf_counter()
+            try:
+                outcome = succeeded(job, handler(job), started)
+            except BaseException as exc:  # a handler's SystemExit must not kill the slot
+                outcome = failed(job, exc, started)
+            self._report(outcome)
+
+    def close(self) -> None:
+        """Let every thread exit once it has finished its current job."""
+        for _ in self._threads:
+            self._inbox.put(None)
+
+
+class AsyncRunner:
+    """One thread running an asyncio event loop; each job is a task on it."""
+
+    def __init__(self, report: Callable[[Outcome], None], name: str = "redispool-async") -> None:
+        self._report = report
+        self._tasks: set[asyncio.Task] = set()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job, handler: Handler) -> None:
+        self.loop.call_soon_threadsafe(self._start, job, handler)
+
+    def _start(self, job: Job, handler: Handler) -> None:
+        task = self.loop.create_task(self._run(job, handler))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: Job, handler: Handler) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = succeeded(job, await handler(job), started)
+        except asyncio.CancelledError:
+            return  # only close() cancels, after the worker gave the job back
+        except BaseException as exc:
+            outcome = failed(job, exc, started)
+        self._report(outcome)
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Cancel the tasks still running, stop the loop and its thread."""
+        if not self._thread.is_alive():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._cancel_all(), self.loop).result(timeout)
+        except Exception:
+            pass  # a task that ignores cancellation: the daemon thread dies with the process
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
