@@ -16,6 +16,9 @@ import redis
 
 from .errors import ConnectionFailed
 
+# Connecting gives up after this long. There is no read timeout: blocking claims wait
+# on the socket for as long as they were asked to.
+CONNECT_TIMEOUT_S = 5.0
 _memory_servers: dict[str, Any] = {}
 _memory_lock = threading.Lock()
 
@@ -24,7 +27,8 @@ def make_client(url: str) -> Any:
     """Build the client for ``url`` (no round trip yet)."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in ("redis", "rediss", "unix"):
-        return redis.Redis.from_url(url, socket_keepalive=True)
+        return redis.Redis.from_url(url, socket_keepalive=True,
+                                     socket_connect_timeout=CONNECT_TIMEOUT_S)
     if scheme == "memory":
         return _memory_client(url)
     if scheme == "redis+cluster":
@@ -66,7 +70,8 @@ def _cluster_client(url: str) -> Any:
     parts = urlsplit(url)
     hosts, username, password = _hosts(parts.netloc)
     return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts],
-                        username=username, password=password, socket_keepalive=True)
+                        username=username, password=password, socket_keepalive=True,
+                        socket_connect_timeout=CONNECT_TIMEOUT_S)
 
 
 def _sentinel_client(url: str) -> Any:
@@ -82,4 +87,4 @@ def _sentinel_client(url: str) -> Any:
     sentinel = Sentinel(hosts, sentinel_kwargs={"password": password} if password else None,
                         socket_timeout=5.0)
     return sentinel.master_for(service, db=db, username=username, password=password,
-                               socket_keepalive=True)
+                               socket_keepalive=True, socket_connect_timeout=CONNECT_TIMEOUT_S)

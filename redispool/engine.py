@@ -46,11 +46,14 @@ def _text(value: bytes | str | None) -> str | None:
 @dataclass
 class AckResult:
     """Outcome of ``Engine.ack``: per completion True/False (lease lost), per failure the
-    new state or None (lease lost), and the next batch of jobs when one was asked for."""
+    new state or None (lease lost), the next batch of jobs when one was asked for, and
+    ``wait``: when that batch came back empty, seconds until the earliest scheduled job
+    is due (None: nothing scheduled, or the queue is paused)."""
 
     completed: list[bool] = field(default_factory=list)
     failed: list[str | None] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
+    wait: float | None = None
 
 
 class Engine(WorkersMixin):
@@ -93,6 +96,13 @@ class Engine(WorkersMixin):
 
     def close(self) -> None:
         self.client.close()
+
+    def ping(self) -> bool:
+        """True when Redis answers, False when it cannot be reached (never raises)."""
+        try:
+            return bool(self.client.ping())
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return False
 
     # ------------------------------------------------------------------ producing
     def _register_queue(self, queue: str) -> None:
@@ -329,9 +339,11 @@ class Engine(WorkersMixin):
             [self.done_ttl_ms, self.done_max, self.dead_ttl_ms, self.dead_max, self.backoff_base_ms,
              self.backoff_cap_ms, random.getrandbits(31), worker_id or "", limit, lease_ms, nc]
             + done_args + [nf] + fail_args)
+        wait_ms = int(reply[nc + nf])
         return AckResult(completed=[r == 1 for r in reply[:nc]],
                          failed=[_text(r) if r != 0 else None for r in reply[nc:nc + nf]],
-                         jobs=self._jobs_from(queue, worker_id or "", reply, nc + nf + 2))
+                         jobs=self._jobs_from(queue, worker_id or "", reply, nc + nf + 2),
+                         wait=wait_ms / 1000 if wait_ms >= 0 else None)
 
     # ------------------------------------------------------------------ inspecting
     def _info(self, queue: str, job_id: str, fields: dict[bytes, bytes], score: Any = None) -> JobInfo:

@@ -515,3 +515,15 @@ def test_unreachable_redis_masks_password():
 def test_unknown_scheme():
     with pytest.raises(redispool.ConnectionFailed):
         redispool.connect("mongodb://localhost")
+
+
+def test_ack_reports_wait_until_next_scheduled_job(engine):
+    engine.enqueue("q", 1, delay=30)
+    result = engine.ack("q", worker_id="w", limit=5)
+    assert result.jobs == [] and 25 < result.wait <= 30
+    engine.pause("q")
+    assert engine.ack("q", worker_id="w", limit=5).wait is None
+
+
+def test_ping(engine):
+    assert engine.ping() is True
