@@ -12,15 +12,17 @@ import redis
 
 from . import defaults
 from .engine import AckResult, Engine
-from .errors import (ConnectionFailed, InvalidCron, InvalidQueueName, JobNotFound, LeaseLost,
+from .errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidQueueName, JobNotFound, LeaseLost,
                      PayloadError, RedispoolError)
 from .models import CueInfo, Job, JobInfo, State, WorkerInfo
 from .connection import make_client
+from .scheduler import Scheduler
+from .sweeper import Sweeper
 from .worker import Worker
 
 __all__ = [
-    "connect", "Engine", "Worker", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
-    "RedispoolError", "LeaseLost", "JobNotFound", "InvalidQueueName", "PayloadError",
+    "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
+    "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "InvalidQueueName", "PayloadError",
     "InvalidCron", "ConnectionFailed",
 ]
 __version__ = "0.1.0"

@@ -31,6 +31,10 @@ class Daemon:
     def step(self) -> Any:
         raise NotImplementedError
 
+    def next_wait(self) -> float:
+        """Seconds to sleep after a successful step (subclasses may shorten it)."""
+        return self.interval
+
     def stop(self, *_: Any) -> None:
         self._stop.set()
 
@@ -51,7 +55,7 @@ class Daemon:
                 if failures:
                     self.log.info("%s reconnected to Redis", self.name)
                 failures = 0
-                wait = self.interval
+                wait = self.next_wait()
             except ConnectionFailed as exc:
                 failures += 1
                 wait = min(BACKOFF_MAX_S, self.interval * 2 ** min(failures, 10))

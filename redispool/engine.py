@@ -18,25 +18,16 @@ import redis
 
 from . import codec, defaults, validate
 from .errors import ConnectionFailed, JobNotFound, LeaseLost
+from .errors import reports_unreachable as _redis_errors
 from .keys import STATES, QueueKeys, check_queue, queue_keys, queues_key
 from .models import Job, JobInfo
+from .cues import CuesMixin
 from .registry import WorkersMixin
 from .scripts import Scripts
 
 F = TypeVar("F", bound=Callable[..., Any])
 JobRef = Any  # a Job, or any object with .id and .token (e.g. an HTTP client's lease)
 TERMINAL = ("done", "dead", "cancelled")
-
-
-def _redis_errors(method: F) -> F:
-    """Report an unreachable Redis as ConnectionFailed naming the (masked) URL."""
-    @functools.wraps(method)
-    def wrapper(self: "Engine", *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ConnectionFailed(self.url, exc) from exc
-    return wrapper  # type: ignore[return-value]
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -56,7 +47,7 @@ class AckResult:
     wait: float | None = None
 
 
-class Engine(WorkersMixin):
+class Engine(CuesMixin, WorkersMixin):
     """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
 
     def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,

@@ -7,7 +7,13 @@ not know redispool still catch them sensibly. Lua scripts report failures as
 """
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any, Callable, TypeVar
+
+import redis
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RedispoolError(Exception):
@@ -20,6 +26,10 @@ class LeaseLost(RedispoolError):
 
 class JobNotFound(RedispoolError, LookupError):
     """No job with that id exists in that queue."""
+
+
+class CueNotFound(RedispoolError, LookupError):
+    """No cue with that name exists in that queue."""
 
 
 class InvalidQueueName(RedispoolError, ValueError):
@@ -52,3 +62,15 @@ LUA_ERRORS: dict[str, type[RedispoolError]] = {
 def mask_url(url: str) -> str:
     """Hide the password of ``scheme://user:password@host`` as ``***``."""
     return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)
+
+
+def reports_unreachable(method: F) -> F:
+    """Decorate a method of an object with ``url``: a lost or refused Redis connection
+    becomes ConnectionFailed naming that (masked) URL."""
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ConnectionFailed(self.url, exc) from exc
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,8 @@
+-- cue_remove: cue definition -> (deleted)
+-- Deletes a cue; jobs it already fired stay.
+-- KEYS[1] rp:{q}:cues       hash  cue name -> definition (JSON)     rw
+-- KEYS[2] rp:{q}:cue_next   zset  active cue names by next fire ms  w
+-- ARGV[1] name              cue name
+-- Returns: 1 removed, 0 no such cue
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
