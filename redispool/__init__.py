@@ -12,7 +12,7 @@ import redis
 
 from . import defaults
 from .engine import AckResult, Engine
-from .errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidQueueName, JobNotFound, LeaseLost,
+from .errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidOption, InvalidQueueName, JobNotFound, LeaseLost,
                      PayloadError, RedispoolError)
 from .models import CueInfo, Job, JobInfo, State, WorkerInfo
 from .connection import make_client
@@ -23,7 +23,7 @@ from .worker import Worker
 __all__ = [
     "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
     "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "InvalidQueueName", "PayloadError",
-    "InvalidCron", "ConnectionFailed",
+    "InvalidCron", "InvalidOption", "ConnectionFailed",
 ]
 __version__ = "0.1.0"
 

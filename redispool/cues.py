@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from . import codec, defaults, validate
 from .cron import Schedule
-from .errors import CueNotFound, InvalidCron, reports_unreachable
+from .errors import CueNotFound, InvalidCron, InvalidOption, reports_unreachable
 from .keys import QUEUE_NAME, QueueKeys, check_queue
 from .models import CueInfo
 
@@ -30,7 +30,7 @@ log = logging.getLogger("redispool.scheduler")
 
 def check_cue_name(name: object) -> str:
     if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
-        raise ValueError(f"invalid cue name {name!r}: use 1-128 characters of A-Za-z0-9_.:-")
+        raise InvalidOption(f"invalid cue name {name!r}: use 1-128 characters of A-Za-z0-9_.:-")
     return name
 
 
@@ -115,7 +115,7 @@ class CuesMixin:
         check_cue_name(name)
         schedule = Schedule(cron, tz)
         if misfire not in MISFIRE:
-            raise ValueError(f"misfire must be one of {', '.join(MISFIRE)}, got {misfire!r}")
+            raise InvalidOption(f"misfire must be one of {', '.join(MISFIRE)}, got {misfire!r}")
         definition = {
             "cron": schedule.cron, "tz": tz, "misfire": misfire,
             "payload": base64.b64encode(codec.encode(payload)).decode(),
@@ -201,7 +201,7 @@ class CuesMixin:
             name, raw, due_ms = _text(reply[i]), _text(reply[i + 1]), int(float(reply[i + 2]))
             try:
                 created += self._fire_cue(k, name, raw, due_ms, now)
-            except (InvalidCron, ValueError, KeyError) as exc:
+            except (ValueError, KeyError) as exc:
                 log.error("cue cannot fire queue=%s cue=%s error=%s", queue, name, exc)
         if created or len(reply) > 2:
             earliest = self._cue_earliest(k)

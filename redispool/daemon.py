@@ -10,7 +10,7 @@ import signal
 import threading
 from typing import Any
 
-from .errors import ConnectionFailed
+from .errors import ConnectionFailed, InvalidOption
 
 BACKOFF_MAX_S = 10.0
 
@@ -22,7 +22,7 @@ class Daemon:
 
     def __init__(self, engine: Any, *, interval: float = 1.0) -> None:
         if interval <= 0:
-            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+            raise InvalidOption(f"interval must be > 0 seconds, got {interval!r}")
         self.engine = engine
         self.interval = interval
         self.log = logging.getLogger(f"redispool.{self.name}")

@@ -6,7 +6,6 @@ server all talk to Redis through this class only.
 """
 from __future__ import annotations
 
-import functools
 import json
 import random
 import time
@@ -17,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 import redis
 
 from . import codec, defaults, validate
-from .errors import ConnectionFailed, JobNotFound, LeaseLost
+from .errors import InvalidOption, LeaseLost
 from .errors import reports_unreachable as _redis_errors
 from .keys import STATES, QueueKeys, check_queue, queue_keys, queues_key
 from .models import Job, JobInfo
@@ -57,7 +56,7 @@ class Engine(CuesMixin, WorkersMixin):
                  done_ttl: float = defaults.DONE_TTL_S, done_max: int = defaults.DONE_MAX,
                  dead_ttl: float = defaults.DEAD_TTL_S, dead_max: int = defaults.DEAD_MAX) -> None:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
-            raise ValueError(f"prefix must be a non-empty string without braces, got {prefix!r}")
+            raise InvalidOption(f"prefix must be a non-empty string without braces, got {prefix!r}")
         self.client = client
         self.url = url
         self.prefix = prefix
@@ -74,7 +73,7 @@ class Engine(CuesMixin, WorkersMixin):
     @staticmethod
     def _count(value: int, name: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            raise InvalidOption(f"{name} must be an integer >= 0, got {value!r}")
         return value
 
     def keys(self, queue: str) -> QueueKeys:
@@ -107,7 +106,7 @@ class Engine(CuesMixin, WorkersMixin):
                   backoff_base: float | None, backoff_cap: float | None) -> list[Any]:
         """The 10 enqueue.lua values of one job, every option validated."""
         if delay is not None and run_at is not None:
-            raise ValueError("give delay or run_at, not both")
+            raise InvalidOption("give delay or run_at, not both")
         return [
             codec.encode(payload),
             validate.job_id(job_id),
@@ -227,13 +226,13 @@ class Engine(CuesMixin, WorkersMixin):
     @staticmethod
     def _worker_id(worker_id: str) -> str:
         if not isinstance(worker_id, str) or not worker_id:
-            raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
+            raise InvalidOption(f"worker_id must be a non-empty string, got {worker_id!r}")
         return worker_id
 
     @staticmethod
     def _limit(limit: int) -> int:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= defaults.BATCH_MAX:
-            raise ValueError(f"limit must be an integer in [1, {defaults.BATCH_MAX}], got {limit!r}")
+            raise InvalidOption(f"limit must be an integer in [1, {defaults.BATCH_MAX}], got {limit!r}")
         return limit
 
     @staticmethod
@@ -381,9 +380,9 @@ class Engine(CuesMixin, WorkersMixin):
         k = self.keys(queue)
         set_key = k.state(str(state))
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+            raise InvalidOption(f"limit must be a positive integer, got {limit!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+            raise InvalidOption(f"offset must be an integer >= 0, got {offset!r}")
         reply = self.scripts.run("jobs", [set_key, k.job_prefix],
                                  [offset, limit, 1 if str(state) in TERMINAL else 0])
         infos = []

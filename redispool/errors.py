@@ -36,6 +36,10 @@ class InvalidQueueName(RedispoolError, ValueError):
     """A queue name is not 1-128 characters of ``A-Za-z0-9_.:-``."""
 
 
+class InvalidOption(RedispoolError, ValueError):
+    """An option is out of range or of the wrong type (a lease, priority, delay, state, ...)."""
+
+
 class PayloadError(RedispoolError, ValueError):
     """A payload or result cannot be encoded (or a stored one cannot be decoded)."""
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .errors import InvalidQueueName
+from .errors import InvalidOption, InvalidQueueName
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 STATES = ("scheduled", "ready", "leased", "done", "dead", "cancelled")
@@ -59,7 +59,7 @@ class QueueKeys:
     def state(self, state: str) -> str:
         """The sorted set holding jobs in ``state``."""
         if state not in STATES:
-            raise ValueError(f"unknown state {state!r}: one of {', '.join(STATES)}")
+            raise InvalidOption(f"unknown state {state!r}: one of {', '.join(STATES)}")
         return getattr(self, state)
 
     def job(self, job_id: str) -> str:

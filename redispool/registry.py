@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import redis
 
 from . import defaults, validate
-from .errors import ConnectionFailed
+from .errors import ConnectionFailed, InvalidOption
 from .keys import check_queue, worker_key, workers_index_key
 from .models import WorkerInfo
 
@@ -37,13 +37,13 @@ def _text(value: bytes | str) -> str:
 
 def _count(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        raise InvalidOption(f"{name} must be an integer >= 0, got {value!r}")
     return value
 
 
 def _worker_id(value: str) -> str:
     if value is None:
-        raise ValueError("worker_id must be 1-256 printable characters without spaces, got None")
+        raise InvalidOption("worker_id must be 1-256 printable characters without spaces, got None")
     return validate.identifier(value, "worker_id")
 
 
@@ -71,7 +71,7 @@ class WorkersMixin:
         """Register (or re-register) a worker; returns its start time (unix seconds)."""
         worker_id = _worker_id(worker_id)
         if not isinstance(host, str):
-            raise ValueError(f"host must be a string, got {host!r}")
+            raise InvalidOption(f"host must be a string, got {host!r}")
         pid = _count(pid, "pid")
         names = [check_queue(q) for q in queues]
         now_ms = self._registry("register_worker", worker_id, [worker_id, host, pid, json.dumps(names)])

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timezone
 
 from . import defaults
+from .errors import InvalidOption
 
 _ID = re.compile(r"[^\s\x00-\x1f\x7f]{1,256}")
 
@@ -14,10 +15,10 @@ def seconds_to_ms(value: float | None, name: str, *, minimum: float = 0.0,
                   maximum: float = math.inf, allow_zero: bool = True) -> int:
     """Validate a duration in seconds and return it in whole milliseconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+        raise InvalidOption(f"{name} must be a number of seconds, got {value!r}")
     if value < minimum or value > maximum or (not allow_zero and value <= 0):
         low = f"> {minimum}" if not allow_zero else f">= {minimum}"
-        raise ValueError(f"{name} must be {low} and <= {maximum} seconds, got {value!r}")
+        raise InvalidOption(f"{name} must be {low} and <= {maximum} seconds, got {value!r}")
     return max(1, round(value * 1000)) if value > 0 else 0
 
 
@@ -30,14 +31,14 @@ def lease_ms(lease: float | None) -> int:
 
 def priority(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or abs(value) > defaults.PRIORITY_MAX:
-        raise ValueError(f"priority must be an integer in [-{defaults.PRIORITY_MAX}, "
+        raise InvalidOption(f"priority must be an integer in [-{defaults.PRIORITY_MAX}, "
                          f"{defaults.PRIORITY_MAX}], got {value!r}")
     return value
 
 
 def max_attempts(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
-        raise ValueError(f"max_attempts must be an integer >= 1, got {value!r}")
+        raise InvalidOption(f"max_attempts must be an integer >= 1, got {value!r}")
     return value
 
 
@@ -62,7 +63,7 @@ def identifier(value: str | None, name: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise ValueError(f"{name} must be 1-256 printable characters without spaces, got {value!r}")
+        raise InvalidOption(f"{name} must be 1-256 printable characters without spaces, got {value!r}")
     return value
 
 
@@ -70,5 +71,5 @@ def job_id(value: str | None) -> str:
     """A custom job id: like a unique key, but never all digits (generated ids are)."""
     value = identifier(value, "job_id")
     if value.isdigit():
-        raise ValueError(f"a custom job_id cannot be all digits (those are generated ids), got {value!r}")
+        raise InvalidOption(f"a custom job_id cannot be all digits (those are generated ids), got {value!r}")
     return value

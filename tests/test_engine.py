@@ -446,23 +446,24 @@ def test_bad_input_raises_typed_errors_and_writes_nothing(engine):
         (InvalidQueueName, lambda: engine.enqueue("x" * 129, 1)),
         (PayloadError, lambda: engine.enqueue("q", object())),
         (PayloadError, lambda: engine.enqueue_many("q", [1, object()])),
-        (ValueError, lambda: engine.enqueue("q", 1, lease=0)),
-        (ValueError, lambda: engine.enqueue("q", 1, lease=43200.5)),
-        (ValueError, lambda: engine.enqueue("q", 1, lease=-1)),
-        (ValueError, lambda: engine.enqueue("q", 1, priority=1001)),
-        (ValueError, lambda: engine.enqueue("q", 1, priority=1.5)),
-        (ValueError, lambda: engine.enqueue("q", 1, max_attempts=0)),
-        (ValueError, lambda: engine.enqueue("q", 1, delay=-1)),
-        (ValueError, lambda: engine.enqueue("q", 1, delay=1, run_at=5)),
-        (ValueError, lambda: engine.enqueue("q", 1, job_id="has space")),
-        (ValueError, lambda: engine.claim("q", "w", lease=50000)),
-        (ValueError, lambda: engine.claim("q", "w", limit=0)),
+        (redispool.InvalidOption, lambda: engine.enqueue("q", 1, lease=0)),
+        (redispool.InvalidOption, lambda: engine.enqueue("q", 1, lease=43200.5)),
+        (redispool.InvalidOption, lambda: engine.enqueue("q", 1, lease=-1)),
+        (redispool.InvalidOption, lambda: engine.enqueue("q", 1, priority=1001)),
+        (redispool.InvalidOption, lambda: engine.enqueue("q", 1, priority=1.5)),
+        (redispool.InvalidOption, lambda: engine.enqueue("q", 1, max_attempts=0)),
+        (redispool.InvalidOption, lambda: engine.enqueue("q", 1, delay=-1)),
+        (redispool.InvalidOption, lambda: engine.enqueue("q", 1, delay=1, run_at=5)),
+        (redispool.InvalidOption, lambda: engine.enqueue("q", 1, job_id="has space")),
+        (redispool.InvalidOption, lambda: engine.claim("q", "w", lease=50000)),
+        (redispool.InvalidOption, lambda: engine.claim("q", "w", limit=0)),
         (TypeError, lambda: engine.enqueue("q", 1, prority=3)),
     ]
     for exc, call in bad_calls:
         with pytest.raises(exc):
             call()
     assert issubclass(PayloadError, ValueError) and issubclass(InvalidQueueName, ValueError)
+    assert issubclass(redispool.InvalidOption, ValueError)
     assert engine.queues() == []
     assert engine.client.keys(f"{engine.prefix}:*") == []
 
