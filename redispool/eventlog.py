@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from .errors import InvalidOption
 from .models import Job
 
 FORMATS = ("text", "json")
@@ -32,7 +33,7 @@ class EventLog:
 
     def __init__(self, logger: logging.Logger, fmt: str, worker_id: str) -> None:
         if fmt not in FORMATS:
-            raise ValueError(f"log_format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+            raise InvalidOption(f"log_format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         self.logger = logger
         self.json = fmt == "json"
         self.worker_id = worker_id

@@ -47,7 +47,7 @@ from typing import Any, Sequence
 import redis
 
 from . import defaults, validate
-from .errors import ConnectionFailed, LeaseLost
+from .errors import ConnectionFailed, InvalidOption, LeaseLost
 from .eventlog import EventLog
 from .health import HealthServer
 from .keys import check_queue
@@ -91,9 +91,9 @@ class Worker:
             raise TypeError("queues must be a list of queue names, not a string")
         self.queues: list[str] = list(dict.fromkeys(check_queue(q) for q in queues))
         if not self.queues:
-            raise ValueError("a worker needs at least one queue")
+            raise InvalidOption("a worker needs at least one queue")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+            raise InvalidOption(f"concurrency must be an integer >= 1, got {concurrency!r}")
         validate.lease_ms(lease)
         validate.seconds_to_ms(grace, "grace")
         validate.seconds_to_ms(beat_interval, "beat_interval", allow_zero=False)
@@ -101,10 +101,10 @@ class Worker:
         if batch is None:
             batch = min(concurrency, defaults.BATCH_MAX)
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= defaults.BATCH_MAX:
-            raise ValueError(f"batch must be an integer in [1, {defaults.BATCH_MAX}], got {batch!r}")
+            raise InvalidOption(f"batch must be an integer in [1, {defaults.BATCH_MAX}], got {batch!r}")
         if health_port is not None and (isinstance(health_port, bool) or not isinstance(health_port, int)
                                         or not 0 <= health_port <= 65535):
-            raise ValueError(f"health_port must be a port number, got {health_port!r}")
+            raise InvalidOption(f"health_port must be a port number, got {health_port!r}")
         self.engine = pool
         self.concurrency = concurrency
         self.lease = float(lease)
@@ -137,14 +137,14 @@ class Worker:
         if target is not None:
             check_queue(target)
             if target not in self.queues:
-                raise ValueError(f"queue {target!r} is not one of this worker's queues {self.queues}")
+                raise InvalidOption(f"queue {target!r} is not one of this worker's queues {self.queues}")
         return lambda handler: self._add(target, handler)
 
     def _add(self, queue: str | None, handler: Handler) -> Handler:
         if not callable(handler):
             raise TypeError(f"a handler must be callable, got {handler!r}")
         if (queue is None and self._default is not None) or queue in self._handlers:
-            raise ValueError(f"a handler for {'every queue' if queue is None else queue!r} is registered already")
+            raise InvalidOption(f"a handler for {'every queue' if queue is None else queue!r} is registered already")
         if queue is None:
             self._default = handler
         else:
