@@ -1,0 +1,464 @@
+"""The ``redispool`` admin CLI: run workers and daemons, inspect and act on queues.
+
+Errors follow one rule: bad input (a bad queue name, JSON, cron, option, an unknown job
+or cue) is one line on stderr and exit 2; an unreachable Redis is one line naming the
+URL (password masked) and exit 1; never a traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import click
+import redis
+
+from . import defaults
+from .errors import ConnectionFailed, RedispoolError, mask_url
+from .keys import STATES
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class Context:
+    """What every command gets: the global options and a lazily made Engine."""
+
+    def __init__(self, url: str | None, prefix: str, url_given: bool) -> None:
+        self.url = url or defaults.URL
+        self.prefix = prefix
+        self.url_given = url_given
+        self._engine: Any = None
+
+    def engine(self, **options: Any) -> Any:
+        if self._engine is None:
+            from . import connect
+            self._engine = connect(self.url, prefix=self.prefix, **options)
+        return self._engine
+
+
+class Cli(click.Group):
+    """A group whose errors are one stderr line: exit 2 for bad input, 1 for Redis."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args, prog_name or "redispool", complete_var, standalone_mode=False, **extra)
+            code = code if isinstance(code, int) else 0
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.Abort:
+            click.echo("redispool: aborted", err=True)
+            code = 1
+        except click.ClickException as exc:
+            hint = " (see --help)" if isinstance(exc, click.UsageError) else ""
+            click.echo(f"redispool: error: {exc.format_message()}{hint}", err=True)
+            code = exc.exit_code
+        except ConnectionFailed as exc:
+            click.echo(f"redispool: {exc}", err=True)
+            code = 1
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            url = mask_url(os.environ.get(defaults.URL_ENV) or defaults.URL)
+            click.echo(f"redispool: cannot reach Redis at {url}: {exc}", err=True)
+            code = 1
+        except (RedispoolError, ValueError, LookupError, TypeError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            click.echo(f"redispool: error: {message}", err=True)
+            code = 2
+        except KeyboardInterrupt:
+            code = 130
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def fail(message: str) -> None:
+    """Stop the command: bad input (exit 2)."""
+    raise click.UsageError(message)
+
+
+def parse_json(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{what} is not valid JSON: {exc}")
+
+
+def when(seconds: float | None) -> str:
+    if not seconds:
+        return "-"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    delta = time.time() - seconds
+    return f"{delta:.1f}s ago" if delta >= 0 else f"in {-delta:.1f}s"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print an aligned text table."""
+    cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def as_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: getattr(value, k) for k in value.__dataclass_fields__}
+    return str(value)
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    pattern = "%(message)s" if fmt == "json" else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=getattr(logging, level.upper()), format=pattern, stream=sys.stderr)
+
+
+state_option = click.option("--state", "state", required=True, type=click.Choice(STATES),
+                            help="job state")
+json_option = click.option("--json", "as_json_", is_flag=True, help="machine-readable JSON on stdout")
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--url", envvar=defaults.URL_ENV, help=f"Redis URL (env {defaults.URL_ENV}; default {defaults.URL})")
+@click.option("--prefix", envvar=defaults.PREFIX_ENV, default=defaults.PREFIX, show_default=True,
+              help=f"key prefix (env {defaults.PREFIX_ENV})")
+@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              help="log level of the worker and daemons")
+@click.version_option(package_name="redispool")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, prefix: str, log_level: str) -> None:
+    """redispool: a Redis-backed job queue. Run workers and daemons, inspect and act on queues."""
+    source = ctx.get_parameter_source("url")
+    ctx.obj = Context(url, prefix, url_given=source == click.core.ParameterSource.COMMANDLINE)
+    ctx.meta["log_level"] = log_level
+
+
+def obj() -> Context:
+    return click.get_current_context().find_object(Context)
+
+
+# ---------------------------------------------------------------------- processes
+def load_worker(target: str) -> Any:
+    """Import ``module:attr`` (from the current directory too): a Worker, or a callable
+    returning one."""
+    from .worker import Worker
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        fail(f"worker target must be MODULE:ATTR, got {target!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        fail(f"cannot import {module_name!r}: {exc}")
+    value = getattr(module, attr, None)
+    if value is None:
+        fail(f"module {module_name!r} has no attribute {attr!r}")
+    if not isinstance(value, Worker) and callable(value):
+        value = value()
+    if not isinstance(value, Worker):
+        fail(f"{target} is not a redispool.Worker (got {type(value).__name__})")
+    return value
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--concurrency", type=click.IntRange(1), help="jobs in progress at once (default: the Worker's)")
+@click.option("--lease", type=float, help="seconds each claimed job is leased for")
+@click.option("--grace", type=float, help="seconds in-flight jobs get to finish on shutdown")
+@click.option("--health-port", type=click.IntRange(0, 65535), help="serve 200/503 health on this port")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--burst", is_flag=True, help="exit once the queues are empty")
+@click.pass_context
+def worker(ctx: click.Context, target: str, concurrency: int | None, lease: float | None,
+           grace: float | None, health_port: int | None, log_format: str, burst: bool) -> None:
+    """Run the redispool.Worker at TARGET (MODULE:ATTR) until SIGTERM/SIGINT.
+
+    The app's own redispool.connect() sees --url/--prefix through REDISPOOL_URL and
+    REDISPOOL_PREFIX, which this command sets before importing it."""
+    from . import validate
+    from .eventlog import EventLog
+    setup_logging(ctx.meta["log_level"], log_format)
+    o = obj()
+    if o.url_given or defaults.URL_ENV not in os.environ:
+        os.environ[defaults.URL_ENV] = o.url
+    os.environ[defaults.PREFIX_ENV] = o.prefix
+    w = load_worker(target)
+    if concurrency is not None:
+        w.concurrency = concurrency
+        w.batch = min(concurrency, defaults.BATCH_MAX)
+    if lease is not None:
+        validate.lease_ms(lease)
+        w.lease = float(lease)
+    if grace is not None:
+        validate.seconds_to_ms(grace, "grace")
+        w.grace = float(grace)
+    if health_port is not None:
+        w.health_port = health_port
+    w.log = EventLog(w.log.logger, log_format, w.id)
+    w.run(burst=burst)
+
+
+@cli.command()
+@click.option("--interval", type=float, default=defaults.SCHEDULER_INTERVAL_S, show_default=True,
+              help="seconds between steps (shorter when a cue is due sooner)")
+@click.pass_context
+def scheduler(ctx: click.Context, interval: float) -> None:
+    """Promote due delayed jobs and fire due cues of every queue, until SIGTERM."""
+    from .scheduler import Scheduler
+    setup_logging(ctx.meta["log_level"])
+    Scheduler(obj().engine(), interval=interval).run()
+
+
+@cli.command()
+@click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between sweeps")
+@click.option("--worker-timeout", type=float, default=defaults.WORKER_TIMEOUT_S, show_default=True,
+              help="seconds without a heartbeat before a worker's leases are taken back")
+@click.pass_context
+def sweeper(ctx: click.Context, interval: float, worker_timeout: float) -> None:
+    """Requeue expired leases and the jobs of vanished workers, until SIGTERM."""
+    from .sweeper import Sweeper
+    setup_logging(ctx.meta["log_level"])
+    Sweeper(obj().engine(), interval=interval, worker_timeout=worker_timeout).run()
+
+
+# ---------------------------------------------------------------------- producing
+@cli.command()
+@click.argument("queue")
+@click.argument("payload_json", required=False)
+@click.option("--priority", type=int, default=0, help="higher runs first, -1000..1000")
+@click.option("--delay", type=float, help="seconds before the job is ready")
+@click.option("--unique-key", help="no second unfinished job with this key")
+@click.option("--max-attempts", type=int, default=defaults.MAX_ATTEMPTS, show_default=True)
+@click.option("--lease", type=float, help="this job's lease in seconds")
+@click.option("--job-id", help="a custom job id (not all digits)")
+def enqueue(queue: str, payload_json: str | None, priority: int, delay: float | None,
+            unique_key: str | None, max_attempts: int, lease: float | None, job_id: str | None) -> None:
+    """Add a job to QUEUE with PAYLOAD_JSON; prints its id."""
+    from .keys import check_queue
+    check_queue(queue)
+    payload = parse_json(payload_json, "PAYLOAD_JSON")
+    click.echo(obj().engine().enqueue(queue, payload, priority=priority, delay=delay, unique_key=unique_key,
+                                      max_attempts=max_attempts, lease=lease, job_id=job_id))
+
+
+# ---------------------------------------------------------------------- inspecting
+@cli.command()
+@click.argument("queue", required=False)
+@json_option
+def stats(queue: str | None, as_json_: bool) -> None:
+    """Jobs per state, paused, and latency of QUEUE (or of every queue)."""
+    engine = obj().engine()
+    rows = [engine.stats(q) for q in ([queue] if queue else engine.queues())]
+    if as_json_:
+        return as_json(rows[0] if queue else rows)
+    table(["queue", *STATES, "paused", "latency_s"],
+          [[r["queue"], *(r[s] for s in STATES), "yes" if r["paused"] else "no", f"{r['latency']:.3f}"]
+           for r in rows])
+
+
+@cli.command()
+@click.argument("queue")
+@state_option
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@json_option
+def jobs(queue: str, state: str, limit: int, offset: int, as_json_: bool) -> None:
+    """List jobs of QUEUE in one state (finished ones newest first)."""
+    infos = obj().engine().jobs(queue, state, limit=limit, offset=offset)
+    if as_json_:
+        return as_json(infos)
+    table(["id", "state", "attempts", "priority", "created", "updated", "error"],
+          [[j.id, j.state, f"{j.attempts}/{j.max_attempts}", j.priority, when(j.created_at),
+            when(j.updated_at), (j.error or "")[:60]] for j in infos])
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("job_id")
+@json_option
+def job(queue: str, job_id: str, as_json_: bool) -> None:
+    """Show one job: state, payload, options, result, errors."""
+    from .errors import JobNotFound
+    info = obj().engine().get(queue, job_id)
+    if info is None:
+        raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+    if as_json_:
+        return as_json(info)
+    for name in ("id", "queue", "state", "attempts", "max_attempts", "priority", "unique_key", "worker_id"):
+        click.echo(f"{name:<16} {getattr(info, name)}")
+    for name in ("created_at", "updated_at", "run_at", "lease_expires_at", "finished_at"):
+        if getattr(info, name):
+            click.echo(f"{name:<16} {when(getattr(info, name))} UTC")
+    click.echo(f"{'payload':<16} {json.dumps(info.payload, default=_jsonable)}")
+    click.echo(f"{'result':<16} {json.dumps(info.result, default=_jsonable)}")
+    for attempt, error, at in info.errors:
+        click.echo(f"{'error':<16} attempt {attempt} at {when(at)}: {error}")
+
+
+@cli.command()
+@json_option
+def workers(as_json_: bool) -> None:
+    """Live workers: id, host, pid, queues, heartbeat, jobs in progress, counts."""
+    infos = obj().engine().workers()
+    if as_json_:
+        return as_json(infos)
+    table(["id", "host", "pid", "queues", "up", "heartbeat", "in_progress", "processed", "failed"],
+          [[w.id, w.host, w.pid, ",".join(w.queues), f"{time.time() - w.started_at:.0f}s", ago(w.last_heartbeat),
+            len(w.jobs_in_progress), w.processed, w.failed] for w in infos])
+
+
+# ---------------------------------------------------------------------- acting
+@cli.command()
+@click.argument("queue")
+@click.argument("job_ids", nargs=-1, required=True)
+def retry(queue: str, job_ids: tuple[str, ...]) -> None:
+    """Replay the given dead jobs of QUEUE (back to ready, attempts reset)."""
+    from .errors import JobNotFound
+    engine = obj().engine()
+    for job_id in job_ids:
+        info = engine.get(queue, job_id)
+        if info is None:
+            raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+        if info.state != "dead":
+            fail(f"job {job_id!r} is {info.state}, not dead: only dead jobs can be retried")
+    click.echo(f"retried {engine.replay_dead(queue, list(job_ids))}")
+
+
+@cli.command()
+@click.argument("queue")
+@click.option("--all", "all_", is_flag=True, help="replay every dead job (without it: only show how many)")
+def replay(queue: str, all_: bool) -> None:
+    """Replay every dead job of QUEUE (with --all)."""
+    engine = obj().engine()
+    if not all_:
+        dead = engine.stats(queue)["dead"]
+        click.echo(f"{dead} dead job(s) in {queue}; run with --all to replay them")
+        return
+    click.echo(f"replayed {engine.replay_dead(queue)}")
+
+
+@cli.command()
+@click.argument("queue")
+@state_option
+def purge(queue: str, state: str) -> None:
+    """Delete every job of QUEUE in one state, for good."""
+    click.echo(f"purged {obj().engine().purge(queue, state)}")
+
+
+@cli.command()
+@click.argument("queue")
+def pause(queue: str) -> None:
+    """Stop handing out jobs of QUEUE."""
+    changed = obj().engine().pause(queue)
+    click.echo(f"{queue} paused" if changed else f"{queue} was paused already")
+
+
+@cli.command()
+@click.argument("queue")
+def resume(queue: str) -> None:
+    """Hand out jobs of QUEUE again."""
+    changed = obj().engine().resume(queue)
+    click.echo(f"{queue} resumed" if changed else f"{queue} was not paused")
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("job_id")
+def cancel(queue: str, job_id: str) -> None:
+    """Cancel a scheduled, ready or leased job."""
+    engine = obj().engine()
+    if engine.cancel(queue, job_id):
+        click.echo(f"cancelled {job_id}")
+    else:
+        info = engine.get(queue, job_id)
+        click.echo(f"job {job_id} is {info.state if info else 'gone'}: nothing to cancel")
+
+
+# ---------------------------------------------------------------------- cues
+@cli.group()
+def cue() -> None:
+    """Named recurring schedules (cron in a time zone)."""
+
+
+@cue.command("add")
+@click.argument("queue")
+@click.argument("name")
+@click.argument("cron")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the cron")
+@click.option("--payload", "payload_json", help="job payload as JSON")
+@click.option("--misfire", type=click.Choice(["skip", "catch_up"]), default="skip", show_default=True)
+@click.option("--priority", type=int, default=0)
+@click.option("--max-attempts", type=int, default=defaults.MAX_ATTEMPTS, show_default=True)
+@click.option("--lease", type=float)
+def cue_add(queue: str, name: str, cron: str, tz: str, payload_json: str | None, misfire: str,
+            priority: int, max_attempts: int, lease: float | None) -> None:
+    """Create or replace cue NAME of QUEUE firing at CRON (5 fields, or 6 with seconds first)."""
+    from .cron import Schedule
+    from .keys import check_queue
+    check_queue(queue)
+    Schedule(cron, tz)
+    payload = parse_json(payload_json, "--payload")
+    info = obj().engine().add_cue(queue, name, cron, tz=tz, payload=payload, priority=priority,
+                                  misfire=misfire, max_attempts=max_attempts, lease=lease)
+    click.echo(f"cue {queue}/{name} next fires at {when(info.next_fire_at)} UTC")
+
+
+@cue.command("list")
+@click.argument("queue", required=False)
+@json_option
+def cue_list(queue: str | None, as_json_: bool) -> None:
+    """Every cue (of QUEUE, if given)."""
+    infos = obj().engine().cues(queue)
+    if as_json_:
+        return as_json(infos)
+    table(["queue", "name", "cron", "tz", "next_fire (UTC)", "last_fire (UTC)", "misfire", "paused"],
+          [[c.queue, c.name, c.cron, c.tz, when(c.next_fire_at), when(c.last_fire_at), c.misfire,
+            "yes" if c.paused else "no"] for c in infos])
+
+
+def _cue_action(name: str, method: str, done: str) -> None:
+    @cue.command(name, help=f"{done.capitalize()} cue NAME of QUEUE.")
+    @click.argument("queue")
+    @click.argument("cue_name", metavar="NAME")
+    def command(queue: str, cue_name: str) -> None:
+        result = getattr(obj().engine(), method)(queue, cue_name)
+        click.echo(f"cue {queue}/{cue_name} {done}" + (f": job {result}" if isinstance(result, str) else ""))
+
+
+_cue_action("rm", "remove_cue", "removed")
+_cue_action("pause", "pause_cue", "paused")
+_cue_action("resume", "resume_cue", "resumed")
+_cue_action("run", "run_cue", "ran now")
+
+
+# ---------------------------------------------------------------------- demo
+@cli.command()
+@click.option("--seconds", type=click.FloatRange(1, 600), default=6.0, show_default=True,
+              help="how long the cue keeps firing")
+def demo(seconds: float) -> None:
+    """Run the whole system in one process on memory:// (or --url): a worker, the
+    scheduler, the sweeper, a cue, a delayed job and a retry."""
+    from .demo import run_demo
+    o = obj()
+    run_demo(o.url if o.url_given else "memory://demo", o.prefix, seconds, click.echo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="redispool")
+

@@ -1,0 +1,104 @@
+"""``redispool demo``: the whole system in one process, printing what happens.
+
+A worker, the scheduler and the sweeper run on threads against one engine (memory:// by
+default). The demo enqueues e-mails (one delayed), a report whose first attempt fails
+and is retried after a backoff, and a cue firing every second; it ends when all of that
+is done, prints the figures, and exits 0 (1 if something did not finish).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+QUEUES = ("demo.emails", "demo.reports", "demo.ticks")
+CUE = "every-second"
+
+
+class _Echo(logging.Handler):
+    def __init__(self, echo: Callable[[str], Any], start: float) -> None:
+        super().__init__(logging.INFO)
+        self.echo, self.start = echo, start
+
+    def emit(self, record: logging.LogRecord) -> None:
+        who = record.name.rsplit(".", 1)[-1]
+        line = record.getMessage().split("\n", 1)[0]  # tracebacks stay out of the demo
+        self.echo(f"  {time.monotonic() - self.start:5.2f}s {who:<9} {line}")
+
+
+def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], Any]) -> None:
+    from . import Scheduler, Sweeper, Worker, connect
+    start = time.monotonic()
+    engine = connect(url, prefix=prefix, backoff_base=0.3, backoff_cap=1.0)
+    echo(f"redispool demo on {engine.url} (prefix {prefix!r}); queues {', '.join(QUEUES)}")
+    for queue in QUEUES:  # a clean slate, in case a demo ran here before
+        for state in ("scheduled", "ready", "leased", "done", "dead", "cancelled"):
+            engine.purge(queue, state)
+    handler = _Echo(echo, start)
+    logger = logging.getLogger("redispool")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+
+    worker = Worker(engine, queues=list(QUEUES), concurrency=4, lease=5, grace=5, idle_wait=0.5)
+
+    @worker.process("demo.emails")
+    def send_email(job: Any) -> dict:
+        time.sleep(0.05)  # the "work"
+        return {"sent_to": job.payload["to"]}
+
+    @worker.process("demo.reports")
+    def build_report(job: Any) -> str:
+        if job.attempt == 1:
+            raise RuntimeError("upstream timed out (the demo fails the first attempt)")
+        return f"report {job.payload['name']} built on attempt {job.attempt}"
+
+    @worker.process("demo.ticks")
+    def tick(job: Any) -> str:
+        return f"tick {job.id}"
+
+    scheduler = Scheduler(engine, interval=0.2)
+    sweeper = Sweeper(engine, interval=0.5)
+    threads = [threading.Thread(target=t.run, name=f"demo-{name}", daemon=True)
+               for name, t in (("worker", worker), ("scheduler", scheduler), ("sweeper", sweeper))]
+    try:
+        for t in threads:
+            t.start()
+        emails = engine.enqueue_many("demo.emails", [{"to": f"user{i}@example.com"} for i in range(5)])
+        later = engine.enqueue("demo.emails", {"to": "later@example.com"}, delay=1.5)
+        report = engine.enqueue("demo.reports", {"name": "daily"}, max_attempts=3)
+        engine.add_cue("demo.ticks", CUE, "* * * * * *", payload={"from": "cue"})
+        echo(f"enqueued e-mails {', '.join(emails)}, delayed e-mail {later} (1.5 s), report {report};"
+             f" cue {CUE!r} fires every second for {seconds:g} s")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline + 5:
+            time.sleep(0.25)
+            done = {q: engine.stats(q)["done"] for q in QUEUES}
+            if (time.monotonic() >= deadline and done["demo.emails"] == 6 and done["demo.reports"] == 1):
+                break
+        engine.remove_cue("demo.ticks", CUE)
+    finally:
+        worker.stop()
+        scheduler.stop()
+        sweeper.stop()
+        for t in threads:
+            t.join(10)
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+    echo("")
+    echo(f"{'queue':<14}{'done':>6}{'dead':>6}{'retried':>9}{'ready':>7}{'leased':>8}")
+    ok = True
+    for queue in QUEUES:
+        s = engine.stats(queue)
+        echo(f"{queue:<14}{s['done']:>6}{s['dead']:>6}{s['totals']['retried']:>9}{s['ready']:>7}{s['leased']:>8}")
+    info = engine.get("demo.reports", report)
+    ticks = engine.stats("demo.ticks")["done"]
+    echo(f"report {report}: {info.state}, result {info.result!r}, errors {[e for _, e, _ in info.errors]}")
+    echo(f"cue {CUE!r} fired {ticks} job(s), one per second")
+    ok = info.state == "done" and engine.stats("demo.emails")["done"] == 6 and ticks >= 1
+    engine.close()
+    if not ok:
+        raise SystemExit("redispool demo: something did not finish (see above)")
+    echo(f"demo finished in {time.monotonic() - start:.1f}s")
