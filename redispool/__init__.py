@@ -28,14 +28,17 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def connect(url: str | None = None, *, prefix: str = defaults.PREFIX, **options: Any) -> Engine:
+def connect(url: str | None = None, *, prefix: str | None = None, **options: Any) -> Engine:
     """Connect to Redis and load the scripts; returns an Engine.
 
-    ``url`` defaults to ``$REDISPOOL_URL``, else ``redis://localhost:6379/0``. ``options``
+    ``url`` defaults to ``$REDISPOOL_URL``, else ``redis://localhost:6379/0``; ``prefix``
+    to ``$REDISPOOL_PREFIX``, else ``rp`` (so an app started by ``redispool worker
+    --url ... --prefix ...`` connects where the command says). ``options``
     are Engine keyword options (lease, backoff_base, backoff_cap, done_ttl, done_max,
     dead_ttl, dead_max); an unknown one is a TypeError.
     """
     url = url or os.environ.get(defaults.URL_ENV) or defaults.URL
+    prefix = prefix or os.environ.get(defaults.PREFIX_ENV) or defaults.PREFIX
     client = make_client(url)
     engine = Engine(client, url=url, prefix=prefix, **options)
     try:

@@ -56,24 +56,28 @@ class Cli(click.Group):
             code = 1
         except click.ClickException as exc:
             hint = " (see --help)" if isinstance(exc, click.UsageError) else ""
-            click.echo(f"redispool: error: {exc.format_message()}{hint}", err=True)
+            click.echo(f"redispool: error: {one_line(exc.format_message())}{hint}", err=True)
             code = exc.exit_code
         except ConnectionFailed as exc:
-            click.echo(f"redispool: {exc}", err=True)
+            click.echo(f"redispool: {one_line(exc)}", err=True)
             code = 1
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             url = mask_url(os.environ.get(defaults.URL_ENV) or defaults.URL)
-            click.echo(f"redispool: cannot reach Redis at {url}: {exc}", err=True)
+            click.echo(f"redispool: cannot reach Redis at {url}: {one_line(exc)}", err=True)
             code = 1
         except (RedispoolError, ValueError, LookupError, TypeError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            click.echo(f"redispool: error: {message}", err=True)
+            click.echo(f"redispool: error: {one_line(message)}", err=True)
             code = 2
         except KeyboardInterrupt:
             code = 130
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def one_line(message: object) -> str:
+    return " ".join(str(message).split())
 
 
 def fail(message: str) -> None:

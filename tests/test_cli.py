@@ -1,0 +1,227 @@
+"""The CLI: every command through click's runner on a real redis-server, the error rules
+(one stderr line; exit 2 bad input, 1 unreachable Redis; never a traceback), and real
+subprocesses for the worker, the demo and the exit codes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import redispool
+from redispool.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"c{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def run(redis_url, prefix):
+    """Invoke the CLI on the session's redis-server with a fresh prefix."""
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0):
+        result = runner.invoke(cli, ["--url", redis_url, "--prefix", prefix, *args], catch_exceptions=False)
+        assert result.exit_code == code, (result.output, result.stderr)
+        if code == 0:
+            assert result.stderr == ""
+        else:
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert "Traceback" not in result.stderr
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def engine_for(redis_url, prefix):
+    engine = redispool.connect(redis_url, prefix=prefix)
+    yield engine
+    engine.close()
+
+
+def test_enqueue_stats_jobs_job(run, engine_for):
+    job_id = run("enqueue", "emails", '{"to": "a@b.c"}', "--priority", "5", "--max-attempts", "2").stdout.strip()
+    assert engine_for.get("emails", job_id).payload == {"to": "a@b.c"}
+    delayed = run("enqueue", "emails", "--delay", "60").stdout.strip()
+    again = run("enqueue", "emails", "1", "--unique-key", "u1").stdout.strip()
+    assert run("enqueue", "emails", "2", "--unique-key", "u1").stdout.strip() == again
+    stats = json.loads(run("stats", "emails", "--json").stdout)
+    assert (stats["ready"], stats["scheduled"], stats["paused"]) == (2, 1, False)
+    assert "emails" in run("stats").stdout
+    assert json.loads(run("stats", "--json").stdout)[0]["queue"] == "emails"
+    listed = json.loads(run("jobs", "emails", "--state", "ready", "--json").stdout)
+    assert [j["id"] for j in listed] == [job_id, again]
+    assert delayed in run("jobs", "emails", "--state", "scheduled").stdout
+    shown = json.loads(run("job", "emails", job_id, "--json").stdout)
+    assert shown["priority"] == 5 and shown["max_attempts"] == 2 and shown["state"] == "ready"
+    assert "payload" in run("job", "emails", job_id).stdout
+
+
+def test_retry_replay_purge_pause_resume_cancel(run, engine_for):
+    ids = engine_for.enqueue_many("q", [1, 2, 3], max_attempts=1)
+    for job in engine_for.claim("q", "w", limit=3):
+        engine_for.fail(job, "boom")
+    assert run("retry", "q", ids[0]).stdout.strip() == "retried 1"
+    assert "2 dead" in run("replay", "q").stdout
+    assert engine_for.stats("q")["dead"] == 2
+    assert run("replay", "q", "--all").stdout.strip() == "replayed 2"
+    assert run("purge", "q", "--state", "ready").stdout.strip() == "purged 3"
+    assert "paused" in run("pause", "q").stdout and engine_for.stats("q")["paused"]
+    assert "resumed" in run("resume", "q").stdout and not engine_for.stats("q")["paused"]
+    job_id = engine_for.enqueue("q", "x")
+    assert run("cancel", "q", job_id).stdout.strip() == f"cancelled {job_id}"
+    assert "nothing to cancel" in run("cancel", "q", job_id).stdout
+
+
+def test_cue_commands(run, engine_for):
+    assert "next fires at" in run("cue", "add", "reports", "nightly", "30 2 * * *", "--tz", "Europe/Berlin",
+                                  "--payload", '{"k": 1}', "--misfire", "catch_up").stdout
+    [cue] = json.loads(run("cue", "list", "--json").stdout)
+    assert (cue["name"], cue["tz"], cue["misfire"], cue["payload"]) == ("nightly", "Europe/Berlin", "catch_up", {"k": 1})
+    assert "nightly" in run("cue", "list").stdout
+    run("cue", "pause", "reports", "nightly")
+    assert engine_for.get_cue("reports", "nightly").paused
+    run("cue", "resume", "reports", "nightly")
+    job_id = run("cue", "run", "reports", "nightly").stdout.strip().rsplit(" ", 1)[1]
+    assert engine_for.get("reports", job_id).payload == {"k": 1}
+    run("cue", "rm", "reports", "nightly")
+    assert engine_for.cues() == []
+
+
+def test_workers_command(run, engine_for):
+    engine_for.register_worker("w-1", host="box", pid=42, queues=["q"])
+    [w] = json.loads(run("workers", "--json").stdout)
+    assert (w["id"], w["host"], w["pid"], w["queues"]) == ("w-1", "box", 42, ["q"])
+    assert "w-1" in run("workers").stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["enqueue", "bad queue", "1"],
+    ["enqueue", "q", "{not json"],
+    ["enqueue", "q", "1", "--lease", "0"],
+    ["enqueue", "q", "1", "--priority", "5000"],
+    ["enqueue", "q", "1", "--job-id", "123"],
+    ["job", "q", "nope"],
+    ["retry", "q", "nope"],
+    ["cancel", "q", "nope"],
+    ["jobs", "q", "--state", "sleeping"],
+    ["jobs", "q"],
+    ["purge", "q!", "--state", "done"],
+    ["cue", "add", "q", "c", "61 * * * *"],
+    ["cue", "add", "q", "c", "* * * * *", "--tz", "Mars/Base"],
+    ["cue", "add", "q", "c", "* * * * *", "--payload", "{"],
+    ["cue", "rm", "q", "missing"],
+    ["cue", "pause", "q", "missing"],
+    ["worker", "no_such_module:worker"],
+    ["worker", "nocolon"],
+    ["nonsense"],
+])
+def test_bad_input_is_one_line_and_exit_2(run, engine_for, args):
+    result = run(*args, code=2)
+    assert result.stderr.startswith("redispool: error:")
+    assert engine_for.queues() == [] or args[0] in ("retry", "cancel", "job")
+    assert engine_for.client.keys(f"{engine_for.prefix}:{{q}}:job:*") == []
+
+
+def test_retry_of_a_job_that_is_not_dead_is_bad_input(run, engine_for):
+    job_id = engine_for.enqueue("q", 1)
+    assert "not dead" in run("retry", "q", job_id, code=2).stderr
+
+
+def test_unreachable_redis_is_one_line_and_exit_1():
+    result = CliRunner().invoke(cli, ["--url", "redis://:s3cret@127.0.0.1:1/0", "stats"])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "127.0.0.1:1" in result.stderr and "s3cret" not in result.stderr and "***" in result.stderr
+
+
+def cli_process(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "redispool", *args], cwd=kw.pop("cwd", ROOT),
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def test_real_process_exit_codes(redis_url, prefix):
+    bad = cli_process("--url", redis_url, "--prefix", prefix, "enqueue", "q", "{nope")
+    out, err = bad.communicate(timeout=30)
+    assert bad.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err
+    down = cli_process("--url", "redis://user:pw@127.0.0.1:1/0", "stats")
+    out, err = down.communicate(timeout=30)
+    assert down.returncode == 1 and err.count("\n") == 1 and "pw@" not in err
+    ok = cli_process("--prefix", prefix, "enqueue", "q", "[1, 2]", env={"REDISPOOL_URL": redis_url})
+    out, err = ok.communicate(timeout=30)
+    assert ok.returncode == 0 and out.strip() and err == ""
+
+
+WORKER_APP = '''
+import time, redispool
+worker = redispool.Worker(redispool.connect(), queues=["cli-q"], concurrency=4, lease=10)
+
+@worker.process
+def handle(job):
+    time.sleep(job.payload)
+    return job.payload
+'''
+
+
+def test_worker_process_runs_jobs_and_stops_on_sigterm(tmp_path, redis_url, prefix, engine_for):
+    (tmp_path / "cliapp.py").write_text(WORKER_APP)
+    engine_for.enqueue_many("cli-q", [0] * 20)
+    engine_for.enqueue("cli-q", 1.5)  # still running when SIGTERM comes
+    proc = cli_process("--url", redis_url, "--prefix", prefix, "worker", "cliapp:worker",
+                       "--concurrency", "2", "--log-format", "json", cwd=tmp_path)
+    deadline = time.monotonic() + 20
+    while engine_for.stats("cli-q")["done"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine_for.stats("cli-q")["done"] == 20
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    stats = engine_for.stats("cli-q")
+    assert stats["leased"] == 0 and stats["done"] == 21, "the in-flight job finished within the grace period"
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert sum(e["event"] == "done" for e in events) == 21
+    assert all(e["queue"] == "cli-q" for e in events if "job_id" in e)
+    assert engine_for.workers() == []
+
+
+def test_burst_worker_exits_when_queue_is_empty(tmp_path, redis_url, prefix, engine_for):
+    (tmp_path / "cliapp.py").write_text(WORKER_APP)
+    engine_for.enqueue_many("cli-q", [0] * 5)
+    proc = cli_process("--url", redis_url, "--prefix", prefix, "worker", "cliapp:worker", "--burst", cwd=tmp_path)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert engine_for.stats("cli-q")["done"] == 5
+
+
+def test_daemon_commands_run_until_sigterm(redis_url, prefix, engine_for):
+    engine_for.enqueue("q", 1, delay=0.2)
+    engine_for.add_cue("q", "tick", "* * * * * *")
+    procs = [cli_process("--url", redis_url, "--prefix", prefix, "scheduler", "--interval", "0.1"),
+             cli_process("--url", redis_url, "--prefix", prefix, "sweeper", "--interval", "0.1")]
+    time.sleep(2.5)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    logs = [p.communicate(timeout=15)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "promoted queue=q" in logs[0] and "cue fired" in logs[0]
+    assert engine_for.stats("q")["ready"] >= 2
+
+
+def test_demo_runs_and_exits_0():
+    proc = cli_process("demo", "--seconds", "2")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "demo finished" in out and "report 1: done" in out
