@@ -9,9 +9,12 @@
 -- KEYS[6] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[7] rp:{q}:job:       prefix of job hashes                    rw
 -- ARGV[1] n                 number of jobs
--- ARGV[2..] per job, 10 values: payload, job_id ('' = generate), unique_key ('' = none),
---           priority, delay_ms (-1 = none), run_at_ms (-1 = none), max_attempts,
---           lease_ms (0 = worker's), backoff_base_ms (0 = engine's), backoff_cap_ms (0 = engine's)
+-- ARGV[2] shared            1: the jobs share one set of options, 0: each job has its own
+-- ARGV[3..] shared = 1: the 9 options (job_id and unique_key only when n = 1), then n
+--           payloads; shared = 0: per job, a payload followed by its 9 options.
+--           Options: job_id ('' = generate), unique_key ('' = none), priority,
+--           delay_ms (-1 = none), run_at_ms (-1 = none), max_attempts, lease_ms
+--           (0 = worker's), backoff_base_ms (0 = engine's), backoff_cap_ms (0 = engine's)
 -- Returns: flat array of id, created (1 new, 0 existing) per job
 local q = { ready = KEYS[1], scheduled = KEYS[2], marker = KEYS[3], meta = KEYS[4],
             unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7] }
@@ -21,19 +24,36 @@ local now = now_ms()
 local out = {}
 local became_ready = false
 local scheduled_ids = {}
-for i = 0, n - 1 do
-  local b = 2 + i * 10
-  local delay_ms, run_at = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+local seq = next_seq(q, n)   -- one counter number per job: its id if generated, its place in ready
+local ready = {}             -- score, id pairs, added with one ZADD per 1000 jobs
+local shared = ARGV[2] == '1'
+local o, id_arg, ukey_arg
+-- Read the 9 options starting at ARGV[b] into o (payload set by the caller).
+local function options(b)
+  local delay_ms, run_at = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   if delay_ms >= 0 then run_at = now + delay_ms end
-  local o = { payload = ARGV[b], priority = tonumber(ARGV[b + 3]), run_at = run_at,
-              max_attempts = ARGV[b + 6], lease_ms = ARGV[b + 7],
-              backoff_base_ms = ARGV[b + 8], backoff_cap_ms = ARGV[b + 9] }
-  local id, created, state = create_job(q, ARGV[b + 1], ARGV[b + 2], o, now)
+  o = { priority = tonumber(ARGV[b + 2]), run_at = run_at, max_attempts = ARGV[b + 5],
+        lease_ms = ARGV[b + 6], backoff_base_ms = ARGV[b + 7], backoff_cap_ms = ARGV[b + 8] }
+  id_arg, ukey_arg = ARGV[b], ARGV[b + 1]
+end
+if shared then options(3) end
+for i = 0, n - 1 do
+  if shared then
+    o.payload = ARGV[12 + i]
+  else
+    local b = 3 + i * 10
+    options(b + 1)
+    o.payload = ARGV[b]
+  end
+  local id, created, state = create_job(q, id_arg, ukey_arg, o, now, seq + i, ready)
   if created then
     if state == 'ready' then became_ready = true else scheduled_ids[id] = true end
   end
   out[#out + 1] = id
   out[#out + 1] = created and 1 or 0
+end
+for j = 1, #ready, 2000 do
+  redis.call('ZADD', q.ready, unpack(ready, j, math.min(j + 1999, #ready)))
 end
 if became_ready then wake(q) end
 if next(scheduled_ids) then

@@ -207,13 +207,16 @@ local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now
   return 'dead'
 end
 
--- Create job `id` ('' = next number of the queue counter; custom ids are never all
+-- Create job `id` ('' = a number of the queue counter; custom ids are never all
 -- digits, so the two cannot collide) unless that id exists or an
 -- unfinished job holds unique key `ukey` ('' = none). `o` holds payload, priority,
 -- run_at (ms, -1 = now), and the strings max_attempts, lease_ms, backoff_base_ms,
--- backoff_cap_ms ('0' = not set). Returns id, created (true/false), state.
+-- backoff_cap_ms ('0' = not set). `seq` (optional) is a counter number the caller
+-- reserved for this job (its id if generated, and its place in ready); `ready_out`
+-- (optional) collects score, id of a ready job for the caller's one ZADD of a batch.
+-- Returns id, created (true/false), state.
 -- The caller sets the marker afterwards (wake / wake_if_earliest).
-local function create_job(q, id, ukey, o, now)
+local function create_job(q, id, ukey, o, now, seq, ready_out)
   if ukey ~= '' then
     local holder = redis.call('HGET', q.unique, ukey)
     if holder then
@@ -221,31 +224,36 @@ local function create_job(q, id, ukey, o, now)
       if state and not TERMINAL[state] then return holder, false, state end
     end
   end
-  local seq
   if id == '' then
-    seq = next_seq(q, 1)    -- generated ids are numbers; custom ids never are
+    seq = seq or next_seq(q, 1)    -- generated ids are numbers; custom ids never are
     id = tostring(seq)
   elseif redis.call('EXISTS', q.jprefix .. id) == 1 then
     return id, false, redis.call('HGET', q.jprefix .. id, 's')
   end
   local state = o.run_at > now and 'scheduled' or 'ready'
-  local fields = { 'p', o.payload, 's', state, 'm', o.max_attempts, 'c', now }
-  local function opt(name, value)
-    fields[#fields + 1] = name
-    fields[#fields + 1] = value
+  local jkey = q.jprefix .. id
+  redis.call('HSET', jkey, 'p', o.payload, 's', state, 'm', o.max_attempts, 'c', now)
+  if o.priority ~= 0 or o.lease_ms ~= '0' or o.backoff_base_ms ~= '0' or o.backoff_cap_ms ~= '0' then
+    local f = {}
+    if o.priority ~= 0 then f[#f + 1] = 'r'; f[#f + 1] = o.priority end
+    if o.lease_ms ~= '0' then f[#f + 1] = 'l'; f[#f + 1] = o.lease_ms end
+    if o.backoff_base_ms ~= '0' then f[#f + 1] = 'bb'; f[#f + 1] = o.backoff_base_ms end
+    if o.backoff_cap_ms ~= '0' then f[#f + 1] = 'bc'; f[#f + 1] = o.backoff_cap_ms end
+    redis.call('HSET', jkey, unpack(f))
   end
-  if o.priority ~= 0 then opt('r', o.priority) end
-  if o.lease_ms ~= '0' then opt('l', o.lease_ms) end
-  if o.backoff_base_ms ~= '0' then opt('bb', o.backoff_base_ms) end
-  if o.backoff_cap_ms ~= '0' then opt('bc', o.backoff_cap_ms) end
   if ukey ~= '' then
-    opt('k', ukey)
+    redis.call('HSET', jkey, 'k', ukey)
     redis.call('HSET', q.unique, ukey, id)
   end
-  redis.call('HSET', q.jprefix .. id, unpack(fields))
   if state == 'ready' then
     seq = seq or next_seq(q, 1)
-    redis.call('ZADD', q.ready, -o.priority * PRIORITY_SPAN + (seq % PRIORITY_SPAN), id)
+    local score = -o.priority * PRIORITY_SPAN + (seq % PRIORITY_SPAN)
+    if ready_out then
+      ready_out[#ready_out + 1] = score
+      ready_out[#ready_out + 1] = id
+    else
+      redis.call('ZADD', q.ready, score, id)
+    end
   else
     redis.call('ZADD', q.scheduled, o.run_at, id)
   end

@@ -121,17 +121,20 @@ class Engine(CuesMixin, WorkersMixin):
         ]
 
     @_redis_errors
-    def enqueue_specs(self, queue: str, specs: Sequence[list[Any]]) -> list[tuple[str, bool]]:
-        """Create jobs from already validated ``_job_args`` lists in one round trip;
-        returns (id, created) per job (created is False for an existing job)."""
+    def _run_enqueue(self, queue: str, args: list[Any]) -> list[tuple[str, bool]]:
         k = self.keys(queue)
         self._register_queue(queue)
-        args: list[Any] = [len(specs)]
-        for spec in specs:
-            args.extend(spec)
         reply = self.scripts.run(
             "enqueue", [k.ready, k.scheduled, k.marker, k.meta, k.unique, k.counts, k.job_prefix], args)
         return [(_text(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply), 2)]
+
+    def enqueue_specs(self, queue: str, specs: Sequence[list[Any]]) -> list[tuple[str, bool]]:
+        """Create jobs from already validated ``_job_args`` lists in one round trip;
+        returns (id, created) per job (created is False for an existing job)."""
+        args: list[Any] = [len(specs), 0]
+        for spec in specs:
+            args.extend(spec)
+        return self._run_enqueue(queue, args)
 
     def enqueue(self, queue: str, payload: Any = None, *, priority: int = 0,
                 delay: float | None = None, run_at: datetime | float | None = None,
@@ -144,7 +147,7 @@ class Engine(CuesMixin, WorkersMixin):
         spec = self._job_args(payload, priority=priority, delay=delay, run_at=run_at,
                               max_attempts=max_attempts, lease=lease, unique_key=unique_key,
                               job_id=job_id, backoff_base=backoff_base, backoff_cap=backoff_cap)
-        return self.enqueue_specs(queue, [spec])[0][0]
+        return self._run_enqueue(queue, [1, 1, *spec[1:], spec[0]])[0][0]
 
     def enqueue_many(self, queue: str, payloads: Iterable[Any], *, priority: int = 0,
                      delay: float | None = None, run_at: datetime | float | None = None,
@@ -159,8 +162,9 @@ class Engine(CuesMixin, WorkersMixin):
         first = self._job_args(payloads[0], priority=priority, delay=delay, run_at=run_at,
                                max_attempts=max_attempts, lease=lease, unique_key=None,
                                job_id=None, backoff_base=backoff_base, backoff_cap=backoff_cap)
-        specs = [first] + [[codec.encode(p)] + first[1:] for p in payloads[1:]]
-        return [job_id for job_id, _ in self.enqueue_specs(queue, specs)]
+        encode = codec.encode
+        args = [len(payloads), 1, *first[1:], first[0], *[encode(p) for p in payloads[1:]]]
+        return [job_id for job_id, _ in self._run_enqueue(queue, args)]
 
     # ------------------------------------------------------------------ consuming
     def _jobs_from(self, queue: str, worker_id: str, reply: Sequence[Any], start: int) -> list[Job]:

@@ -528,3 +528,17 @@ def test_ack_reports_wait_until_next_scheduled_job(engine):
 
 def test_ping(engine):
     assert engine.ping() is True
+
+
+def test_enqueue_specs_gives_each_job_its_own_options(engine):
+    def spec(payload, **o):
+        base = dict(priority=0, delay=None, run_at=None, max_attempts=3, lease=None, unique_key=None,
+                    job_id=None, backoff_base=None, backoff_cap=None)
+        return engine._job_args(payload, **{**base, **o})
+    out = engine.enqueue_specs("q", [spec("a", priority=5), spec("b", delay=60), spec("c", job_id="c-1"),
+                                     spec("d", unique_key="u"), spec("e", unique_key="u")])
+    assert [created for _, created in out] == [True, True, True, True, False]
+    assert out[2][0] == "c-1" and out[4][0] == out[3][0]
+    assert engine.get("q", out[0][0]).priority == 5
+    assert engine.get("q", out[1][0]).state == "scheduled"
+    assert [j.id for j in engine.claim("q", "w", limit=5)] == [out[0][0], "c-1", out[3][0]]
