@@ -182,10 +182,14 @@ def test_worker_process_runs_jobs_and_stops_on_sigterm(tmp_path, redis_url, pref
     engine_for.enqueue("cli-q", 1.5)  # still running when SIGTERM comes
     proc = cli_process("--url", redis_url, "--prefix", prefix, "worker", "cliapp:worker",
                        "--concurrency", "2", "--log-format", "json", cwd=tmp_path)
-    deadline = time.monotonic() + 20
-    while engine_for.stats("cli-q")["done"] < 20 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert engine_for.stats("cli-q")["done"] == 20
+    try:
+        deadline = time.monotonic() + 20
+        while engine_for.stats("cli-q")["done"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine_for.stats("cli-q")["done"] == 20
+    except BaseException:
+        proc.kill()
+        raise
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -211,7 +215,7 @@ def test_daemon_commands_run_until_sigterm(redis_url, prefix, engine_for):
     engine_for.add_cue("q", "tick", "* * * * * *")
     procs = [cli_process("--url", redis_url, "--prefix", prefix, "scheduler", "--interval", "0.1"),
              cli_process("--url", redis_url, "--prefix", prefix, "sweeper", "--interval", "0.1")]
-    time.sleep(2.5)
+    time.sleep(2.5)  # the processes are stopped below whatever happens
     for p in procs:
         p.send_signal(signal.SIGTERM)
     logs = [p.communicate(timeout=15)[1] for p in procs]
