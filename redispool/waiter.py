@@ -9,18 +9,21 @@ claim script sets the marker again when jobs are left, which wakes the next wait
 worker; a popped marker without a claim would leave them asleep.
 
 On Redis Cluster the markers of different queues live in different slots and cannot
-share one BZPOPMIN; there the Waiter blocks on each queue in turn, each for a share of
-the wait (correct, but a job may wait up to that share for pickup).
+share one BZPOPMIN. There each queue gets a watcher thread that blocks on its own
+marker while a request is open; the first marker popped answers the request, and a
+marker popped after that is put back at once, so another worker wakes for it. Watchers
+block only while a request is open, so busy workers never pass markers back and forth.
 """
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any, Callable, Sequence
 
 from .models import Job
 
-MIN_SHARE_S = 0.05
+WATCH_BLOCK_S = 1.0   # a watcher's longest single BZPOPMIN (how soon it sees a closed request)
 
 
 def is_cluster(client: Any) -> bool:
@@ -29,6 +32,85 @@ def is_cluster(client: Any) -> bool:
     except ImportError:  # pragma: no cover - redis-py always has it since 4.1
         return False
     return isinstance(client, RedisCluster)
+
+
+class _Watchers:
+    """Cluster only: one thread per queue blocking on that queue's marker while a request
+    for that queue is open; ``wait()`` returns the first queue whose marker was popped."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._armed: dict[str, threading.Event] = {}
+        self._open = False
+        self._closed = False
+        self._fired: queue.SimpleQueue = queue.SimpleQueue()
+        self._deadline = 0.0
+
+    def wait(self, queues: Sequence[str], timeout: float) -> str | None:
+        with self._lock:
+            self._open = True
+            self._deadline = time.monotonic() + timeout
+            for name in queues:
+                if name not in self._armed:
+                    self._armed[name] = threading.Event()
+                    threading.Thread(target=self._watch, args=(name,), daemon=True,
+                                     name=f"redispool-watch-{name}").start()
+                self._armed[name].set()
+        try:
+            return self._fired.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        finally:
+            with self._lock:
+                self._open = False
+                for event in self._armed.values():
+                    event.clear()
+                while True:  # a marker popped as the wait ended: put it back for others
+                    try:
+                        self._restore(self._fired.get_nowait())
+                    except queue.Empty:
+                        break
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for event in self._armed.values():
+                event.set()
+
+    def _restore(self, name: str) -> None:
+        try:
+            self.engine.client.zadd(self.engine.keys(name).marker, {"m": 0})
+        except Exception:  # the next enqueue sets it again; never kill the watcher
+            pass
+
+    def _watch(self, name: str) -> None:
+        marker = self.engine.keys(name).marker
+        armed = self._armed[name]
+        while True:
+            armed.wait()
+            with self._lock:
+                if self._closed:
+                    return
+                block = min(WATCH_BLOCK_S, self._deadline - time.monotonic())
+            if block <= 0:
+                armed.clear()  # this request is over; wait for the next
+                continue
+            try:
+                popped = self.engine.client.bzpopmin([marker], timeout=max(0.01, block))
+            except Exception:
+                time.sleep(0.1)
+                continue
+            if popped:
+                with self._lock:
+                    answer = self._open and armed.is_set()
+                    if answer:
+                        self._open = False
+                        for event in self._armed.values():
+                            event.clear()
+                        self._fired.put(name)
+                if not answer:
+                    self._restore(name)
 
 
 class Waiter:
@@ -44,7 +126,7 @@ class Waiter:
         self.engine = engine
         self.worker_id = worker_id
         self.lease = lease
-        self.cluster = is_cluster(engine.client)
+        self._watchers = _Watchers(engine) if is_cluster(engine.client) else None
         self._report = report
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="redispool-waiter", daemon=True)
@@ -57,6 +139,8 @@ class Waiter:
     def close(self, timeout: float) -> None:
         """Stop after the current request; wait up to ``timeout`` seconds for that."""
         self._requests.put(None)
+        if self._watchers is not None:
+            self._watchers.close()
         self._thread.join(timeout)
 
     def _loop(self) -> None:
@@ -79,12 +163,19 @@ class Waiter:
         if len(queues) == 1:
             # claim(block=) also wakes for delayed jobs falling due during the wait
             return queues[0], self._claim(queues[0], limit, timeout)
-        if not self.cluster:
+        if self._watchers is None:
             name = self.engine.wait_for_jobs(queues, timeout)
             return (name, self._claim(name, limit, None)) if name else (None, [])
-        share = max(MIN_SHARE_S, timeout / len(queues))
-        for name in queues:
-            jobs = self._claim(name, limit, share)
+        deadline = time.monotonic() + timeout
+        for name in queues:  # whatever is ready now, before blocking
+            jobs = self._claim(name, limit, None)
+            if jobs:
+                return name, jobs
+        while (remaining := deadline - time.monotonic()) > 0:
+            name = self._watchers.wait(queues, remaining)
+            if name is None:
+                break
+            jobs = self._claim(name, limit, None)
             if jobs:
                 return name, jobs
         return None, []

@@ -26,6 +26,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_cluster_port() -> int:
+    """A free port p <= 55535 whose cluster bus port p + 10000 is free too."""
+    import random
+    while True:
+        port = random.randint(20_000, 45_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+
+
 class RedisServer:
     """A redis-server subprocess on a free port."""
 
@@ -64,6 +78,39 @@ class RedisServer:
             self.proc.wait(10)
 
 
+class RedisClusterServers:
+    """Three redis-server masters on free ports joined into a Redis Cluster."""
+
+    def __init__(self, tmpdir: str, masters: int = 3) -> None:
+        ports = [free_cluster_port() for _ in range(masters)]
+        self.servers = [RedisServer("--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                                    "--cluster-config-file", f"nodes-{port}.conf", port=port, dir=tmpdir)
+                        for port in ports]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+
+    def start(self) -> "RedisClusterServers":
+        for server in self.servers:
+            server.start()
+        subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{s.port}" for s in self.servers],
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        for server in self.servers:
+            client = redis.Redis(port=server.port)
+            while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the test cluster did not become ready")
+                time.sleep(0.05)
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
 def need_redis_server() -> None:
     if shutil.which("redis-server") is None:
         if os.environ.get("CI") == "true":
@@ -84,11 +131,23 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster for the session."""
+    need_redis_server()
+    cluster = RedisClusterServers(str(tmp_path_factory.mktemp("cluster"))).start()
+    yield cluster.url
+    cluster.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend_url(request: pytest.FixtureRequest) -> str:
-    """A URL per backend: a fresh memory:// server, or the session's redis-server."""
+    """A URL per backend: a fresh memory:// server, the session's redis-server, or the
+    session's 3-master Redis Cluster."""
     if request.param == "memory":
         return f"memory://test-{uuid.uuid4().hex}"
+    if request.param == "cluster":
+        return request.getfixturevalue("cluster_url")
     return request.getfixturevalue("redis_url")
 
 
