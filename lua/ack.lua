@@ -58,5 +58,5 @@ if limit > 0 then
   local claimed = claim_jobs(q, worker, limit, lease_ms, now, out)
   if claimed == 0 and redis.call('HEXISTS', q.meta, 'paused') == 0 then out[wait_at] = next_due_in(q, now) end
 end
-flush_counts(q)
+flush_counts(q, now)
 return out

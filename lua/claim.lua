@@ -25,5 +25,5 @@ local now = now_ms()
 local out = { -1, now }
 local claimed = claim_jobs(q, worker, limit, lease_ms, now, out)
 if claimed == 0 and redis.call('HEXISTS', q.meta, 'paused') == 0 then out[1] = next_due_in(q, now) end
-flush_counts(q)
+flush_counts(q, now)
 return out

@@ -21,5 +21,5 @@ for i = 0, n - 1 do
   out[#out + 1] = complete_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], now) and 1 or 0
 end
 trim(q, q.done, done_ttl_ms, done_max, now, 2 * n + 10)
-flush_counts(q)
+flush_counts(q, now)
 return out

@@ -45,5 +45,5 @@ end
 redis.call('HSET', q.cues, name, ARGV[4])
 redis.call('ZADD', q.cue_next, tonumber(ARGV[5]), name)
 if created > 0 then wake(q) end
-flush_counts(q)
+flush_counts(q, now)
 return created

@@ -60,5 +60,5 @@ if next(scheduled_ids) then
   local first = redis.call('ZRANGE', q.scheduled, 0, 0)
   if scheduled_ids[first[1]] then redis.call('ZADD', q.marker, 0, 'm') end
 end
-flush_counts(q)
+flush_counts(q, now)
 return out

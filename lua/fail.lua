@@ -32,5 +32,5 @@ for i = 0, n - 1 do
                            tonumber(ARGV[b + 4]), base_ms, cap_ms, now) or 0
 end
 trim(q, q.dead, dead_ttl_ms, dead_max, now, 2 * n + 10)
-flush_counts(q)
+flush_counts(q, now)
 return out

@@ -18,10 +18,31 @@ local function count(name, n)
   tally[name] = (tally[name] or 0) + n
 end
 
-local function flush_counts(q)
+-- Write the tally to the lifetime totals, and the jobs done and failed to this minute's
+-- fields of the queue's minute histogram, rp:{q}:minutes (its name is derived from the
+-- counts key, same hash tag). Fields "<minute>:d" / "<minute>:f" (minute = unix ms //
+-- 60000); the first write of a minute deletes the fields 61-181 minutes old, and the key
+-- expires 2 hours after the last write, so it holds at most about 3 hours.
+local function flush_counts(q, now)
   for name, n in pairs(tally) do
     if n ~= 0 then redis.call('HINCRBY', q.counts, name, n) end
   end
+  local done, failed = tally.completed or 0, tally.failed or 0
+  if done == 0 and failed == 0 then return end
+  local minutes = string.gsub(q.counts, 'counts$', 'minutes')
+  local m = math.floor((now or now_ms()) / 60000)
+  local first = false
+  if done > 0 then first = redis.call('HINCRBY', minutes, m .. ':d', done) == done end
+  if failed > 0 then first = redis.call('HINCRBY', minutes, m .. ':f', failed) == failed or first end
+  if first then
+    local old = {}
+    for i = m - 181, m - 61 do
+      old[#old + 1] = i .. ':d'
+      old[#old + 1] = i .. ':f'
+    end
+    redis.call('HDEL', minutes, unpack(old))
+  end
+  redis.call('PEXPIRE', minutes, 7200000)
 end
 
 -- Reserve n numbers of the queue's counter (ids, ready order, lease tokens); returns the first.

@@ -66,5 +66,5 @@ end
 trim(q, q.done, done_ttl_ms, done_max, now, budget)
 trim(q, q.cancelled, done_ttl_ms, done_max, now, budget)
 trim(q, q.dead, dead_ttl_ms, dead_max, now, budget)
-flush_counts(q)
+flush_counts(q, now)
 return moved

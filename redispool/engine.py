@@ -21,6 +21,7 @@ from .errors import reports_unreachable as _redis_errors
 from .keys import STATES, QueueKeys, check_queue, queue_keys, queues_key
 from .models import Job, JobInfo
 from .cues import CuesMixin
+from .history import HistoryMixin
 from .registry import WorkersMixin
 from .scripts import Scripts
 
@@ -46,7 +47,7 @@ class AckResult:
     wait: float | None = None
 
 
-class Engine(CuesMixin, WorkersMixin):
+class Engine(CuesMixin, HistoryMixin, WorkersMixin):
     """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
 
     def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,

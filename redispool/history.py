@@ -1,0 +1,45 @@
+"""Per-minute throughput of a queue, and deleting one job: what operators look at and do.
+
+The finishing scripts count jobs done and failed per minute in ``rp:{q}:minutes``
+(see ``flush_counts`` in lua/lib.lua): fields ``<minute>:d`` and ``<minute>:f`` with
+minute = unix ms // 60000, kept about 3 hours.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .errors import reports_unreachable
+from .keys import QueueKeys, check_queue
+
+
+class HistoryMixin:
+    """``Engine`` methods (it provides ``url``, ``client``, ``scripts`` and ``keys``)."""
+
+    url: str
+    client: Any
+    scripts: Any
+    keys: Callable[[str], QueueKeys]
+
+    @reports_unreachable
+    def throughput(self, queue: str, minutes: int = 60) -> list[tuple[float, int, int]]:
+        """(minute start as unix seconds, jobs done, attempts failed) for each of the last
+        ``minutes`` minutes, oldest first, the current minute last (Redis clock)."""
+        k = self.keys(check_queue(queue))
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 180:
+            raise ValueError(f"minutes must be an integer in [1, 180], got {minutes!r}")
+        seconds, micros = self.client.time()
+        now_minute = (int(seconds) * 1000 + int(micros) // 1000) // 60000
+        span = range(now_minute - minutes + 1, now_minute + 1)
+        fields = [f"{m}:{kind}" for m in span for kind in ("d", "f")]
+        values = self.client.hmget(k.base + "minutes", fields)
+        return [(m * 60.0, int(values[2 * i] or 0), int(values[2 * i + 1] or 0)) for i, m in enumerate(span)]
+
+    @reports_unreachable
+    def delete_job(self, queue: str, job_id: str) -> bool:
+        """Delete one job for good, whatever its state; False if there is none."""
+        k = self.keys(check_queue(queue))
+        keys = [k.marker, k.meta, k.unique, k.job_prefix] + [k.state(s) for s in
+                                                              ("ready", "scheduled", "leased", "done", "dead", "cancelled")]
+        return self.scripts.run("delete", keys, [str(job_id)]) == 1
+
+
