@@ -13,6 +13,8 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:meta        hash  seq (id/order/token counter), paused
     rp:{q}:unique      hash  unique_key -> job id, while that job is unfinished
     rp:{q}:counts      hash  lifetime totals: enqueued, completed, failed, retried, dead
+    rp:{q}:minutes     hash  "<minute>:d" / "<minute>:f": jobs done / attempts failed per
+                             minute (unix ms // 60000), ~3 hours (named in Lua from counts)
     rp:{q}:job:<id>    hash  one job (fields below)
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
