@@ -1,0 +1,483 @@
+"""The web dashboard: overview, workers, queues, jobs, cues, enqueue, and the actions.
+
+``create_dashboard(engine, tokens=...)`` returns a Starlette app (``redispool serve``
+mounts it at ``/``). Roles are those of the HTTP API: ``admin`` sees and acts, ``read``
+(and ``worker``) only sees; the action routes answer 403 to them. With ``tokens`` a
+sign-in page takes a token and keeps it in an HttpOnly, SameSite=Strict cookie; without
+tokens everyone is admin (``redispool serve`` allows that on a loopback address only).
+Every action is a POST carrying a CSRF token that must match the ``rp_csrf`` cookie.
+Pages never fetch a whole state: lists are pages of 50.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import ConnectionFailed, RedispoolError
+from ..keys import QUEUE_NAME
+from .views import STATES, Page, age, chart, e, pager, pretty, table, u, when
+
+PAGE_SIZE = 50
+STATIC = Path(__file__).resolve().parent / "static"
+TOKEN_COOKIE, CSRF_COOKIE = "rp_token", "rp_csrf"
+
+
+class Forbidden(Exception):
+    pass
+
+
+def create_dashboard(engine: Any, *, tokens: Mapping[str, str] | None = None,
+                     worker_timeout: float = 60.0, refresh_s: float = 3.0,
+                     secure_cookies: bool = False) -> Starlette:
+    """The dashboard app over ``engine``; ``tokens`` maps token -> role."""
+    dash = _Dashboard(engine, dict(tokens) if tokens else None, worker_timeout, refresh_s, secure_cookies)
+    return Starlette(routes=dash.routes(), exception_handlers={Forbidden: dash.forbidden})
+
+
+class _Dashboard:
+    def __init__(self, engine: Any, tokens: dict[str, str] | None, worker_timeout: float,
+                 refresh_s: float, secure: bool) -> None:
+        self.engine, self.tokens = engine, tokens
+        self.worker_timeout, self.refresh_s, self.secure = worker_timeout, refresh_s, secure
+
+    # ------------------------------------------------------------------ plumbing
+    def routes(self) -> list:
+        get = lambda path, fn: Route(path, self.view(fn), methods=["GET"])  # noqa: E731
+        post = lambda path, fn: Route(path, self.action(fn), methods=["POST"])  # noqa: E731
+        return [
+            Route("/login", self.login_page, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            get("/", self.overview), get("/workers", self.workers), get("/cues", self.cues),
+            get("/enqueue", self.enqueue_page), get("/find", self.find),
+            get("/queues/{queue}", self.queue), get("/queues/{queue}/jobs/{job_id:path}", self.job),
+            Route("/enqueue", self.enqueue, methods=["POST"]),
+            post("/queues/{queue}/pause", lambda r, p: self.queue_action(r, "pause")),
+            post("/queues/{queue}/resume", lambda r, p: self.queue_action(r, "resume")),
+            post("/queues/{queue}/purge", self.purge), post("/queues/{queue}/retry-all", self.retry_all),
+            post("/queues/{queue}/bulk", self.bulk),
+            post("/queues/{queue}/jobs/{job_id:path}/retry", lambda r, p: self.job_action(r, "retry")),
+            post("/queues/{queue}/jobs/{job_id:path}/cancel", lambda r, p: self.job_action(r, "cancel")),
+            post("/queues/{queue}/jobs/{job_id:path}/delete", lambda r, p: self.job_action(r, "delete")),
+            post("/cues/{queue}/{name}/{verb}", self.cue_action),
+        ]
+
+    def role(self, request: Request) -> str | None:
+        if self.tokens is None:
+            return "admin"
+        token = request.cookies.get(TOKEN_COOKIE, "")
+        for known, role in self.tokens.items():
+            if token and hmac.compare_digest(token, known):
+                return role
+        return None
+
+    def page(self, request: Request, role: str) -> Page:
+        csrf = request.cookies.get(CSRF_COOKIE) or request.state.new_csrf
+        return Page(role, csrf, self.refresh_s, request.query_params.get("msg", ""),
+                    request.query_params.get("err") == "1", signed_in=self.tokens is not None)
+
+    def _csrf(self, request: Request) -> str | None:
+        """A fresh CSRF token when the request has no cookie yet (set on the response)."""
+        if request.cookies.get(CSRF_COOKIE):
+            request.state.new_csrf = None
+            return None
+        request.state.new_csrf = secrets.token_urlsafe(24)
+        return request.state.new_csrf
+
+    def _cookie(self, response: Response, name: str, value: str) -> None:
+        response.set_cookie(name, value, httponly=True, samesite="strict", secure=self.secure, path="/")
+
+    def view(self, render: Callable[[Request, Page], str | Response]) -> Callable:
+        def endpoint(request: Request) -> Response:
+            new = self._csrf(request)
+            role = self.role(request)
+            if role is None:
+                return RedirectResponse("/login", status_code=303)
+            try:
+                out = render(request, self.page(request, role))
+            except ConnectionFailed as exc:
+                out = HTMLResponse(self.page(request, role).layout("Redis unreachable", f"<h1>{e(exc)}</h1>"),
+                                   status_code=503)
+            except (RedispoolError, LookupError, ValueError) as exc:
+                out = HTMLResponse(self.page(request, role).layout("Not found", f"<h1>{e(exc)}</h1>"),
+                                   status_code=404)
+            response = out if isinstance(out, Response) else HTMLResponse(out)
+            if new:
+                self._cookie(response, CSRF_COOKIE, new)
+            return response
+        return endpoint
+
+    def action(self, act: Callable[[Request, dict], str]) -> Callable:
+        async def endpoint(request: Request) -> Response:
+            role = self.role(request)
+            if role is None:
+                return PlainTextResponse("sign in first", status_code=401)
+            form = dict(await request.form())
+            form["ids"] = (await request.form()).getlist("ids")
+            cookie = request.cookies.get(CSRF_COOKIE, "")
+            if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
+                return PlainTextResponse("missing or wrong CSRF token", status_code=403)
+            if role != "admin":
+                raise Forbidden()
+            from starlette.concurrency import run_in_threadpool
+            try:
+                target = await run_in_threadpool(act, request, form)
+            except (RedispoolError, ValueError, LookupError) as exc:
+                back = request.headers.get("referer") or "/"
+                return RedirectResponse(_with(back, msg=str(exc), err="1"), status_code=303)
+            return RedirectResponse(target, status_code=303)
+        return endpoint
+
+    async def forbidden(self, request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("forbidden: this role may only look", status_code=403)
+
+    # ------------------------------------------------------------------ sign-in
+    async def login_page(self, request: Request) -> Response:
+        if self.tokens is None:
+            return RedirectResponse("/", status_code=303)
+        failed = request.query_params.get("failed") == "1"
+        note = '<p class="field-error">That token is not valid.</p>' if failed else ""
+        body = (f'<div class="login"><h1>Sign in to redispool</h1>{note}<form method="post" action="/login">'
+                f'<label for="token">Access token</label><input type="password" id="token" name="token" '
+                f'autocomplete="current-password" autofocus><button class="primary">Sign in</button></form></div>')
+        page = f'<!doctype html><html><head><meta charset="utf-8"><title>Sign in · redispool</title>' \
+               f'<link rel="stylesheet" href="/static/dashboard.css"></head><body>{body}</body></html>'
+        return HTMLResponse(page, status_code=401 if failed else 200)
+
+    async def login(self, request: Request) -> Response:
+        token = str((await request.form()).get("token", ""))
+        if self.tokens is None:
+            return RedirectResponse("/", status_code=303)
+        if not any(hmac.compare_digest(token, known) for known in self.tokens):
+            return RedirectResponse("/login?failed=1", status_code=303)
+        response = RedirectResponse("/", status_code=303)
+        self._cookie(response, TOKEN_COOKIE, token)
+        self._cookie(response, CSRF_COOKIE, secrets.token_urlsafe(24))
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form()
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
+            return PlainTextResponse("missing or wrong CSRF token", status_code=403)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(TOKEN_COOKIE, path="/")
+        return response
+
+    # ------------------------------------------------------------------ pages
+    def overview(self, request: Request, p: Page) -> str:
+        rows, totals, history = [], {s: 0 for s in STATES}, None
+        for name in self.engine.queues():
+            s = self.engine.stats(name)
+            h = self.engine.throughput(name, 60)
+            history = h if history is None else [(t, d + d2, f + f2) for (t, d, f), (_, d2, f2) in zip(history, h)]
+            for state in STATES:
+                totals[state] += s[state]
+            rows.append((name, s, h))
+        if history is None:  # no queue yet: an empty hour
+            history = self.engine.throughput("_", 60)
+        done_1m, failed_1m = sum(h[-1][1] for *_, h in rows), sum(h[-1][2] for *_, h in rows)
+        done_1h, failed_1h = sum(d for *_, h in rows for _, d, _ in h), sum(f for *_, h in rows for _, _, f in h)
+        cards = "".join(f'<div class="card"><div class="n">{n:,}</div><div class="l">{e(label)}</div></div>'
+                        for label, n in [*((s, totals[s]) for s in STATES), ("done last minute", done_1m),
+                                         ("failed last minute", failed_1m), ("done last hour", done_1h),
+                                         ("failed last hour", failed_1h)])
+        queue_rows = []
+        for name, s, h in sorted(rows, key=lambda r: r[0]):
+            paused = ' <span class="badge paused">paused</span>' if s["paused"] else ""
+            queue_rows.append([f'<a href="/queues/{u(name)}">{e(name)}</a>{paused}',
+                               *(f'{s[st]:,}' for st in STATES), f'{s["latency"]:.1f}s',
+                               f"{h[-1][1]:,} / {h[-1][2]:,}", f"{sum(x[1] for x in h):,} / {sum(x[2] for x in h):,}"])
+        body = (f'<h1>Overview</h1><div id="overview-live" data-live>'
+                f'<div class="cards">{cards}</div>'
+                f'<h2>Done and failed per minute, last hour (all queues)</h2><div class="chart">{chart(history or [])}</div>'
+                f'<h2>Queues</h2>'
+                + table(["queue", *STATES, "latency", "done / failed 1 min", "done / failed 1 h"], queue_rows,
+                        numeric=range(1, 10), empty="no queues yet") + "</div>")
+        return p.layout("Overview", body, "/")
+
+    def workers(self, request: Request, p: Page) -> str:
+        now = time.time()
+        infos = self.engine.workers(timeout=max(self.worker_timeout * 10, 3600))
+        rows = []
+        for w in sorted(infos, key=lambda w: w.id):
+            stale = now - w.last_heartbeat > self.worker_timeout
+            beat = f'{e(age(w.last_heartbeat, now))}' + (' <span class="badge stale">stale</span>' if stale else "")
+            jobs = ", ".join(_job_link(ref) for ref in w.jobs_in_progress[:20]) or '<span class="muted">idle</span>'
+            if len(w.jobs_in_progress) > 20:
+                jobs += f" … +{len(w.jobs_in_progress) - 20}"
+            rate = f"{100 * w.failed / w.processed:.1f}%" if w.processed else "-"
+            rows.append([e(w.id), e(w.host), e(w.pid), e(", ".join(w.queues)), e(age(w.started_at, now).replace(" ago", "")),
+                         beat, jobs, f"{w.processed:,}", f"{w.failed:,}", rate])
+        body = (f'<h1>Workers</h1><div id="workers-live" data-live><p class="muted">{len(infos)} registered; '
+                f'stale after {self.worker_timeout:g}s without a heartbeat.</p>'
+                + table(["id", "host", "pid", "queues", "uptime", "last heartbeat", "jobs in progress",
+                         "processed", "failed", "error rate"], rows, numeric=(7, 8, 9), empty="no workers")
+                + "</div>")
+        return p.layout("Workers", body, "/workers")
+
+    def queue(self, request: Request, p: Page) -> str:
+        name = _queue(request.path_params["queue"])
+        state = request.query_params.get("state", "ready")
+        if state not in STATES:
+            state = "ready"
+        page_no = _int(request.query_params.get("page"), 0)
+        s = self.engine.stats(name)
+        infos = self.engine.jobs(name, state, limit=PAGE_SIZE + 1, offset=page_no * PAGE_SIZE)
+        more, infos = len(infos) > PAGE_SIZE, infos[:PAGE_SIZE]
+        tabs = "".join(f'<a class="{"on" if st == state else ""}" href="/queues/{u(name)}?state={st}">'
+                       f'{st} <span class="badge">{s[st]:,}</span></a>' for st in STATES)
+        q = f"/queues/{u(name)}"
+        actions = ""
+        if p.admin:
+            actions = (p.button(f"{q}/resume" if s["paused"] else f"{q}/pause", "Resume" if s["paused"] else "Pause")
+                       + (p.button(f"{q}/retry-all", f"Retry all {s['dead']:,} dead", confirm=f"Retry all dead jobs of {name}?")
+                          if s["dead"] else "")
+                       + p.form(f"{q}/purge", f'<input type="hidden" name="state" value="{e(state)}">'
+                                f'<button class="danger">Purge {e(state)}</button>',
+                                confirm=f"Delete every {state} job of {name} for good?"))
+        find = (f'<form method="get" action="/find" class="inline"><input type="hidden" name="queue" value="{e(name)}">'
+                f'<input type="text" name="id" placeholder="job id" aria-label="job id"> <button>Open</button></form>')
+        check = '<input type="checkbox" data-select-all aria-label="select all">' if p.admin else ""
+        rows = []
+        for j in infos:
+            box = f'<input type="checkbox" name="ids" value="{e(j.id)}" aria-label="select {e(j.id)}">' if p.admin else ""
+            rows.append([box, f'<a href="{q}/jobs/{u(j.id)}">{e(j.id)}</a>', f"{j.attempts}/{j.max_attempts}",
+                         e(j.priority), e(when(j.created_at)), e(age(j.updated_at)), e(_short(j.payload)),
+                         e((j.error or "")[:120])])
+        listing = table([check, "id", "attempts", "priority", "created", "updated", "payload", "last error"], rows,
+                        empty=f"no {state} jobs")
+        bulk = ""
+        if p.admin and infos:
+            bulk = ('<div class="actions"><button name="action" value="retry">Retry selected</button>'
+                    '<button name="action" value="cancel" class="danger">Cancel selected</button></div>')
+            listing = p.form(f"{q}/bulk", f'<input type="hidden" name="state" value="{e(state)}">{listing}{bulk}',
+                             cls="bulk")
+        paused = ' <span class="badge paused">paused</span>' if s["paused"] else ""
+        body = (f'<h1>Queue {e(name)}{paused}</h1><div class="actions">{actions}{find}</div>'
+                f'<div id="queue-tabs" data-live><div class="tabs">{tabs}</div>'
+                f'<p class="muted">latency {s["latency"]:.1f}s · lifetime: '
+                + " · ".join(f"{k} {v:,}" for k, v in s["totals"].items()) + "</p></div>"
+                f'<div id="queue-live" data-live>{listing}</div>'
+                + pager(q, {"state": state}, page_no, more))
+        return p.layout(f"Queue {name}", body)
+
+    def job(self, request: Request, p: Page) -> str | Response:
+        name, job_id = _queue(request.path_params["queue"]), request.path_params["job_id"]
+        info = self.engine.get(name, job_id)
+        if info is None:
+            body = f'<h1>No job {e(job_id)} in {e(name)}</h1><p>It never existed, or it was trimmed or purged.</p>'
+            return HTMLResponse(p.layout("Job not found", body), status_code=404)
+        base = f"/queues/{u(name)}/jobs/{u(job_id)}"
+        actions = ""
+        if info.state == "dead":
+            actions += p.button(f"{base}/retry", "Retry")
+        if info.state in ("scheduled", "ready", "leased"):
+            actions += p.button(f"{base}/cancel", "Cancel", danger=True)
+        actions += p.button(f"{base}/delete", "Delete", danger=True, confirm=f"Delete job {job_id} for good?")
+        fields = [("state", f'<span class="badge {e(info.state)}">{e(info.state)}</span>'),
+                  ("queue", f'<a href="/queues/{u(name)}">{e(name)}</a>'),
+                  ("attempts", f"{info.attempts} of {info.max_attempts}"), ("priority", e(info.priority)),
+                  ("lease", e(f"{info.lease:g}s" if info.lease else "the worker's")),
+                  ("unique key", e(info.unique_key or "-")), ("worker", e(info.worker_id or "-")),
+                  ("created", e(when(info.created_at))), ("updated", e(when(info.updated_at)))]
+        for label, value in (("runs at", info.run_at), ("lease expires", info.lease_expires_at),
+                             ("finished", info.finished_at)):
+            if value:
+                fields.append((label, e(when(value))))
+        kv = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in fields)
+        errors = table(["attempt", "at", "error"],
+                       [[e(a), e(when(at)), f"<pre>{e(err)}</pre>"] for a, err, at in info.errors],
+                       empty="no errors")
+        body = (f'<h1>Job {e(job_id)}</h1><div class="actions">{actions}</div>'
+                f'<div id="job-live" data-live><dl class="kv">{kv}</dl>'
+                f'<h2>Payload</h2><pre class="payload">{e(pretty(info.payload))}</pre>'
+                f'<h2>Result</h2><pre>{e(pretty(info.result))}</pre>'
+                f'<h2>Errors (latest first, last 10 attempts)</h2>{errors}</div>')
+        return p.layout(f"Job {job_id}", body)
+
+    def find(self, request: Request, p: Page) -> Response:
+        name = _queue(request.query_params.get("queue", ""))
+        job_id = request.query_params.get("id", "").strip()
+        if not job_id:
+            return RedirectResponse(f"/queues/{u(name)}", status_code=303)
+        return RedirectResponse(f"/queues/{u(name)}/jobs/{u(job_id)}", status_code=303)
+
+    def cues(self, request: Request, p: Page) -> str:
+        rows = []
+        for c in self.engine.cues():
+            base = f"/cues/{u(c.queue)}/{u(c.name)}"
+            buttons = (p.button(f"{base}/resume" if c.paused else f"{base}/pause", "Resume" if c.paused else "Pause")
+                       + p.button(f"{base}/run", "Run now")
+                       + p.button(f"{base}/remove", "Remove", danger=True, confirm=f"Remove cue {c.name}?"))
+            paused = '<span class="badge paused">paused</span>' if c.paused else "active"
+            rows.append([f'<a href="/queues/{u(c.queue)}">{e(c.queue)}</a>', e(c.name), f"<code>{e(c.cron)}</code>",
+                         e(c.tz), e(when(c.next_fire_at, c.tz)), e(when(c.next_fire_at)),
+                         e(when(c.last_fire_at, c.tz)), e(c.misfire), paused, buttons])
+        body = ('<h1>Cues</h1><div id="cues-live" data-live>'
+                + table(["queue", "name", "cron", "zone", "next fire (its zone)", "next fire (UTC)", "last fire",
+                         "misfire", "state", ""], rows, empty="no cues") + "</div>")
+        return p.layout("Cues", body, "/cues")
+
+    def enqueue_page(self, request: Request, p: Page, values: dict | None = None,
+                     errors: dict | None = None) -> str | Response:
+        if not p.admin:
+            return HTMLResponse(p.layout("Enqueue", "<h1>Only admins can enqueue</h1>"), status_code=403)
+        v = {"queue": request.query_params.get("queue", ""), "payload": "{}", "priority": "0", "delay": "",
+             "max_attempts": "3", "lease": "", "unique_key": "", **(values or {})}
+        err = errors or {}
+
+        def field(name: str, label: str, kind: str = "text") -> str:
+            note = f'<div class="field-error" id="{name}-error">{e(err[name])}</div>' if name in err else ""
+            if kind == "textarea":
+                control = f'<textarea id="{name}" name="{name}">{e(v[name])}</textarea>'
+            else:
+                control = f'<input type="text" id="{name}" name="{name}" value="{e(v[name])}">'
+            return f'<p><label for="{name}">{label}</label><br>{control}{note}</p>'
+
+        body = ('<h1>Enqueue a job</h1>'
+                + p.form("/enqueue", field("queue", "Queue") + field("payload", "Payload (JSON)", "textarea")
+                         + field("priority", "Priority (-1000..1000)") + field("delay", "Delay (seconds)")
+                         + field("max_attempts", "Max attempts") + field("lease", "Lease (seconds)")
+                         + field("unique_key", "Unique key") + '<button class="primary">Enqueue</button>',
+                         cls="enqueue"))
+        return HTMLResponse(p.layout("Enqueue", body, "/enqueue"), status_code=400 if err else 200)
+
+    # ------------------------------------------------------------------ actions
+    async def enqueue(self, request: Request) -> Response:
+        """Enqueue from the form; bad input is shown next to its field and writes nothing."""
+        role = self.role(request)
+        if role is None:
+            return PlainTextResponse("sign in first", status_code=401)
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not cookie or not hmac.compare_digest(form.get("csrf", ""), cookie):
+            return PlainTextResponse("missing or wrong CSRF token", status_code=403)
+        if role != "admin":
+            raise Forbidden()
+        request.state.new_csrf = None
+        errors: dict[str, str] = {}
+        options: dict[str, Any] = {}
+        queue = form.get("queue", "").strip()
+        if not QUEUE_NAME.fullmatch(queue):
+            errors["queue"] = "1-128 characters of A-Za-z0-9_.:-"
+        try:
+            payload = json.loads(form.get("payload", "") or "null")
+        except json.JSONDecodeError as exc:
+            errors["payload"] = f"not valid JSON: {exc}"
+        for name, convert in (("priority", int), ("delay", float), ("max_attempts", int), ("lease", float)):
+            text = form.get(name, "").strip()
+            if text:
+                try:
+                    options[name] = convert(text)
+                except ValueError:
+                    errors[name] = f"must be a {'whole ' if convert is int else ''}number"
+        if form.get("unique_key", "").strip():
+            options["unique_key"] = form["unique_key"].strip()
+        if not errors:
+            from starlette.concurrency import run_in_threadpool
+            try:
+                job_id = await run_in_threadpool(lambda: self.engine.enqueue(queue, payload, **options))
+            except (RedispoolError, ValueError) as exc:
+                message = str(exc)
+                field = next((f for f in ("priority", "delay", "max_attempts", "lease", "unique_key", "payload")
+                              if f.split("_")[0] in message), "payload")
+                errors[field] = message
+            else:
+                return RedirectResponse(f"/queues/{u(queue)}/jobs/{u(job_id)}?" + urlencode(
+                    {"msg": f"enqueued job {job_id}"}), status_code=303)
+        return self.enqueue_page(request, self.page(request, role), values=form, errors=errors)
+
+    def queue_action(self, request: Request, verb: str) -> str:
+        name = _queue(request.path_params["queue"])
+        getattr(self.engine, verb)(name)
+        return f"/queues/{u(name)}?" + urlencode({"msg": f"{name} {verb}d"})
+
+    def purge(self, request: Request, form: dict) -> str:
+        name, state = _queue(request.path_params["queue"]), str(form.get("state", ""))
+        n = self.engine.purge(name, state)
+        return f"/queues/{u(name)}?" + urlencode({"state": state, "msg": f"purged {n} {state} job(s)"})
+
+    def retry_all(self, request: Request, form: dict) -> str:
+        name = _queue(request.path_params["queue"])
+        n = self.engine.replay_dead(name)
+        return f"/queues/{u(name)}?" + urlencode({"state": "ready", "msg": f"retried {n} dead job(s)"})
+
+    def bulk(self, request: Request, form: dict) -> str:
+        name, ids, verb = _queue(request.path_params["queue"]), [str(i) for i in form["ids"]], form.get("action")
+        state = str(form.get("state", "ready"))
+        if not ids:
+            raise ValueError("select at least one job")
+        if verb == "retry":
+            n = self.engine.replay_dead(name, ids)
+        elif verb == "cancel":
+            n = sum(1 for i in ids if self.engine.cancel(name, i))
+        else:
+            raise ValueError(f"unknown bulk action {verb!r}")
+        return f"/queues/{u(name)}?" + urlencode({"state": state, "msg": f"{verb}: {n} of {len(ids)} job(s)"})
+
+    def job_action(self, request: Request, verb: str) -> str:
+        name, job_id = _queue(request.path_params["queue"]), request.path_params["job_id"]
+        base = f"/queues/{u(name)}/jobs/{u(job_id)}"
+        if verb == "retry":
+            ok = self.engine.replay_dead(name, [job_id]) == 1
+            msg = "back in ready" if ok else "not dead: nothing to retry"
+        elif verb == "cancel":
+            ok = self.engine.cancel(name, job_id)
+            msg = "cancelled" if ok else "already finished"
+        else:
+            if not self.engine.delete_job(name, job_id):
+                raise LookupError(f"no job {job_id} in {name}")
+            return f"/queues/{u(name)}?" + urlencode({"msg": f"deleted job {job_id}"})
+        return base + "?" + urlencode({"msg": f"job {job_id}: {msg}"})
+
+    def cue_action(self, request: Request, form: dict) -> str:
+        name, cue, verb = _queue(request.path_params["queue"]), request.path_params["name"], request.path_params["verb"]
+        methods = {"pause": "pause_cue", "resume": "resume_cue", "remove": "remove_cue", "run": "run_cue"}
+        if verb not in methods:
+            raise ValueError(f"unknown cue action {verb!r}")
+        result = getattr(self.engine, methods[verb])(name, cue)
+        msg = f"cue {cue}: {verb}" + (f" (job {result})" if isinstance(result, str) else "")
+        return "/cues?" + urlencode({"msg": msg})
+
+
+def _queue(name: str) -> str:
+    if not QUEUE_NAME.fullmatch(name or ""):
+        raise LookupError(f"invalid queue name {name!r}")
+    return name
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return max(0, int(value)) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _short(payload: Any, limit: int = 80) -> str:
+    text = json.dumps(payload, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _job_link(ref: str) -> str:
+    queue, _, job_id = str(ref).partition("/")
+    if not job_id:
+        return e(ref)
+    return f'<a href="/queues/{u(queue)}/jobs/{u(job_id)}">{e(queue)}/{e(job_id)}</a>'
+
+
+def _with(url: str, **params: str) -> str:
+    base = url.split("?", 1)[0]
+    return f"{base}?{urlencode(params)}"

@@ -1,0 +1,49 @@
+// redispool dashboard: refresh the live parts of a page every few seconds without a
+// full reload, keeping what the user is typing and which rows they have selected.
+(function () {
+  "use strict";
+  var every = parseFloat(document.body.dataset.refresh || "0") * 1000;
+
+  function selected() {
+    var out = {};
+    document.querySelectorAll("input[type=checkbox][name=ids]:checked").forEach(function (box) {
+      out[box.value] = true;
+    });
+    return out;
+  }
+
+  function refresh() {
+    if (document.hidden) return;
+    fetch(window.location.href, { headers: { "X-Live": "1" }, credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (text) {
+        if (!text) return;
+        var fresh = new DOMParser().parseFromString(text, "text/html");
+        var keep = selected();
+        document.querySelectorAll("[data-live]").forEach(function (old) {
+          if (old.contains(document.activeElement) && document.activeElement !== document.body) return;
+          var next = fresh.getElementById(old.id);
+          if (next) old.innerHTML = next.innerHTML;
+        });
+        document.querySelectorAll("input[type=checkbox][name=ids]").forEach(function (box) {
+          box.checked = !!keep[box.value];
+        });
+      })
+      .catch(function () { /* the next tick tries again */ });
+  }
+
+  if (every > 0) window.setInterval(refresh, every);
+
+  // "select all" boxes and confirmations for destructive buttons
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("input[data-select-all]")) {
+      document.querySelectorAll("input[type=checkbox][name=ids]").forEach(function (box) {
+        box.checked = event.target.checked;
+      });
+    }
+  });
+  document.addEventListener("submit", function (event) {
+    var message = event.target.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+})();

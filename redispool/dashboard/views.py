@@ -1,0 +1,153 @@
+"""HTML of the dashboard pages. Every value that comes from Redis (payloads, errors,
+results, queue, cue and worker names) goes through ``e()``: it is shown, never run."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from html import escape
+from typing import Any, Iterable, Sequence
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
+
+STATES = ("ready", "scheduled", "leased", "done", "dead", "cancelled")
+NAV = (("/", "Overview"), ("/workers", "Workers"), ("/cues", "Cues"), ("/enqueue", "Enqueue"))
+
+
+def e(value: Any) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def u(value: Any) -> str:
+    """A path segment."""
+    return quote(str(value), safe="")
+
+
+def when(ts: float | None, tz: str | None = None) -> str:
+    if not ts:
+        return "-"
+    zone = ZoneInfo(tz) if tz else timezone.utc
+    return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def age(ts: float | None, now: float | None = None) -> str:
+    if not ts:
+        return "-"
+    delta = (now or time.time()) - ts
+    if delta < 0:
+        return f"in {_span(-delta)}"
+    return f"{_span(delta)} ago"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def pretty(value: Any) -> str:
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=_bytes)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _bytes(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$bytes_base64": __import__("base64").b64encode(value).decode()}
+    return str(value)
+
+
+class Page:
+    """What every page needs: the user's role, the CSRF token, a flash message."""
+
+    def __init__(self, role: str, csrf: str, refresh_s: float, flash: str = "", error: bool = False,
+                 signed_in: bool = False) -> None:
+        self.role, self.csrf, self.refresh_s = role, csrf, refresh_s
+        self.flash, self.error, self.signed_in = flash, error, signed_in
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+    def form(self, action: str, body: str, *, confirm: str | None = None, cls: str = "inline") -> str:
+        """A POST form with the CSRF token (only admins see action forms)."""
+        if not self.admin:
+            return ""
+        data = f' data-confirm="{e(confirm)}"' if confirm else ""
+        return (f'<form method="post" action="{e(action)}" class="{cls}"{data}>'
+                f'<input type="hidden" name="csrf" value="{e(self.csrf)}">{body}</form>')
+
+    def button(self, action: str, label: str, *, danger: bool = False, confirm: str | None = None) -> str:
+        cls = ' class="danger"' if danger else ""
+        return self.form(action, f"<button{cls}>{e(label)}</button>", confirm=confirm)
+
+    def layout(self, title: str, body: str, active: str = "") -> str:
+        nav = "".join(f'<a href="{href}" class="{"on" if href == active else ""}">{label}</a>'
+                      for href, label in NAV if href != "/enqueue" or self.admin)
+        who = f'role: {e(self.role)}'
+        if self.signed_in:
+            who += (f' · <form method="post" action="/logout"><input type="hidden" name="csrf" '
+                    f'value="{e(self.csrf)}"><button>Sign out</button></form>')
+        flash = ""
+        if self.flash:
+            flash = f'<div class="flash{" error" if self.error else ""}" role="status">{e(self.flash)}</div>'
+        return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+                f'<title>{e(title)} · redispool</title><link rel="stylesheet" href="/static/dashboard.css">'
+                f'</head><body data-refresh="{self.refresh_s:g}"><header><span class="brand">redispool</span>'
+                f'{nav}<span class="who">{who}</span></header><main>{flash}{body}</main>'
+                f'<script src="/static/dashboard.js"></script></body></html>')
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, numeric: Sequence[int] = (),
+          empty: str = "nothing here") -> str:
+    """Rows are HTML already (escape cells with e())."""
+    head = "".join(f'<th class="{"num" if i in numeric else ""}">{h}</th>' for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="{"num" if i in numeric else ""}">{c}</td>'
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    if not body:
+        body = f'<tr><td colspan="{len(headers)}" class="muted">{e(empty)}</td></tr>'
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def chart(history: Sequence[tuple[float, int, int]], width: int = 900, height: int = 140) -> str:
+    """Done (green, up) and failed (red, down from the middle) per minute, inline SVG."""
+    n = max(1, len(history))
+    top = max([d for _, d, _ in history] + [f for _, _, f in history] + [1])
+    bar = width / n
+    mid = height * 0.62
+    parts = [f'<svg role="img" aria-label="jobs done and failed per minute, last {n} minutes" '
+             f'width="{width}" height="{height + 16}" viewBox="0 0 {width} {height + 16}">',
+             f'<line x1="0" y1="{mid:.1f}" x2="{width}" y2="{mid:.1f}" stroke="#c9ced6"/>']
+    for i, (ts, done, failed) in enumerate(history):
+        x = i * bar + 1
+        label = f"{datetime.fromtimestamp(ts, timezone.utc):%H:%M} UTC: {done} done, {failed} failed"
+        if done:
+            h = (mid - 4) * done / top
+            parts.append(f'<rect x="{x:.1f}" y="{mid - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" '
+                         f'fill="#2e9d5b"><title>{e(label)}</title></rect>')
+        if failed:
+            h = (height - mid - 4) * failed / top
+            parts.append(f'<rect x="{x:.1f}" y="{mid:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" '
+                         f'fill="#d0453a"><title>{e(label)}</title></rect>')
+    if history:
+        first = datetime.fromtimestamp(history[0][0], timezone.utc)
+        parts.append(f'<text x="0" y="{height + 13}" font-size="11" fill="#6b7380">{first:%H:%M} UTC</text>')
+        parts.append(f'<text x="{width}" y="{height + 13}" font-size="11" fill="#6b7380" text-anchor="end">now</text>')
+    parts.append(f'<text x="4" y="12" font-size="11" fill="#6b7380">max {top}/min</text></svg>')
+    return "".join(parts)
+
+
+def pager(base: str, params: dict[str, Any], page: int, more: bool) -> str:
+    links = []
+    if page > 0:
+        links.append(f'<a class="button" href="{e(base)}?{e(urlencode({**params, "page": page - 1}))}">← newer</a>')
+    links.append(f'<span class="muted">page {page + 1}</span>')
+    if more:
+        links.append(f'<a class="button" href="{e(base)}?{e(urlencode({**params, "page": page + 1}))}">older →</a>')
+    return f'<div class="actions">{"".join(links)}</div>'
