@@ -20,8 +20,10 @@
         if (!text) return;
         var fresh = new DOMParser().parseFromString(text, "text/html");
         var keep = selected();
+        var active = document.activeElement;
+        var typing = active && active.matches && active.matches("input[type=text], input[type=number], input:not([type]), textarea, select");
         document.querySelectorAll("[data-live]").forEach(function (old) {
-          if (old.contains(document.activeElement) && document.activeElement !== document.body) return;
+          if (typing && old.contains(active)) return;  // never under the user's cursor
           var next = fresh.getElementById(old.id);
           if (next) old.innerHTML = next.innerHTML;
         });
