@@ -255,7 +255,8 @@ class _Dashboard:
         for j in infos:
             box = f'<input type="checkbox" name="ids" value="{e(j.id)}" aria-label="select {e(j.id)}">' if p.admin else ""
             rows.append([box, f'<a href="{q}/jobs/{u(j.id)}">{e(j.id)}</a>', f"{j.attempts}/{j.max_attempts}",
-                         e(j.priority), e(when(j.created_at)), e(age(j.updated_at)), e(_short(j.payload)),
+                         e(j.priority), f'<span style="white-space:nowrap">{e(when(j.created_at))}</span>',
+                         e(age(j.updated_at)), e(_short(j.payload)),
                          e((j.error or "")[:120])])
         listing = table([check, "id", "attempts", "priority", "created", "updated", "payload", "last error"], rows,
                         empty=f"no {state} jobs")
