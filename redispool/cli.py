@@ -450,6 +450,36 @@ _cue_action("resume", "resume_cue", "resumed")
 _cue_action("run", "run_cue", "ran now")
 
 
+# ---------------------------------------------------------------------- serve
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--tokens-file", type=click.Path(dir_okay=False), help="lines of 'ROLE TOKEN' (admin, worker, read)")
+@click.option("--worker-timeout", type=float, default=defaults.WORKER_TIMEOUT_S, show_default=True,
+              help="seconds before a silent worker shows as stale")
+@click.option("--no-auth", is_flag=True, help="serve without tokens on a non-loopback host (everyone is admin)")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, tokens_file: str | None, worker_timeout: float,
+          no_auth: bool) -> None:
+    """The HTTP API (/v1), /healthz, /metrics, /openapi.json and the web dashboard (/)."""
+    try:
+        import uvicorn
+
+        from .http import create_app, load_tokens
+    except ImportError as exc:
+        fail(f"redispool serve needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
+    tokens = load_tokens(tokens_file) if tokens_file else None
+    if tokens is None and host not in LOOPBACK and not no_auth:
+        fail(f"refusing to serve without --tokens-file on {host}: anyone could act; "
+             "give --tokens-file, bind to 127.0.0.1, or pass --no-auth")
+    setup_logging(ctx.meta["log_level"])
+    app = create_app(obj().engine(), tokens=tokens, worker_timeout=worker_timeout)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
 # ---------------------------------------------------------------------- demo
 @cli.command()
 @click.option("--seconds", type=click.FloatRange(1, 600), default=6.0, show_default=True,

@@ -1,0 +1,453 @@
+"""``redispool serve``: the HTTP API over the Engine, metrics, health, and the dashboard.
+
+Every route calls an Engine method (the same Lua scripts as the Python worker): no second
+state machine. Engine calls are short and run on Starlette's thread pool; the long-poll
+of a claim (``wait`` up to 30 s) blocks in Redis with ``redis.asyncio`` (BZPOPMIN on the
+queue's wake-up marker), holding no thread while it waits. Routes are listed once, in
+``ROUTES``, which builds both the app and its OpenAPI document.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from .. import defaults, validate
+from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidQueueName, JobNotFound, LeaseLost,
+                      PayloadError, RedispoolError)
+from ..keys import STATES, check_queue
+from . import wire
+from .auth import allows, role_of
+from .metrics import Metrics
+from .waiting import MarkerWait
+from .wire import MISSING, BadInput
+
+log = logging.getLogger("redispool.http")
+MAX_BODY = 1 << 20        # 1 MiB
+MAX_WAIT_S = 30.0
+MAX_CLAIM = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Lease:
+    """What a client hands back for a leased job: enough for complete/fail/heartbeat."""
+
+    id: str
+    queue: str
+    token: str
+    lease: float | None = None
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+class Api:
+    def __init__(self, engine: Any, tokens: dict[str, str] | None, worker_timeout: float) -> None:
+        self.engine = engine
+        self.tokens = tokens
+        self.worker_timeout = worker_timeout
+        self.waits = MarkerWait(engine)
+        self.metrics = Metrics(engine)
+        self.in_progress: dict[str, set[str]] = {}   # HTTP worker id -> "queue/id" it holds (this process)
+
+    # ------------------------------------------------------------------ plumbing
+    def route(self, method: str, path: str, role: str, handler: Callable[..., Awaitable[Any]],
+              status: int = 200) -> Route:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            response = await self._handle(request, role, handler, status)
+            self.metrics.observe(method, path, response.status_code, time.perf_counter() - started)
+            log.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
+                     (time.perf_counter() - started) * 1000)
+            return response
+        return Route(path, endpoint, methods=[method], name=f"{method} {path}")
+
+    async def _handle(self, request: Request, needed: str, handler: Callable[..., Awaitable[Any]],
+                      status: int) -> Response:
+        role = role_of(request.headers.get("authorization"), self.tokens)
+        if role is None:
+            return error(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' header is required")
+        if not allows(role, needed):
+            return error(403, "forbidden", f"the {role} role may not do this (needs {needed})")
+        try:
+            body = b""
+            if request.method in ("POST", "PUT"):
+                length = request.headers.get("content-length")
+                if length and length.isdigit() and int(length) > MAX_BODY:
+                    return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
+                chunks, size = [], 0
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_BODY:
+                        return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
+                    chunks.append(chunk)
+                body = b"".join(chunks)
+            result = await handler(request, body)
+        except ApiError as exc:
+            return error(exc.status, exc.code, exc.message)
+        except LeaseLost as exc:
+            return error(409, "lease_lost", str(exc))
+        except (JobNotFound, CueNotFound) as exc:
+            return error(404, "not_found", str(exc))
+        except (ConnectionFailed, ConnectionError, TimeoutError) as exc:
+            return error(503, "unavailable", str(exc))
+        except (BadInput, InvalidQueueName, InvalidCron, PayloadError, RedispoolError, ValueError,
+                TypeError, LookupError) as exc:
+            return error(400, "bad_input", str(exc))
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result, status_code=status)
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a (short) Engine call on the thread pool."""
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    @staticmethod
+    def queue(request: Request) -> str:
+        return check_queue(request.path_params["queue"])
+
+    # ------------------------------------------------------------------ producing
+    JOB_FIELDS = {"payload": (Any, None), "priority": (int, 0), "delay": (float, None, None),
+                  "run_at": (float, None, None), "max_attempts": (int, defaults.MAX_ATTEMPTS),
+                  "lease": (float, None, None), "unique_key": (str, None, None), "job_id": (str, None, None)}
+
+    def _spec(self, body: dict) -> list[Any]:
+        o = {k: v for k, v in body.items() if k != "payload"}
+        return self.engine._job_args(body["payload"], backoff_base=None, backoff_cap=None, **o)
+
+    async def enqueue(self, request: Request, raw: bytes) -> Any:
+        queue = self.queue(request)
+        body = wire.parse(raw, self.JOB_FIELDS)
+        spec = self._spec(body)
+        [(job_id, created)] = await self.call(self.engine.enqueue_specs, queue, [spec])
+        return JSONResponse({"id": job_id, "created": created}, status_code=201 if created else 200)
+
+    async def enqueue_batch(self, request: Request, raw: bytes) -> Any:
+        queue = self.queue(request)
+        body = wire.parse(raw, {"jobs": (list, MISSING)})
+        if not 1 <= len(body["jobs"]) <= MAX_CLAIM:
+            raise BadInput(f"jobs must hold 1 to {MAX_CLAIM} jobs")
+        specs = [self._spec(wire.check(j, self.JOB_FIELDS, f"jobs[{i}]")) for i, j in enumerate(body["jobs"])]
+        out = await self.call(self.engine.enqueue_specs, queue, specs)
+        return JSONResponse({"ids": [job_id for job_id, _ in out]}, status_code=201)
+
+    # ------------------------------------------------------------------ consuming
+    CLAIM_FIELDS = {"worker_id": (str, MISSING), "limit": (int, 1), "lease": (float, None, None),
+                    "wait": (float, 0)}
+
+    async def _claim(self, request: Request, queue: str, c: dict) -> list[dict]:
+        if not 1 <= c["limit"] <= MAX_CLAIM:
+            raise BadInput(f"limit must be 1 to {MAX_CLAIM}")
+        if not 0 <= c["wait"] <= MAX_WAIT_S:
+            raise BadInput(f"wait must be 0 to {MAX_WAIT_S:g} seconds")
+        worker_id = self.engine._worker_id(c["worker_id"])
+        lease_ms = validate.lease_ms(c["lease"]) or self.engine.lease_ms
+        await self._seen(request, worker_id, queue)
+        deadline = time.monotonic() + c["wait"]
+        while True:
+            jobs, wait_ms = await self.call(self.engine._claim_once, queue, worker_id, c["limit"], lease_ms)
+            remaining = deadline - time.monotonic()
+            if jobs or remaining <= 0:
+                break
+            if wait_ms >= 0:
+                remaining = min(remaining, wait_ms / 1000 + 0.001)
+            await self.waits.wait(queue, remaining)
+        held = self.in_progress.setdefault(worker_id, set())
+        held.update(f"{queue}/{j.id}" for j in jobs)
+        return [wire.job(j) for j in jobs]
+
+    async def claim(self, request: Request, raw: bytes) -> Any:
+        queue = self.queue(request)
+        return {"jobs": await self._claim(request, queue, wire.parse(raw, self.CLAIM_FIELDS))}
+
+    async def _seen(self, request: Request, worker_id: str, queue: str, processed: int = 0, failed: int = 0) -> None:
+        """Register or refresh an HTTP worker in the registry (host = client address)."""
+        host = request.client.host if request.client else "?"
+        held = sorted(self.in_progress.get(worker_id, ()))
+        if not await self.call(self.engine.beat_worker, worker_id, jobs_in_progress=held,
+                               processed=processed, failed=failed):
+            await self.call(self.engine.register_worker, worker_id, host=host, pid=0, queues=[queue])
+
+    def _lease(self, request: Request, token: Any) -> Lease:
+        if not isinstance(token, str) or not token:
+            raise BadInput("token must be the lease token the claim returned")
+        return Lease(request.path_params["id"], self.queue(request), token)
+
+    def _done(self, worker_id: str | None, queue: str, job_id: str) -> None:
+        if worker_id and worker_id in self.in_progress:
+            self.in_progress[worker_id].discard(f"{queue}/{job_id}")
+
+    async def complete(self, request: Request, raw: bytes) -> Any:
+        body = wire.parse(raw, {"token": (str, MISSING), "result": (Any, None), "worker_id": (str, None, None)})
+        lease = self._lease(request, body["token"])
+        await self.call(self.engine.complete, lease, body["result"])
+        self._done(body["worker_id"], lease.queue, lease.id)
+        return {"state": "done"}
+
+    async def fail(self, request: Request, raw: bytes) -> Any:
+        body = wire.parse(raw, {"token": (str, MISSING), "error": (str, MISSING), "retry": (bool, True),
+                                "delay": (float, None, None), "worker_id": (str, None, None)})
+        lease = self._lease(request, body["token"])
+        state = await self.call(self.engine.fail, lease, body["error"], retry=body["retry"], delay=body["delay"])
+        self._done(body["worker_id"], lease.queue, lease.id)
+        return {"state": state}
+
+    async def heartbeat(self, request: Request, raw: bytes) -> Any:
+        body = wire.parse(raw, {"token": (str, MISSING), "lease": (float, None, None), "worker_id": (str, None, None)})
+        lease = self._lease(request, body["token"])
+        expires = await self.call(self.engine.heartbeat, lease, body["lease"])
+        if body["worker_id"]:
+            await self._seen(request, body["worker_id"], lease.queue)
+        return {"lease_expires_at": expires}
+
+    async def release(self, request: Request, raw: bytes) -> Any:
+        body = wire.parse(raw, {"token": (str, MISSING), "worker_id": (str, None, None)})
+        lease = self._lease(request, body["token"])
+        await self.call(self.engine.release, lease)
+        self._done(body["worker_id"], lease.queue, lease.id)
+        return {"state": "ready"}
+
+    async def ack(self, request: Request, raw: bytes) -> Any:
+        queue = self.queue(request)
+        body = wire.parse(raw, {"complete": (list, []), "fail": (list, []), "claim": (dict, None, None)})
+        done = [wire.check(c, {"id": (str, MISSING), "token": (str, MISSING), "result": (Any, None)}, f"complete[{i}]")
+                for i, c in enumerate(body["complete"])]
+        failed = [wire.check(f, {"id": (str, MISSING), "token": (str, MISSING), "error": (str, MISSING),
+                                 "retry": (bool, True), "delay": (float, None, None)}, f"fail[{i}]")
+                  for i, f in enumerate(body["fail"])]
+        claim = wire.check(body["claim"], self.CLAIM_FIELDS, "claim") if body["claim"] is not None else None
+        if len(done) + len(failed) > MAX_CLAIM:
+            raise BadInput(f"at most {MAX_CLAIM} items per ack")
+        result = await self.call(
+            self.engine.ack, queue,
+            completed=[(Lease(c["id"], queue, c["token"]), c["result"]) for c in done],
+            failed=[(Lease(f["id"], queue, f["token"]), f["error"], f["retry"], f["delay"]) for f in failed])
+        results = [{"id": c["id"], "ok": ok, **({"state": "done"} if ok else {"error": "lease_lost"})}
+                   for c, ok in zip(done, result.completed)]
+        results += [{"id": f["id"], "ok": state is not None, **({"state": state} if state else {"error": "lease_lost"})}
+                    for f, state in zip(failed, result.failed)]
+        out: dict[str, Any] = {"results": results}
+        if claim is not None:
+            for item in done + failed:
+                self._done(claim["worker_id"], queue, item["id"])
+            ok_done = sum(result.completed)
+            ok_failed = sum(1 for s in result.failed if s is not None)
+            if ok_done or ok_failed:
+                await self._seen(request, claim["worker_id"], queue, processed=ok_done + ok_failed, failed=ok_failed)
+            out["jobs"] = await self._claim(request, queue, claim)
+        return out
+
+    # ------------------------------------------------------------------ reading and acting
+    async def list_queues(self, request: Request, raw: bytes) -> Any:
+        out = []
+        for name in await self.call(self.engine.queues):
+            s = await self.call(self.engine.stats, name)
+            out.append({"name": name, "paused": s["paused"], "counts": {st: s[st] for st in STATES}})
+        return out
+
+    async def queue_stats(self, request: Request, raw: bytes) -> Any:
+        return await self.call(self.engine.stats, self.queue(request))
+
+    async def list_jobs(self, request: Request, raw: bytes) -> Any:
+        queue = self.queue(request)
+        q = request.query_params
+        state = q.get("state", "ready")
+        if state not in STATES:
+            raise BadInput(f"state must be one of {', '.join(STATES)}")
+        limit, cursor = _int(q.get("limit"), 100, "limit", 1, 1000), _int(q.get("cursor"), 0, "cursor", 0, 10**12)
+        infos = await self.call(self.engine.jobs, queue, state, limit=limit + 1, offset=cursor)
+        more = len(infos) > limit
+        return {"jobs": [wire.info(i) for i in infos[:limit]], "cursor": str(cursor + limit) if more else None}
+
+    async def get_job(self, request: Request, raw: bytes) -> Any:
+        queue, job_id = self.queue(request), request.path_params["id"]
+        found = await self.call(self.engine.get, queue, job_id)
+        if found is None:
+            raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+        return wire.info(found)
+
+    async def cancel_job(self, request: Request, raw: bytes) -> Any:
+        queue, job_id = self.queue(request), request.path_params["id"]
+        cancelled = await self.call(self.engine.cancel, queue, job_id)
+        return {"cancelled": cancelled}
+
+    async def pause(self, request: Request, raw: bytes) -> Any:
+        return {"changed": await self.call(self.engine.pause, self.queue(request))}
+
+    async def resume(self, request: Request, raw: bytes) -> Any:
+        return {"changed": await self.call(self.engine.resume, self.queue(request))}
+
+    async def replay(self, request: Request, raw: bytes) -> Any:
+        body = wire.parse(raw, {"ids": (list, None, None)})
+        ids = body["ids"]
+        if ids is not None and not all(isinstance(i, str) for i in ids):
+            raise BadInput("ids must be a list of job id strings")
+        return {"replayed": await self.call(self.engine.replay_dead, self.queue(request), ids)}
+
+    async def purge(self, request: Request, raw: bytes) -> Any:
+        state = request.query_params.get("state")
+        if state not in STATES:
+            raise BadInput(f"give ?state= one of {', '.join(STATES)}")
+        return {"purged": await self.call(self.engine.purge, self.queue(request), state)}
+
+    async def list_cues(self, request: Request, raw: bytes) -> Any:
+        return [wire.cue(c) for c in await self.call(self.engine.cues)]
+
+    async def put_cue(self, request: Request, raw: bytes) -> Any:
+        body = wire.parse(raw, {"cron": (str, MISSING), "tz": (str, "UTC"), "payload": (Any, None),
+                                "priority": (int, 0), "misfire": (str, "skip"),
+                                "max_attempts": (int, defaults.MAX_ATTEMPTS), "lease": (float, None, None)})
+        cron = body.pop("cron")
+        info = await self.call(lambda: self.engine.add_cue(self.queue(request), request.path_params["name"],
+                                                           cron, **body))
+        return wire.cue(info)
+
+    async def delete_cue(self, request: Request, raw: bytes) -> Any:
+        await self.call(self.engine.remove_cue, self.queue(request), request.path_params["name"])
+        return {"removed": True}
+
+    def cue_verb(self, verb: str) -> Callable[..., Awaitable[Any]]:
+        async def act(request: Request, raw: bytes) -> Any:
+            method = getattr(self.engine, {"pause": "pause_cue", "resume": "resume_cue", "run": "run_cue"}[verb])
+            result = await self.call(method, self.queue(request), request.path_params["name"])
+            return {"job_id": result} if verb == "run" else {"ok": True}
+        return act
+
+    async def list_workers(self, request: Request, raw: bytes) -> Any:
+        return [wire.worker(w) for w in await self.call(self.engine.workers, timeout=self.worker_timeout)]
+
+    async def health(self, request: Request, raw: bytes) -> Any:
+        if await self.call(self.engine.ping):
+            return {"status": "ok"}
+        return error(503, "unavailable", "Redis cannot be reached")
+
+    async def metrics_text(self, request: Request, raw: bytes) -> Any:
+        body, content_type = await self.call(self.metrics.render)
+        return Response(body, media_type=content_type)
+
+
+def _int(value: str | None, default: int, name: str, low: int, high: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise BadInput(f"{name} must be an integer in [{low}, {high}]")
+    return int(value)
+
+
+Q = "/v1/queues/{queue}"
+J = Q + "/jobs/{id:path}"
+
+
+def routes_of(api: Api) -> list[tuple[str, str, str, Callable[..., Awaitable[Any]], int, str]]:
+    """(method, path, role, handler, success status, summary) of every API route."""
+    return [
+        ("POST", Q + "/jobs", "worker", api.enqueue, 201, "Enqueue a job"),
+        ("POST", Q + "/jobs/batch", "worker", api.enqueue_batch, 201, "Enqueue many jobs in one call"),
+        ("POST", Q + "/claim", "worker", api.claim, 200, "Lease jobs, waiting up to `wait` seconds"),
+        ("POST", Q + "/ack", "worker", api.ack, 200, "Finish many leases and claim the next batch"),
+        ("POST", J + "/complete", "worker", api.complete, 200, "Complete a leased job"),
+        ("POST", J + "/fail", "worker", api.fail, 200, "Fail a leased job (retry or dead)"),
+        ("POST", J + "/heartbeat", "worker", api.heartbeat, 200, "Extend a lease"),
+        ("POST", J + "/release", "worker", api.release, 200, "Give a lease back"),
+        ("GET", "/v1/queues", "read", api.list_queues, 200, "Every queue with its counts"),
+        ("GET", Q, "read", api.queue_stats, 200, "A queue's stats"),
+        ("GET", Q + "/jobs", "read", api.list_jobs, 200, "A page of one state's jobs"),
+        ("DELETE", Q + "/jobs", "admin", api.purge, 200, "Purge a state (?state=)"),
+        ("GET", J, "read", api.get_job, 200, "One job"),
+        ("DELETE", J, "admin", api.cancel_job, 200, "Cancel a job"),
+        ("POST", Q + "/pause", "admin", api.pause, 200, "Pause a queue"),
+        ("POST", Q + "/resume", "admin", api.resume, 200, "Resume a queue"),
+        ("POST", Q + "/replay", "admin", api.replay, 200, "Replay dead jobs"),
+        ("GET", "/v1/cues", "read", api.list_cues, 200, "Every cue"),
+        ("PUT", Q + "/cues/{name}", "admin", api.put_cue, 200, "Create or replace a cue"),
+        ("DELETE", Q + "/cues/{name}", "admin", api.delete_cue, 200, "Remove a cue"),
+        ("POST", Q + "/cues/{name}/pause", "admin", api.cue_verb("pause"), 200, "Pause a cue"),
+        ("POST", Q + "/cues/{name}/resume", "admin", api.cue_verb("resume"), 200, "Resume a cue"),
+        ("POST", Q + "/cues/{name}/run", "admin", api.cue_verb("run"), 200, "Run a cue now"),
+        ("GET", "/v1/workers", "read", api.list_workers, 200, "Live workers"),
+    ]
+
+
+def openapi(api: Api) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for method, path, role, _, status, summary in routes_of(api):
+        clean = path.replace(":path", "")
+        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in ("queue", "id", "name") if "{" + p + "}" in clean]
+        paths.setdefault(clean, {})[method.lower()] = {
+            "summary": summary, "description": f"Role: {role} or above.", "parameters": params,
+            "security": [{"bearer": []}],
+            "responses": {str(status): {"description": "success"},
+                          "400": {"description": "bad input"}, "401": {"description": "no or unknown token"},
+                          "403": {"description": "role not allowed"}, "404": {"description": "unknown job or cue"},
+                          "409": {"description": "lease_lost"}, "413": {"description": "body too large"},
+                          "503": {"description": "Redis unreachable"}}}
+    for path, summary in (("/healthz", "200 while Redis answers, else 503"), ("/metrics", "Prometheus metrics")):
+        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "ok"}}}}
+    return {"openapi": "3.0.3", "info": {"title": "redispool", "version": "1"}, "paths": paths,
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
+
+
+def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
+               worker_timeout: float = defaults.WORKER_TIMEOUT_S, dashboard: bool = True) -> Starlette:
+    """The whole server: API, /healthz, /metrics, /openapi.json and the dashboard at /."""
+    api = Api(engine, tokens, worker_timeout)
+    routes: list[Any] = [api.route(m, p, role, h, status) for m, p, role, h, status, _ in routes_of(api)]
+    doc = openapi(api)
+
+    async def healthz(request: Request) -> Response:
+        return await _plain(api.health, request)
+
+    async def metrics(request: Request) -> Response:
+        return await _plain(api.metrics_text, request)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(doc)
+
+    async def no_route(request: Request) -> Response:
+        return error(404, "not_found", f"no route {request.method} {request.url.path}")
+
+    routes += [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
+               Route("/openapi.json", openapi_json, methods=["GET"]),
+               Route("/v1/{rest:path}", no_route, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])]
+    if dashboard:
+        from ..dashboard import create_dashboard
+        routes.append(Mount("/", create_dashboard(engine, tokens=tokens, worker_timeout=worker_timeout)))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/v1/"):
+            return error(404, "not_found", f"no route {request.method} {request.url.path}")
+        return PlainTextResponse("not found", status_code=404)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await api.waits.close()
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
+    app.state.api = api
+    return app
+
+
+async def _plain(handler: Callable[..., Awaitable[Any]], request: Request) -> Response:
+    try:
+        result = await handler(request, b"")
+    except Exception as exc:  # health and metrics must answer, never raise
+        return error(503, "unavailable", str(exc))
+    return result if isinstance(result, Response) else JSONResponse(result)
+

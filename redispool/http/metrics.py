@@ -1,0 +1,55 @@
+"""Prometheus metrics of ``redispool serve``: requests by route and status, their
+latency, and per queue the jobs in each state and the lifetime totals (read from Redis
+at scrape time, so every server process reports the same queue figures)."""
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..keys import STATES
+
+
+class _Queues:
+    """Collects queue figures on scrape."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def collect(self) -> Any:
+        jobs = GaugeMetricFamily("redispool_jobs", "Jobs per queue and state", labels=["queue", "state"])
+        latency = GaugeMetricFamily("redispool_queue_latency_seconds", "Wait of the oldest ready job",
+                                    labels=["queue"])
+        paused = GaugeMetricFamily("redispool_queue_paused", "1 while the queue is paused", labels=["queue"])
+        totals = CounterMetricFamily("redispool_jobs", "Lifetime totals per queue", labels=["queue", "event"])
+        workers = GaugeMetricFamily("redispool_workers", "Live registered workers")
+        for queue in self.engine.queues():
+            s = self.engine.stats(queue)
+            for state in STATES:
+                jobs.add_metric([queue, state], s[state])
+            latency.add_metric([queue], s["latency"])
+            paused.add_metric([queue], 1 if s["paused"] else 0)
+            for event, n in s["totals"].items():
+                totals.add_metric([queue, event], n)
+        workers.add_metric([], len(self.engine.workers()))
+        yield from (jobs, latency, paused, totals, workers)
+
+
+class Metrics:
+    def __init__(self, engine: Any) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("redispool_http_requests", "HTTP API requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("redispool_http_request_seconds", "HTTP API request latency", ["method", "route"],
+                                 registry=self.registry,
+                                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30))
+        self.registry.register(_Queues(engine))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,110 @@
+"""JSON on the wire: request bodies checked field by field, and records turned into JSON.
+
+A payload JSON cannot carry (bytes, from a Python producer) is sent as
+``{"$bytes_base64": "..."}``; anything else msgpack decoded that JSON lacks is sent as text.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+from ..errors import RedispoolError
+
+
+class BadInput(RedispoolError, ValueError):
+    """A request body or parameter is malformed; answered 400."""
+
+
+MISSING = object()
+
+
+def parse(raw: bytes, fields: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+    """Decode a JSON object body; ``fields`` maps name -> (allowed types..., default) with
+    default ``MISSING`` for a required field. Unknown fields are bad input."""
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInput(f"the body is not valid JSON: {exc}") from None
+    return check(body, fields)
+
+
+def check(body: Any, fields: dict[str, tuple[Any, ...]], where: str = "the body") -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadInput(f"{where} must be a JSON object")
+    unknown = set(body) - set(fields)
+    if unknown:
+        raise BadInput(f"unknown field(s) in {where}: {', '.join(sorted(unknown))}")
+    out = {}
+    for name, spec in fields.items():
+        *types, default = spec
+        if name not in body:
+            if default is MISSING:
+                raise BadInput(f"{where} needs the field {name!r}")
+            out[name] = default
+            continue
+        value = body[name]
+        if types and not _is(value, types):
+            names = "/".join(t.__name__ if isinstance(t, type) else repr(t) for t in types)
+            raise BadInput(f"{name} must be {names}, got {json.dumps(value)[:80]}")
+        out[name] = value
+    return out
+
+
+def _is(value: Any, types: list[Any]) -> bool:
+    for t in types:
+        if t is None and value is None:
+            return True
+        if t is Any:
+            return True
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return math.isfinite(value)
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if isinstance(t, type) and t not in (int, float) and isinstance(value, t) and not isinstance(value, bool):
+            return True
+        if t is bool and isinstance(value, bool):
+            return True
+    return False
+
+
+def jsonable(value: Any) -> Any:
+    """A decoded payload or result as JSON can carry it."""
+    if isinstance(value, bytes):
+        return {"$bytes_base64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def job(j: Any) -> dict[str, Any]:
+    return {"id": j.id, "queue": j.queue, "payload": jsonable(j.payload), "attempt": j.attempt,
+            "max_attempts": j.max_attempts, "token": j.token, "lease_expires_at": j.lease_expires_at}
+
+
+def info(i: Any) -> dict[str, Any]:
+    return {"id": i.id, "queue": i.queue, "state": i.state, "payload": jsonable(i.payload),
+            "attempts": i.attempts, "max_attempts": i.max_attempts, "priority": i.priority,
+            "result": jsonable(i.result), "error": i.error, "worker_id": i.worker_id,
+            "created_at": i.created_at, "updated_at": i.updated_at, "unique_key": i.unique_key,
+            "run_at": i.run_at, "lease_expires_at": i.lease_expires_at, "finished_at": i.finished_at,
+            "errors": [{"attempt": a, "error": e, "at": at} for a, e, at in i.errors]}
+
+
+def cue(c: Any) -> dict[str, Any]:
+    return {"queue": c.queue, "name": c.name, "cron": c.cron, "tz": c.tz, "next_fire_at": c.next_fire_at,
+            "paused": c.paused, "payload": jsonable(c.payload), "priority": c.priority, "misfire": c.misfire,
+            "max_attempts": c.max_attempts, "lease": c.lease, "last_fire_at": c.last_fire_at}
+
+
+def worker(w: Any) -> dict[str, Any]:
+    return {"id": w.id, "host": w.host, "pid": w.pid, "queues": w.queues, "started_at": w.started_at,
+            "last_heartbeat": w.last_heartbeat, "jobs_in_progress": w.jobs_in_progress,
+            "processed": w.processed, "failed": w.failed}
