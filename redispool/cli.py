@@ -6,10 +6,12 @@ URL (password masked) and exit 1; never a traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -477,7 +479,17 @@ def serve(ctx: click.Context, host: str, port: int, tokens_file: str | None, wor
              "give --tokens-file, bind to 127.0.0.1, or pass --no-auth")
     setup_logging(ctx.meta["log_level"])
     app = create_app(obj().engine(), tokens=tokens, worker_timeout=worker_timeout)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+
+    def stop(*_: Any) -> None:  # finish in-flight requests, then exit 0
+        server.should_exit = True
+
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logging.getLogger("redispool.http").info("serving on http://%s:%d (%s)", host, port,
+                                             "tokens" if tokens else "no tokens: everyone is admin")
+    server.run()
 
 
 # ---------------------------------------------------------------------- demo

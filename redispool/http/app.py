@@ -150,14 +150,15 @@ class Api:
     CLAIM_FIELDS = {"worker_id": (str, MISSING), "limit": (int, 1), "lease": (float, None, None),
                     "wait": (float, 0)}
 
-    async def _claim(self, request: Request, queue: str, c: dict) -> list[dict]:
+    async def _claim(self, request: Request, queue: str, c: dict, processed: int = 0, failed: int = 0) -> list[dict]:
+        """Claim (long-polling up to ``wait``), then register or refresh the worker with
+        the jobs it holds and the ``processed``/``failed`` it reports."""
         if not 1 <= c["limit"] <= MAX_CLAIM:
             raise BadInput(f"limit must be 1 to {MAX_CLAIM}")
         if not 0 <= c["wait"] <= MAX_WAIT_S:
             raise BadInput(f"wait must be 0 to {MAX_WAIT_S:g} seconds")
         worker_id = self.engine._worker_id(c["worker_id"])
         lease_ms = validate.lease_ms(c["lease"]) or self.engine.lease_ms
-        await self._seen(request, worker_id, queue)
         deadline = time.monotonic() + c["wait"]
         while True:
             jobs, wait_ms = await self.call(self.engine._claim_once, queue, worker_id, c["limit"], lease_ms)
@@ -169,6 +170,7 @@ class Api:
             await self.waits.wait(queue, remaining)
         held = self.in_progress.setdefault(worker_id, set())
         held.update(f"{queue}/{j.id}" for j in jobs)
+        await self._seen(request, worker_id, queue, processed, failed)
         return [wire.job(j) for j in jobs]
 
     async def claim(self, request: Request, raw: bytes) -> Any:
@@ -246,10 +248,8 @@ class Api:
             for item in done + failed:
                 self._done(claim["worker_id"], queue, item["id"])
             ok_done = sum(result.completed)
-            ok_failed = sum(1 for s in result.failed if s is not None)
-            if ok_done or ok_failed:
-                await self._seen(request, claim["worker_id"], queue, processed=ok_done + ok_failed, failed=ok_failed)
-            out["jobs"] = await self._claim(request, queue, claim)
+            ok_failed = sum(1 for state in result.failed if state is not None)
+            out["jobs"] = await self._claim(request, queue, claim, ok_done + ok_failed, ok_failed)
         return out
 
     # ------------------------------------------------------------------ reading and acting

@@ -6,6 +6,7 @@ sets), then claims through the Engine.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 MIN_BLOCK_S = 0.01
@@ -33,17 +34,22 @@ def async_client(engine: Any) -> Any:
 
 
 class MarkerWait:
+    """Blocking waits on queue markers; one async client per event loop (uvicorn runs one)."""
+
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._client: Any = None
+        self._loop: Any = None
 
     async def wait(self, queue: str, timeout: float) -> bool:
         """Block up to ``timeout`` s until ``queue``'s marker is set; True if it was."""
-        if self._client is None:
-            self._client = async_client(self.engine)
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client, self._loop = async_client(self.engine), loop
         marker = self.engine.keys(queue).marker
         return bool(await self._client.bzpopmin([marker], timeout=max(MIN_BLOCK_S, timeout)))
 
     async def close(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.aclose()
+        self._client = None
