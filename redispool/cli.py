@@ -459,10 +459,12 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--tokens-file", type=click.Path(dir_okay=False), help="lines of 'ROLE TOKEN' (admin, worker, read)")
+@click.option("--tokens-file", type=click.Path(dir_okay=False),
+              help="lines of 'ROLE TOKEN' (admin, worker, read); or env REDISPOOL_TOKENS with those lines")
 @click.option("--worker-timeout", type=float, default=defaults.WORKER_TIMEOUT_S, show_default=True,
               help="seconds before a silent worker shows as stale")
-@click.option("--no-auth", is_flag=True, help="serve without tokens on a non-loopback host (everyone is admin)")
+@click.option("--insecure-no-auth", "no_auth", is_flag=True,
+              help="serve without tokens on a non-loopback host (everyone is admin)")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, tokens_file: str | None, worker_timeout: float,
           no_auth: bool) -> None:
@@ -470,13 +472,18 @@ def serve(ctx: click.Context, host: str, port: int, tokens_file: str | None, wor
     try:
         import uvicorn
 
-        from .http import create_app, load_tokens
+        from .http import create_app, load_tokens, parse_tokens
     except ImportError as exc:
         fail(f"redispool serve needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
-    tokens = load_tokens(tokens_file) if tokens_file else None
+    if tokens_file:
+        tokens = load_tokens(tokens_file)
+    elif os.environ.get("REDISPOOL_TOKENS"):
+        tokens = parse_tokens(os.environ["REDISPOOL_TOKENS"], "REDISPOOL_TOKENS")
+    else:
+        tokens = None
     if tokens is None and host not in LOOPBACK and not no_auth:
-        fail(f"refusing to serve without --tokens-file on {host}: anyone could act; "
-             "give --tokens-file, bind to 127.0.0.1, or pass --no-auth")
+        fail(f"refusing to serve without tokens on {host}: anyone could act; "
+             "give --tokens-file, bind to 127.0.0.1, or pass --insecure-no-auth")
     setup_logging(ctx.meta["log_level"])
     app = create_app(obj().engine(), tokens=tokens, worker_timeout=worker_timeout)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))

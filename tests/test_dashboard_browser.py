@@ -1,5 +1,5 @@
 """The dashboard in a real browser (Debian's chromium through playwright), served by
-uvicorn, with a real worker process, on a real redis-server."""
+`redispool serve`, with a real worker process, on a real redis-server."""
 from __future__ import annotations
 
 import os
@@ -36,10 +36,10 @@ pytestmark = [pytest.mark.slow,
 def system(redis_url, tmp_path):
     prefix = f"d{uuid.uuid4().hex[:8]}"
     port = free_port()
-    env = {**os.environ, "REDISPOOL_URL": redis_url, "REDISPOOL_PREFIX": prefix, "REDISPOOL_WORKER_TIMEOUT": "2",
-           "REDISPOOL_REFRESH": "0.5", "REDISPOOL_TOKENS": "admin:adm-token,read:look-token"}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "redispool.dashboard:from_env",
-                               "--port", str(port), "--log-level", "warning"], env=env,
+    env = {**os.environ, "REDISPOOL_URL": redis_url, "REDISPOOL_PREFIX": prefix,
+           "REDISPOOL_TOKENS": "admin adm-token,read look-token"}
+    server = subprocess.Popen([sys.executable, "-m", "redispool", "serve", "--port", str(port),
+                               "--worker-timeout", "2"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     (tmp_path / "slowapp.py").write_text(APP)
     worker = subprocess.Popen([sys.executable, "-m", "redispool", "worker", "slowapp:worker"], env=env,

@@ -3,8 +3,9 @@
 Tokens file: one ``ROLE TOKEN`` per line (roles ``admin``, ``worker``, ``read``); blank
 lines and ``#`` comments are skipped. ``admin`` may do everything; ``worker`` may enqueue,
 claim, heartbeat, finish and release jobs and read; ``read`` may only read (GET). Without
-a tokens file every request is admin, which ``redispool serve`` allows on a loopback
-address only (or with ``--no-auth``).
+a tokens file (or ``$REDISPOOL_TOKENS`` holding the same lines) every request is admin,
+which ``redispool serve`` allows on a loopback address only (or with
+``--insecure-no-auth``).
 """
 from __future__ import annotations
 
@@ -23,22 +24,27 @@ class BadTokensFile(RedispoolError, ValueError):
 
 def load_tokens(path: str | Path) -> dict[str, str]:
     """token -> role from a tokens file."""
-    tokens: dict[str, str] = {}
     try:
-        lines = Path(path).read_text().splitlines()
+        text = Path(path).read_text()
     except OSError as exc:
         raise BadTokensFile(f"cannot read tokens file {path}: {exc.strerror}") from None
-    for number, line in enumerate(lines, 1):
+    return parse_tokens(text, str(path))
+
+
+def parse_tokens(text: str, source: str) -> dict[str, str]:
+    """token -> role from ``ROLE TOKEN`` entries, one per line (or comma-separated)."""
+    tokens: dict[str, str] = {}
+    for number, line in enumerate(text.replace(",", "\n").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split()
         if len(parts) != 2 or parts[0] not in ROLES or len(parts[1]) < 8:
-            raise BadTokensFile(f"{path}:{number}: expected 'ROLE TOKEN' with ROLE one of "
+            raise BadTokensFile(f"{source}:{number}: expected 'ROLE TOKEN' with ROLE one of "
                                 f"{', '.join(ROLES)} and a token of 8+ characters")
         tokens[parts[1]] = parts[0]
     if not tokens:
-        raise BadTokensFile(f"{path} holds no token")
+        raise BadTokensFile(f"{source} holds no token")
     return tokens
 
 
