@@ -172,8 +172,9 @@ def test_misfire_catch_up_fires_every_missed_time(engine):
 def test_catch_up_is_bounded(engine):
     engine.add_cue("q", "s", "* * * * * *", misfire="catch_up")
     _backdate(engine, "q", "s", 3600)
+    before = time.time()
     assert engine.fire_due_cues("q") == redispool.defaults.CATCH_UP_MAX
-    assert engine.get_cue("q", "s").next_fire_at > time.time() - 0.01
+    assert engine.get_cue("q", "s").next_fire_at > before, "moved on past now"
 
 
 def test_concurrent_firing_creates_each_fire_time_once(make_engine):
