@@ -23,7 +23,7 @@ from .models import Job, JobInfo
 from .cues import CuesMixin
 from .history import HistoryMixin
 from .registry import WorkersMixin
-from .scripts import Scripts
+from .scripts import Call, Scripts
 
 F = TypeVar("F", bound=Callable[..., Any])
 JobRef = Any  # a Job, or any object with .id and .token (e.g. an HTTP client's lease)
@@ -121,13 +121,21 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
             0 if backoff_cap is None else validate.seconds_to_ms(backoff_cap, "backoff_cap", allow_zero=False),
         ]
 
+    # Each hot-path operation is a ``_<op>_call`` building the script call and, where the
+    # reply needs decoding, a ``_<op>_reply``: this Engine runs the call with Scripts.run,
+    # the async one (aio.py) with AsyncScripts.run, and both decode it the same way.
+    def _enqueue_call(self, queue: str, args: list[Any]) -> Call:
+        k = self.keys(queue)
+        return Call("enqueue", [k.ready, k.scheduled, k.marker, k.meta, k.unique, k.counts, k.job_prefix], args)
+
+    @staticmethod
+    def _enqueue_reply(reply: Sequence[Any]) -> list[tuple[str, bool]]:
+        return [(_text(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply), 2)]
+
     @_redis_errors
     def _run_enqueue(self, queue: str, args: list[Any]) -> list[tuple[str, bool]]:
-        k = self.keys(queue)
         self._register_queue(queue)
-        reply = self.scripts.run(
-            "enqueue", [k.ready, k.scheduled, k.marker, k.meta, k.unique, k.counts, k.job_prefix], args)
-        return [(_text(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply), 2)]
+        return self._enqueue_reply(self.scripts.run(*self._enqueue_call(queue, args)))
 
     def enqueue_specs(self, queue: str, specs: Sequence[list[Any]]) -> list[tuple[str, bool]]:
         """Create jobs from already validated ``_job_args`` lists in one round trip;
@@ -169,7 +177,20 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
 
     # ------------------------------------------------------------------ consuming
     def _jobs_from(self, queue: str, worker_id: str, reply: Sequence[Any], start: int) -> list[Job]:
-        """Decode claim.lua's job list (starting at ``start``, after wait_ms and now_ms)."""
+        """Decode claim.lua's job list; a job whose payload cannot be decoded goes to dead."""
+        jobs, broken = self._decode_jobs(queue, worker_id, reply, start)
+        for job, error in broken:  # never hand a worker a payload it cannot read
+            try:
+                self.fail(job, error, retry=False)
+            except LeaseLost:
+                pass
+        return jobs
+
+    @staticmethod
+    def _decode_jobs(queue: str, worker_id: str, reply: Sequence[Any],
+                     start: int) -> tuple[list[Job], list[tuple[Job, str]]]:
+        """claim.lua's job list (starting at ``start``, after wait_ms and now_ms): the jobs,
+        and (job, error) for those whose payload cannot be decoded."""
         now_ms = int(reply[start - 1])
         jobs, broken = [], []
         for i in range(start, len(reply), 6):
@@ -182,18 +203,16 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
                 broken.append((job, f"{type(exc).__name__}: {exc}"))
                 continue
             jobs.append(job)
-        for job, error in broken:  # never hand a worker a payload it cannot read
-            try:
-                self.fail(job, error, retry=False)
-            except LeaseLost:
-                pass
-        return jobs
+        return jobs, broken
+
+    def _claim_call(self, queue: str, worker_id: str, limit: int, lease_ms: int) -> Call:
+        """claim.lua; its reply is wait_ms, now_ms, then the jobs (``_decode_jobs(..., 2)``)."""
+        k = self.keys(queue)
+        return Call("claim", [k.ready, k.leased, k.scheduled, k.marker, k.meta, k.unique, k.counts, k.dead,
+                              k.job_prefix], [worker_id, limit, lease_ms])
 
     def _claim_once(self, queue: str, worker_id: str, limit: int, lease_ms: int) -> tuple[list[Job], int]:
-        k = self.keys(queue)
-        reply = self.scripts.run(
-            "claim", [k.ready, k.leased, k.scheduled, k.marker, k.meta, k.unique, k.counts, k.dead,
-                      k.job_prefix], [worker_id, limit, lease_ms])
+        reply = self.scripts.run(*self._claim_call(queue, worker_id, limit, lease_ms))
         return self._jobs_from(queue, worker_id, reply, 2), int(reply[0])
 
     @_redis_errors
@@ -253,25 +272,33 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
     def _lease_lost(self, job: JobRef) -> LeaseLost:
         return LeaseLost(f"job {job.id} in queue {job.queue} is not leased with token {job.token} any more")
 
+    def _complete_call(self, job: JobRef, result: Any) -> Call:
+        k = self.keys(job.queue)
+        return Call("complete", [k.leased, k.done, k.unique, k.counts, k.job_prefix],
+                    [self.done_ttl_ms, self.done_max, 1, job.id, job.token, codec.encode(result, "result")])
+
+    def _complete_reply(self, job: JobRef, reply: Sequence[Any]) -> None:
+        if reply[0] != 1:
+            raise self._lease_lost(job)
+
     @_redis_errors
     def complete(self, job: JobRef, result: Any = None) -> None:
         """Mark a leased job done, storing ``result``; LeaseLost if the lease is gone."""
-        k = self.keys(job.queue)
-        reply = self.scripts.run(
-            "complete", [k.leased, k.done, k.unique, k.counts, k.job_prefix],
-            [self.done_ttl_ms, self.done_max, 1, job.id, job.token, codec.encode(result, "result")])
-        if reply[0] != 1:
-            raise self._lease_lost(job)
+        self._complete_reply(job, self.scripts.run(*self._complete_call(job, result)))
 
     @_redis_errors
     def fail(self, job: JobRef, error: Any, *, retry: bool = True, delay: float | None = None) -> str:
         """Record a failed attempt; returns the new state: ``scheduled`` (a retry after
         ``delay`` or exponential backoff with jitter) or ``dead``."""
+        return self._fail_reply(job, self.scripts.run(*self._fail_call(job, error, retry, delay)))
+
+    def _fail_call(self, job: JobRef, error: Any, retry: bool, delay: float | None) -> Call:
         k = self.keys(job.queue)
-        reply = self.scripts.run(
-            "fail", [k.leased, k.scheduled, k.dead, k.marker, k.unique, k.counts, k.job_prefix],
-            [self.dead_ttl_ms, self.dead_max, self.backoff_base_ms, self.backoff_cap_ms,
-             random.getrandbits(31), 1] + self._fail_args(job, error, retry, delay))
+        return Call("fail", [k.leased, k.scheduled, k.dead, k.marker, k.unique, k.counts, k.job_prefix],
+                    [self.dead_ttl_ms, self.dead_max, self.backoff_base_ms, self.backoff_cap_ms,
+                     random.getrandbits(31), 1] + self._fail_args(job, error, retry, delay))
+
+    def _fail_reply(self, job: JobRef, reply: Sequence[Any]) -> str:
         if reply[0] == 0:
             raise self._lease_lost(job)
         return _text(reply[0])
@@ -286,13 +313,19 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         """Extend many leases of one queue in one call; None where the lease is lost."""
         if not jobs:
             return []
+        return self._heartbeat_reply(self.scripts.run(*self._heartbeat_call(queue, jobs, lease)))
+
+    def _heartbeat_call(self, queue: str, jobs: Sequence[JobRef], lease: float | None) -> Call:
         lease_ms = validate.lease_ms(lease)
         args: list[Any] = [len(jobs)]
         for job in jobs:
             job_lease = getattr(job, "lease", None)
             args += [job.id, job.token, lease_ms or (round(job_lease * 1000) if job_lease else self.lease_ms)]
         k = self.keys(queue)
-        reply = self.scripts.run("heartbeat", [k.leased, k.job_prefix], args)
+        return Call("heartbeat", [k.leased, k.job_prefix], args)
+
+    @staticmethod
+    def _heartbeat_reply(reply: Sequence[Any]) -> list[float | None]:
         return [int(r) / 1000 if r else None for r in reply]
 
     @staticmethod
@@ -302,8 +335,11 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
     @_redis_errors
     def release(self, job: JobRef) -> None:
         """Give a leased job back to ready without counting the attempt."""
+        self.scripts.run(*self._release_call(job))
+
+    def _release_call(self, job: JobRef) -> Call:
         k = self.keys(job.queue)
-        self.scripts.run("release", [k.ready, k.leased, k.marker, k.meta, k.job_prefix], [job.id, job.token])
+        return Call("release", [k.ready, k.leased, k.marker, k.meta, k.job_prefix], [job.id, job.token])
 
     @_redis_errors
     def ack(self, queue: str, *, completed: Iterable[tuple[JobRef, Any]] = (),
@@ -313,6 +349,15 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         the next batch, all in one round trip. ``completed`` holds (job, result) pairs;
         ``failed`` holds (job, error) or (job, error, retry, delay). A lost lease spoils
         only its own item."""
+        call, nc, nf = self._ack_call(queue, completed, failed, worker_id, limit, lease)
+        reply = self.scripts.run(*call)
+        result = self._ack_reply(reply, nc, nf)
+        result.jobs = self._jobs_from(queue, worker_id or "", reply, nc + nf + 2)
+        return result
+
+    def _ack_call(self, queue: str, completed: Iterable[tuple[JobRef, Any]], failed: Iterable[tuple],
+                  worker_id: str | None, limit: int, lease: float | None) -> tuple[Call, int, int]:
+        """ack.lua's call, and how many completions and failures it carries."""
         check_queue(queue)
         done_args: list[Any] = []
         for job, result in completed:
@@ -328,16 +373,19 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
             limit = self._limit(limit)
         lease_ms = validate.lease_ms(lease) or self.lease_ms
         k = self.keys(queue)
-        reply = self.scripts.run(
-            "ack", [k.ready, k.leased, k.scheduled, k.done, k.dead, k.marker, k.meta, k.unique,
-                    k.counts, k.job_prefix],
-            [self.done_ttl_ms, self.done_max, self.dead_ttl_ms, self.dead_max, self.backoff_base_ms,
-             self.backoff_cap_ms, random.getrandbits(31), worker_id or "", limit, lease_ms, nc]
-            + done_args + [nf] + fail_args)
+        call = Call("ack", [k.ready, k.leased, k.scheduled, k.done, k.dead, k.marker, k.meta, k.unique,
+                            k.counts, k.job_prefix],
+                    [self.done_ttl_ms, self.done_max, self.dead_ttl_ms, self.dead_max, self.backoff_base_ms,
+                     self.backoff_cap_ms, random.getrandbits(31), worker_id or "", limit, lease_ms, nc]
+                    + done_args + [nf] + fail_args)
+        return call, nc, nf
+
+    @staticmethod
+    def _ack_reply(reply: Sequence[Any], nc: int, nf: int) -> AckResult:
+        """ack.lua's reply without its jobs (``_decode_jobs(..., nc + nf + 2)`` has them)."""
         wait_ms = int(reply[nc + nf])
         return AckResult(completed=[r == 1 for r in reply[:nc]],
                          failed=[_text(r) if r != 0 else None for r in reply[nc:nc + nf]],
-                         jobs=self._jobs_from(queue, worker_id or "", reply, nc + nf + 2),
                          wait=wait_ms / 1000 if wait_ms >= 0 else None)
 
     # ------------------------------------------------------------------ inspecting
@@ -382,14 +430,18 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
     def jobs(self, queue: str, state: str, *, limit: int = 100, offset: int = 0) -> list[JobInfo]:
         """A page of one state's jobs: ready in claim order, scheduled and leased by time,
         finished ones newest first."""
+        return self._jobs_reply(queue, self.scripts.run(*self._jobs_call(queue, state, limit, offset)))
+
+    def _jobs_call(self, queue: str, state: str, limit: int, offset: int) -> Call:
         k = self.keys(queue)
         set_key = k.state(str(state))
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidOption(f"limit must be a positive integer, got {limit!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidOption(f"offset must be an integer >= 0, got {offset!r}")
-        reply = self.scripts.run("jobs", [set_key, k.job_prefix],
-                                 [offset, limit, 1 if str(state) in TERMINAL else 0])
+        return Call("jobs", [set_key, k.job_prefix], [offset, limit, 1 if str(state) in TERMINAL else 0])
+
+    def _jobs_reply(self, queue: str, reply: Sequence[Any]) -> list[JobInfo]:
         infos = []
         for i in range(0, len(reply), 3):
             flat = reply[i + 2]
@@ -400,9 +452,15 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
     def stats(self, queue: str) -> dict[str, Any]:
         """Jobs per state, ``paused``, ``latency`` (seconds the oldest ready job has
         waited) and ``totals`` (lifetime enqueued/completed/failed/retried/dead)."""
+        return self._stats_reply(queue, self.scripts.run(*self._stats_call(queue)))
+
+    def _stats_call(self, queue: str) -> Call:
         k = self.keys(queue)
-        reply = self.scripts.run("stats", [k.scheduled, k.ready, k.leased, k.done, k.dead, k.cancelled,
-                                           k.meta, k.counts, k.job_prefix], [])
+        return Call("stats", [k.scheduled, k.ready, k.leased, k.done, k.dead, k.cancelled,
+                              k.meta, k.counts, k.job_prefix], [])
+
+    @staticmethod
+    def _stats_reply(queue: str, reply: Sequence[Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"queue": queue}
         out.update({state: int(n) for state, n in zip(STATES, reply[:6])})
         out["paused"] = reply[6] == 1

@@ -27,6 +27,7 @@ from . import defaults, validate
 from .errors import ConnectionFailed, InvalidOption
 from .keys import check_queue, worker_key, workers_index_key
 from .models import WorkerInfo
+from .scripts import Call
 
 EXPIRED_BATCH = 1000  # expired workers listed per call
 
@@ -54,48 +55,39 @@ class WorkersMixin:
     url: str
     scripts: Any
 
-    def _registry(self, name: str, worker_id: str, args: Sequence[Any]) -> Any:
-        """Run registry script ``name`` on the index and one worker's hash ('' = prefix)."""
-        keys = [workers_index_key(self.prefix), worker_key(self.prefix, worker_id)]
+    def _registry_call(self, name: str, worker_id: str, args: list[Any]) -> Call:
+        """Registry script ``name`` on the index and one worker's hash ('' = prefix)."""
+        return Call(name, [workers_index_key(self.prefix), worker_key(self.prefix, worker_id)], args)
+
+    def _run_registry(self, call: Call) -> Any:
         try:
-            return self.scripts.run(name, keys, args)
+            return self.scripts.run(*call)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ConnectionFailed(self.url, exc) from exc
 
-    @staticmethod
-    def _timeout_ms(timeout: float) -> int:
-        return validate.seconds_to_ms(timeout, "timeout", allow_zero=False)
+    def _registry(self, name: str, worker_id: str, args: list[Any]) -> Any:
+        return self._run_registry(self._registry_call(name, worker_id, args))
 
-    def register_worker(self, worker_id: str, *, host: str, pid: int,
-                        queues: Sequence[str]) -> float:
-        """Register (or re-register) a worker; returns its start time (unix seconds)."""
+    # The ``_<op>_call`` builders are shared with the async engine (aio.py).
+    def _register_call(self, worker_id: str, host: str, pid: int, queues: Sequence[str]) -> Call:
         worker_id = _worker_id(worker_id)
         if not isinstance(host, str):
             raise InvalidOption(f"host must be a string, got {host!r}")
         pid = _count(pid, "pid")
         names = [check_queue(q) for q in queues]
-        now_ms = self._registry("register_worker", worker_id, [worker_id, host, pid, json.dumps(names)])
-        return int(now_ms) / 1000
+        return self._registry_call("register_worker", worker_id, [worker_id, host, pid, json.dumps(names)])
 
-    def beat_worker(self, worker_id: str, *, jobs_in_progress: Sequence[str],
-                    processed: int = 0, failed: int = 0) -> bool:
-        """Refresh a worker's heartbeat, set its jobs in progress and add ``processed`` /
-        ``failed`` (deltas since the last beat) to its counters. Returns False when the
-        worker is not registered (its registration expired): register it again."""
+    def _beat_call(self, worker_id: str, jobs_in_progress: Sequence[str], processed: int, failed: int) -> Call:
         worker_id = _worker_id(worker_id)
         jobs = json.dumps([str(j) for j in jobs_in_progress])
-        reply = self._registry("beat_worker", worker_id, [
+        return self._registry_call("beat_worker", worker_id, [
             worker_id, jobs, _count(processed, "processed"), _count(failed, "failed")])
-        return int(reply) != 0
 
-    def deregister_worker(self, worker_id: str) -> bool:
-        """Remove a worker's registration; True if it was registered."""
-        worker_id = _worker_id(worker_id)
-        return self._registry("deregister_worker", worker_id, [worker_id]) == 1
+    def _workers_call(self, timeout: float) -> Call:
+        return self._registry_call("workers", "", [self._timeout_ms(timeout)])
 
-    def workers(self, *, timeout: float = defaults.WORKER_TIMEOUT_S) -> list[WorkerInfo]:
-        """Registered workers whose last heartbeat is at most ``timeout`` seconds old."""
-        reply = self._registry("workers", "", [self._timeout_ms(timeout)])
+    @staticmethod
+    def _workers_reply(reply: Sequence[Any]) -> list[WorkerInfo]:
         out = []
         for i in range(1, len(reply), 9):
             wid, host, pid, queues, started, beat, jobs, processed, failed = reply[i:i + 9]
@@ -106,6 +98,31 @@ class WorkersMixin:
                 jobs_in_progress=json.loads(jobs) if jobs else [],
                 processed=int(processed or 0), failed=int(failed or 0)))
         return out
+
+    @staticmethod
+    def _timeout_ms(timeout: float) -> int:
+        return validate.seconds_to_ms(timeout, "timeout", allow_zero=False)
+
+    def register_worker(self, worker_id: str, *, host: str, pid: int,
+                        queues: Sequence[str]) -> float:
+        """Register (or re-register) a worker; returns its start time (unix seconds)."""
+        return int(self._run_registry(self._register_call(worker_id, host, pid, queues))) / 1000
+
+    def beat_worker(self, worker_id: str, *, jobs_in_progress: Sequence[str],
+                    processed: int = 0, failed: int = 0) -> bool:
+        """Refresh a worker's heartbeat, set its jobs in progress and add ``processed`` /
+        ``failed`` (deltas since the last beat) to its counters. Returns False when the
+        worker is not registered (its registration expired): register it again."""
+        return int(self._run_registry(self._beat_call(worker_id, jobs_in_progress, processed, failed))) != 0
+
+    def deregister_worker(self, worker_id: str) -> bool:
+        """Remove a worker's registration; True if it was registered."""
+        worker_id = _worker_id(worker_id)
+        return self._registry("deregister_worker", worker_id, [worker_id]) == 1
+
+    def workers(self, *, timeout: float = defaults.WORKER_TIMEOUT_S) -> list[WorkerInfo]:
+        """Registered workers whose last heartbeat is at most ``timeout`` seconds old."""
+        return self._workers_reply(self._run_registry(self._workers_call(timeout)))
 
     def expired_workers(self, timeout: float = defaults.WORKER_TIMEOUT_S) -> list[tuple[str, list[str]]]:
         """(id, queues) of registered workers whose heartbeat is older than ``timeout``

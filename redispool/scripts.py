@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import redis
 
@@ -95,3 +95,35 @@ def lua_error(exc: redis.ResponseError) -> Exception:
         if at >= 0:
             return cls(message[at + len(code) + 1:].split(" script:")[0].strip())
     return exc
+
+
+class Call(NamedTuple):
+    """One script run: its name, KEYS and ARGV (``Scripts.run(*call)``). The Engine builds
+    these once for the sync and the async engine alike."""
+
+    script: str
+    keys: list[str]
+    args: list[Any]
+
+
+class AsyncScripts:
+    """The same scripts run by SHA on a ``redis.asyncio`` client (aio.py). Texts and SHAs
+    come from the sync ``Scripts``, so both run byte-identical Lua."""
+
+    def __init__(self, client: Any, scripts: Scripts) -> None:
+        self.client = client
+        self.scripts = scripts
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name`` by SHA, loading it again after NOSCRIPT."""
+        s = self.scripts
+        if len(keys) != s._nkeys[name]:
+            raise AssertionError(f"{name}.lua takes {s._nkeys[name]} keys, got {len(keys)}")
+        try:
+            try:
+                return await self.client.execute_command("EVALSHA", s._sha[name], len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                s._sha[name] = await self.client.script_load(s._text[name])
+                return await self.client.execute_command("EVALSHA", s._sha[name], len(keys), *keys, *args)
+        except redis.ResponseError as exc:
+            raise lua_error(exc) from None

@@ -1,0 +1,266 @@
+"""The Engine on ``redis.asyncio``: for servers that run on an event loop (``redispool serve``).
+
+No second state machine. Each method asks the sync ``Engine`` for the script call it would
+make (``Engine._claim_call`` and the like: the same keys, the same validated arguments),
+runs it by SHA on an async client (``AsyncScripts``: the same Lua text) and decodes the
+reply with the Engine's own parser. So a claim, complete or ack over HTTP is byte for byte
+the call a Python worker makes, without a thread per request.
+
+A waiting claim blocks in Redis (``BZPOPMIN`` on the queue's wake-up marker) on its own
+pooled connection, holding no thread. What this class does not cover -- cues (their
+compare-and-set loops use croniter), budgeted purges and replays, cancel, pause -- is rare
+and administrative; callers run those sync Engine methods on a thread. With
+``durable=True`` the writes go through the sync Engine on a thread too, so its replica
+acknowledgement and release-on-failure rules apply unchanged.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+
+import redis
+
+from . import validate
+from .engine import AckResult, Engine, JobRef, _text
+from .errors import ConnectionFailed, LeaseLost
+from .keys import check_queue, queues_key
+from .models import Job, JobInfo, WorkerInfo
+from .scripts import AsyncScripts, Call
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+MARKER_MEMBER = "m"   # the member the scripts put in rp:{q}:marker
+
+# Connection options copied from the sync client to the async one (the rest of redis-py's
+# connection kwargs are internal objects of the sync pool).
+_CONNECTION_OPTIONS = ("host", "port", "path", "db", "username", "password", "client_name",
+                       "credential_provider", "socket_keepalive", "socket_connect_timeout", "socket_timeout")
+
+
+def _unreachable(method: F) -> F:
+    """A lost or refused Redis connection becomes ConnectionFailed naming the masked URL."""
+    @functools.wraps(method)
+    async def wrapper(self: "AsyncEngine", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            if isinstance(exc, ConnectionFailed):
+                raise
+            raise ConnectionFailed(self.engine.url, exc) from exc
+    return wrapper  # type: ignore[return-value]
+
+
+def async_client(engine: Engine) -> Any:
+    """A ``redis.asyncio`` client to the same server(s) as ``engine.client``, with the same
+    credentials, database and TLS settings; no read timeout, so waits can block."""
+    sync = engine.client
+    try:
+        import fakeredis
+        if isinstance(sync, fakeredis.FakeRedis):  # memory://: the same in-process server
+            return fakeredis.FakeAsyncRedis(server=sync.connection_pool.connection_kwargs["server"])
+    except ImportError:  # pragma: no cover - fakeredis is a dependency
+        pass
+    from redis.cluster import RedisCluster
+    if isinstance(sync, RedisCluster):
+        from redis.asyncio.cluster import ClusterNode
+        from redis.asyncio.cluster import RedisCluster as AsyncCluster
+        kwargs = _options(sync.nodes_manager.connection_kwargs, ("host", "port", "db", "path"))
+        ssl = {k: v for k, v in sync.nodes_manager.connection_kwargs.items() if k.startswith("ssl_")}
+        return AsyncCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in sync.get_nodes()],
+                            ssl=bool(ssl) or sync.nodes_manager.connection_kwargs.get("ssl", False),
+                            **ssl, **{**kwargs, "socket_timeout": None})
+    pool = sync.connection_pool
+    from redis.sentinel import SentinelConnectionPool
+    if isinstance(pool, SentinelConnectionPool):
+        from redis.asyncio.sentinel import Sentinel
+        manager = pool.sentinel_manager
+        sentinels = [(s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
+                     for s in manager.sentinels]
+        sentinel = Sentinel(sentinels, sentinel_kwargs=dict(manager.sentinel_kwargs))
+        return sentinel.master_for(pool.service_name, **_options(pool.connection_kwargs, ("host", "port", "path")))
+    import redis.asyncio as aredis
+    classes = {"Connection": aredis.Connection, "SSLConnection": aredis.SSLConnection,
+               "UnixDomainSocketConnection": aredis.UnixDomainSocketConnection}
+    cls = classes.get(pool.connection_class.__name__, aredis.Connection)
+    kwargs = _options(pool.connection_kwargs)
+    if cls is aredis.SSLConnection:
+        kwargs.update({k: v for k, v in pool.connection_kwargs.items() if k.startswith("ssl_")})
+    return aredis.Redis(connection_pool=aredis.ConnectionPool(connection_class=cls, **kwargs))
+
+
+def _options(kwargs: dict[str, Any], leave_out: Sequence[str] = ()) -> dict[str, Any]:
+    return {k: kwargs[k] for k in _CONNECTION_OPTIONS if k in kwargs and k not in leave_out}
+
+
+class AsyncEngine:
+    """The hot-path operations of an ``Engine`` (producing, claiming, finishing, the worker
+    registry, reading a job or a queue) as coroutines on one async client."""
+
+    def __init__(self, engine: Engine, client: Any = None) -> None:
+        self.engine = engine
+        self.client = client if client is not None else async_client(engine)
+        self.scripts = AsyncScripts(self.client, engine.scripts)
+        # durable=True (where the Engine has it): writes wait for a replica in the sync Engine
+        self.durable = bool(getattr(engine, "durable", False))
+
+    @property
+    def url(self) -> str:
+        return self.engine.url
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _run(self, call: Call) -> Any:
+        return await self.scripts.run(*call)
+
+    async def ping(self) -> bool:
+        """True when Redis answers, False when it cannot be reached (never raises)."""
+        try:
+            return bool(await self.client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    # ------------------------------------------------------------------ producing
+    @_unreachable
+    async def enqueue_specs(self, queue: str, specs: Sequence[list[Any]]) -> list[tuple[str, bool]]:
+        """``Engine.enqueue_specs``: jobs from validated ``Engine._job_args`` lists, one round trip."""
+        check_queue(queue)
+        if self.durable:
+            return await asyncio.to_thread(self.engine.enqueue_specs, queue, specs)
+        args: list[Any] = [len(specs), 0]
+        for spec in specs:
+            args.extend(spec)
+        if queue not in self.engine._known_queues:
+            await self.client.sadd(queues_key(self.engine.prefix), queue)
+            self.engine._known_queues.add(queue)
+        return self.engine._enqueue_reply(await self._run(self.engine._enqueue_call(queue, args)))
+
+    # ------------------------------------------------------------------ consuming
+    @_unreachable
+    async def claim(self, queue: str, worker_id: str, *, limit: int = 1, lease: float | None = None,
+                    block: float | None = None) -> list[Job]:
+        """``Engine.claim``: with ``block`` seconds, wait in Redis for a job when none is ready
+        (woken by the queue's marker, or when the earliest delayed job falls due)."""
+        e = self.engine
+        check_queue(queue)
+        worker_id, limit = e._worker_id(worker_id), e._limit(limit)
+        lease_ms = validate.lease_ms(lease) or e.lease_ms
+        loop = asyncio.get_running_loop()
+        deadline = None if block is None else loop.time() + validate.seconds_to_ms(block, "block") / 1000
+        while True:
+            reply = await self._run(e._claim_call(queue, worker_id, limit, lease_ms))
+            jobs = await self._decode_jobs(queue, worker_id, reply, 2)
+            if jobs or deadline is None:
+                return jobs
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            wait_ms = int(reply[0])
+            if wait_ms >= 0:  # a delayed job falls due before the deadline
+                remaining = min(remaining, wait_ms / 1000 + 0.001)
+            await self.wait_for_jobs(queue, remaining)
+
+    @_unreachable
+    async def wait_for_jobs(self, queue: str, timeout: float) -> bool:
+        """Block up to ``timeout`` s until ``queue``'s marker is set (a job may be ready).
+        Cancelling the wait puts a marker it may have taken back, so no claimer sleeps
+        through a ready job."""
+        marker = self.engine.keys(queue).marker
+        try:
+            return bool(await self.client.bzpopmin([marker], timeout=max(0.001, timeout)))
+        except asyncio.CancelledError:
+            await asyncio.shield(self._restore_marker(queue))
+            raise
+
+    async def _restore_marker(self, queue: str) -> None:
+        k = self.engine.keys(queue)
+        try:
+            if await self.client.zcard(k.ready):
+                await self.client.zadd(k.marker, {MARKER_MEMBER: 0})
+        except (redis.RedisError, OSError):  # the next enqueue sets it again
+            pass
+
+    async def _decode_jobs(self, queue: str, worker_id: str, reply: Sequence[Any], start: int) -> list[Job]:
+        jobs, broken = self.engine._decode_jobs(queue, worker_id, reply, start)
+        for job, error in broken:  # never hand a worker a payload it cannot read
+            try:
+                await self.fail(job, error, retry=False)
+            except LeaseLost:
+                pass
+        return jobs
+
+    @_unreachable
+    async def complete(self, job: JobRef, result: Any = None) -> None:
+        if self.durable:
+            return await asyncio.to_thread(self.engine.complete, job, result)
+        self.engine._complete_reply(job, await self._run(self.engine._complete_call(job, result)))
+
+    @_unreachable
+    async def fail(self, job: JobRef, error: Any, *, retry: bool = True, delay: float | None = None) -> str:
+        if self.durable:
+            return await asyncio.to_thread(functools.partial(self.engine.fail, job, error, retry=retry, delay=delay))
+        return self.engine._fail_reply(job, await self._run(self.engine._fail_call(job, error, retry, delay)))
+
+    @_unreachable
+    async def heartbeat(self, job: JobRef, lease: float | None = None) -> float:
+        reply = await self._run(self.engine._heartbeat_call(job.queue, [job], lease))
+        [expires] = self.engine._heartbeat_reply(reply)
+        if expires is None:
+            raise self.engine._lease_lost(job)
+        return expires
+
+    @_unreachable
+    async def release(self, job: JobRef) -> None:
+        await self._run(self.engine._release_call(job))
+
+    @_unreachable
+    async def ack(self, queue: str, *, completed: Iterable[tuple[JobRef, Any]] = (),
+                  failed: Iterable[tuple] = (), worker_id: str | None = None, limit: int = 0,
+                  lease: float | None = None) -> AckResult:
+        """``Engine.ack``: finish many leases of one queue and lease the next batch."""
+        if self.durable:
+            return await asyncio.to_thread(functools.partial(
+                self.engine.ack, queue, completed=completed, failed=failed, worker_id=worker_id,
+                limit=limit, lease=lease))
+        call, nc, nf = self.engine._ack_call(queue, completed, failed, worker_id, limit, lease)
+        reply = await self._run(call)
+        result = self.engine._ack_reply(reply, nc, nf)
+        result.jobs = await self._decode_jobs(queue, worker_id or "", reply, nc + nf + 2)
+        return result
+
+    # ------------------------------------------------------------------ the worker registry
+    @_unreachable
+    async def register_worker(self, worker_id: str, *, host: str, pid: int, queues: Sequence[str]) -> float:
+        return int(await self._run(self.engine._register_call(worker_id, host, pid, queues))) / 1000
+
+    @_unreachable
+    async def beat_worker(self, worker_id: str, *, jobs_in_progress: Sequence[str], processed: int = 0,
+                          failed: int = 0) -> bool:
+        return int(await self._run(self.engine._beat_call(worker_id, jobs_in_progress, processed, failed))) != 0
+
+    @_unreachable
+    async def workers(self, *, timeout: float = 60.0) -> list[WorkerInfo]:
+        return self.engine._workers_reply(await self._run(self.engine._workers_call(timeout)))
+
+    # ------------------------------------------------------------------ reading
+    @_unreachable
+    async def get(self, queue: str, job_id: str) -> JobInfo | None:
+        k = self.engine.keys(queue)
+        fields = await self.client.hgetall(k.job(job_id))
+        if not fields:
+            return None
+        state = _text(fields.get(b"s"))
+        score = await self.client.zscore(k.state(state), job_id) if state in ("scheduled", "leased") else None
+        return self.engine._info(queue, job_id, fields, score)
+
+    @_unreachable
+    async def jobs(self, queue: str, state: str, *, limit: int = 100, offset: int = 0) -> list[JobInfo]:
+        return self.engine._jobs_reply(queue, await self._run(self.engine._jobs_call(queue, state, limit, offset)))
+
+    @_unreachable
+    async def stats(self, queue: str) -> dict[str, Any]:
+        return self.engine._stats_reply(queue, await self._run(self.engine._stats_call(queue)))
+
+    @_unreachable
+    async def queues(self) -> list[str]:
+        return sorted(_text(q) for q in await self.client.smembers(queues_key(self.engine.prefix)))
