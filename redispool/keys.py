@@ -18,6 +18,8 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:job:<id>    hash  one job (fields below)
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
+    rp:{q}:cueapi      hash  cue id -> cueapi record (JSON): the cueapi compat layer's
+                             names, one-time schedules and retry settings of its cues
     rp:queues          set   every queue name ever used (global, no hash tag)
     rp:{#workers}:index      zset  worker ids by last heartbeat (ms)
     rp:{#workers}:w:<id>     hash  one worker's registration and counters
@@ -87,3 +89,9 @@ def workers_index_key(prefix: str) -> str:
 def worker_key(prefix: str, worker_id: str) -> str:
     """Hash of one worker's registration (same slot as the index)."""
     return f"{prefix}:{{#workers}}:w:{worker_id}"
+
+
+def cueapi_key(prefix: str, queue: str) -> str:
+    """Hash of the cueapi compat layer's cue records (cue id -> JSON), under the queue's
+    tag (plain HGET/HSET only; the cues themselves are ordinary cues of that queue)."""
+    return queue_keys(prefix, queue).base + "cueapi"

@@ -1,0 +1,596 @@
+"""The cueapi cron service's worker-transport protocol (``/v1/...``) on the Engine.
+
+Mounted at ``/compat/cueapi``, so the official worker daemon and SDK work after one
+change: ``api_base: http://HOST:PORT/compat/cueapi`` in the worker's YAML, or
+``CueAPI(KEY, base_url="http://HOST:PORT/compat/cueapi")``.
+
+How it maps:
+- A cue with ``transport: "worker"`` is a redispool cue of one queue (``cueapi`` unless
+  ``create_app(queue=...)`` says otherwise), named by its cue id (``cue_<hex>``); its
+  fires are the jobs ``cue:<cue id>:<fire ms>`` (the scheduler fires them, and so does
+  every ``GET /v1/executions/claimable``). A one-time cue (``schedule.type: "once"``)
+  is one scheduled job of that id. The cueapi-side fields (name, description, retry,
+  the one-time ``at``) are kept in ``rp:{cueapi}:cueapi``, a hash of cue id -> JSON.
+- An execution is a job; its id is the job id. ``claimable`` lists ready jobs,
+  ``/executions/{id}/claim`` leases exactly that job (``claim_id.lua``: ready -> leased
+  for that id, 409 when it is not ready any more), ``/executions/claim`` leases the next.
+- ``/outcome`` completes the job (success) or fails it (retried after the cue's
+  ``retry.backoff_minutes`` until ``retry.max_attempts`` attempts, then dead). It is
+  written once: a second outcome is 409 ``outcome_already_recorded``.
+- ``/v1/worker/heartbeat`` registers the worker in the redispool registry and extends
+  the leases of the executions it holds.
+
+Stronger than the hosted service, and kept: an execution's claim is a lease with a
+fencing token. The protocol's outcome and heartbeat calls carry no lease identity, so
+the server applies them with the lease's current token (still fenced in Lua: a lease
+that expired and went to another worker meanwhile is not touched), and only while the
+job is leased. A claim lasts ``claim_lease`` (900 s, as the service's) and is extended by
+every heartbeat of the worker holding it; a worker that stops heartbeating loses its
+claims when the sweeper sees its registration expire (60 s), not after 900 s.
+
+Errors are ``{"error": {"code", "message", "status"}}`` with the service's statuses.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import codec, validate
+from ..cron import Schedule
+from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, JobNotFound, LeaseLost,
+                      RedispoolError)
+from ..http.wire import jsonable
+from ..keys import check_queue, cueapi_key
+from ..models import Job
+from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso,
+                     leases_of, on_engine, parse_time, read_json)
+
+log = logging.getLogger("redispool.compat.cueapi")
+
+QUEUE = "cueapi"
+CLAIM_LEASE_S = 900.0
+CLAIMABLE_MAX = 50
+TEXT_MAX = 2000
+DEFAULT_RETRY = {"max_attempts": 3, "backoff_minutes": [1, 5, 15]}
+FOREVER_S = 10 * 365 * 86400.0
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "status": status}}, status_code=status)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@on_engine
+def claim_by_id(engine: Any, queue: str, job_id: str, worker_id: str, lease: float) -> Job | None:
+    """Lease exactly job ``job_id`` if it is ready now (claim_id.lua); None if it is not."""
+    k = engine.keys(queue)
+    reply = engine.scripts.run("claim_id", [k.ready, k.leased, k.marker, k.meta, k.counts, k.dead, k.unique,
+                                            k.job_prefix], [job_id, worker_id, validate.lease_ms(lease)])
+    if len(reply) == 1:
+        return None
+    now_ms, token, attempt, max_attempts, lease_ms, payload = reply
+    return Job(id=job_id, queue=queue, payload=codec.decode(payload), attempt=int(attempt),
+               max_attempts=int(max_attempts), token=str(token), worker_id=worker_id,
+               lease=int(lease_ms) / 1000, lease_expires_at=(int(now_ms) + int(lease_ms)) / 1000)
+
+
+@on_engine
+def read_records(engine: Any, queue: str) -> dict[str, dict[str, Any]]:
+    raw = engine.client.hgetall(cueapi_key(engine.prefix, queue))
+    return {_text(k): json.loads(v) for k, v in raw.items()}
+
+
+@on_engine
+def read_record(engine: Any, queue: str, cue_id: str) -> dict[str, Any] | None:
+    raw = engine.client.hget(cueapi_key(engine.prefix, queue), cue_id)
+    return json.loads(raw) if raw else None
+
+
+@on_engine
+def write_record(engine: Any, queue: str, record: dict[str, Any]) -> None:
+    engine.client.hset(cueapi_key(engine.prefix, queue), record["id"], json.dumps(record, sort_keys=True))
+
+
+@on_engine
+def delete_record(engine: Any, queue: str, cue_id: str) -> None:
+    engine.client.hdel(cueapi_key(engine.prefix, queue), cue_id)
+
+
+def fire_of(job_id: str) -> tuple[str, int] | None:
+    """(cue id, fire ms) of a job id ``cue:<cue id>:<fire ms>``, else None."""
+    parts = job_id.split(":")
+    if len(parts) == 3 and parts[0] == "cue" and parts[2].isdigit():
+        return parts[1], int(parts[2])
+    return None
+
+
+class CueapiApi:
+    def __init__(self, engine: Any, tokens: dict[str, str] | None, queue: str, claim_lease: float) -> None:
+        self.engine = engine
+        self.tokens = tokens
+        self.queue = check_queue(queue)
+        self.claim_lease = claim_lease
+        validate.lease_ms(claim_lease)
+
+    # ------------------------------------------------------------------ plumbing
+    def route(self, method: str, path: str, role: str, handler: Callable[..., Awaitable[Any]],
+              status: int = 200) -> Route:
+        async def endpoint(request: Request) -> Response:
+            denied = check_role(request, self.tokens, role)
+            if denied == "unauthorized":
+                return error(401, "invalid_api_key", "Missing or invalid Authorization header")
+            if denied:
+                return error(403, "forbidden", f"this key may not do this (needs the {role} role)")
+            try:
+                body = None
+                if method in ("POST", "PATCH", "PUT"):
+                    body = await read_json(
+                        request, too_large=ProtocolError(413, "payload_too_large", "Request body too large"),
+                        invalid=Missing(400, "invalid_json", "the body is not valid JSON"))
+                result = await handler(request, body)
+            except ProtocolError as exc:
+                return error(exc.status, exc.code, exc.message)
+            except (JobNotFound,) as exc:
+                return error(404, "execution_not_found", str(exc))
+            except CueNotFound as exc:
+                return error(404, "cue_not_found", str(exc))
+            except LeaseLost as exc:
+                return error(409, "execution_not_claiming", str(exc))
+            except InvalidCron as exc:
+                return error(400, "invalid_schedule", str(exc))
+            except (ConnectionFailed, ConnectionError, TimeoutError) as exc:
+                return error(503, "service_unavailable", str(exc))
+            except (RedispoolError, ValueError, TypeError, LookupError) as exc:
+                return error(400, "validation_error", str(exc))
+            if isinstance(result, Response):
+                return result
+            if result is None:
+                return Response(status_code=204)
+            return JSONResponse(result, status_code=status)
+        return Route(path, endpoint, methods=[method])
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    # ------------------------------------------------------------------ cues
+    @staticmethod
+    def _check_retry(retry: Any, old: dict[str, Any]) -> dict[str, Any]:
+        r = fields(retry, {"max_attempts": (int, old["max_attempts"]),
+                           "backoff_minutes": (list, old["backoff_minutes"])}, "retry", "validation_error")
+        if not 1 <= r["max_attempts"] <= 100:
+            raise ProtocolError(400, "validation_error", "retry.max_attempts must be 1 to 100")
+        if not r["backoff_minutes"] or not all(isinstance(m, (int, float)) and not isinstance(m, bool)
+                                               and 0 <= m <= 1440 for m in r["backoff_minutes"]):
+            raise ProtocolError(400, "validation_error", "retry.backoff_minutes must be a list of 0-1440 minutes")
+        return r
+
+    @staticmethod
+    def _check_schedule(s: Any, old: dict[str, Any] | None = None) -> dict[str, Any]:
+        old = old or {"type": None, "cron": None, "at": None, "timezone": "UTC"}
+        sch = fields(s, {"type": (str, old["type"]), "cron": (str, None), "at": (str, None),
+                         "timezone": (str, old["timezone"])}, "schedule", "validation_error")
+        kind = sch["type"] or ("recurring" if sch["cron"] else "once" if sch["at"] else None)
+        if kind == "recurring":
+            cron = sch["cron"] or old["cron"]
+            if not cron:
+                raise ProtocolError(400, "invalid_schedule", "a recurring schedule needs cron")
+            Schedule(cron, sch["timezone"])
+            return {"type": "recurring", "cron": cron, "at": None, "timezone": sch["timezone"]}
+        if kind == "once":
+            at = sch["at"] or old["at"]
+            if not at:
+                raise ProtocolError(400, "invalid_schedule", "a one-time schedule needs at")
+            Schedule("* * * * *", sch["timezone"])   # the zone must exist
+            parse_time(at, "schedule.at", "invalid_schedule")
+            return {"type": "once", "cron": None, "at": at, "timezone": sch["timezone"]}
+        raise ProtocolError(400, "invalid_schedule", "schedule.type must be 'recurring' or 'once'")
+
+    def _apply(self, record: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+        """Make the engine's side of a cue match ``record`` (from ``old``): a cue for a
+        recurring schedule, a scheduled job for a one-time one."""
+        q = self.queue
+        if old and old["schedule"]["type"] == "once":   # an unfired one-time job goes; a new one comes
+            unfired = self.engine.get(q, self._once_job(old))
+            if unfired is not None and unfired.state in ("scheduled", "ready"):
+                self.engine.delete_job(q, unfired.id)
+        if old and old["schedule"]["type"] == "recurring" and record["schedule"]["type"] != "recurring":
+            self.engine.remove_cue(q, record["id"])
+        s = record["schedule"]
+        if s["type"] == "recurring":
+            self.engine.add_cue(q, record["id"], s["cron"], tz=s["timezone"], payload=record["payload"],
+                                max_attempts=record["retry"]["max_attempts"])
+        else:
+            self.engine.enqueue(q, record["payload"], run_at=parse_time(s["at"], "at", "invalid_schedule"),
+                                max_attempts=record["retry"]["max_attempts"], job_id=self._once_job(record))
+
+    @staticmethod
+    def _once_job(record: dict[str, Any]) -> str:
+        return f"cue:{record['id']}:{round(parse_time(record['schedule']['at'], 'at', 'invalid_schedule') * 1000)}"
+
+    def _cue_json(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The service's Cue shape of one record, with its state read from the engine."""
+        s = record["schedule"]
+        status, next_run, last_run = "active", None, None
+        if s["type"] == "recurring":
+            info = self.engine.get_cue(self.queue, record["id"])
+            if info is not None:
+                status = "paused" if info.paused else "active"
+                next_run = None if info.paused else iso(info.next_fire_at)
+                last_run = iso(info.last_fire_at)
+        else:
+            job = self.engine.get(self.queue, self._once_job(record))
+            if job is not None and job.state in ("scheduled", "ready"):
+                next_run = iso(job.run_at or job.created_at)
+            else:
+                status = "completed"
+                last_run = iso(parse_time(s["at"], "at", "invalid_schedule"))
+        return {"id": record["id"], "name": record["name"], "description": record.get("description"),
+                "status": status, "transport": "worker",
+                "schedule": {"type": s["type"], "cron": s["cron"], "at": s["at"], "timezone": s["timezone"]},
+                "callback": {"url": None, "method": "POST", "headers": {}},
+                "payload": jsonable(record["payload"]), "retry": record["retry"], "next_run": next_run,
+                "last_run": last_run, "run_count": 0, "fired_count": 0, "on_failure": record.get("on_failure"),
+                "warning": None, "created_at": iso(record["created_at"]), "updated_at": iso(record["updated_at"])}
+
+    async def _record(self, cue_id: str) -> dict[str, Any]:
+        record = await self.call(read_record, self.engine, self.queue, cue_id)
+        if record is None:
+            raise ProtocolError(404, "cue_not_found", "Cue not found")
+        return record
+
+    CUE = {"name": (str, REQUIRED), "description": (str, None), "schedule": (dict, REQUIRED),
+           "transport": (str, "webhook"), "payload": (dict, None), "callback": (dict, None),
+           "retry": (dict, None), "on_failure": (dict, None)}
+
+    async def _name_taken(self, name: str, cue_id: str = "") -> None:
+        records = await self.call(read_records, self.engine, self.queue)
+        if any(r["name"] == name and r["id"] != cue_id for r in records.values()):
+            raise ProtocolError(409, "duplicate_cue_name", f"a cue named {name!r} exists already")
+
+    def _check_name(self, name: str) -> str:
+        if not 1 <= len(name) <= 255:
+            raise ProtocolError(400, "validation_error", "name must be 1 to 255 characters")
+        return name
+
+    async def create_cue(self, request: Request, body: Any) -> Any:
+        b = fields(body, self.CUE, code="validation_error")
+        if b["transport"] != "worker":
+            raise ProtocolError(400, "unsupported_transport",
+                                "redispool serves worker-transport cues only (transport: \"worker\")")
+        if b["callback"] is not None:
+            raise ProtocolError(400, "validation_error", "a worker-transport cue has no callback")
+        name = self._check_name(b["name"])
+        schedule = self._check_schedule(b["schedule"])
+        payload = b["payload"] or {}
+        codec.encode(payload)
+        await self._name_taken(name)
+        now = time.time()
+        record = {"id": f"cue_{uuid.uuid4().hex[:12]}", "name": name, "description": b["description"],
+                  "schedule": schedule, "payload": payload, "on_failure": b["on_failure"],
+                  "retry": self._check_retry(b["retry"], DEFAULT_RETRY), "created_at": now, "updated_at": now}
+        await self.call(write_record, self.engine, self.queue, record)
+        try:
+            await self.call(self._apply, record)
+        except BaseException:
+            await self.call(delete_record, self.engine, self.queue, record["id"])
+            raise
+        return JSONResponse(await self.call(self._cue_json, record), status_code=201)
+
+    async def list_cues(self, request: Request, body: Any) -> Any:
+        q = request.query_params
+        try:
+            limit, offset = int(q.get("limit", 20)), int(q.get("offset", 0))
+        except ValueError:
+            raise ProtocolError(400, "validation_error", "limit and offset must be integers") from None
+        if not 1 <= limit <= 100 or offset < 0:
+            raise ProtocolError(400, "validation_error", "limit must be 1 to 100 and offset >= 0")
+        records = sorted((await self.call(read_records, self.engine, self.queue)).values(),
+                         key=lambda r: (r["created_at"], r["id"]))
+        cues = [await self.call(self._cue_json, r) for r in records]
+        if q.get("status"):
+            cues = [c for c in cues if c["status"] == q["status"]]
+        return {"cues": cues[offset:offset + limit], "total": len(cues), "limit": limit, "offset": offset}
+
+    async def get_cue(self, request: Request, body: Any) -> Any:
+        return await self.call(self._cue_json, await self._record(request.path_params["id"]))
+
+    async def update_cue(self, request: Request, body: Any) -> Any:
+        record = await self._record(request.path_params["id"])
+        b = fields(body, {"name": (str, None), "description": (str, None), "status": (str, None),
+                          "schedule": (dict, None), "payload": (dict, None), "callback": (dict, None),
+                          "retry": (dict, None), "on_failure": (dict, None)}, code="validation_error")
+        if b["callback"] is not None:
+            raise ProtocolError(400, "validation_error", "a worker-transport cue has no callback")
+        if b["status"] not in (None, "active", "paused"):
+            raise ProtocolError(400, "validation_error", "status must be 'active' or 'paused'")
+        new = dict(record)
+        if b["name"] is not None:
+            new["name"] = self._check_name(b["name"])
+            await self._name_taken(new["name"], record["id"])
+        for key in ("description", "on_failure"):
+            if b[key] is not None:
+                new[key] = b[key]
+        if b["schedule"] is not None:
+            new["schedule"] = self._check_schedule(b["schedule"], record["schedule"])
+        if b["payload"] is not None:
+            codec.encode(b["payload"])
+            new["payload"] = b["payload"]
+        if b["retry"] is not None:
+            new["retry"] = self._check_retry(b["retry"], record["retry"])
+        if b["status"] is not None and new["schedule"]["type"] == "once":
+            raise ProtocolError(400, "validation_error", "a one-time cue cannot be paused; delete it instead")
+        new["updated_at"] = time.time()
+        await self.call(write_record, self.engine, self.queue, new)
+        if any(new[k] != record[k] for k in ("schedule", "payload", "retry")):
+            await self.call(self._apply, new, record)
+        if b["status"] == "paused":
+            await self.call(self.engine.pause_cue, self.queue, new["id"])
+        elif b["status"] == "active":
+            await self.call(self.engine.resume_cue, self.queue, new["id"])
+        return await self.call(self._cue_json, new)
+
+    async def delete_cue(self, request: Request, body: Any) -> Any:
+        record = await self._record(request.path_params["id"])
+        if record["schedule"]["type"] == "recurring":
+            try:
+                await self.call(self.engine.remove_cue, self.queue, record["id"])
+            except CueNotFound:
+                pass
+        else:
+            try:
+                await self.call(self.engine.cancel, self.queue, self._once_job(record))
+            except JobNotFound:
+                pass
+        await self.call(delete_record, self.engine, self.queue, record["id"])
+        return None
+
+    # ------------------------------------------------------------------ executions
+    @staticmethod
+    def _status(info: Any) -> str:
+        if info.state == "scheduled" and info.attempts:
+            return "retry_ready"
+        return {"scheduled": "pending", "ready": "pending", "leased": "delivering", "done": "success",
+                "dead": "failed", "cancelled": "cancelled"}[info.state]
+
+    def _claimable(self, task: str | None) -> list[dict[str, Any]]:
+        self.engine.fire_due_cues(self.queue)
+        self.engine.promote(self.queue)
+        records = read_records(self.engine, self.queue)
+        out = []
+        for info in self.engine.jobs(self.queue, "ready", limit=4 * CLAIMABLE_MAX):
+            fire = fire_of(info.id)
+            if fire is None or fire[0] not in records:
+                continue
+            payload = info.payload if isinstance(info.payload, dict) else {}
+            if task and payload.get("task") != task:
+                continue
+            out.append({"execution_id": info.id, "cue_id": fire[0], "cue_name": records[fire[0]]["name"],
+                        "task": payload.get("task"), "scheduled_for": iso(fire[1] / 1000),
+                        "payload": jsonable(payload), "attempt": info.attempts})
+            if len(out) == CLAIMABLE_MAX:
+                break
+        return out
+
+    async def claimable(self, request: Request, body: Any) -> Any:
+        return {"executions": await self.call(self._claimable, request.query_params.get("task"))}
+
+    def _worker_id(self, body: Any) -> str:
+        b = fields(body, {"worker_id": (str, REQUIRED)}, code="validation_error")
+        if len(b["worker_id"]) > 255:
+            raise ProtocolError(400, "validation_error", "worker_id must be at most 255 characters")
+        return validate.identifier(b["worker_id"], "worker_id")
+
+    def _claimed(self, job: Job) -> dict[str, Any]:
+        return {"claimed": True, "execution_id": job.id, "lease_seconds": int(job.lease),
+                "lease_expires_at": iso(job.lease_expires_at)}
+
+    async def claim_one(self, request: Request, body: Any) -> Any:
+        worker_id = self._worker_id(body)
+        execution_id = request.path_params["id"]
+        job = await self.call(claim_by_id, self.engine, self.queue, execution_id, worker_id, self.claim_lease)
+        if job is None:
+            if await self.call(self.engine.get, self.queue, execution_id) is None:
+                raise ProtocolError(404, "execution_not_found", "Execution not found")
+            raise ProtocolError(409, "claim_failed", "Execution not available for claiming")
+        return self._claimed(job)
+
+    async def claim_next(self, request: Request, body: Any) -> Any:
+        worker_id = self._worker_id(body)
+        await self.call(self.engine.fire_due_cues, self.queue)
+        jobs = await self.call(self.engine.claim, self.queue, worker_id, limit=1, lease=self.claim_lease)
+        if not jobs:
+            raise ProtocolError(409, "claim_failed", "No executions available for claiming")
+        return self._claimed(jobs[0])
+
+    async def _lease(self, execution_id: str) -> tuple[str | None, str | None, str | None]:
+        state, token, worker = await self.call(current_lease, self.engine, self.queue, execution_id)
+        if state is None:
+            raise ProtocolError(404, "execution_not_found", "Execution not found")
+        return state, token, worker
+
+    async def heartbeat(self, request: Request, body: Any) -> Any:
+        execution_id = request.path_params["id"]
+        state, token, worker = await self._lease(execution_id)
+        if state != "leased" or token is None:
+            raise ProtocolError(409, "execution_not_claiming", "Execution is not currently being claimed")
+        claimant = request.headers.get("x-worker-id")
+        if claimant and worker and claimant != worker:
+            raise ProtocolError(403, "not_execution_owner", "Only the claiming worker can heartbeat")
+        expires = await self.call(self.engine.heartbeat, Lease(execution_id, self.queue, token), self.claim_lease)
+        return {"execution_id": execution_id, "lease_extended_until": iso(expires), "acknowledged": True}
+
+    OUTCOME = {"success": (bool, REQUIRED), "result": (str, None), "error": (str, None), "metadata": (dict, None),
+               "external_id": (str, None), "result_url": (str, None), "result_ref": (str, None),
+               "result_type": (str, None), "summary": (str, None), "artifacts": (list, None)}
+
+    async def outcome(self, request: Request, body: Any) -> Any:
+        execution_id = request.path_params["id"]
+        b = fields(body, self.OUTCOME, code="validation_error")
+        for name in ("result", "error"):
+            if b[name] is not None and len(b[name]) > TEXT_MAX:
+                raise ProtocolError(400, "validation_error", f"{name} must be at most {TEXT_MAX} characters")
+        state, token, _ = await self._lease(execution_id)
+        if state != "leased" or token is None:
+            info = await self.call(self.engine.get, self.queue, execution_id)
+            if info is not None and (info.state in ("done", "dead", "cancelled") or info.attempts):
+                raise ProtocolError(409, "outcome_already_recorded", "Outcome already recorded for this execution")
+            raise ProtocolError(409, "execution_not_claimed", "Execution has not been claimed")
+        lease = Lease(execution_id, self.queue, token)
+        kept = {k: v for k, v in b.items() if k not in ("success", "error") and v is not None}
+        try:
+            if b["success"]:
+                await self.call(self.engine.complete, lease, kept or None)
+                outcome_state = "reported_success"
+            else:
+                await self.call(self._fail, lease, b["error"] or "handler reported failure")
+                outcome_state = "reported_failure"
+        except LeaseLost:
+            raise ProtocolError(409, "outcome_already_recorded", "Outcome already recorded for this execution") from None
+        return {"execution_id": execution_id, "outcome_recorded": True, "outcome_state": outcome_state,
+                "reason": None}
+
+    def _fail(self, lease: Lease, message: str) -> str:
+        """Fail with the cue's backoff (``retry.backoff_minutes``, the last one repeating)."""
+        delay = None
+        fire = fire_of(lease.id)
+        record = read_record(self.engine, self.queue, fire[0]) if fire else None
+        info = self.engine.get(self.queue, lease.id)
+        if record and info:
+            minutes = record["retry"]["backoff_minutes"]
+            delay = 60.0 * minutes[min(max(info.attempts, 1), len(minutes)) - 1]
+        return self.engine.fail(lease, message, delay=delay)
+
+    def _execution(self, info: Any) -> dict[str, Any]:
+        fire = fire_of(info.id)
+        outcome = None
+        if info.state == "done":
+            result = info.result if isinstance(info.result, dict) else {}
+            outcome = {"success": True, "result": result.get("result"), "error": None,
+                       "metadata": result.get("metadata"), "recorded_at": iso(info.finished_at)}
+        elif info.state == "dead" or (info.state == "scheduled" and info.attempts):
+            outcome = {"success": False, "result": None, "error": info.error, "metadata": None,
+                       "recorded_at": iso(info.errors[0][2] if info.errors else info.updated_at)}
+        return {"id": info.id, "cue_id": fire[0] if fire else None,
+                "scheduled_for": iso(fire[1] / 1000 if fire else info.created_at), "status": self._status(info),
+                "http_status": None, "attempts": info.attempts, "error_message": info.error,
+                "started_at": None, "delivered_at": None, "last_attempt_at": None,
+                "claimed_by_worker": info.worker_id, "outcome": outcome,
+                "created_at": iso(info.created_at), "updated_at": iso(info.updated_at)}
+
+    async def get_execution(self, request: Request, body: Any) -> Any:
+        info = await self.call(self.engine.get, self.queue, request.path_params["id"])
+        if info is None:
+            raise ProtocolError(404, "execution_not_found", "Execution not found")
+        return self._execution(info)
+
+    STATES_OF = {"pending": ("ready", "scheduled"), "retry_ready": ("scheduled",), "delivering": ("leased",),
+                 "success": ("done",), "failed": ("dead",), "cancelled": ("cancelled",)}
+
+    async def list_executions(self, request: Request, body: Any) -> Any:
+        q = request.query_params
+        try:
+            limit, offset = int(q.get("limit", 20)), int(q.get("offset", 0))
+        except ValueError:
+            raise ProtocolError(400, "validation_error", "limit and offset must be integers") from None
+        if not 1 <= limit <= 100 or offset < 0:
+            raise ProtocolError(400, "validation_error", "limit must be 1 to 100 and offset >= 0")
+        status, cue_id, worker_id = q.get("status"), q.get("cue_id"), q.get("worker_id")
+        if status is not None and status not in self.STATES_OF:
+            raise ProtocolError(400, "validation_error", f"unknown status {status!r}")
+        found = []
+        for state in self.STATES_OF[status] if status else ("leased", "ready", "scheduled", "done", "dead", "cancelled"):
+            for info in await self.call(self.engine.jobs, self.queue, state, limit=1000):
+                fire = fire_of(info.id)
+                if cue_id and (fire is None or fire[0] != cue_id):
+                    continue
+                if worker_id and info.worker_id != worker_id:
+                    continue
+                if status and self._status(info) != status:
+                    continue
+                found.append(self._execution(info))
+        return {"executions": found[offset:offset + limit], "total": len(found), "limit": limit,
+                "offset": offset, "has_more": offset + limit < len(found)}
+
+    # ------------------------------------------------------------------ workers
+    async def worker_heartbeat(self, request: Request, body: Any) -> Any:
+        """Register or refresh the worker, and extend every claim it holds."""
+        b = fields(body, {"worker_id": (str, REQUIRED), "handlers": (list, None)}, code="validation_error")
+        worker_id = self._worker_id({"worker_id": b["worker_id"]})
+        held = await self.call(leases_of, self.engine, self.queue, worker_id)
+        if held:
+            await self.call(self.engine.heartbeat_many, self.queue, held, self.claim_lease)
+        jobs = [lease.id for lease in held]
+        if not await self.call(self.engine.beat_worker, worker_id, jobs_in_progress=jobs):
+            host = request.client.host if request.client else "?"
+            await self.call(self.engine.register_worker, worker_id, host=host, pid=0, queues=[self.queue])
+            await self.call(self.engine.beat_worker, worker_id, jobs_in_progress=jobs)
+        return {"acknowledged": True, "server_time": iso(time.time())}
+
+    async def list_workers(self, request: Request, body: Any) -> Any:
+        now = time.time()
+        out = []
+        for w in await self.call(self.engine.workers, timeout=FOREVER_S):
+            if self.queue not in w.queues:
+                continue
+            ago = max(0, int(now - w.last_heartbeat))
+            out.append({"worker_id": w.id, "last_heartbeat": iso(w.last_heartbeat), "seconds_since_heartbeat": ago,
+                        "heartbeat_status": "active" if ago < 180 else "stale" if ago < 900 else "dead",
+                        "handlers": None, "registered_since": iso(w.started_at)})
+        return {"workers": out}
+
+    async def delete_worker(self, request: Request, body: Any) -> Any:
+        """Give back the worker's claims (attempt not counted) and remove it."""
+        worker_id = request.path_params["id"]
+        for lease in await self.call(leases_of, self.engine, self.queue, worker_id):
+            try:
+                await self.call(self.engine.release, lease)
+            except LeaseLost:
+                pass
+        if not await self.call(self.engine.deregister_worker, validate.identifier(worker_id, "worker_id")):
+            raise ProtocolError(404, "worker_not_found", "Worker not found")
+        return None
+
+
+def create_app(engine: Any, tokens: dict[str, str] | None = None, *, queue: str = QUEUE,
+               claim_lease: float = CLAIM_LEASE_S) -> Starlette:
+    """The cueapi worker protocol as an ASGI app; mount it at ``/compat/cueapi``. Its cues
+    and executions live in ``queue``; a claim lasts ``claim_lease`` seconds unless the
+    worker heartbeats."""
+    api = CueapiApi(engine, tokens, queue, claim_lease)
+    E = "/v1/executions/{id:path}"
+    routes = [
+        api.route("POST", "/v1/cues", "admin", api.create_cue, 201),
+        api.route("GET", "/v1/cues", "read", api.list_cues),
+        api.route("GET", "/v1/cues/{id}", "read", api.get_cue),
+        api.route("PATCH", "/v1/cues/{id}", "admin", api.update_cue),
+        api.route("DELETE", "/v1/cues/{id}", "admin", api.delete_cue),
+        api.route("GET", "/v1/executions", "read", api.list_executions),
+        api.route("GET", "/v1/executions/claimable", "worker", api.claimable),
+        api.route("POST", "/v1/executions/claim", "worker", api.claim_next),
+        api.route("POST", E + "/claim", "worker", api.claim_one),
+        api.route("POST", E + "/heartbeat", "worker", api.heartbeat),
+        api.route("POST", E + "/outcome", "worker", api.outcome),
+        api.route("GET", E, "read", api.get_execution),
+        api.route("POST", "/v1/worker/heartbeat", "worker", api.worker_heartbeat),
+        api.route("GET", "/v1/workers", "read", api.list_workers),
+        api.route("DELETE", "/v1/workers/{id}", "admin", api.delete_worker),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, "not_found", f"no route {request.method} {request.url.path} in the cueapi protocol")
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app.state.api = api
+    return app

@@ -1,0 +1,566 @@
+"""The spooled job service's REST protocol (``/api/v1/...``) on the Engine.
+
+Mounted at ``/compat/spooled``, so the official SDK works after one change::
+
+    SpooledClient(api_key=KEY, base_url="http://HOST:PORT/compat/spooled")
+
+Everything ``SpooledClient`` and ``SpooledWorker`` use to produce jobs and run the
+worker lifecycle translates to one or two Engine calls (the native API's Lua scripts):
+
+    POST /jobs, /jobs/bulk          enqueue (idempotency_key = unique_key)
+    POST /jobs/claim                claim (lease_duration_secs = lease)
+    POST /jobs/{id}/complete|fail|heartbeat   complete / fail / heartbeat, lease_id = token
+    GET|DELETE /jobs/{id}, POST /jobs/{id}/retry, GET /jobs, /jobs/status, /jobs/stats
+    GET /jobs/dlq, POST /jobs/dlq/retry|purge   dead jobs: list, replay_dead, purge
+    POST /workers/register, /workers/{id}/heartbeat|deregister, GET /workers[/{id}]
+
+Job ids: this protocol names a job without its queue, so the id handed out is
+``<queue>~<job id>``. Queue names cannot hold ``~``, so the first ``~`` splits it, and
+finding a job costs no lookup and no extra write per job.
+
+States: ready = ``pending``, leased = ``processing``, done = ``completed``, dead =
+``deadletter``, scheduled = ``scheduled`` (``failed`` when it waits for a retry),
+cancelled = ``cancelled``. ``max_retries`` = max_attempts - 1, ``retry_count`` =
+attempts made before the current one.
+
+Errors are ``{"code", "message"}`` with the service's statuses: 400 VALIDATION_ERROR
+(a value out of range), 422 (a field missing or of the wrong type), 401, 403, 404
+NOT_FOUND, 409 LEASE_EXPIRED (stale or foreign ``lease_id``) or CONFLICT (the job has
+finished), 413, 503 (Redis unreachable).
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import defaults, validate
+from ..errors import ConnectionFailed, CueNotFound, JobNotFound, LeaseLost, RedispoolError
+from ..http.wire import jsonable
+from ..keys import STATES, check_queue
+from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso, leases_of,
+                     parse_time, read_json)
+
+log = logging.getLogger("redispool.compat.spooled")
+
+SEP = "~"                          # <queue>~<job id>
+ORGANIZATION = "redispool"         # the one "organization" of a self-hosted server
+STATUS = {"scheduled": "scheduled", "ready": "pending", "leased": "processing", "done": "completed",
+          "dead": "deadletter", "cancelled": "cancelled"}
+STATE_OF = {v: k for k, v in STATUS.items()} | {"failed": "scheduled"}
+MAX_CLAIM = 100
+LEASE_RANGE_S = (5, 3600)
+WORKER_LEASE_S = 30                # told to workers at registration ...
+WORKER_HEARTBEAT_S = 10            # ... with how often to heartbeat themselves
+FAIL_ERROR_MAX = 2048
+LIST_MAX = 100
+FOREVER_S = 10 * 365 * 86400.0     # "every registered worker", whatever its last beat
+UNSUPPORTED = ("expires_at", "tags", "parent_job_id", "completion_webhook", "completion_webhook_secret")
+
+
+def public_id(queue: str, job_id: str) -> str:
+    return f"{queue}{SEP}{job_id}"
+
+
+def split_id(public: str) -> tuple[str, str]:
+    """(queue, job id) of an id handed out by this protocol; 404 for any other."""
+    queue, sep, job_id = public.partition(SEP)
+    try:
+        if not sep or not job_id:
+            raise ValueError
+        check_queue(queue)
+    except ValueError:
+        raise ProtocolError(404, "NOT_FOUND", "Job not found") from None
+    return queue, job_id
+
+
+def _retry_count(info: Any) -> int:
+    """Attempts made before the current (or last) one."""
+    if info.state in ("leased", "done", "dead"):
+        return max(0, info.attempts - 1)
+    return info.attempts
+
+
+def _status(info: Any) -> str:
+    if info.state == "scheduled" and info.errors:
+        return "failed"
+    return STATUS.get(info.state, info.state)
+
+
+def _job_type(payload: Any) -> str:
+    return str(payload.get("job_type", "")) if isinstance(payload, dict) else ""
+
+
+def summary(info: Any) -> dict[str, Any]:
+    return {"id": public_id(info.queue, info.id), "queue_name": info.queue, "status": _status(info),
+            "priority": info.priority, "retry_count": _retry_count(info),
+            "max_retries": info.max_attempts - 1, "job_type": _job_type(info.payload),
+            "last_error": info.error, "created_at": iso(info.created_at), "scheduled_at": iso(info.run_at),
+            "started_at": None, "completed_at": iso(info.finished_at if info.state == "done" else None)}
+
+
+def job_record(info: Any) -> dict[str, Any]:
+    return {**summary(info), "organization_id": ORGANIZATION, "payload": jsonable(info.payload),
+            "result": jsonable(info.result), "timeout_seconds": 0,
+            "expires_at": None, "tags": None, "parent_job_id": None, "completion_webhook": None,
+            "assigned_worker_id": info.worker_id if info.state == "leased" else None, "lease_id": None,
+            "lease_expires_at": iso(info.lease_expires_at), "idempotency_key": info.unique_key,
+            "updated_at": iso(info.updated_at)}
+
+
+def claimed(job: Any) -> dict[str, Any]:
+    return {"id": public_id(job.queue, job.id), "queue_name": job.queue, "payload": jsonable(job.payload),
+            "retry_count": job.attempt - 1, "max_retries": job.max_attempts - 1, "timeout_seconds": 0,
+            "lease_expires_at": iso(job.lease_expires_at), "lease_id": job.token}
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+def _in_range(value: int, low: int, high: int, name: str) -> int:
+    if not low <= value <= high:
+        raise ProtocolError(400, "VALIDATION_ERROR", f"{name} must be in [{low}, {high}], got {value}")
+    return value
+
+
+class SpooledApi:
+    """Route handlers; state kept here is only a per-process view of which jobs each HTTP
+    worker holds and its finished/failed counts since its last registry beat."""
+
+    def __init__(self, engine: Any, tokens: dict[str, str] | None) -> None:
+        self.engine = engine
+        self.tokens = tokens
+        self.held: dict[str, set[str]] = {}              # worker id -> public job ids
+        self.tally: dict[str, list[int]] = {}            # worker id -> [processed, failed]
+
+    # ------------------------------------------------------------------ plumbing
+    def route(self, method: str, path: str, role: str, handler: Callable[..., Awaitable[Any]],
+              status: int = 200) -> Route:
+        async def endpoint(request: Request) -> Response:
+            denied = check_role(request, self.tokens, role)
+            if denied == "unauthorized":
+                return error(401, "UNAUTHORIZED", "a valid 'Authorization: Bearer KEY' header is required")
+            if denied:
+                return error(403, "ACCESS_DENIED", f"this key may not do this (needs the {role} role)")
+            try:
+                body = None
+                if method in ("POST", "PUT", "PATCH"):
+                    body = await read_json(
+                        request, too_large=ProtocolError(413, "PAYLOAD_TOO_LARGE", "Request payload too large"),
+                        invalid=Missing(422, "VALIDATION_ERROR", "the body is not valid JSON"))
+                result = await handler(request, body)
+            except ProtocolError as exc:
+                return error(exc.status, exc.code, exc.message)
+            except LeaseLost as exc:
+                return error(409, "LEASE_EXPIRED", str(exc))
+            except (JobNotFound, CueNotFound) as exc:
+                return error(404, "NOT_FOUND", str(exc))
+            except (ConnectionFailed, ConnectionError, TimeoutError) as exc:
+                return error(503, "SERVICE_UNAVAILABLE", str(exc))
+            except (RedispoolError, ValueError, TypeError, LookupError) as exc:
+                return error(400, "VALIDATION_ERROR", str(exc))
+            if isinstance(result, Response):
+                return result
+            if result is None:
+                return Response(status_code=204)
+            return JSONResponse(result, status_code=status)
+        return Route(path, endpoint, methods=[method])
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    async def info(self, public: str) -> Any:
+        queue, job_id = split_id(public)
+        found = await self.call(self.engine.get, queue, job_id)
+        if found is None:
+            raise ProtocolError(404, "NOT_FOUND", "Job not found")
+        return found
+
+    async def lost(self, queue: str, job_id: str) -> ProtocolError:
+        """Why a fenced write did nothing: 404 unknown job, 409 CONFLICT finished job,
+        409 LEASE_EXPIRED otherwise (the lease expired or another worker holds it)."""
+        state, _, _ = await self.call(current_lease, self.engine, queue, job_id)
+        if state is None:
+            return ProtocolError(404, "NOT_FOUND", "Job not found")
+        if state == "done":
+            return ProtocolError(409, "CONFLICT", "Job is already completed")
+        if state in ("dead", "cancelled"):
+            return ProtocolError(409, "CONFLICT", f"Job is already {STATUS[state]}")
+        return ProtocolError(409, "LEASE_EXPIRED", "the lease expired or another worker holds the job now")
+
+    def _finished(self, worker_id: str, public: str, failed: bool) -> None:
+        self.held.get(worker_id, set()).discard(public)
+        tally = self.tally.setdefault(worker_id, [0, 0])
+        tally[0] += 1
+        tally[1] += int(failed)
+
+    async def _beat(self, worker_id: str) -> bool:
+        processed, failed = self.tally.pop(worker_id, [0, 0])
+        ok = await self.call(self.engine.beat_worker, worker_id,
+                             jobs_in_progress=sorted(self.held.get(worker_id, ())),
+                             processed=processed, failed=failed)
+        if not ok:  # not registered: keep the counts for the registration to come
+            tally = self.tally.setdefault(worker_id, [0, 0])
+            tally[0] += processed
+            tally[1] += failed
+        return ok
+
+    # ------------------------------------------------------------------ producing
+    def _spec(self, item: dict[str, Any], *, max_retries: int, priority: int) -> list[Any]:
+        for name in UNSUPPORTED:
+            if item.get(name) is not None:
+                raise ProtocolError(400, "VALIDATION_ERROR", f"{name} is not supported by redispool")
+        run_at = None
+        if item.get("scheduled_at") is not None:
+            run_at = parse_time(item["scheduled_at"], "scheduled_at", "VALIDATION_ERROR")
+            if run_at <= time.time():
+                run_at = None
+        return self.engine._job_args(
+            item.get("payload"), priority=_in_range(priority, -100, 100, "priority"), delay=None,
+            run_at=run_at, max_attempts=_in_range(max_retries, 0, 100, "max_retries") + 1, lease=None,
+            unique_key=item.get("idempotency_key"), job_id=None, backoff_base=None, backoff_cap=None)
+
+    CREATE = {"queue_name": (str, REQUIRED), "payload": (Any, None), "priority": (int, 0),
+              "max_retries": (int, 3), "timeout_seconds": (int, 300), "scheduled_at": (str, None),
+              "idempotency_key": (str, None), **{name: (Any, None) for name in UNSUPPORTED}}
+
+    async def create(self, request: Request, body: Any) -> Any:
+        b = fields(body, self.CREATE)
+        queue = check_queue(b["queue_name"])
+        _in_range(b["timeout_seconds"], 1, 86400, "timeout_seconds")
+        spec = self._spec(b, max_retries=b["max_retries"], priority=b["priority"])
+        [(job_id, created)] = await self.call(self.engine.enqueue_specs, queue, [spec])
+        return JSONResponse({"id": public_id(queue, job_id), "created": created},
+                            status_code=201 if created else 200)
+
+    ITEM = {"payload": (Any, None), "priority": (int, None, None), "idempotency_key": (str, None),
+            "scheduled_at": (str, None), **{name: (Any, None) for name in UNSUPPORTED}}
+
+    async def bulk(self, request: Request, body: Any) -> Any:
+        b = fields(body, {"queue_name": (str, REQUIRED), "jobs": (list, REQUIRED),
+                          "default_priority": (int, None, None), "default_max_retries": (int, None, None),
+                          "default_timeout_seconds": (int, None, None)})
+        queue = check_queue(b["queue_name"])
+        if not 1 <= len(b["jobs"]) <= LIST_MAX:
+            raise ProtocolError(400, "VALIDATION_ERROR", f"jobs must hold 1 to {LIST_MAX} jobs")
+        if b["default_timeout_seconds"] is not None:
+            _in_range(b["default_timeout_seconds"], 1, 86400, "default_timeout_seconds")
+        priority = b["default_priority"] if b["default_priority"] is not None else 0
+        retries = b["default_max_retries"] if b["default_max_retries"] is not None else 3
+        specs, indexes, failed = [], [], []
+        for index, raw in enumerate(b["jobs"]):
+            try:
+                item = fields(raw, self.ITEM, f"jobs[{index}]")
+                own = item["priority"] if item["priority"] is not None else priority
+                specs.append(self._spec(item, max_retries=retries, priority=own))
+                indexes.append(index)
+            except (ProtocolError, ValueError) as exc:
+                failed.append({"index": index, "job_id": None, "created": None,
+                               "error": getattr(exc, "message", str(exc))})
+        out = await self.call(self.engine.enqueue_specs, queue, specs) if specs else []
+        succeeded = [{"index": i, "job_id": public_id(queue, job_id), "created": created, "error": None}
+                     for i, (job_id, created) in zip(indexes, out)]
+        return JSONResponse({"succeeded": succeeded, "failed": failed, "total": len(b["jobs"]),
+                             "success_count": len(succeeded), "failure_count": len(failed)}, status_code=201)
+
+    # ------------------------------------------------------------------ the worker lifecycle
+    async def claim(self, request: Request, body: Any) -> Any:
+        b = fields(body, {"queue_name": (str, REQUIRED), "worker_id": (str, REQUIRED), "limit": (int, 1),
+                          "lease_duration_secs": (int, 30)})
+        queue = check_queue(b["queue_name"])
+        limit = _in_range(b["limit"], 1, MAX_CLAIM, "limit")
+        lease = _in_range(b["lease_duration_secs"], *LEASE_RANGE_S, "lease_duration_secs")
+        worker_id = validate.identifier(b["worker_id"], "worker_id")
+        jobs = await self.call(self.engine.claim, queue, worker_id, limit=limit, lease=lease)
+        self.held.setdefault(worker_id, set()).update(public_id(queue, j.id) for j in jobs)
+        if not await self._beat(worker_id):
+            host = request.client.host if request.client else "?"
+            await self.call(self.engine.register_worker, worker_id, host=host, pid=0, queues=[queue])
+            await self._beat(worker_id)
+        return {"jobs": [claimed(j) for j in jobs]}
+
+    ACK = {"worker_id": (str, REQUIRED), "lease_id": (str, REQUIRED)}
+
+    async def complete(self, request: Request, body: Any) -> Any:
+        b = fields(body, {**self.ACK, "result": (Any, None)})
+        queue, job_id = split_id(request.path_params["id"])
+        try:
+            await self.call(self.engine.complete, Lease(job_id, queue, b["lease_id"]), b["result"])
+        except LeaseLost:
+            raise await self.lost(queue, job_id) from None
+        self._finished(b["worker_id"], request.path_params["id"], failed=False)
+        return {"success": True}
+
+    async def fail(self, request: Request, body: Any) -> Any:
+        b = fields(body, {**self.ACK, "error": (str, REQUIRED)})
+        if not 1 <= len(b["error"]) <= FAIL_ERROR_MAX:
+            raise ProtocolError(400, "VALIDATION_ERROR", f"error must be 1 to {FAIL_ERROR_MAX} characters")
+        queue, job_id = split_id(request.path_params["id"])
+        try:
+            state = await self.call(self.engine.fail, Lease(job_id, queue, b["lease_id"]), b["error"])
+        except LeaseLost:
+            raise await self.lost(queue, job_id) from None
+        self._finished(b["worker_id"], request.path_params["id"], failed=True)
+        return {"success": True, "error": None, "status": STATUS.get(state, state) if state != "scheduled" else "failed"}
+
+    async def heartbeat(self, request: Request, body: Any) -> Any:
+        b = fields(body, {**self.ACK, "lease_duration_secs": (int, 30)})
+        lease = _in_range(b["lease_duration_secs"], *LEASE_RANGE_S, "lease_duration_secs")
+        queue, job_id = split_id(request.path_params["id"])
+        try:
+            expires = await self.call(self.engine.heartbeat, Lease(job_id, queue, b["lease_id"]), lease)
+        except LeaseLost:
+            raise await self.lost(queue, job_id) from None
+        return {"success": True, "lease_expires_at": iso(expires)}
+
+    # ------------------------------------------------------------------ reading and acting
+    async def get(self, request: Request, body: Any) -> Any:
+        return job_record(await self.info(request.path_params["id"]))
+
+    async def cancel(self, request: Request, body: Any) -> Any:
+        queue, job_id = split_id(request.path_params["id"])
+        try:
+            if await self.call(self.engine.cancel, queue, job_id):
+                return None
+        except JobNotFound:
+            raise ProtocolError(404, "NOT_FOUND", "Job not found") from None
+        raise await self.lost(queue, job_id)
+
+    async def retry(self, request: Request, body: Any) -> Any:
+        info = await self.info(request.path_params["id"])
+        if info.state != "dead":
+            raise ProtocolError(409, "CONFLICT", "Job cannot be retried (only dead-lettered jobs can be; "
+                                                 "a failed job is already scheduled for its retry)")
+        await self.call(self.engine.replay_dead, info.queue, [info.id])
+        return job_record(await self.info(request.path_params["id"]))
+
+    async def _queues(self, name: str | None) -> list[str]:
+        return [check_queue(name)] if name else await self.call(self.engine.queues)
+
+    async def _page(self, queues: list[str], states: list[str], offset: int, limit: int,
+                    keep: Callable[[Any], bool] = lambda info: True) -> tuple[list[Any], bool]:
+        """Jobs of ``states`` in ``queues`` (in that order), one page, and whether more follow."""
+        found: list[Any] = []
+        want = offset + limit + 1
+        for queue in queues:
+            for state in states:
+                infos = await self.call(self.engine.jobs, queue, state, limit=want)
+                found.extend(i for i in infos if keep(i))
+                if len(found) >= want:
+                    break
+            if len(found) >= want:
+                break
+        return found[offset:offset + limit], len(found) > offset + limit
+
+    def _paging(self, request: Request) -> tuple[int, int]:
+        q = request.query_params
+        try:
+            limit, offset = int(q.get("limit", 50)), int(q.get("offset", 0))
+        except ValueError:
+            raise ProtocolError(400, "VALIDATION_ERROR", "limit and offset must be integers") from None
+        return _in_range(limit, 1, LIST_MAX, "limit"), _in_range(offset, 0, 10**9, "offset")
+
+    @staticmethod
+    def _listed(items: list[Any], more: bool) -> JSONResponse:
+        return JSONResponse([summary(i) for i in items], headers={"X-Has-More": "true" if more else "false"})
+
+    async def list_jobs(self, request: Request, body: Any) -> Any:
+        limit, offset = self._paging(request)
+        q = request.query_params
+        wanted = [s.strip() for s in q.get("status", "").split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in STATE_OF]
+        if unknown:
+            raise ProtocolError(400, "VALIDATION_ERROR", f"unknown status {unknown[0]!r}")
+        states = list(dict.fromkeys(STATE_OF[s] for s in wanted)) or list(STATES)
+        statuses = set(wanted)
+        job_type = q.get("job_type")
+
+        def keep(info: Any) -> bool:
+            return ((not statuses or _status(info) in statuses)
+                    and (job_type is None or _job_type(info.payload) == job_type))
+        items, more = await self._page(await self._queues(q.get("queue_name")), states, offset, limit, keep)
+        return self._listed(items, more)
+
+    async def batch_status(self, request: Request, body: Any) -> Any:
+        ids = [i for i in request.query_params.get("ids", "").split(",") if i]
+        if not 1 <= len(ids) <= LIST_MAX:
+            raise ProtocolError(400, "VALIDATION_ERROR", f"give 1 to {LIST_MAX} ids")
+        out = []
+        for public in ids:
+            try:
+                info = await self.info(public)
+            except ProtocolError:
+                continue
+            out.append({"id": public, "status": _status(info), "queue_name": info.queue,
+                        "retry_count": _retry_count(info), "created_at": iso(info.created_at),
+                        "completed_at": iso(info.finished_at if info.state == "done" else None)})
+        return out
+
+    async def stats(self, request: Request, body: Any) -> Any:
+        totals = dict.fromkeys(("pending", "scheduled", "processing", "completed", "failed", "deadletter",
+                                "cancelled"), 0)
+        for queue in await self.call(self.engine.queues):
+            s = await self.call(self.engine.stats, queue)
+            for state, status in STATUS.items():
+                totals[status] += s[state]
+        return {**totals, "total": sum(totals.values())}
+
+    async def dlq(self, request: Request, body: Any) -> Any:
+        limit, offset = self._paging(request)
+        items, more = await self._page(await self._queues(request.query_params.get("queue_name")), ["dead"],
+                                       offset, limit)
+        return self._listed(items, more)
+
+    async def dlq_retry(self, request: Request, body: Any) -> Any:
+        b = fields(body, {"queue_name": (str, None), "job_ids": (list, None), "limit": (int, None, None)})
+        limit = _in_range(b["limit"], 1, LIST_MAX, "limit") if b["limit"] is not None else None
+        by_queue: dict[str, list[str]] = {}
+        if b["job_ids"] is not None:
+            for public in b["job_ids"]:
+                if not isinstance(public, str):
+                    raise Missing(422, "VALIDATION_ERROR", "job_ids must be a list of job id strings")
+                try:
+                    queue, job_id = split_id(public)
+                except ProtocolError:
+                    continue
+                if b["queue_name"] in (None, queue):
+                    by_queue.setdefault(queue, []).append(job_id)
+        else:
+            for queue in await self._queues(b["queue_name"]):
+                dead = await self.call(self.engine.jobs, queue, "dead", limit=limit or defaults.BATCH_MAX)
+                by_queue[queue] = [i.id for i in dead]
+        retried: list[str] = []
+        for queue, ids in by_queue.items():
+            infos = [await self.call(self.engine.get, queue, i) for i in ids]
+            dead_ids = [i.id for i in infos if i is not None and i.state == "dead"]
+            if limit is not None:
+                dead_ids = dead_ids[:max(0, limit - len(retried))]
+            if dead_ids:
+                await self.call(self.engine.replay_dead, queue, dead_ids)
+                retried.extend(public_id(queue, i) for i in dead_ids)
+        return {"retried_count": len(retried), "retried_jobs": retried, "skipped_jobs": []}
+
+    async def dlq_purge(self, request: Request, body: Any) -> Any:
+        b = fields(body, {"confirm": (bool, REQUIRED), "queue_name": (str, None), "older_than": (str, None),
+                          "limit": (int, None, None)})
+        if not b["confirm"]:
+            raise ProtocolError(400, "VALIDATION_ERROR", "confirm must be true to purge the dead-letter queue")
+        older = parse_time(b["older_than"], "older_than", "VALIDATION_ERROR") if b["older_than"] else None
+        limit = _in_range(b["limit"], 1, 10_000, "limit") if b["limit"] is not None else None
+        purged = 0
+        for queue in await self._queues(b["queue_name"]):
+            if older is None and limit is None:
+                purged += await self.call(self.engine.purge, queue, "dead")
+                continue
+            dead = await self.call(self.engine.jobs, queue, "dead", limit=10_000)
+            for info in dead:
+                if limit is not None and purged >= limit:
+                    break
+                if older is None or info.created_at < older:
+                    purged += int(await self.call(self.engine.delete_job, queue, info.id))
+        return {"purged_count": purged}
+
+    # ------------------------------------------------------------------ workers
+    REGISTER = {"queue_name": (str, REQUIRED), "hostname": (str, REQUIRED), "worker_id": (str, None),
+                "worker_type": (str, None), "max_concurrency": (int, 5), "metadata": (Any, None),
+                "version": (str, None)}
+
+    async def register(self, request: Request, body: Any) -> Any:
+        b = fields(body, self.REGISTER)
+        queue = check_queue(b["queue_name"])
+        _in_range(b["max_concurrency"], 1, 100, "max_concurrency")
+        worker_id = validate.identifier(b["worker_id"] or str(uuid.uuid4()), "worker_id")
+        await self.call(self.engine.register_worker, worker_id, host=b["hostname"], pid=0, queues=[queue])
+        await self._beat(worker_id)
+        return JSONResponse({"id": worker_id, "queue_name": queue, "lease_duration_secs": WORKER_LEASE_S,
+                             "heartbeat_interval_secs": WORKER_HEARTBEAT_S}, status_code=201)
+
+    async def worker_heartbeat(self, request: Request, body: Any) -> Any:
+        b = fields(body, {"current_jobs": (int, 0), "status": (str, None), "metadata": (Any, None)})
+        _in_range(b["current_jobs"], 0, 10**6, "current_jobs")
+        worker_id = request.path_params["id"]
+        if not await self._beat(validate.identifier(worker_id, "worker_id")):
+            raise ProtocolError(404, "NOT_FOUND", "Worker not found")
+        return {"success": True}
+
+    async def _worker(self, worker_id: str) -> Any:
+        for w in await self.call(self.engine.workers, timeout=FOREVER_S):
+            if w.id == worker_id:
+                return w
+        raise ProtocolError(404, "NOT_FOUND", "Worker not found")
+
+    async def deregister(self, request: Request, body: Any) -> Any:
+        """Give back every lease the worker still holds (attempt not counted), then
+        remove its registration."""
+        w = await self._worker(request.path_params["id"])
+        for queue in w.queues:
+            for lease in await self.call(leases_of, self.engine, queue, w.id):
+                try:
+                    await self.call(self.engine.release, lease)
+                except LeaseLost:
+                    pass
+        await self.call(self.engine.deregister_worker, w.id)
+        self.held.pop(w.id, None)
+        self.tally.pop(w.id, None)
+        return None
+
+    @staticmethod
+    def _worker_json(w: Any, full: bool = False) -> dict[str, Any]:
+        out = {"id": w.id, "queue_name": w.queues[0] if w.queues else "", "hostname": w.host,
+               "status": "healthy", "current_jobs": len(w.jobs_in_progress), "max_concurrency": 0,
+               "last_heartbeat": iso(w.last_heartbeat), "jobs_processed": w.processed, "jobs_failed": w.failed}
+        if full:
+            out.update({"organization_id": ORGANIZATION, "queue_names": w.queues,
+                        "created_at": iso(w.started_at), "metadata": None})
+        return out
+
+    async def list_workers(self, request: Request, body: Any) -> Any:
+        return [self._worker_json(w) for w in await self.call(self.engine.workers)]
+
+    async def get_worker(self, request: Request, body: Any) -> Any:
+        return self._worker_json(await self._worker(request.path_params["id"]), full=True)
+
+
+def create_app(engine: Any, tokens: dict[str, str] | None = None) -> Starlette:
+    """The spooled protocol as an ASGI app; mount it at ``/compat/spooled`` (its routes
+    live under ``/api/v1``, where the SDK puts them)."""
+    api = SpooledApi(engine, tokens)
+    v1 = "/api/v1"
+    J = v1 + "/jobs/{id:path}"
+    routes = [
+        api.route("POST", v1 + "/jobs", "worker", api.create),
+        api.route("GET", v1 + "/jobs", "read", api.list_jobs),
+        api.route("POST", v1 + "/jobs/bulk", "worker", api.bulk),
+        api.route("POST", v1 + "/jobs/claim", "worker", api.claim),
+        api.route("GET", v1 + "/jobs/stats", "read", api.stats),
+        api.route("GET", v1 + "/jobs/status", "read", api.batch_status),
+        api.route("GET", v1 + "/jobs/dlq", "read", api.dlq),
+        api.route("POST", v1 + "/jobs/dlq/retry", "admin", api.dlq_retry),
+        api.route("POST", v1 + "/jobs/dlq/purge", "admin", api.dlq_purge),
+        api.route("POST", J + "/complete", "worker", api.complete),
+        api.route("POST", J + "/fail", "worker", api.fail),
+        api.route("POST", J + "/heartbeat", "worker", api.heartbeat),
+        api.route("POST", J + "/retry", "admin", api.retry),
+        api.route("GET", J, "read", api.get),
+        api.route("DELETE", J, "admin", api.cancel),
+        api.route("GET", v1 + "/workers", "read", api.list_workers),
+        api.route("POST", v1 + "/workers/register", "worker", api.register, 201),
+        api.route("POST", v1 + "/workers/{id}/heartbeat", "worker", api.worker_heartbeat),
+        api.route("POST", v1 + "/workers/{id}/deregister", "worker", api.deregister),
+        api.route("GET", v1 + "/workers/{id}", "read", api.get_worker),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, "NOT_FOUND", f"no route {request.method} {request.url.path} in the spooled protocol")
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app.state.api = api
+    return app
