@@ -13,7 +13,7 @@ import redis
 from . import defaults
 from .engine import AckResult, Engine
 from .errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidOption, InvalidQueueName, JobNotFound, LeaseLost,
-                     PayloadError, RedispoolError)
+                     NotDurable, PayloadError, RedispoolError)
 from .models import CueInfo, Job, JobInfo, State, WorkerInfo
 from .connection import make_client
 from .scheduler import Scheduler
@@ -23,7 +23,7 @@ from .worker import Worker
 __all__ = [
     "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
     "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "InvalidQueueName", "PayloadError",
-    "InvalidCron", "InvalidOption", "ConnectionFailed",
+    "InvalidCron", "InvalidOption", "ConnectionFailed", "NotDurable",
 ]
 __version__ = "0.1.0"
 
@@ -35,7 +35,7 @@ def connect(url: str | None = None, *, prefix: str | None = None, **options: Any
     to ``$REDISPOOL_PREFIX``, else ``rp`` (so an app started by ``redispool worker
     --url ... --prefix ...`` connects where the command says). ``options``
     are Engine keyword options (lease, backoff_base, backoff_cap, done_ttl, done_max,
-    dead_ttl, dead_max); an unknown one is a TypeError.
+    dead_ttl, dead_max, durable, durable_timeout); an unknown one is a TypeError.
     """
     url = url or os.environ.get(defaults.URL_ENV) or defaults.URL
     prefix = prefix or os.environ.get(defaults.PREFIX_ENV) or defaults.PREFIX

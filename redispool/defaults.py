@@ -22,6 +22,7 @@ ERRORS_KEPT = 10                 # errors of the last 10 attempts per job
 ERROR_MAX_CHARS = 4096
 BATCH_MAX = 1000                 # jobs one script call moves at most (claim, promote, sweep, purge)
 WORKER_TIMEOUT_S = 60.0
+DURABLE_TIMEOUT_S = 1.0          # durable=True: how long a write waits for a replica's ack
 
 CATCH_UP_MAX = 100               # misfire="catch_up" fires at most the latest 100 missed times
 CUES_DUE_MAX = 100               # cues one scheduler step fires per queue at most

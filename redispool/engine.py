@@ -16,10 +16,11 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 import redis
 
 from . import codec, defaults, validate
-from .errors import InvalidOption, LeaseLost
+from .errors import InvalidOption, LeaseLost, NotDurable
 from .errors import reports_unreachable as _redis_errors
 from .keys import STATES, QueueKeys, check_queue, queue_keys, queues_key
 from .models import Job, JobInfo
+from .connection import engine_options
 from .cues import CuesMixin
 from .history import HistoryMixin
 from .registry import WorkersMixin
@@ -55,7 +56,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
                  backoff_base: float = defaults.BACKOFF_BASE_S,
                  backoff_cap: float = defaults.BACKOFF_CAP_S,
                  done_ttl: float = defaults.DONE_TTL_S, done_max: int = defaults.DONE_MAX,
-                 dead_ttl: float = defaults.DEAD_TTL_S, dead_max: int = defaults.DEAD_MAX) -> None:
+                 dead_ttl: float = defaults.DEAD_TTL_S, dead_max: int = defaults.DEAD_MAX,
+                 durable: bool | None = None, durable_timeout: float | None = None) -> None:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise InvalidOption(f"prefix must be a non-empty string without braces, got {prefix!r}")
         self.client = client
@@ -68,7 +70,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         self.dead_ttl_ms = validate.seconds_to_ms(dead_ttl, "dead_ttl")
         self.done_max = self._count(done_max, "done_max")
         self.dead_max = self._count(dead_max, "dead_max")
-        self.scripts = Scripts(client)
+        self.durable, durable_ms = self._durability(url, durable, durable_timeout)
+        self.scripts = Scripts(client, durable_timeout_ms=durable_ms, url=url)
         self._known_queues: set[str] = set()
 
     @staticmethod
@@ -76,6 +79,21 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidOption(f"{name} must be an integer >= 0, got {value!r}")
         return value
+
+    @staticmethod
+    def _durability(url: str, durable: bool | None, timeout: float | None) -> tuple[bool, int | None]:
+        """``durable``/``durable_timeout``: the options, else the URL's, else off / 1 s.
+        Durable: enqueue, complete, fail and ack return only once a replica has the write
+        (see scripts.py), else raise NotDurable."""
+        from_url = engine_options(url) if url else {}
+        durable = from_url.get("durable", False) if durable is None else durable
+        timeout = from_url.get("durable_timeout", defaults.DURABLE_TIMEOUT_S) if timeout is None else timeout
+        if not isinstance(durable, bool):
+            raise InvalidOption(f"durable must be True or False, got {durable!r}")
+        timeout_ms = validate.seconds_to_ms(timeout, "durable_timeout", allow_zero=False)
+        if durable and url.startswith("memory:"):
+            raise InvalidOption("durable=True needs a Redis with a replica; memory:// has none")
+        return durable, timeout_ms if durable else None
 
     def keys(self, queue: str) -> QueueKeys:
         return queue_keys(self.prefix, queue)
@@ -350,7 +368,14 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         ``failed`` holds (job, error) or (job, error, retry, delay). A lost lease spoils
         only its own item."""
         call, nc, nf = self._ack_call(queue, completed, failed, worker_id, limit, lease)
-        reply = self.scripts.run(*call)
+        k = self.keys(queue)
+        try:
+            reply = self.scripts.run(*call)
+        except NotDurable as exc:  # the caller never sees the batch it leased: give it back
+            for i in range(nc + nf + 2, len(exc.reply or ()), 6):
+                self.scripts.run("release", [k.ready, k.leased, k.marker, k.meta, k.job_prefix],
+                                 [exc.reply[i], exc.reply[i + 1]])
+            raise
         result = self._ack_reply(reply, nc, nf)
         result.jobs = self._jobs_from(queue, worker_id or "", reply, nc + nf + 2)
         return result

@@ -57,6 +57,14 @@ class ConnectionFailed(RedispoolError, ConnectionError):
         super().__init__(f"cannot reach Redis at {self.url}{detail}")
 
 
+class NotDurable(ConnectionFailed):
+    """``durable=True``: the write was applied on the primary, but no replica confirmed it
+    in time, so a failover could still lose it. Retry idempotently (a ``job_id`` or
+    ``unique_key`` makes a repeated enqueue return the same job)."""
+
+    reply: object = None  # the script's reply: its writes were applied
+
+
 LUA_ERRORS: dict[str, type[RedispoolError]] = {
     "LEASE_LOST": LeaseLost,
     "NOT_FOUND": JobNotFound,

@@ -1,0 +1,196 @@
+"""redispool on a real Redis Cluster: three masters on free ports (servers.Cluster), plus
+one replica of the first master for durable writes.
+
+The engine behaviour suite runs on a cluster too (the "cluster" backend of conftest's
+``backend_url``); this file covers what only a cluster has: queues on different masters
+served by one worker without polling, the daemons across slots, durable writes per slot,
+and a queue's slot moving to another master under load.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+import redispool
+from redispool import NotDurable, Worker
+from redispool.scheduler import Scheduler
+from redispool.sweeper import Sweeper
+
+from servers import Cluster, Server, need, wait_for
+from worker_helpers import running
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    need("redis-server", "redis-cli")
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        cluster.add_replica(cluster.masters[0])
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def engine(cluster: Cluster) -> Iterator[redispool.Engine]:
+    engine = redispool.connect(cluster.url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield engine
+    engine.close()
+
+
+def queue_on(cluster: Cluster, master: Server, avoid: set[int] = frozenset(), base: str = "q") -> str:
+    """A queue name whose hash slot the given master serves."""
+    for n in range(100_000):
+        name = f"{base}{n}"
+        slot = key_slot(name.encode())
+        if slot not in avoid and cluster.owner(slot) is master:
+            return name
+    raise LookupError("no queue name found")
+
+
+def spread(cluster: Cluster, base: str = "q") -> list[str]:
+    """One queue per master."""
+    return [queue_on(cluster, m, base=base) for m in cluster.masters]
+
+
+def commands_processed(cluster: Cluster) -> int:
+    return sum(int(m.client().info("stats")["total_commands_processed"]) for m in cluster.masters)
+
+
+def test_the_daemons_and_the_registry_work_across_slots(cluster, engine):
+    queues = spread(cluster, "d")
+    assert len({key_slot(q.encode()) for q in queues}) == 3
+    cue_q, delayed_q, swept_q = queues
+    engine.add_cue(cue_q, "tick", "* * * * * *")
+    delayed = engine.enqueue(delayed_q, "later", delay=0.3)
+    engine.register_worker("gone", host="h", pid=1, queues=[swept_q])
+    engine.enqueue(swept_q, "held")
+    [held] = engine.claim(swept_q, "gone", lease=600)
+    assert sorted(engine.queues()) == sorted(queues)
+    assert [c.name for c in engine.cues()] == ["tick"]
+
+    ran: list[tuple[str, str]] = []
+    worker = Worker(engine, queues=queues, concurrency=4, idle_wait=0.5, beat_interval=0.1)
+    worker.process(lambda job: ran.append((job.queue, job.id)))
+    with running(worker), running(Scheduler(engine, interval=0.1)), \
+            running(Sweeper(engine, interval=0.1, worker_timeout=0.5)):
+        wait_for(lambda: {q for q, _ in ran} == set(queues) and (delayed_q, delayed) in ran, 15,
+                 "a cue job, the delayed job and the swept job to run")
+        wait_for(lambda: worker.id in [w.id for w in engine.workers()], 5, "the worker's registration")
+    assert (swept_q, held.id) in ran
+    assert engine.get(swept_q, held.id).errors[0][1] == "worker gone stopped heartbeating"
+    assert "gone" not in [w.id for w in engine.workers()]
+    fired = [job_id for q, job_id in ran if q == cue_q]
+    assert fired and all(j.startswith("cue:tick:") for j in fired)
+    assert len(fired) == len(set(fired)), "each fire time once"
+
+
+def test_a_worker_on_queues_of_three_masters_picks_up_at_once_and_does_not_poll(cluster, engine):
+    queues = spread(cluster, "w")
+    picked: dict[str, float] = {}
+    worker = Worker(engine, queues=queues, concurrency=2, idle_wait=3.0, beat_interval=30)
+    worker.process(lambda job: picked.setdefault(job.payload, time.monotonic()))
+    with running(worker):
+        time.sleep(0.5)  # the worker is idle, blocked on all three masters
+        latencies = []
+        for queue in queues * 2:
+            key = f"{queue}-{len(latencies)}"
+            sent = time.monotonic()
+            engine.enqueue(queue, key)
+            wait_for(lambda: key in picked, 5, f"a job of {queue} to be picked up")
+            latencies.append(picked[key] - sent)
+            time.sleep(0.3)
+        assert max(latencies) < 0.5, latencies  # a time-sliced wait would take up to 3 s * 2/3
+
+        before = commands_processed(cluster)
+        time.sleep(2.0)
+        idle_commands = commands_processed(cluster) - before
+    # idle for 2 s: each queue's watcher re-blocks about once a second and the worker
+    # looks at every queue when its 3 s wait ends; a polling loop would send thousands
+    assert idle_commands < 40, idle_commands
+    print(f"\ncluster pickup latency across 3 masters: max {max(latencies) * 1000:.1f} ms; "
+          f"{idle_commands} commands in 2 s idle")
+
+
+def test_durable_writes_wait_for_the_replica_of_the_queues_own_master(cluster, engine):
+    with_replica = queue_on(cluster, cluster.masters[0], base="r")
+    without = queue_on(cluster, cluster.masters[1], base="r")
+    durable = redispool.connect(cluster.url + "?durable=true&durable_timeout=0.2", prefix=engine.prefix)
+    replica = cluster.replicas[0]
+    try:
+        job_id = durable.enqueue(with_replica, "kept")
+        on_replica = replica.client(single_connection_client=True)
+        on_replica.execute_command("READONLY")  # a cluster replica serves reads only after READONLY
+        assert on_replica.hexists(durable.keys(with_replica).job(job_id), "p")
+        on_replica.close()
+        [job] = durable.claim(with_replica, "w")
+        durable.complete(job)
+        with pytest.raises(NotDurable):
+            durable.enqueue(without, "only on its master")
+        assert engine.stats(without)["ready"] == 1
+        replica.pause()
+        try:
+            with pytest.raises(NotDurable):
+                durable.enqueue(with_replica, "unconfirmed")
+        finally:
+            replica.resume()
+        wait_for(lambda: durable.enqueue(with_replica, "again") is not None, 5, "the replica to answer again")
+    finally:
+        durable.close()
+
+
+def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(cluster, engine):
+    source = cluster.masters[1]
+    queue = queue_on(cluster, source, base="m")
+    slot = key_slot(queue.encode())
+    target = cluster.masters[2]
+    total = 3000
+    produced: list[str] = []
+    retries = collections.Counter()
+
+    def produce() -> None:
+        for n in range(total):
+            while True:
+                try:  # a job id makes a retried enqueue idempotent
+                    produced.append(engine.enqueue(queue, n, job_id=f"p{n}"))
+                    break
+                except (redis.RedisError, redispool.ConnectionFailed) as exc:
+                    retries[type(exc).__name__] += 1
+                    time.sleep(0.02)
+            if n % 100 == 99:
+                time.sleep(0.02)  # a steady stream, not one burst
+
+    done_at_move: list[int] = []
+    worker = Worker(engine, queues=[queue], concurrency=8, idle_wait=0.5, beat_interval=0.2)
+    worker.process(lambda job: job.payload)
+    producer = threading.Thread(target=produce, daemon=True)
+    with running(worker):
+        producer.start()
+        wait_for(lambda: engine.stats(queue)["done"] >= total // 5, 30, "the run to get going")
+        started = time.monotonic()
+        moved = cluster.migrate_slot(slot, target, batch=20, pause_s=0.03)
+        migration_s = time.monotonic() - started
+        done_at_move.append(engine.stats(queue)["done"])
+        producer.join(60)
+        assert not producer.is_alive()
+        wait_for(lambda: engine.stats(queue)["done"] == total, 60, "every job to be done", every=0.1)
+    assert cluster.owner(slot) is target
+    assert source.client().execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    stats = engine.stats(queue)
+    assert [stats[s] for s in ("scheduled", "ready", "leased", "dead")] == [0, 0, 0, 0]
+    assert stats["totals"]["completed"] == total and stats["totals"]["enqueued"] == total
+    assert sorted(produced) == sorted(f"p{n}" for n in range(total))
+    assert done_at_move[0] < total, "jobs were still flowing when the slot had moved"
+    print(f"\nslot migration under load: {total} jobs, {moved} keys moved in {migration_s:.1f}s while "
+          f"{done_at_move[0]} were done, client retries {dict(retries)}, 0 jobs lost")
