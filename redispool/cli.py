@@ -6,6 +6,7 @@ URL (password masked) and exit 1; never a traceback.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import json
@@ -29,6 +30,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 class Context:
     """What every command gets: the global options and a lazily made Engine."""
+
+    current: "Context | None" = None  # the URL an unexpected ConnectionError is reported with
 
     def __init__(self, url: str | None, prefix: str, url_given: bool) -> None:
         self.url = url or defaults.URL
@@ -64,7 +67,7 @@ class Cli(click.Group):
             click.echo(f"redispool: {one_line(exc)}", err=True)
             code = 1
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            url = mask_url(os.environ.get(defaults.URL_ENV) or defaults.URL)
+            url = mask_url(Context.current.url if Context.current else defaults.URL)
             click.echo(f"redispool: cannot reach Redis at {url}: {one_line(exc)}", err=True)
             code = 1
         except (RedispoolError, ValueError, LookupError, TypeError) as exc:
@@ -150,7 +153,7 @@ json_option = click.option("--json", "as_json_", is_flag=True, help="machine-rea
 def cli(ctx: click.Context, url: str | None, prefix: str, log_level: str) -> None:
     """redispool: a Redis-backed job queue. Run workers and daemons, inspect and act on queues."""
     source = ctx.get_parameter_source("url")
-    ctx.obj = Context(url, prefix, url_given=source == click.core.ParameterSource.COMMANDLINE)
+    ctx.obj = Context.current = Context(url, prefix, url_given=source == click.core.ParameterSource.COMMANDLINE)
     ctx.meta["log_level"] = log_level
 
 
@@ -175,7 +178,10 @@ def load_worker(target: str) -> Any:
     if value is None:
         fail(f"module {module_name!r} has no attribute {attr!r}")
     if not isinstance(value, Worker) and callable(value):
-        value = value()
+        try:
+            value = value()
+        except TypeError as exc:
+            fail(f"{target} is neither a redispool.Worker nor a factory callable without arguments: {exc}")
     if not isinstance(value, Worker):
         fail(f"{target} is not a redispool.Worker (got {type(value).__name__})")
     return value
@@ -198,6 +204,10 @@ def worker(ctx: click.Context, target: str, concurrency: int | None, lease: floa
     REDISPOOL_PREFIX, which this command sets before importing it."""
     from . import validate
     from .eventlog import EventLog
+    if lease is not None:  # before the app is imported: bad input costs no connection
+        validate.lease_ms(lease)
+    if grace is not None:
+        validate.seconds_to_ms(grace, "grace")
     setup_logging(ctx.meta["log_level"], log_format)
     o = obj()
     if o.url_given or defaults.URL_ENV not in os.environ:
@@ -208,10 +218,8 @@ def worker(ctx: click.Context, target: str, concurrency: int | None, lease: floa
         w.concurrency = concurrency
         w.batch = min(concurrency, defaults.BATCH_MAX)
     if lease is not None:
-        validate.lease_ms(lease)
         w.lease = float(lease)
     if grace is not None:
-        validate.seconds_to_ms(grace, "grace")
         w.grace = float(grace)
     if health_port is not None:
         w.health_port = health_port
@@ -488,8 +496,13 @@ def serve(ctx: click.Context, host: str, port: int, tokens_file: str | None, wor
     app = create_app(obj().engine(), tokens=tokens, worker_timeout=worker_timeout)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
 
-    def stop(*_: Any) -> None:  # finish in-flight requests, then exit 0
+    def stop(*_: Any) -> None:  # end long-polls, finish in-flight requests, then exit 0
         server.should_exit = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.create_task(app.state.api.waits.interrupt())
 
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     signal.signal(signal.SIGTERM, stop)

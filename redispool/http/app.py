@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,6 +28,7 @@ from ..keys import STATES, check_queue
 from . import wire
 from .auth import allows, role_of
 from .metrics import Metrics
+from .openapi import document
 from .waiting import MarkerWait
 from .wire import MISSING, BadInput
 
@@ -104,8 +106,11 @@ class Api:
             return error(409, "lease_lost", str(exc))
         except (JobNotFound, CueNotFound) as exc:
             return error(404, "not_found", str(exc))
-        except (ConnectionFailed, ConnectionError, TimeoutError) as exc:
+        except (ConnectionFailed, ConnectionError, TimeoutError, redis.ConnectionError, redis.TimeoutError) as exc:
             return error(503, "unavailable", str(exc))
+        except redis.RedisError as exc:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+            return error(503, "unavailable", f"Redis answered with an error: {exc}")
         except (BadInput, InvalidQueueName, InvalidCron, PayloadError, RedispoolError, ValueError,
                 TypeError, LookupError) as exc:
             return error(400, "bad_input", str(exc))
@@ -167,7 +172,14 @@ class Api:
                 break
             if wait_ms >= 0:
                 remaining = min(remaining, wait_ms / 1000 + 0.001)
-            await self.waits.wait(queue, remaining)
+            if self.waits.closing:
+                break
+            try:
+                await self.waits.wait(queue, remaining)
+            except (redis.RedisError, OSError):
+                if self.waits.closing:  # the server is stopping: answer now, with no job
+                    break
+                raise
         held = self.in_progress.setdefault(worker_id, set())
         held.update(f"{queue}/{j.id}" for j in jobs)
         await self._seen(request, worker_id, queue, processed, failed)
@@ -384,23 +396,9 @@ def routes_of(api: Api) -> list[tuple[str, str, str, Callable[..., Awaitable[Any
 
 
 def openapi(api: Api) -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    for method, path, role, _, status, summary in routes_of(api):
-        clean = path.replace(":path", "")
-        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for p in ("queue", "id", "name") if "{" + p + "}" in clean]
-        paths.setdefault(clean, {})[method.lower()] = {
-            "summary": summary, "description": f"Role: {role} or above.", "parameters": params,
-            "security": [{"bearer": []}],
-            "responses": {str(status): {"description": "success"},
-                          "400": {"description": "bad input"}, "401": {"description": "no or unknown token"},
-                          "403": {"description": "role not allowed"}, "404": {"description": "unknown job or cue"},
-                          "409": {"description": "lease_lost"}, "413": {"description": "body too large"},
-                          "503": {"description": "Redis unreachable"}}}
-    for path, summary in (("/healthz", "200 while Redis answers, else 503"), ("/metrics", "Prometheus metrics")):
-        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "ok"}}}}
-    return {"openapi": "3.0.3", "info": {"title": "redispool", "version": "1"}, "paths": paths,
-            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
+    """The OpenAPI document of the route table (schemas in openapi.py)."""
+    return document((m, p.replace(":path", ""), role, status, summary)
+                    for m, p, role, _, status, summary in routes_of(api))
 
 
 def create_app(engine: Any, *, tokens: dict[str, str] | None = None,

@@ -40,6 +40,7 @@ class MarkerWait:
         self.engine = engine
         self._client: Any = None
         self._loop: Any = None
+        self.closing = False
 
     async def wait(self, queue: str, timeout: float) -> bool:
         """Block up to ``timeout`` s until ``queue``'s marker is set; True if it was."""
@@ -48,6 +49,12 @@ class MarkerWait:
             self._client, self._loop = async_client(self.engine), loop
         marker = self.engine.keys(queue).marker
         return bool(await self._client.bzpopmin([marker], timeout=max(MIN_BLOCK_S, timeout)))
+
+    async def interrupt(self) -> None:
+        """Shutting down: end every wait now (their claims answer with no jobs)."""
+        self.closing = True
+        if self._client is not None:
+            await self._client.connection_pool.disconnect()
 
     async def close(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():
