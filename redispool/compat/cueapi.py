@@ -38,6 +38,7 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable
 
+import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -150,8 +151,12 @@ class CueapiApi:
                 return error(409, "execution_not_claiming", str(exc))
             except InvalidCron as exc:
                 return error(400, "invalid_schedule", str(exc))
-            except (ConnectionFailed, ConnectionError, TimeoutError) as exc:
+            except (ConnectionFailed, ConnectionError, TimeoutError, redis.ConnectionError,
+                    redis.TimeoutError) as exc:
                 return error(503, "service_unavailable", str(exc))
+            except redis.RedisError as exc:
+                log.error("%s %s: %s", request.method, request.url.path, exc)
+                return error(503, "service_unavailable", f"Redis answered with an error: {exc}")
             except (RedispoolError, ValueError, TypeError, LookupError) as exc:
                 return error(400, "validation_error", str(exc))
             if isinstance(result, Response):

@@ -35,6 +35,7 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable
 
+import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -163,8 +164,12 @@ class SpooledApi:
                 return error(409, "LEASE_EXPIRED", str(exc))
             except (JobNotFound, CueNotFound) as exc:
                 return error(404, "NOT_FOUND", str(exc))
-            except (ConnectionFailed, ConnectionError, TimeoutError) as exc:
+            except (ConnectionFailed, ConnectionError, TimeoutError, redis.ConnectionError,
+                    redis.TimeoutError) as exc:
                 return error(503, "SERVICE_UNAVAILABLE", str(exc))
+            except redis.RedisError as exc:
+                log.error("%s %s: %s", request.method, request.url.path, exc)
+                return error(503, "SERVICE_UNAVAILABLE", f"Redis answered with an error: {exc}")
             except (RedispoolError, ValueError, TypeError, LookupError) as exc:
                 return error(400, "VALIDATION_ERROR", str(exc))
             if isinstance(result, Response):
