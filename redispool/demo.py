@@ -20,11 +20,17 @@ class _Echo(logging.Handler):
     def __init__(self, echo: Callable[[str], Any], start: float) -> None:
         super().__init__(logging.INFO)
         self.echo, self.start = echo, start
+        self.closed = False
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.closed:
+            return
         who = record.name.rsplit(".", 1)[-1]
         line = record.getMessage().split("\n", 1)[0]  # tracebacks stay out of the demo
-        self.echo(f"  {time.monotonic() - self.start:5.2f}s {who:<9} {line}")
+        try:
+            self.echo(f"  {time.monotonic() - self.start:5.2f}s {who:<9} {line}")
+        except OSError:  # stdout went away (`redispool demo | head`): the threads must not die of it
+            self.closed = True
 
 
 def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], Any]) -> None:
@@ -63,14 +69,14 @@ def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], Any]) 
     threads = [threading.Thread(target=t.run, name=f"demo-{name}", daemon=True)
                for name, t in (("worker", worker), ("scheduler", scheduler), ("sweeper", sweeper))]
     try:
-        for t in threads:
-            t.start()
         emails = engine.enqueue_many("demo.emails", [{"to": f"user{i}@example.com"} for i in range(5)])
         later = engine.enqueue("demo.emails", {"to": "later@example.com"}, delay=1.5)
         report = engine.enqueue("demo.reports", {"name": "daily"}, max_attempts=3)
         engine.add_cue("demo.ticks", CUE, "* * * * * *", payload={"from": "cue"})
         echo(f"enqueued e-mails {', '.join(emails)}, delayed e-mail {later} (1.5 s), report {report};"
              f" cue {CUE!r} fires every second for {seconds:g} s")
+        for t in threads:  # after the enqueues, so the lines above come first
+            t.start()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline + 5:
             time.sleep(0.25)
@@ -83,7 +89,8 @@ def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], Any]) 
         scheduler.stop()
         sweeper.stop()
         for t in threads:
-            t.join(10)
+            if t.ident is not None:  # started
+                t.join(10)
         logger.removeHandler(handler)
         logger.setLevel(old_level)
 

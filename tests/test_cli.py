@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,10 +14,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 import redispool
-from redispool.cli import cli
+from redispool import defaults
+from redispool.cli import Context, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +35,9 @@ def run(redis_url, prefix):
     runner = CliRunner()
 
     def invoke(*args: str, code: int = 0):
-        result = runner.invoke(cli, ["--url", redis_url, "--prefix", prefix, *args], catch_exceptions=False)
+        # `worker` sets REDISPOOL_URL/PREFIX for the app it imports: env= restores them after
+        result = runner.invoke(cli, ["--url", redis_url, "--prefix", prefix, *args], catch_exceptions=False,
+                               env={defaults.URL_ENV: None, defaults.PREFIX_ENV: None})
         assert result.exit_code == code, (result.output, result.stderr)
         if code == 0:
             assert result.stderr == ""
@@ -100,6 +105,19 @@ def test_cue_commands(run, engine_for):
     assert engine_for.cues() == []
 
 
+def columns(line: str) -> list[int]:
+    return [m.start() for m in re.finditer(r"\S+", line)]
+
+
+def test_tables_are_aligned(run, engine_for):
+    engine_for.enqueue_many("q", [1] * 12)
+    engine_for.enqueue("a-much-longer-queue-name", 1, delay=60)
+    header, *rows = run("stats").stdout.splitlines()
+    assert len(rows) == 2 and header.split()[:3] == ["queue", "scheduled", "ready"]
+    for row in rows:
+        assert columns(row) == columns(header), (header, row)
+
+
 def test_workers_command(run, engine_for):
     engine_for.register_worker("w-1", host="box", pid=42, queues=["q"])
     [w] = json.loads(run("workers", "--json").stdout)
@@ -113,6 +131,10 @@ def test_workers_command(run, engine_for):
     ["enqueue", "q", "1", "--lease", "0"],
     ["enqueue", "q", "1", "--priority", "5000"],
     ["enqueue", "q", "1", "--job-id", "123"],
+    ["enqueue", "q", "1", "--max-attempts", "0"],
+    ["enqueue", "q", "1", "--delay", "-5"],
+    ["stats", "bad!q"],
+    ["stats", "q", "--limit", "3"],
     ["job", "q", "nope"],
     ["retry", "q", "nope"],
     ["cancel", "q", "nope"],
@@ -124,8 +146,13 @@ def test_workers_command(run, engine_for):
     ["cue", "add", "q", "c", "* * * * *", "--payload", "{"],
     ["cue", "rm", "q", "missing"],
     ["cue", "pause", "q", "missing"],
+    ["cue", "resume", "q", "missing"],
+    ["cue", "run", "q", "missing"],
+    ["cue", "add", "q", "c", "* * * * *", "--misfire", "never"],
     ["worker", "no_such_module:worker"],
     ["worker", "nocolon"],
+    ["worker", "json:loads"],
+    ["worker", "os:sep"],
     ["nonsense"],
 ])
 def test_bad_input_is_one_line_and_exit_2(run, engine_for, args):
@@ -133,6 +160,29 @@ def test_bad_input_is_one_line_and_exit_2(run, engine_for, args):
     assert result.stderr.startswith("redispool: error:")
     assert engine_for.queues() == [] or args[0] in ("retry", "cancel", "job")
     assert engine_for.client.keys(f"{engine_for.prefix}:{{q}}:job:*") == []
+
+
+@pytest.mark.parametrize("option", [["--lease", "0"], ["--lease", "50000"], ["--grace", "-1"]])
+def test_worker_options_are_checked_before_the_app_is_imported(run, tmp_path, monkeypatch, option):
+    marker, module = tmp_path / "imported", f"markapp_{uuid.uuid4().hex}"
+    (tmp_path / f"{module}.py").write_text(f"open({str(marker)!r}, 'w').close()\nworker = None\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the worker command adds the cwd
+    assert "redispool: error:" in run("worker", f"{module}:worker", *option, code=2).stderr
+    assert not marker.exists()
+
+
+def test_a_connection_lost_mid_command_names_the_given_url(monkeypatch):
+    class Lost:
+        def queues(self):
+            raise redis.ConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(Context, "engine", lambda self, **_: Lost())
+    result = CliRunner().invoke(cli, ["--url", "redis://:pw@db.example:6380/2", "stats"],
+                                env={defaults.URL_ENV: "redis://elsewhere:1/0"})
+    assert result.exit_code == 1
+    assert result.stderr == ("redispool: cannot reach Redis at redis://:***@db.example:6380/2: "
+                             "Connection reset by peer\n")
 
 
 def test_retry_of_a_job_that_is_not_dead_is_bad_input(run, engine_for):
@@ -201,6 +251,37 @@ def test_worker_process_runs_jobs_and_stops_on_sigterm(tmp_path, redis_url, pref
     assert engine_for.workers() == []
 
 
+FACTORY_APP = '''
+import os, redispool
+
+def make_worker():
+    """A factory: called by `redispool worker factoryapp:make_worker` after --url/--prefix are set."""
+    pool = redispool.connect()
+    assert pool.prefix == os.environ["EXPECTED_PREFIX"]
+    worker = redispool.Worker(pool, queues=["fq"])
+    worker.process(lambda job: job.payload * 2)
+    return worker
+'''
+
+
+def test_worker_target_may_be_a_factory_that_sees_url_and_prefix(tmp_path, redis_url, prefix, engine_for):
+    (tmp_path / "factoryapp.py").write_text(FACTORY_APP)
+    ids = engine_for.enqueue_many("fq", [1, 2, 3])
+    proc = cli_process("--url", redis_url, "--prefix", prefix, "worker", "factoryapp:make_worker", "--burst",
+                       cwd=tmp_path, env={"REDISPOOL_URL": "redis://127.0.0.1:1/0", "EXPECTED_PREFIX": prefix})
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert [engine_for.get("fq", i).result for i in ids] == [2, 4, 6]
+
+
+def test_worker_with_unreachable_redis_is_one_line_and_exit_1():
+    proc = cli_process("--url", "redis://:hunter2@127.0.0.1:1/0", "worker", "examples.app:worker")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "127.0.0.1:1" in err and "hunter2" not in err
+
+
 def test_burst_worker_exits_when_queue_is_empty(tmp_path, redis_url, prefix, engine_for):
     (tmp_path / "cliapp.py").write_text(WORKER_APP)
     engine_for.enqueue_many("cli-q", [0] * 5)
@@ -225,7 +306,19 @@ def test_daemon_commands_run_until_sigterm(redis_url, prefix, engine_for):
 
 
 def test_demo_runs_and_exits_0():
+    start = time.monotonic()
     proc = cli_process("demo", "--seconds", "2")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "demo finished" in out and "report 1: done" in out
+    assert "retried queue=demo.reports" in out and "cue fired" in out and "promoted queue=demo.emails" in out
+    assert time.monotonic() - start < 15
+
+
+def test_demo_piped_into_head_stops_without_a_traceback():
+    proc = cli_process("demo", "--seconds", "2")
+    proc.stdout.readline()
+    proc.stdout.close()  # like `redispool demo | head -1`
+    err = proc.stderr.read()
+    proc.wait(60)
+    assert "Traceback" not in err and "Exception" not in err, err
