@@ -161,3 +161,70 @@ def test_worker_survives_a_master_sigkill_and_finishes_on_the_promoted_replica(g
         workers.close()
         engine.close()
         durable.close()
+
+
+class _Server72:
+    """Just enough of a redis-py client for Scripts' durable path, answering like a Redis
+    7.2 primary with AOF on (this machine's Redis 7.0 has no WAITAOF): records what is sent."""
+
+    def __init__(self, replicas: int, fsynced: int) -> None:
+        self.replicas, self.fsynced = replicas, fsynced
+        self.sent: list[tuple] = []
+        self.connection_pool = self
+
+    # the connection pool and its one raw connection
+    def get_connection(self, *_: object) -> "_Server72":
+        return self
+
+    def release(self, _conn: object) -> None:
+        pass
+
+    def send_command(self, *args: object) -> None:
+        self.sent.append(args)
+
+    def read_response(self) -> list:
+        return [[b"waitaof", 4, [], 0, 0, 0]]  # COMMAND INFO WAITAOF: known
+
+    def info(self, section: str) -> dict:
+        return {"aof_enabled": 1}
+
+    def reply(self, args: tuple) -> object:
+        self.sent.append(args)
+        return {"EVALSHA": [b"1", 1], "WAIT": self.replicas, "WAITAOF": [self.fsynced, 0]}[args[0]]
+
+    def execute_command(self, *args: object) -> object:
+        return self.reply(args)
+
+    def pipeline(self, transaction: bool = True) -> "_Pipe":
+        return _Pipe(self)
+
+
+class _Pipe:
+    def __init__(self, server: _Server72) -> None:
+        self.server, self.batch = server, []
+
+    def execute_command(self, *args: object) -> None:
+        self.batch.append(args)
+
+    def execute(self, raise_on_error: bool = True) -> list:
+        return [self.server.reply(args) for args in self.batch]
+
+
+def test_where_the_server_has_waitaof_durable_writes_also_wait_for_the_primarys_fsync():
+    from redispool.scripts import Scripts
+
+    server = _Server72(replicas=1, fsynced=1)
+    scripts = Scripts(server, durable_timeout_ms=250, url="redis://primary")
+    assert scripts.run("enqueue", ["k"] * scripts._nkeys["enqueue"], [1]) == [b"1", 1]
+    assert [args[0] for args in server.sent] == ["COMMAND", "EVALSHA", "WAIT", "WAITAOF"]
+    assert server.sent[2:] == [("WAIT", 1, 250), ("WAITAOF", 1, 0, 250)]
+    server.sent.clear()
+    scripts.run("stats", ["k"] * scripts._nkeys["stats"], [])  # not a durable write: no WAIT
+    assert [args[0] for args in server.sent] == ["EVALSHA"]
+
+    server.fsynced = 0
+    with pytest.raises(NotDurable, match="did not fsync its AOF"):
+        scripts.run("complete", ["k"] * scripts._nkeys["complete"], [1])
+    server.replicas, server.fsynced = 0, 1
+    with pytest.raises(NotDurable, match="no replica acknowledged"):
+        scripts.run("ack", ["k"] * scripts._nkeys["ack"], [1])
