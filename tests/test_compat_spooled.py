@@ -202,20 +202,25 @@ def test_thousand_jobs_two_worker_processes_one_killed(client, server, queue, re
     mid-job. Every job ends done, none is completed twice."""
     base, engine, prefix = server
     ids = []
-    for start in range(0, 1000, 100):
-        out = client.jobs.bulk_enqueue({"queue_name": queue, "jobs": [{"payload": {"n": n}}
-                                                                      for n in range(start, start + 100)]})
+    for start in range(0, 1000, 100):      # every 50th job takes 2 s, so a kill finds one running
+        out = client.jobs.bulk_enqueue({"queue_name": queue, "jobs": [
+            {"payload": {"n": n, **({"slow": 2} if n % 50 == 25 else {})}} for n in range(start, start + 100)]})
         ids += [r.job_id for r in out.succeeded]
     assert len(set(ids)) == 1000
     outs = [tmp_path / "a.txt", tmp_path / "b.txt"]
     procs = [subprocess.Popen([sys.executable, str(HERE / "spooled_worker_app.py"), base + "/compat/spooled",
-                               WORKER, queue, str(out)], stderr=subprocess.PIPE) for out in outs]
+                               WORKER, queue, name, str(out)], stderr=open(tmp_path / f"{name}.log", "w"))
+             for name, out in zip(("sp-a", "sp-b"), outs)]
+
+    def slow_job_held_by_a() -> list:
+        return [j for j in engine.jobs(queue, "leased", limit=100)
+                if j.worker_id == "sp-a" and j.payload.get("slow")]
     try:
         with sweeper(redis_url, prefix):
-            wait_for(lambda: outs[0].exists() and len(outs[0].read_text().split()) >= 150, 30,
-                     "the first worker to complete 150 jobs")
-            assert engine.stats(queue)["leased"] > 0
+            wait_for(lambda: outs[0].exists() and len(outs[0].read_text().split()) >= 150
+                     and slow_job_held_by_a(), 30, "the first worker to complete 150 jobs and run a slow one")
             procs[0].send_signal(signal.SIGKILL)
+            killed_mid_job = [j.id for j in slow_job_held_by_a()]
             procs[0].wait(10)
             wait_for(lambda: engine.stats(queue)["done"] == 1000, 40, "every job done")
         procs[1].send_signal(signal.SIGTERM)
@@ -231,6 +236,11 @@ def test_thousand_jobs_two_worker_processes_one_killed(client, server, queue, re
     stats = engine.stats(queue)
     assert (stats["done"], stats["totals"]["completed"]) == (1000, 1000)
     assert {j.id for j in engine.jobs(queue, "done", limit=2000)} == {i.split("~", 1)[1] for i in ids}
+    assert killed_mid_job
+    for job_id in killed_mid_job:      # the killed run counted as a failed attempt; sp-b finished it
+        info = engine.get(queue, job_id)
+        assert (info.state, info.attempts, info.worker_id) == ("done", 2, "sp-b")
+        assert f"{queue}~{job_id}" in outs[1].read_text().split()
 
 
 # ---------------------------------------------------------------------- error answers
