@@ -1,4 +1,4 @@
-"""Shared by the compat tests: a real HTTP server with both compat protocols on a real
+"""Shared by the compat tests: ``redispool serve`` (both compat protocols) on a real
 redis-server, and a sweeper, each isolated by a key prefix of its own."""
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from typing import Iterator
+
+import httpx
 
 import redispool
 
@@ -35,27 +36,34 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.05) -> None:
 
 @contextlib.contextmanager
 def compat_server(redis_url: str) -> Iterator[tuple[str, redispool.Engine, str]]:
-    """(base URL, engine, prefix) of a server answering /compat/spooled and /compat/cueapi."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    from redispool.compat import create_cueapi_app, create_spooled_app
-
+    """(base URL, engine, prefix) of a ``redispool serve`` process (it answers
+    /compat/spooled and /compat/cueapi) on its own key prefix, with TOKENS."""
     prefix = f"compat{uuid.uuid4().hex[:8]}"
-    engine = redispool.connect(redis_url, prefix=prefix)
-    app = Starlette(routes=[Mount("/compat/spooled", create_spooled_app(engine, TOKENS)),
-                            Mount("/compat/cueapi", create_cueapi_app(engine, TOKENS))])
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 10, "the server to start")
+    env = dict(os.environ, REDISPOOL_TOKENS="\n".join(f"{role} {token}" for token, role in TOKENS.items()))
+    proc = subprocess.Popen([sys.executable, "-m", "redispool", "--url", redis_url, "--prefix", prefix,
+                             "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"redispool serve exited: {proc.stderr.read().decode()}")
+        try:
+            return httpx.get(base + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+    engine = redispool.connect(redis_url, prefix=prefix)
     try:
-        yield f"http://127.0.0.1:{port}", engine, prefix
+        wait_for(up, 20, "redispool serve to answer")
+        yield base, engine, prefix
     finally:
-        server.should_exit = True
-        thread.join(10)
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         engine.close()
 
 

@@ -423,6 +423,9 @@ def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
     routes += [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
                Route("/openapi.json", openapi_json, methods=["GET"]),
                Route("/v1/{rest:path}", no_route, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])]
+    from ..compat import create_cueapi_app, create_spooled_app   # hosted services' clients, unchanged
+    routes += [Mount("/compat/spooled", create_spooled_app(engine, tokens)),
+               Mount("/compat/cueapi", create_cueapi_app(engine, tokens))]
     if dashboard:
         from ..dashboard import create_dashboard
         routes.append(Mount("/", create_dashboard(engine, tokens=tokens, worker_timeout=worker_timeout)))
