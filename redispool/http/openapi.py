@@ -1,0 +1,228 @@
+"""The OpenAPI 3.0 document of ``redispool serve``: every route of the route table with its
+request body, query parameters and responses as JSON Schema, so clients can be generated
+from it and schemathesis can fuzz the server against it (tests/test_http_fuzz.py).
+
+The body schemas list exactly the fields the handlers accept (any other field is a 400),
+with the ranges the Engine enforces; ``check_bodies`` in the tests keeps the two in step.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .. import defaults
+from ..keys import STATES
+
+NAME = r"^[A-Za-z0-9_.:-]{1,128}$"             # queue and cue names (keys.QUEUE_NAME)
+IDENT = r"^[^\s\x00-\x1f\x7f]{1,256}$"         # unique keys, worker ids (validate.identifier)
+JOB_ID = r"^[^\s\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f0-9][^\s\x00-\x1f\x7f]*$"  # not all digits
+ANY: dict[str, Any] = {"description": "any JSON value"}
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def obj(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def record(properties: dict[str, Any]) -> dict[str, Any]:
+    """A response object: every listed field is always present."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+SECONDS = {"type": "number", "minimum": 0}
+LEASE = nullable({"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": defaults.LEASE_MAX_S,
+                  "description": "seconds, at most 12 hours"})
+WORKER_ID = {"type": "string", "pattern": IDENT, "maxLength": 256,
+             "description": "your worker's id: registers it in the worker registry"}
+TOKEN = {"type": "string", "minLength": 1, "description": "the lease token the claim returned"}
+TIME = {"type": "number", "description": "unix seconds"}
+STATE = {"type": "string", "enum": list(STATES)}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": record({"error": {"type": "string", "enum": [
+        "bad_input", "unauthorized", "forbidden", "not_found", "lease_lost", "too_large", "unavailable"]},
+        "message": {"type": "string"}}),
+    "NewJob": obj({
+        "payload": ANY,
+        "priority": {"type": "integer", "minimum": -defaults.PRIORITY_MAX, "maximum": defaults.PRIORITY_MAX,
+                     "default": 0},
+        "delay": nullable({**SECONDS, "description": "seconds before it becomes ready"}),
+        "run_at": nullable({**SECONDS, "description": "unix seconds when it becomes ready (not with delay)"}),
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": defaults.MAX_ATTEMPTS},
+        "lease": LEASE,
+        "unique_key": nullable({"type": "string", "pattern": IDENT, "maxLength": 256}),
+        "job_id": nullable({"type": "string", "pattern": JOB_ID, "maxLength": 256,
+                            "description": "your own id (not all digits); an existing id returns that job"}),
+    }),
+    "Claim": obj({
+        "worker_id": WORKER_ID,
+        "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+        "lease": LEASE,
+        "wait": {"type": "number", "minimum": 0, "maximum": 30, "default": 0,
+                 "description": "seconds to hold the request until a job is ready (long-poll)"},
+    }, ["worker_id"]),
+    "Lease": record({
+        "id": {"type": "string"}, "queue": {"type": "string"}, "payload": ANY,
+        "attempt": {"type": "integer"}, "max_attempts": {"type": "integer"}, "token": {"type": "string"},
+        "lease_expires_at": TIME}),
+    "JobInfo": record({
+        "id": {"type": "string"}, "queue": {"type": "string"}, "state": STATE, "payload": ANY,
+        "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}, "priority": {"type": "integer"},
+        "result": ANY, "error": nullable({"type": "string"}), "worker_id": nullable({"type": "string"}),
+        "created_at": TIME, "updated_at": TIME, "unique_key": nullable({"type": "string"}),
+        "run_at": nullable(TIME), "lease_expires_at": nullable(TIME), "finished_at": nullable(TIME),
+        "errors": {"type": "array", "items": record({
+            "attempt": {"type": "integer"}, "error": {"type": "string"}, "at": TIME})}}),
+    "Cue": record({
+        "queue": {"type": "string"}, "name": {"type": "string"}, "cron": {"type": "string"},
+        "tz": {"type": "string"}, "next_fire_at": TIME, "paused": {"type": "boolean"}, "payload": ANY,
+        "priority": {"type": "integer"}, "misfire": {"type": "string", "enum": ["skip", "catch_up"]},
+        "max_attempts": {"type": "integer"}, "lease": nullable({"type": "number"}),
+        "last_fire_at": nullable(TIME)}),
+    "Worker": record({
+        "id": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
+        "queues": {"type": "array", "items": {"type": "string"}}, "started_at": TIME, "last_heartbeat": TIME,
+        "jobs_in_progress": {"type": "array", "items": {"type": "string"}},
+        "processed": {"type": "integer"}, "failed": {"type": "integer"}}),
+    "Stats": record({
+        "queue": {"type": "string"}, **{s: {"type": "integer"} for s in STATES},
+        "paused": {"type": "boolean"}, "latency": {"type": "number", "description": "seconds the oldest ready job waited"},
+        "totals": record({e: {"type": "integer"} for e in ("enqueued", "completed", "failed", "retried", "dead")})}),
+}
+
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/queues/{queue}/jobs"): ref("NewJob"),
+    ("POST", "/v1/queues/{queue}/jobs/batch"): obj({"jobs": {
+        "type": "array", "minItems": 1, "maxItems": 1000, "items": ref("NewJob")}}, ["jobs"]),
+    ("POST", "/v1/queues/{queue}/claim"): ref("Claim"),
+    ("POST", "/v1/queues/{queue}/ack"): obj({
+        "complete": {"type": "array", "maxItems": 1000, "items": obj(
+            {"id": {"type": "string", "minLength": 1}, "token": TOKEN, "result": ANY}, ["id", "token"])},
+        "fail": {"type": "array", "maxItems": 1000, "items": obj(
+            {"id": {"type": "string", "minLength": 1}, "token": TOKEN, "error": {"type": "string"},
+             "retry": {"type": "boolean", "default": True}, "delay": nullable(SECONDS)}, ["id", "token", "error"])},
+        "claim": nullable(ref("Claim")),
+    }),
+    ("POST", "/v1/queues/{queue}/jobs/{id}/complete"): obj(
+        {"token": TOKEN, "result": ANY, "worker_id": nullable(WORKER_ID)}, ["token"]),
+    ("POST", "/v1/queues/{queue}/jobs/{id}/fail"): obj(
+        {"token": TOKEN, "error": {"type": "string"}, "retry": {"type": "boolean", "default": True},
+         "delay": nullable({**SECONDS, "description": "retry after this many seconds (else backoff)"}),
+         "worker_id": nullable(WORKER_ID)}, ["token", "error"]),
+    ("POST", "/v1/queues/{queue}/jobs/{id}/heartbeat"): obj(
+        {"token": TOKEN, "lease": LEASE, "worker_id": nullable(WORKER_ID)}, ["token"]),
+    ("POST", "/v1/queues/{queue}/jobs/{id}/release"): obj(
+        {"token": TOKEN, "worker_id": nullable(WORKER_ID)}, ["token"]),
+    ("POST", "/v1/queues/{queue}/replay"): obj({"ids": nullable(
+        {"type": "array", "items": {"type": "string", "pattern": IDENT}, "maxItems": 100_000})}),
+    ("PUT", "/v1/queues/{queue}/cues/{name}"): obj({
+        "cron": {"type": "string", "description": "5 fields, or 6 with seconds first"},
+        "tz": {"type": "string", "default": "UTC"}, "payload": ANY,
+        "priority": {"type": "integer", "minimum": -defaults.PRIORITY_MAX, "maximum": defaults.PRIORITY_MAX},
+        "misfire": {"type": "string", "enum": ["skip", "catch_up"]},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "lease": LEASE}, ["cron"]),
+}
+
+ARRAY_OF = lambda name: {"type": "array", "items": ref(name)}  # noqa: E731
+RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/queues/{queue}/jobs"): record({"id": {"type": "string"}, "created": {"type": "boolean"}}),
+    ("POST", "/v1/queues/{queue}/jobs/batch"): record({"ids": {"type": "array", "items": {"type": "string"}}}),
+    ("POST", "/v1/queues/{queue}/claim"): record({"jobs": ARRAY_OF("Lease")}),
+    ("POST", "/v1/queues/{queue}/ack"): {
+        "type": "object", "required": ["results"], "properties": {
+            "results": {"type": "array", "items": {
+                "type": "object", "required": ["id", "ok"], "properties": {
+                    "id": {"type": "string"}, "ok": {"type": "boolean"}, "state": STATE,
+                    "error": {"type": "string", "enum": ["lease_lost"]}}}},
+            "jobs": {**ARRAY_OF("Lease"), "description": "the next batch, when `claim` was given"}}},
+    ("POST", "/v1/queues/{queue}/jobs/{id}/complete"): record({"state": {"type": "string", "enum": ["done"]}}),
+    ("POST", "/v1/queues/{queue}/jobs/{id}/fail"): record({"state": {"type": "string",
+                                                                    "enum": ["scheduled", "dead"]}}),
+    ("POST", "/v1/queues/{queue}/jobs/{id}/heartbeat"): record({"lease_expires_at": TIME}),
+    ("POST", "/v1/queues/{queue}/jobs/{id}/release"): record({"state": {"type": "string", "enum": ["ready"]}}),
+    ("GET", "/v1/queues"): {"type": "array", "items": record({
+        "name": {"type": "string"}, "paused": {"type": "boolean"},
+        "counts": record({s: {"type": "integer"} for s in STATES})})},
+    ("GET", "/v1/queues/{queue}"): ref("Stats"),
+    ("GET", "/v1/queues/{queue}/jobs"): record({"jobs": ARRAY_OF("JobInfo"), "cursor": nullable(
+        {"type": "string", "description": "pass as ?cursor= for the next page; null on the last"})}),
+    ("DELETE", "/v1/queues/{queue}/jobs"): record({"purged": {"type": "integer"}}),
+    ("GET", "/v1/queues/{queue}/jobs/{id}"): ref("JobInfo"),
+    ("DELETE", "/v1/queues/{queue}/jobs/{id}"): record({"cancelled": {"type": "boolean"}}),
+    ("POST", "/v1/queues/{queue}/pause"): record({"changed": {"type": "boolean"}}),
+    ("POST", "/v1/queues/{queue}/resume"): record({"changed": {"type": "boolean"}}),
+    ("POST", "/v1/queues/{queue}/replay"): record({"replayed": {"type": "integer"}}),
+    ("GET", "/v1/cues"): ARRAY_OF("Cue"),
+    ("PUT", "/v1/queues/{queue}/cues/{name}"): ref("Cue"),
+    ("DELETE", "/v1/queues/{queue}/cues/{name}"): record({"removed": {"type": "boolean"}}),
+    ("POST", "/v1/queues/{queue}/cues/{name}/pause"): record({"ok": {"type": "boolean"}}),
+    ("POST", "/v1/queues/{queue}/cues/{name}/resume"): record({"ok": {"type": "boolean"}}),
+    ("POST", "/v1/queues/{queue}/cues/{name}/run"): record({"job_id": {"type": "string"}}),
+    ("GET", "/v1/workers"): ARRAY_OF("Worker"),
+}
+
+QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("GET", "/v1/queues/{queue}/jobs"): [
+        {"name": "state", "in": "query", "schema": {**STATE, "default": "ready"}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": r"^[0-9]{1,12}$"}}],
+    ("DELETE", "/v1/queues/{queue}/jobs"): [
+        {"name": "state", "in": "query", "required": True, "schema": STATE}],
+}
+
+PATH_PARAMS = {"queue": {"type": "string", "pattern": NAME}, "name": {"type": "string", "pattern": NAME},
+               "id": {"type": "string", "minLength": 1, "maxLength": 256}}
+ERRORS = {"400": "bad input (nothing was written)", "401": "no or unknown token",
+          "403": "the token's role may not use this route", "404": "unknown job, cue or route",
+          "409": "lease_lost: the token is stale (nothing was changed)", "413": "body over the limit",
+          "503": "Redis unreachable"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def document(routes: Iterable[tuple[str, str, str, int, str]], *, title: str = "redispool",
+             version: str = "1") -> dict[str, Any]:
+    """The document for ``routes``: (method, path, role, success status, summary) each."""
+    paths: dict[str, Any] = {}
+    for method, path, role, status, summary in routes:
+        key = (method, path)
+        op: dict[str, Any] = {
+            "summary": summary, "description": f"Role: {role} or admin." if role != "admin" else "Role: admin.",
+            "operationId": f"{method.lower()}_{path.replace('/v1/', '').replace('/', '_').strip('_')}"
+                           .replace("{", "").replace("}", ""),
+            "parameters": [{"name": p, "in": "path", "required": True, "schema": s}
+                           for p, s in PATH_PARAMS.items() if "{" + p + "}" in path] + QUERY.get(key, []),
+            "security": [{"bearer": []}],
+            "responses": {str(status): _json(RESPONSES.get(key, {"type": "object"}), "success"),
+                          **{code: _json(ref("Error"), text) for code, text in ERRORS.items()}},
+        }
+        if key == ("POST", "/v1/queues/{queue}/jobs"):  # an existing job_id / unique_key: 200, same shape
+            op["responses"]["200"] = _json(RESPONSES[key], "the job existed already (job_id or unique_key)")
+        if key in BODIES:
+            op["requestBody"] = {"required": False, "content": {"application/json": {"schema": BODIES[key]}}}
+        paths.setdefault(path, {})[method.lower()] = op
+    paths["/healthz"] = {"get": {"summary": "200 while Redis answers, else 503", "operationId": "healthz",
+                                 "responses": {"200": _json(record({"status": {"type": "string"}}), "Redis answers"),
+                                               "503": _json(ref("Error"), "Redis unreachable")}}}
+    paths["/metrics"] = {"get": {"summary": "Prometheus metrics (text format)", "operationId": "metrics",
+                                 "responses": {"200": {"description": "metrics",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                               "503": _json(ref("Error"), "Redis unreachable")}}}
+    return {"openapi": "3.0.3",
+            "info": {"title": title, "version": version,
+                     "description": "JSON over HTTP on the redispool Engine. Errors are "
+                                    '{"error": CODE, "message": TEXT}. Times are unix seconds.'},
+            "paths": paths,
+            "components": {"schemas": SCHEMAS,
+                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
