@@ -16,6 +16,7 @@ acknowledgement and release-on-failure rules apply unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
@@ -138,9 +139,10 @@ class AsyncEngine:
     # ------------------------------------------------------------------ consuming
     @_unreachable
     async def claim(self, queue: str, worker_id: str, *, limit: int = 1, lease: float | None = None,
-                    block: float | None = None) -> list[Job]:
+                    block: float | None = None, stop: asyncio.Future | None = None) -> list[Job]:
         """``Engine.claim``: with ``block`` seconds, wait in Redis for a job when none is ready
-        (woken by the queue's marker, or when the earliest delayed job falls due)."""
+        (woken by the queue's marker, or when the earliest delayed job falls due). The wait
+        ends early, with no job, once ``stop`` is done (the client went away, shutdown)."""
         e = self.engine
         check_queue(queue)
         worker_id, limit = e._worker_id(worker_id), e._limit(limit)
@@ -158,17 +160,29 @@ class AsyncEngine:
             wait_ms = int(reply[0])
             if wait_ms >= 0:  # a delayed job falls due before the deadline
                 remaining = min(remaining, wait_ms / 1000 + 0.001)
-            await self.wait_for_jobs(queue, remaining)
+            if stop is None:
+                await self.wait_for_jobs(queue, remaining)
+                continue
+            if stop.done():
+                return []
+            waiting = asyncio.ensure_future(self.wait_for_jobs(queue, remaining))
+            await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiting
+                return []
+            waiting.result()
 
     @_unreachable
     async def wait_for_jobs(self, queue: str, timeout: float) -> bool:
         """Block up to ``timeout`` s until ``queue``'s marker is set (a job may be ready).
-        Cancelling the wait puts a marker it may have taken back, so no claimer sleeps
-        through a ready job."""
+        A wait cancelled or cut off puts back the marker it may have taken, so no other
+        claimer sleeps through a ready job."""
         marker = self.engine.keys(queue).marker
         try:
             return bool(await self.client.bzpopmin([marker], timeout=max(0.001, timeout)))
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, redis.ConnectionError, redis.TimeoutError, OSError):
             await asyncio.shield(self._restore_marker(queue))
             raise
 

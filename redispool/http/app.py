@@ -1,10 +1,14 @@
 """``redispool serve``: the HTTP API over the Engine, metrics, health, and the dashboard.
 
 Every route calls an Engine method (the same Lua scripts as the Python worker): no second
-state machine. Engine calls are short and run on Starlette's thread pool; the long-poll
-of a claim (``wait`` up to 30 s) blocks in Redis with ``redis.asyncio`` (BZPOPMIN on the
-queue's wake-up marker), holding no thread while it waits. Routes are listed once, in
-``ROUTES``, which builds both the app and its OpenAPI document.
+state machine. The worker's routes (enqueue, claim, ack, complete, fail, heartbeat,
+release), the registry and the reads run on ``redispool.aio.AsyncEngine`` -- the Engine's
+own calls and reply parsers on ``redis.asyncio`` -- so no request holds a thread; the
+long-poll of a claim (``wait`` up to 30 s) blocks in Redis (BZPOPMIN on the queue's
+wake-up marker) and ends early, giving back what it leased, when the client goes away.
+Rare administrative calls (cancel, pause, replay, purge, cues) run the sync Engine on
+Starlette's thread pool. Routes are listed once, in ``routes_of``, which builds both the
+app and its OpenAPI document.
 """
 from __future__ import annotations
 
@@ -25,11 +29,12 @@ from .. import defaults, validate
 from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidQueueName, JobNotFound, LeaseLost,
                       PayloadError, RedispoolError)
 from ..keys import STATES, check_queue
+from ..registry import _worker_id as check_worker_id
 from . import wire
 from .auth import allows, role_of
 from .metrics import Metrics
 from .openapi import document
-from .waiting import MarkerWait
+from .waiting import GONE, LoopEngines
 from .wire import MISSING, BadInput
 
 log = logging.getLogger("redispool.http")
@@ -63,9 +68,15 @@ class Api:
         self.engine = engine
         self.tokens = tokens
         self.worker_timeout = worker_timeout
-        self.waits = MarkerWait(engine)
+        self.waits = LoopEngines(engine)   # the async engine; interrupt() ends long-polls at shutdown
         self.metrics = Metrics(engine)
-        self.in_progress: dict[str, set[str]] = {}   # HTTP worker id -> "queue/id" it holds (this process)
+        # HTTP worker id -> {"queue/id": lease expiry} of the leases it took through this
+        # process: what the registry shows as its jobs in progress (expired ones drop out)
+        self.in_progress: dict[str, dict[str, float]] = {}
+
+    @property
+    def aio(self) -> Any:
+        return self.waits.get()
 
     # ------------------------------------------------------------------ plumbing
     def route(self, method: str, path: str, role: str, handler: Callable[..., Awaitable[Any]],
@@ -139,7 +150,7 @@ class Api:
         queue = self.queue(request)
         body = wire.parse(raw, self.JOB_FIELDS)
         spec = self._spec(body)
-        [(job_id, created)] = await self.call(self.engine.enqueue_specs, queue, [spec])
+        [(job_id, created)] = await self.aio.enqueue_specs(queue, [spec])
         return JSONResponse({"id": job_id, "created": created}, status_code=201 if created else 200)
 
     async def enqueue_batch(self, request: Request, raw: bytes) -> Any:
@@ -148,7 +159,7 @@ class Api:
         if not 1 <= len(body["jobs"]) <= MAX_CLAIM:
             raise BadInput(f"jobs must hold 1 to {MAX_CLAIM} jobs")
         specs = [self._spec(wire.check(j, self.JOB_FIELDS, f"jobs[{i}]")) for i, j in enumerate(body["jobs"])]
-        out = await self.call(self.engine.enqueue_specs, queue, specs)
+        out = await self.aio.enqueue_specs(queue, specs)
         return JSONResponse({"ids": [job_id for job_id, _ in out]}, status_code=201)
 
     # ------------------------------------------------------------------ consuming
@@ -158,32 +169,33 @@ class Api:
     async def _claim(self, request: Request, queue: str, c: dict, processed: int = 0, failed: int = 0) -> list[dict]:
         """Claim (long-polling up to ``wait``), then register or refresh the worker with
         the jobs it holds and the ``processed``/``failed`` it reports."""
+        worker_id = self._claim_checks(c)
+        aio = self.aio
+        if c["wait"] > 0:
+            async with self.waits.stop_for(request.receive) as stop:
+                jobs = await aio.claim(queue, worker_id, limit=c["limit"], lease=c["lease"], block=c["wait"],
+                                       stop=stop)
+                if jobs and stop.done() and stop.result() == GONE:  # nobody will read them: give them back
+                    for job in jobs:
+                        with contextlib.suppress(LeaseLost):
+                            await aio.release(job)
+                    jobs = []
+        else:
+            jobs = await aio.claim(queue, worker_id, limit=c["limit"], lease=c["lease"])
+        held = self.in_progress.setdefault(worker_id, {})
+        held.update((f"{queue}/{j.id}", j.lease_expires_at) for j in jobs)
+        await self._seen(request, worker_id, queue, processed, failed)
+        return [wire.job(j) for j in jobs]
+
+    @staticmethod
+    def _claim_checks(c: dict) -> str:
+        """Everything a claim needs to be valid, checked before anything is written."""
         if not 1 <= c["limit"] <= MAX_CLAIM:
             raise BadInput(f"limit must be 1 to {MAX_CLAIM}")
         if not 0 <= c["wait"] <= MAX_WAIT_S:
             raise BadInput(f"wait must be 0 to {MAX_WAIT_S:g} seconds")
-        worker_id = self.engine._worker_id(c["worker_id"])
-        lease_ms = validate.lease_ms(c["lease"]) or self.engine.lease_ms
-        deadline = time.monotonic() + c["wait"]
-        while True:
-            jobs, wait_ms = await self.call(self.engine._claim_once, queue, worker_id, c["limit"], lease_ms)
-            remaining = deadline - time.monotonic()
-            if jobs or remaining <= 0:
-                break
-            if wait_ms >= 0:
-                remaining = min(remaining, wait_ms / 1000 + 0.001)
-            if self.waits.closing:
-                break
-            try:
-                await self.waits.wait(queue, remaining)
-            except (redis.RedisError, OSError):
-                if self.waits.closing:  # the server is stopping: answer now, with no job
-                    break
-                raise
-        held = self.in_progress.setdefault(worker_id, set())
-        held.update(f"{queue}/{j.id}" for j in jobs)
-        await self._seen(request, worker_id, queue, processed, failed)
-        return [wire.job(j) for j in jobs]
+        validate.lease_ms(c["lease"])
+        return check_worker_id(c["worker_id"])  # the registry's rule, so registering cannot fail
 
     async def claim(self, request: Request, raw: bytes) -> Any:
         queue = self.queue(request)
@@ -192,10 +204,15 @@ class Api:
     async def _seen(self, request: Request, worker_id: str, queue: str, processed: int = 0, failed: int = 0) -> None:
         """Register or refresh an HTTP worker in the registry (host = client address)."""
         host = request.client.host if request.client else "?"
-        held = sorted(self.in_progress.get(worker_id, ()))
-        if not await self.call(self.engine.beat_worker, worker_id, jobs_in_progress=held,
-                               processed=processed, failed=failed):
-            await self.call(self.engine.register_worker, worker_id, host=host, pid=0, queues=[queue])
+        held = self.in_progress.get(worker_id, {})
+        now = time.time()
+        for key in [key for key, expires in held.items() if expires < now]:  # lost or taken back
+            del held[key]
+        if not held:
+            self.in_progress.pop(worker_id, None)
+        aio = self.aio
+        if not await aio.beat_worker(worker_id, jobs_in_progress=sorted(held), processed=processed, failed=failed):
+            await aio.register_worker(worker_id, host=host, pid=0, queues=[queue])
 
     def _lease(self, request: Request, token: Any) -> Lease:
         if not isinstance(token, str) or not token:
@@ -204,12 +221,12 @@ class Api:
 
     def _done(self, worker_id: str | None, queue: str, job_id: str) -> None:
         if worker_id and worker_id in self.in_progress:
-            self.in_progress[worker_id].discard(f"{queue}/{job_id}")
+            self.in_progress[worker_id].pop(f"{queue}/{job_id}", None)
 
     async def complete(self, request: Request, raw: bytes) -> Any:
         body = wire.parse(raw, {"token": (str, MISSING), "result": (Any, None), "worker_id": (str, None, None)})
         lease = self._lease(request, body["token"])
-        await self.call(self.engine.complete, lease, body["result"])
+        await self.aio.complete(lease, body["result"])
         self._done(body["worker_id"], lease.queue, lease.id)
         return {"state": "done"}
 
@@ -217,22 +234,26 @@ class Api:
         body = wire.parse(raw, {"token": (str, MISSING), "error": (str, MISSING), "retry": (bool, True),
                                 "delay": (float, None, None), "worker_id": (str, None, None)})
         lease = self._lease(request, body["token"])
-        state = await self.call(self.engine.fail, lease, body["error"], retry=body["retry"], delay=body["delay"])
+        state = await self.aio.fail(lease, body["error"], retry=body["retry"], delay=body["delay"])
         self._done(body["worker_id"], lease.queue, lease.id)
         return {"state": state}
 
     async def heartbeat(self, request: Request, raw: bytes) -> Any:
         body = wire.parse(raw, {"token": (str, MISSING), "lease": (float, None, None), "worker_id": (str, None, None)})
         lease = self._lease(request, body["token"])
-        expires = await self.call(self.engine.heartbeat, lease, body["lease"])
+        if body["worker_id"] is not None:
+            check_worker_id(body["worker_id"])
+        expires = await self.aio.heartbeat(lease, body["lease"])
         if body["worker_id"]:
+            held = self.in_progress.setdefault(body["worker_id"], {})
+            held[f"{lease.queue}/{lease.id}"] = expires
             await self._seen(request, body["worker_id"], lease.queue)
         return {"lease_expires_at": expires}
 
     async def release(self, request: Request, raw: bytes) -> Any:
         body = wire.parse(raw, {"token": (str, MISSING), "worker_id": (str, None, None)})
         lease = self._lease(request, body["token"])
-        await self.call(self.engine.release, lease)
+        await self.aio.release(lease)
         self._done(body["worker_id"], lease.queue, lease.id)
         return {"state": "ready"}
 
@@ -247,8 +268,13 @@ class Api:
         claim = wire.check(body["claim"], self.CLAIM_FIELDS, "claim") if body["claim"] is not None else None
         if len(done) + len(failed) > MAX_CLAIM:
             raise BadInput(f"at most {MAX_CLAIM} items per ack")
-        result = await self.call(
-            self.engine.ack, queue,
+        for where, item in [(f"complete[{i}]", c) for i, c in enumerate(done)] + \
+                [(f"fail[{i}]", f) for i, f in enumerate(failed)]:
+            if not item["id"] or not item["token"]:
+                raise BadInput(f"{where} needs the job's id and the lease token the claim returned")
+        if claim is not None:  # checked before anything is finished
+            self._claim_checks(claim)
+        result = await self.aio.ack(queue,
             completed=[(Lease(c["id"], queue, c["token"]), c["result"]) for c in done],
             failed=[(Lease(f["id"], queue, f["token"]), f["error"], f["retry"], f["delay"]) for f in failed])
         results = [{"id": c["id"], "ok": ok, **({"state": "done"} if ok else {"error": "lease_lost"})}
@@ -267,13 +293,14 @@ class Api:
     # ------------------------------------------------------------------ reading and acting
     async def list_queues(self, request: Request, raw: bytes) -> Any:
         out = []
-        for name in await self.call(self.engine.queues):
-            s = await self.call(self.engine.stats, name)
+        aio = self.aio
+        for name in await aio.queues():
+            s = await aio.stats(name)
             out.append({"name": name, "paused": s["paused"], "counts": {st: s[st] for st in STATES}})
         return out
 
     async def queue_stats(self, request: Request, raw: bytes) -> Any:
-        return await self.call(self.engine.stats, self.queue(request))
+        return await self.aio.stats(self.queue(request))
 
     async def list_jobs(self, request: Request, raw: bytes) -> Any:
         queue = self.queue(request)
@@ -282,13 +309,13 @@ class Api:
         if state not in STATES:
             raise BadInput(f"state must be one of {', '.join(STATES)}")
         limit, cursor = _int(q.get("limit"), 100, "limit", 1, 1000), _int(q.get("cursor"), 0, "cursor", 0, 10**12)
-        infos = await self.call(self.engine.jobs, queue, state, limit=limit + 1, offset=cursor)
+        infos = await self.aio.jobs(queue, state, limit=limit + 1, offset=cursor)
         more = len(infos) > limit
         return {"jobs": [wire.info(i) for i in infos[:limit]], "cursor": str(cursor + limit) if more else None}
 
     async def get_job(self, request: Request, raw: bytes) -> Any:
         queue, job_id = self.queue(request), request.path_params["id"]
-        found = await self.call(self.engine.get, queue, job_id)
+        found = await self.aio.get(queue, job_id)
         if found is None:
             raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         return wire.info(found)
@@ -341,10 +368,10 @@ class Api:
         return act
 
     async def list_workers(self, request: Request, raw: bytes) -> Any:
-        return [wire.worker(w) for w in await self.call(self.engine.workers, timeout=self.worker_timeout)]
+        return [wire.worker(w) for w in await self.aio.workers(timeout=self.worker_timeout)]
 
     async def health(self, request: Request, raw: bytes) -> Any:
-        if await self.call(self.engine.ping):
+        if await self.aio.ping():
             return {"status": "ok"}
         return error(503, "unavailable", "Redis cannot be reached")
 

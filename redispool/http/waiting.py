@@ -1,62 +1,79 @@
-"""The long-poll of an HTTP claim: block in Redis without holding a thread.
+"""The server's async engine (redispool/aio.py), one per event loop, and the end of waits.
 
-One ``redis.asyncio`` client per server process; a waiting claim runs BZPOPMIN on its
-queue's wake-up marker (the marker every enqueue, promote, retry, release and resume
-sets), then claims through the Engine.
+uvicorn runs one loop; Starlette's test client may run each request on a new one, and a
+``redis.asyncio`` connection belongs to the loop that opened it, so the engine is made
+again when the loop changes. ``stop_for(request)`` is what ends a long-poll early: the
+client going away, or ``interrupt()`` at shutdown (then every waiting claim answers at
+once with no job, while other requests finish normally).
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from typing import Any, AsyncIterator
 
-MIN_BLOCK_S = 0.01
+from ..aio import AsyncEngine
 
-
-def async_client(engine: Any) -> Any:
-    """A redis.asyncio client to the engine's server (memory:// shares the fake server)."""
-    url = engine.url
-    scheme = url.split("://", 1)[0].lower()
-    if scheme == "memory":
-        import fakeredis
-        return fakeredis.FakeAsyncRedis(server=engine.client.connection_pool.connection_kwargs["server"])
-    if scheme == "redis+cluster":
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-        nodes = [ClusterNode(n.host, n.port) for n in engine.client.get_nodes()]
-        return RedisCluster(startup_nodes=nodes)
-    if scheme == "redis+sentinel":
-        from redis.asyncio.sentinel import Sentinel
-        sync = engine.client.connection_pool
-        sentinel = Sentinel([(s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
-                             for s in sync.sentinel_manager.sentinels])
-        return sentinel.master_for(sync.service_name)
-    import redis.asyncio
-    return redis.asyncio.from_url(url.split("?", 1)[0])
+GONE, SHUTDOWN = "gone", "shutdown"
 
 
-class MarkerWait:
-    """Blocking waits on queue markers; one async client per event loop (uvicorn runs one)."""
+class LoopEngines:
+    """The AsyncEngine of the running event loop, and the shutdown switch of its waits."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
-        self._client: Any = None
-        self._loop: Any = None
         self.closing = False
+        self._aio: AsyncEngine | None = None
+        self._loop: Any = None
+        self._shutdown: asyncio.Event | None = None
 
-    async def wait(self, queue: str, timeout: float) -> bool:
-        """Block up to ``timeout`` s until ``queue``'s marker is set; True if it was."""
+    def get(self) -> AsyncEngine:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client, self._loop = async_client(self.engine), loop
-        marker = self.engine.keys(queue).marker
-        return bool(await self._client.bzpopmin([marker], timeout=max(MIN_BLOCK_S, timeout)))
+        if self._aio is None or self._loop is not loop:
+            self._aio, self._loop, self._shutdown = AsyncEngine(self.engine), loop, asyncio.Event()
+        return self._aio
+
+    @contextlib.asynccontextmanager
+    async def stop_for(self, receive: Any) -> AsyncIterator[asyncio.Future]:
+        """A future done with GONE when the client disconnects (``receive`` is the ASGI
+        receive of a request whose body was read) or with SHUTDOWN at ``interrupt()``."""
+        self.get()
+        loop = asyncio.get_running_loop()
+        stop: asyncio.Future = loop.create_future()
+        if self.closing:
+            stop.set_result(SHUTDOWN)
+
+        async def watch() -> None:
+            gone = asyncio.ensure_future(_disconnect(receive))
+            shut = asyncio.ensure_future(self._shutdown.wait())
+            try:
+                done, _ = await asyncio.wait({gone, shut}, return_when=asyncio.FIRST_COMPLETED)
+                if not stop.done():
+                    stop.set_result(GONE if gone in done else SHUTDOWN)
+            finally:
+                gone.cancel()
+                shut.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            yield stop
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     async def interrupt(self) -> None:
         """Shutting down: end every wait now (their claims answer with no jobs)."""
         self.closing = True
-        if self._client is not None:
-            await self._client.connection_pool.disconnect()
+        if self._shutdown is not None and self._loop is asyncio.get_running_loop():
+            self._shutdown.set()
 
     async def close(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.aclose()
-        self._client = None
+        if self._aio is not None and self._loop is asyncio.get_running_loop():
+            await self._aio.close()
+        self._aio = None
+
+
+async def _disconnect(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
