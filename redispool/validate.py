@@ -9,6 +9,7 @@ from . import defaults
 from .errors import InvalidOption
 
 _ID = re.compile(r"[^\s\x00-\x1f\x7f]{1,256}")
+MAX_MS = 2 ** 53                  # the largest count of milliseconds a double holds exactly
 
 
 def seconds_to_ms(value: float | None, name: str, *, minimum: float = 0.0,
@@ -19,6 +20,8 @@ def seconds_to_ms(value: float | None, name: str, *, minimum: float = 0.0,
     if value < minimum or value > maximum or (not allow_zero and value <= 0):
         low = f"> {minimum}" if not allow_zero else f">= {minimum}"
         raise InvalidOption(f"{name} must be {low} and <= {maximum} seconds, got {value!r}")
+    if value * 1000 > MAX_MS:  # Lua numbers are doubles: larger milliseconds are not exact
+        raise InvalidOption(f"{name} is out of range (at most {MAX_MS // 1000} seconds), got {value!r}")
     return max(1, round(value * 1000)) if value > 0 else 0
 
 
