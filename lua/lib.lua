@@ -85,7 +85,8 @@ end
 -- Record `err` of attempt `attempt`, keeping the last ERRORS_KEPT, latest first.
 local function push_error(jkey, attempt, err, now)
   local raw = redis.call('HGET', jkey, 'e')
-  local list = raw and cjson.decode(raw) or {}
+  local ok, list = pcall(cjson.decode, raw or '[]')
+  if not ok or type(list) ~= 'table' then list = {} end   -- a broken error list starts over
   table.insert(list, 1, { attempt, err, now })
   while #list > ERRORS_KEPT do table.remove(list) end
   redis.call('HSET', jkey, 'e', cjson.encode(list))
@@ -159,8 +160,9 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out)
     for i = 1, #popped, 2 do
       local id = popped[i]
       local jkey = q.jprefix .. id
-      local f = redis.call('HMGET', jkey, 'p', 'm', 'l')
-      if f[1] and f[2] then
+      local f = redis.call('HMGET', jkey, 'p', 'm', 'l', 'a')
+      -- every field checked before the first write: a script error here would lose the batch
+      if f[1] and tonumber(f[2]) and (not f[3] or tonumber(f[3])) and (not f[4] or math.floor(tonumber(f[4]) or -1) == tonumber(f[4])) then
         local attempt = redis.call('HINCRBY', jkey, 'a', 1)
         local lease = tonumber(f[3] or lease_ms)
         local tok = token + (i - 1) / 2
@@ -174,7 +176,7 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out)
         out[#out + 1] = f[1]
         claimed = claimed + 1
       elseif redis.call('EXISTS', jkey) == 1 then
-        push_error(jkey, 0, 'malformed job: payload or max_attempts missing', now)
+        push_error(jkey, 0, 'malformed job: payload, max_attempts, lease or attempts missing or not a number', now)
         finish(q, id, 'dead', now)
         count('dead', 1)
       end

@@ -416,11 +416,21 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
     # ------------------------------------------------------------------ inspecting
     def _info(self, queue: str, job_id: str, fields: dict[bytes, bytes], score: Any = None) -> JobInfo:
         f = {_text(key): value for key, value in fields.items()}
+
+        def num(name: str, default: int = 0) -> int:  # a damaged field shows as the default
+            try:
+                return int(f.get(name, default))
+            except (TypeError, ValueError):
+                return default
+
         state = _text(f.get("s")) or "ready"
-        created = int(f.get("c", 0)) / 1000
-        errors = [(int(a), str(e), int(at) / 1000) for a, e, at in json.loads(f["e"])] if f.get("e") else []
+        created = num("c") / 1000
+        try:
+            errors = [(int(a), str(e), int(at) / 1000) for a, e, at in json.loads(f["e"])] if f.get("e") else []
+        except (TypeError, ValueError):
+            errors = [(0, f"<unreadable error list: {_text(f['e'])[:200]}>", 0.0)]
         score_s = float(score) / 1000 if score is not None else None
-        lease = f.get("l")
+        lease = num("l")
         try:
             payload = codec.decode(f.get("p"))
         except Exception as exc:
@@ -429,16 +439,16 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
             result = codec.decode(f.get("res"), "result")
         except Exception as exc:
             result = f"<undecodable result: {exc}>"
+        updated = num("u") / 1000
         return JobInfo(
             id=job_id, queue=queue, state=state, payload=payload,
-            attempts=int(f.get("a", 0)), max_attempts=int(f.get("m", 1)),
-            priority=int(f.get("r", 0)), result=result,
+            attempts=num("a"), max_attempts=num("m", 1), priority=num("r"), result=result,
             error=errors[0][1] if errors else None, worker_id=_text(f.get("w")),
-            created_at=created, updated_at=int(f.get("u", 0)) / 1000 or created, errors=errors,
-            unique_key=_text(f.get("k")), lease=int(lease) / 1000 if lease else None,
+            created_at=created, updated_at=updated or created, errors=errors,
+            unique_key=_text(f.get("k")), lease=lease / 1000 if lease else None,
             run_at=score_s if state == "scheduled" else None,
             lease_expires_at=score_s if state == "leased" else None,
-            finished_at=(int(f.get("u", 0)) / 1000 or None) if state in TERMINAL else None)
+            finished_at=(updated or None) if state in TERMINAL else None)
 
     @_redis_errors
     def get(self, queue: str, job_id: str) -> JobInfo | None:

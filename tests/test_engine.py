@@ -545,3 +545,18 @@ def test_enqueue_specs_gives_each_job_its_own_options(engine):
     assert engine.get("q", out[0][0]).priority == 5
     assert engine.get("q", out[1][0]).state == "scheduled"
     assert [j.id for j in engine.claim("q", "w", limit=5)] == [out[0][0], "c-1", out[3][0]]
+
+
+def test_a_damaged_number_field_never_loses_the_batch(engine):
+    """A job whose attempts field is not a number goes dead; the jobs claimed with it are
+    leased as usual (a script error mid-claim would have lost them), and get() shows it."""
+    ids = engine.enqueue_many("q", range(4))
+    k = engine.keys("q")
+    engine.client.hset(k.job(ids[1]), "a", "many")
+    engine.client.hset(k.job(ids[2]), "e", "{not json")
+    jobs = engine.claim("q", "w", limit=4)
+    assert [j.id for j in jobs] == [ids[0], ids[2], ids[3]]
+    assert engine.fail(jobs[1], "boom", delay=0) == "scheduled", "a broken error list starts over"
+    info = engine.get("q", ids[1])
+    assert info.state == "dead" and "not a number" in info.error and info.attempts == 0
+    assert engine.stats("q")["leased"] == 2
