@@ -193,11 +193,14 @@ def load_worker(target: str) -> Any:
 @click.option("--lease", type=float, help="seconds each claimed job is leased for")
 @click.option("--grace", type=float, help="seconds in-flight jobs get to finish on shutdown")
 @click.option("--health-port", type=click.IntRange(0, 65535), help="serve 200/503 health on this port")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="serve Prometheus metrics (queue figures, as redispool serve) on this port")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--burst", is_flag=True, help="exit once the queues are empty")
 @click.pass_context
 def worker(ctx: click.Context, target: str, concurrency: int | None, lease: float | None,
-           grace: float | None, health_port: int | None, log_format: str, burst: bool) -> None:
+           grace: float | None, health_port: int | None, log_format: str, burst: bool,
+           metrics_port: int | None = None) -> None:
     """Run the redispool.Worker at TARGET (MODULE:ATTR) until SIGTERM/SIGINT.
 
     The app's own redispool.connect() sees --url/--prefix through REDISPOOL_URL and
@@ -224,6 +227,12 @@ def worker(ctx: click.Context, target: str, concurrency: int | None, lease: floa
     if health_port is not None:
         w.health_port = health_port
     w.log = EventLog(w.log.logger, log_format, w.id)
+    if metrics_port is not None:
+        try:
+            from .http.metrics import serve_metrics
+        except ImportError as exc:
+            fail(f"--metrics-port needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
+        serve_metrics(w.engine, metrics_port)
     w.run(burst=burst)
 
 

@@ -230,3 +230,33 @@ def test_without_the_http_extra_serve_says_what_to_install():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "pip install 'redispool[http]'" in r.stderr
+
+
+def test_worker_metrics_port(redis_url, tmp_path):
+    """`redispool worker --metrics-port` serves the queue figures redispool serve does."""
+    from conftest import free_port
+    prefix, port = f"m{uuid.uuid4().hex[:8]}", free_port()
+    engine = redispool.connect(redis_url, prefix=prefix)
+    engine.enqueue_many("crash", [{"n": i} for i in range(3)])
+    engine.pause("crash")  # nothing is taken: the figures stay put
+    (tmp_path / "app.py").write_text("import redispool\nworker = redispool.Worker(redispool.connect(), "
+                                     "queues=['crash'])\nworker.process(lambda job: None)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "redispool", "--url", redis_url, "--prefix", prefix, "worker",
+                             "app:worker", "--metrics-port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+                time.sleep(0.1)
+        assert 'redispool_jobs{queue="crash",state="ready"} 3.0' in text
+        assert 'redispool_queue_paused{queue="crash"} 1.0' in text
+        assert 'redispool_jobs_total{event="enqueued",queue="crash"} 3.0' in text
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        engine.close()

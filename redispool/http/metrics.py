@@ -1,11 +1,13 @@
 """Prometheus metrics of ``redispool serve``: requests by route and status, their
 latency, and per queue the jobs in each state and the lifetime totals (read from Redis
-at scrape time, so every server process reports the same queue figures)."""
+at scrape time, so every server process reports the same queue figures).
+``serve_metrics`` serves the queue figures alone for a worker process
+(``redispool worker --metrics-port``)."""
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -53,3 +55,13 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def serve_metrics(engine: Any, port: int, host: str = "0.0.0.0") -> Any:
+    """Serve the queue metrics of ``engine`` in the Prometheus text format on ``host:port``
+    from a daemon thread (any path answers); returns the HTTP server (``.server_port``,
+    ``.shutdown()``)."""
+    registry = CollectorRegistry()
+    registry.register(_Queues(engine))
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
