@@ -353,13 +353,17 @@ class CueapiApi:
                 await self.call(self.engine.remove_cue, self.queue, record["id"])
             except CueNotFound:
                 pass
-        else:
-            try:
-                await self.call(self.engine.cancel, self.queue, self._once_job(record))
-            except JobNotFound:
-                pass
+        await self.call(self._cancel_fires, record["id"])
         await self.call(delete_record, self.engine, self.queue, record["id"])
         return None
+
+    def _cancel_fires(self, cue_id: str) -> None:
+        """Cancel the cue's fires nobody has claimed yet (a claimed one finishes as it may)."""
+        for state in ("ready", "scheduled"):
+            for info in self.engine.jobs(self.queue, state, limit=1000):
+                fire = fire_of(info.id)
+                if fire is not None and fire[0] == cue_id:
+                    self.engine.cancel(self.queue, info.id)
 
     # ------------------------------------------------------------------ executions
     @staticmethod

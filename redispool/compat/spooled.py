@@ -202,7 +202,9 @@ class SpooledApi:
         return ProtocolError(409, "LEASE_EXPIRED", "the lease expired or another worker holds the job now")
 
     def _finished(self, worker_id: str, public: str, failed: bool) -> None:
-        self.held.get(worker_id, set()).discard(public)
+        if worker_id not in self.held:    # counted only for workers whose claims this process saw
+            return
+        self.held[worker_id].discard(public)
         tally = self.tally.setdefault(worker_id, [0, 0])
         tally[0] += 1
         tally[1] += int(failed)
