@@ -466,7 +466,8 @@ class CueapiApi:
                 await self.call(self._fail, lease, b["error"] or "handler reported failure")
                 outcome_state = "reported_failure"
         except LeaseLost:
-            raise ProtocolError(409, "outcome_already_recorded", "Outcome already recorded for this execution") from None
+            raise ProtocolError(409, "outcome_already_recorded",
+                                "Outcome already recorded for this execution") from None
         return {"execution_id": execution_id, "outcome_recorded": True, "outcome_state": outcome_state,
                 "reason": None}
 
@@ -519,7 +520,8 @@ class CueapiApi:
         if status is not None and status not in self.STATES_OF:
             raise ProtocolError(400, "validation_error", f"unknown status {status!r}")
         found = []
-        for state in self.STATES_OF[status] if status else ("leased", "ready", "scheduled", "done", "dead", "cancelled"):
+        states = self.STATES_OF[status] if status else ("leased", "ready", "scheduled", "done", "dead", "cancelled")
+        for state in states:
             for info in await self.call(self.engine.jobs, self.queue, state, limit=1000):
                 fire = fire_of(info.id)
                 if cue_id and (fire is None or fire[0] != cue_id):

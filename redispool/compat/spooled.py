@@ -316,7 +316,7 @@ class SpooledApi:
         except LeaseLost:
             raise await self.lost(queue, job_id) from None
         self._finished(b["worker_id"], request.path_params["id"], failed=True)
-        return {"success": True, "error": None, "status": STATUS.get(state, state) if state != "scheduled" else "failed"}
+        return {"success": True, "error": None, "status": "failed" if state == "scheduled" else STATUS[state]}
 
     async def heartbeat(self, request: Request, body: Any) -> Any:
         b = fields(body, {**self.ACK, "lease_duration_secs": (int, 30)})
