@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from . import defaults
 from .errors import InvalidOption
 
+MAX_SECONDS = 1e11   # ~3,000 years: any duration or unix time beyond is a mistake (and overflows ms)
 _ID = re.compile(r"[^\s\x00-\x1f\x7f]{1,256}")
 MAX_MS = 2 ** 53                  # the largest count of milliseconds a double holds exactly
 
@@ -15,8 +16,9 @@ MAX_MS = 2 ** 53                  # the largest count of milliseconds a double h
 def seconds_to_ms(value: float | None, name: str, *, minimum: float = 0.0,
                   maximum: float = math.inf, allow_zero: bool = True) -> int:
     """Validate a duration in seconds and return it in whole milliseconds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise InvalidOption(f"{name} must be a number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or abs(value) > MAX_SECONDS:
+        raise InvalidOption(f"{name} must be a number of seconds (at most {MAX_SECONDS:g}), got {value!r}")
     if value < minimum or value > maximum or (not allow_zero and value <= 0):
         low = f"> {minimum}" if not allow_zero else f">= {minimum}"
         raise InvalidOption(f"{name} must be {low} and <= {maximum} seconds, got {value!r}")
