@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .. import defaults
+from .. import defaults, validate
 from ..keys import STATES
 
 NAME = r"^[A-Za-z0-9_.:-]{1,128}$"             # queue and cue names (keys.QUEUE_NAME)
@@ -38,7 +38,7 @@ def record(properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties)}
 
 
-SECONDS = {"type": "number", "minimum": 0, "maximum": 9_007_199_254_740}   # 2**53 ms (validate.MAX_MS)
+SECONDS = {"type": "number", "minimum": 0, "maximum": validate.MAX_SECONDS}
 LEASE = nullable({"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": defaults.LEASE_MAX_S,
                   "description": "seconds, at most 12 hours"})
 WORKER_ID = {"type": "string", "pattern": IDENT, "maxLength": 256,
