@@ -8,10 +8,7 @@ import asyncio
 import json
 import logging
 import os
-import random
-import shutil
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -26,7 +23,7 @@ from redispool import Worker
 from redispool.sweeper import Sweeper
 from redispool.waiter import is_cluster
 
-from conftest import RedisServer, free_port, need_redis_server
+from conftest import RedisServer, free_port
 from worker_helpers import running, wait_until
 
 QUICK = dict(idle_wait=0.2, beat_interval=0.1)
@@ -425,50 +422,7 @@ def test_bad_set_up_is_refused(engine):
 
 
 # ---------------------------------------------------------------- Redis Cluster
-def cluster_ports(count: int) -> list[int]:
-    """Free ports whose cluster bus port (port + 10000) is free and valid too."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = random.randrange(10000, 55000)
-        try:
-            for candidate in (port, port + 10000):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory) -> Iterator[str]:
-    """A private 3-primary Redis Cluster on free ports."""
-    need_redis_server()
-    if shutil.which("redis-cli") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-cli is missing (CI must install redis-tools)")
-        pytest.skip("redis-cli is not installed")
-    nodes = [RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                         port=port, dir=str(tmp_path_factory.mktemp(f"node{port}")))
-             for port in cluster_ports(3)]
-    try:
-        for node in nodes:
-            node.start()
-        subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
-                        "--cluster-replicas", "0", "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)
-        import redis
-
-        clients = [redis.Redis(port=n.port) for n in nodes]
-        wait_until(lambda: all(c.cluster("info")["cluster_state"] == "ok" for c in clients),
-                   timeout=30, what="the cluster to be ready")
-        for client in clients:
-            client.close()
-        yield f"redis+cluster://127.0.0.1:{nodes[0].port}"
-    finally:
-        for node in nodes:
-            node.stop()
+# (the 3-master cluster is the session fixture ``cluster_url`` of conftest.py)
 
 
 @pytest.mark.slow
