@@ -13,7 +13,7 @@ import redis
 from . import defaults
 from .engine import AckResult, Engine
 from .errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidOption, InvalidQueueName, JobNotFound, LeaseLost,
-                     NotDurable, PayloadError, RedispoolError)
+                     NotDurable, PayloadError, RedisFull, RedispoolError)
 from .models import CueInfo, Job, JobInfo, State, WorkerInfo
 from .connection import make_client
 from .scheduler import Scheduler
@@ -23,7 +23,7 @@ from .worker import Worker
 __all__ = [
     "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
     "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "InvalidQueueName", "PayloadError",
-    "InvalidCron", "InvalidOption", "ConnectionFailed", "NotDurable",
+    "InvalidCron", "InvalidOption", "ConnectionFailed", "NotDurable", "RedisFull",
 ]
 __version__ = "0.1.0"
 

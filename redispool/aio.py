@@ -24,7 +24,7 @@ import redis
 
 from . import validate
 from .engine import AckResult, Engine, JobRef, _text
-from .errors import ConnectionFailed, LeaseLost
+from .errors import REDIS_TROUBLE, LeaseLost, RedispoolError, from_redis
 from .keys import check_queue, queues_key
 from .models import Job, JobInfo, WorkerInfo
 from .scripts import AsyncScripts, Call
@@ -39,15 +39,15 @@ _CONNECTION_OPTIONS = ("host", "port", "path", "db", "username", "password", "cl
 
 
 def _unreachable(method: F) -> F:
-    """A lost or refused Redis connection becomes ConnectionFailed naming the masked URL."""
+    """Redis trouble becomes ConnectionFailed or RedisFull naming the masked URL."""
     @functools.wraps(method)
     async def wrapper(self: "AsyncEngine", *args: Any, **kwargs: Any) -> Any:
         try:
             return await method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            if isinstance(exc, ConnectionFailed):
+        except REDIS_TROUBLE as exc:
+            if isinstance(exc, RedispoolError):
                 raise
-            raise ConnectionFailed(self.engine.url, exc) from exc
+            raise from_redis(self.engine.url, exc) from exc
     return wrapper  # type: ignore[return-value]
 
 

@@ -57,6 +57,16 @@ class ConnectionFailed(RedispoolError, ConnectionError):
         super().__init__(f"cannot reach Redis at {self.url}{detail}")
 
 
+class RedisFull(RedispoolError):
+    """Redis refused a write because it is at ``maxmemory`` (policy ``noeviction``).
+    Redis refuses a script at its first write, so nothing was written; retry once memory
+    is freed (fewer retained jobs, a larger ``maxmemory``)."""
+
+    def __init__(self, url: str, reason: object = "") -> None:
+        self.url = mask_url(url)
+        super().__init__(f"Redis at {self.url} is full (maxmemory reached); nothing was written: {reason}")
+
+
 class NotDurable(ConnectionFailed):
     """``durable=True``: the write was applied on the primary, but no replica confirmed it
     in time, so a failover could still lose it. Retry idempotently (a ``job_id`` or
@@ -76,13 +86,33 @@ def mask_url(url: str) -> str:
     return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)
 
 
+# Redis trouble that is not the caller's fault and passes: a lost or refused connection,
+# a cluster moving slots or electing a primary, a server loading its data, a full server.
+REDIS_TROUBLE: tuple[type[BaseException], ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
+    redis.exceptions.RedisClusterException, redis.exceptions.TryAgainError,
+    redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError, OSError)
+
+
+def from_redis(url: str, exc: BaseException) -> RedispoolError:
+    """The redispool error for one of ``REDIS_TROUBLE``: RedisFull for a full server,
+    ConnectionFailed (naming the masked URL) for the rest."""
+    if isinstance(exc, RedispoolError):
+        return exc
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return RedisFull(url, str(exc).split(" script:")[0])
+    return ConnectionFailed(url, exc)
+
+
 def reports_unreachable(method: F) -> F:
-    """Decorate a method of an object with ``url``: a lost or refused Redis connection
-    becomes ConnectionFailed naming that (masked) URL."""
+    """Decorate a method of an object with ``url``: Redis trouble (``REDIS_TROUBLE``)
+    becomes ConnectionFailed or RedisFull naming that (masked) URL."""
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ConnectionFailed(self.url, exc) from exc
+        except REDIS_TROUBLE as exc:
+            if isinstance(exc, RedispoolError):
+                raise
+            raise from_redis(self.url, exc) from exc
     return wrapper  # type: ignore[return-value]
