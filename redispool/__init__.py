@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -16,6 +17,7 @@ from .errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidOption, 
                      NotDurable, PayloadError, RedisFull, RedispoolError)
 from .models import CueInfo, Job, JobInfo, State, WorkerInfo
 from .connection import make_client
+from .errors import mask_url as _mask_url
 from .scheduler import Scheduler
 from .sweeper import Sweeper
 from .worker import Worker
@@ -40,13 +42,35 @@ def connect(url: str | None = None, *, prefix: str | None = None, **options: Any
     url = url or os.environ.get(defaults.URL_ENV) or defaults.URL
     prefix = prefix or os.environ.get(defaults.PREFIX_ENV) or defaults.PREFIX
     client = make_client(url)
-    engine = Engine(client, url=url, prefix=prefix, **options)
     try:
+        engine = Engine(client, url=url, prefix=prefix, **options)
         engine.load_scripts()
-    except ConnectionFailed:
+    except BaseException as exc:
         client.close()
+        if isinstance(exc, redis.ResponseError) and "DB index is out of range" in str(exc):
+            db = getattr(client, "connection_pool", None) and client.connection_pool.connection_kwargs.get("db")
+            raise InvalidOption(f"the Redis at {_mask_url(url)} has no database {db} (DB index is out of "
+                                "range; its 'databases' setting, 16 by default, is the limit)") from None
+        if isinstance(exc, redis.RedisError):
+            raise ConnectionFailed(url, exc) from exc
         raise
-    except redis.RedisError as exc:
-        client.close()
-        raise ConnectionFailed(url, exc) from exc
+    if engine.durable:
+        _warn_without_replicas(engine)
     return engine
+
+
+def _warn_without_replicas(engine: Engine) -> None:
+    """durable=True on a primary (or cluster primary) with no replica connected: every
+    durable write would fail with NotDurable until one is; say so at once."""
+    client = engine.client
+    try:
+        nodes = client.get_primaries() if hasattr(client, "get_primaries") else [None]
+        for node in nodes:
+            info = client.info("replication", target_nodes=node) if node else client.info("replication")
+            if int(info.get("connected_slaves", 0)) == 0:
+                where = f" ({node.host}:{node.port})" if node else ""
+                logging.getLogger("redispool").warning(
+                    "durable=True but the primary%s at %s has 0 connected replicas: durable writes "
+                    "raise NotDurable until a replica connects", where, _mask_url(engine.url))
+    except (redis.RedisError, OSError):  # e.g. INFO not allowed by an ACL: the writes will tell
+        pass

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 import redis
 
-from . import validate
+from . import blocking, validate
 from .engine import AckResult, Engine, JobRef, _text
 from .errors import REDIS_TROUBLE, LeaseLost, RedispoolError, from_redis
 from .keys import check_queue, queues_key
@@ -53,7 +53,8 @@ def _unreachable(method: F) -> F:
 
 def async_client(engine: Engine) -> Any:
     """A ``redis.asyncio`` client to the same server(s) as ``engine.client``, with the same
-    credentials, database and TLS settings; no read timeout, so waits can block."""
+    credentials, database, TLS settings and timeouts: a finite read timeout, which
+    blocking waits extend by their wait (blocking.py)."""
     sync = engine.client
     try:
         import fakeredis
@@ -69,7 +70,7 @@ def async_client(engine: Engine) -> Any:
         ssl = {k: v for k, v in sync.nodes_manager.connection_kwargs.items() if k.startswith("ssl_")}
         return AsyncCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in sync.get_nodes()],
                             ssl=bool(ssl) or sync.nodes_manager.connection_kwargs.get("ssl", False),
-                            **ssl, **{**kwargs, "socket_timeout": None})
+                            **ssl, **kwargs)
     pool = sync.connection_pool
     from redis.sentinel import SentinelConnectionPool
     if isinstance(pool, SentinelConnectionPool):
@@ -181,7 +182,7 @@ class AsyncEngine:
         claimer sleeps through a ready job."""
         marker = self.engine.keys(queue).marker
         try:
-            return bool(await self.client.bzpopmin([marker], timeout=max(0.001, timeout)))
+            return bool(await blocking.bzpopmin_async(self.client, [marker], max(0.001, timeout)))
         except (asyncio.CancelledError, redis.ConnectionError, redis.TimeoutError, OSError):
             await asyncio.shield(self._restore_marker(queue))
             raise

@@ -9,22 +9,30 @@ Schemes: ``redis://``, ``rediss://``, ``unix://`` (plain redis-py),
 Query parameters that redispool reads itself, on any scheme, and takes out of the URL
 before redis-py sees it: ``durable`` (``1``/``true``/``yes`` or ``0``/``false``/``no``)
 and ``durable_timeout`` (seconds), the Engine options of the same names.
+
+Timeouts. Connecting gives up after ``CONNECT_TIMEOUT_S`` (5 s). Every reply is read with
+a finite timeout, ``READ_TIMEOUT_S`` (10 s: far above any redispool command, which takes
+well under a millisecond of server time, yet short enough that a server that hangs or
+vanishes without closing the connection is noticed). A blocking command's reply is
+allowed its wait plus that timeout (blocking.py): ``claim(block=30)`` reads for up to
+40 s. ``?socket_timeout=S`` and ``?socket_connect_timeout=S`` in the URL (any scheme but
+``memory://``) replace the two defaults; sentinels are always asked with 5 s timeouts.
 """
 from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
 import redis
 
-from .errors import ConnectionFailed, InvalidOption
+from .errors import REDIS_TROUBLE, ConnectionFailed, InvalidOption, mask_url
 
-# Connecting gives up after this long. There is no read timeout: blocking claims wait
-# on the socket for as long as they were asked to.
-CONNECT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 5.0    # connecting gives up after this long
+READ_TIMEOUT_S = 10.0      # every reply, plus the wait of a blocking command (blocking.py)
 SENTINEL_TIMEOUT_S = 5.0   # a sentinel answers at once or is treated as down
 ENGINE_PARAMS = ("durable", "durable_timeout")
+TIMEOUT_PARAMS = ("socket_timeout", "socket_connect_timeout")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _memory_servers: dict[str, Any] = {}
 _memory_lock = threading.Lock()
@@ -47,20 +55,24 @@ def engine_options(url: str) -> dict[str, Any]:
 
 
 def _without_engine_params(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.query:
+    base, sep, query = url.partition("?")
+    if not sep:
         return url
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ENGINE_PARAMS]
-    return urlunsplit(parts._replace(query=urlencode(kept)))
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in ENGINE_PARAMS]
+    # not urlunsplit: it would turn unix:///path into unix:/path
+    return f"{base}?{urlencode(kept)}" if kept else base
 
 
 def make_client(url: str) -> Any:
-    """Build the client for ``url`` (no round trip yet)."""
+    """Build the client for ``url``. No round trip yet, except for a cluster, whose client
+    asks a node for the slot map at once (ConnectionFailed when none answers)."""
     url = _without_engine_params(url)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in ("redis", "rediss", "unix"):
-        return redis.Redis.from_url(url, socket_keepalive=True,
-                                     socket_connect_timeout=CONNECT_TIMEOUT_S)
+        try:  # the URL's own ?socket_timeout= and the like win over these defaults
+            return redis.Redis.from_url(url, **_timeouts(tcp=scheme != "unix"))
+        except (ValueError, TypeError) as exc:
+            raise InvalidOption(f"bad Redis URL {mask_url(url)}: {exc}") from None
     if scheme == "memory":
         return _memory_client(url)
     if scheme == "redis+cluster":
@@ -69,6 +81,23 @@ def make_client(url: str) -> Any:
         return _sentinel_client(url)
     raise ConnectionFailed(url, "unknown URL scheme (use redis://, rediss://, unix://, "
                                 "redis+cluster://, redis+sentinel:// or memory://)")
+
+
+def _timeouts(query: str = "", *, tcp: bool = True) -> dict[str, Any]:
+    """redispool's connection options, with ``?socket_timeout=`` / ``?socket_connect_timeout=``
+    from ``query`` (cluster and sentinel URLs; redis-py reads them from the others)."""
+    options: dict[str, Any] = {"socket_timeout": READ_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S}
+    if tcp:  # a unix socket has no TCP keepalive (redis-py refuses the option there)
+        options["socket_keepalive"] = True
+    for name, value in parse_qsl(query):
+        if name in TIMEOUT_PARAMS:
+            try:
+                options[name] = float(value)
+            except ValueError:
+                raise InvalidOption(f"{name} must be a number of seconds, got {value!r}") from None
+            if options[name] <= 0:
+                raise InvalidOption(f"{name} must be > 0 seconds, got {value!r}")
+    return options
 
 
 def _hosts(netloc: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
@@ -101,12 +130,24 @@ def _cluster_client(url: str) -> Any:
 
     parts = urlsplit(url)
     hosts, username, password = _hosts(parts.netloc)
-    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts],
-                        username=username, password=password, socket_keepalive=True,
-                        socket_connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts],
+                            username=username, password=password, **_timeouts(parts.query))
+    except REDIS_TROUBLE as exc:  # RedisClusterException: no startup node answered
+        raise ConnectionFailed(url, _cluster_reason(exc)) from None
+
+
+def _cluster_reason(exc: BaseException) -> str:
+    """redis-py's "Redis Cluster cannot be connected. Please provide at least one reachable
+    node: <last error>" as one short line."""
+    text = " ".join(str(exc).split())
+    _, sep, last = text.partition("reachable node: ")
+    return f"no cluster node answered (last: {last})" if sep else text
 
 
 def _sentinel_client(url: str) -> Any:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
     from redis.sentinel import Sentinel
 
     parts = urlsplit(url)
@@ -115,10 +156,15 @@ def _sentinel_client(url: str) -> Any:
     if not service:
         raise ConnectionFailed(url, "a sentinel URL needs the service name as its path")
     query = parse_qs(parts.query)
-    db = int(query.get("db", ["0"])[0])
-    # The read timeout applies to the sentinels only: connections to the master carry
-    # blocking claims, which wait on the socket as long as they were asked to.
-    sentinel_kwargs = {"socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S}
+    try:
+        db = int(query.get("db", ["0"])[0])
+    except ValueError:
+        raise InvalidOption(f"db must be a database number, got {query['db'][0]!r}") from None
+    # No retries on a sentinel: the next sentinel is asked at once (redis-py's default
+    # retry backs off for seconds on each unreachable sentinel before moving on).
+    sentinel_kwargs: dict[str, Any] = {"socket_timeout": SENTINEL_TIMEOUT_S,
+                                       "socket_connect_timeout": CONNECT_TIMEOUT_S,
+                                       "retry": Retry(NoBackoff(), 0)}
     if password:
         sentinel_kwargs["password"] = password
     sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)
@@ -126,4 +172,4 @@ def _sentinel_client(url: str) -> Any:
     # connect; a connection still open to a demoted master fails with READONLY, which
     # redis-py turns into a ConnectionError, so callers retry as for any lost connection.
     return sentinel.master_for(service, db=db, username=username, password=password,
-                               socket_keepalive=True, socket_connect_timeout=CONNECT_TIMEOUT_S)
+                               **_timeouts(parts.query))

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import redis
 
-from . import codec, defaults, validate
+from . import blocking, codec, defaults, validate
 from .errors import InvalidOption, LeaseLost, NotDurable
 from .errors import reports_unreachable as _redis_errors
 from .keys import STATES, QueueKeys, check_queue, queue_keys, queues_key
@@ -257,9 +257,10 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
     @_redis_errors
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> str | None:
         """Block up to ``timeout`` seconds until one of ``queues`` may have a ready job;
-        returns that queue's name, or None on timeout. Markers of one Cluster slot only."""
+        returns that queue's name, or None on timeout. Markers of one Cluster slot only.
+        The read of the reply is allowed ``timeout`` plus the client's read timeout."""
         markers = [self.keys(q).marker for q in queues]
-        popped = self.client.bzpopmin(markers, timeout=max(0.001, timeout))
+        popped = blocking.bzpopmin(self.client, markers, max(0.001, timeout))
         if not popped:
             return None
         marker = _text(popped[0])

@@ -12,6 +12,7 @@ import re
 from typing import Any, Callable, TypeVar
 
 import redis
+import redis.sentinel
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,7 +54,7 @@ class ConnectionFailed(RedispoolError, ConnectionError):
 
     def __init__(self, url: str, reason: object = "") -> None:
         self.url = mask_url(url)
-        detail = f": {reason}" if str(reason) else ""
+        detail = f": {short(reason)}" if str(reason) else ""
         super().__init__(f"cannot reach Redis at {self.url}{detail}")
 
 
@@ -70,9 +71,14 @@ class RedisFull(RedispoolError):
 class NotDurable(ConnectionFailed):
     """``durable=True``: the write was applied on the primary, but no replica confirmed it
     in time, so a failover could still lose it. Retry idempotently (a ``job_id`` or
-    ``unique_key`` makes a repeated enqueue return the same job)."""
+    ``unique_key`` makes a repeated enqueue return the same job). A ConnectionFailed, so
+    code that retries on a lost Redis retries this too; its message says what happened."""
 
     reply: object = None  # the script's reply: its writes were applied
+
+    def __init__(self, url: str, reason: object = "") -> None:
+        self.url = mask_url(url)
+        Exception.__init__(self, f"write not durable at {self.url}: {short(reason)}")
 
 
 LUA_ERRORS: dict[str, type[RedispoolError]] = {
@@ -84,6 +90,31 @@ LUA_ERRORS: dict[str, type[RedispoolError]] = {
 def mask_url(url: str) -> str:
     """Hide the password of ``scheme://user:password@host`` as ``***``."""
     return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)
+
+
+MESSAGE_MAX_CHARS = 300
+
+
+def short(reason: object) -> str:
+    """An error's text on one line, at most ``MESSAGE_MAX_CHARS`` characters; redis-py's
+    "No master found" (a repr of every sentinel client) becomes the sentinels' addresses
+    and errors."""
+    text = " ".join(str(reason).split())
+    if isinstance(reason, redis.sentinel.MasterNotFoundError) or text.startswith("No master found for "):
+        text = _no_master(text)
+    return text if len(text) <= MESSAGE_MAX_CHARS else text[:MESSAGE_MAX_CHARS - 3] + "..."
+
+
+def _no_master(text: str) -> str:
+    head, _, errors = text.partition(" : ")
+    service = head.removeprefix("No master found for ")
+    if not errors:
+        return f"no master {service} found: the sentinels know no healthy master by that name"
+    # one "<repr of the sentinel's client, with host=H,port=P> - <error>" per sentinel down
+    hosts = re.findall(r"\bhost=([^,]+),port=(\d+)", errors)
+    kinds = re.findall(r" - (?:\w+:)?(\w+)(?:\(|, <|$)", errors)
+    down = ", ".join(f"{h}:{p}" + (f" ({k})" if k else "") for (h, p), k in zip(hosts, kinds + [""] * len(hosts)))
+    return f"no master {service} found; sentinels not answering: {down or 'all'}"
 
 
 # Redis trouble that is not the caller's fault and passes: a lost or refused connection,

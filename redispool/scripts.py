@@ -11,7 +11,7 @@ follows MOVED/ASK itself; SCRIPT LOAD goes to every primary.
 Durable writes (``durable_timeout_ms`` set; the engine's ``durable=True``): the scripts
 that create or finish jobs (``DURABLE_SCRIPTS``) are sent in one pipeline with
 ``WAIT 1 <timeout>`` on the same connection -- WAIT covers only the writes of its own
-connection -- and, where the server has WAITAOF (Redis 7.2+) and the primary runs with
+connection; its reply is read allowing for that timeout (blocking.py) -- and, where the server has WAITAOF (Redis 7.2+) and the primary runs with
 AOF, ``WAITAOF 1 0 <timeout>`` too. Fewer acknowledgements than that raise NotDurable
 (the write itself was applied on the primary).
 """
@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Sequence
 
 import redis
 
+from . import blocking
 from .errors import LUA_ERRORS, NotDurable
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
@@ -120,23 +121,22 @@ class Scripts:
             aof = self._aof.get(node_name)
             if aof is None:
                 aof = self._aof[node_name] = _waitaof_usable(target)
-            pipe = target.pipeline(transaction=False)
-            pipe.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
-            pipe.execute_command("WAIT", 1, self.durable_timeout_ms)
+            commands: list[list[Any]] = [["EVALSHA", self._sha[name], len(keys), *keys, *args],
+                                         ["WAIT", 1, self.durable_timeout_ms]]
             if aof:
-                pipe.execute_command("WAITAOF", 1, 0, self.durable_timeout_ms)
-            try:
-                replies = pipe.execute(raise_on_error=False)
+                commands.append(["WAITAOF", 1, 0, self.durable_timeout_ms])
+            try:  # WAIT may hold its reply for durable_timeout: read allowing for that
+                replies = blocking.pipeline(target, commands, (self.durable_timeout_ms or 0) / 1000)
             except (redis.ConnectionError, redis.TimeoutError):
                 if self._cluster:  # a primary may have failed over: ask the cluster again
-                    _refresh_slots(self.client)
+                    blocking.refresh_slots(self.client)
                 raise
             reply = replies[0]
             if isinstance(reply, redis.exceptions.NoScriptError):
                 self._sha[name] = target.script_load(self._text[name])
                 continue
             if isinstance(reply, MovedError) and self._cluster:
-                _refresh_slots(self.client)
+                blocking.refresh_slots(self.client)
                 continue
             if isinstance(reply, (AskError, TryAgainError)) and self._cluster:
                 time.sleep(REDIRECT_PAUSE_S)  # the slot is being migrated
@@ -181,14 +181,6 @@ def _is_cluster(client: Any) -> bool:
     from redis.cluster import RedisCluster
 
     return isinstance(client, RedisCluster)
-
-
-def _refresh_slots(client: Any) -> None:
-    """Reload a cluster client's slot map (after MOVED or a lost primary)."""
-    try:
-        client.nodes_manager.initialize()
-    except redis.RedisError:
-        pass  # no node answers now; the caller's next call tries again
 
 
 def _waitaof_usable(client: Any) -> bool:

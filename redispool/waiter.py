@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from . import blocking
 from .models import Job
 
 WATCH_BLOCK_S = 1.0   # a watcher's longest single BZPOPMIN (how soon it sees a closed request)
@@ -97,7 +98,7 @@ class _Watchers:
                 armed.clear()  # this request is over; wait for the next
                 continue
             try:
-                popped = self.engine.client.bzpopmin([marker], timeout=max(0.01, block))
+                popped = blocking.bzpopmin(self.engine.client, [marker], max(0.01, block))
             except Exception:
                 time.sleep(0.1)
                 continue

@@ -170,6 +170,7 @@ class _Server72:
     def __init__(self, replicas: int, fsynced: int) -> None:
         self.replicas, self.fsynced = replicas, fsynced
         self.sent: list[tuple] = []
+        self.pending: list[object] = []
         self.connection_pool = self
 
     # the connection pool and its one raw connection
@@ -181,9 +182,20 @@ class _Server72:
 
     def send_command(self, *args: object) -> None:
         self.sent.append(args)
+        self.pending.append([[b"waitaof", 4, [], 0, 0, 0]])  # COMMAND INFO WAITAOF: known
 
-    def read_response(self) -> list:
-        return [[b"waitaof", 4, [], 0, 0, 0]]  # COMMAND INFO WAITAOF: known
+    # a durable write: the script and WAIT/WAITAOF sent together, each reply read with a timeout
+    def pack_commands(self, commands: list) -> list:
+        return commands
+
+    def send_packed_command(self, commands: list) -> None:
+        self.pending += [self.reply(tuple(args)) for args in commands]
+
+    def read_response(self, **_: object) -> object:
+        return self.pending.pop(0)
+
+    def disconnect(self) -> None:
+        pass
 
     def info(self, section: str) -> dict:
         return {"aof_enabled": 1}
@@ -195,19 +207,6 @@ class _Server72:
     def execute_command(self, *args: object) -> object:
         return self.reply(args)
 
-    def pipeline(self, transaction: bool = True) -> "_Pipe":
-        return _Pipe(self)
-
-
-class _Pipe:
-    def __init__(self, server: _Server72) -> None:
-        self.server, self.batch = server, []
-
-    def execute_command(self, *args: object) -> None:
-        self.batch.append(args)
-
-    def execute(self, raise_on_error: bool = True) -> list:
-        return [self.server.reply(args) for args in self.batch]
 
 
 def test_where_the_server_has_waitaof_durable_writes_also_wait_for_the_primarys_fsync():
