@@ -78,7 +78,11 @@ def async_client(engine: Engine) -> Any:
         manager = pool.sentinel_manager
         sentinels = [(s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
                      for s in manager.sentinels]
-        sentinel = Sentinel(sentinels, sentinel_kwargs=dict(manager.sentinel_kwargs))
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        # the same options, but redis-py's async Retry (a sync one cannot catch async errors)
+        sentinel_kwargs = {**manager.sentinel_kwargs, "retry": Retry(NoBackoff(), 0)}
+        sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
         return sentinel.master_for(pool.service_name, **_options(pool.connection_kwargs, ("host", "port", "path")))
     import redis.asyncio as aredis
     classes = {"Connection": aredis.Connection, "SSLConnection": aredis.SSLConnection,
