@@ -19,18 +19,18 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
+from servers import SentinelGroup, Server, free_port, need, wait_for
+from worker_helpers import running
 
 import redispool
 from redispool import ConnectionFailed, InvalidOption, NotDurable, Worker
 from redispool.aio import AsyncEngine
-
-from servers import SentinelGroup, Server, free_port, need, wait_for
-from worker_helpers import running
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMES = ["redis", "rediss-ca", "rediss-noverify", "unix", "cluster", "sentinel", "memory"]
@@ -115,7 +115,7 @@ def cli(*args: str, url: str, pfx: str = "rp", stdin: str | None = None) -> subp
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDISPOOL_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "redispool", "--url", url, "--prefix", pfx, *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, input=stdin)
+                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, input=stdin)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -189,7 +189,7 @@ def test_blocking_waits_past_five_seconds_end_normally_on_every_scheme(scheme, s
         starts.append(start)
         try:
             out[name] = fn()
-        except Exception as exc:  # reported by the asserts below
+        except Exception as exc:  # noqa: BLE001 - reported by the asserts below
             out[name] = exc
         out[name + "_s"] = time.monotonic() - start
 
@@ -344,7 +344,7 @@ def test_a_server_that_stops_answering_is_noticed_by_every_call(lone):
     def attempt(name: str, fn: Callable[[], Any]) -> None:
         try:
             results[name] = fn()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the asserts below check it
             results[name] = exc
 
     async def async_calls() -> None:
@@ -353,7 +353,7 @@ def test_a_server_that_stops_answering_is_noticed_by_every_call(lone):
             for name, call in (("astats", lambda: aio.stats("q")), ("aclaim", lambda: aio.claim("e", "w", block=1))):
                 try:
                     results[name] = await call()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the asserts below check it
                     results[name] = exc
         finally:
             await aio.close()
