@@ -12,10 +12,11 @@
 -- KEYS[8] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[9] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
--- ARGV[1] done_ttl_ms       keep done jobs this long
--- ARGV[2] done_max          keep at most this many done jobs
--- ARGV[3] dead_ttl_ms       keep dead jobs this long
--- ARGV[4] dead_max          keep at most this many dead jobs
+-- KEYS[11] rp:{q}:config    hash  the queue's stored retention (wins over ARGV)  r
+-- ARGV[1] done_ttl_ms       keep done jobs this long (default)
+-- ARGV[2] done_max          keep at most this many done jobs (default)
+-- ARGV[3] dead_ttl_ms       keep dead jobs this long (default)
+-- ARGV[4] dead_max          keep at most this many dead jobs (default)
 -- ARGV[5] backoff_base_ms   engine default backoff base
 -- ARGV[6] backoff_cap_ms    engine default backoff cap
 -- ARGV[7] seed              random seed for the jitter
@@ -28,9 +29,11 @@
 -- Returns: flat array: one result per completion (1 done, 0 lease lost), one per failure
 --          (new state or 0), then wait_ms, now_ms and the claimed jobs as claim returns them
 local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], done = KEYS[4], dead = KEYS[5],
-            marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10] }
-local done_ttl_ms, done_max = tonumber(ARGV[1]), tonumber(ARGV[2])
-local dead_ttl_ms, dead_max = tonumber(ARGV[3]), tonumber(ARGV[4])
+            marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
+            config = KEYS[11] }
+local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
+local dead_ttl_ms, dead_max = r.dead_ttl_ms, r.dead_max
 local base_ms, cap_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
 math.randomseed(tonumber(ARGV[7]))
 local worker, limit, lease_ms = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -40,7 +43,7 @@ local now = now_ms()
 local out = {}
 for i = 0, nc - 1 do
   local b = 12 + i * 3
-  out[#out + 1] = complete_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], now) and 1 or 0
+  out[#out + 1] = complete_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], now, r) and 1 or 0
 end
 local fb = 12 + nc * 3
 local nf = tonumber(ARGV[fb])

@@ -9,14 +9,15 @@
 -- KEYS[6] rp:{q}:meta       hash  paused flag                      r
 -- KEYS[7] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[8] rp:{q}:job:       prefix of job hashes                    rw
+-- KEYS[9] rp:{q}:config     hash  the queue's stored retention (wins over ARGV)  r
 -- ARGV[1] id                job id
--- ARGV[2] ttl_ms            keep cancelled jobs this long (done retention)
--- ARGV[3] max_count         keep at most this many cancelled jobs
+-- ARGV[2] done_ttl_ms       keep cancelled jobs this long (done retention; default)
+-- ARGV[3] done_max          keep at most this many cancelled jobs (default)
 -- Returns: 1 cancelled, 0 already finished
 -- Errors: NOT_FOUND when the job does not exist
 local q = { scheduled = KEYS[1], ready = KEYS[2], leased = KEYS[3], cancelled = KEYS[4],
-            marker = KEYS[5], meta = KEYS[6], unique = KEYS[7], jprefix = KEYS[8] }
-local id, ttl_ms, max_count = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+            marker = KEYS[5], meta = KEYS[6], unique = KEYS[7], jprefix = KEYS[8], config = KEYS[9] }
+local id = ARGV[1]
 
 local state = redis.call('HGET', q.jprefix .. id, 's')
 if not state then return redis.error_reply('NOT_FOUND no job ' .. id) end
@@ -25,5 +26,7 @@ local now = now_ms()
 redis.call('ZREM', q[state], id)
 finish(q, id, 'cancelled', now)
 if state == 'ready' then set_marker(q) end
-trim(q, q.cancelled, ttl_ms, max_count, now, 10)
+local r = retention(q, tonumber(ARGV[2]), tonumber(ARGV[3]))
+local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
+trim(q, q.cancelled, done_ttl_ms, done_max, now, 10)
 return 1

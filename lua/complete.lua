@@ -1,24 +1,29 @@
 -- complete: leased -> done
 -- Completes a batch of leased jobs, each only if its token still holds a live lease, then
--- trims the done set to its retention (age and count).
+-- trims the done set to its retention (age and count). The queue's stored retention
+-- (rp:{q}:config) wins over the ARGV defaults, and may drop payloads and big results.
 -- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[2] rp:{q}:done       zset  done jobs by finish time         rw
 -- KEYS[3] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[4] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[5] rp:{q}:job:       prefix of job hashes                    rw
--- ARGV[1] done_ttl_ms       keep done jobs this long
--- ARGV[2] done_max          keep at most this many done jobs
+-- KEYS[6] rp:{q}:config     hash  the queue's stored retention         r
+-- ARGV[1] done_ttl_ms       keep done jobs this long (default)
+-- ARGV[2] done_max          keep at most this many done jobs (default)
 -- ARGV[3] n                 number of jobs
 -- ARGV[4..] per job: id, token, result (msgpack)
 -- Returns: array of 1 (done) or 0 (lease lost) per job
-local q = { leased = KEYS[1], done = KEYS[2], unique = KEYS[3], counts = KEYS[4], jprefix = KEYS[5] }
-local done_ttl_ms, done_max, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local q = { leased = KEYS[1], done = KEYS[2], unique = KEYS[3], counts = KEYS[4], jprefix = KEYS[5],
+            config = KEYS[6] }
+local n = tonumber(ARGV[3])
+local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]))
+local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 
 local now = now_ms()
 local out = {}
 for i = 0, n - 1 do
   local b = 4 + i * 3
-  out[#out + 1] = complete_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], now) and 1 or 0
+  out[#out + 1] = complete_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], now, r) and 1 or 0
 end
 trim(q, q.done, done_ttl_ms, done_max, now, 2 * n + 10)
 flush_counts(q, now)

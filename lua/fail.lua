@@ -9,8 +9,9 @@
 -- KEYS[5] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[6] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[7] rp:{q}:job:       prefix of job hashes                    rw
--- ARGV[1] dead_ttl_ms       keep dead jobs this long
--- ARGV[2] dead_max          keep at most this many dead jobs
+-- KEYS[8] rp:{q}:config     hash  the queue's stored retention (wins over ARGV)  r
+-- ARGV[1] dead_ttl_ms       keep dead jobs this long (default)
+-- ARGV[2] dead_max          keep at most this many dead jobs (default)
 -- ARGV[3] backoff_base_ms   engine default backoff base
 -- ARGV[4] backoff_cap_ms    engine default backoff cap
 -- ARGV[5] seed              random seed for the jitter
@@ -18,8 +19,9 @@
 -- ARGV[7..] per job: id, token, error, retry (1/0), delay_ms (-1 = backoff)
 -- Returns: array of the new state ('scheduled' or 'dead') or 0 (lease lost) per job
 local q = { leased = KEYS[1], scheduled = KEYS[2], dead = KEYS[3], marker = KEYS[4],
-            unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7] }
-local dead_ttl_ms, dead_max = tonumber(ARGV[1]), tonumber(ARGV[2])
+            unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7], config = KEYS[8] }
+local r = retention(q, nil, nil, tonumber(ARGV[1]), tonumber(ARGV[2]))
+local dead_ttl_ms, dead_max = r.dead_ttl_ms, r.dead_max
 local base_ms, cap_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 math.randomseed(tonumber(ARGV[5]))
 local n = tonumber(ARGV[6])

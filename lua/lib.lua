@@ -14,6 +14,25 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The number in string `v` if it is a finite number, else nil (an absent or damaged field).
+local function finite(v)
+  local n = tonumber(v)
+  if n and n == n and n > -math.huge and n < math.huge then return n end
+  return nil
+end
+
+-- The queue's retention: a setting stored in rp:{q}:config (Engine.set_retention) wins
+-- over the caller's default (its engine's). Returns a table with done_ttl_ms, done_max,
+-- dead_ttl_ms, dead_max, drop_payload (true: a done job's payload is deleted) and
+-- result_max (bytes; nil: a result of any size is kept).
+local function retention(q, done_ttl_ms, done_max, dead_ttl_ms, dead_max)
+  local c = redis.call('HMGET', q.config, 'done_ttl_ms', 'done_max', 'dead_ttl_ms', 'dead_max',
+                       'drop_payload', 'result_max')
+  return { done_ttl_ms = finite(c[1]) or done_ttl_ms, done_max = finite(c[2]) or done_max,
+           dead_ttl_ms = finite(c[3]) or dead_ttl_ms, dead_max = finite(c[4]) or dead_max,
+           drop_payload = c[5] == '1', result_max = finite(c[6]) }
+end
+
 local function count(name, n)
   tally[name] = (tally[name] or 0) + n
 end
@@ -76,7 +95,7 @@ local function make_ready(q, id, seq, now)
   local jkey = q.jprefix .. id
   local f = redis.call('HMGET', jkey, 's', 'r')
   if not f[1] then return false end
-  local priority = tonumber(f[2] or 0)
+  local priority = finite(f[2]) or 0
   redis.call('ZADD', q.ready, -priority * PRIORITY_SPAN + (seq % PRIORITY_SPAN), id)
   redis.call('HSET', jkey, 's', 'ready', 'u', now)
   return true
@@ -143,10 +162,44 @@ local function promote_due(q, now, budget)
   return moved
 end
 
+-- What is wrong with job hash fields `f` (p, m, l, a, bb, bc) that leasing needs, or nil.
+local function malformed(f)
+  if not f[1] then return 'payload missing' end
+  if not finite(f[2]) then return 'max_attempts missing or not a number' end
+  if f[3] and not (finite(f[3]) and finite(f[3]) > 0) then return 'lease not a positive number' end
+  if f[4] and not (#f[4] < 16 and string.match(f[4], '^%d+$')) then return 'attempts not a whole number' end
+  if (f[5] and not finite(f[5])) or (f[6] and not finite(f[6])) then return 'backoff not a number' end
+  return nil
+end
+
+-- Lease job `id`, just taken out of ready, to `worker` with fencing token `token`;
+-- returns attempt, max_attempts, lease_ms, payload. claim and claim_id share this step.
+-- A damaged job hash (payload or max_attempts missing, a number field that is not one)
+-- goes to dead with an error instead: every field is checked before the first write, so
+-- no script error can leave the job in no set. Returns nil for such a job, and for an id
+-- whose hash is gone.
+local function lease_job(q, id, worker, lease_ms, token, now)
+  local jkey = q.jprefix .. id
+  local f = redis.call('HMGET', jkey, 'p', 'm', 'l', 'a', 'bb', 'bc')
+  local wrong = malformed(f)
+  if wrong then
+    if redis.call('EXISTS', jkey) == 1 then
+      push_error(jkey, 0, 'malformed job: ' .. wrong, now)
+      finish(q, id, 'dead', now)
+      count('dead', 1)
+    end
+    return nil
+  end
+  local attempt = redis.call('HINCRBY', jkey, 'a', 1)
+  local lease = f[3] and finite(f[3]) or lease_ms
+  redis.call('HSET', jkey, 's', 'leased', 't', token, 'w', worker, 'u', now)
+  redis.call('ZADD', q.leased, now + lease, id)
+  return attempt, finite(f[2]), lease, f[1]
+end
+
 -- Lease up to `limit` ready jobs to `worker`, appending id, token, attempt, max_attempts,
 -- lease_ms, payload per job to `out`. Due scheduled jobs are promoted first, so delayed
--- jobs run without a scheduler daemon. A job hash missing its payload or max_attempts
--- goes to dead with an error instead of reaching a worker.
+-- jobs run without a scheduler daemon. A damaged job goes to dead (lease_job).
 local function claim_jobs(q, worker, limit, lease_ms, now, out)
   if redis.call('HEXISTS', q.meta, 'paused') == 1 then
     redis.call('ZREM', q.marker, 'm')
@@ -158,27 +211,16 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out)
   if #popped > 0 then
     local token = next_seq(q, #popped / 2)
     for i = 1, #popped, 2 do
-      local id = popped[i]
-      local jkey = q.jprefix .. id
-      local f = redis.call('HMGET', jkey, 'p', 'm', 'l', 'a')
-      -- every field checked before the first write: a script error here would lose the batch
-      if f[1] and tonumber(f[2]) and (not f[3] or tonumber(f[3])) and (not f[4] or math.floor(tonumber(f[4]) or -1) == tonumber(f[4])) then
-        local attempt = redis.call('HINCRBY', jkey, 'a', 1)
-        local lease = tonumber(f[3] or lease_ms)
-        local tok = token + (i - 1) / 2
-        redis.call('HSET', jkey, 's', 'leased', 't', tok, 'w', worker, 'u', now)
-        redis.call('ZADD', q.leased, now + lease, id)
+      local id, tok = popped[i], token + (i - 1) / 2
+      local attempt, max_attempts, lease, payload = lease_job(q, id, worker, lease_ms, tok, now)
+      if attempt then
         out[#out + 1] = id
         out[#out + 1] = tok
         out[#out + 1] = attempt
-        out[#out + 1] = tonumber(f[2])
+        out[#out + 1] = max_attempts
         out[#out + 1] = lease
-        out[#out + 1] = f[1]
+        out[#out + 1] = payload
         claimed = claimed + 1
-      elseif redis.call('EXISTS', jkey) == 1 then
-        push_error(jkey, 0, 'malformed job: payload, max_attempts, lease or attempts missing or not a number', now)
-        finish(q, id, 'dead', now)
-        count('dead', 1)
       end
     end
   end
@@ -193,11 +235,23 @@ local function next_due_in(q, now)
   return math.max(0, tonumber(first[2]) - now)
 end
 
--- Complete job `id` if `token` holds its lease; returns true, or false when the lease is lost.
-local function complete_job(q, id, token, result, now)
+-- Complete job `id` if `token` holds its lease, keeping what the queue's retention `r`
+-- (retention()) allows: a result over r.result_max bytes is not stored (its size goes to
+-- field rd), and with r.drop_payload the payload is deleted (its size goes to field pd).
+-- Returns true, or false when the lease is lost.
+local function complete_job(q, id, token, result, now, r)
   if not held(q, id, token, now) then return false end
+  local jkey = q.jprefix .. id
   redis.call('ZREM', q.leased, id)
-  redis.call('HSET', q.jprefix .. id, 'res', result)
+  if r.result_max and #result > r.result_max then
+    redis.call('HSET', jkey, 'rd', #result)
+  else
+    redis.call('HSET', jkey, 'res', result)
+  end
+  if r.drop_payload then
+    redis.call('HSET', jkey, 'pd', redis.call('HSTRLEN', jkey, 'p'))
+    redis.call('HDEL', jkey, 'p')
+  end
   finish(q, id, 'done', now)
   count('completed', 1)
   return true
@@ -212,12 +266,12 @@ local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now
   redis.call('ZREM', q.leased, id)
   redis.call('HDEL', jkey, 't')
   local f = redis.call('HMGET', jkey, 'a', 'm', 'bb', 'bc')
-  local attempt = tonumber(f[1] or 1)
+  local attempt = finite(f[1]) or 1   -- a field damaged since the claim counts as absent
   push_error(jkey, attempt, err, now)
   count('failed', 1)
-  if retry and attempt < tonumber(f[2] or 1) then
+  if retry and attempt < (finite(f[2]) or 1) then
     if delay_ms < 0 then
-      delay_ms = backoff(attempt, tonumber(f[3] or base_ms), tonumber(f[4] or cap_ms))
+      delay_ms = backoff(attempt, finite(f[3]) or base_ms, finite(f[4]) or cap_ms)
     end
     redis.call('ZADD', q.scheduled, now + delay_ms, id)
     redis.call('HSET', jkey, 's', 'scheduled', 'u', now)

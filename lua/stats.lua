@@ -11,9 +11,11 @@
 -- KEYS[7] rp:{q}:meta       hash  paused flag                      r
 -- KEYS[8] rp:{q}:counts     hash  lifetime totals                   r
 -- KEYS[9] rp:{q}:job:       prefix of job hashes                    r
--- Returns: array: six counts (in KEYS order), paused (1/0), latency_ms, now_ms, then
---          the counts hash as name, value pairs
-local q = { ready = KEYS[2], meta = KEYS[7], counts = KEYS[8], jprefix = KEYS[9] }
+-- KEYS[10] rp:{q}:config    hash  the queue's stored settings       r
+-- Returns: array: six counts (in KEYS order), paused (1/0), latency_ms, now_ms, the
+--          config hash as one array of name, value pairs, then the counts hash as
+--          name, value pairs
+local q = { ready = KEYS[2], meta = KEYS[7], counts = KEYS[8], jprefix = KEYS[9], config = KEYS[10] }
 
 local now = now_ms()
 local out = {}
@@ -32,5 +34,6 @@ while head[1] and bands < 100 do
 end
 out[8] = now - oldest
 out[9] = now
+out[10] = redis.call('HGETALL', q.config)
 for _, v in ipairs(redis.call('HGETALL', q.counts)) do out[#out + 1] = v end
 return out

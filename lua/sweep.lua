@@ -2,7 +2,8 @@
 -- Requeues jobs whose lease expired, counting the expiry as a failed attempt with error
 -- "lease expired" (dead when it was the last attempt); with worker_id set, also takes
 -- back the live leases that worker holds (its registration expired). Then trims done,
--- dead and cancelled to their retention, so idle queues shrink too.
+-- dead and cancelled to their retention, so idle queues shrink too: the queue's stored
+-- retention (rp:{q}:config) wins over the caller's defaults.
 -- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[2] rp:{q}:ready      zset  ready jobs                       w
 -- KEYS[3] rp:{q}:done       zset  done jobs by finish time         rw
@@ -13,18 +14,21 @@
 -- KEYS[8] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[9] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
+-- KEYS[11] rp:{q}:config    hash  the queue's stored retention         r
 -- ARGV[1] budget            max jobs to requeue in this call
--- ARGV[2] done_ttl_ms       retention of done and cancelled jobs
--- ARGV[3] done_max
--- ARGV[4] dead_ttl_ms       retention of dead jobs
--- ARGV[5] dead_max
+-- ARGV[2] done_ttl_ms       retention of done and cancelled jobs (default)
+-- ARGV[3] done_max          (default)
+-- ARGV[4] dead_ttl_ms       retention of dead jobs (default)
+-- ARGV[5] dead_max          (default)
 -- ARGV[6] worker_id         '' = expired leases only; else every lease of that worker
 -- Returns: number of jobs moved out of leased
 local q = { leased = KEYS[1], ready = KEYS[2], done = KEYS[3], dead = KEYS[4], cancelled = KEYS[5],
-            marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10] }
+            marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
+            config = KEYS[11] }
 local budget = tonumber(ARGV[1])
-local done_ttl_ms, done_max = tonumber(ARGV[2]), tonumber(ARGV[3])
-local dead_ttl_ms, dead_max = tonumber(ARGV[4]), tonumber(ARGV[5])
+local r = retention(q, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
+local dead_ttl_ms, dead_max = r.dead_ttl_ms, r.dead_max
 local worker = ARGV[6]
 
 local now = now_ms()
@@ -48,10 +52,10 @@ if #ids > 0 then
     redis.call('HDEL', jkey, 't')
     local f = redis.call('HMGET', jkey, 'a', 'm')
     if redis.call('EXISTS', jkey) == 1 then
-      local attempt = tonumber(f[1] or 1)
+      local attempt = finite(f[1]) or 1   -- damaged fields count as absent: never a script error here
       push_error(jkey, attempt, reason, now)
       count('failed', 1)
-      if attempt >= tonumber(f[2] or 1) then
+      if attempt >= (finite(f[2]) or 1) then
         finish(q, id, 'dead', now)
         count('dead', 1)
       else

@@ -141,6 +141,27 @@ state_option = click.option("--state", "state", required=True, type=click.Choice
                             help="job state")
 json_option = click.option("--json", "as_json_", is_flag=True, help="machine-readable JSON on stdout")
 
+RETENTION_DEFAULTS = (
+    ("done_ttl", float, defaults.DONE_TTL_ENV, f"seconds done and cancelled jobs are kept (default {defaults.DONE_TTL_S:g})"),
+    ("done_max", click.IntRange(0), defaults.DONE_MAX_ENV, f"done (and cancelled) jobs kept per queue (default {defaults.DONE_MAX})"),
+    ("dead_ttl", float, defaults.DEAD_TTL_ENV, f"seconds dead jobs are kept (default {defaults.DEAD_TTL_S:g})"),
+    ("dead_max", click.IntRange(0), defaults.DEAD_MAX_ENV, f"dead jobs kept per queue (default {defaults.DEAD_MAX})"),
+)
+
+
+def retention_defaults(command: Any) -> Any:
+    """--done-ttl/--done-max/--dead-ttl/--dead-max (or their environment variables) of the
+    processes that finish or trim jobs: this process's retention for queues that have none
+    stored (`redispool retention`), so a fleet can agree on one."""
+    for name, kind, env, text in reversed(RETENTION_DEFAULTS):
+        command = click.option("--" + name.replace("_", "-"), name, type=kind, envvar=env,
+                               help=f"{text}, for queues without stored retention (env {env})")(command)
+    return command
+
+
+def given(options: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in options.items() if value is not None}
+
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--url", envvar=defaults.URL_ENV, help=f"Redis URL (env {defaults.URL_ENV}; default {defaults.URL})")
@@ -197,17 +218,20 @@ def load_worker(target: str) -> Any:
               help="serve Prometheus metrics (queue figures, as redispool serve) on this port")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--burst", is_flag=True, help="exit once the queues are empty")
+@retention_defaults
 @click.pass_context
 def worker(ctx: click.Context, target: str, concurrency: int | None, lease: float | None,
            grace: float | None, health_port: int | None, log_format: str, burst: bool,
-           metrics_port: int | None = None) -> None:
+           metrics_port: int | None = None, **retention: Any) -> None:
     """Run the redispool.Worker at TARGET (MODULE:ATTR) until SIGTERM/SIGINT.
 
     The app's own redispool.connect() sees --url/--prefix through REDISPOOL_URL and
     REDISPOOL_PREFIX, which this command sets before importing it."""
     from . import validate
     from .eventlog import EventLog
-    if lease is not None:  # before the app is imported: bad input costs no connection
+    from .retention import engine_defaults
+    keep = engine_defaults(**given(retention))  # before the app is imported: bad input costs no connection
+    if lease is not None:
         validate.lease_ms(lease)
     if grace is not None:
         validate.seconds_to_ms(grace, "grace")
@@ -226,6 +250,8 @@ def worker(ctx: click.Context, target: str, concurrency: int | None, lease: floa
         w.grace = float(grace)
     if health_port is not None:
         w.health_port = health_port
+    for attr, value in keep.items():  # the app engine's defaults, as --concurrency overrides its Worker's
+        setattr(w.engine, attr, value)
     w.log = EventLog(w.log.logger, log_format, w.id)
     if metrics_port is not None:
         try:
@@ -239,24 +265,27 @@ def worker(ctx: click.Context, target: str, concurrency: int | None, lease: floa
 @cli.command()
 @click.option("--interval", type=float, default=defaults.SCHEDULER_INTERVAL_S, show_default=True,
               help="seconds between steps (shorter when a cue is due sooner)")
+@retention_defaults
 @click.pass_context
-def scheduler(ctx: click.Context, interval: float) -> None:
+def scheduler(ctx: click.Context, interval: float, **retention: Any) -> None:
     """Promote due delayed jobs and fire due cues of every queue, until SIGTERM."""
     from .scheduler import Scheduler
     setup_logging(ctx.meta["log_level"])
-    Scheduler(obj().engine(), interval=interval).run()
+    Scheduler(obj().engine(**given(retention)), interval=interval).run()
 
 
 @cli.command()
 @click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between sweeps")
 @click.option("--worker-timeout", type=float, default=defaults.WORKER_TIMEOUT_S, show_default=True,
               help="seconds without a heartbeat before a worker's leases are taken back")
+@retention_defaults
 @click.pass_context
-def sweeper(ctx: click.Context, interval: float, worker_timeout: float) -> None:
-    """Requeue expired leases and the jobs of vanished workers, until SIGTERM."""
+def sweeper(ctx: click.Context, interval: float, worker_timeout: float, **retention: Any) -> None:
+    """Requeue expired leases and the jobs of vanished workers, and trim finished jobs to
+    each queue's retention (stored, else this process's --done-ttl ...), until SIGTERM."""
     from .sweeper import Sweeper
     setup_logging(ctx.meta["log_level"])
-    Sweeper(obj().engine(), interval=interval, worker_timeout=worker_timeout).run()
+    Sweeper(obj().engine(**given(retention)), interval=interval, worker_timeout=worker_timeout).run()
 
 
 # ---------------------------------------------------------------------- producing
@@ -412,6 +441,49 @@ def cancel(queue: str, job_id: str) -> None:
         click.echo(f"job {job_id} is {info.state if info else 'gone'}: nothing to cancel")
 
 
+@cli.command("retention")
+@click.argument("queue")
+@click.option("--done-ttl", type=float, help="seconds done and cancelled jobs are kept")
+@click.option("--done-max", type=click.IntRange(0), help="done (and cancelled) jobs kept at most")
+@click.option("--dead-ttl", type=float, help="seconds dead jobs are kept")
+@click.option("--dead-max", type=click.IntRange(0), help="dead jobs kept at most")
+@click.option("--drop-payloads/--keep-payloads", "drop_payloads", default=None,
+              help="delete a job's payload when it is done (or keep it, the default)")
+@click.option("--result-max", type=click.IntRange(0), metavar="BYTES",
+              help="store no result bigger than this (msgpack bytes; get() says it was dropped)")
+@click.option("--clear", is_flag=True, help="drop every stored setting first (back to each process's defaults)")
+@json_option
+def retention_command(queue: str, done_ttl: float | None, done_max: int | None, dead_ttl: float | None,
+                      dead_max: int | None, drop_payloads: bool | None, result_max: int | None, clear: bool,
+                      as_json_: bool) -> None:
+    """Show QUEUE's retention, or store settings every process honours (workers, sweepers,
+    serve). Options change just the settings given; --clear drops the stored ones first."""
+    from .keys import check_queue
+    check_queue(queue)
+    changes = given({"done_ttl": done_ttl, "done_max": done_max, "dead_ttl": dead_ttl, "dead_max": dead_max,
+                     "keep_payload": None if drop_payloads is None else not drop_payloads,
+                     "result_max": result_max})
+    engine = obj().engine()
+    if changes or clear:
+        stored = {} if clear else engine.retention(queue)["stored"]
+        settings = engine.set_retention(queue, **{**stored, **changes})
+    else:
+        settings = engine.retention(queue)
+    if as_json_:
+        return as_json(settings)
+    table(["setting", "value", "from"],
+          [[name, _setting(value), "stored" if name in settings["stored"] else "this process's default"]
+           for name, value in settings.items() if name != "stored"])
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "any size"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 # ---------------------------------------------------------------------- cues
 @cli.group()
 def cue() -> None:
@@ -482,9 +554,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
               help="seconds before a silent worker shows as stale")
 @click.option("--insecure-no-auth", "no_auth", is_flag=True,
               help="serve without tokens on a non-loopback host (everyone is admin)")
+@retention_defaults
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, tokens_file: str | None, worker_timeout: float,
-          no_auth: bool) -> None:
+          no_auth: bool, **retention: Any) -> None:
     """The HTTP API (/v1), /healthz, /metrics, /openapi.json and the web dashboard (/)."""
     try:
         import uvicorn
@@ -502,7 +575,7 @@ def serve(ctx: click.Context, host: str, port: int, tokens_file: str | None, wor
         fail(f"refusing to serve without tokens on {host}: anyone could act; "
              "give --tokens-file, bind to 127.0.0.1, or pass --insecure-no-auth")
     setup_logging(ctx.meta["log_level"])
-    app = create_app(obj().engine(), tokens=tokens, worker_timeout=worker_timeout)
+    app = create_app(obj().engine(**given(retention)), tokens=tokens, worker_timeout=worker_timeout)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
 
     def stop(*_: Any) -> None:  # end long-polls, finish in-flight requests, then exit 0

@@ -8,14 +8,26 @@ import msgpack
 from .errors import PayloadError
 
 _packer_options = {"use_bin_type": True, "datetime": False}
+_SCALARS = (str, bytes, int, float, bool, type(None))   # hold no map: decode back as they are
+_UNUSABLE_KEY = ("a map key decodes to a list or map, which Python cannot use as a dict key "
+                 "(a tuple key encodes as a list)")
 
 
-def encode(value: Any, what: str = "payload") -> bytes:
-    """msgpack-encode ``value`` or raise PayloadError naming ``what`` failed."""
+def encode(value: Any, what: str = "payload", *, check: bool = False) -> bytes:
+    """msgpack-encode ``value`` or raise PayloadError naming ``what`` failed. With
+    ``check``, also refuse a value whose bytes would not decode back (a tuple as a dict
+    key: msgpack writes it as a list, which cannot be a dict key when read), so such a
+    job is refused at enqueue instead of going dead at its first claim."""
     try:
-        return msgpack.packb(value, **_packer_options)
+        data: bytes = msgpack.packb(value, **_packer_options)
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(f"{what} cannot be encoded with msgpack: {exc}") from None
+    if check and not isinstance(value, _SCALARS):
+        try:
+            msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:
+            raise PayloadError(f"{what} encodes but cannot be decoded again: {_reason(exc)}") from None
+    return data
 
 
 def decode(data: bytes | None, what: str = "payload") -> Any:
@@ -24,5 +36,13 @@ def decode(data: bytes | None, what: str = "payload") -> Any:
         return None
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except TypeError as exc:  # valid msgpack, but not buildable as Python values
+        raise PayloadError(f"stored {what} cannot be decoded: {_reason(exc)}") from None
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise PayloadError(f"stored {what} is not valid msgpack: {exc}") from None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, TypeError) and "unhashable" in str(exc):
+        return f"{_UNUSABLE_KEY}: {exc}"
+    return f"{type(exc).__name__}: {exc}"

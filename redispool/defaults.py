@@ -27,3 +27,10 @@ DURABLE_TIMEOUT_S = 1.0          # durable=True: how long a write waits for a re
 CATCH_UP_MAX = 100               # misfire="catch_up" fires at most the latest 100 missed times
 CUES_DUE_MAX = 100               # cues one scheduler step fires per queue at most
 SCHEDULER_INTERVAL_S = 1.0
+
+# The CLI's process-wide retention defaults (worker, scheduler, sweeper, serve), for queues
+# without stored retention (Engine.set_retention): options --done-ttl ... or these variables.
+DONE_TTL_ENV = "REDISPOOL_DONE_TTL"
+DONE_MAX_ENV = "REDISPOOL_DONE_MAX"
+DEAD_TTL_ENV = "REDISPOOL_DEAD_TTL"
+DEAD_MAX_ENV = "REDISPOOL_DEAD_MAX"

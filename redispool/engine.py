@@ -7,6 +7,7 @@ server all talk to Redis through this class only.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,11 +25,13 @@ from .connection import engine_options
 from .cues import CuesMixin
 from .history import HistoryMixin
 from .registry import WorkersMixin
+from .retention import RetentionMixin
 from .scripts import Call, Scripts
 
 F = TypeVar("F", bound=Callable[..., Any])
 JobRef = Any  # a Job, or any object with .id and .token (e.g. an HTTP client's lease)
 TERMINAL = ("done", "dead", "cancelled")
+log = logging.getLogger("redispool.engine")
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -48,7 +51,7 @@ class AckResult:
     wait: float | None = None
 
 
-class Engine(CuesMixin, HistoryMixin, WorkersMixin):
+class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
     """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
 
     def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,
@@ -127,7 +130,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         if delay is not None and run_at is not None:
             raise InvalidOption("give delay or run_at, not both")
         return [
-            codec.encode(payload),
+            codec.encode(payload, check=True),
             validate.job_id(job_id),
             validate.identifier(unique_key, "unique_key"),
             validate.priority(priority),
@@ -190,7 +193,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
                                max_attempts=max_attempts, lease=lease, unique_key=None,
                                job_id=None, backoff_base=backoff_base, backoff_cap=backoff_cap)
         encode = codec.encode
-        args = [len(payloads), 1, *first[1:], first[0], *[encode(p) for p in payloads[1:]]]
+        args = [len(payloads), 1, *first[1:], first[0], *[encode(p, check=True) for p in payloads[1:]]]
         return [job_id for job_id, _ in self._run_enqueue(queue, args)]
 
     # ------------------------------------------------------------------ consuming
@@ -293,7 +296,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
 
     def _complete_call(self, job: JobRef, result: Any) -> Call:
         k = self.keys(job.queue)
-        return Call("complete", [k.leased, k.done, k.unique, k.counts, k.job_prefix],
+        return Call("complete", [k.leased, k.done, k.unique, k.counts, k.job_prefix, k.config],
                     [self.done_ttl_ms, self.done_max, 1, job.id, job.token, codec.encode(result, "result")])
 
     def _complete_reply(self, job: JobRef, reply: Sequence[Any]) -> None:
@@ -313,7 +316,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
 
     def _fail_call(self, job: JobRef, error: Any, retry: bool, delay: float | None) -> Call:
         k = self.keys(job.queue)
-        return Call("fail", [k.leased, k.scheduled, k.dead, k.marker, k.unique, k.counts, k.job_prefix],
+        return Call("fail", [k.leased, k.scheduled, k.dead, k.marker, k.unique, k.counts, k.job_prefix, k.config],
                     [self.dead_ttl_ms, self.dead_max, self.backoff_base_ms, self.backoff_cap_ms,
                      random.getrandbits(31), 1] + self._fail_args(job, error, retry, delay))
 
@@ -400,7 +403,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         lease_ms = validate.lease_ms(lease) or self.lease_ms
         k = self.keys(queue)
         call = Call("ack", [k.ready, k.leased, k.scheduled, k.done, k.dead, k.marker, k.meta, k.unique,
-                            k.counts, k.job_prefix],
+                            k.counts, k.job_prefix, k.config],
                     [self.done_ttl_ms, self.done_max, self.dead_ttl_ms, self.dead_max, self.backoff_base_ms,
                      self.backoff_cap_ms, random.getrandbits(31), worker_id or "", limit, lease_ms, nc]
                     + done_args + [nf] + fail_args)
@@ -441,6 +444,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         except Exception as exc:
             result = f"<undecodable result: {exc}>"
         updated = num("u") / 1000
+        dropped = {name: num(field) if f.get(field) is not None else None for name, field in
+                   (("payload_dropped", "pd"), ("result_dropped", "rd"))}
         return JobInfo(
             id=job_id, queue=queue, state=state, payload=payload,
             attempts=num("a"), max_attempts=num("m", 1), priority=num("r"), result=result,
@@ -449,7 +454,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
             unique_key=_text(f.get("k")), lease=lease / 1000 if lease else None,
             run_at=score_s if state == "scheduled" else None,
             lease_expires_at=score_s if state == "leased" else None,
-            finished_at=(updated or None) if state in TERMINAL else None)
+            finished_at=(updated or None) if state in TERMINAL else None, **dropped)
 
     @_redis_errors
     def get(self, queue: str, job_id: str) -> JobInfo | None:
@@ -493,17 +498,18 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
     def _stats_call(self, queue: str) -> Call:
         k = self.keys(queue)
         return Call("stats", [k.scheduled, k.ready, k.leased, k.done, k.dead, k.cancelled,
-                              k.meta, k.counts, k.job_prefix], [])
+                              k.meta, k.counts, k.job_prefix, k.config], [])
 
-    @staticmethod
-    def _stats_reply(queue: str, reply: Sequence[Any]) -> dict[str, Any]:
+    def _stats_reply(self, queue: str, reply: Sequence[Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"queue": queue}
         out.update({state: int(n) for state, n in zip(STATES, reply[:6])})
         out["paused"] = reply[6] == 1
         out["latency"] = int(reply[7]) / 1000
         totals = {name: 0 for name in ("enqueued", "completed", "failed", "retried", "dead")}
-        totals.update({_text(reply[i]): int(reply[i + 1]) for i in range(9, len(reply), 2)})
+        totals.update({_text(reply[i]): int(reply[i + 1]) for i in range(10, len(reply), 2)})
         out["totals"] = totals
+        config = reply[9]
+        out["retention"] = self._retention_reply(dict(zip(config[::2], config[1::2])))
         return out
 
     @_redis_errors
@@ -518,7 +524,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         JobNotFound if it does not exist."""
         k = self.keys(queue)
         reply = self.scripts.run(
-            "cancel", [k.scheduled, k.ready, k.leased, k.cancelled, k.marker, k.meta, k.unique, k.job_prefix],
+            "cancel", [k.scheduled, k.ready, k.leased, k.cancelled, k.marker, k.meta, k.unique, k.job_prefix,
+                       k.config],
             [job_id, self.done_ttl_ms, self.done_max])
         return reply == 1
 
@@ -533,14 +540,30 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
 
     @_redis_errors
     def replay_dead(self, queue: str, job_ids: Iterable[str] | None = None) -> int:
-        """Move dead jobs (all, or those of ``job_ids``) back to ready with attempts reset."""
+        """Move dead jobs (all, or those of ``job_ids``) back to ready with attempts reset;
+        returns how many. A job whose ``unique_key`` another unfinished job holds now
+        stays dead, the reason added to its errors (and logged as a warning)."""
         k = self.keys(queue)
         keys = [k.dead, k.ready, k.marker, k.meta, k.unique, k.job_prefix]
-        if job_ids is None:
-            return self._repeat(lambda budget: self.scripts.run("replay", keys, [budget]))
-        ids = [validate.identifier(i, "job id") for i in job_ids]
         step = defaults.BATCH_MAX
-        return sum(self.scripts.run("replay", keys, [step] + ids[i:i + step]) for i in range(0, len(ids), step))
+        replayed, refused = 0, []
+        if job_ids is None:  # oldest first; the refused stay in front, so later calls skip them
+            while True:
+                reply = self.scripts.run("replay", keys, [step, len(refused)])
+                replayed += int(reply[0])
+                refused += [_text(r) for r in reply[2:]]
+                if int(reply[0]) + int(reply[1]) < step:
+                    break
+        else:
+            ids = [validate.identifier(i, "job id") for i in job_ids]
+            for i in range(0, len(ids), step):
+                reply = self.scripts.run("replay", keys, [step, 0] + ids[i:i + step])
+                replayed += int(reply[0])
+                refused += [_text(r) for r in reply[2:]]
+        if refused:
+            log.warning("replay queue=%s: %d dead job(s) stay dead, their unique key held by an unfinished "
+                        "job: %s", queue, len(refused), " ".join(refused[:20]) + (" ..." if len(refused) > 20 else ""))
+        return replayed
 
     @_redis_errors
     def purge(self, queue: str, state: str) -> int:
@@ -575,7 +598,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin):
         jobs; with ``worker_id``, take back every lease that worker holds."""
         k = self.keys(queue)
         keys = [k.leased, k.ready, k.done, k.dead, k.cancelled, k.marker, k.meta, k.unique,
-                k.counts, k.job_prefix]
+                k.counts, k.job_prefix, k.config]
         return self._repeat(lambda budget: self.scripts.run(
             "sweep", keys, [budget, self.done_ttl_ms, self.done_max, self.dead_ttl_ms,
                             self.dead_max, worker_id or ""]))

@@ -27,7 +27,9 @@ each Lua script touches a single Redis Cluster slot:
 Job hash fields (one letter to keep a queued job small): p payload (msgpack), s state,
 a attempts, m max_attempts, r priority (absent = 0), c created ms, u updated ms,
 l lease ms (absent = worker's), bb/bc backoff base/cap ms, k unique key, t lease token,
-w worker id, x lease expiry ms, res result (msgpack), e errors (JSON, latest first).
+w worker id, x lease expiry ms, res result (msgpack), e errors (JSON, latest first),
+pd / rd size in bytes of the payload / result a done job no longer holds (its queue's
+retention dropped it).
 """
 from __future__ import annotations
 
@@ -51,13 +53,13 @@ class QueueKeys:
     """Key names of one queue."""
 
     __slots__ = ("queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
-                 "cancelled", "marker", "meta", "unique", "counts", "cues", "cue_next")
+                 "cancelled", "marker", "meta", "unique", "counts", "config", "cues", "cue_next")
 
     def __init__(self, prefix: str, queue: str) -> None:
         self.queue = check_queue(queue)
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
-        for name in STATES + ("marker", "meta", "unique", "counts", "cues", "cue_next"):
+        for name in STATES + ("marker", "meta", "unique", "counts", "config", "cues", "cue_next"):
             setattr(self, name, self.base + name)
 
     def state(self, state: str) -> str:

@@ -57,6 +57,11 @@ class JobInfo:
     run_at: float | None = None           # scheduled jobs: when they become ready
     lease_expires_at: float | None = None # leased jobs
     finished_at: float | None = None      # done, dead, cancelled
+    # done jobs whose queue's retention dropped them (set_retention): the size in bytes
+    # of the payload (keep_payload=False) / the result (over result_max) not kept; the
+    # payload / result then read None, which is not the value the job had
+    payload_dropped: int | None = None
+    result_dropped: int | None = None
 
 
 @dataclass

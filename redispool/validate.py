@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 
 from . import defaults
 from .errors import InvalidOption
@@ -48,13 +48,17 @@ def max_attempts(value: int) -> int:
 
 
 def run_at_ms(value: datetime | float | None) -> int:
-    """Absolute run time as unix ms (-1 for None); naive datetimes are taken as UTC."""
+    """Absolute run time as unix ms (-1 for None). A naive datetime is local time, as
+    Python's own ``datetime.timestamp()`` reads it (``datetime.now() + timedelta(hours=1)``
+    is an hour from now on any host); give an aware datetime to mean another zone."""
     if value is None:
         return -1
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return round(value.timestamp() * 1000)
+        try:
+            seconds = value.timestamp()
+        except (OverflowError, OSError, ValueError) as exc:  # outside what the platform's clock can convert
+            raise InvalidOption(f"run_at is out of range: {value!r} ({exc})") from None
+        return round(seconds * 1000)
     return seconds_to_ms(value, "run_at")
 
 

@@ -558,5 +558,5 @@ def test_a_damaged_number_field_never_loses_the_batch(engine):
     assert [j.id for j in jobs] == [ids[0], ids[2], ids[3]]
     assert engine.fail(jobs[1], "boom", delay=0) == "scheduled", "a broken error list starts over"
     info = engine.get("q", ids[1])
-    assert info.state == "dead" and "not a number" in info.error and info.attempts == 0
+    assert info.state == "dead" and "malformed job: attempts not a whole number" in info.error and info.attempts == 0
     assert engine.stats("q")["leased"] == 2

@@ -75,16 +75,13 @@ def _text(value: bytes | str) -> str:
 
 @on_engine
 def claim_by_id(engine: Any, queue: str, job_id: str, worker_id: str, lease: float) -> Job | None:
-    """Lease exactly job ``job_id`` if it is ready now (claim_id.lua); None if it is not."""
+    """Lease exactly job ``job_id`` if it is ready now (claim_id.lua); None if it is not.
+    A damaged job, or one whose payload cannot be decoded, goes to dead as in claim."""
     k = engine.keys(queue)
     reply = engine.scripts.run("claim_id", [k.ready, k.leased, k.marker, k.meta, k.counts, k.dead, k.unique,
                                             k.job_prefix], [job_id, worker_id, validate.lease_ms(lease)])
-    if len(reply) == 1:
-        return None
-    now_ms, token, attempt, max_attempts, lease_ms, payload = reply
-    return Job(id=job_id, queue=queue, payload=codec.decode(payload), attempt=int(attempt),
-               max_attempts=int(max_attempts), token=str(token), worker_id=worker_id,
-               lease=int(lease_ms) / 1000, lease_expires_at=(int(now_ms) + int(lease_ms)) / 1000)
+    jobs = engine._jobs_from(queue, worker_id, reply, 2)  # claim's reply layout
+    return jobs[0] if jobs else None
 
 
 @on_engine
