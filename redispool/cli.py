@@ -356,8 +356,11 @@ def job(queue: str, job_id: str, as_json_: bool) -> None:
     for name in ("created_at", "updated_at", "run_at", "lease_expires_at", "finished_at"):
         if getattr(info, name):
             click.echo(f"{name:<16} {when(getattr(info, name))} UTC")
-    click.echo(f"{'payload':<16} {json.dumps(info.payload, default=_jsonable)}")
-    click.echo(f"{'result':<16} {json.dumps(info.result, default=_jsonable)}")
+    dropped = "<dropped by the queue's retention: {} bytes>"
+    click.echo(f"{'payload':<16} " + (dropped.format(info.payload_dropped) if info.payload_dropped is not None
+                                      else json.dumps(info.payload, default=_jsonable)))
+    click.echo(f"{'result':<16} " + (dropped.format(info.result_dropped) if info.result_dropped is not None
+                                     else json.dumps(info.result, default=_jsonable)))
     for attempt, error, at in info.errors:
         click.echo(f"{'error':<16} attempt {attempt} at {when(at)}: {error}")
 

@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..errors import ConnectionFailed, RedispoolError
 from ..keys import QUEUE_NAME
-from .views import STATES, Page, age, chart, e, pager, pretty, table, u, when
+from .views import STATES, Page, age, chart, e, kept, pager, table, u, when
 
 PAGE_SIZE = 50
 STATIC = Path(__file__).resolve().parent / "static"
@@ -304,8 +304,8 @@ class _Dashboard:
                        empty="no errors")
         body = (f'<h1>Job {e(job_id)}</h1><div class="actions">{actions}</div>'
                 f'<div id="job-live" data-live><dl class="kv">{kv}</dl>'
-                f'<h2>Payload</h2><pre class="payload">{e(pretty(info.payload))}</pre>'
-                f'<h2>Result</h2><pre>{e(pretty(info.result))}</pre>'
+                f'<h2>Payload</h2><pre class="payload">{e(kept(info.payload, info.payload_dropped))}</pre>'
+                f'<h2>Result</h2><pre>{e(kept(info.result, info.result_dropped))}</pre>'
                 f'<h2>Errors (latest first, last 10 attempts)</h2>{errors}</div>')
         return p.layout(f"Job {job_id}", body)
 

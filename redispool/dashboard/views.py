@@ -49,6 +49,11 @@ def _span(seconds: float) -> str:
     return f"{seconds / 86400:.1f}d"
 
 
+def kept(value: Any, dropped: int | None) -> str:
+    """A payload or result, or what the queue's retention left of it (set_retention)."""
+    return pretty(value) if dropped is None else f"<dropped by the queue's retention: {dropped} bytes>"
+
+
 def pretty(value: Any) -> str:
     try:
         return json.dumps(value, indent=2, ensure_ascii=False, default=_bytes)

@@ -80,6 +80,10 @@ SCHEMAS: dict[str, Any] = {
         "result": ANY, "error": nullable({"type": "string"}), "worker_id": nullable({"type": "string"}),
         "created_at": TIME, "updated_at": TIME, "unique_key": nullable({"type": "string"}),
         "run_at": nullable(TIME), "lease_expires_at": nullable(TIME), "finished_at": nullable(TIME),
+        "payload_dropped": nullable({"type": "integer", "description":
+                                     "bytes of the payload the queue's retention dropped when the job was done"}),
+        "result_dropped": nullable({"type": "integer", "description":
+                                    "bytes of the result not stored (over the queue's result_max)"}),
         "errors": {"type": "array", "items": record({
             "attempt": {"type": "integer"}, "error": {"type": "string"}, "at": TIME})}}),
     "Cue": record({

@@ -95,6 +95,7 @@ def info(i: Any) -> dict[str, Any]:
             "result": jsonable(i.result), "error": i.error, "worker_id": i.worker_id,
             "created_at": i.created_at, "updated_at": i.updated_at, "unique_key": i.unique_key,
             "run_at": i.run_at, "lease_expires_at": i.lease_expires_at, "finished_at": i.finished_at,
+            "payload_dropped": i.payload_dropped, "result_dropped": i.result_dropped,
             "errors": [{"attempt": a, "error": e, "at": at} for a, e, at in i.errors]}
 
 
