@@ -220,7 +220,7 @@ def load_worker(target: str) -> Any:
 @click.option("--burst", is_flag=True, help="exit once the queues are empty")
 @retention_defaults
 @click.pass_context
-def worker(ctx: click.Context, target: str, concurrency: int | None, lease: float | None,
+def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: float | None,
            grace: float | None, health_port: int | None, log_format: str, burst: bool,
            metrics_port: int | None = None, **retention: Any) -> None:
     """Run the redispool.Worker at TARGET (MODULE:ATTR) until SIGTERM/SIGINT.
@@ -267,7 +267,7 @@ def worker(ctx: click.Context, target: str, concurrency: int | None, lease: floa
               help="seconds between steps (shorter when a cue is due sooner)")
 @retention_defaults
 @click.pass_context
-def scheduler(ctx: click.Context, interval: float, **retention: Any) -> None:
+def scheduler(ctx: click.Context, /, interval: float, **retention: Any) -> None:
     """Promote due delayed jobs and fire due cues of every queue, until SIGTERM."""
     from .scheduler import Scheduler
     setup_logging(ctx.meta["log_level"])
@@ -280,7 +280,7 @@ def scheduler(ctx: click.Context, interval: float, **retention: Any) -> None:
               help="seconds without a heartbeat before a worker's leases are taken back")
 @retention_defaults
 @click.pass_context
-def sweeper(ctx: click.Context, interval: float, worker_timeout: float, **retention: Any) -> None:
+def sweeper(ctx: click.Context, /, interval: float, worker_timeout: float, **retention: Any) -> None:
     """Requeue expired leases and the jobs of vanished workers, and trim finished jobs to
     each queue's retention (stored, else this process's --done-ttl ...), until SIGTERM."""
     from .sweeper import Sweeper
@@ -559,7 +559,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
               help="serve without tokens on a non-loopback host (everyone is admin)")
 @retention_defaults
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, tokens_file: str | None, worker_timeout: float,
+def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, worker_timeout: float,
           no_auth: bool, **retention: Any) -> None:
     """The HTTP API (/v1), /healthz, /metrics, /openapi.json and the web dashboard (/)."""
     try:

@@ -25,7 +25,7 @@ def encode(value: Any, what: str = "payload", *, check: bool = False) -> bytes:
     if check and not isinstance(value, _SCALARS):
         try:
             msgpack.unpackb(data, raw=False, strict_map_key=False)
-        except Exception as exc:
+        except (TypeError, ValueError) as exc:  # msgpack's own errors are ValueErrors
             raise PayloadError(f"{what} encodes but cannot be decoded again: {_reason(exc)}") from None
     return data
 

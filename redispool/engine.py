@@ -546,12 +546,13 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
         k = self.keys(queue)
         keys = [k.dead, k.ready, k.marker, k.meta, k.unique, k.job_prefix]
         step = defaults.BATCH_MAX
-        replayed, refused = 0, []
+        replayed = 0
+        refused: list[str] = []
         if job_ids is None:  # oldest first; the refused stay in front, so later calls skip them
             while True:
                 reply = self.scripts.run("replay", keys, [step, len(refused)])
                 replayed += int(reply[0])
-                refused += [_text(r) for r in reply[2:]]
+                refused += [str(_text(r)) for r in reply[2:]]
                 if int(reply[0]) + int(reply[1]) < step:
                     break
         else:
@@ -559,7 +560,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
             for i in range(0, len(ids), step):
                 reply = self.scripts.run("replay", keys, [step, 0] + ids[i:i + step])
                 replayed += int(reply[0])
-                refused += [_text(r) for r in reply[2:]]
+                refused += [str(_text(r)) for r in reply[2:]]
         if refused:
             log.warning("replay queue=%s: %d dead job(s) stay dead, their unique key held by an unfinished "
                         "job: %s", queue, len(refused), " ".join(refused[:20]) + (" ..." if len(refused) > 20 else ""))

@@ -55,6 +55,23 @@ class QueueKeys:
     __slots__ = ("queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "config", "cues", "cue_next")
 
+    queue: str
+    base: str
+    job_prefix: str
+    ready: str
+    scheduled: str
+    leased: str
+    done: str
+    dead: str
+    cancelled: str
+    marker: str
+    meta: str
+    unique: str
+    counts: str
+    config: str
+    cues: str
+    cue_next: str
+
     def __init__(self, prefix: str, queue: str) -> None:
         self.queue = check_queue(queue)
         self.base = f"{prefix}:{{{queue}}}:"

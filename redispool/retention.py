@@ -9,7 +9,8 @@ results over a size (their sizes stay on the job as ``pd`` / ``rd``).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import validate
 from .errors import InvalidOption
