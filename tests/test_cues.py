@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -250,5 +251,7 @@ def test_three_scheduler_processes_fire_each_time_exactly_once(redis_url):
     times = sorted(int(i.rsplit(":", 1)[1]) for i in ids)
     assert len(times) >= 3 and times == list(range(times[0], times[-1] + 1, 1000))
     assert engine.stats("q")["totals"]["enqueued"] == len(ids)
-    assert sum(log.count("cue fired") for log in logs) == len(ids), "each fire logged by one scheduler"
+    # one "cue fired ... jobs=N" line per fire call; a step late under load fires 2+ at once
+    logged = sum(int(n) for log in logs for n in re.findall(r"cue fired .*? jobs=(\d+)", log))
+    assert logged == len(ids), "each fire logged by one scheduler"
     engine.close()
