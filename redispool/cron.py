@@ -10,7 +10,7 @@ Fire times are returned as unix milliseconds, strictly increasing.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -18,7 +18,9 @@ from croniter.croniter import CroniterError
 
 from .errors import InvalidCron
 
-_MAX_SKIPS = 1000   # wall times that map to an instant already past (DST gaps)
+_MAX_SKIPS = 1000   # steps of one walk at most (each crosses a gap or skips a rounding edge)
+_LOOKBACK_MS = 25 * 3600 * 1000  # > the largest offset change in tz data (24 h, Samoa 2011);
+                                 # changes of one zone are days apart, so one fits in it at most
 
 
 class Schedule:
@@ -51,29 +53,125 @@ class Schedule:
     def _iter(self, start: datetime, is_prev: bool = False) -> croniter:
         return croniter(self.cron, start, second_at_beginning=self.seconds, is_prev=is_prev)
 
-    def _wall(self, ms: int) -> datetime:
-        return datetime.fromtimestamp(ms / 1000, timezone.utc).astimezone(self.zone).replace(tzinfo=None)
+    # Wall-clock times of the zone are "wall ms": ms since 1970-01-01 00:00 on that clock
+    # (naive); instants are unix ms. A wall time fires at its fold=0 instant: the first
+    # occurrence of a repeated time, the pre-jump offset for a skipped one. That mapping
+    # rises with the wall time except across a gap: the skipped times fire in [T, T + jump)
+    # as do the first ``jump`` of real times after it. So each walk below takes the
+    # skipped times of a gap apart from the real ones and keeps the earliest (latest).
+    def _after(self, wall: int) -> int:
+        """The first wall time the cron matches strictly after ``wall``."""
+        return _wall_ms(self._iter(_naive(wall)).get_next(datetime))
 
-    def _instant_ms(self, wall: datetime) -> int:
-        return round(wall.replace(tzinfo=self.zone, fold=0).timestamp() * 1000)
+    def _at_or_before(self, wall: int) -> int:
+        """The last wall time the cron matches at or before ``wall``."""
+        return _wall_ms(self._iter(_naive(wall + 1), is_prev=True).get_prev(datetime))
+
+    def _offset(self, ms: int) -> int:
+        """The zone's UTC offset in ms at instant ``ms`` (offsets change on whole seconds)."""
+        return _delta_ms(datetime.fromtimestamp(ms // 1000, self.zone).utcoffset())
+
+    def _wall(self, ms: int) -> int:
+        return ms + self._offset(ms)
+
+    def _instant(self, wall: int) -> int:
+        return wall - _delta_ms(_naive(wall).replace(tzinfo=self.zone, fold=0).utcoffset())
+
+    def _change_at(self, lo_ms: int, hi_ms: int) -> tuple[int, int, int]:
+        """(instant, offset before, offset after) of the one offset change in (lo_ms, hi_ms]."""
+        before, after = self._offset(lo_ms), self._offset(hi_ms)
+        lo, hi = lo_ms // 1000, hi_ms // 1000
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._offset(mid * 1000) == before:
+                lo = mid
+            else:
+                hi = mid
+        return hi * 1000, before, after
+
+    def _change_before(self, ms: int) -> tuple[int, int, int] | None:
+        """The offset change in (ms - 25 h, ms], if any (tz data has at most one there)."""
+        if self._offset(ms - _LOOKBACK_MS) == self._offset(ms):
+            return None
+        return self._change_at(ms - _LOOKBACK_MS, ms)
+
+    def _gap(self, wall: int) -> tuple[int, int, int] | None:
+        """(instant, offset before, offset after) of the jump that skips ``wall``, if it does."""
+        naive = _naive(wall)
+        before = _delta_ms(naive.replace(tzinfo=self.zone, fold=0).utcoffset())
+        after = _delta_ms(naive.replace(tzinfo=self.zone, fold=1).utcoffset())
+        if before >= after:
+            return None
+        return self._change_at(wall - after, wall - before)
 
     def next_after(self, ms: int) -> int:
         """The first fire time strictly after unix ms ``ms``."""
-        it = self._iter(self._wall(ms))
+        found: list[int] = []
+        wall = self._wall(ms)
+        change = self._change_before(ms)
+        if change:
+            t, before, after = change
+            if after > before and ms < t + after - before:
+                # a jump just now: skipped times after ms + before fire shifted, after ms
+                skipped = self._after(ms + before)
+                if skipped < t + after:
+                    found.append(skipped - before)
+            elif after < before and ms < t + before - after:
+                wall = t + before - 1  # the repeated hour: its times fired on their first pass
         for _ in range(_MAX_SKIPS):
-            fire = self._instant_ms(it.get_next(datetime))
-            if fire > ms:
-                return fire
+            wall = self._after(wall)
+            gap = self._gap(wall)
+            if gap is None:
+                fire = self._instant(wall)
+                if fire > ms:
+                    return min(found + [fire])
+                continue
+            t, before, after = gap  # the first skipped time of a later jump: note it, go past the gap
+            found.append(wall - before)
+            wall = t + after - 1
+        if found:
+            return min(found)
         raise InvalidCron(f"cron {self.cron!r} has no fire time after {ms} ms")
 
     def prev_at_or_before(self, ms: int) -> int | None:
         """The last fire time at or before unix ms ``ms`` (None if none is found)."""
-        it = self._iter(self._wall(ms + 1000), is_prev=True)
+        found: list[int] = []
+        wall = self._wall(ms)
+        change = self._change_before(ms)
+        if change:
+            t, before, after = change
+            if after > before and ms < t + after - before:
+                skipped = self._at_or_before(ms + before)  # the skipped times fired so far
+                if skipped >= t + before:
+                    found.append(skipped - before)
+            elif after < before and ms < t + before - after:
+                wall = t + before - 1  # the whole repeated hour fired on its first pass
         for _ in range(_MAX_SKIPS):
-            fire = self._instant_ms(it.get_prev(datetime))
-            if fire <= ms:
-                return fire
-        return None
+            try:
+                wall = self._at_or_before(wall)
+            except (CroniterError, ValueError):  # before year 1 or so
+                break
+            gap = self._gap(wall)
+            if gap is not None:
+                t, before, after = gap  # the last skipped time of an earlier jump
+                if wall - before <= ms:
+                    found.append(wall - before)
+                wall = t + before - 1
+                continue
+            fire = self._instant(wall)
+            if fire > ms:
+                wall -= 1
+                continue
+            found.append(fire)
+            # a jump that ended less than its size before this fire: its skipped times fire after it
+            earlier = self._change_before(fire)
+            if earlier and earlier[2] > earlier[1] and fire < earlier[0] + earlier[2] - earlier[1]:
+                t, before, after = earlier
+                skipped = self._at_or_before(min(t + after - 1, ms + before))
+                if skipped >= t + before:
+                    found.append(skipped - before)
+            return max(found)
+        return max(found) if found else None
 
     def between(self, start_ms: int, end_ms: int, limit: int) -> list[int]:
         """Fire times in [start_ms, end_ms], at most the ``limit`` latest, ascending.
@@ -92,3 +190,18 @@ class Schedule:
             out.append(fire)
             fire = self.next_after(fire)
         return out[-limit:] if limit else []
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _naive(wall: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=wall)
+
+
+def _wall_ms(naive: datetime) -> int:
+    return (naive - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _delta_ms(delta: timedelta | None) -> int:
+    return 0 if delta is None else delta // timedelta(milliseconds=1)
