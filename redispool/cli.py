@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import click
 import redis
 
-from . import defaults
+from . import defaults, tojson
 from .errors import ConnectionFailed, RedispoolError, mask_url
 from .keys import STATES
 
@@ -86,8 +86,32 @@ def one_line(message: object) -> str:
 
 
 def fail(message: str) -> None:
-    """Stop the command: bad input (exit 2)."""
+    """Stop the command: bad input (exit 2, with a hint to see --help)."""
     raise click.UsageError(message)
+
+
+class Refused(click.ClickException):
+    """Well-formed input the current state rules out (a job that is not dead): exit 2,
+    the reason and no --help hint."""
+
+    exit_code = 2
+
+
+def read_json(text: str | None, what: str) -> Any:
+    """``text`` as JSON; ``-`` reads it from stdin and ``@PATH`` from a file (for payloads
+    larger than a command line may be)."""
+    if text == "-":
+        text = click.get_text_stream("stdin").read()
+        what = f"{what} (from stdin)"
+    elif text is not None and text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read {what} from {path!r}: {exc.strerror if isinstance(exc, OSError) else exc}")
+        what = f"{what} (from {path})"
+    return parse_json(text, what)
 
 
 def parse_json(text: str | None, what: str) -> Any:
@@ -121,15 +145,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def as_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=_jsonable))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: getattr(value, k) for k in value.__dataclass_fields__}
-    return str(value)
+    """Every --json output: strict JSON, bytes and NaN/Infinity tagged as the HTTP API writes them."""
+    click.echo(tojson.dumps(value, indent=2))
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
@@ -173,6 +190,9 @@ def given(options: dict[str, Any]) -> dict[str, Any]:
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, prefix: str, log_level: str) -> None:
     """redispool: a Redis-backed job queue. Run workers and daemons, inspect and act on queues."""
+    if not prefix or "{" in prefix or "}" in prefix:  # the library would fall back to "rp" for ''
+        raise click.BadParameter(f"must be a non-empty key prefix without braces, got {prefix!r}",
+                                 param_hint="'--prefix'")
     source = ctx.get_parameter_source("url")
     ctx.obj = Context.current = Context(url, prefix, url_given=source == click.core.ParameterSource.COMMANDLINE)
     ctx.meta["log_level"] = log_level
@@ -298,14 +318,25 @@ def sweeper(ctx: click.Context, /, interval: float, worker_timeout: float, **ret
 @click.option("--max-attempts", type=int, default=defaults.MAX_ATTEMPTS, show_default=True)
 @click.option("--lease", type=float, help="this job's lease in seconds")
 @click.option("--job-id", help="a custom job id (not all digits)")
+@json_option
 def enqueue(queue: str, payload_json: str | None, priority: int, delay: float | None,
-            unique_key: str | None, max_attempts: int, lease: float | None, job_id: str | None) -> None:
-    """Add a job to QUEUE with PAYLOAD_JSON; prints its id."""
+            unique_key: str | None, max_attempts: int, lease: float | None, job_id: str | None,
+            as_json_: bool) -> None:
+    """Add a job to QUEUE with PAYLOAD_JSON (- reads it from stdin, @FILE from a file);
+    prints its id. For a duplicate --job-id or a --unique-key an unfinished job holds, it
+    prints the existing job's id and says so on stderr (--json: {"id", "created"})."""
     from .keys import check_queue
     check_queue(queue)
-    payload = parse_json(payload_json, "PAYLOAD_JSON")
-    click.echo(obj().engine().enqueue(queue, payload, priority=priority, delay=delay, unique_key=unique_key,
-                                      max_attempts=max_attempts, lease=lease, job_id=job_id))
+    payload = read_json(payload_json, "PAYLOAD_JSON")
+    job_id, created = obj().engine().enqueue_or_get(
+        queue, payload, priority=priority, delay=delay, unique_key=unique_key, max_attempts=max_attempts,
+        lease=lease, job_id=job_id)
+    if as_json_:
+        return as_json({"id": job_id, "created": created})
+    click.echo(job_id)
+    if not created:
+        click.echo(f"redispool: job {job_id} exists already (same job id, or an unfinished job holds the "
+                   "unique key): nothing enqueued", err=True)
 
 
 # ---------------------------------------------------------------------- inspecting
@@ -358,9 +389,9 @@ def job(queue: str, job_id: str, as_json_: bool) -> None:
             click.echo(f"{name:<16} {when(getattr(info, name))} UTC")
     dropped = "<dropped by the queue's retention: {} bytes>"
     click.echo(f"{'payload':<16} " + (dropped.format(info.payload_dropped) if info.payload_dropped is not None
-                                      else json.dumps(info.payload, default=_jsonable)))
+                                      else tojson.dumps(info.payload)))
     click.echo(f"{'result':<16} " + (dropped.format(info.result_dropped) if info.result_dropped is not None
-                                     else json.dumps(info.result, default=_jsonable)))
+                                     else tojson.dumps(info.result)))
     for attempt, error, at in info.errors:
         click.echo(f"{'error':<16} attempt {attempt} at {when(at)}: {error}")
 
@@ -390,7 +421,8 @@ def retry(queue: str, job_ids: tuple[str, ...]) -> None:
         if info is None:
             raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         if info.state != "dead":
-            fail(f"job {job_id!r} is {info.state}, not dead: only dead jobs can be retried")
+            raise Refused(f"job {job_id!r} of queue {queue!r} is {info.state}, not dead: retry replays dead "
+                          "jobs only (nothing was retried)")
     click.echo(f"retried {engine.replay_dead(queue, list(job_ids))}")
 
 
@@ -497,8 +529,9 @@ def cue() -> None:
 @click.argument("queue")
 @click.argument("name")
 @click.argument("cron")
-@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the cron")
-@click.option("--payload", "payload_json", help="job payload as JSON")
+@click.option("--tz", default="UTC", show_default=True,
+              help="IANA time zone of the cron (Europe/Berlin; not 'localtime', which differs per host)")
+@click.option("--payload", "payload_json", help="job payload as JSON; - reads it from stdin, @FILE from a file")
 @click.option("--misfire", type=click.Choice(["skip", "catch_up"]), default="skip", show_default=True)
 @click.option("--priority", type=int, default=0)
 @click.option("--max-attempts", type=int, default=defaults.MAX_ATTEMPTS, show_default=True)
@@ -506,11 +539,11 @@ def cue() -> None:
 def cue_add(queue: str, name: str, cron: str, tz: str, payload_json: str | None, misfire: str,
             priority: int, max_attempts: int, lease: float | None) -> None:
     """Create or replace cue NAME of QUEUE firing at CRON (5 fields, or 6 with seconds first)."""
-    from .cron import Schedule
+    from .cron import Schedule, check_zone
     from .keys import check_queue
     check_queue(queue)
-    Schedule(cron, tz)
-    payload = parse_json(payload_json, "--payload")
+    Schedule(cron, check_zone(tz))
+    payload = read_json(payload_json, "--payload")
     info = obj().engine().add_cue(queue, name, cron, tz=tz, payload=payload, priority=priority,
                                   misfire=misfire, max_attempts=max_attempts, lease=lease)
     click.echo(f"cue {queue}/{name} next fires at {when(info.next_fire_at)} UTC")

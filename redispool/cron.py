@@ -10,8 +10,9 @@ Fire times are returned as unix milliseconds, strictly increasing.
 """
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
 from croniter.croniter import CroniterError
@@ -23,10 +24,29 @@ _LOOKBACK_MS = 25 * 3600 * 1000  # > the largest offset change in tz data (24 h,
                                  # changes of one zone are days apart, so one fits in it at most
 
 
+_NOT_IANA = frozenset({"localtime", "posixrules", "Factory"})  # files in zoneinfo dirs, not zones
+
+
+@functools.lru_cache(maxsize=1)
+def _iana_zones() -> frozenset[str]:
+    return frozenset(available_timezones()) - _NOT_IANA
+
+
+def check_zone(tz: object) -> str:
+    """``tz`` if it is an IANA zone name (``Europe/Berlin``, ``UTC``), else InvalidCron.
+
+    For new cues: ``localtime`` loads too, but it is each host's own clock setting, so
+    schedulers on different hosts would fire one cue at different times."""
+    if not isinstance(tz, str) or tz not in _iana_zones():
+        hint = " (it follows each host's own clock setting)" if tz == "localtime" else ""
+        raise InvalidCron(f"tz must be an IANA time zone name such as Europe/Berlin or UTC, got {tz!r}{hint}")
+    return tz
+
+
 class Schedule:
     """A parsed cron expression and zone; ``next_after`` / ``prev_before`` walk its fire times."""
 
-    __slots__ = ("cron", "tz", "zone", "seconds")
+    __slots__ = ("cron", "tz", "zone", "seconds", "_it", "_change")
 
     def __init__(self, cron: str, tz: str = "UTC") -> None:
         if not isinstance(cron, str) or not cron.strip():
@@ -44,14 +64,16 @@ class Schedule:
             raise InvalidCron(f"cron {cron!r} must have 5 fields (min hour day month weekday) "
                               "or 6 with seconds first")
         self.seconds = fields == 6
+        self._change: tuple[int, int, int] = (0, 0, 0)  # the last offset change found
         try:
             # Parsing only: the start time is irrelevant; get_next proves it can fire at all.
-            self._iter(datetime(2000, 1, 1)).get_next(datetime)
+            self._it = self._iter(datetime(2000, 1, 1))
+            self._it.get_next(datetime)
         except (CroniterError, ValueError, KeyError, TypeError) as exc:
             raise InvalidCron(f"invalid cron {cron!r}: {exc}") from None
 
-    def _iter(self, start: datetime, is_prev: bool = False) -> croniter:
-        return croniter(self.cron, start, second_at_beginning=self.seconds, is_prev=is_prev)
+    def _iter(self, start: datetime) -> croniter:
+        return croniter(self.cron, start, second_at_beginning=self.seconds)
 
     # Wall-clock times of the zone are "wall ms": ms since 1970-01-01 00:00 on that clock
     # (naive); instants are unix ms. A wall time fires at its fold=0 instant: the first
@@ -61,11 +83,13 @@ class Schedule:
     # skipped times of a gap apart from the real ones and keeps the earliest (latest).
     def _after(self, wall: int) -> int:
         """The first wall time the cron matches strictly after ``wall``."""
-        return _wall_ms(self._iter(_naive(wall)).get_next(datetime))
+        self._it.set_current(_naive(wall), force=True)  # one parsed croniter, moved (parsing is slow)
+        return _wall_ms(self._it.get_next(datetime))
 
     def _at_or_before(self, wall: int) -> int:
         """The last wall time the cron matches at or before ``wall``."""
-        return _wall_ms(self._iter(_naive(wall + 1), is_prev=True).get_prev(datetime))
+        self._it.set_current(_naive(wall + 1), force=True)
+        return _wall_ms(self._it.get_prev(datetime))
 
     def _offset(self, ms: int) -> int:
         """The zone's UTC offset in ms at instant ``ms`` (offsets change on whole seconds)."""
@@ -80,6 +104,8 @@ class Schedule:
     def _change_at(self, lo_ms: int, hi_ms: int) -> tuple[int, int, int]:
         """(instant, offset before, offset after) of the one offset change in (lo_ms, hi_ms]."""
         before, after = self._offset(lo_ms), self._offset(hi_ms)
+        if lo_ms < self._change[0] <= hi_ms and self._change[1:] == (before, after):
+            return self._change
         lo, hi = lo_ms // 1000, hi_ms // 1000
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -87,7 +113,8 @@ class Schedule:
                 lo = mid
             else:
                 hi = mid
-        return hi * 1000, before, after
+        self._change = (hi * 1000, before, after)
+        return self._change
 
     def _change_before(self, ms: int) -> tuple[int, int, int] | None:
         """The offset change in (ms - 25 h, ms], if any (tz data has at most one there)."""

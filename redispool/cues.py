@@ -18,7 +18,7 @@ import logging
 from typing import Any, Callable
 
 from . import codec, defaults, validate
-from .cron import Schedule
+from .cron import Schedule, check_zone
 from .errors import CueNotFound, InvalidCron, InvalidOption, reports_unreachable
 from .keys import QUEUE_NAME, QueueKeys, check_queue
 from .models import CueInfo
@@ -113,7 +113,7 @@ class CuesMixin:
         neither skips nor repeats a fire)."""
         check_queue(queue)
         check_cue_name(name)
-        schedule = Schedule(cron, tz)
+        schedule = Schedule(cron, check_zone(tz))  # new cues: IANA names only, never 'localtime'
         if misfire not in MISFIRE:
             raise InvalidOption(f"misfire must be one of {', '.join(MISFIRE)}, got {misfire!r}")
         definition = {

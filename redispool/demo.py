@@ -41,6 +41,7 @@ def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], Any]) 
     for queue in QUEUES:  # a clean slate, in case a demo ran here before
         for state in ("scheduled", "ready", "leased", "done", "dead", "cancelled"):
             engine.purge(queue, state)
+    retried_before = {q: engine.stats(q)["totals"]["retried"] for q in QUEUES}  # lifetime totals stay
     handler = _Echo(echo, start)
     logger = logging.getLogger("redispool")
     logger.addHandler(handler)
@@ -95,11 +96,15 @@ def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], Any]) 
         logger.setLevel(old_level)
 
     echo("")
-    echo(f"{'queue':<14}{'done':>6}{'dead':>6}{'retried':>9}{'ready':>7}{'leased':>8}")
-    ok = True
+    # jobs now: current counts per state; retried: during this run, and the queue's lifetime
+    # total (a demo that ran here before counted its retries too)
+    echo(f"{'':<14}{'jobs now':<27}   retried")
+    echo(f"{'queue':<14}{'done':>6}{'dead':>6}{'ready':>7}{'leased':>8}   {'this run':>8}{'all runs':>10}")
     for queue in QUEUES:
         s = engine.stats(queue)
-        echo(f"{queue:<14}{s['done']:>6}{s['dead']:>6}{s['totals']['retried']:>9}{s['ready']:>7}{s['leased']:>8}")
+        retried = s["totals"]["retried"]
+        echo(f"{queue:<14}{s['done']:>6}{s['dead']:>6}{s['ready']:>7}{s['leased']:>8}"
+             f"   {retried - retried_before[queue]:>8}{retried:>10}")
     info = engine.get("demo.reports", report)
     ticks = engine.stats("demo.ticks")["done"]
     echo(f"report {report}: {info.state}, result {info.result!r}, errors {[e for _, e, _ in info.errors]}")

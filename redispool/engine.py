@@ -25,6 +25,7 @@ from .connection import engine_options
 from .cues import CuesMixin
 from .history import HistoryMixin
 from .registry import WorkersMixin
+from .registry import _worker_id as _registry_worker_id
 from .retention import RetentionMixin
 from .scripts import Call, Scripts
 
@@ -172,12 +173,25 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
                 unique_key: str | None = None, job_id: str | None = None,
                 backoff_base: float | None = None, backoff_cap: float | None = None) -> str:
         """Add one job; returns its id (the existing job's id for a duplicate job_id or
-        an unfinished job holding ``unique_key``)."""
+        an unfinished job holding ``unique_key``; ``enqueue_or_get`` tells them apart)."""
+        return self.enqueue_or_get(queue, payload, priority=priority, delay=delay, run_at=run_at,
+                                   max_attempts=max_attempts, lease=lease, unique_key=unique_key,
+                                   job_id=job_id, backoff_base=backoff_base, backoff_cap=backoff_cap)[0]
+
+    def enqueue_or_get(self, queue: str, payload: Any = None, *, priority: int = 0,
+                       delay: float | None = None, run_at: datetime | float | None = None,
+                       max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
+                       unique_key: str | None = None, job_id: str | None = None,
+                       backoff_base: float | None = None,
+                       backoff_cap: float | None = None) -> tuple[str, bool]:
+        """``enqueue`` that says whether it created the job: ``(id, True)`` for a new job,
+        ``(existing id, False)`` for a duplicate job_id or a held ``unique_key`` (nothing
+        is written then)."""
         check_queue(queue)
         spec = self._job_args(payload, priority=priority, delay=delay, run_at=run_at,
                               max_attempts=max_attempts, lease=lease, unique_key=unique_key,
                               job_id=job_id, backoff_base=backoff_base, backoff_cap=backoff_cap)
-        return self._run_enqueue(queue, [1, 1, *spec[1:], spec[0]])[0][0]
+        return self._run_enqueue(queue, [1, 1, *spec[1:], spec[0]])[0]
 
     def enqueue_many(self, queue: str, payloads: Iterable[Any], *, priority: int = 0,
                      delay: float | None = None, run_at: datetime | float | None = None,
@@ -271,9 +285,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
 
     @staticmethod
     def _worker_id(worker_id: str) -> str:
-        if not isinstance(worker_id, str) or not worker_id:
-            raise InvalidOption(f"worker_id must be a non-empty string, got {worker_id!r}")
-        return worker_id
+        """The registry's rule, so an id claim() takes is one a Worker can register."""
+        return _registry_worker_id(worker_id)
 
     @staticmethod
     def _limit(limit: int) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,13 +35,16 @@ def run(redis_url, prefix):
     """Invoke the CLI on the session's redis-server with a fresh prefix."""
     runner = CliRunner()
 
-    def invoke(*args: str, code: int = 0):
+    def invoke(*args: str, code: int = 0, input: str | None = None, note: str | None = None):
+        """``note``: a text the one stderr line of a successful command must hold."""
         # `worker` sets REDISPOOL_URL/PREFIX for the app it imports: env= restores them after
         result = runner.invoke(cli, ["--url", redis_url, "--prefix", prefix, *args], catch_exceptions=False,
-                               env={defaults.URL_ENV: None, defaults.PREFIX_ENV: None})
+                               env={defaults.URL_ENV: None, defaults.PREFIX_ENV: None}, input=input)
         assert result.exit_code == code, (result.output, result.stderr)
-        if code == 0:
+        if code == 0 and note is None:
             assert result.stderr == ""
+        elif code == 0:
+            assert note in result.stderr and result.stderr.count("\n") == 1, result.stderr
         else:
             assert len(result.stderr.strip().splitlines()) == 1, result.stderr
             assert "Traceback" not in result.stderr
@@ -61,7 +65,7 @@ def test_enqueue_stats_jobs_job(run, engine_for):
     assert engine_for.get("emails", job_id).payload == {"to": "a@b.c"}
     delayed = run("enqueue", "emails", "--delay", "60").stdout.strip()
     again = run("enqueue", "emails", "1", "--unique-key", "u1").stdout.strip()
-    assert run("enqueue", "emails", "2", "--unique-key", "u1").stdout.strip() == again
+    assert run("enqueue", "emails", "2", "--unique-key", "u1", note="exists already").stdout.strip() == again
     stats = json.loads(run("stats", "emails", "--json").stdout)
     assert (stats["ready"], stats["scheduled"], stats["paused"]) == (2, 1, False)
     assert "emails" in run("stats").stdout
@@ -143,6 +147,12 @@ def test_workers_command(run, engine_for):
     ["purge", "q!", "--state", "done"],
     ["cue", "add", "q", "c", "61 * * * *"],
     ["cue", "add", "q", "c", "* * * * *", "--tz", "Mars/Base"],
+    ["cue", "add", "q", "c", "* * * * *", "--tz", "localtime"],
+    ["cue", "add", "q", "c", "* * * * *", "--tz", "posixrules"],
+    ["cue", "add", "q", "c", "* * * * *", "--tz", "/etc/localtime"],
+    ["cue", "add", "q", "c", "* * * * *", "--payload", "@/nonexistent/payload.json"],
+    ["enqueue", "q", "@/nonexistent/payload.json"],
+    ["enqueue", "q", "@"],
     ["cue", "add", "q", "c", "* * * * *", "--payload", "{"],
     ["cue", "rm", "q", "missing"],
     ["cue", "pause", "q", "missing"],
@@ -187,7 +197,13 @@ def test_a_connection_lost_mid_command_names_the_given_url(monkeypatch):
 
 def test_retry_of_a_job_that_is_not_dead_is_bad_input(run, engine_for):
     job_id = engine_for.enqueue("q", 1)
-    assert "not dead" in run("retry", "q", job_id, code=2).stderr
+    dead = engine_for.enqueue("q", 2, max_attempts=1)
+    engine_for.claim("q", "w")  # the first job is leased now
+    [job] = engine_for.claim("q", "w")
+    engine_for.fail(job, "boom")
+    err = run("retry", "q", dead, job_id, code=2).stderr
+    assert f"job '{job_id}' of queue 'q' is leased, not dead" in err and "see --help" not in err
+    assert engine_for.get("q", dead).state == "dead", "nothing is retried when one of the jobs is not dead"
 
 
 def test_unreachable_redis_is_one_line_and_exit_1():
@@ -323,3 +339,113 @@ def test_demo_piped_into_head_stops_without_a_traceback():
     err = proc.stderr.read()
     proc.wait(60)
     assert "Traceback" not in err and "Exception" not in err, err
+
+
+# ---------------------------------------------------------------------- issue 14
+def strict_json(text: str):
+    """Parse as strict parsers do: no NaN/Infinity tokens, nothing after the value."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+ODD = {"blob": b"\x00\xff\xfe binary", "text": "é", "nan": float("nan"), "inf": float("inf"),
+       "ninf": float("-inf"), "nested": [b"\x80", 1.5, {"k": float("nan")}], 7: "int key"}
+ODD_JSON = {"blob": {"$bytes_base64": "AP/+IGJpbmFyeQ=="}, "text": "é", "nan": {"$float": "NaN"},
+            "inf": {"$float": "Infinity"}, "ninf": {"$float": "-Infinity"},
+            "nested": [{"$bytes_base64": "gA=="}, 1.5, {"k": {"$float": "NaN"}}], "7": "int key"}
+
+
+def test_every_json_output_is_strict_and_lossless(run, engine_for, redis_url, prefix):
+    """Bytes and NaN/Infinity in payloads, results and cue payloads come out tagged (as the
+    HTTP API writes them) from every --json command, and strict parsers accept it all."""
+    job_id = engine_for.enqueue("odd", ODD, job_id="odd-1")
+    [job] = engine_for.claim("odd", "w-1")
+    engine_for.complete(job, {"raw": b"\xff", "score": float("nan")})
+    engine_for.enqueue("odd", ODD)
+    engine_for.add_cue("odd", "c", "0 3 * * *", payload=ODD)
+    engine_for.register_worker("w-1", host="box", pid=1, queues=["odd"])
+    outputs = {" ".join(args): run(*args).stdout for args in [
+        ("job", "odd", job_id, "--json"), ("jobs", "odd", "--state", "ready", "--json"),
+        ("jobs", "odd", "--state", "done", "--json"), ("cue", "list", "--json"), ("cue", "list", "odd", "--json"),
+        ("stats", "--json"), ("stats", "odd", "--json"), ("workers", "--json"),
+        ("enqueue", "odd", "1", "--json")]}
+    parsed = {command: strict_json(out) for command, out in outputs.items()}
+    shown = parsed[f"job odd {job_id} --json"]
+    assert shown["payload"] == ODD_JSON
+    assert shown["result"] == {"raw": {"$bytes_base64": "/w=="}, "score": {"$float": "NaN"}}
+    assert parsed["jobs odd --state ready --json"][0]["payload"] == ODD_JSON
+    assert parsed["cue list --json"][0]["payload"] == ODD_JSON
+    assert all("\ufffd" not in out for out in outputs.values())
+    human = run("job", "odd", job_id).stdout
+    assert "\ufffd" not in human and '"$bytes_base64": "AP/+IGJpbmFyeQ=="' in human
+    # the same through a real process, read by jq and by node's JSON.parse when they are installed
+    proc = cli_process("--url", redis_url, "--prefix", prefix, "job", "odd", job_id, "--json")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and strict_json(out)["payload"] == ODD_JSON, err
+    for tool in (["jq", "-c", ".payload.nan"], ["node", "-e", "let s='';process.stdin.on('data',d=>s+=d)"
+                                                 ".on('end',()=>console.log(JSON.stringify(JSON.parse(s).payload.nan)))"]):
+        if shutil.which(tool[0]):
+            done = subprocess.run(tool, input=out, capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0 and done.stdout.strip() == '{"$float":"NaN"}', done.stderr
+
+
+def test_payload_from_stdin_and_from_a_file(run, engine_for, tmp_path, redis_url, prefix):
+    """A 1 MB payload: over what a command line takes, so it comes from stdin (-) or a file (@FILE)."""
+    payload = {"rows": ["x" * 1000] * 1000, "note": "é"}
+    text = json.dumps(payload)
+    assert len(text) > 1_000_000
+    (tmp_path / "big.json").write_text(text, encoding="utf-8")
+    from_stdin = run("enqueue", "big", "-", input=text).stdout.strip()
+    from_file = run("enqueue", "big", f"@{tmp_path / 'big.json'}").stdout.strip()
+    assert engine_for.get("big", from_stdin).payload == payload == engine_for.get("big", from_file).payload
+    proc = cli_process("--url", redis_url, "--prefix", prefix, "enqueue", "big", "-", "--json",
+                       stdin=subprocess.PIPE)
+    out, err = proc.communicate(text, timeout=60)
+    assert proc.returncode == 0, err
+    assert engine_for.get("big", strict_json(out)["id"]).payload == payload
+    run("cue", "add", "big", "from-file", "0 3 * * *", "--payload", f"@{tmp_path / 'big.json'}")
+    run("cue", "add", "big", "from-stdin", "0 4 * * *", "--payload", "-", input=text)
+    assert engine_for.get_cue("big", "from-file").payload == payload == engine_for.get_cue("big", "from-stdin").payload
+    err = run("enqueue", "big", "-", input="{broken", code=2).stderr
+    assert "PAYLOAD_JSON (from stdin) is not valid JSON" in err
+    assert engine_for.stats("big")["ready"] == 3
+
+
+def test_enqueue_says_whether_it_created_the_job(run, engine_for):
+    first = strict_json(run("enqueue", "q", "1", "--unique-key", "k", "--json").stdout)
+    assert first == {"id": first["id"], "created": True}
+    again = strict_json(run("enqueue", "q", "2", "--unique-key", "k", "--json").stdout)
+    assert again == {"id": first["id"], "created": False}
+    assert run("enqueue", "q", "3", "--job-id", "order-1").stdout == "order-1\n"
+    result = run("enqueue", "q", "4", "--job-id", "order-1", note="job order-1 exists already")
+    assert result.stdout == "order-1\n" and engine_for.get("q", "order-1").payload == 3
+    assert strict_json(run("enqueue", "q", "5", "--job-id", "order-1", "--json").stdout) == {
+        "id": "order-1", "created": False}
+
+
+def test_an_empty_prefix_is_refused(redis_url):
+    queue = f"q{uuid.uuid4().hex[:8]}"
+    for args in (["--prefix", ""], ["--prefix", "a{b}"]):
+        result = CliRunner().invoke(cli, ["--url", redis_url, *args, "enqueue", queue, "1"],
+                                    env={defaults.URL_ENV: None, defaults.PREFIX_ENV: None})
+        assert result.exit_code == 2 and "--prefix" in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    client = redis.Redis.from_url(redis_url)
+    assert client.keys(f"*{queue}*") == [], "nothing was written under the default prefix"
+    client.close()
+
+
+def test_demo_labels_lifetime_totals_apart_from_this_run(redis_url, prefix):
+    """On a real Redis the lifetime totals survive the demo's clean slate: the second run
+    retries one report, and says so apart from the queue's lifetime total of 2."""
+    rows = []
+    for _ in range(2):
+        proc = cli_process("--url", redis_url, "--prefix", prefix, "demo", "--seconds", "1")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        header = next(line for line in out.splitlines() if line.startswith("queue "))
+        row = next(line for line in out.splitlines() if line.startswith("demo.reports "))
+        rows.append(dict(zip(header.replace("this run", "this_run").replace("all runs", "all_runs").split(),
+                             row.split())))
+    assert [(r["done"], r["this_run"], r["all_runs"]) for r in rows] == [("1", "1", "1"), ("1", "1", "2")]

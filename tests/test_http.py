@@ -186,6 +186,16 @@ def test_bytes_payload_has_a_json_form(api, engine):
     assert api.get(url(f"/jobs/{job_id}")).json()["payload"] == {"blob": {"$bytes_base64": "AP8="}}
 
 
+def test_nan_and_infinity_have_a_strict_json_form(api, engine):
+    """The one encoding the CLI's --json shares (redispool.tojson): tagged, never a bare NaN."""
+    job_id = engine.enqueue("q", {"f": float("nan"), "g": [float("inf"), float("-inf")], "s": "nan"})
+
+    def strict(token):
+        raise ValueError(token)
+    payload = json.loads(api.get(url(f"/jobs/{job_id}")).text, parse_constant=strict)["payload"]
+    assert payload == {"f": {"$float": "NaN"}, "g": [{"$float": "Infinity"}, {"$float": "-Infinity"}], "s": "nan"}
+
+
 def test_admin_routes_and_cues(api, engine):
     ids = engine.enqueue_many("q", [1, 2], max_attempts=1)
     for job in engine.claim("q", "w", limit=2):

@@ -10,6 +10,8 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
+from ..tojson import jsonable
+
 STATES = ("ready", "scheduled", "leased", "done", "dead", "cancelled")
 NAV = (("/", "Overview"), ("/workers", "Workers"), ("/cues", "Cues"), ("/enqueue", "Enqueue"))
 
@@ -55,16 +57,8 @@ def kept(value: Any, dropped: int | None) -> str:
 
 
 def pretty(value: Any) -> str:
-    try:
-        return json.dumps(value, indent=2, ensure_ascii=False, default=_bytes)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _bytes(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"$bytes_base64": __import__("base64").b64encode(value).decode()}
-    return str(value)
+    """A payload or result as the API and the CLI write it (bytes, NaN tagged)."""
+    return json.dumps(jsonable(value), indent=2, ensure_ascii=False)
 
 
 class Page:

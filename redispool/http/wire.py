@@ -1,16 +1,16 @@
 """JSON on the wire: request bodies checked field by field, and records turned into JSON.
 
-A payload JSON cannot carry (bytes, from a Python producer) is sent as
-``{"$bytes_base64": "..."}``; anything else msgpack decoded that JSON lacks is sent as text.
+What JSON cannot carry in a payload or result (bytes, NaN/Infinity from a Python
+producer) is sent in the tagged forms of ``redispool.tojson``, shared with the CLI.
 """
 from __future__ import annotations
 
-import base64
 import json
 import math
 from typing import Any
 
 from ..errors import RedispoolError
+from ..tojson import jsonable as jsonable  # re-exported: compat.* import it from here
 
 
 class BadInput(RedispoolError, ValueError):
@@ -67,21 +67,6 @@ def _is(value: Any, types: list[Any]) -> bool:
         if t is bool and isinstance(value, bool):
             return True
     return False
-
-
-def jsonable(value: Any) -> Any:
-    """A decoded payload or result as JSON can carry it."""
-    if isinstance(value, bytes):
-        return {"$bytes_base64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    return str(value)
 
 
 def job(j: Any) -> dict[str, Any]:
