@@ -9,6 +9,7 @@ time), else "the same offset after the jump" (the offset in force before the cha
 from __future__ import annotations
 
 import bisect
+import itertools
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -130,7 +131,7 @@ def check(cron: str, tz: str, start_ms: int, end_ms: int, probe_every: int = 1) 
     assert got == expected
     # prev_at_or_before: at each fire time, just before it, and halfway to the next one
     some = expected[::probe_every]
-    probes = {t + d for t in some for d in (-1, 0, 1)} | {(a + b) // 2 for a, b in zip(some, some[1:])}
+    probes = {t + d for t in some for d in (-1, 0, 1)} | {(a + b) // 2 for a, b in itertools.pairwise(some)}
     for probe in sorted(p for p in probes if expected and expected[0] <= p <= end_ms):
         want = expected[bisect.bisect_right(expected, probe) - 1]
         assert schedule.prev_at_or_before(probe) == want, (show([probe]), show([want]))

@@ -49,7 +49,7 @@ from .. import codec, validate
 from ..cron import Schedule
 from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, JobNotFound, LeaseLost,
                       RedispoolError)
-from ..http.wire import jsonable
+from ..tojson import jsonable
 from ..keys import check_queue, cueapi_key
 from ..models import Job
 from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso,

@@ -44,7 +44,7 @@ from starlette.routing import Route
 
 from .. import defaults, validate
 from ..errors import ConnectionFailed, CueNotFound, JobNotFound, LeaseLost, RedispoolError
-from ..http.wire import jsonable
+from ..tojson import jsonable
 from ..keys import STATES, check_queue
 from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso, leases_of,
                      parse_time, read_json)

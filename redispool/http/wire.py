@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from ..errors import RedispoolError
-from ..tojson import jsonable as jsonable  # re-exported: compat.* import it from here
+from ..tojson import jsonable
 
 
 class BadInput(RedispoolError, ValueError):
