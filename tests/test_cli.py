@@ -308,14 +308,30 @@ def test_burst_worker_exits_when_queue_is_empty(tmp_path, redis_url, prefix, eng
 
 
 def test_daemon_commands_run_until_sigterm(redis_url, prefix, engine_for):
+    import threading
     engine_for.enqueue("q", 1, delay=0.2)
     engine_for.add_cue("q", "tick", "* * * * * *")
     procs = [cli_process("--url", redis_url, "--prefix", prefix, "scheduler", "--interval", "0.1"),
              cli_process("--url", redis_url, "--prefix", prefix, "sweeper", "--interval", "0.1")]
-    time.sleep(2.5)  # the processes are stopped below whatever happens
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    logs = [p.communicate(timeout=15)[1] for p in procs]
+    lines: list[list[str]] = [[], []]
+    readers = [threading.Thread(target=lambda p=p, out=out: out.extend(p.stderr), daemon=True)
+               for p, out in zip(procs, lines)]
+    for r in readers:
+        r.start()
+    try:  # conditions with a deadline, not a fixed sleep: a loaded machine starts Python slowly
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                all(any(" started" in line for line in out) for out in list(lines))
+                and engine_for.stats("q")["scheduled"] == 0 and engine_for.stats("q")["ready"] >= 2):
+            time.sleep(0.05)
+    finally:  # the processes are stopped whatever happens
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(30)
+        for r in readers:
+            r.join(10)
+    logs = ["".join(out) for out in lines]
     assert [p.returncode for p in procs] == [0, 0], logs
     assert "promoted queue=q" in logs[0] and "cue fired" in logs[0]
     assert engine_for.stats("q")["ready"] >= 2
