@@ -4,7 +4,9 @@ Five fields (minute hour day month weekday) or six with seconds first
 (``*/5 * * * * *`` = every 5 seconds, as BullMQ and Quartz write it). Fire times are
 wall-clock times in the cue's zone, and each wall-clock time fires once:
 - a time that does not exist (the spring-forward gap) fires at the same offset after
-  the jump: a daily 02:30 fires at 03:30 on that day;
+  the jump: a daily 02:30 fires at 03:30 on that day, and every skipped time of a
+  sub-hourly cron fires so, between the real times after the jump (one fire where a
+  shifted time meets a real one);
 - a time that happens twice (the fall-back fold) fires on its first occurrence only.
 Fire times are returned as unix milliseconds, strictly increasing.
 """
@@ -22,8 +24,6 @@ from .errors import InvalidCron
 _MAX_SKIPS = 1000   # steps of one walk at most (each crosses a gap or skips a rounding edge)
 _LOOKBACK_MS = 25 * 3600 * 1000  # > the largest offset change in tz data (24 h, Samoa 2011);
                                  # changes of one zone are days apart, so one fits in it at most
-
-
 _NOT_IANA = frozenset({"localtime", "posixrules", "Factory"})  # files in zoneinfo dirs, not zones
 
 
@@ -44,7 +44,8 @@ def check_zone(tz: object) -> str:
 
 
 class Schedule:
-    """A parsed cron expression and zone; ``next_after`` / ``prev_before`` walk its fire times."""
+    """A parsed cron expression and zone; ``next_after`` / ``prev_at_or_before`` walk its
+    fire times. One per thread: it moves one parsed croniter (parsing is the slow part)."""
 
     __slots__ = ("cron", "tz", "zone", "seconds", "_it", "_change")
 
