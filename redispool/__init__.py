@@ -40,7 +40,8 @@ def connect(url: str | None = None, *, prefix: str | None = None, **options: Any
     dead_ttl, dead_max, durable, durable_timeout); an unknown one is a TypeError.
     """
     url = url or os.environ.get(defaults.URL_ENV) or defaults.URL
-    prefix = prefix or os.environ.get(defaults.PREFIX_ENV) or defaults.PREFIX
+    if prefix is None:  # an explicit "" is refused by the Engine, not replaced
+        prefix = os.environ.get(defaults.PREFIX_ENV) or defaults.PREFIX
     client = make_client(url)
     try:
         engine = Engine(client, url=url, prefix=prefix, **options)

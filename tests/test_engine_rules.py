@@ -93,3 +93,9 @@ def test_the_json_encoding_tags_what_json_lacks():
     record = json.loads(tojson.dumps(info))
     assert record["payload"] == {"$bytes_base64": "/g=="} and record["result"] == {"$float": "NaN"}
     assert record["errors"] == [[1, "x", 2.0]]
+
+
+def test_connect_refuses_an_empty_prefix_instead_of_using_the_default(redis_url):
+    """``connect(prefix="")`` used to fall back to ``rp`` silently (the CLI refuses it too)."""
+    with pytest.raises(redispool.InvalidOption, match="prefix"):
+        redispool.connect(redis_url, prefix="")
