@@ -272,6 +272,17 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
             self.wait_for_jobs([queue], remaining)
 
     @_redis_errors
+    def claim_with_due(self, queue: str, worker_id: str, *, limit: int = 1,
+                       lease: float | None = None) -> tuple[list[Job], float | None]:
+        """``claim()`` without waiting that also says, when it leased nothing, in how many
+        seconds the queue's earliest scheduled job falls due (None: none is scheduled, the
+        queue is paused, or jobs were leased): a worker waiting on several queues wakes then."""
+        check_queue(queue)
+        lease_ms = validate.lease_ms(lease) or self.lease_ms
+        jobs, wait_ms = self._claim_once(queue, self._worker_id(worker_id), self._limit(limit), lease_ms)
+        return jobs, (wait_ms / 1000 if wait_ms >= 0 and not jobs else None)
+
+    @_redis_errors
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> str | None:
         """Block up to ``timeout`` seconds until one of ``queues`` may have a ready job;
         returns that queue's name, or None on timeout. Markers of one Cluster slot only.
@@ -392,6 +403,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
             for i in range(nc + nf + 2, len(exc.reply or ()), 6):
                 self.scripts.run("release", [k.ready, k.leased, k.marker, k.meta, k.job_prefix],
                                  [exc.reply[i], exc.reply[i + 1]])
+            if exc.reply is not None:  # what was applied on the primary (no jobs: given back)
+                exc.result = self._ack_reply(exc.reply, nc, nf)  # type: ignore[attr-defined]
             raise
         result = self._ack_reply(reply, nc, nf)
         result.jobs = self._jobs_from(queue, worker_id or "", reply, nc + nf + 2)

@@ -13,12 +13,51 @@ import logging
 import time
 from typing import Any
 
-from .errors import InvalidOption
+import redis
+
+from .errors import InvalidOption, NotDurable, RedisFull
 from .models import Job
 
 FORMATS = ("text", "json")
 # LogRecord's own attributes: an ``extra`` field with one of these names raises KeyError
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+# What a Redis error means, in words, most specific first: (error classes, event, reason).
+# redis-py's own texts ("TTL exhausted.", "Error 111 connecting ...") stay in ``error=``.
+_TROUBLE: list[tuple[tuple[type[BaseException], ...], str, str]] = [
+    ((RedisFull, redis.exceptions.OutOfMemoryError), "redis full",
+     "Redis is at maxmemory and refuses writes"),
+    ((NotDurable,), "not durable", "no replica acknowledged the write in time; it was applied on the primary only"),
+    ((redis.exceptions.TryAgainError, redis.exceptions.AskError, redis.exceptions.MovedError),
+     "redis unavailable", "cluster is moving slots"),
+    ((redis.exceptions.ClusterDownError,), "redis unavailable", "cluster is down (a primary is failing over)"),
+    ((redis.exceptions.ClusterError,), "redis unavailable",
+     "cluster is moving slots or electing a primary (redirects exhausted)"),
+    ((redis.exceptions.ReadOnlyError,), "redis unavailable",
+     "connected to a read-only replica (a failover is in progress)"),
+    ((redis.exceptions.BusyLoadingError,), "redis unavailable", "Redis is loading its data"),
+    ((redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError), "redis unavailable",
+     "Redis refused the credentials"),
+    ((redis.TimeoutError, TimeoutError), "redis unavailable", "Redis did not answer in time"),
+    ((redis.exceptions.RedisClusterException,), "redis unavailable", "no cluster node answers"),
+    ((redis.ConnectionError, OSError), "redis unavailable", "cannot connect to Redis (connection refused or lost)"),
+]
+
+
+def redis_trouble(exc: BaseException) -> tuple[str, str]:
+    """(event, reason in words) for a Redis error: ``("redis full", "Redis is at
+    maxmemory ...")``, ``("redis unavailable", "cluster is moving slots")`` ... The
+    cause chain is searched too (the Engine wraps redis-py's errors)."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for classes, event, reason in _TROUBLE:  # the most specific match anywhere in the chain
+        if any(isinstance(e, classes) for e in chain):
+            return event, reason
+    return "redis unavailable", type(exc).__name__
 
 
 def _text_value(value: Any) -> str:

@@ -17,13 +17,16 @@ import traceback
 from typing import Any, Callable
 
 from . import codec
+from .defaults import ERROR_MAX_CHARS
 from .models import Job
 
 Handler = Callable[[Job], Any]
 
 
 class Outcome:
-    """What became of one job: its result, or the error text ``"TypeName: message"``."""
+    """What became of one job: its result, or the error text ``"TypeName: message"``
+    (``"TypeName"`` alone for an exception without a message), cut to the length Redis
+    keeps (``ERROR_MAX_CHARS``), so the log shows what is stored."""
 
     __slots__ = ("job", "ok", "result", "error", "trace", "seconds")
 
@@ -47,10 +50,20 @@ def succeeded(job: Job, result: Any, started: float) -> Outcome:
     return Outcome(job, True, result, None, None, time.perf_counter() - started)
 
 
+def error_text(exc: BaseException) -> str:
+    """``"TypeName: message"``, or ``"TypeName"`` when the message is empty, at most
+    ``ERROR_MAX_CHARS`` long."""
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not lose the failure
+        message = "<message cannot be shown>"
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text[:ERROR_MAX_CHARS]
+
+
 def failed(job: Job, exc: BaseException, started: float) -> Outcome:
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return Outcome(job, False, None, f"{type(exc).__name__}: {exc}", trace,
-                   time.perf_counter() - started)
+    return Outcome(job, False, None, error_text(exc), trace, time.perf_counter() - started)
 
 
 class ThreadRunner:

@@ -1,30 +1,40 @@
-"""The blocking wait of an idle worker, in its own thread.
+"""The blocking wait of a worker, in its own thread: no polling, on every queue at once.
 
-While a worker has free slots and its queues were empty at the last claim, the Waiter
-sits in one blocking Redis call (BZPOPMIN on the queues' wake-up markers, through
-``Engine.claim(block=...)`` / ``Engine.wait_for_jobs``) and claims as soon as a job is
-ready, for the slots the worker reserved for it. Meanwhile the worker's own thread keeps
-acknowledging finished jobs. Claiming right after the marker was popped matters: the
-claim script sets the marker again when jobs are left, which wakes the next waiting
-worker; a popped marker without a claim would leave them asleep.
+The worker asks the Waiter to watch the queues it believes empty. The Waiter sits in one
+blocking Redis call (BZPOPMIN on those queues' wake-up markers) and wakes when a marker
+is set (a job was made ready, or became the earliest scheduled one) or when the earliest
+known due time of a scheduled job among the watched queues comes: the worker passes the
+due times its claims reported, so delayed jobs and retries run on time without a
+scheduler, on one queue or on many. A wait that times out claims nothing: the markers
+stay set until someone pops them, so nothing is missed and an idle worker makes no
+calls besides its blocking waits.
+
+Two kinds of request:
+- claim (``limit`` > 0, the worker is idle): claim up to ``limit`` jobs from the queue
+  that woke it, at once. Claiming right after the marker was popped matters: the claim
+  script sets the marker again when jobs are left, which wakes the next waiting worker.
+- watch (``limit`` 0, the worker is busy on other queues): only say which queue woke it;
+  the worker gives that queue its share of the next free slots (and puts the marker
+  back if it has none free, so an idle worker elsewhere wakes for the job).
 
 On Redis Cluster the markers of different queues live in different slots and cannot
-share one BZPOPMIN. There each queue gets a watcher thread that blocks on its own
-marker while a request is open; the first marker popped answers the request, and a
-marker popped after that is put back at once, so another worker wakes for it. Watchers
-block only while a request is open, so busy workers never pass markers back and forth.
+share one BZPOPMIN. There each queue gets a watcher thread that blocks on its own marker
+while a wait is open; the first marker popped answers it, and a marker popped after that
+is put back at once, so another worker wakes for it.
 """
 from __future__ import annotations
 
 import queue
 import threading
 import time
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
-from . import blocking
 from .models import Job
 
-WATCH_BLOCK_S = 1.0   # a watcher's longest single BZPOPMIN (how soon it sees a closed request)
+# The longest single BZPOPMIN: below the 5 s socket read timeout redis-py gives a client by
+# default, which would cut a longer blocking call off. Longer waits are several of these.
+BLOCK_MAX_S = 4.0
 
 
 def is_cluster(client: Any) -> bool:
@@ -35,9 +45,34 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def put_back(engine: Any, name: str) -> None:
+    """Set ``name``'s wake-up marker again after popping it without claiming, so that other
+    workers blocked on it wake (the next enqueue would set it anyway: errors are ignored)."""
+    try:
+        engine.client.zadd(engine.keys(name).marker, {"m": 0})
+    except Exception:
+        pass
+
+
+@dataclass
+class Wake:
+    """How one wait ended. ``queue``: the queue that woke it (None: it timed out);
+    ``popped``: woken by the queue's marker (else by its due time); ``claimed``: the
+    Waiter claimed from it (claim requests), getting ``jobs`` and, when none, ``wait``
+    (seconds until its earliest scheduled job, None if none); ``error``: what ended it."""
+
+    queue: str | None = None
+    limit: int = 0
+    popped: bool = False
+    claimed: bool = False
+    jobs: list[Job] = field(default_factory=list)
+    wait: float | None = None
+    error: BaseException | None = None
+
+
 class _Watchers:
-    """Cluster only: one thread per queue blocking on that queue's marker while a request
-    for that queue is open; ``wait()`` returns the first queue whose marker was popped."""
+    """Cluster only: one thread per queue blocking on that queue's marker while a wait for
+    that queue is open; ``wait()`` returns the first queue whose marker was popped."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -46,12 +81,10 @@ class _Watchers:
         self._open = False
         self._closed = False
         self._fired: queue.SimpleQueue = queue.SimpleQueue()
-        self._deadline = 0.0
 
     def wait(self, queues: Sequence[str], timeout: float) -> str | None:
         with self._lock:
             self._open = True
-            self._deadline = time.monotonic() + timeout
             for name in queues:
                 if name not in self._armed:
                     self._armed[name] = threading.Event()
@@ -69,7 +102,7 @@ class _Watchers:
                     event.clear()
                 while True:  # a marker popped as the wait ended: put it back for others
                     try:
-                        self._restore(self._fired.get_nowait())
+                        put_back(self.engine, self._fired.get_nowait())
                     except queue.Empty:
                         break
 
@@ -79,26 +112,16 @@ class _Watchers:
             for event in self._armed.values():
                 event.set()
 
-    def _restore(self, name: str) -> None:
-        try:
-            self.engine.client.zadd(self.engine.keys(name).marker, {"m": 0})
-        except Exception:  # the next enqueue sets it again; never kill the watcher
-            pass
-
     def _watch(self, name: str) -> None:
-        marker = self.engine.keys(name).marker
         armed = self._armed[name]
         while True:
             armed.wait()
-            with self._lock:
-                if self._closed:
-                    return
-                block = min(WATCH_BLOCK_S, self._deadline - time.monotonic())
-            if block <= 0:
-                armed.clear()  # this request is over; wait for the next
-                continue
+            if self._closed:
+                return
+            # Block the longest a single call may (not just until this wait's end): the
+            # worker asks again at once, and this call then still serves the next wait.
             try:
-                popped = blocking.bzpopmin(self.engine.client, [marker], max(0.01, block))
+                popped = self.engine.wait_for_jobs([name], BLOCK_MAX_S)
             except Exception:
                 time.sleep(0.1)
                 continue
@@ -111,19 +134,14 @@ class _Watchers:
                             event.clear()
                         self._fired.put(name)
                 if not answer:
-                    self._restore(name)
+                    put_back(self.engine, name)
 
 
 class Waiter:
-    """Runs one blocking claim at a time for a worker and reports what it got.
+    """Runs one wait at a time for a worker and reports each as a ``Wake`` to
+    ``report(wake)``, from the waiter's thread."""
 
-    ``report(queue, jobs, limit, error)`` is called from the waiter's thread after each
-    request: ``queue`` is where ``jobs`` came from (None when the wait timed out) and
-    ``error`` the exception that ended it, if any.
-    """
-
-    def __init__(self, engine: Any, worker_id: str, lease: float,
-                 report: Callable[[str | None, list[Job], int, BaseException | None], None]) -> None:
+    def __init__(self, engine: Any, worker_id: str, lease: float, report: Callable[[Wake], None]) -> None:
         self.engine = engine
         self.worker_id = worker_id
         self.lease = lease
@@ -133,9 +151,12 @@ class Waiter:
         self._thread = threading.Thread(target=self._loop, name="redispool-waiter", daemon=True)
         self._thread.start()
 
-    def request(self, queues: Sequence[str], limit: int, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for a job in ``queues``; claim up to ``limit``."""
-        self._requests.put((list(queues), limit, timeout))
+    def request(self, queues: Sequence[str], limit: int, timeout: float,
+                due: Mapping[str, float] | None = None) -> None:
+        """Wait up to ``timeout`` seconds for a job in ``queues``, or until the earliest of
+        ``due`` (queue -> ``time.monotonic()`` when its earliest scheduled job falls due);
+        then claim up to ``limit`` jobs from the queue that woke it (0: claim nothing)."""
+        self._requests.put((list(queues), limit, timeout, dict(due or {})))
 
     def close(self, timeout: float) -> None:
         """Stop after the current request; wait up to ``timeout`` seconds for that."""
@@ -149,34 +170,35 @@ class Waiter:
             request = self._requests.get()
             if request is None:
                 return
-            queues, limit, timeout = request
             try:
-                name, jobs = self._wait(queues, limit, timeout)
+                wake = self._wait(*request)
             except Exception as exc:
-                self._report(None, [], limit, exc)
-            else:
-                self._report(name, jobs, limit, None)
+                wake = Wake(limit=request[1], error=exc)
+            self._report(wake)
 
-    def _claim(self, name: str, limit: int, block: float | None) -> list[Job]:
-        return self.engine.claim(name, self.worker_id, limit=limit, lease=self.lease, block=block)
+    def _wait(self, queues: list[str], limit: int, timeout: float, due: dict[str, float]) -> Wake:
+        start = time.monotonic()
+        soonest = min(((at, name) for name, at in due.items() if name in queues), default=None)
+        end = start + timeout
+        if soonest is not None and soonest[0] <= end:
+            end = soonest[0]
+        else:
+            soonest = None
+        name = None
+        while name is None and (left := end - time.monotonic()) > 0.0005:
+            name = self._block(queues, min(left, BLOCK_MAX_S))
+        wake = Wake(name, limit, popped=name is not None)
+        if name is None:
+            if soonest is None:
+                return wake  # timed out: nothing to claim (no polling)
+            wake.queue = soonest[1]  # its scheduled job is due: claim() promotes it
+        if limit > 0:
+            wake.jobs, wake.wait = self.engine.claim_with_due(wake.queue, self.worker_id, limit=limit,
+                                                              lease=self.lease)
+            wake.claimed = True
+        return wake
 
-    def _wait(self, queues: list[str], limit: int, timeout: float) -> tuple[str | None, list[Job]]:
-        if len(queues) == 1:
-            # claim(block=) also wakes for delayed jobs falling due during the wait
-            return queues[0], self._claim(queues[0], limit, timeout)
+    def _block(self, queues: list[str], seconds: float) -> str | None:
         if self._watchers is None:
-            name = self.engine.wait_for_jobs(queues, timeout)
-            return (name, self._claim(name, limit, None)) if name else (None, [])
-        deadline = time.monotonic() + timeout
-        for name in queues:  # whatever is ready now, before blocking
-            jobs = self._claim(name, limit, None)
-            if jobs:
-                return name, jobs
-        while (remaining := deadline - time.monotonic()) > 0:
-            name = self._watchers.wait(queues, remaining)
-            if name is None:
-                break
-            jobs = self._claim(name, limit, None)
-            if jobs:
-                return name, jobs
-        return None, []
+            return self.engine.wait_for_jobs(queues, seconds)  # type: ignore[no-any-return]
+        return self._watchers.wait(queues, seconds)

@@ -14,11 +14,19 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
 - Sync handlers run on ``concurrency`` threads, ``async def`` handlers on one event-loop
   thread; ``concurrency`` bounds the jobs in progress, of both kinds together.
 - Finished jobs are acknowledged per queue in one ``Engine.ack`` call that also leases
-  the next batch for the free slots (finish-and-fetch-next), so a busy worker makes about
-  one round trip per batch, not several per job.
-- When its queues are empty and it has free slots, a Waiter thread blocks in Redis
-  (BZPOPMIN on the queues' markers, no polling) and claims the moment a job is ready,
-  while this thread keeps acknowledging the jobs still running.
+  the next jobs for that queue's free slots (finish-and-fetch-next), so a busy worker
+  makes about one round trip per batch, not several per job.
+- Free slots are shared fairly among the queues that have ready jobs: each such queue
+  may hold ``ceil(concurrency / n)`` slots while ``n`` queues want them, free slots go to
+  those queues in turn (round robin: a queue just served goes to the back of the line),
+  and a queue alone gets every slot. So a backlog in one queue never holds up another:
+  a job on a second queue starts as soon as one slot frees up. A queue leaves the
+  rotation when a claim of it comes back empty (that claim also says when its earliest
+  scheduled job falls due).
+- The queues believed empty are watched by a Waiter thread blocked in Redis (BZPOPMIN on
+  their markers, no polling) that also wakes when the earliest scheduled job among them
+  falls due. An idle worker claims at once from the queue that woke it; a busy one puts
+  that queue back into the rotation, so it gets the next free slot.
 - Every in-flight job's lease is extended at lease/2 (one ``heartbeat_many`` per queue).
   A job whose lease was lost (it expired, or the sweeper took it back) is dropped: its
   result will not be stored, and the job runs again elsewhere.
@@ -29,7 +37,19 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
   deregister, return. A second signal exits the process at once with status 1
   (``os._exit``; the jobs it held come back through the sweeper when their leases or the
   worker's registration expire).
-- A Redis outage is logged and retried with exponential backoff; the worker keeps going.
+- Redis trouble is logged once per change of state, in words ("redis unavailable" with
+  a reason such as "cluster is moving slots", "redis full", then "redis reachable
+  again"), and retried with exponential backoff; the worker keeps going. Only failed
+  claims and acks pause the job flow: a refused registry or lease heartbeat (Redis at
+  maxmemory refuses those, while claims and acks still work) is retried on its own.
+- ``durable=True`` without a replica: an ack raises NotDurable although it *was* applied
+  on the primary. The worker takes its reply as the outcome (jobs are counted and logged
+  once, never acknowledged again: a repeat would only find them finished), logs "not
+  durable" once and keeps working; a failover may then lose those completions, so such
+  jobs may run again (at-least-once, as after any lost ack).
+- ``run(burst=True)`` stops once no job is ready or in progress and no scheduled job
+  (a retry or a delayed job) of its queues falls due within ``burst_wait`` seconds; the
+  last line says how many scheduled jobs it left.
 """
 from __future__ import annotations
 
@@ -47,19 +67,23 @@ from typing import Any, Sequence
 import redis
 
 from . import defaults, validate
-from .errors import ConnectionFailed, InvalidOption, LeaseLost
-from .eventlog import EventLog
+from .errors import REDIS_TROUBLE as _REDIS_ERRORS
+from .errors import ConnectionFailed, InvalidOption, LeaseLost, NotDurable, RedisFull
+from .eventlog import EventLog, redis_trouble
 from .health import HealthServer
 from .keys import check_queue
 from .models import Job
 from .runners import AsyncRunner, Handler, Outcome, ThreadRunner, is_async
-from .waiter import Waiter
+from .waiter import Waiter, Wake, put_back
 
-REDIS_TROUBLE = (ConnectionFailed, redis.RedisError)
+REDIS_TROUBLE = (ConnectionFailed, RedisFull, redis.RedisError) + _REDIS_ERRORS
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 10.0
 MAX_SLEEP_S = 1.0          # the bookkeeping loop looks at its clocks at least this often
+BURST_WAIT_S = 30.0        # run(burst=True) waits for scheduled jobs due this soon
 INFO, WARNING, ERROR, DEBUG = logging.INFO, logging.WARNING, logging.ERROR, logging.DEBUG
+# What talks to Redis, each retried on its own: only "jobs" (claims, acks) pauses the flow.
+JOBS, LEASES, REGISTRY = "jobs", "leases", "registry"
 
 
 class _Running:
@@ -77,15 +101,16 @@ class Worker:
     ``lease``: seconds each claimed job is leased for (jobs enqueued with their own lease
     keep it); ``grace``: seconds in-flight jobs get to finish on shutdown; ``batch``: most
     jobs leased per call (default: ``concurrency``, at most 1000); ``health_port``: serve
-    200/503 on that port while Redis is reachable / unreachable; ``log_format``: "text" or
-    "json"; ``beat_interval``: seconds between registry refreshes; ``idle_wait``: seconds
-    one blocking wait lasts (also how long an idle worker may take to notice ``stop()``).
+    200/503 on ``health_host:health_port`` (default host 127.0.0.1; containers pass
+    0.0.0.0) while Redis is reachable / unreachable; ``log_format``: "text" or "json";
+    ``beat_interval``: seconds between registry refreshes; ``idle_wait``: seconds one
+    wait of an idle worker lasts (also how long it may take to notice ``stop()``).
     """
 
     def __init__(self, pool: Any, queues: Sequence[str], concurrency: int = 10,
                  lease: float = defaults.LEASE_S, *, worker_id: str | None = None,
                  grace: float = 30.0, batch: int | None = None, health_port: int | None = None,
-                 health_host: str = "0.0.0.0", log_format: str = "text",
+                 health_host: str = "127.0.0.1", log_format: str = "text",
                  beat_interval: float = 5.0, idle_wait: float = 2.0) -> None:
         if isinstance(queues, str):
             raise TypeError("queues must be a list of queue names, not a string")
@@ -105,6 +130,8 @@ class Worker:
         if health_port is not None and (isinstance(health_port, bool) or not isinstance(health_port, int)
                                         or not 0 <= health_port <= 65535):
             raise InvalidOption(f"health_port must be a port number, got {health_port!r}")
+        if not isinstance(health_host, str) or not health_host:
+            raise InvalidOption(f"health_host must be a host name or address, got {health_host!r}")
         self.engine = pool
         self.concurrency = concurrency
         self.lease = float(lease)
@@ -170,23 +197,30 @@ class Worker:
         self._events.put(("stop",))
 
     # ------------------------------------------------------------------ running
-    def run(self, burst: bool = False) -> None:
-        """Work until ``stop()`` or SIGTERM/SIGINT; with ``burst=True`` return as soon as
-        the queues have no ready job and nothing is in progress. A Worker runs once."""
+    def run(self, burst: bool = False, *, burst_wait: float = BURST_WAIT_S) -> None:
+        """Work until ``stop()`` or SIGTERM/SIGINT. With ``burst=True`` return once no job
+        is ready or in progress and no scheduled job (retry or delayed) of the queues is
+        due within ``burst_wait`` seconds; the "burst done" line counts the scheduled
+        jobs left. A Worker runs once."""
         if self._started:
             raise RuntimeError("this Worker has run already; create a new one")
+        validate.seconds_to_ms(burst_wait, "burst_wait")
         routes = {q: self.handler_for(q) for q in self.queues}
         self._started = True
         self._burst = burst
+        self._burst_wait = float(burst_wait)
         self._running: dict[tuple[str, str], _Running] = {}
+        self._load: dict[str, int] = {}  # jobs in progress per queue
         self._finished: dict[str, tuple[list[Outcome], list[Outcome]]] = {}
-        self._hungry: dict[str, None] = dict.fromkeys(self.queues)  # may have ready jobs
+        self._hungry: dict[str, None] = dict.fromkeys(self.queues)  # may have ready jobs, in turn
+        self._due: dict[str, float] = {}  # queue -> monotonic time its earliest scheduled job is due
         self._stopping = False
         self._waiting = False          # the Waiter holds a request
         self._reserved = 0             # slots kept free for the Waiter's claim
-        self._watched: list[str] = []  # the queues the Waiter watches
-        self._failures = 0             # consecutive Redis failures
-        self._retry_at = 0.0           # no Redis call before this (monotonic)
+        self._failures: dict[str, int] = {}              # consecutive failures per channel
+        self._troubles: dict[str, tuple[str, str]] = {}  # channel -> (event, reason) now
+        self._retry_at = 0.0           # no claim or ack before this (monotonic)
+        self._not_durable = False      # the last ack was applied but not replicated
         self._registered = False
         self._reported = (0, 0)        # processed/failed already sent to the registry
         now = time.monotonic()
@@ -238,16 +272,17 @@ class Worker:
             if self._stop_requested:
                 self._stopping = True
                 return
-            if time.monotonic() < self._retry_at:
-                continue
-            self._flush_acks()
-            self._claim_hungry()
+            if self._burst:
+                self._due_now()
+            backing_off = time.monotonic() < self._retry_at
+            if not backing_off:
+                self._move_jobs()
             self._periodic()
-            if self._burst and not (self._running or self._finished or self._hungry):
-                self.log.event(INFO, "burst done", processed=self.processed, failed=self.failed)
+            if self._burst and self._burst_over():
                 self._stopping = True
                 return
-            self._arm_waiter()
+            if not backing_off:
+                self._arm_waiter()
 
     def _sleep_time(self) -> float:
         now = time.monotonic()
@@ -256,6 +291,8 @@ class Worker:
         if self._finished or (self._hungry and self._free() > 0 and not self._stopping):
             return 0.0
         wake = min(self._next_lease_beat, self._next_registry_beat)
+        if self._burst and self._due:
+            wake = min(wake, min(self._due.values()))
         return max(0.0, min(wake - now, MAX_SLEEP_S))
 
     def _free(self) -> int:
@@ -272,8 +309,8 @@ class Worker:
         while True:
             if event.__class__ is Outcome:
                 self._outcome(event)
-            elif event[0] == "waited":
-                self._wait_ended(*event[1:])
+            elif event.__class__ is Wake:
+                self._wait_ended(event)
             try:
                 event = events.get_nowait()
             except queue_mod.Empty:
@@ -284,78 +321,154 @@ class Worker:
         running = self._running.pop((job.queue, job.token), None)
         if running is None:
             return  # given back at shutdown already
+        self._load[job.queue] -= 1
         if running.lost:
             self.log.event(DEBUG, "result discarded", job, reason="lease lost")
             return
         lists = self._finished.get(job.queue)
         if lists is None:
             lists = self._finished[job.queue] = ([], [])
-        if outcome.ok:
-            lists[0].append(outcome)
-        else:
-            self.log.event(WARNING, "failed", job, error=outcome.error,
-                           duration_ms=round(outcome.seconds * 1000, 3), trace=outcome.trace)
-            lists[1].append(outcome)
+        lists[0 if outcome.ok else 1].append(outcome)
 
-    def _waited(self, queue: str | None, jobs: list[Job], limit: int, error: BaseException | None) -> None:
+    def _waited(self, wake: Wake) -> None:
         """The Waiter's report (from its thread): handed over to the bookkeeping thread."""
-        self._events.put(("waited", queue, jobs, limit, error))
+        self._events.put(wake)
 
-    def _wait_ended(self, queue: str | None, jobs: list[Job], limit: int,
-                    error: BaseException | None) -> None:
-        watched = self._watched
+    def _wait_ended(self, wake: Wake) -> None:
         self._waiting, self._reserved = False, 0
-        if error is not None:
-            self._trouble(error)
+        if wake.error is not None:
+            self._trouble(JOBS, wake.error)
             return
-        self._ok()
+        self._ok(JOBS)
         if self._stopping:
-            self._release(jobs)
+            self._release(wake.jobs)
             return
-        self._start(jobs)
-        if queue is not None and len(jobs) >= limit:
-            self._hungry[queue] = None
-        elif queue is None and len(watched) > 1:
-            # the wait timed out: look at every queue once, which also promotes delayed
-            # jobs that fell due (a single-queue wait does that inside claim(block=))
-            self._hungry.update(dict.fromkeys(watched))
+        queue = wake.queue
+        if queue is None:
+            return  # the wait timed out: the markers stay set, nothing was missed
+        if wake.claimed:
+            self._start(wake.jobs)
+            self._served(queue, len(wake.jobs), wake.wait)
+            return
+        self._hungry.setdefault(queue, None)  # into the rotation: it gets the next free slot
+        if wake.popped and self._free() <= 0:
+            put_back(self.engine, queue)  # no slot now: let an idle worker elsewhere have it
 
-    # ------------------------------------------------------------------ Redis work
-    def _trouble(self, exc: BaseException) -> None:
-        """Redis failed: back off (exponentially, capped) before the next Redis call."""
+    def _served(self, queue: str, got: int, wait: float | None) -> None:
+        """A claim of ``queue`` leased ``got`` jobs: to the back of the line while it has
+        jobs; out of the rotation (watched, due at ``wait``) once a claim comes back empty."""
+        self._hungry.pop(queue, None)
+        if got:
+            self._hungry[queue] = None
+        elif wait is None:
+            self._due.pop(queue, None)
+        else:
+            self._due[queue] = time.monotonic() + wait
+
+    # ------------------------------------------------------------------ Redis trouble
+    def _trouble(self, channel: str, exc: BaseException) -> float:
+        """A Redis call of ``channel`` failed: log the state once (in words), return the
+        backoff (exponential, capped) before that channel tries again; a failed claim or
+        ack pauses the job flow for that long."""
         if not isinstance(exc, REDIS_TROUBLE):
             self.log.event(ERROR, "unexpected error", error=f"{type(exc).__name__}: {exc}")
-        self._failures += 1
-        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self._failures - 1))
-        self._retry_at = time.monotonic() + delay
-        self.log.event(WARNING, "redis unavailable", error=str(exc), retry_in_s=round(delay, 3))
+        n = self._failures[channel] = self._failures.get(channel, 0) + 1
+        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(n - 1, 20))
+        state = redis_trouble(exc)
+        known = state in self._troubles.values()
+        self._troubles[channel] = state
+        # one line per change of state; the retries of a known state only at DEBUG
+        self.log.event(DEBUG if known else WARNING, state[0], reason=state[1], error=_short(exc),
+                       retry_in_s=round(delay, 3), during=channel)
+        if channel == JOBS:
+            self._retry_at = time.monotonic() + delay
+        return delay
 
-    def _ok(self) -> None:
-        if self._failures:
-            self._failures = 0
-            self.log.event(INFO, "redis reachable again")
+    def _ok(self, channel: str) -> None:
+        self._failures.pop(channel, None)
+        state = self._troubles.pop(channel, None)
+        if state is not None and not self._troubles:
+            self.log.event(INFO, "redis writable again" if state[0] == "redis full" else "redis reachable again")
 
-    def _flush_acks(self) -> None:
-        """Acknowledge finished jobs per queue, leasing the next batch in the same call."""
+    def _durability(self, exc: NotDurable | None) -> None:
+        """Log the change between durable and not durable acks, once each way."""
+        if exc is not None and not self._not_durable:
+            self.log.event(WARNING, "not durable", reason=redis_trouble(exc)[1], error=_short(exc),
+                           note="acks are applied on the primary and not retried; a failover may lose them")
+        elif exc is None and self._not_durable:
+            self.log.event(INFO, "durable again")
+        self._not_durable = exc is not None
+
+    # ------------------------------------------------------------------ moving jobs
+    def _plan(self) -> tuple[dict[str, int], int]:
+        """Share the free slots among the queues that may have ready jobs: each may hold
+        ``ceil(concurrency / n)`` of them, given in turn (the front of the line first).
+        Returns queue -> jobs to lease now, and the free slots nobody asked for."""
+        free = 0 if self._stopping else self._free()
+        plan: dict[str, int] = {}
+        if free > 0 and self._hungry:
+            share = -(-self.concurrency // len(self._hungry))
+            for queue in self._hungry:
+                n = min(self.batch, share - self._load.get(queue, 0), free)
+                if n > 0:
+                    plan[queue] = n
+                    free -= n
+                    if not free:
+                        break
+        return plan, free
+
+    def _move_jobs(self) -> None:
+        """Acknowledge finished jobs (one ack per queue, leasing that queue's share of the
+        free slots on the way), then lease the rest of the plan with claims."""
+        plan, spare = self._plan()
         for queue in list(self._finished):
-            done, failed = self._finished[queue]
-            free = 0 if self._stopping else min(self.batch, self._free())
-            try:
-                reply = self.engine.ack(queue, completed=[(o.job, o.result) for o in done],
-                                        failed=[(o.job, o.error) for o in failed],
-                                        worker_id=self.id, limit=free, lease=self.lease)
-            except REDIS_TROUBLE as exc:
-                self._trouble(exc)
+            limit = plan.pop(queue, 0)
+            if not limit and spare and queue not in self._hungry:
+                limit = min(self.batch, spare)  # nobody else wants the slots: fill them on the way
+                spare -= limit
+            if not self._ack(queue, limit):
                 return
-            self._ok()
-            del self._finished[queue]
-            self._acked(done, reply.completed, failed, reply.failed)
-            if free:
+        for queue, limit in plan.items():
+            try:
+                jobs, wait = self.engine.claim_with_due(queue, self.id, limit=limit, lease=self.lease)
+            except REDIS_TROUBLE as exc:
+                self._trouble(JOBS, exc)
+                return
+            self._ok(JOBS)
+            self._start(jobs)
+            self._served(queue, len(jobs), wait)
+
+    def _ack(self, queue: str, limit: int) -> bool:
+        """Acknowledge ``queue``'s finished jobs, leasing up to ``limit`` more; False when
+        Redis failed (the worker backs off)."""
+        done, failed = self._finished[queue]
+        not_durable = None
+        try:
+            reply = self.engine.ack(queue, completed=[(o.job, o.result) for o in done],
+                                    failed=[(o.job, o.error) for o in failed],
+                                    worker_id=self.id, limit=limit, lease=self.lease)
+        except NotDurable as exc:
+            # applied on the primary (exc.result); the jobs it leased were given back
+            reply, not_durable = getattr(exc, "result", None), exc
+            if reply is None:
+                self._trouble(JOBS, exc)
+                return False
+        except REDIS_TROUBLE as exc:
+            self._trouble(JOBS, exc)
+            return False
+        self._ok(JOBS)
+        self._durability(not_durable)
+        del self._finished[queue]
+        self._acked(done, reply.completed, failed, reply.failed)
+        if limit:
+            if not_durable is None:
                 self._start(reply.jobs)
-                if len(reply.jobs) >= free:
-                    self._hungry[queue] = None
-                else:
-                    self._hungry.pop(queue, None)
+                self._served(queue, len(reply.jobs), reply.wait)
+            else:
+                self._hungry.setdefault(queue, None)  # its batch went back: claim it again
+        if self._burst and "scheduled" in reply.failed and not (limit and not reply.jobs):
+            self._hungry.setdefault(queue, None)  # a retry was scheduled: learn when it is due
+        return True
 
     def _acked(self, done: list[Outcome], done_ok: list[bool], failed: list[Outcome],
                states: list[str | None]) -> None:
@@ -365,49 +478,59 @@ class Worker:
             if ok:
                 self.processed += 1
                 if verbose:
-                    log.event(INFO, "done", outcome.job, duration_ms=round(outcome.seconds * 1000, 3))
+                    log.event(INFO, "done", outcome.job, duration_ms=_ms(outcome.seconds))
             else:
                 log.event(WARNING, "lease lost", outcome.job, note="result not stored")
         for outcome, state in zip(failed, states):
             if state is None:
-                log.event(WARNING, "lease lost", outcome.job, note="failure not stored")
+                log.event(WARNING, "lease lost", outcome.job, error=outcome.error, note="failure not stored")
                 continue
             self.processed += 1
             self.failed += 1
-            if state == "dead":
-                log.event(ERROR, "dead", outcome.job, error=outcome.error)
-            else:
-                log.event(WARNING, "retried", outcome.job, error=outcome.error, state=state)
+            # one line per failure: what became of the job, its error and traceback
+            log.event(ERROR if state == "dead" else WARNING, "dead" if state == "dead" else "retried",
+                      outcome.job, error=outcome.error, duration_ms=_ms(outcome.seconds), trace=outcome.trace)
 
-    def _claim_hungry(self) -> None:
-        """Lease jobs for the free slots from queues that may have ready ones, in turn."""
-        for queue in list(self._hungry):
-            free = min(self.batch, self._free())
-            if free <= 0 or self._stopping:
-                return
+    def _due_now(self) -> None:
+        """Burst mode (no Waiter): queues whose scheduled job fell due join the rotation."""
+        now = time.monotonic()
+        for queue, at in list(self._due.items()):
+            if at <= now:
+                del self._due[queue]
+                self._hungry.setdefault(queue, None)
+
+    def _burst_over(self) -> bool:
+        if self._running or self._finished or self._hungry:
+            return False
+        soonest = min(self._due.values(), default=math.inf)
+        if soonest - time.monotonic() <= self._burst_wait:
+            return False  # a retry or delayed job falls due soon: wait for it
+        left = 0
+        for queue in self.queues:
             try:
-                jobs = self.engine.claim(queue, self.id, limit=free, lease=self.lease)
-            except REDIS_TROUBLE as exc:
-                self._trouble(exc)
-                return
-            self._ok()
-            del self._hungry[queue]
-            if len(jobs) >= free:
-                self._hungry[queue] = None  # to the back of the line: others get a turn
-            self._start(jobs)
+                left += self.engine.stats(queue)["scheduled"]
+            except REDIS_TROUBLE:
+                left = -1
+                break
+        fields: dict[str, Any] = {"processed": self.processed, "failed": self.failed}
+        if left:
+            fields.update(scheduled_left="?" if left < 0 else left,
+                          note=f"scheduled jobs due later than {self._burst_wait:g}s are left for the next run")
+        self.log.event(INFO, "burst done", **fields)
+        return True
 
     def _arm_waiter(self) -> None:
-        """With free slots and queues that had nothing ready, start a blocking claim."""
+        """Watch the queues out of the rotation: an idle worker claims from the first that
+        wakes (holding its free slots for that claim), a busy one only hears which."""
         if self._waiter is None or self._waiting or self._stopping:
             return
         watched = [q for q in self.queues if q not in self._hungry]
-        free = min(self.batch, self._free())
-        if not watched or free <= 0:
+        if not watched:
             return
-        # while other queues keep the worker busy, hold a single slot for the idle ones
-        limit = 1 if self._hungry else free
-        self._watched, self._waiting, self._reserved = watched, True, limit
-        self._waiter.request(watched, limit, self.idle_wait)
+        free = min(self.batch, self._free())
+        limit = free if free > 0 and not self._hungry else 0
+        self._waiting, self._reserved = True, limit
+        self._waiter.request(watched, limit, self.idle_wait, {q: self._due[q] for q in watched if q in self._due})
 
     def _start(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -418,6 +541,7 @@ class Worker:
         for job in jobs:
             running = _Running(job, now + job.lease / 2)
             self._running[(job.queue, job.token)] = running
+            self._load[job.queue] = self._load.get(job.queue, 0) + 1
             next_beat = min(next_beat, running.next_beat)
             if verbose:
                 self.log.event(INFO, "claimed", job)
@@ -429,7 +553,7 @@ class Worker:
         now = time.monotonic()
         if now >= self._next_lease_beat:
             self._beat_leases(now)
-        if now >= self._next_registry_beat and now >= self._retry_at:
+        if now >= self._next_registry_beat:
             self._beat_registry(now)
 
     def _beat_leases(self, now: float) -> None:
@@ -443,14 +567,18 @@ class Worker:
                 due.setdefault(running.job.queue, []).append(running)
             else:
                 next_beat = min(next_beat, running.next_beat)
+        if not due and LEASES in self._troubles:
+            self._ok(LEASES)  # nothing left to extend
         for queue, batch in due.items():
             try:
                 expiries = self.engine.heartbeat_many(queue, [r.job for r in batch])
             except REDIS_TROUBLE as exc:
-                self._trouble(exc)
-                next_beat = now  # try again after the backoff
-                break
-            self._ok()
+                # a refused heartbeat does not stop the job flow (Redis at maxmemory
+                # refuses it while acks work); try again soon, the lease has lease/2 left
+                delay = self._trouble(LEASES, exc)
+                next_beat = min(next_beat, now + min(delay, 1.0))
+                continue
+            self._ok(LEASES)
             for running, expiry in zip(batch, expiries):
                 if expiry is None:
                     running.lost = True
@@ -471,16 +599,17 @@ class Worker:
             if not self.engine.beat_worker(self.id, jobs_in_progress=jobs,
                                            processed=processed - self._reported[0],
                                            failed=failed - self._reported[1]):
+                self._ok(REGISTRY)
                 self.log.event(WARNING, "registration expired", note="registering again")
                 self._registered = False
                 self._next_registry_beat = now
                 return
             self._reported = (processed, failed)
         except REDIS_TROUBLE as exc:
-            self._trouble(exc)
-            self._next_registry_beat = now
+            # retried on its own (at most every beat_interval): the job flow goes on
+            self._next_registry_beat = now + min(self._trouble(REGISTRY, exc), self.beat_interval)
             return
-        self._ok()
+        self._ok(REGISTRY)
 
     def _register(self) -> None:
         self.engine.register_worker(self.id, host=self.host, pid=os.getpid(), queues=self.queues)
@@ -494,7 +623,7 @@ class Worker:
             except LeaseLost:
                 continue
             except REDIS_TROUBLE as exc:
-                self.log.event(WARNING, "release failed", job, error=str(exc))
+                self.log.event(WARNING, "release failed", job, reason=redis_trouble(exc)[1], error=_short(exc))
                 continue
             self.log.event(INFO, "released", job)
 
@@ -510,8 +639,8 @@ class Worker:
                 return
             self._pump(min(left, self._sleep_time()))
             if time.monotonic() >= self._retry_at:
-                self._flush_acks()
-                self._periodic()
+                self._move_jobs()
+            self._periodic()
 
     def _finish(self, threads: ThreadRunner | None, async_runner: AsyncRunner | None) -> None:
         """Give back what is still leased, deregister and stop every helper thread."""
@@ -521,7 +650,7 @@ class Worker:
             self._pump(0)  # a claim that raced the stop is released here
         if self._finished:
             self._retry_at = 0.0
-            self._flush_acks()
+            self._move_jobs()
         left = [r.job for r in self._running.values() if not r.lost]
         self._running.clear()
         self._release(left)
@@ -532,9 +661,19 @@ class Worker:
         try:
             self.engine.deregister_worker(self.id)
         except REDIS_TROUBLE as exc:
-            self.log.event(WARNING, "deregister failed", error=str(exc))
+            self.log.event(WARNING, "deregister failed", reason=redis_trouble(exc)[1], error=_short(exc))
         if self._health is not None:
             self._health.close()
             self._health = None
         self.log.event(INFO, "worker stopped", processed=self.processed, failed=self.failed,
                        released=len(left))
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    """An error's text for a log line, cut to ``limit`` characters."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

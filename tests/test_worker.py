@@ -345,12 +345,13 @@ def test_log_lines_are_json_with_log_format_json(engine, caplog):
     lines = [json.loads(r.getMessage()) for r in worker_events(caplog)]
     assert all(line["worker_id"] == worker.id and "ts" in line and "level" in line for line in lines)
     events = [(line["event"], line.get("job_id")) for line in lines if "job_id" in line]
-    for expected in [("claimed", ok_id), ("done", ok_id), ("claimed", bad_id), ("failed", bad_id),
-                     ("dead", bad_id)]:
+    for expected in [("claimed", ok_id), ("done", ok_id), ("claimed", bad_id), ("dead", bad_id)]:
         assert expected in events
-    [failed] = [line for line in lines if line["event"] == "failed"]
-    assert failed["queue"] == "q" and failed["error"] == "RuntimeError: bad payload"
-    assert "Traceback" in failed["traceback"]
+    assert [e for e in events if e[1] == bad_id] == [("claimed", bad_id), ("dead", bad_id)], \
+        "one line per event: no separate 'failed' line before 'dead'"
+    [dead] = [line for line in lines if line["event"] == "dead"]
+    assert dead["queue"] == "q" and dead["error"] == "RuntimeError: bad payload"
+    assert dead["level"] == "ERROR" and "Traceback" in dead["traceback"]
 
 
 def test_text_log_lines_carry_queue_and_job_id(engine, caplog):
