@@ -80,6 +80,7 @@ REDIS_TROUBLE = (ConnectionFailed, RedisFull, redis.RedisError) + _REDIS_ERRORS
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 10.0
 MAX_SLEEP_S = 1.0          # the bookkeeping loop looks at its clocks at least this often
+WATCH_WAIT_S = 0.5         # the longest wait while queues are in the rotation (_arm_waiter)
 BURST_WAIT_S = 30.0        # run(burst=True) waits for scheduled jobs due this soon
 INFO, WARNING, ERROR, DEBUG = logging.INFO, logging.WARNING, logging.ERROR, logging.DEBUG
 # What talks to Redis, each retried on its own: only "jobs" (claims, acks) pauses the flow.
@@ -272,8 +273,7 @@ class Worker:
             if self._stop_requested:
                 self._stopping = True
                 return
-            if self._burst:
-                self._due_now()
+            self._due_now()
             backing_off = time.monotonic() < self._retry_at
             if not backing_off:
                 self._move_jobs()
@@ -291,7 +291,7 @@ class Worker:
         if self._finished or (self._hungry and self._free() > 0 and not self._stopping):
             return 0.0
         wake = min(self._next_lease_beat, self._next_registry_beat)
-        if self._burst and self._due:
+        if self._due:
             wake = min(wake, min(self._due.values()))
         return max(0.0, min(wake - now, MAX_SLEEP_S))
 
@@ -492,7 +492,8 @@ class Worker:
                       outcome.job, error=outcome.error, duration_ms=_ms(outcome.seconds), trace=outcome.trace)
 
     def _due_now(self) -> None:
-        """Burst mode (no Waiter): queues whose scheduled job fell due join the rotation."""
+        """Queues whose earliest scheduled job fell due join the rotation (the Waiter also
+        wakes for them, but a request it holds may predate what the last ack said)."""
         now = time.monotonic()
         for queue, at in list(self._due.items()):
             if at <= now:
@@ -529,8 +530,11 @@ class Worker:
             return
         free = min(self.batch, self._free())
         limit = free if free > 0 and not self._hungry else 0
+        # While some queues are in the rotation, the watch ends sooner: a queue that has
+        # just emptied is only watched from the next request on.
+        timeout = min(self.idle_wait, WATCH_WAIT_S) if self._hungry else self.idle_wait
         self._waiting, self._reserved = True, limit
-        self._waiter.request(watched, limit, self.idle_wait, {q: self._due[q] for q in watched if q in self._due})
+        self._waiter.request(watched, limit, timeout, {q: self._due[q] for q in watched if q in self._due})
 
     def _start(self, jobs: list[Job]) -> None:
         if not jobs:
