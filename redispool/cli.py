@@ -236,13 +236,20 @@ def load_worker(target: str) -> Any:
 @click.option("--health-port", type=click.IntRange(0, 65535), help="serve 200/503 health on this port")
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="serve Prometheus metrics (queue figures, as redispool serve) on this port")
+@click.option("--health-host", default="127.0.0.1", show_default=True,
+              help="address --health-port and --metrics-port listen on (0.0.0.0 in a container)")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--burst", is_flag=True, help="exit once the queues are empty")
+@click.option("--burst", is_flag=True,
+              help="exit once no job is ready or in progress and no retry or delayed job is due "
+                   "within --burst-wait seconds")
+@click.option("--burst-wait", type=float, default=30.0, show_default=True,
+              help="with --burst: wait for scheduled jobs due this soon; later ones are left (and counted)")
 @retention_defaults
 @click.pass_context
 def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: float | None,
            grace: float | None, health_port: int | None, log_format: str, burst: bool,
-           metrics_port: int | None = None, **retention: Any) -> None:
+           metrics_port: int | None = None, health_host: str = "127.0.0.1",
+           burst_wait: float = 30.0, **retention: Any) -> None:
     """Run the redispool.Worker at TARGET (MODULE:ATTR) until SIGTERM/SIGINT.
 
     The app's own redispool.connect() sees --url/--prefix through REDISPOOL_URL and
@@ -255,6 +262,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
         validate.lease_ms(lease)
     if grace is not None:
         validate.seconds_to_ms(grace, "grace")
+    validate.seconds_to_ms(burst_wait, "burst_wait")
     setup_logging(ctx.meta["log_level"], log_format)
     o = obj()
     if o.url_given or defaults.URL_ENV not in os.environ:
@@ -270,6 +278,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
         w.grace = float(grace)
     if health_port is not None:
         w.health_port = health_port
+    w.health_host = health_host
     for attr, value in keep.items():  # the app engine's defaults, as --concurrency overrides its Worker's
         setattr(w.engine, attr, value)
     w.log = EventLog(w.log.logger, log_format, w.id)
@@ -278,8 +287,11 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
             from .http.metrics import serve_metrics
         except ImportError as exc:
             fail(f"--metrics-port needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
-        serve_metrics(w.engine, metrics_port)
-    w.run(burst=burst)
+        try:
+            serve_metrics(w.engine, metrics_port, health_host)
+        except OSError as exc:
+            fail(f"--metrics-port {metrics_port} on {health_host}: {exc.strerror or exc}")
+    w.run(burst=burst, burst_wait=burst_wait)
 
 
 @cli.command()

@@ -1,7 +1,8 @@
 """A tiny HTTP health endpoint for probes (Kubernetes and the like).
 
 Any GET answers 200 ``ok`` while ``check()`` returns True and 503 while it returns False
-or raises. It runs the stdlib ``ThreadingHTTPServer`` in a daemon thread.
+or raises. It runs the stdlib ``ThreadingHTTPServer`` in a daemon thread. It listens on
+127.0.0.1 unless told otherwise (a container passes 0.0.0.0 so its orchestrator can probe).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Callable
 class HealthServer:
     """Serves ``check()`` as 200/503 on ``host:port`` (port 0 picks a free one: see ``port``)."""
 
-    def __init__(self, check: Callable[[], bool], port: int, host: str = "0.0.0.0") -> None:
+    def __init__(self, check: Callable[[], bool], port: int, host: str = "127.0.0.1") -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 try:

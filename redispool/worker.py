@@ -237,7 +237,11 @@ class Worker:
         previous = self._install_signals()
         try:
             if self.health_port is not None:
-                self._health = HealthServer(self._redis_reachable, self.health_port, self.health_host).start()
+                try:
+                    self._health = HealthServer(self._redis_reachable, self.health_port, self.health_host).start()
+                except OSError as exc:
+                    raise InvalidOption(f"cannot serve health on {self.health_host}:{self.health_port}: "
+                                        f"{exc.strerror or exc}") from exc
             self.log.event(INFO, "worker started", queues=",".join(self.queues),
                            concurrency=self.concurrency, pid=os.getpid(), burst=burst)
             self._beat_registry(time.monotonic())  # registered before the first claim
@@ -393,7 +397,7 @@ class Worker:
     def _durability(self, exc: NotDurable | None) -> None:
         """Log the change between durable and not durable acks, once each way."""
         if exc is not None and not self._not_durable:
-            self.log.event(WARNING, "not durable", reason=redis_trouble(exc)[1], error=_short(exc),
+            self.log.event(WARNING, "not durable", reason=redis_trouble(exc)[1],
                            note="acks are applied on the primary and not retried; a failover may lose them")
         elif exc is None and self._not_durable:
             self.log.event(INFO, "durable again")

@@ -45,6 +45,15 @@ def test_every_command_exists_in_the_cli(compose):
             assert option in result.output, f"{name}: {option} is not an option of `redispool {command[0]}`"
 
 
+def test_worker_health_port_listens_beyond_the_container(compose):
+    # the health port listens on 127.0.0.1 unless told: a probe from outside the
+    # container could not reach it, so the compose file passes 0.0.0.0
+    command = compose["services"]["worker"]["command"]
+    assert command[command.index("--health-host") + 1] == "0.0.0.0"
+    probe = " ".join(compose["services"]["worker"]["healthcheck"]["test"])
+    assert command[command.index("--health-port") + 1] in probe
+
+
 def test_worker_target_imports(compose, monkeypatch):
     monkeypatch.setenv("REDISPOOL_URL", "memory://compose-test")
     monkeypatch.chdir(ROOT)

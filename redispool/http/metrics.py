@@ -57,7 +57,7 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def serve_metrics(engine: Any, port: int, host: str = "0.0.0.0") -> Any:
+def serve_metrics(engine: Any, port: int, host: str = "127.0.0.1") -> Any:
     """Serve the queue metrics of ``engine`` in the Prometheus text format on ``host:port``
     from a daemon thread (any path answers); returns the HTTP server (``.server_port``,
     ``.shutdown()``)."""
