@@ -403,7 +403,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
             for i in range(nc + nf + 2, len(exc.reply or ()), 6):
                 self.scripts.run("release", [k.ready, k.leased, k.marker, k.meta, k.job_prefix],
                                  [exc.reply[i], exc.reply[i + 1]])
-            if exc.reply is not None:  # what was applied on the primary (no jobs: given back)
+            if isinstance(exc.reply, (list, tuple)):  # what was applied on the primary
                 exc.result = self._ack_reply(exc.reply, nc, nf)  # type: ignore[attr-defined]
             raise
         result = self._ack_reply(reply, nc, nf)

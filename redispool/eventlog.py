@@ -1,4 +1,5 @@
-"""One structured log line per worker event, as text or as a JSON object.
+"""One structured log line per worker event, as text or as a JSON object; Redis trouble
+in words, logged once per change of state (``TroubleLog``).
 
 Text: ``done queue=emails job_id=17 attempt=1 duration_ms=0.42``. JSON: the whole
 message is one JSON object (``ts``, ``level``, ``logger``, ``event``, ``worker_id``,
@@ -103,3 +104,59 @@ class EventLog:
         extra = {k: v for k, v in data.items() if k not in _RESERVED}
         extra["worker_id"] = self.worker_id
         self.logger.log(level, message, extra=extra)
+
+
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """An error's text for a log line, cut to ``limit`` characters."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TroubleLog:
+    """A worker's Redis trouble, per channel (what failed: "jobs" for claims and acks,
+    "leases", "registry"): the backoff before that channel tries again (exponential,
+    capped), and one log line per change of state -- "redis unavailable" or "redis full"
+    with the reason in words, then "redis reachable again" ("redis writable again")
+    once every channel works. Retries of a state already logged go to DEBUG."""
+
+    BACKOFF_FIRST_S = 0.2
+    BACKOFF_MAX_S = 10.0
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self._failures: dict[str, int] = {}              # consecutive failures per channel
+        self._states: dict[str, tuple[str, str]] = {}    # channel -> (event, reason) now
+        self._not_durable = False
+
+    def __contains__(self, channel: str) -> bool:
+        return channel in self._states
+
+    def failed(self, channel: str, exc: BaseException, *, expected: bool = True) -> float:
+        """Log ``exc`` (once per state); returns the seconds to wait before retrying."""
+        if not expected:
+            self.log.event(logging.ERROR, "unexpected error", error=f"{type(exc).__name__}: {exc}")
+        n = self._failures[channel] = self._failures.get(channel, 0) + 1
+        delay: float = min(self.BACKOFF_MAX_S, self.BACKOFF_FIRST_S * 2.0 ** min(n - 1, 20))
+        state = redis_trouble(exc)
+        known = state in self._states.values()
+        self._states[channel] = state
+        self.log.event(logging.DEBUG if known else logging.WARNING, state[0], reason=state[1],
+                       error=short_error(exc), retry_in_s=round(delay, 3), during=channel)
+        return delay
+
+    def ok(self, channel: str) -> None:
+        """``channel`` works (again)."""
+        self._failures.pop(channel, None)
+        state = self._states.pop(channel, None)
+        if state is not None and not self._states:
+            self.log.event(logging.INFO, "redis writable again" if state[0] == "redis full"
+                           else "redis reachable again")
+
+    def durability(self, exc: NotDurable | None) -> None:
+        """An ack was (``exc`` None) or was not durable: log the change, once each way."""
+        if exc is not None and not self._not_durable:
+            self.log.event(logging.WARNING, "not durable", reason=redis_trouble(exc)[1],
+                           note="acks are applied on the primary and not retried; a failover may lose them")
+        elif exc is None and self._not_durable:
+            self.log.event(logging.INFO, "durable again")
+        self._not_durable = exc is not None

@@ -55,7 +55,7 @@ def error_text(exc: BaseException) -> str:
     ``ERROR_MAX_CHARS`` long."""
     try:
         message = str(exc)
-    except Exception:  # a broken __str__ must not lose the failure
+    except Exception:  # noqa: BLE001 (a broken __str__ must not lose the failure)
         message = "<message cannot be shown>"
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text[:ERROR_MAX_CHARS]

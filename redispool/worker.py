@@ -69,16 +69,15 @@ import redis
 from . import defaults, validate
 from .errors import REDIS_TROUBLE as _REDIS_ERRORS
 from .errors import ConnectionFailed, InvalidOption, LeaseLost, NotDurable, RedisFull
-from .eventlog import EventLog, redis_trouble
+from .eventlog import EventLog, TroubleLog, redis_trouble, short_error
 from .health import HealthServer
 from .keys import check_queue
 from .models import Job
+from .rotation import Rotation
 from .runners import AsyncRunner, Handler, Outcome, ThreadRunner, is_async
 from .waiter import Waiter, Wake, put_back
 
 REDIS_TROUBLE = (ConnectionFailed, RedisFull, redis.RedisError) + _REDIS_ERRORS
-BACKOFF_FIRST_S = 0.2
-BACKOFF_MAX_S = 10.0
 MAX_SLEEP_S = 1.0          # the bookkeeping loop looks at its clocks at least this often
 WATCH_WAIT_S = 0.5         # the longest wait while queues are in the rotation (_arm_waiter)
 BURST_WAIT_S = 30.0        # run(burst=True) waits for scheduled jobs due this soon
@@ -211,17 +210,13 @@ class Worker:
         self._burst = burst
         self._burst_wait = float(burst_wait)
         self._running: dict[tuple[str, str], _Running] = {}
-        self._load: dict[str, int] = {}  # jobs in progress per queue
         self._finished: dict[str, tuple[list[Outcome], list[Outcome]]] = {}
-        self._hungry: dict[str, None] = dict.fromkeys(self.queues)  # may have ready jobs, in turn
-        self._due: dict[str, float] = {}  # queue -> monotonic time its earliest scheduled job is due
+        self._rotation = Rotation(self.queues, self.concurrency, self.batch)
         self._stopping = False
         self._waiting = False          # the Waiter holds a request
         self._reserved = 0             # slots kept free for the Waiter's claim
-        self._failures: dict[str, int] = {}              # consecutive failures per channel
-        self._troubles: dict[str, tuple[str, str]] = {}  # channel -> (event, reason) now
+        self._trouble = TroubleLog(self.log)
         self._retry_at = 0.0           # no claim or ack before this (monotonic)
-        self._not_durable = False      # the last ack was applied but not replicated
         self._registered = False
         self._reported = (0, 0)        # processed/failed already sent to the registry
         now = time.monotonic()
@@ -277,7 +272,8 @@ class Worker:
             if self._stop_requested:
                 self._stopping = True
                 return
-            self._due_now()
+            self._rotation.due_now()  # (the Waiter wakes for these too, but a wait it
+            # holds may predate what the last ack said)
             backing_off = time.monotonic() < self._retry_at
             if not backing_off:
                 self._move_jobs()
@@ -292,11 +288,9 @@ class Worker:
         now = time.monotonic()
         if now < self._retry_at:
             return min(self._retry_at - now, MAX_SLEEP_S)
-        if self._finished or (self._hungry and self._free() > 0 and not self._stopping):
+        if self._finished or (self._rotation and self._free() > 0 and not self._stopping):
             return 0.0
-        wake = min(self._next_lease_beat, self._next_registry_beat)
-        if self._due:
-            wake = min(wake, min(self._due.values()))
+        wake = min(self._next_lease_beat, self._next_registry_beat, self._rotation.next_due())
         return max(0.0, min(wake - now, MAX_SLEEP_S))
 
     def _free(self) -> int:
@@ -325,7 +319,7 @@ class Worker:
         running = self._running.pop((job.queue, job.token), None)
         if running is None:
             return  # given back at shutdown already
-        self._load[job.queue] -= 1
+        self._rotation.finished(job.queue)
         if running.lost:
             self.log.event(DEBUG, "result discarded", job, reason="lease lost")
             return
@@ -341,9 +335,9 @@ class Worker:
     def _wait_ended(self, wake: Wake) -> None:
         self._waiting, self._reserved = False, 0
         if wake.error is not None:
-            self._trouble(JOBS, wake.error)
+            self._failed(JOBS, wake.error)
             return
-        self._ok(JOBS)
+        self._trouble.ok(JOBS)
         if self._stopping:
             self._release(wake.jobs)
             return
@@ -352,82 +346,29 @@ class Worker:
             return  # the wait timed out: the markers stay set, nothing was missed
         if wake.claimed:
             self._start(wake.jobs)
-            self._served(queue, len(wake.jobs), wake.wait)
+            self._rotation.served(queue, len(wake.jobs), wake.wait)
             return
-        self._hungry.setdefault(queue, None)  # into the rotation: it gets the next free slot
+        self._rotation.join(queue)  # it gets one of the next free slots
         if wake.popped and self._free() <= 0:
             put_back(self.engine, queue)  # no slot now: let an idle worker elsewhere have it
 
-    def _served(self, queue: str, got: int, wait: float | None) -> None:
-        """A claim of ``queue`` leased ``got`` jobs: to the back of the line while it has
-        jobs; out of the rotation (watched, due at ``wait``) once a claim comes back empty."""
-        self._hungry.pop(queue, None)
-        if got:
-            self._hungry[queue] = None
-        elif wait is None:
-            self._due.pop(queue, None)
-        else:
-            self._due[queue] = time.monotonic() + wait
-
     # ------------------------------------------------------------------ Redis trouble
-    def _trouble(self, channel: str, exc: BaseException) -> float:
-        """A Redis call of ``channel`` failed: log the state once (in words), return the
-        backoff (exponential, capped) before that channel tries again; a failed claim or
-        ack pauses the job flow for that long."""
-        if not isinstance(exc, REDIS_TROUBLE):
-            self.log.event(ERROR, "unexpected error", error=f"{type(exc).__name__}: {exc}")
-        n = self._failures[channel] = self._failures.get(channel, 0) + 1
-        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(n - 1, 20))
-        state = redis_trouble(exc)
-        known = state in self._troubles.values()
-        self._troubles[channel] = state
-        # one line per change of state; the retries of a known state only at DEBUG
-        self.log.event(DEBUG if known else WARNING, state[0], reason=state[1], error=_short(exc),
-                       retry_in_s=round(delay, 3), during=channel)
+    def _failed(self, channel: str, exc: BaseException) -> float:
+        """A Redis call of ``channel`` failed: logged once per state; returns the backoff.
+        Only a failed claim or ack ("jobs") pauses the job flow for it."""
+        delay = self._trouble.failed(channel, exc, expected=isinstance(exc, REDIS_TROUBLE))
         if channel == JOBS:
             self._retry_at = time.monotonic() + delay
         return delay
 
-    def _ok(self, channel: str) -> None:
-        self._failures.pop(channel, None)
-        state = self._troubles.pop(channel, None)
-        if state is not None and not self._troubles:
-            self.log.event(INFO, "redis writable again" if state[0] == "redis full" else "redis reachable again")
-
-    def _durability(self, exc: NotDurable | None) -> None:
-        """Log the change between durable and not durable acks, once each way."""
-        if exc is not None and not self._not_durable:
-            self.log.event(WARNING, "not durable", reason=redis_trouble(exc)[1],
-                           note="acks are applied on the primary and not retried; a failover may lose them")
-        elif exc is None and self._not_durable:
-            self.log.event(INFO, "durable again")
-        self._not_durable = exc is not None
-
     # ------------------------------------------------------------------ moving jobs
-    def _plan(self) -> tuple[dict[str, int], int]:
-        """Share the free slots among the queues that may have ready jobs: each may hold
-        ``ceil(concurrency / n)`` of them, given in turn (the front of the line first).
-        Returns queue -> jobs to lease now, and the free slots nobody asked for."""
-        free = 0 if self._stopping else self._free()
-        plan: dict[str, int] = {}
-        if free > 0 and self._hungry:
-            share = -(-self.concurrency // len(self._hungry))
-            for queue in self._hungry:
-                n = min(self.batch, share - self._load.get(queue, 0), free)
-                if n > 0:
-                    plan[queue] = n
-                    free -= n
-                    if not free:
-                        break
-        return plan, free
-
     def _move_jobs(self) -> None:
         """Acknowledge finished jobs (one ack per queue, leasing that queue's share of the
         free slots on the way), then lease the rest of the plan with claims."""
-        plan, spare = self._plan()
+        plan, spare = self._rotation.plan(0 if self._stopping else self._free())
         for queue in list(self._finished):
             limit = plan.pop(queue, 0)
-            if not limit and spare and queue not in self._hungry:
+            if not limit and spare and queue not in self._rotation:
                 limit = min(self.batch, spare)  # nobody else wants the slots: fill them on the way
                 spare -= limit
             if not self._ack(queue, limit):
@@ -436,11 +377,11 @@ class Worker:
             try:
                 jobs, wait = self.engine.claim_with_due(queue, self.id, limit=limit, lease=self.lease)
             except REDIS_TROUBLE as exc:
-                self._trouble(JOBS, exc)
+                self._failed(JOBS, exc)
                 return
-            self._ok(JOBS)
+            self._trouble.ok(JOBS)
             self._start(jobs)
-            self._served(queue, len(jobs), wait)
+            self._rotation.served(queue, len(jobs), wait)
 
     def _ack(self, queue: str, limit: int) -> bool:
         """Acknowledge ``queue``'s finished jobs, leasing up to ``limit`` more; False when
@@ -455,23 +396,23 @@ class Worker:
             # applied on the primary (exc.result); the jobs it leased were given back
             reply, not_durable = getattr(exc, "result", None), exc
             if reply is None:
-                self._trouble(JOBS, exc)
+                self._failed(JOBS, exc)
                 return False
         except REDIS_TROUBLE as exc:
-            self._trouble(JOBS, exc)
+            self._failed(JOBS, exc)
             return False
-        self._ok(JOBS)
-        self._durability(not_durable)
+        self._trouble.ok(JOBS)
+        self._trouble.durability(not_durable)
         del self._finished[queue]
         self._acked(done, reply.completed, failed, reply.failed)
         if limit:
             if not_durable is None:
                 self._start(reply.jobs)
-                self._served(queue, len(reply.jobs), reply.wait)
+                self._rotation.served(queue, len(reply.jobs), reply.wait)
             else:
-                self._hungry.setdefault(queue, None)  # its batch went back: claim it again
+                self._rotation.join(queue)  # its batch went back: claim it again
         if self._burst and "scheduled" in reply.failed and not (limit and not reply.jobs):
-            self._hungry.setdefault(queue, None)  # a retry was scheduled: learn when it is due
+            self._rotation.join(queue)  # a retry was scheduled: learn when it is due
         return True
 
     def _acked(self, done: list[Outcome], done_ok: list[bool], failed: list[Outcome],
@@ -495,20 +436,10 @@ class Worker:
             log.event(ERROR if state == "dead" else WARNING, "dead" if state == "dead" else "retried",
                       outcome.job, error=outcome.error, duration_ms=_ms(outcome.seconds), trace=outcome.trace)
 
-    def _due_now(self) -> None:
-        """Queues whose earliest scheduled job fell due join the rotation (the Waiter also
-        wakes for them, but a request it holds may predate what the last ack said)."""
-        now = time.monotonic()
-        for queue, at in list(self._due.items()):
-            if at <= now:
-                del self._due[queue]
-                self._hungry.setdefault(queue, None)
-
     def _burst_over(self) -> bool:
-        if self._running or self._finished or self._hungry:
+        if self._running or self._finished or self._rotation:
             return False
-        soonest = min(self._due.values(), default=math.inf)
-        if soonest - time.monotonic() <= self._burst_wait:
+        if self._rotation.next_due() - time.monotonic() <= self._burst_wait:
             return False  # a retry or delayed job falls due soon: wait for it
         left = 0
         for queue in self.queues:
@@ -529,16 +460,17 @@ class Worker:
         wakes (holding its free slots for that claim), a busy one only hears which."""
         if self._waiter is None or self._waiting or self._stopping:
             return
-        watched = [q for q in self.queues if q not in self._hungry]
+        rotation = self._rotation
+        watched = rotation.watched()
         if not watched:
             return
         free = min(self.batch, self._free())
-        limit = free if free > 0 and not self._hungry else 0
+        limit = free if free > 0 and not rotation else 0
         # While some queues are in the rotation, the watch ends sooner: a queue that has
         # just emptied is only watched from the next request on.
-        timeout = min(self.idle_wait, WATCH_WAIT_S) if self._hungry else self.idle_wait
+        timeout = min(self.idle_wait, WATCH_WAIT_S) if rotation else self.idle_wait
         self._waiting, self._reserved = True, limit
-        self._waiter.request(watched, limit, timeout, {q: self._due[q] for q in watched if q in self._due})
+        self._waiter.request(watched, limit, timeout, {q: rotation.due[q] for q in watched if q in rotation.due})
 
     def _start(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -549,7 +481,7 @@ class Worker:
         for job in jobs:
             running = _Running(job, now + job.lease / 2)
             self._running[(job.queue, job.token)] = running
-            self._load[job.queue] = self._load.get(job.queue, 0) + 1
+            self._rotation.started(job.queue)
             next_beat = min(next_beat, running.next_beat)
             if verbose:
                 self.log.event(INFO, "claimed", job)
@@ -575,18 +507,18 @@ class Worker:
                 due.setdefault(running.job.queue, []).append(running)
             else:
                 next_beat = min(next_beat, running.next_beat)
-        if not due and LEASES in self._troubles:
-            self._ok(LEASES)  # nothing left to extend
+        if not due and LEASES in self._trouble:
+            self._trouble.ok(LEASES)  # nothing left to extend
         for queue, batch in due.items():
             try:
                 expiries = self.engine.heartbeat_many(queue, [r.job for r in batch])
             except REDIS_TROUBLE as exc:
                 # a refused heartbeat does not stop the job flow (Redis at maxmemory
                 # refuses it while acks work); try again soon, the lease has lease/2 left
-                delay = self._trouble(LEASES, exc)
+                delay = self._failed(LEASES, exc)
                 next_beat = min(next_beat, now + min(delay, 1.0))
                 continue
-            self._ok(LEASES)
+            self._trouble.ok(LEASES)
             for running, expiry in zip(batch, expiries):
                 if expiry is None:
                     running.lost = True
@@ -607,7 +539,7 @@ class Worker:
             if not self.engine.beat_worker(self.id, jobs_in_progress=jobs,
                                            processed=processed - self._reported[0],
                                            failed=failed - self._reported[1]):
-                self._ok(REGISTRY)
+                self._trouble.ok(REGISTRY)
                 self.log.event(WARNING, "registration expired", note="registering again")
                 self._registered = False
                 self._next_registry_beat = now
@@ -615,9 +547,9 @@ class Worker:
             self._reported = (processed, failed)
         except REDIS_TROUBLE as exc:
             # retried on its own (at most every beat_interval): the job flow goes on
-            self._next_registry_beat = now + min(self._trouble(REGISTRY, exc), self.beat_interval)
+            self._next_registry_beat = now + min(self._failed(REGISTRY, exc), self.beat_interval)
             return
-        self._ok(REGISTRY)
+        self._trouble.ok(REGISTRY)
 
     def _register(self) -> None:
         self.engine.register_worker(self.id, host=self.host, pid=os.getpid(), queues=self.queues)
@@ -631,7 +563,7 @@ class Worker:
             except LeaseLost:
                 continue
             except REDIS_TROUBLE as exc:
-                self.log.event(WARNING, "release failed", job, reason=redis_trouble(exc)[1], error=_short(exc))
+                self.log.event(WARNING, "release failed", job, reason=redis_trouble(exc)[1], error=short_error(exc))
                 continue
             self.log.event(INFO, "released", job)
 
@@ -669,7 +601,7 @@ class Worker:
         try:
             self.engine.deregister_worker(self.id)
         except REDIS_TROUBLE as exc:
-            self.log.event(WARNING, "deregister failed", reason=redis_trouble(exc)[1], error=_short(exc))
+            self.log.event(WARNING, "deregister failed", reason=redis_trouble(exc)[1], error=short_error(exc))
         if self._health is not None:
             self._health.close()
             self._health = None
@@ -680,8 +612,3 @@ class Worker:
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    """An error's text for a log line, cut to ``limit`` characters."""
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
