@@ -32,9 +32,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .models import Job
 
-# The longest single BZPOPMIN: below the 5 s socket read timeout redis-py gives a client by
-# default, which would cut a longer blocking call off. Longer waits are several of these.
-BLOCK_MAX_S = 4.0
+# The longest single BZPOPMIN (its reply is read allowing the wait plus the client's read
+# timeout, see blocking.py); longer waits are several of these. A cluster watcher blocks
+# this long at a time, so an idle worker sends one command per queue per BLOCK_MAX_S.
+BLOCK_MAX_S = 10.0
 
 
 def is_cluster(client: Any) -> bool:
