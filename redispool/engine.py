@@ -307,8 +307,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
 
     @staticmethod
     def _error_text(error: Any) -> str:
-        if isinstance(error, BaseException):
-            error = f"{type(error).__name__}: {error}"
+        if isinstance(error, BaseException):  # "Boom: message", or "Boom" without one
+            error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         return str(error)[: defaults.ERROR_MAX_CHARS]
 
     def _fail_args(self, job: JobRef, error: Any, retry: bool, delay: float | None) -> list[Any]:

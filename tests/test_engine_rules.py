@@ -99,3 +99,13 @@ def test_connect_refuses_an_empty_prefix_instead_of_using_the_default(redis_url)
     """``connect(prefix="")`` used to fall back to ``rp`` silently (the CLI refuses it too)."""
     with pytest.raises(redispool.InvalidOption, match="prefix"):
         redispool.connect(redis_url, prefix="")
+
+
+def test_an_exception_without_a_message_is_stored_as_its_name(engine):
+    class Boom(Exception):
+        pass
+
+    engine.enqueue("q", 1, max_attempts=1)
+    [job] = engine.claim("q", "w-1")
+    assert engine.fail(job, Boom()) == "dead"
+    assert engine.get("q", job.id).error == "Boom"
