@@ -602,10 +602,16 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
               help="seconds before a silent worker shows as stale")
 @click.option("--insecure-no-auth", "no_auth", is_flag=True,
               help="serve without tokens on a non-loopback host (everyone is admin)")
+@click.option("--public-metrics", is_flag=True, help="serve /metrics without a token even when tokens are set")
+@click.option("--secure-cookies", is_flag=True,
+              help="mark the dashboard's cookies Secure (served behind TLS; X-Forwarded-Proto: https does it per request)")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME[:PORT]",
+              help="without tokens, a name the Host header may carry besides localhost and IP addresses")
 @retention_defaults
 @click.pass_context
 def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, worker_timeout: float,
-          no_auth: bool, **retention: Any) -> None:
+          no_auth: bool, public_metrics: bool, secure_cookies: bool, allow_hosts: tuple[str, ...],
+          **retention: Any) -> None:
     """The HTTP API (/v1), /healthz, /metrics, /openapi.json and the web dashboard (/)."""
     try:
         import uvicorn
@@ -615,7 +621,7 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
         fail(f"redispool serve needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
     if tokens_file:
         tokens = load_tokens(tokens_file)
-    elif os.environ.get("REDISPOOL_TOKENS"):
+    elif os.environ.get("REDISPOOL_TOKENS") is not None:  # set but empty is refused, not "no tokens"
         tokens = parse_tokens(os.environ["REDISPOOL_TOKENS"], "REDISPOOL_TOKENS")
     else:
         tokens = None
@@ -623,7 +629,8 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
         fail(f"refusing to serve without tokens on {host}: anyone could act; "
              "give --tokens-file, bind to 127.0.0.1, or pass --insecure-no-auth")
     setup_logging(ctx.meta["log_level"])
-    app = create_app(obj().engine(**given(retention)), tokens=tokens, worker_timeout=worker_timeout)
+    app = create_app(obj().engine(**given(retention)), tokens=tokens, worker_timeout=worker_timeout,
+                     public_metrics=public_metrics, secure_cookies=secure_cookies, allow_hosts=allow_hosts)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
 
     def stop(*_: Any) -> None:  # end long-polls, finish in-flight requests, then exit 0

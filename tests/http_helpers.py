@@ -64,5 +64,6 @@ class Served:
 
 def tokens_file(tmp_path: Path) -> Path:
     path = tmp_path / "tokens"
+    path.touch(mode=0o600)  # redispool serve refuses a tokens file others may read
     path.write_text("# ROLE TOKEN\n" + "".join(f"{role} {token}\n" for role, token in TOKENS.items()))
     return path

@@ -25,7 +25,9 @@ TOKENS = {"admin-token-1": "admin", "worker-token-1": "worker", "read-token-1": 
 
 
 def client(engine, tokens=None, role="admin") -> TestClient:
-    c = TestClient(create_app(engine, tokens=tokens, dashboard=False))
+    # as a client on the machine reaches a server on loopback (no tokens: guard.py checks Host)
+    c = TestClient(create_app(engine, tokens=tokens, dashboard=False), base_url="http://127.0.0.1",
+                   headers={"Content-Type": "application/json"})  # what the API takes (415 otherwise)
     if tokens:
         token = next(t for t, r in tokens.items() if r == role)
         c.headers["Authorization"] = f"Bearer {token}"
@@ -257,6 +259,7 @@ def _call(base: str, method: str, path: str, body: dict | None = None) -> tuple[
 @pytest.mark.slow
 def test_real_server_process(redis_url, tmp_path):
     tokens = tmp_path / "tokens"
+    tokens.touch(mode=0o600)
     tokens.write_text("# role token\nadmin admin-token-1\nworker worker-token-1\n")
     port, prefix = free_port(), f"srv{time.time_ns()}"
     proc = subprocess.Popen([sys.executable, "-m", "redispool", "--url", redis_url, "--prefix", prefix, "serve",

@@ -10,7 +10,6 @@ Pages never fetch a whole state: lists are pages of 50.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 import time
@@ -24,7 +23,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import ConnectionFailed, RedispoolError
+from ..errors import ConnectionFailed, RedisFull, RedispoolError
+from ..http import outage
+from ..http.auth import same, token_role
 from ..keys import QUEUE_NAME
 from .views import STATES, Page, age, chart, e, kept, pager, table, u, when
 
@@ -77,11 +78,7 @@ class _Dashboard:
     def role(self, request: Request) -> str | None:
         if self.tokens is None:
             return "admin"
-        token = request.cookies.get(TOKEN_COOKIE, "")
-        for known, role in self.tokens.items():
-            if token and hmac.compare_digest(token, known):
-                return role
-        return None
+        return token_role(request.cookies.get(TOKEN_COOKIE, ""), self.tokens)
 
     def page(self, request: Request, role: str) -> Page:
         csrf = request.cookies.get(CSRF_COOKIE) or request.state.new_csrf
@@ -96,8 +93,12 @@ class _Dashboard:
         request.state.new_csrf = secrets.token_urlsafe(24)
         return request.state.new_csrf
 
-    def _cookie(self, response: Response, name: str, value: str) -> None:
-        response.set_cookie(name, value, httponly=True, samesite="strict", secure=self.secure, path="/")
+    def _cookie(self, request: Request, response: Response, name: str, value: str) -> None:
+        """An HttpOnly, SameSite=Strict cookie; Secure with ``secure_cookies`` or when the
+        page was reached over TLS (directly, or ``X-Forwarded-Proto: https`` from a proxy)."""
+        forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        secure = self.secure or request.url.scheme == "https" or forwarded == "https"
+        response.set_cookie(name, value, httponly=True, samesite="strict", secure=secure, path="/")
 
     def view(self, render: Callable[[Request, Page], str | Response]) -> Callable:
         def endpoint(request: Request) -> Response:
@@ -107,15 +108,17 @@ class _Dashboard:
                 return RedirectResponse("/login", status_code=303)
             try:
                 out = render(request, self.page(request, role))
-            except ConnectionFailed as exc:
-                out = HTMLResponse(self.page(request, role).layout("Redis unreachable", f"<h1>{e(exc)}</h1>"),
-                                   status_code=503)
+            except (ConnectionFailed, RedisFull) as exc:  # the address goes to the log, not the page
+                code = outage.kind(exc)
+                message, headers = outage.public(code, str(exc), request.url.path)
+                out = HTMLResponse(self.page(request, role).layout("Redis trouble", f"<h1>{e(message)}</h1>"),
+                                   status_code=507 if code == "redis_full" else 503, headers=headers)
             except (RedispoolError, LookupError, ValueError) as exc:
                 out = HTMLResponse(self.page(request, role).layout("Not found", f"<h1>{e(exc)}</h1>"),
                                    status_code=404)
             response = out if isinstance(out, Response) else HTMLResponse(out)
             if new:
-                self._cookie(response, CSRF_COOKIE, new)
+                self._cookie(request, response, CSRF_COOKIE, new)
             return response
         return endpoint
 
@@ -127,13 +130,15 @@ class _Dashboard:
             form = dict(await request.form())
             form["ids"] = (await request.form()).getlist("ids")
             cookie = request.cookies.get(CSRF_COOKIE, "")
-            if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
+            if not cookie or not same(str(form.get("csrf", "")), cookie):
                 return PlainTextResponse("missing or wrong CSRF token", status_code=403)
             if role != "admin":
                 raise Forbidden()
             from starlette.concurrency import run_in_threadpool
             try:
                 target = await run_in_threadpool(act, request, form)
+            except (ConnectionFailed, RedisFull) as exc:
+                return _trouble(request, exc)
             except (RedispoolError, ValueError, LookupError) as exc:
                 back = request.headers.get("referer") or "/"
                 return RedirectResponse(_with(back, msg=str(exc), err="1"), status_code=303)
@@ -160,17 +165,17 @@ class _Dashboard:
         token = str((await request.form()).get("token", ""))
         if self.tokens is None:
             return RedirectResponse("/", status_code=303)
-        if not any(hmac.compare_digest(token, known) for known in self.tokens):
+        if token_role(token, self.tokens) is None:
             return RedirectResponse("/login?failed=1", status_code=303)
         response = RedirectResponse("/", status_code=303)
-        self._cookie(response, TOKEN_COOKIE, token)
-        self._cookie(response, CSRF_COOKIE, secrets.token_urlsafe(24))
+        self._cookie(request, response, TOKEN_COOKIE, token)
+        self._cookie(request, response, CSRF_COOKIE, secrets.token_urlsafe(24))
         return response
 
     async def logout(self, request: Request) -> Response:
         form = await request.form()
         cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
+        if not cookie or not same(str(form.get("csrf", "")), cookie):
             return PlainTextResponse("missing or wrong CSRF token", status_code=403)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(TOKEN_COOKIE, path="/")
@@ -364,7 +369,7 @@ class _Dashboard:
             return PlainTextResponse("sign in first", status_code=401)
         form = {k: str(v) for k, v in (await request.form()).items()}
         cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not cookie or not hmac.compare_digest(form.get("csrf", ""), cookie):
+        if not cookie or not same(form.get("csrf", ""), cookie):
             return PlainTextResponse("missing or wrong CSRF token", status_code=403)
         if role != "admin":
             raise Forbidden()
@@ -391,6 +396,8 @@ class _Dashboard:
             from starlette.concurrency import run_in_threadpool
             try:
                 job_id = await run_in_threadpool(lambda: self.engine.enqueue(queue, payload, **options))
+            except (ConnectionFailed, RedisFull) as exc:
+                return _trouble(request, exc)
             except (RedispoolError, ValueError) as exc:
                 message = str(exc)
                 field = next((f for f in ("priority", "delay", "max_attempts", "lease", "unique_key", "payload")
@@ -452,6 +459,13 @@ class _Dashboard:
         result = getattr(self.engine, methods[verb])(name, cue)
         msg = f"cue {cue}: {verb}" + (f" (job {result})" if isinstance(result, str) else "")
         return "/cues?" + urlencode({"msg": msg})
+
+
+def _trouble(request: Request, exc: BaseException) -> Response:
+    """An action that met Redis trouble: 503 (507 when Redis is full), no Redis address."""
+    code = outage.kind(exc)
+    message, headers = outage.public(code, str(exc), request.url.path)
+    return PlainTextResponse(message, status_code=507 if code == "redis_full" else 503, headers=headers)
 
 
 def _queue(name: str) -> str:

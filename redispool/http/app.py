@@ -16,11 +16,12 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -30,8 +31,9 @@ from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidQueueNa
                       PayloadError, RedispoolError)
 from ..keys import STATES, check_queue
 from ..registry import _worker_id as check_worker_id
-from . import wire
+from . import outage, wire
 from .auth import allows, role_of
+from .guard import Guard
 from .metrics import Metrics
 from .openapi import document
 from .waiting import GONE, LoopEngines
@@ -60,7 +62,10 @@ class Lease:
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
+    headers = None
+    if status in (503, 507):  # Redis trouble: the client is not told where Redis is (outage.py)
+        message, headers = outage.public(code, message)
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
 class Api:
@@ -429,8 +434,14 @@ def openapi(api: Api) -> dict[str, Any]:
 
 
 def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
-               worker_timeout: float = defaults.WORKER_TIMEOUT_S, dashboard: bool = True) -> Starlette:
-    """The whole server: API, /healthz, /metrics, /openapi.json and the dashboard at /."""
+               worker_timeout: float = defaults.WORKER_TIMEOUT_S, dashboard: bool = True,
+               public_metrics: bool = False, secure_cookies: bool = False,
+               allow_hosts: Sequence[str] = ()) -> Starlette:
+    """The whole server: API, /healthz, /metrics, /openapi.json and the dashboard at /.
+    With ``tokens``, /metrics needs one (any role) unless ``public_metrics``; without,
+    guard.py keeps other web pages out (``allow_hosts``: extra names for the Host header).
+    ``secure_cookies``: the dashboard's cookies are Secure (also set per request behind
+    TLS, ``X-Forwarded-Proto: https``)."""
     api = Api(engine, tokens, worker_timeout)
     routes: list[Any] = [api.route(m, p, role, h, status) for m, p, role, h, status, _ in routes_of(api)]
     doc = openapi(api)
@@ -439,6 +450,9 @@ def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
         return await _plain(api.health, request)
 
     async def metrics(request: Request) -> Response:
+        if not public_metrics and role_of(request.headers.get("authorization"), tokens) is None:
+            return error(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' header is required "
+                                              "(any role; or serve with --public-metrics)")
         return await _plain(api.metrics_text, request)
 
     async def openapi_json(request: Request) -> Response:
@@ -455,7 +469,8 @@ def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
                Mount("/compat/cueapi", create_cueapi_app(engine, tokens))]
     if dashboard:
         from ..dashboard import create_dashboard
-        routes.append(Mount("/", create_dashboard(engine, tokens=tokens, worker_timeout=worker_timeout)))
+        routes.append(Mount("/", create_dashboard(engine, tokens=tokens, worker_timeout=worker_timeout,
+                                                  secure_cookies=secure_cookies)))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/v1/"):
@@ -467,7 +482,9 @@ def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
         yield
         await api.waits.close()
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
+    guard = Middleware(Guard, no_tokens=tokens is None, allow_hosts=allow_hosts)  # type: ignore[arg-type]
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan,
+                    middleware=[guard])
     app.state.api = api
     return app
 
