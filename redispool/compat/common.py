@@ -17,8 +17,10 @@ from typing import Any, Callable, TypeVar
 
 import redis
 from starlette.requests import Request
+from starlette.responses import Response
 
 from ..errors import ConnectionFailed
+from ..http import outage
 from ..http.auth import allows, role_of
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,6 +119,16 @@ def check_role(request: Request, tokens: dict[str, str] | None, needed: str) -> 
     if not allows(role, needed):
         return "forbidden"
     return None
+
+
+def unavailable(error: Callable[[int, str, str], Response], code: str, exc: BaseException,
+                request: Request) -> Response:
+    """The protocol's 503 ``code`` for Redis trouble: what it is (unreachable or full) and
+    when to retry, never where Redis is (outage.py; the log has the details)."""
+    message, headers = outage.public(outage.kind(exc), f"{request.method} {request.url.path}: {exc}")
+    response = error(503, code, message)
+    response.headers.update(headers)
+    return response
 
 
 def iso(seconds: float | None) -> str | None:

@@ -47,13 +47,13 @@ from starlette.routing import Route
 
 from .. import codec, validate
 from ..cron import Schedule
-from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, JobNotFound, LeaseLost,
+from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedisFull,
                       RedispoolError)
 from ..tojson import jsonable
 from ..keys import check_queue, cueapi_key
 from ..models import Job
-from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso,
-                     leases_of, on_engine, parse_time, read_json)
+from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso, leases_of,
+                     on_engine, parse_time, read_json, unavailable)
 
 log = logging.getLogger("redispool.compat.cueapi")
 
@@ -148,12 +148,8 @@ class CueapiApi:
                 return error(409, "execution_not_claiming", str(exc))
             except InvalidCron as exc:
                 return error(400, "invalid_schedule", str(exc))
-            except (ConnectionFailed, ConnectionError, TimeoutError, redis.ConnectionError,
-                    redis.TimeoutError) as exc:
-                return error(503, "service_unavailable", str(exc))
-            except redis.RedisError as exc:
-                log.error("%s %s: %s", request.method, request.url.path, exc)
-                return error(503, "service_unavailable", f"Redis answered with an error: {exc}")
+            except (ConnectionFailed, RedisFull, ConnectionError, TimeoutError, redis.RedisError) as exc:
+                return unavailable(error, "service_unavailable", exc, request)  # no Redis address
             except (RedispoolError, ValueError, TypeError, LookupError) as exc:
                 return error(400, "validation_error", str(exc))
             if isinstance(result, Response):

@@ -43,11 +43,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import defaults, validate
-from ..errors import ConnectionFailed, CueNotFound, JobNotFound, LeaseLost, RedispoolError
+from ..errors import ConnectionFailed, CueNotFound, JobNotFound, LeaseLost, RedisFull, RedispoolError
 from ..tojson import jsonable
 from ..keys import STATES, check_queue
 from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso, leases_of,
-                     parse_time, read_json)
+                     parse_time, read_json, unavailable)
 
 log = logging.getLogger("redispool.compat.spooled")
 
@@ -164,12 +164,8 @@ class SpooledApi:
                 return error(409, "LEASE_EXPIRED", str(exc))
             except (JobNotFound, CueNotFound) as exc:
                 return error(404, "NOT_FOUND", str(exc))
-            except (ConnectionFailed, ConnectionError, TimeoutError, redis.ConnectionError,
-                    redis.TimeoutError) as exc:
-                return error(503, "SERVICE_UNAVAILABLE", str(exc))
-            except redis.RedisError as exc:
-                log.error("%s %s: %s", request.method, request.url.path, exc)
-                return error(503, "SERVICE_UNAVAILABLE", f"Redis answered with an error: {exc}")
+            except (ConnectionFailed, RedisFull, ConnectionError, TimeoutError, redis.RedisError) as exc:
+                return unavailable(error, "SERVICE_UNAVAILABLE", exc, request)  # no Redis address
             except (RedispoolError, ValueError, TypeError, LookupError) as exc:
                 return error(400, "VALIDATION_ERROR", str(exc))
             if isinstance(result, Response):
