@@ -240,3 +240,189 @@ def test_cross_origin_page_in_chromium_changes_nothing(redis_url, attacker_site)
     assert "Traceback" not in server.output
     engine.close()
 
+
+
+# ---------------------------------------------------------------------- §14 tokens file
+def _serve_fails(redis_url: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run `redispool serve` expecting it to refuse to start: (exit code, stderr)."""
+    cmd = [sys.executable, "-m", "redispool", "--url", redis_url, "serve", "--port", str(free_port()), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # it served: the test fails, and no process is left behind
+        proc.kill()
+        out, err = proc.communicate()
+        return -1, err
+    return proc.returncode, err
+
+
+def test_tokens_file_others_may_read_is_refused(tmp_path, redis_url):
+    path = tmp_path / "tokens"
+    path.write_text("admin admin-token-0123\n")
+    for mode, who in ((0o644, "group and others"), (0o640, "group"), (0o604, "others")):
+        path.chmod(mode)
+        with pytest.raises(BadTokensFile, match=f"open to {who} .*chmod 600"):
+            load_tokens(path)
+    code, err = _serve_fails(redis_url, "--tokens-file", str(path))
+    assert code == 2 and f"chmod 600 {path}" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
+    path.chmod(0o600)
+    assert load_tokens(path) == {"admin-token-0123": "admin"}
+    path.chmod(0o400)
+    assert load_tokens(path) == {"admin-token-0123": "admin"}
+
+
+def test_token_with_two_roles_is_refused():
+    with pytest.raises(BadTokensFile, match=r"^F:4: this token is listed on line 2 with the role read"):
+        parse_tokens("# tokens\nread dupdupdupdup\nworker otherother\nadmin dupdupdupdup\n", "F")
+    with pytest.raises(BadTokensFile) as caught:
+        parse_tokens("read dupdupdupdup, admin dupdupdupdup", "REDISPOOL_TOKENS")
+    assert "dupdupdupdup" not in str(caught.value), "a token is never quoted"
+    # the same token twice with the same role is harmless
+    assert parse_tokens("read dupdupdupdup\nread dupdupdupdup\n", "F") == {"dupdupdupdup": "read"}
+
+
+def test_tokens_errors_name_the_right_line():
+    """Commas separate entries on a line; they no longer shift the line numbers."""
+    with pytest.raises(BadTokensFile, match=r"^F:2: expected 'ROLE TOKEN'"):
+        parse_tokens("admin abcdefghij, read klmnopqrst\nadmin abcdefgh,ijklmnop\n", "F")
+    with pytest.raises(BadTokensFile, match=r"^F:3: expected"):
+        parse_tokens("admin a1234567,read b1234567,worker c1234567\n\nsuper d1234567\n", "F")
+    assert parse_tokens("admin a1234567,read b1234567,worker c1234567\n", "F") == \
+        {"a1234567": "admin", "b1234567": "read", "c1234567": "worker"}
+
+
+def test_empty_tokens_variable_is_refused(redis_url):
+    """A set but empty REDISPOOL_TOKENS (a template whose secret did not come) does not
+    mean "no tokens, everyone is admin": serve refuses it, as it refuses whitespace."""
+    for value in ("", " ", "\n"):
+        code, err = _serve_fails(redis_url, env={"REDISPOOL_TOKENS": value})
+        assert code == 2 and "REDISPOOL_TOKENS holds no token" in err and "Traceback" not in err, (value, err)
+
+
+# ---------------------------------------------------------------------- §15 non-ASCII credentials
+def test_non_ascii_cookie_token_or_csrf_is_refused_not_an_error(engine, caplog):
+    """hmac.compare_digest raises on non-ASCII str: the dashboard compared cookies, login
+    tokens and CSRF tokens as str, so such a request was an unauthenticated 500."""
+    app = TestClient(create_app(engine, tokens=BY_TOKEN), follow_redirects=False)  # server errors raise here
+    with caplog.at_level(logging.INFO):
+        r = app.get("/workers", headers={"Cookie": "rp_token=été".encode()})
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        r = app.post("/login", data={"token": "pässwörd-123"})
+        assert r.status_code == 303 and r.headers["location"] == "/login?failed=1"
+        assert app.get("/v1/queues", headers={"Authorization": "Bearer pässwörd-123".encode()}).status_code == 401
+        assert app.get("/metrics", headers={"Authorization": "Bearer pässwörd-123".encode()}).status_code == 401
+        r = app.post("/login", data={"token": TOKENS["admin"]})
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        app.cookies.set("rp_token", TOKENS["admin"])
+        app.cookies.set("rp_csrf", r.cookies["rp_csrf"])
+        for action in ("/queues/q/pause", "/enqueue", "/logout"):
+            assert app.post(action, data={"csrf": "ünïcode"}).status_code == 403, action
+        cookies = f"rp_token={TOKENS['admin']}; rp_csrf=çookie".encode()
+        app.cookies.clear()
+        assert app.post("/queues/q/pause", data={"csrf": "ascii"}, headers={"Cookie": cookies}).status_code == 403
+    assert not engine.stats("q")["paused"]
+    assert "Traceback" not in caplog.text
+
+
+# ---------------------------------------------------------------------- §20 exposure
+def test_metrics_need_a_token_when_tokens_are_set(engine):
+    engine.enqueue("secret-queue-name", 1)
+    app = TestClient(create_app(engine, tokens=BY_TOKEN))
+    r = app.get("/metrics")
+    assert r.status_code == 401 and "secret-queue-name" not in r.text
+    assert app.get("/metrics", headers={"Authorization": "Bearer wrong-token-1"}).status_code == 401
+    for role in ("read", "worker", "admin"):
+        r = app.get("/metrics", headers={"Authorization": f"Bearer {TOKENS[role]}"})
+        assert r.status_code == 200 and "secret-queue-name" in r.text
+    public = TestClient(create_app(engine, tokens=BY_TOKEN, public_metrics=True))
+    assert public.get("/metrics").status_code == 200
+    assert app.get("/healthz").status_code == 200  # for load balancers: no token, and it tells nothing
+
+
+def test_redis_trouble_answers_without_the_redis_address(redis_url, caplog):
+    """503 bodies name no Redis host or port (the log does), carry Retry-After, and a
+    Redis at maxmemory is told apart from an unreachable one."""
+    server = RedisServer().start()
+    engine = redispool.connect(server.url, prefix="t")
+    address = f"127.0.0.1:{server.port}"
+    app = local(engine)
+    server.stop()
+    with caplog.at_level(logging.WARNING, logger="redispool.http"):
+        answers = [app.post("/v1/queues/q/jobs", json={}), app.get("/v1/queues"), app.get("/healthz"),
+                   app.get("/metrics"), app.get("/"), app.get("/queues/q"),
+                   app.post("/compat/spooled/api/v1/jobs", json={"queue_name": "q"}),
+                   app.get("/compat/cueapi/v1/cues")]
+    for r in answers:
+        assert r.status_code == 503, (r.request.url, r.status_code, r.text[:200])
+        assert address not in r.text and str(server.port) not in r.text, (r.request.url, r.text[:300])
+        assert int(r.headers["retry-after"]) > 0, r.request.url
+    assert address in caplog.text, "the log keeps the address"
+    assert answers[0].json() == {"error": "unavailable",
+                                 "message": "Redis cannot be reached; retry later (the server log has the details)"}
+    engine.close()
+
+
+def test_a_full_redis_is_told_apart(caplog):
+    """At maxmemory, the dashboard's enqueue and the compat create answer "Redis is full"
+    (the dashboard 507, spooled's 503 with its own message and a longer Retry-After),
+    not "cannot reach Redis", nor a 400/404 as before."""
+    server = RedisServer().start()
+    engine = redispool.connect(server.url, prefix="full")
+    try:
+        engine.enqueue("q", 1)
+        engine.client.config_set("maxmemory", 1)   # every write is refused from now on
+        app = local(engine)
+        app.get("/enqueue")
+        with caplog.at_level(logging.WARNING, logger="redispool.http"):
+            r = app.post("/enqueue", data={"csrf": app.cookies["rp_csrf"], "queue": "q", "payload": "{}"})
+            assert r.status_code == 507 and "Redis is full" in r.text and str(server.port) not in r.text, r.text
+            assert int(r.headers["retry-after"]) >= 30
+            r = app.post("/compat/spooled/api/v1/jobs", json={"queue_name": "q", "payload": 2})
+            assert r.status_code == 503 and "Redis is full" in r.json()["message"], r.text
+            assert str(server.port) not in r.text and int(r.headers["retry-after"]) >= 30
+        engine.client.config_set("maxmemory", 0)
+        assert engine.stats("q")["ready"] == 1
+    finally:
+        engine.close()
+        server.stop()
+
+
+def test_secure_cookies_behind_tls(engine):
+    def cookies_of(app: TestClient, **headers: str) -> list[str]:
+        r = app.post("/login", data={"token": TOKENS["admin"]}, headers=headers)
+        assert r.status_code == 303
+        return r.headers.get_list("set-cookie")
+
+    plain = TestClient(create_app(engine, tokens=BY_TOKEN), follow_redirects=False)
+    assert all("secure" not in c.lower() for c in cookies_of(plain))
+    for proto in ("https", "https, http", "HTTPS"):
+        assert all("; secure" in c.lower() for c in cookies_of(plain, **{"X-Forwarded-Proto": proto})), proto
+    flagged = TestClient(create_app(engine, tokens=BY_TOKEN, secure_cookies=True), follow_redirects=False)
+    set_cookies = cookies_of(flagged)
+    assert len(set_cookies) == 2 and all("; secure" in c.lower() for c in set_cookies)
+    # the CSRF cookie a page hands out too
+    r = flagged.get("/login")
+    assert r.status_code == 200
+    page = flagged.get("/", cookies={"rp_token": TOKENS["read"]})
+    assert all("; secure" in c.lower() for c in page.headers.get_list("set-cookie"))
+
+
+@pytest.mark.slow
+def test_serve_flags(redis_url, tmp_path):
+    """--public-metrics and --secure-cookies through the CLI, on a real server."""
+    prefix = f"f{uuid.uuid4().hex[:8]}"
+    guarded = Served(redis_url, prefix, tokens_file=tokens_file(tmp_path)).wait_ready()
+    flagged = Served(redis_url, prefix, "--public-metrics", "--secure-cookies",
+                     tokens_file=tokens_file(tmp_path)).wait_ready()
+    try:
+        with guarded.client(None) as anonymous, flagged.client(None, follow_redirects=False) as public:
+            assert anonymous.get("/metrics").status_code == 401
+            assert public.get("/metrics").status_code == 200
+            r = public.post("/login", data={"token": TOKENS["admin"]})
+            assert r.status_code == 303 and all("; secure" in c.lower() for c in r.headers.get_list("set-cookie"))
+        with guarded.client("read") as reader:
+            assert reader.get("/metrics").status_code == 200
+    finally:
+        assert guarded.stop() == 0 and flagged.stop() == 0
