@@ -102,8 +102,10 @@ def test_every_route(served):
         for bad in ({"delay": 1e300}, {"priority": 1001}, {"payload": 1, "extra": True}):
             r = http.post(q + "/jobs", json=bad)
             assert r.status_code == 400 and r.json()["error"] == "bad_input"
-        assert http.post(q + "/jobs", content=b"{" * 10).status_code == 400
-        assert http.post(q + "/jobs", content=b"x" * (1 << 20 | 1)).status_code == 413
+        as_json = {"Content-Type": "application/json"}
+        assert http.post(q + "/jobs", content=b"{" * 10, headers=as_json).status_code == 400
+        assert http.post(q + "/jobs", content=b"x" * (1 << 20 | 1), headers=as_json).status_code == 413
+        assert http.post(q + "/jobs", content=b'{"payload": 1}').status_code == 415  # JSON bodies say so
         assert http.post("/v1/queues/bad name/jobs", json={}).status_code == 400
 
 
@@ -137,7 +139,8 @@ def test_roles(served):
                     assert (r.status_code, r.json()["error"]) == (403, "forbidden"), (role, method, path)
                 else:
                     assert r.status_code not in (401, 403), (role, method, path, r.text)
-        assert nobody.get("/healthz").status_code == 200 and nobody.get("/metrics").status_code == 200
+        assert nobody.get("/healthz").status_code == 200 and nobody.get("/metrics").status_code == 401
+        assert clients["read"].get("/metrics").status_code == 200
     finally:
         for c in (*clients.values(), nobody, wrong):
             c.close()
