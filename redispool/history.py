@@ -24,14 +24,22 @@ class HistoryMixin:
     def throughput(self, queue: str, minutes: int = 60) -> list[tuple[float, int, int]]:
         """(minute start as unix seconds, jobs done, attempts failed) for each of the last
         ``minutes`` minutes, oldest first, the current minute last (Redis clock)."""
-        k = self.keys(check_queue(queue))
+        check_queue(queue)
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 180:
             raise ValueError(f"minutes must be an integer in [1, 180], got {minutes!r}")
         seconds, micros = self.client.time()
-        now_minute = (int(seconds) * 1000 + int(micros) // 1000) // 60000
+        key, fields, span = self._throughput_read(queue, int(seconds) * 1000 + int(micros) // 1000, minutes)
+        return self._throughput_reply(span, self.client.hmget(key, fields))
+
+    def _throughput_read(self, queue: str, now_ms: int, minutes: int) -> tuple[str, list[str], range]:
+        """(key, fields, minutes) of the HMGET that reads ``throughput`` at ``now_ms``: the
+        dashboard pipelines it for a page of queues."""
+        now_minute = now_ms // 60000
         span = range(now_minute - minutes + 1, now_minute + 1)
-        fields = [f"{m}:{kind}" for m in span for kind in ("d", "f")]
-        values = self.client.hmget(k.base + "minutes", fields)
+        return self.keys(queue).base + "minutes", [f"{m}:{kind}" for m in span for kind in ("d", "f")], span
+
+    @staticmethod
+    def _throughput_reply(span: range, values: list[Any]) -> list[tuple[float, int, int]]:
         return [(m * 60.0, int(values[2 * i] or 0), int(values[2 * i + 1] or 0)) for i, m in enumerate(span)]
 
     @reports_unreachable

@@ -6,7 +6,8 @@ mounts it at ``/``). Roles are those of the HTTP API: ``admin`` sees and acts, `
 sign-in page takes a token and keeps it in an HttpOnly, SameSite=Strict cookie; without
 tokens everyone is admin (``redispool serve`` allows that on a loopback address only).
 Every action is a POST carrying a CSRF token that must match the ``rp_csrf`` cookie.
-Pages never fetch a whole state: lists are pages of 50.
+Pages never fetch a whole state: lists are pages of 50, and the overview shows 50 queues
+at a time; what the live pages read is shared between tabs for ``cache_s`` (figures.py).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ..errors import ConnectionFailed, RedisFull, RedispoolError
 from ..http import outage
 from ..http.auth import same, token_role
 from ..keys import QUEUE_NAME
+from . import figures
 from .views import STATES, Page, age, chart, e, kept, pager, table, u, when
 
 PAGE_SIZE = 50
@@ -40,17 +42,19 @@ class Forbidden(Exception):
 
 def create_dashboard(engine: Any, *, tokens: Mapping[str, str] | None = None,
                      worker_timeout: float = 60.0, refresh_s: float = 3.0,
-                     secure_cookies: bool = False) -> Starlette:
-    """The dashboard app over ``engine``; ``tokens`` maps token -> role."""
-    dash = _Dashboard(engine, dict(tokens) if tokens else None, worker_timeout, refresh_s, secure_cookies)
+                     secure_cookies: bool = False, cache_s: float = 1.0) -> Starlette:
+    """The dashboard app over ``engine``; ``tokens`` maps token -> role; ``cache_s``: how
+    long what the live pages read is shared between tabs (0: not at all)."""
+    dash = _Dashboard(engine, dict(tokens) if tokens else None, worker_timeout, refresh_s, secure_cookies, cache_s)
     return Starlette(routes=dash.routes(), exception_handlers={Forbidden: dash.forbidden})
 
 
 class _Dashboard:
     def __init__(self, engine: Any, tokens: dict[str, str] | None, worker_timeout: float,
-                 refresh_s: float, secure: bool) -> None:
+                 refresh_s: float, secure: bool, cache_s: float = 1.0) -> None:
         self.engine, self.tokens = engine, tokens
         self.worker_timeout, self.refresh_s, self.secure = worker_timeout, refresh_s, secure
+        self.shared = figures.Shared(cache_s)   # reads of the live pages, shared between tabs
 
     # ------------------------------------------------------------------ plumbing
     def routes(self) -> list:
@@ -140,8 +144,10 @@ class _Dashboard:
             except (ConnectionFailed, RedisFull) as exc:
                 return _trouble(request, exc)
             except (RedispoolError, ValueError, LookupError) as exc:
+                self.shared.clear()
                 back = request.headers.get("referer") or "/"
                 return RedirectResponse(_with(back, msg=str(exc), err="1"), status_code=303)
+            self.shared.clear()  # the next page shows what the action did
             return RedirectResponse(target, status_code=303)
         return endpoint
 
@@ -183,39 +189,49 @@ class _Dashboard:
 
     # ------------------------------------------------------------------ pages
     def overview(self, request: Request, p: Page) -> str:
-        rows, totals, history = [], {s: 0 for s in STATES}, None
-        for name in self.engine.queues():
-            s = self.engine.stats(name)
-            h = self.engine.throughput(name, 60)
-            history = h if history is None else [(t, d + d2, f + f2) for (t, d, f), (_, d2, f2) in zip(history, h)]
-            for state in STATES:
-                totals[state] += s[state]
-            rows.append((name, s, h))
-        if history is None:  # no queue yet: an empty hour
-            history = self.engine.throughput("_", 60)
-        done_1m, failed_1m = sum(h[-1][1] for *_, h in rows), sum(h[-1][2] for *_, h in rows)
-        done_1h, failed_1h = sum(d for *_, h in rows for _, d, _ in h), sum(f for *_, h in rows for _, _, f in h)
+        """Cards and chart of the queues shown, and a page of queues (sorted, filtered):
+        its Redis cost is that of one page, whatever the number of queues (figures.py)."""
+        needle = request.query_params.get("q", "").strip()[:128]
+        wanted = _int(request.query_params.get("page"), 0)
+        o = self.shared.get(("overview", needle, wanted), lambda: figures.overview(self.engine, wanted, needle))
+        totals = {st: sum(o.stats[n][st] for n in o.names) for st in STATES}
+        done_1m, failed_1m = o.hour[-1][1], o.hour[-1][2]
+        done_1h, failed_1h = sum(d for _, d, _ in o.hour), sum(f for _, _, f in o.hour)
         cards = "".join(f'<div class="card"><div class="n">{n:,}</div><div class="l">{e(label)}</div></div>'
                         for label, n in [*((s, totals[s]) for s in STATES), ("done last minute", done_1m),
                                          ("failed last minute", failed_1m), ("done last hour", done_1h),
                                          ("failed last hour", failed_1h)])
         queue_rows = []
-        for name, s, h in sorted(rows, key=lambda r: r[0]):
+        for name in o.names:
+            s, h = o.stats[name], o.history[name]
             paused = ' <span class="badge paused">paused</span>' if s["paused"] else ""
             queue_rows.append([f'<a href="/queues/{u(name)}">{e(name)}</a>{paused}',
                                *(f'{s[st]:,}' for st in STATES), f'{s["latency"]:.1f}s',
                                f"{h[-1][1]:,} / {h[-1][2]:,}", f"{sum(x[1] for x in h):,} / {sum(x[2] for x in h):,}"])
-        body = (f'<h1>Overview</h1><div id="overview-live" data-live>'
+        partial = len(o.names) < o.total
+        scope = (f"the {len(o.names):,} queues shown ({o.matching:,} match, {o.total:,} in all)" if partial
+                 else "all queues")
+        first = o.page * figures.QUEUES_PER_PAGE
+        where = (f'<p class="muted">Queues {first + 1:,}-{first + len(o.names):,} of {o.matching:,}'
+                 f'{" matching " + e(repr(needle)) if needle else ""}, by name. Figures are of {e(scope)}.</p>'
+                 if o.names else "")
+        filter_form = (f'<form method="get" action="/" class="inline"><input type="text" name="q" value="{e(needle)}" '
+                       f'placeholder="queue name contains" aria-label="filter queues"> <button>Filter</button></form>')
+        params = {"q": needle} if needle else {}
+        body = (f'<h1>Overview</h1><div class="actions">{filter_form}</div><div id="overview-live" data-live>'
                 f'<div class="cards">{cards}</div>'
-                f'<h2>Done and failed per minute, last hour (all queues)</h2><div class="chart">{chart(history or [])}</div>'
-                f'<h2>Queues</h2>'
+                f'<h2>Done and failed per minute, last hour ({e(scope)})</h2><div class="chart">{chart(o.hour)}</div>'
+                f'<h2>Queues</h2>{where}'
                 + table(["queue", *STATES, "latency", "done / failed 1 min", "done / failed 1 h"], queue_rows,
-                        numeric=range(1, 10), empty="no queues yet") + "</div>")
+                        numeric=range(1, 10), empty="no queue matches" if needle else "no queues yet")
+                + (pager("/", params, o.page, o.page + 1 < o.pages, ("← previous", "next →"), o.pages)
+                   if o.pages > 1 else "")
+                + "</div>")
         return p.layout("Overview", body, "/")
 
     def workers(self, request: Request, p: Page) -> str:
         now = time.time()
-        infos = self.engine.workers(timeout=max(self.worker_timeout * 10, 3600))
+        infos = self.shared.get(("workers",), lambda: self.engine.workers(timeout=max(self.worker_timeout * 10, 3600)))
         rows = []
         for w in sorted(infos, key=lambda w: w.id):
             stale = now - w.last_heartbeat > self.worker_timeout
@@ -323,7 +339,7 @@ class _Dashboard:
 
     def cues(self, request: Request, p: Page) -> str:
         rows = []
-        for c in self.engine.cues():
+        for c in self.shared.get(("cues",), self.engine.cues):
             base = f"/cues/{u(c.queue)}/{u(c.name)}"
             buttons = (p.button(f"{base}/resume" if c.paused else f"{base}/pause", "Resume" if c.paused else "Pause")
                        + p.button(f"{base}/run", "Run now")
@@ -404,6 +420,7 @@ class _Dashboard:
                               if f.split("_")[0] in message), "payload")
                 errors[field] = message
             else:
+                self.shared.clear()
                 return RedirectResponse(f"/queues/{u(queue)}/jobs/{u(job_id)}?" + urlencode(
                     {"msg": f"enqueued job {job_id}"}), status_code=303)
         return self.enqueue_page(request, self.page(request, role), values=form, errors=errors)

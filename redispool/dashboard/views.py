@@ -142,11 +142,12 @@ def chart(history: Sequence[tuple[float, int, int]], width: int = 900, height: i
     return "".join(parts)
 
 
-def pager(base: str, params: dict[str, Any], page: int, more: bool) -> str:
+def pager(base: str, params: dict[str, Any], page: int, more: bool,
+          labels: tuple[str, str] = ("← newer", "older →"), pages: int | None = None) -> str:
     links = []
     if page > 0:
-        links.append(f'<a class="button" href="{e(base)}?{e(urlencode({**params, "page": page - 1}))}">← newer</a>')
-    links.append(f'<span class="muted">page {page + 1}</span>')
+        links.append(f'<a class="button" href="{e(base)}?{e(urlencode({**params, "page": page - 1}))}">{labels[0]}</a>')
+    links.append(f'<span class="muted">page {page + 1}{f" of {pages:,}" if pages else ""}</span>')
     if more:
-        links.append(f'<a class="button" href="{e(base)}?{e(urlencode({**params, "page": page + 1}))}">older →</a>')
+        links.append(f'<a class="button" href="{e(base)}?{e(urlencode({**params, "page": page + 1}))}">{labels[1]}</a>')
     return f'<div class="actions">{"".join(links)}</div>'
