@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import redis
 from starlette.applications import Starlette
@@ -482,7 +483,7 @@ def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
         yield
         await api.waits.close()
 
-    guard = Middleware(Guard, no_tokens=tokens is None, allow_hosts=allow_hosts)  # type: ignore[arg-type]
+    guard = Middleware(Guard, no_tokens=tokens is None, allow_hosts=allow_hosts)
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan,
                     middleware=[guard])
     app.state.api = api

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 Scope = dict[str, Any]
@@ -153,7 +154,7 @@ def _same_origin(origin: str, scope: Scope, host: str | None) -> bool:
 async def _answer(scope: Scope, send: Callable[..., Awaitable[Any]], status: int, code: str, message: str) -> None:
     """A JSON error on the APIs, plain text elsewhere (the dashboard)."""
     path = scope.get("path", "")
-    if path.startswith("/v1/") or path.startswith("/compat/"):
+    if path.startswith(("/v1/", "/compat/")):
         body, media = json.dumps({"error": code, "message": message}).encode(), b"application/json"
     else:
         body, media = f"{message}\n".encode(), b"text/plain; charset=utf-8"
