@@ -86,6 +86,8 @@ def test_overview_costs_one_page_of_queues(engine):
     assert figures.QUEUES_PER_PAGE == QUEUES_PER_PAGE
     # the cards add up the queues shown: jobs q0000..q0049 hold one ready job each
     assert re.search(r'<div class="n">50</div><div class="l">ready</div>', r.text)
+    engine.client.script_flush()  # as after a Redis restart: the pipeline loads the scripts again
+    assert rows(app.get("/").text) == [f"q{i:04d}" for i in range(QUEUES_PER_PAGE)]
 
 
 def test_tabs_share_one_read(engine):
