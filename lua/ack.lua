@@ -27,7 +27,9 @@
 -- ARGV[12..] per completion: id, token, result; then nf, then per failure: id, token,
 --           error, retry (1/0), delay_ms (-1 = backoff)
 -- Returns: flat array: one result per completion (1 done, 0 lease lost), one per failure
---          (new state or 0), then wait_ms, now_ms and the claimed jobs as claim returns them
+--          (new state or 0), then wait_ms, now_ms, scheduler_at, sweeper_at (ms for
+--          ZADD rp:due:<daemon> LT, -1 = none; see flush_plan) and the claimed jobs as
+--          claim returns them
 local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], done = KEYS[4], dead = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
             config = KEYS[11] }
@@ -57,9 +59,12 @@ if nf > 0 then trim(q, q.dead, dead_ttl_ms, dead_max, now, 2 * nf + 10) end
 local wait_at = #out + 1
 out[wait_at] = -1
 out[wait_at + 1] = now
+out[wait_at + 2] = -1
+out[wait_at + 3] = -1
 if limit > 0 then
   local claimed = claim_jobs(q, worker, limit, lease_ms, now, out)
   if claimed == 0 and redis.call('HEXISTS', q.meta, 'paused') == 0 then out[wait_at] = next_due_in(q, now) end
 end
 flush_counts(q, now)
+out[wait_at + 2], out[wait_at + 3] = flush_plan(q)
 return out

@@ -14,16 +14,19 @@
 -- ARGV[1] worker_id         string
 -- ARGV[2] limit             max jobs to lease
 -- ARGV[3] lease_ms          lease of jobs that have none of their own
--- Returns: flat array: wait_ms, now_ms, then id, token, attempt, max_attempts, lease_ms, payload
---          per job; wait_ms is the time until the next scheduled job when nothing was
---          claimed (-1: none scheduled, or paused)
+-- Returns: flat array: wait_ms, now_ms, scheduler_at, sweeper_at, then id, token, attempt,
+--          max_attempts, lease_ms, payload per job; wait_ms is the time until the next
+--          scheduled job when nothing was claimed (-1: none scheduled, or paused);
+--          scheduler_at / sweeper_at are the ms for ZADD rp:due:<daemon> LT (-1 = none;
+--          see flush_plan), as in ack's reply
 local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], marker = KEYS[4],
             meta = KEYS[5], unique = KEYS[6], counts = KEYS[7], dead = KEYS[8], jprefix = KEYS[9] }
 local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
 local now = now_ms()
-local out = { -1, now }
+local out = { -1, now, -1, -1 }
 local claimed = claim_jobs(q, worker, limit, lease_ms, now, out)
 if claimed == 0 and redis.call('HEXISTS', q.meta, 'paused') == 0 then out[1] = next_due_in(q, now) end
 flush_counts(q, now)
+out[3], out[4] = flush_plan(q)
 return out

@@ -15,7 +15,9 @@
 --           Options: job_id ('' = generate), unique_key ('' = none), priority,
 --           delay_ms (-1 = none), run_at_ms (-1 = none), max_attempts, lease_ms
 --           (0 = worker's), backoff_base_ms (0 = engine's), backoff_cap_ms (0 = engine's)
--- Returns: flat array of id, created (1 new, 0 existing) per job
+-- Returns: flat array of id, created (1 new, 0 existing) per job, then new_queue (1: the
+--          queue's counter started from zero, so the caller registers it in rp:queues)
+--          and scheduler_at (ms for ZADD rp:due:scheduler LT, -1 = none; see flush_plan)
 local q = { ready = KEYS[1], scheduled = KEYS[2], marker = KEYS[3], meta = KEYS[4],
             unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7] }
 local n = tonumber(ARGV[1])
@@ -61,4 +63,6 @@ if next(scheduled_ids) then
   if scheduled_ids[first[1]] then redis.call('ZADD', q.marker, 0, 'm') end
 end
 flush_counts(q, now)
+out[#out + 1] = seq == 1 and 1 or 0
+out[#out + 1] = flush_plan(q)
 return out

@@ -8,6 +8,7 @@ local PRIORITY_SPAN = 4398046511104   -- 2^42; ready score = -priority * span + 
 local ERRORS_KEPT = 10
 local TERMINAL = { done = true, dead = true, cancelled = true }
 local tally = {}                      -- counter increments, written once by flush_counts
+local planned = {}                    -- earliest new daemon work by meta field, see flush_plan
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -62,6 +63,31 @@ local function flush_counts(q, now)
     redis.call('HDEL', minutes, unpack(old))
   end
   redis.call('PEXPIRE', minutes, 7200000)
+end
+
+-- Daemon work created at `at_ms` (field 'scheduler_at': a scheduled job or cue fire;
+-- 'sweeper_at': a lease expiry), recorded by flush_plan.
+local function plan(field, at_ms)
+  if not planned[field] or at_ms < planned[field] then planned[field] = at_ms end
+end
+
+-- The daemons visit a queue at the time its meta fields scheduler_at / sweeper_at hold
+-- (mirrored in the global zsets rp:due:scheduler / rp:due:sweeper, which a script cannot
+-- touch on a cluster). Work planned earlier than that moves the field; returns, per
+-- daemon, the new time for the caller's `ZADD rp:due:<daemon> LT`, or -1 (nothing to do).
+local function flush_plan(q)
+  local out = { -1, -1 }
+  for i, field in ipairs({ 'scheduler_at', 'sweeper_at' }) do
+    local at = planned[field]
+    if at then
+      local current = tonumber(redis.call('HGET', q.meta, field))
+      if not current or at < current then
+        redis.call('HSET', q.meta, field, at)
+        out[i] = at
+      end
+    end
+  end
+  return out[1], out[2]
 end
 
 -- Reserve n numbers of the queue's counter (ids, ready order, lease tokens); returns the first.
@@ -194,6 +220,7 @@ local function lease_job(q, id, worker, lease_ms, token, now)
   local lease = f[3] and finite(f[3]) or lease_ms
   redis.call('HSET', jkey, 's', 'leased', 't', token, 'w', worker, 'u', now)
   redis.call('ZADD', q.leased, now + lease, id)
+  plan('sweeper_at', now + lease)
   return attempt, finite(f[2]), lease, f[1]
 end
 
@@ -275,6 +302,7 @@ local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now
     end
     redis.call('ZADD', q.scheduled, now + delay_ms, id)
     redis.call('HSET', jkey, 's', 'scheduled', 'u', now)
+    plan('scheduler_at', now + delay_ms)
     wake_if_earliest(q, id)
     count('retried', 1)
     return 'scheduled'
@@ -333,6 +361,7 @@ local function create_job(q, id, ukey, o, now, seq, ready_out)
     end
   else
     redis.call('ZADD', q.scheduled, o.run_at, id)
+    plan('scheduler_at', o.run_at)
   end
   count('enqueued', 1)
   return id, true, state

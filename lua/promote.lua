@@ -6,11 +6,27 @@
 -- KEYS[3] rp:{q}:marker     zset  wake-up marker for claimers       w
 -- KEYS[4] rp:{q}:meta       hash  seq counter, paused flag          rw
 -- KEYS[5] rp:{q}:job:       prefix of job hashes                    rw
+-- KEYS[6] rp:{q}:cue_next   zset  active cue names by next fire ms  r
 -- ARGV[1] budget            max jobs to move in this call
--- Returns: number of jobs moved
-local q = { scheduled = KEYS[1], ready = KEYS[2], marker = KEYS[3], meta = KEYS[4], jprefix = KEYS[5] }
-local budget = tonumber(ARGV[1])
+-- ARGV[2] plan              1: store the scheduler's next visit (earliest scheduled job or
+--                           cue fire) in meta scheduler_at (HDEL when there is none)
+-- Returns: { moved, next_ms }: jobs moved, and with plan the next visit (-1 = none)
+local q = { scheduled = KEYS[1], ready = KEYS[2], marker = KEYS[3], meta = KEYS[4], jprefix = KEYS[5],
+            cue_next = KEYS[6] }
+local budget, planning = tonumber(ARGV[1]), ARGV[2] == '1'
 
 local moved = promote_due(q, now_ms(), budget)
 if moved > 0 then set_marker(q) end
-return moved
+local next_ms = -1
+if planning then
+  for _, set in ipairs({ q.scheduled, q.cue_next }) do
+    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    if first[2] and (next_ms < 0 or tonumber(first[2]) < next_ms) then next_ms = tonumber(first[2]) end
+  end
+  if next_ms < 0 then
+    redis.call('HDEL', q.meta, 'scheduler_at')
+  else
+    redis.call('HSET', q.meta, 'scheduler_at', next_ms)
+  end
+end
+return { moved, next_ms }

@@ -21,7 +21,10 @@
 -- ARGV[4] dead_ttl_ms       retention of dead jobs (default)
 -- ARGV[5] dead_max          (default)
 -- ARGV[6] worker_id         '' = expired leases only; else every lease of that worker
--- Returns: number of jobs moved out of leased
+-- ARGV[7] plan              1: store the sweeper's next visit (earliest lease expiry or
+--                           retention trim) in meta sweeper_at (HDEL when there is none)
+-- Returns: { moved, next_ms }: jobs moved out of leased, and with plan the next visit
+--          (-1 = none)
 local q = { leased = KEYS[1], ready = KEYS[2], done = KEYS[3], dead = KEYS[4], cancelled = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
             config = KEYS[11] }
@@ -29,7 +32,7 @@ local budget = tonumber(ARGV[1])
 local r = retention(q, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 local dead_ttl_ms, dead_max = r.dead_ttl_ms, r.dead_max
-local worker = ARGV[6]
+local worker, planning = ARGV[6], ARGV[7] == '1'
 
 local now = now_ms()
 local ids, reason
@@ -71,4 +74,27 @@ trim(q, q.done, done_ttl_ms, done_max, now, budget)
 trim(q, q.cancelled, done_ttl_ms, done_max, now, budget)
 trim(q, q.dead, dead_ttl_ms, dead_max, now, budget)
 flush_counts(q, now)
-return moved
+local next_ms = -1
+if planning then
+  local function at(set, add_ms)
+    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    if first[2] then
+      local t = tonumber(first[2]) + add_ms
+      if next_ms < 0 or t < next_ms then next_ms = t end
+    end
+  end
+  at(q.leased, 0)
+  at(q.done, done_ttl_ms + 1)
+  at(q.cancelled, done_ttl_ms + 1)
+  at(q.dead, dead_ttl_ms + 1)
+  if redis.call('ZCARD', q.done) > done_max or redis.call('ZCARD', q.cancelled) > done_max
+     or redis.call('ZCARD', q.dead) > dead_max then
+    next_ms = now   -- more to trim than one budget: again at the next step
+  end
+  if next_ms < 0 then
+    redis.call('HDEL', q.meta, 'sweeper_at')
+  else
+    redis.call('HSET', q.meta, 'sweeper_at', next_ms)
+  end
+end
+return { moved, next_ms }

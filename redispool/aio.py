@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 import redis
 
 from . import blocking, validate
-from .engine import AckResult, Engine, JobRef, _text
+from .engine import CLAIM_JOBS_AT, AckResult, Engine, JobRef, _text
 from .errors import REDIS_TROUBLE, LeaseLost, RedispoolError, from_redis
 from .keys import check_queue, queues_key
 from .models import Job, JobInfo, WorkerInfo
@@ -136,10 +136,13 @@ class AsyncEngine:
         args: list[Any] = [len(specs), 0]
         for spec in specs:
             args.extend(spec)
-        if queue not in self.engine._known_queues:
-            await self.client.sadd(queues_key(self.engine.prefix), queue)
-            self.engine._known_queues.add(queue)
-        return self.engine._enqueue_reply(await self._run(self.engine._enqueue_call(queue, args)))
+        reply = await self._run(self.engine._enqueue_call(queue, args))
+        await self._followups(self.engine._enqueue_followups(queue, reply))
+        return self.engine._enqueue_reply(reply)
+
+    async def _followups(self, followups: list[Any]) -> None:
+        """The registry / due-set commands a writer script asked for (queues.py)."""
+        await self.engine._send_followups_async(self.client, followups)
 
     # ------------------------------------------------------------------ consuming
     @_unreachable
@@ -156,7 +159,8 @@ class AsyncEngine:
         deadline = None if block is None else loop.time() + validate.seconds_to_ms(block, "block") / 1000
         while True:
             reply = await self._run(e._claim_call(queue, worker_id, limit, lease_ms))
-            jobs = await self._decode_jobs(queue, worker_id, reply, 2)
+            await self._followups(e._claim_followups(queue, reply))
+            jobs = await self._decode_jobs(queue, worker_id, reply, CLAIM_JOBS_AT)
             if jobs or deadline is None:
                 return jobs
             remaining = deadline - loop.time()
@@ -218,7 +222,9 @@ class AsyncEngine:
     async def fail(self, job: JobRef, error: Any, *, retry: bool = True, delay: float | None = None) -> str:
         if self.durable:
             return await asyncio.to_thread(functools.partial(self.engine.fail, job, error, retry=retry, delay=delay))
-        return self.engine._fail_reply(job, await self._run(self.engine._fail_call(job, error, retry, delay)))
+        reply = await self._run(self.engine._fail_call(job, error, retry, delay))
+        await self._followups(self.engine._followups(job.queue, scheduler_at=reply[-1]))
+        return self.engine._fail_reply(job, reply)
 
     @_unreachable
     async def heartbeat(self, job: JobRef, lease: float | None = None) -> float:
@@ -243,8 +249,9 @@ class AsyncEngine:
                 limit=limit, lease=lease))
         call, nc, nf = self.engine._ack_call(queue, completed, failed, worker_id, limit, lease)
         reply = await self._run(call)
+        await self._followups(self.engine._claim_followups(queue, reply, nc + nf))
         result = self.engine._ack_reply(reply, nc, nf)
-        result.jobs = await self._decode_jobs(queue, worker_id or "", reply, nc + nf + 2)
+        result.jobs = await self._decode_jobs(queue, worker_id or "", reply, nc + nf + CLAIM_JOBS_AT)
         return result
 
     # ------------------------------------------------------------------ the worker registry

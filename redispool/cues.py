@@ -40,14 +40,15 @@ def _text(value: bytes | str) -> str:
 
 class CuesMixin:
     """Cue methods of ``Engine`` (it provides ``url``, ``scripts``, ``keys``, ``queues``,
-    ``enqueue`` and ``_register_queue``)."""
+    ``enqueue`` and, from queues.py, ``_followups`` and ``_send_followups``)."""
 
     url: str
     scripts: Any
     keys: Callable[[str], QueueKeys]
     queues: Callable[[], list[str]]
     enqueue: Callable[..., str]
-    _register_queue: Callable[[str], None]
+    _followups: Callable[..., list[Any]]
+    _send_followups: Callable[[list[Any]], None]
 
     # ------------------------------------------------------------------ reading
     def _cue_read(self, queue: str, name: str = "") -> tuple[int, list[tuple[str, str, int | None]]]:
@@ -100,7 +101,9 @@ class CuesMixin:
             raw = found[0][1] if found else ""
             definition, next_ms = change(json.loads(raw) if raw else None, now, found[0][2] if found else None)
             new = json.dumps(definition, separators=(",", ":"), sort_keys=True)
-            if self.scripts.run("cue_save", [k.cues, k.cue_next], [name, raw, new, next_ms]) == 1:
+            reply = self.scripts.run("cue_save", [k.cues, k.cue_next, k.meta], [name, raw, new, next_ms])
+            if reply[0] == 1:
+                self._send_followups(self._followups(queue, new_queue=reply[1], scheduler_at=reply[2]))
                 return definition, next_ms
         raise RuntimeError(f"cue {name!r} of queue {queue!r} kept changing; gave up after {CAS_TRIES} tries")
 
@@ -130,7 +133,6 @@ class CuesMixin:
             same = old and old["cron"] == schedule.cron and old["tz"] == tz
             return new, old_next if same and old_next is not None else schedule.next_after(now)
 
-        self._register_queue(queue)
         self._cue_save(queue, name, change)
         info = self.get_cue(queue, name)
         if info is None:  # removed by someone else in the meantime

@@ -20,6 +20,7 @@ from . import blocking, codec, defaults, validate
 from .errors import InvalidOption, LeaseLost, NotDurable
 from .errors import reports_unreachable as _redis_errors
 from .keys import STATES, QueueKeys, check_queue, queue_keys, queues_key
+from .queues import QueuesMixin
 from .models import Job, JobInfo
 from .connection import engine_options
 from .cues import CuesMixin
@@ -31,6 +32,10 @@ from .scripts import Call, Scripts
 
 F = TypeVar("F", bound=Callable[..., Any])
 JobRef = Any  # a Job, or any object with .id and .token (e.g. an HTTP client's lease)
+# claim.lua's reply (and ack.lua's, after its results): wait_ms, now_ms, scheduler_at,
+# sweeper_at, then the jobs
+CLAIM_JOBS_AT = 4
+JOBS_AFTER_NOW = 3  # now_ms is three places before the first job
 TERMINAL = ("done", "dead", "cancelled")
 log = logging.getLogger("redispool.engine")
 
@@ -52,7 +57,7 @@ class AckResult:
     wait: float | None = None
 
 
-class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
+class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, QueuesMixin):
     """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
 
     def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,
@@ -76,7 +81,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
         self.dead_max = self._count(dead_max, "dead_max")
         self.durable, durable_ms = self._durability(url, durable, durable_timeout)
         self.scripts = Scripts(client, durable_timeout_ms=durable_ms, url=url)
-        self._known_queues: set[str] = set()
+        self._init_queues()
 
     @staticmethod
     def _count(value: int, name: str) -> int:
@@ -118,10 +123,17 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
             return False
 
     # ------------------------------------------------------------------ producing
-    def _register_queue(self, queue: str) -> None:
-        if queue not in self._known_queues:
-            self.client.sadd(queues_key(self.prefix), queue)
-            self._known_queues.add(queue)
+    def _run_write(self, call: Call, followups: Callable[[Sequence[Any]], list[Any]]) -> Any:
+        """Run a writer script, then send the registry / due-set commands its reply asks
+        for (queues.py), also when the write was not durable (it was applied)."""
+        try:
+            reply = self.scripts.run(*call)
+        except NotDurable as exc:
+            if exc.reply is not None:
+                self._send_followups(followups(exc.reply))
+            raise
+        self._send_followups(followups(reply))
+        return reply
 
     def _job_args(self, payload: Any, *, priority: int, delay: float | None,
                   run_at: datetime | float | None, max_attempts: int, lease: float | None,
@@ -152,12 +164,16 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
 
     @staticmethod
     def _enqueue_reply(reply: Sequence[Any]) -> list[tuple[str, bool]]:
-        return [(_text(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply), 2)]
+        """(id, created) per job; the last two values are enqueue.lua's follow-ups."""
+        return [(_text(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply) - 2, 2)]
+
+    def _enqueue_followups(self, queue: str, reply: Sequence[Any]) -> list[Any]:
+        return self._followups(queue, new_queue=reply[-2], scheduler_at=reply[-1])
 
     @_redis_errors
     def _run_enqueue(self, queue: str, args: list[Any]) -> list[tuple[str, bool]]:
-        self._register_queue(queue)
-        return self._enqueue_reply(self.scripts.run(*self._enqueue_call(queue, args)))
+        reply = self._run_write(self._enqueue_call(queue, args), lambda r: self._enqueue_followups(queue, r))
+        return self._enqueue_reply(reply)
 
     def enqueue_specs(self, queue: str, specs: Sequence[list[Any]]) -> list[tuple[str, bool]]:
         """Create jobs from already validated ``_job_args`` lists in one round trip;
@@ -224,9 +240,9 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
     @staticmethod
     def _decode_jobs(queue: str, worker_id: str, reply: Sequence[Any],
                      start: int) -> tuple[list[Job], list[tuple[Job, str]]]:
-        """claim.lua's job list (starting at ``start``, after wait_ms and now_ms): the jobs,
-        and (job, error) for those whose payload cannot be decoded."""
-        now_ms = int(reply[start - 1])
+        """claim.lua's job list (starting at ``start``, after wait_ms, now_ms and the planned
+        times): the jobs, and (job, error) for those whose payload cannot be decoded."""
+        now_ms = int(reply[start - JOBS_AFTER_NOW])
         jobs, broken = [], []
         for i in range(start, len(reply), 6):
             job = Job(id=_text(reply[i]), queue=queue, payload=None, attempt=int(reply[i + 2]),
@@ -241,14 +257,20 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
         return jobs, broken
 
     def _claim_call(self, queue: str, worker_id: str, limit: int, lease_ms: int) -> Call:
-        """claim.lua; its reply is wait_ms, now_ms, then the jobs (``_decode_jobs(..., 2)``)."""
+        """claim.lua; its reply is wait_ms, now_ms, scheduler_at, sweeper_at, then the jobs
+        (``_decode_jobs(..., CLAIM_JOBS_AT)``; the planned times: ``_claim_followups``)."""
         k = self.keys(queue)
         return Call("claim", [k.ready, k.leased, k.scheduled, k.marker, k.meta, k.unique, k.counts, k.dead,
                               k.job_prefix], [worker_id, limit, lease_ms])
 
+    def _claim_followups(self, queue: str, reply: Sequence[Any], at: int = 0) -> list[Any]:
+        """The planned times of a claim header starting at ``reply[at]`` (claim or ack)."""
+        return self._followups(queue, scheduler_at=reply[at + 2], sweeper_at=reply[at + 3])
+
     def _claim_once(self, queue: str, worker_id: str, limit: int, lease_ms: int) -> tuple[list[Job], int]:
         reply = self.scripts.run(*self._claim_call(queue, worker_id, limit, lease_ms))
-        return self._jobs_from(queue, worker_id, reply, 2), int(reply[0])
+        self._send_followups(self._claim_followups(queue, reply))
+        return self._jobs_from(queue, worker_id, reply, CLAIM_JOBS_AT), int(reply[0])
 
     @_redis_errors
     def claim(self, queue: str, worker_id: str, *, limit: int = 1, lease: float | None = None,
@@ -336,11 +358,14 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
     def fail(self, job: JobRef, error: Any, *, retry: bool = True, delay: float | None = None) -> str:
         """Record a failed attempt; returns the new state: ``scheduled`` (a retry after
         ``delay`` or exponential backoff with jitter) or ``dead``."""
-        return self._fail_reply(job, self.scripts.run(*self._fail_call(job, error, retry, delay)))
+        reply = self._run_write(self._fail_call(job, error, retry, delay),
+                                lambda r: self._followups(job.queue, scheduler_at=r[-1]))
+        return self._fail_reply(job, reply)
 
     def _fail_call(self, job: JobRef, error: Any, retry: bool, delay: float | None) -> Call:
         k = self.keys(job.queue)
-        return Call("fail", [k.leased, k.scheduled, k.dead, k.marker, k.unique, k.counts, k.job_prefix, k.config],
+        return Call("fail", [k.leased, k.scheduled, k.dead, k.marker, k.unique, k.counts, k.job_prefix, k.config,
+                              k.meta],
                     [self.dead_ttl_ms, self.dead_max, self.backoff_base_ms, self.backoff_cap_ms,
                      random.getrandbits(31), 1] + self._fail_args(job, error, retry, delay))
 
@@ -398,16 +423,16 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
         call, nc, nf = self._ack_call(queue, completed, failed, worker_id, limit, lease)
         k = self.keys(queue)
         try:
-            reply = self.scripts.run(*call)
+            reply = self._run_write(call, lambda r: self._claim_followups(queue, r, nc + nf))
         except NotDurable as exc:  # the caller never sees the batch it leased: give it back
-            for i in range(nc + nf + 2, len(exc.reply or ()), 6):
+            for i in range(nc + nf + CLAIM_JOBS_AT, len(exc.reply or ()), 6):
                 self.scripts.run("release", [k.ready, k.leased, k.marker, k.meta, k.job_prefix],
                                  [exc.reply[i], exc.reply[i + 1]])
             if isinstance(exc.reply, (list, tuple)):  # what was applied on the primary
                 exc.result = self._ack_reply(exc.reply, nc, nf)  # type: ignore[attr-defined]
             raise
         result = self._ack_reply(reply, nc, nf)
-        result.jobs = self._jobs_from(queue, worker_id or "", reply, nc + nf + 2)
+        result.jobs = self._jobs_from(queue, worker_id or "", reply, nc + nf + CLAIM_JOBS_AT)
         return result
 
     def _ack_call(self, queue: str, completed: Iterable[tuple[JobRef, Any]], failed: Iterable[tuple],
@@ -437,7 +462,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
 
     @staticmethod
     def _ack_reply(reply: Sequence[Any], nc: int, nf: int) -> AckResult:
-        """ack.lua's reply without its jobs (``_decode_jobs(..., nc + nf + 2)`` has them)."""
+        """ack.lua's reply without its jobs (``_decode_jobs(..., nc + nf + CLAIM_JOBS_AT)``)."""
         wait_ms = int(reply[nc + nf])
         return AckResult(completed=[r == 1 for r in reply[:nc]],
                          failed=[_text(r) if r != 0 else None for r in reply[nc:nc + nf]],
@@ -540,7 +565,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
 
     @_redis_errors
     def queues(self) -> list[str]:
-        """Every queue that has been used, sorted."""
+        """Every queue in use (not removed with ``remove_queue``), sorted."""
         return sorted(_text(q) for q in self.client.smembers(queues_key(self.prefix)))
 
     # ------------------------------------------------------------------ administering
@@ -612,20 +637,40 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin):
         k = self.keys(queue)
         return self.scripts.run("resume", [k.meta, k.marker, k.ready], []) == 1
 
+    def _planned(self, run: Callable[[int], Sequence[Any]]) -> tuple[int, int]:
+        """Run a budgeted ``{moved, next_ms}`` script step until it moves less than its
+        budget; returns the total moved and the last next_ms."""
+        total = 0
+        while True:
+            moved, next_ms = (int(x) for x in run(defaults.BATCH_MAX))
+            total += moved
+            if moved < defaults.BATCH_MAX:
+                return total, next_ms
+
     @_redis_errors
     def promote(self, queue: str) -> int:
         """Move due scheduled jobs to ready; returns how many."""
+        return self._promote(queue, plan=False)[0]
+
+    def _promote(self, queue: str, *, plan: bool) -> tuple[int, int]:
+        """promote.lua; with ``plan`` it also stores the scheduler's next visit of the queue
+        in its meta hash and returns it (-1: none; the caller stores it in rp:due)."""
         k = self.keys(queue)
-        keys = [k.scheduled, k.ready, k.marker, k.meta, k.job_prefix]
-        return self._repeat(lambda budget: self.scripts.run("promote", keys, [budget]))
+        keys = [k.scheduled, k.ready, k.marker, k.meta, k.job_prefix, k.cue_next]
+        return self._planned(lambda budget: self.scripts.run("promote", keys, [budget, int(plan)]))
 
     @_redis_errors
     def sweep(self, queue: str, worker_id: str | None = None) -> int:
         """Requeue jobs whose lease expired (dead after the last attempt) and trim finished
         jobs; with ``worker_id``, take back every lease that worker holds."""
+        return self._sweep(queue, worker_id=worker_id, plan=False)[0]
+
+    def _sweep(self, queue: str, *, worker_id: str | None = None, plan: bool) -> tuple[int, int]:
+        """sweep.lua; with ``plan`` it also stores the sweeper's next visit of the queue in
+        its meta hash and returns it (-1: none; the caller stores it in rp:due)."""
         k = self.keys(queue)
         keys = [k.leased, k.ready, k.done, k.dead, k.cancelled, k.marker, k.meta, k.unique,
                 k.counts, k.job_prefix, k.config]
-        return self._repeat(lambda budget: self.scripts.run(
+        return self._planned(lambda budget: self.scripts.run(
             "sweep", keys, [budget, self.done_ttl_ms, self.done_max, self.dead_ttl_ms,
-                            self.dead_max, worker_id or ""]))
+                            self.dead_max, worker_id or "", int(plan)]))

@@ -10,7 +10,9 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:dead        zset  job ids by finish time (ms), trimmed by age and count
     rp:{q}:cancelled   zset  job ids by cancel time (ms), trimmed like done
     rp:{q}:marker      zset  one member while jobs are ready; blocked claimers BZPOPMIN it
-    rp:{q}:meta        hash  seq (id/order/token counter), paused
+    rp:{q}:meta        hash  seq (id/order/token counter), paused, scheduler_at and
+                             sweeper_at (ms: when each daemon next has work in the queue,
+                             as in rp:due:<daemon>; see queues.py)
     rp:{q}:unique      hash  unique_key -> job id, while that job is unfinished
     rp:{q}:counts      hash  lifetime totals: enqueued, completed, failed, retried, dead
     rp:{q}:minutes     hash  "<minute>:d" / "<minute>:f": jobs done / attempts failed per
@@ -20,7 +22,13 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
     rp:{q}:cueapi      hash  cue id -> cueapi record (JSON): the cueapi compat layer's
                              names, one-time schedules and retry settings of its cues
-    rp:queues          set   every queue name ever used (global, no hash tag)
+    rp:queues          set   every queue in use (global, no hash tag; registered again by
+                             the first enqueue after Redis lost its data, removed by
+                             remove_queue)
+    rp:due:scheduler   zset  queue -> ms when the scheduler next has work there (earliest
+                             scheduled job or cue fire); global, plain commands only
+    rp:due:sweeper     zset  queue -> ms when the sweeper next has work there (earliest
+                             lease expiry or retention trim); global, plain commands only
     rp:{#workers}:index      zset  worker ids by last heartbeat (ms)
     rp:{#workers}:w:<id>     hash  one worker's registration and counters
 
@@ -97,6 +105,12 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
 def queues_key(prefix: str) -> str:
     """Global set of queue names (touched by plain commands only, never by a script)."""
     return f"{prefix}:queues"
+
+
+def due_key(prefix: str, daemon: str) -> str:
+    """Global zset of queue -> the time (ms) ``daemon`` (scheduler or sweeper) next has
+    work there (touched by plain commands and the read-only due.lua, never with queue keys)."""
+    return f"{prefix}:due:{daemon}"
 
 
 def workers_index_key(prefix: str) -> str:

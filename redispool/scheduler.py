@@ -1,18 +1,19 @@
-"""The scheduler daemon: promotes due delayed jobs and fires due cues, for every queue.
+"""The scheduler daemon: promotes due delayed jobs and fires due cues.
 
-Any number of schedulers may run: promoting is one atomic script, and each cue fire is
-a compare-and-set on the cue's stored next fire time, so every fire time makes one job.
-Between steps it sleeps ``interval`` seconds, or less when a cue is due sooner, so an
-every-second cue fires on time.
+Each step visits only the queues whose planned time in ``rp:due:scheduler`` has come (the
+earliest scheduled job or cue fire; see queues.py and daemon.py): it fires their due cues,
+promotes their due delayed jobs, and stores when each next has work. Any number of
+schedulers may run: promoting is one atomic script, and each cue fire is a compare-and-set
+on the cue's stored next fire time, so every fire time makes one job. Between steps it
+sleeps ``interval`` seconds, or less when work is due sooner, so an every-second cue fires
+on time.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from . import defaults
-from .daemon import Daemon
-
-MIN_WAIT_S = 0.005
+from .daemon import RECONCILE_EVERY_S, Daemon
 
 
 class Scheduler(Daemon):
@@ -20,24 +21,15 @@ class Scheduler(Daemon):
 
     name = "scheduler"
 
-    def __init__(self, engine: Any, interval: float = defaults.SCHEDULER_INTERVAL_S) -> None:
-        super().__init__(engine, interval=interval)
-        self._wait = interval
+    def __init__(self, engine: Any, interval: float = defaults.SCHEDULER_INTERVAL_S, *,
+                 reconcile_every: float = RECONCILE_EVERY_S) -> None:
+        super().__init__(engine, interval=interval, reconcile_every=reconcile_every)
 
-    def step(self) -> int:
-        """Promote and fire on every queue once; returns jobs promoted plus jobs fired."""
-        moved = 0
-        wait = self.interval
-        for queue in self.engine.queues():
-            promoted = self.engine.promote(queue)
-            if promoted:
-                self.log.info("promoted queue=%s moved=%d", queue, promoted)
-            fired, until_next = self.engine._fire_due(queue)
-            if until_next is not None:
-                wait = min(wait, until_next)
-            moved += promoted + fired
-        self._wait = max(MIN_WAIT_S, wait)
-        return moved
-
-    def next_wait(self) -> float:
-        return self._wait
+    def visit(self, queue: str) -> tuple[int, int]:
+        """Fire the queue's due cues, then promote its due delayed jobs; returns the jobs
+        fired plus promoted, and the queue's next planned time (ms, -1: none)."""
+        fired, _ = self.engine._fire_due(queue)
+        promoted, next_ms = self.engine._promote(queue, plan=True)
+        if promoted:
+            self.log.info("promoted queue=%s moved=%d", queue, promoted)
+        return fired + promoted, next_ms

@@ -1,18 +1,20 @@
-"""The sweeper daemon: takes back the jobs of workers that died.
+"""The sweeper daemon: takes back the jobs of workers that died, and expired leases.
 
 Each step, for every worker whose registration has not been refreshed for
 ``worker_timeout`` seconds, it requeues every job that worker still holds (even leases
-that have not expired yet: the worker is gone) and removes the registration; then, for
-every queue, it requeues jobs whose lease expired, or makes them dead when that was
-their last attempt (error "lease expired"), and trims finished jobs to their retention.
-Several sweepers may run at once: each move is one atomic script.
+that have not expired yet: the worker is gone) and removes the registration. Then it
+visits only the queues whose planned time in ``rp:due:sweeper`` has come (the earliest
+lease expiry or retention trim; see queues.py and daemon.py): it requeues jobs whose
+lease expired, or makes them dead when that was their last attempt (error "lease
+expired"), trims finished jobs to their retention, and stores when each queue next has
+work. Several sweepers may run at once: each move is one atomic script.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from . import defaults, validate
-from .daemon import Daemon
+from .daemon import RECONCILE_EVERY_S, Daemon
 
 
 class Sweeper(Daemon):
@@ -21,20 +23,22 @@ class Sweeper(Daemon):
     name = "sweeper"
 
     def __init__(self, engine: Any, interval: float = 1.0,
-                 worker_timeout: float = defaults.WORKER_TIMEOUT_S) -> None:
-        super().__init__(engine, interval=interval)
+                 worker_timeout: float = defaults.WORKER_TIMEOUT_S, *,
+                 reconcile_every: float = RECONCILE_EVERY_S) -> None:
+        super().__init__(engine, interval=interval, reconcile_every=reconcile_every)
         validate.seconds_to_ms(worker_timeout, "worker_timeout", allow_zero=False)
         self.worker_timeout = worker_timeout
 
-    def step(self) -> int:
-        """One sweep over expired workers and every queue; returns the jobs moved."""
-        moved = self.sweep_workers()
-        for queue in self.engine.queues():
-            n = self.engine.sweep(queue)
-            if n:
-                self.log.info("swept queue=%s moved=%d reason=%s", queue, n, '"lease expired"')
-            moved += n
-        return moved
+    def before_visits(self) -> int:
+        return self.sweep_workers()
+
+    def visit(self, queue: str) -> tuple[int, int]:
+        """Requeue the queue's expired leases and trim it; returns the jobs moved and the
+        queue's next planned time (ms, -1: none)."""
+        moved, next_ms = self.engine._sweep(queue, plan=True)
+        if moved:
+            self.log.info("swept queue=%s moved=%d reason=%s", queue, moved, '"lease expired"')
+        return moved, next_ms
 
     def sweep_workers(self) -> int:
         """Take back the leases of workers whose registration expired, deregister them."""
