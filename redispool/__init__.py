@@ -14,7 +14,7 @@ import redis
 from . import defaults
 from .engine import AckResult, Engine
 from .errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidOption, InvalidQueueName, JobNotFound, LeaseLost,
-                     NotDurable, PayloadError, RedisFull, RedispoolError)
+                     NotDurable, PayloadError, QueueNotEmpty, RedisFull, RedispoolError)
 from .models import CueInfo, Job, JobInfo, State, WorkerInfo
 from .connection import make_client
 from .errors import mask_url as _mask_url
@@ -25,7 +25,7 @@ from .worker import Worker
 __all__ = [
     "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
     "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "InvalidQueueName", "PayloadError",
-    "InvalidCron", "InvalidOption", "ConnectionFailed", "NotDurable", "RedisFull",
+    "InvalidCron", "InvalidOption", "ConnectionFailed", "NotDurable", "RedisFull", "QueueNotEmpty",
 ]
 __version__ = "0.1.0"
 

@@ -475,6 +475,16 @@ def resume(queue: str) -> None:
     click.echo(f"{queue} resumed" if changed else f"{queue} was not paused")
 
 
+@cli.command("remove-queue")
+@click.argument("queue")
+def remove_queue(queue: str) -> None:
+    """Delete QUEUE for good: its finished jobs, counters and history. Refused (exit 2,
+    nothing changed) while it has scheduled, ready or leased jobs or cues."""
+    if not obj().engine().remove_queue(queue):
+        raise click.UsageError(f"no queue {queue!r}: nothing removed")
+    click.echo(f"removed {queue}")
+
+
 @cli.command()
 @click.argument("queue")
 @click.argument("job_id")

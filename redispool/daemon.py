@@ -34,7 +34,7 @@ RECONCILE_CHUNK = 500      # queues checked per step during a pass (one pipeline
 DUE_BATCH = 1000           # due queues visited per step at most (the next step follows at once)
 QUEUE_RETRY_S = 10.0       # a queue whose visit failed (not Redis trouble) is tried again then
 CONFIG_ERRORS = (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError)
-TRANSIENT = (*REDIS_TROUBLE, ConnectionFailed, RedisFull)
+TRANSIENT: tuple[type[BaseException], ...] = (*REDIS_TROUBLE, ConnectionFailed, RedisFull)
 
 
 def _trouble(exc: BaseException) -> str:

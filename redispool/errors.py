@@ -33,6 +33,11 @@ class CueNotFound(RedispoolError, LookupError):
     """No cue with that name exists in that queue."""
 
 
+class QueueNotEmpty(RedispoolError):
+    """``remove_queue`` of a queue that still has scheduled, ready or leased jobs or cues;
+    nothing was changed."""
+
+
 class InvalidQueueName(RedispoolError, ValueError):
     """A queue name is not 1-128 characters of ``A-Za-z0-9_.:-``."""
 

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from .errors import REDIS_TROUBLE, RedispoolError, reports_unreachable
-from .keys import QueueKeys, check_queue, cueapi_key, due_key, queues_key
+from .errors import REDIS_TROUBLE, QueueNotEmpty, reports_unreachable
+from .keys import check_queue, cueapi_key, due_key, queues_key
 
 DAEMONS = ("scheduler", "sweeper")
 FIELD = {"scheduler": "scheduler_at", "sweeper": "sweeper_at"}
@@ -38,11 +39,6 @@ UNSENT_MAX = 10_000   # follow-ups kept for a retry after Redis trouble (then le
 log = logging.getLogger("redispool.engine")
 
 Followup = tuple[str, str, str, int]   # (command, key, queue, score): sadd | zadd_lt
-
-
-class QueueNotEmpty(RedispoolError):
-    """``remove_queue`` of a queue that still has scheduled, ready or leased jobs or cues;
-    nothing was changed."""
 
 
 def _text(value: bytes | str) -> str:
@@ -65,7 +61,7 @@ class QueuesMixin:
     url: str
     prefix: str
     scripts: Any
-    keys: Callable[[str], QueueKeys]
+    keys: Callable[[str], Any]  # QueueKeys (its key attributes are set dynamically)
 
     def _init_queues(self) -> None:
         self._unsent: list[Followup] = []

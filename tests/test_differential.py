@@ -7,8 +7,8 @@ import uuid
 
 import redispool
 
-TIME_FIELDS = {b"c", b"u"}
-TIMED_SETS = ("scheduled", "leased", "done", "dead", "cancelled")
+TIME_FIELDS = {b"c", b"u", b"scheduler_at", b"sweeper_at"}
+TIMED_SETS = ("scheduled", "leased", "done", "dead", "cancelled", "scheduler", "sweeper")  # rp:due:<daemon> too
 
 
 def scenario(engine: redispool.Engine) -> None:
