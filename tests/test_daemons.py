@@ -49,20 +49,23 @@ def daemons(*running: Any) -> Iterator[list[threading.Thread]]:
             t.join(30)
 
 
-def daemon_process(url: str, prefix: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "redispool", "--url", url, "--prefix", prefix, *args],
-                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+def daemon_process(url: str, prefix: str, log: Path, *args: str) -> subprocess.Popen:
+    """A ``redispool`` daemon process logging to the file ``log`` (a pipe nobody reads
+    would fill up and block it)."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "redispool", "--url", url, "--prefix", prefix, *args],
+                                cwd=ROOT, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
 
 
-def stop_process(proc: subprocess.Popen) -> str:
-    """SIGTERM; returns stderr once it exited with 0 and printed no traceback."""
-    assert proc.poll() is None, f"the daemon died: {proc.communicate()[1][-3000:]}"
+def stop_process(proc: subprocess.Popen, log: Path) -> str:
+    """SIGTERM; returns its log once it exited with 0 and printed no traceback."""
+    assert proc.poll() is None, f"the daemon died: {log.read_text()[-3000:]}"
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
-    return err
+    proc.wait(30)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    return text
 
 
 def retrying(fn: Any, timeout: float = 30) -> Any:
@@ -118,8 +121,8 @@ def test_daemons_outlive_redis_restarts_mid_run_with_hundreds_of_cues(tmp_path, 
         for queue in queues:
             engine.add_cue(queue, "tick", "* * * * * *")
         if mode == "cli":
-            procs = [daemon_process(server.url, prefix, "scheduler", "--interval", "0.005"),
-                     daemon_process(server.url, prefix, "sweeper", "--interval", "0.005")]
+            procs = [daemon_process(server.url, prefix, tmp_path / "scheduler.log", "scheduler", "--interval", "0.005"),
+                     daemon_process(server.url, prefix, tmp_path / "sweeper.log", "sweeper", "--interval", "0.005")]
         else:
             threads = [threading.Thread(target=d.run, daemon=True) for d in (scheduler, sweeper)]
             for t in threads:
@@ -141,7 +144,7 @@ def test_daemons_outlive_redis_restarts_mid_run_with_hundreds_of_cues(tmp_path, 
             assert all(t.is_alive() for t in threads)
             log = "\n".join(r.getMessage() for r in caplog.records)
         else:
-            log = stop_process(procs[0]) + stop_process(procs[1])
+            log = stop_process(procs[0], tmp_path / "scheduler.log") + stop_process(procs[1], tmp_path / "sweeper.log")
         for daemon in ("scheduler", "sweeper"):
             began, ended = trouble_lines(log, daemon)
             assert 1 <= began <= 2 and ended == began, (daemon, log[-3000:])   # one line per state change
@@ -182,8 +185,8 @@ def test_daemons_outlive_a_full_redis_and_resume(tmp_path, caplog, mode):
         with pytest.raises(redispool.RedisFull):
             engine.enqueue("orders", 1)
         if mode == "cli":
-            procs = [daemon_process(server.url, prefix, "scheduler", "--interval", "0.005"),
-                     daemon_process(server.url, prefix, "sweeper", "--interval", "0.005")]
+            procs = [daemon_process(server.url, prefix, tmp_path / "scheduler.log", "scheduler", "--interval", "0.005"),
+                     daemon_process(server.url, prefix, tmp_path / "sweeper.log", "sweeper", "--interval", "0.005")]
         else:
             threads = [threading.Thread(target=d.run, daemon=True) for d in (scheduler, sweeper)]
             for t in threads:
@@ -199,7 +202,7 @@ def test_daemons_outlive_a_full_redis_and_resume(tmp_path, caplog, mode):
             assert all(t.is_alive() for t in threads)
             log = "\n".join(r.getMessage() for r in caplog.records)
         else:
-            log = stop_process(procs[0]) + stop_process(procs[1])
+            log = stop_process(procs[0], tmp_path / "scheduler.log") + stop_process(procs[1], tmp_path / "sweeper.log")
         for daemon in ("scheduler", "sweeper"):
             assert trouble_lines(log, daemon) == (1, 1), (daemon, log[-3000:])
             assert f"{daemon}: Redis is full (maxmemory)" in log
