@@ -307,7 +307,7 @@ def idle_queues(engine: redispool.Engine, n: int, start: int = 0) -> None:
 def settle(daemon: Any) -> None:
     """Step until the daemon's reconciliation pass is complete."""
     daemon.step()
-    while daemon.reconciling:
+    while getattr(daemon, "reconciling", False):   # (daemons before rp:due had no pass)
         daemon.step()
 
 
@@ -344,12 +344,15 @@ def test_due_work_among_idle_queues_is_done_on_time_and_only_there(engine):
     scheduler, sweeper = Scheduler(engine, interval=0.05), Sweeper(engine, interval=0.05)
     settle(scheduler)
     settle(sweeper)
-    visited: list[str] = []
-    for daemon in (scheduler, sweeper):
-        def visit(queue: str, original: Any = daemon.visit) -> tuple[int, int]:
-            visited.append(queue)
-            return original(queue)
-        daemon.visit = visit   # type: ignore[method-assign]
+    visited: set[str] = set()   # queues whose keys a daemon thread's scripts touched
+    run = engine.scripts.run
+
+    def watched_run(name: str, keys: Any, args: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread() and "{" in keys[0]:
+            visited.add(keys[0].split("{", 1)[1].split("}", 1)[0])
+        return run(name, keys, args)
+
+    engine.scripts.run = watched_run   # type: ignore[method-assign]
     delayed = engine.enqueue("busy", "later", delay=0.3)
     leased_id = engine.enqueue("leases", "x")
     engine.claim("leases", "api-client", lease=0.3)
@@ -359,7 +362,7 @@ def test_due_work_among_idle_queues_is_done_on_time_and_only_there(engine):
         wait_for(lambda: engine.get("busy", delayed).state == "ready", 5, "the delayed job to be promoted")
         wait_for(lambda: lease_swept(engine, "leases", leased_id), 5, "the expired lease to be swept")
         wait_for(lambda: fired_since(engine, "cron", started), 5, "the cue to fire")
-    assert set(visited) <= {"busy", "leases", "cron"}, "an idle queue was visited"
+    assert visited - {"#workers"} <= {"busy", "leases", "cron"}, f"idle queues visited: {sorted(visited)[:5]}"
 
 
 def test_writers_plan_every_kind_of_daemon_work(engine):
