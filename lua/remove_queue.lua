@@ -1,7 +1,7 @@
 -- remove_queue: empty queue -> (deleted)
 -- Deletes every key of a queue that has no scheduled, ready or leased job and no cue: its
--- finished jobs, counters, history, unique keys, paused flag and the daemons' planned
--- times. With any unfinished job or cue it changes nothing. The caller then removes the
+-- finished jobs, counters, history, unique keys, settings (paused flag, retention) and
+-- the daemons' planned times. With any unfinished job or cue it changes nothing. The caller then removes the
 -- queue from rp:queues and rp:due:* (plain commands) and re-reads meta: a job enqueued
 -- right after this script recreates meta, and the caller registers the queue again.
 -- KEYS[1] rp:{q}:scheduled  zset  delayed jobs by run time          rw
@@ -17,11 +17,12 @@
 -- KEYS[11] rp:{q}:unique    hash  unique_key -> job id              w
 -- KEYS[12] rp:{q}:counts    hash  lifetime totals (and, by name, rp:{q}:minutes)  w
 -- KEYS[13] rp:{q}:cueapi    hash  cueapi compat records of the queue's cues  w
--- KEYS[14] rp:{q}:job:      prefix of job hashes                    w
+-- KEYS[14] rp:{q}:config    hash  the queue's stored retention      w
+-- KEYS[15] rp:{q}:job:      prefix of job hashes                    w
 -- Returns: { removed, scheduled, ready, leased, cues }: removed 1 (keys deleted), 0 (the
 --          queue had no keys), or -1 (not empty: nothing changed; the counts say why)
 local q = { scheduled = KEYS[1], ready = KEYS[2], leased = KEYS[3], cue_next = KEYS[4], cues = KEYS[5],
-            done = KEYS[6], dead = KEYS[7], cancelled = KEYS[8], jprefix = KEYS[14] }
+            done = KEYS[6], dead = KEYS[7], cancelled = KEYS[8], jprefix = KEYS[15] }
 
 local counts = { redis.call('ZCARD', q.scheduled), redis.call('ZCARD', q.ready),
                  redis.call('ZCARD', q.leased), redis.call('HLEN', q.cues) }
@@ -34,6 +35,6 @@ for _, set in ipairs({ q.done, q.dead, q.cancelled }) do
   for _, id in ipairs(ids) do redis.call('DEL', q.jprefix .. id) end
 end
 local minutes = string.gsub(KEYS[12], 'counts$', 'minutes')
-for i = 1, 13 do deleted = deleted + redis.call('DEL', KEYS[i]) end
+for i = 1, 14 do deleted = deleted + redis.call('DEL', KEYS[i]) end
 deleted = deleted + redis.call('DEL', minutes)
 return { deleted > 0 and 1 or 0, 0, 0, 0, 0 }

@@ -119,10 +119,16 @@ class QueuesMixin:
     def _register_queue(self, queue: str) -> None:
         self.client.sadd(queues_key(self.prefix), queue)
 
+    def _plan_now(self, queue: str, daemon: str) -> None:
+        """Make ``queue`` due now for ``daemon`` (its visit plans it again), after a change
+        the writer scripts do not plan, such as a shorter retention."""
+        self._send_followups([("zadd_lt", due_key(self.prefix, daemon), queue, 0)])
+
     # ------------------------------------------------------------------ removing
     @reports_unreachable
     def remove_queue(self, queue: str) -> bool:
-        """Delete an unused queue: its finished jobs, counters, history and settings, and its
+        """Delete an unused queue: its finished jobs, counters, history and settings (paused,
+        retention), and its
         name from ``queues()``. Only for a queue without scheduled, ready or leased jobs and
         without cues, else QueueNotEmpty and nothing changed. Returns False when there was
         no such queue. A job enqueued at the same moment is safe: it lands in a queue that
@@ -130,7 +136,7 @@ class QueuesMixin:
         k = self.keys(check_queue(queue))
         reply = self.scripts.run("remove_queue", [
             k.scheduled, k.ready, k.leased, k.cue_next, k.cues, k.done, k.dead, k.cancelled, k.marker,
-            k.meta, k.unique, k.counts, cueapi_key(self.prefix, queue), k.job_prefix], [])
+            k.meta, k.unique, k.counts, cueapi_key(self.prefix, queue), k.config, k.job_prefix], [])
         removed, scheduled, ready, leased, cues = (int(x) for x in reply)
         if removed < 0:
             found = [f"{n} {what}" for n, what in ((scheduled, "scheduled"), (ready, "ready"),

@@ -41,6 +41,7 @@ class RetentionMixin:
     scripts: Any
     keys: Callable[[str], QueueKeys]
     _register_queue: Callable[[str], None]
+    _plan_now: Callable[[str, str], None]
     done_ttl_ms: int
     done_max: int
     dead_ttl_ms: int
@@ -75,6 +76,7 @@ class RetentionMixin:
             fields += ["result_max", _count(result_max, "result_max")]
         self._register_queue(queue)
         self.scripts.run("set_retention", [self.keys(queue).config], fields)
+        self._plan_now(queue, "sweeper")   # a shorter retention may trim sooner: the sweeper replans
         return self.retention(queue)
 
     @_redis_errors
