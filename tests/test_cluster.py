@@ -194,3 +194,55 @@ def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(cluster
     assert done_at_move[0] < total, "jobs were still flowing when the slot had moved"
     print(f"\nslot migration under load: {total} jobs, {moved} keys moved in {migration_s:.1f}s while "
           f"{done_at_move[0]} were done, client retries {dict(retries)}, 0 jobs lost")
+
+
+def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(cluster, engine, tmp_path):
+    """The queue's slot moves to another master and back (IMPORTING/MIGRATING, MIGRATE in
+    batches, SETSLOT NODE, as ``redis-cli --cluster reshard``) while a scheduler and a
+    sweeper of each kind (in-process threads, ``redispool`` processes) have due work there
+    all the time: scripts meet ASK/TRYAGAIN and "TTL exhausted"; the daemons back off and
+    carry on, and every delayed job is promoted and every expired lease swept afterwards."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    source, target = cluster.masters[1], cluster.masters[2]
+    queue = queue_on(cluster, source, base="mig")
+    slot = key_slot(queue.encode())
+    for n in range(40):   # due work spread over the migration: delayed jobs, expiring leases
+        engine.enqueue_many(queue, range(25), delay=1 + n * 0.2)
+    engine.enqueue_many(queue, range(300))
+    for n in range(300):
+        engine.claim(queue, "api-client", lease=1 + (n % 40) * 0.2)
+    engine.add_cue(queue, "tick", "* * * * * *")
+    root = Path(__file__).resolve().parent.parent
+    logs = {name: tmp_path / f"{name}.log" for name in ("scheduler", "sweeper")}
+    procs = []
+    for name, log in logs.items():
+        with open(log, "w") as out:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "redispool", "--url", cluster.url, "--prefix", engine.prefix, name,
+                 "--interval", "0.005"], cwd=root, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT))
+    threads = [Scheduler(engine, interval=0.005), Sweeper(engine, interval=0.005)]
+    try:
+        with running(threads[0]), running(threads[1]):
+            cluster.migrate_slot(slot, target, batch=20, pause_s=0.02)
+            cluster.migrate_slot(slot, source, batch=20, pause_s=0.02)
+            moved_back = time.time()
+            wait_for(lambda: engine.stats(queue)["scheduled"] == 0 and engine.stats(queue)["leased"] == 0, 60,
+                     "every delayed job promoted and every lease swept", every=0.2)
+            wait_for(lambda: engine.get_cue(queue, "tick").last_fire_at >= moved_back, 10,
+                     "the cue to fire after the migration")
+            assert all(p.poll() is None for p in procs), [log.read_text()[-2000:] for log in logs.values()]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(30)
+    for p, log in zip(procs, logs.values()):
+        text = log.read_text()
+        assert p.returncode == 0 and "Traceback" not in text, text[-3000:]
+    stats = engine.stats(queue)
+    assert stats["ready"] >= 40 * 25 + 300 and stats["dead"] == 0

@@ -191,7 +191,13 @@ def test_daemons_outlive_a_full_redis_and_resume(tmp_path, caplog, mode):
             threads = [threading.Thread(target=d.run, daemon=True) for d in (scheduler, sweeper)]
             for t in threads:
                 t.start()
-        time.sleep(3)   # cues due, a lease expired: every step tries to write and is refused
+        def seen_full() -> bool:   # cues due, a lease expired: every step tries to write and is refused
+            log = ("\n".join(r.getMessage() for r in caplog.records) if mode == "thread" else
+                   (tmp_path / "scheduler.log").read_text() + (tmp_path / "sweeper.log").read_text())
+            return all(f"{d}: Redis is full" in log for d in ("scheduler", "sweeper"))
+
+        wait_for(seen_full, 60, "both daemons to meet the full Redis")
+        time.sleep(1.5)   # the lease (1 s) has expired by now, and the daemons keep retrying
         assert engine.get("leases", job_id).state == "leased"
         client.config_set("maxmemory", "0")
         freed = server_ms(engine)
