@@ -14,22 +14,24 @@
 -- ARGV[1] id                job id
 -- ARGV[2] worker_id         string
 -- ARGV[3] lease_ms          lease of a job that has none of its own
--- Returns: flat array as claim's: wait_ms (always -1), now_ms, then id, token, attempt,
---          max_attempts, lease_ms, payload when the job was leased (nothing more when it
---          is not ready, the queue is paused, or the job was damaged and went to dead)
+-- Returns: flat array as claim's: wait_ms (always -1), now_ms, scheduler_at, sweeper_at
+--          (see claim), then id, token, attempt, max_attempts, lease_ms, payload when the
+--          job was leased (nothing more when it is not ready, the queue is paused, or the
+--          job was damaged and went to dead)
 local q = { ready = KEYS[1], leased = KEYS[2], marker = KEYS[3], meta = KEYS[4], counts = KEYS[5],
             dead = KEYS[6], unique = KEYS[7], jprefix = KEYS[8] }
 local id, worker, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local now = now_ms()
-local out = { -1, now }
+local out = { -1, now, -1, -1 }
 if redis.call('HEXISTS', q.meta, 'paused') == 1 then return out end
 if redis.call('ZREM', q.ready, id) == 0 then return out end
 local token = next_seq(q, 1)
 local attempt, max_attempts, lease, payload = lease_job(q, id, worker, lease_ms, token, now)
 if attempt then
-  out = { -1, now, id, token, attempt, max_attempts, lease, payload }
+  out = { -1, now, -1, -1, id, token, attempt, max_attempts, lease, payload }
 end
 set_marker(q)
 flush_counts(q, now)
+out[3], out[4] = flush_plan(q)
 return out

@@ -3,9 +3,11 @@
 A step asks Redis which queues the daemon has work in now (``rp:due:<daemon>``, see
 queues.py), visits each (``visit``: the subclass's scripts), and stores when each one next
 has work; so an idle queue costs a step nothing, however many there are. A reconciliation
-pass also checks every queue of ``rp:queues``, one chunk per step, at start-up and then
-every ``reconcile_every`` seconds, and repairs a plan a crashed writer or lost Redis data
-left out. Between steps it sleeps ``interval`` seconds, or less when work is due sooner.
+pass also checks every queue of ``rp:queues``, one chunk per step, every
+``reconcile_every`` seconds, and repairs a plan a crashed writer or lost Redis data left
+out. The first pass, at start-up, makes every queue with work due once, so the daemon
+plans each with its own settings (a sweeper's retention options). Between steps it
+sleeps ``interval`` seconds, or less when work is due sooner.
 
 Redis trouble never stops a daemon: a lost connection, a timeout, a cluster moving slots,
 Redis at maxmemory, a read-only replica... is logged once when it starts and once when it
@@ -72,6 +74,7 @@ class Daemon:
         self._wait = interval
         self._cursor = 0              # SSCAN cursor of the reconciliation pass in progress
         self._pass_due = 0.0          # monotonic time the next pass starts (0: at once)
+        self._passes = 0              # reconciliation passes completed
         self._queue_errors: dict[str, str] = {}
 
     # ------------------------------------------------------------------ one step
@@ -93,10 +96,13 @@ class Daemon:
         returns the jobs moved."""
         moved = self.before_visits()
         if self.reconciling:
-            self._cursor, repaired = self.engine._reconcile(self.name, self._cursor, RECONCILE_CHUNK)
-            if repaired:
+            first = self._passes == 0
+            self._cursor, repaired = self.engine._reconcile(self.name, self._cursor, RECONCILE_CHUNK,
+                                                            everything=first)
+            if repaired and not first:
                 self.log.info("%s: planned %d queue(s) that had due work without a plan", self.name, repaired)
             if self._cursor == 0:
+                self._passes += 1
                 self._pass_due = time.monotonic() + self.reconcile_every
         now_ms, upcoming_ms, queues = self.engine._due_queues(self.name, DUE_BATCH)
         plans: dict[str, int] = {}

@@ -200,13 +200,15 @@ class QueuesMixin:
             pipe.execute()
 
     @reports_unreachable
-    def _reconcile(self, daemon: str, cursor: int, count: int) -> tuple[int, int]:
+    def _reconcile(self, daemon: str, cursor: int, count: int, *, everything: bool = False) -> tuple[int, int]:
         """Check about ``count`` queues of rp:queues from ``cursor`` (SSCAN) against
         rp:due:<daemon>; returns the next cursor (0: the pass is complete) and how many
         queues were repaired. A queue is repaired when its meta field plans earlier than
         rp:due says (a lost ``ZADD LT``), or when it has no planned time anywhere but keys
         the daemon works on (rp:due lost, or data from before rp:due existed): then it is
-        due now, and the daemon's visit plans it properly."""
+        due now, and the daemon's visit plans it properly. With ``everything`` (a daemon's
+        first pass) every queue with such keys is due now: the daemon plans each with its
+        own settings (a sweeper started with other retention options)."""
         cursor, members = self.client.sscan(queues_key(self.prefix), cursor, count=count)
         queues = [_text(q) for q in members]
         if not queues:
@@ -222,10 +224,12 @@ class QueuesMixin:
         fixes: list[tuple[str, int]] = []
         for i, queue in enumerate(queues):
             planned, score, has_work = replies[3 * i:3 * i + 3]
-            if planned is not None and (score is None or int(planned) < score):
+            if everything and (has_work or planned is not None or score is not None):
+                fixes.append((queue, 0))   # due now
+            elif planned is not None and (score is None or int(planned) < score):
                 fixes.append((queue, int(planned)))
             elif planned is None and score is None and has_work:
-                fixes.append((queue, 0))   # due now
+                fixes.append((queue, 0))
         if fixes:
             pipe = self.client.pipeline(transaction=False)
             for queue, at in fixes:

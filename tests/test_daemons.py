@@ -24,7 +24,7 @@ import redis
 from click.testing import CliRunner
 
 import redispool
-from redispool import QueueNotEmpty, Scheduler, Sweeper
+from redispool import Engine, QueueNotEmpty, Scheduler, Sweeper
 from redispool.cli import cli
 from redispool.keys import due_key, queues_key
 
@@ -407,6 +407,9 @@ def test_writers_plan_every_kind_of_daemon_work(engine):
 
 
 def test_the_reconciliation_pass_repairs_a_lost_plan(engine):
+    scheduler, sweeper = Scheduler(engine), Sweeper(engine)
+    settle(scheduler)   # the start-up pass (it makes every queue with work due once)
+    settle(sweeper)
     lost_zadd = engine.enqueue("a", 1, delay=0.2)   # as if the producer died before its ZADD
     engine.client.zrem(due_key(engine.prefix, "scheduler"), "a")
     old_data = engine.enqueue("b", 1, delay=0.2)   # as if written before rp:due existed
@@ -416,11 +419,26 @@ def test_the_reconciliation_pass_repairs_a_lost_plan(engine):
     engine.claim("c", "w", lease=0.2)
     engine.client.delete(due_key(engine.prefix, "sweeper"))   # rp:due itself lost
     time.sleep(0.3)
-    Scheduler(engine).step()
-    Sweeper(engine).step()
+    for daemon in (scheduler, sweeper):
+        daemon.step()
+        assert not daemon.reconciling
+    assert engine.get("a", lost_zadd).state == "scheduled", "nothing repairs it before the next pass"
+    for daemon in (scheduler, sweeper):
+        daemon._pass_due = 0   # the next pass is due (every reconcile_every seconds)
+        settle(daemon)
     assert engine.get("a", lost_zadd).state == "ready"
     assert engine.get("b", old_data).state == "ready"
     assert lease_swept(engine, "c", job_id)
+
+
+def test_a_daemon_plans_every_queue_with_its_own_settings_at_start_up(engine):
+    for n in range(30):
+        engine.enqueue("q", n)
+        engine.complete(engine.claim("q", "w")[0])
+    settle(Sweeper(engine))   # plans a trim in an hour (done_ttl): nothing due now
+    strict = Engine(engine.client, url=engine.url, prefix=engine.prefix, done_max=10)
+    settle(Sweeper(strict))   # a sweeper started with another retention
+    assert engine.stats("q")["done"] == 10
 
 
 # ---------------------------------------------------------------------- §10 remove_queue

@@ -46,6 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import codec, validate
+from ..engine import CLAIM_JOBS_AT
 from ..cron import Schedule
 from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedisFull,
                       RedispoolError)
@@ -80,7 +81,8 @@ def claim_by_id(engine: Any, queue: str, job_id: str, worker_id: str, lease: flo
     k = engine.keys(queue)
     reply = engine.scripts.run("claim_id", [k.ready, k.leased, k.marker, k.meta, k.counts, k.dead, k.unique,
                                             k.job_prefix], [job_id, worker_id, validate.lease_ms(lease)])
-    jobs = engine._jobs_from(queue, worker_id, reply, 2)  # claim's reply layout
+    engine._send_followups(engine._claim_followups(queue, reply))   # the lease, for the sweeper
+    jobs = engine._jobs_from(queue, worker_id, reply, CLAIM_JOBS_AT)  # claim's reply layout
     return jobs[0] if jobs else None
 
 
