@@ -15,20 +15,20 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
 from click.testing import CliRunner
+from servers import Server, need, wait_for
 
 import redispool
 from redispool import Engine, QueueNotEmpty, Scheduler, Sweeper
 from redispool.cli import cli
 from redispool.keys import due_key, queues_key
-
-from servers import Server, need, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -253,7 +253,7 @@ def test_a_bad_password_stops_a_daemon_with_one_clear_error(tmp_path):
     def run() -> None:
         try:
             scheduler.run()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - the test checks it
             errors.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
