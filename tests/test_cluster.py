@@ -21,6 +21,7 @@ from redis.crc import key_slot
 
 import redispool
 from redispool import NotDurable, Worker
+from redispool.keys import workers_index_key
 from redispool.scheduler import Scheduler
 from redispool.sweeper import Sweeper
 
@@ -196,6 +197,29 @@ def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(cluster
           f"{done_at_move[0]} were done, client retries {dict(retries)}, 0 jobs lost")
 
 
+def migrate_slot(cluster: Cluster, slot: int, target: Server, first: list[str], batch: int = 20,
+                 pause_s: float = 0.03) -> None:
+    """``Cluster.migrate_slot`` (as ``redis-cli --cluster reshard``), moving the ``first``
+    keys in a batch of their own before the others."""
+    source = cluster.owner(slot)
+    src, dst = source.client(), target.client()
+    src_id, dst_id = cluster.node_id(source), cluster.node_id(target)
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    keys: list = list(first)
+    while True:
+        if not keys:
+            keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch)
+            if not keys:
+                break
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        keys = []
+        time.sleep(pause_s)
+    for node in (target, source, *[m for m in cluster.masters if m not in (source, target)]):
+        node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    wait_for(lambda: cluster.owner(slot) is target, 10, f"slot {slot} to be served by its new master")
+
+
 def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(cluster, engine, tmp_path):
     """The queue's slot moves to another master and back (IMPORTING/MIGRATING, MIGRATE in
     batches, SETSLOT NODE, as ``redis-cli --cluster reshard``) while a scheduler and a
@@ -224,16 +248,27 @@ def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(cl
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "redispool", "--url", cluster.url, "--prefix", engine.prefix, name,
                  "--interval", "0.005"], cwd=root, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT))
+    cron = queue_on(cluster, source, avoid={slot}, base="cron")   # a queue with a cue only
+    engine.add_cue(cron, "tick", "* * * * * *")
+    engine.register_worker("w-mig", host="h", pid=1, queues=[queue])   # the registry has keys to move
+    registry_slot = cluster.slot(workers_index_key(engine.prefix))
+    registry_target = next(m for m in cluster.masters if m is not cluster.owner(registry_slot))
     threads = [Scheduler(engine, interval=0.005), Sweeper(engine, interval=0.005)]
+    k, kc = engine.keys(queue), engine.keys(cron)
     try:
         with running(threads[0]), running(threads[1]):
-            cluster.migrate_slot(slot, target, batch=20, pause_s=0.02)
-            cluster.migrate_slot(slot, source, batch=20, pause_s=0.02)
+            # a batch boundary between two keys of one script: for longer than redis-py's
+            # TRYAGAIN retries (~0.4 s) they are on different masters ("TTL exhausted")
+            migrate_slot(cluster, key_slot(cron.encode()), target, first=[kc.cue_next], pause_s=1.5)
+            migrate_slot(cluster, registry_slot, registry_target,
+                         first=[workers_index_key(engine.prefix)], pause_s=1.5)
+            migrate_slot(cluster, slot, target, first=[k.cue_next])
+            migrate_slot(cluster, slot, source, first=[k.cues, k.scheduled])
             moved_back = time.time()
             wait_for(lambda: engine.stats(queue)["scheduled"] == 0 and engine.stats(queue)["leased"] == 0, 60,
                      "every delayed job promoted and every lease swept", every=0.2)
-            wait_for(lambda: engine.get_cue(queue, "tick").last_fire_at >= moved_back, 10,
-                     "the cue to fire after the migration")
+            wait_for(lambda: min(engine.get_cue(q, "tick").last_fire_at for q in (queue, cron)) >= moved_back,
+                     10, "the cues to fire after the migration")
             assert all(p.poll() is None for p in procs), [log.read_text()[-2000:] for log in logs.values()]
     finally:
         for p in procs:
