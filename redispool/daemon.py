@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 
-from .errors import REDIS_TROUBLE, ConnectionFailed, InvalidOption, RedisFull, mask_url
+from .errors import REDIS_TROUBLE, ConnectionFailed, InvalidOption, RedisFull, RedispoolError, mask_url
 from .validate import seconds_to_ms
 
 BACKOFF_MAX_S = 10.0
@@ -173,7 +173,8 @@ class Daemon:
                 if kind != trouble:
                     if not trouble:
                         since = time.monotonic()
-                    detail = str(exc) if isinstance(exc, TRANSIENT) else repr(exc)
+                    cause = exc.__cause__ if isinstance(exc, RedispoolError) and exc.__cause__ else exc
+                    detail = str(cause) if isinstance(exc, TRANSIENT) else repr(exc)  # URL named once
                     self.log.warning("%s: %s at %s (%s); retrying with backoff up to %gs", self.name, kind,
                                      mask_url(self.engine.url), detail.split(" script:")[0], BACKOFF_MAX_S,
                                      exc_info=not isinstance(exc, TRANSIENT))
