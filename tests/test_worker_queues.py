@@ -161,7 +161,9 @@ def test_an_idle_worker_on_a_cluster_does_not_poll(cluster_url):
             wait_until(lambda: total("bzpopmin") >= len(queues), what="every watcher blocking")
             scripts, waits = total("evalsha"), total("bzpopmin")
             time.sleep(3.0)  # six of the waiter's 0.5 s waits
-            assert total("evalsha") - scripts <= 1, "no claims while idle"
+            # polling made ~50 claims in 3 s; the session cluster also serves whatever an
+            # earlier test left running, so allow a few calls that are not this worker's
+            assert total("evalsha") - scripts <= 5, "no claims while idle"
             # each watcher's BZPOPMIN lasts several seconds, whatever the waiter's waits
             assert total("bzpopmin") - waits <= 2 * len(queues), total("bzpopmin") - waits
             job_id = engine.enqueue(queues[2], "wake")
