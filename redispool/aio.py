@@ -6,8 +6,12 @@ runs it by SHA on an async client (``AsyncScripts``: the same Lua text) and deco
 reply with the Engine's own parser. So a claim, complete or ack over HTTP is byte for byte
 the call a Python worker makes, without a thread per request.
 
-A waiting claim blocks in Redis (``BZPOPMIN`` on the queue's wake-up marker) on its own
-pooled connection, holding no thread. What this class does not cover -- cues (their
+A waiting claim holds no thread and no connection of its own: it waits in the engine's
+wait hub (hub.py), where every claim waiting on a queue shares one blocked ``BZPOPMIN``
+on the queue's wake-up marker, then claims with an ordinary script call. Short calls
+share a pool of ``POOL_CONNECTIONS`` connections and queue up to ``POOL_WAIT_S`` for one
+(ServerBusy after that, never a false "cannot reach Redis"); a pooled connection that
+fails (Redis restarted since it was opened) is retried once on a new one. What this class does not cover -- cues (their
 compare-and-set loops use croniter), budgeted purges and replays, cancel, pause -- is rare
 and administrative; callers run those sync Engine methods on a thread. With
 ``durable=True`` the writes go through the sync Engine on a thread too, so its replica
@@ -18,19 +22,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 import redis
 
-from . import blocking, validate
+from . import validate
 from .engine import CLAIM_JOBS_AT, AckResult, Engine, JobRef, _text
-from .errors import REDIS_TROUBLE, LeaseLost, RedispoolError, from_redis
+from .errors import REDIS_TROUBLE, ConnectionFailed, LeaseLost, RedispoolError, from_redis
+from .hub import MARKER_MEMBER, WaitHub
 from .keys import check_queue, queues_key
 from .models import Job, JobInfo, WorkerInfo
 from .scripts import AsyncScripts, Call
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-MARKER_MEMBER = "m"   # the member the scripts put in rp:{q}:marker
+__all__ = ["MARKER_MEMBER", "AsyncEngine", "ServerBusy", "async_client", "pool_exhausted"]
+POOL_CONNECTIONS = 50   # connections of the pool short calls share ...
+POOL_WAIT_S = 5.0       # ... and how long a call queues for one before ServerBusy
+log = logging.getLogger("redispool.aio")
+
+
+class ServerBusy(ConnectionFailed):
+    """Every pooled connection stayed busy for POOL_WAIT_S: this process is saturated
+    (Redis itself may be fine). A ConnectionFailed, so callers retry it alike."""
+
+    def __init__(self, url: str, reason: object = "") -> None:
+        super().__init__(url, reason)
+        self.args = ((f"busy: no connection to Redis at {self.url} came free within {POOL_WAIT_S:g}s "
+                      "(this server is saturated; Redis itself may be fine)"),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+# what a best-effort write after a lease swallows (and logs): Redis trouble, typed or raw
+GIVE_UP: tuple[type[BaseException], ...] = (RedispoolError, *REDIS_TROUBLE)
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """True for redis-py's "no connection came free in the pool's timeout"."""
+    return isinstance(exc, redis.ConnectionError) and str(exc) == "No connection available."
 
 # Connection options copied from the sync client to the async one (the rest of redis-py's
 # connection kwargs are internal objects of the sync pool).
@@ -47,14 +78,27 @@ def _unreachable(method: F) -> F:
         except REDIS_TROUBLE as exc:
             if isinstance(exc, RedispoolError):
                 raise
+            if pool_exhausted(exc):
+                raise ServerBusy(self.engine.url) from exc
             raise from_redis(self.engine.url, exc) from exc
     return wrapper  # type: ignore[return-value]
 
 
-def async_client(engine: Engine) -> Any:
+def _retry_once() -> Any:
+    """redis-py's retry, once and at once, on a lost connection only (not on a timeout: a
+    command that timed out may have run, and a second wait would double the delay)."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+def async_client(engine: Engine, *, max_connections: int | None = POOL_CONNECTIONS,
+                 pool_wait: float = POOL_WAIT_S) -> Any:
     """A ``redis.asyncio`` client to the same server(s) as ``engine.client``, with the same
     credentials, database, TLS settings and timeouts: a finite read timeout, which
-    blocking waits extend by their wait (blocking.py)."""
+    blocking waits extend by their wait (blocking.py). Its pool holds ``max_connections``
+    (None: no limit) and a call waits up to ``pool_wait`` s for a free one; a connection
+    that fails is retried once."""
     sync = engine.client
     try:
         import fakeredis
@@ -83,7 +127,8 @@ def async_client(engine: Engine) -> Any:
         # the same options, but redis-py's async Retry (a sync one cannot catch async errors)
         sentinel_kwargs = {**manager.sentinel_kwargs, "retry": Retry(NoBackoff(), 0)}
         sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
-        return sentinel.master_for(pool.service_name, **_options(pool.connection_kwargs, ("host", "port", "path")))
+        return sentinel.master_for(pool.service_name, retry=_retry_once(),
+                                   **_options(pool.connection_kwargs, ("host", "port", "path")))
     import redis.asyncio as aredis
     classes = {"Connection": aredis.Connection, "SSLConnection": aredis.SSLConnection,
                "UnixDomainSocketConnection": aredis.UnixDomainSocketConnection}
@@ -91,7 +136,11 @@ def async_client(engine: Engine) -> Any:
     kwargs = _options(pool.connection_kwargs)
     if cls is aredis.SSLConnection:
         kwargs.update({k: v for k, v in pool.connection_kwargs.items() if k.startswith("ssl_")})
-    return aredis.Redis(connection_pool=aredis.ConnectionPool(connection_class=cls, **kwargs))
+    kwargs["retry"] = _retry_once()
+    if max_connections is None:
+        return aredis.Redis(connection_pool=aredis.ConnectionPool(connection_class=cls, **kwargs))
+    return aredis.Redis(connection_pool=aredis.BlockingConnectionPool(
+        connection_class=cls, max_connections=max_connections, timeout=pool_wait, **kwargs))
 
 
 def _options(kwargs: dict[str, Any], leave_out: Sequence[str] = ()) -> dict[str, Any]:
@@ -100,12 +149,14 @@ def _options(kwargs: dict[str, Any], leave_out: Sequence[str] = ()) -> dict[str,
 
 class AsyncEngine:
     """The hot-path operations of an ``Engine`` (producing, claiming, finishing, the worker
-    registry, reading a job or a queue) as coroutines on one async client."""
+    registry, reading a job or a queue) as coroutines on one async client; waiting claims
+    share its wait hub (``hub``, made at the first wait with a client of its own)."""
 
-    def __init__(self, engine: Engine, client: Any = None) -> None:
+    def __init__(self, engine: Engine, client: Any = None, hub: WaitHub | None = None) -> None:
         self.engine = engine
         self.client = client if client is not None else async_client(engine)
         self.scripts = AsyncScripts(self.client, engine.scripts)
+        self._hub = hub
         # durable=True (where the Engine has it): writes wait for a replica in the sync Engine
         self.durable = bool(getattr(engine, "durable", False))
 
@@ -113,7 +164,15 @@ class AsyncEngine:
     def url(self) -> str:
         return self.engine.url
 
+    @property
+    def hub(self) -> WaitHub:
+        if self._hub is None:
+            self._hub = WaitHub(async_client(self.engine, max_connections=None), self.engine.keys)
+        return self._hub
+
     async def close(self) -> None:
+        if self._hub is not None:
+            await self._hub.close()
         await self.client.aclose()
 
     async def _run(self, call: Call) -> Any:
@@ -170,11 +229,11 @@ class AsyncEngine:
             if wait_ms >= 0:  # a delayed job falls due before the deadline
                 remaining = min(remaining, wait_ms / 1000 + 0.001)
             if stop is None:
-                await self.wait_for_jobs(queue, remaining)
+                await self.wait_for_jobs(queue, remaining, limit)
                 continue
             if stop.done():
                 return []
-            waiting = asyncio.ensure_future(self.wait_for_jobs(queue, remaining))
+            waiting = asyncio.ensure_future(self.wait_for_jobs(queue, remaining, limit))
             await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
             if not waiting.done():
                 waiting.cancel()
@@ -183,34 +242,29 @@ class AsyncEngine:
                 return []
             waiting.result()
 
-    @_unreachable
-    async def wait_for_jobs(self, queue: str, timeout: float) -> bool:
-        """Block up to ``timeout`` s until ``queue``'s marker is set (a job may be ready).
-        A wait cancelled or cut off puts back the marker it may have taken, so no other
-        claimer sleeps through a ready job."""
-        marker = self.engine.keys(queue).marker
-        try:
-            return bool(await blocking.bzpopmin_async(self.client, [marker], max(0.001, timeout)))
-        except (asyncio.CancelledError, redis.ConnectionError, redis.TimeoutError, OSError):
-            await asyncio.shield(self._restore_marker(queue))
-            raise
-
-    async def _restore_marker(self, queue: str) -> None:
-        k = self.engine.keys(queue)
-        try:
-            if await self.client.zcard(k.ready):
-                await self.client.zadd(k.marker, {MARKER_MEMBER: 0})
-        except (redis.RedisError, OSError):  # the next enqueue sets it again
-            pass
+    async def wait_for_jobs(self, queue: str, timeout: float, limit: int = 1) -> bool:
+        """Wait up to ``timeout`` s until ``queue`` may have a ready job (True), in the wait
+        hub: one blocked connection per queue, however many claims wait. Cancelling it
+        passes on a wake-up it had taken, so no other claimer sleeps through a ready job."""
+        return await self.hub.wait(queue, timeout, limit)
 
     async def _decode_jobs(self, queue: str, worker_id: str, reply: Sequence[Any], start: int) -> list[Job]:
         jobs, broken = self.engine._decode_jobs(queue, worker_id, reply, start)
-        for job, error in broken:  # never hand a worker a payload it cannot read
+        await self.bury(broken)
+        return jobs
+
+    async def bury(self, broken: Sequence[tuple[Job, str]]) -> None:
+        """Send leased jobs no worker can be given to dead with their error. Best effort:
+        when Redis refuses (full, unreachable) they stay leased and come back when the
+        lease expires, and the batch they came with is delivered all the same."""
+        for job, error in broken:
             try:
                 await self.fail(job, error, retry=False)
             except LeaseLost:
                 pass
-        return jobs
+            except GIVE_UP as exc:
+                log.warning("job %s/%s cannot be delivered (%s) nor sent to dead now: %s",
+                            job.queue, job.id, error, exc)
 
     @_unreachable
     async def complete(self, job: JobRef, result: Any = None) -> None:

@@ -12,6 +12,7 @@ app and its OpenAPI document.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -28,8 +29,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from .. import defaults, validate
-from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidQueueName, JobNotFound, LeaseLost,
-                      PayloadError, RedispoolError)
+from ..aio import GIVE_UP, ServerBusy, pool_exhausted
+from ..errors import (REDIS_TROUBLE, ConnectionFailed, CueNotFound, InvalidCron, InvalidQueueName, JobNotFound,
+                      LeaseLost, PayloadError, RedisFull, RedispoolError)
 from ..keys import STATES, check_queue
 from ..registry import _worker_id as check_worker_id
 from . import outage, wire
@@ -67,6 +69,24 @@ def error(status: int, code: str, message: str) -> JSONResponse:
     if status in (503, 507):  # Redis trouble: the client is not told where Redis is (outage.py)
         message, headers = outage.public(code, message)
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+CLAIM_TROUBLE: tuple[type[BaseException], ...] = (ConnectionFailed, RedisFull, *REDIS_TROUBLE)
+
+
+def trouble_of(exc: BaseException) -> tuple[int, str, str]:
+    """(status, code, message) of Redis trouble: 507 ``redis_full`` for a Redis at
+    maxmemory, 503 ``busy`` when no pooled connection came free in time (Redis may be
+    fine), else 503 ``unavailable``."""
+    if isinstance(exc, (RedisFull, redis.exceptions.OutOfMemoryError)):
+        return 507, "redis_full", str(exc)
+    if isinstance(exc, ServerBusy):
+        return 503, "busy", str(exc)
+    return 503, "unavailable", str(exc)
+
+
+def trouble(exc: BaseException) -> JSONResponse:
+    return error(*trouble_of(exc))
 
 
 class Api:
@@ -123,8 +143,9 @@ class Api:
             return error(409, "lease_lost", str(exc))
         except (JobNotFound, CueNotFound) as exc:
             return error(404, "not_found", str(exc))
-        except (ConnectionFailed, ConnectionError, TimeoutError, redis.ConnectionError, redis.TimeoutError) as exc:
-            return error(503, "unavailable", str(exc))
+        except (RedisFull, redis.exceptions.OutOfMemoryError, ServerBusy, ConnectionFailed, ConnectionError,
+                TimeoutError, redis.ConnectionError, redis.TimeoutError) as exc:
+            return trouble(exc)
         except redis.RedisError as exc:
             log.error("%s %s: %s", request.method, request.url.path, exc)
             return error(503, "unavailable", f"Redis answered with an error: {exc}")
@@ -148,9 +169,10 @@ class Api:
                   "run_at": (float, None, None), "max_attempts": (int, defaults.MAX_ATTEMPTS),
                   "lease": (float, None, None), "unique_key": (str, None, None), "job_id": (str, None, None)}
 
-    def _spec(self, body: dict) -> list[Any]:
+    def _spec(self, body: dict, where: str = "payload") -> list[Any]:
         o = {k: v for k, v in body.items() if k != "payload"}
-        return self.engine._job_args(body["payload"], backoff_base=None, backoff_cap=None, **o)
+        payload = wire.check_depth(body["payload"], where)  # what is stored can be handed back
+        return self.engine._job_args(payload, backoff_base=None, backoff_cap=None, **o)
 
     async def enqueue(self, request: Request, raw: bytes) -> Any:
         queue = self.queue(request)
@@ -164,7 +186,8 @@ class Api:
         body = wire.parse(raw, {"jobs": (list, MISSING)})
         if not 1 <= len(body["jobs"]) <= MAX_CLAIM:
             raise BadInput(f"jobs must hold 1 to {MAX_CLAIM} jobs")
-        specs = [self._spec(wire.check(j, self.JOB_FIELDS, f"jobs[{i}]")) for i, j in enumerate(body["jobs"])]
+        specs = [self._spec(wire.check(j, self.JOB_FIELDS, f"jobs[{i}]"), f"jobs[{i}].payload")
+                 for i, j in enumerate(body["jobs"])]
         out = await self.aio.enqueue_specs(queue, specs)
         return JSONResponse({"ids": [job_id for job_id, _ in out]}, status_code=201)
 
@@ -182,16 +205,48 @@ class Api:
                 jobs = await aio.claim(queue, worker_id, limit=c["limit"], lease=c["lease"], block=c["wait"],
                                        stop=stop)
                 if jobs and stop.done() and stop.result() == GONE:  # nobody will read them: give them back
-                    for job in jobs:
-                        with contextlib.suppress(LeaseLost):
-                            await aio.release(job)
+                    await self._give_back(jobs)
                     jobs = []
         else:
             jobs = await aio.claim(queue, worker_id, limit=c["limit"], lease=c["lease"])
-        held = self.in_progress.setdefault(worker_id, {})
-        held.update((f"{queue}/{j.id}", j.lease_expires_at) for j in jobs)
-        await self._seen(request, worker_id, queue, processed, failed)
-        return [wire.job(j) for j in jobs]
+        return await self._deliver(request, queue, worker_id, jobs, processed, failed)
+
+    async def _deliver(self, request: Request, queue: str, worker_id: str, jobs: list[Any], processed: int,
+                       failed: int) -> list[dict]:
+        """The JSON of jobs just leased to ``worker_id``. Nothing after a lease may lose the
+        jobs: one that cannot be sent as JSON goes to dead alone (its batch-mates are sent);
+        the registry write is best effort (a full or lost Redis must not strand the jobs
+        the claim already holds); anything else gives the batch back (released, the
+        attempt not counted) before the error is answered."""
+        try:
+            out, broken = [], []
+            for j in jobs:
+                try:
+                    out.append(wire.job(j))
+                except wire.Undeliverable as exc:
+                    broken.append((j, f"Undeliverable: {exc}"))
+            if broken:
+                await self.aio.bury(broken)
+                gone = {j.id for j, _ in broken}
+                jobs = [j for j in jobs if j.id not in gone]
+            held = self.in_progress.setdefault(worker_id, {})
+            held.update((f"{queue}/{j.id}", j.lease_expires_at) for j in jobs)
+            try:
+                await self._seen(request, worker_id, queue, processed, failed)
+            except GIVE_UP as exc:
+                log.warning("worker %s not registered/refreshed (its %d jobs are delivered): %s",
+                            worker_id, len(jobs), exc)
+            return out
+        except BaseException:
+            await asyncio.shield(self._give_back(jobs))
+            raise
+
+    async def _give_back(self, jobs: list[Any]) -> None:
+        """Release leased jobs nobody will get (attempt not counted); best effort, at once."""
+        async def one(job: Any) -> None:
+            with contextlib.suppress(*GIVE_UP):
+                await self.aio.release(job)
+        await asyncio.gather(*(one(j) for j in jobs))
 
     @staticmethod
     def _claim_checks(c: dict) -> str:
@@ -232,7 +287,7 @@ class Api:
     async def complete(self, request: Request, raw: bytes) -> Any:
         body = wire.parse(raw, {"token": (str, MISSING), "result": (Any, None), "worker_id": (str, None, None)})
         lease = self._lease(request, body["token"])
-        await self.aio.complete(lease, body["result"])
+        await self.aio.complete(lease, wire.check_depth(body["result"], "result"))
         self._done(body["worker_id"], lease.queue, lease.id)
         return {"state": "done"}
 
@@ -268,6 +323,8 @@ class Api:
         body = wire.parse(raw, {"complete": (list, []), "fail": (list, []), "claim": (dict, None, None)})
         done = [wire.check(c, {"id": (str, MISSING), "token": (str, MISSING), "result": (Any, None)}, f"complete[{i}]")
                 for i, c in enumerate(body["complete"])]
+        for i, c in enumerate(done):
+            wire.check_depth(c["result"], f"complete[{i}].result")
         failed = [wire.check(f, {"id": (str, MISSING), "token": (str, MISSING), "error": (str, MISSING),
                                  "retry": (bool, True), "delay": (float, None, None)}, f"fail[{i}]")
                   for i, f in enumerate(body["fail"])]
@@ -293,7 +350,11 @@ class Api:
                 self._done(claim["worker_id"], queue, item["id"])
             ok_done = sum(result.completed)
             ok_failed = sum(1 for state in result.failed if state is not None)
-            out["jobs"] = await self._claim(request, queue, claim, ok_done + ok_failed, ok_failed)
+            try:
+                out["jobs"] = await self._claim(request, queue, claim, ok_done + ok_failed, ok_failed)
+            except CLAIM_TROUBLE as exc:  # the results stand: say so, and nothing is leased
+                _, code, message = trouble_of(exc)
+                out["jobs"], out["claim_error"] = [], {"error": code, "message": message}
         return out
 
     # ------------------------------------------------------------------ reading and acting
@@ -358,6 +419,7 @@ class Api:
                                 "priority": (int, 0), "misfire": (str, "skip"),
                                 "max_attempts": (int, defaults.MAX_ATTEMPTS), "lease": (float, None, None)})
         cron = body.pop("cron")
+        wire.check_depth(body["payload"])
         info = await self.call(lambda: self.engine.add_cue(self.queue(request), request.path_params["name"],
                                                            cron, **body))
         return wire.cue(info)
@@ -377,9 +439,15 @@ class Api:
         return [wire.worker(w) for w in await self.aio.workers(timeout=self.worker_timeout)]
 
     async def health(self, request: Request, raw: bytes) -> Any:
-        if await self.aio.ping():
-            return {"status": "ok"}
-        return error(503, "unavailable", "Redis cannot be reached")
+        """200 while Redis answers; 503 ``unavailable`` only when it cannot be reached, 503
+        ``busy`` when this server's connections stayed taken (Redis may be fine)."""
+        try:
+            await self.aio.client.ping()
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer here
+            if pool_exhausted(exc):
+                return error(503, "busy", str(ServerBusy(self.engine.url)))
+            return error(503, "unavailable", "Redis cannot be reached")
+        return {"status": "ok"}
 
     async def metrics_text(self, request: Request, raw: bytes) -> Any:
         body, content_type = await self.call(self.metrics.render)

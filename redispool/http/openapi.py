@@ -16,6 +16,7 @@ NAME = r"^[A-Za-z0-9_.:-]{1,128}$"             # queue and cue names (keys.QUEUE
 IDENT = r"^[^\s\x00-\x1f\x7f]{1,256}$"         # unique keys, worker ids (validate.identifier)
 JOB_ID = r"^[^\s\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f0-9][^\s\x00-\x1f\x7f]*$"  # not all digits
 ANY: dict[str, Any] = {"description": "any JSON value"}
+PAYLOAD: dict[str, Any] = {"description": "any JSON value nested at most 100 levels deep (deeper is a 400)"}
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -49,10 +50,11 @@ STATE = {"type": "string", "enum": list(STATES)}
 
 SCHEMAS: dict[str, Any] = {
     "Error": record({"error": {"type": "string", "enum": [
-        "bad_input", "unauthorized", "forbidden", "not_found", "lease_lost", "too_large", "unavailable"]},
+        "bad_input", "unauthorized", "forbidden", "not_found", "lease_lost", "too_large", "unavailable", "busy",
+        "redis_full"]},
         "message": {"type": "string"}}),
     "NewJob": obj({
-        "payload": ANY,
+        "payload": PAYLOAD,
         "priority": {"type": "integer", "minimum": -defaults.PRIORITY_MAX, "maximum": defaults.PRIORITY_MAX,
                      "default": 0},
         "delay": nullable({**SECONDS, "description": "seconds before it becomes ready"}),
@@ -110,14 +112,14 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/queues/{queue}/claim"): ref("Claim"),
     ("POST", "/v1/queues/{queue}/ack"): obj({
         "complete": {"type": "array", "maxItems": 1000, "items": obj(
-            {"id": {"type": "string", "minLength": 1}, "token": TOKEN, "result": ANY}, ["id", "token"])},
+            {"id": {"type": "string", "minLength": 1}, "token": TOKEN, "result": PAYLOAD}, ["id", "token"])},
         "fail": {"type": "array", "maxItems": 1000, "items": obj(
             {"id": {"type": "string", "minLength": 1}, "token": TOKEN, "error": {"type": "string"},
              "retry": {"type": "boolean", "default": True}, "delay": nullable(SECONDS)}, ["id", "token", "error"])},
         "claim": nullable(ref("Claim")),
     }),
     ("POST", "/v1/queues/{queue}/jobs/{id}/complete"): obj(
-        {"token": TOKEN, "result": ANY, "worker_id": nullable(WORKER_ID)}, ["token"]),
+        {"token": TOKEN, "result": PAYLOAD, "worker_id": nullable(WORKER_ID)}, ["token"]),
     ("POST", "/v1/queues/{queue}/jobs/{id}/fail"): obj(
         {"token": TOKEN, "error": {"type": "string"}, "retry": {"type": "boolean", "default": True},
          "delay": nullable({**SECONDS, "description": "retry after this many seconds (else backoff)"}),
@@ -130,7 +132,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         {"type": "array", "items": {"type": "string", "pattern": IDENT}, "maxItems": 100_000})}),
     ("PUT", "/v1/queues/{queue}/cues/{name}"): obj({
         "cron": {"type": "string", "description": "5 fields, or 6 with seconds first"},
-        "tz": {"type": "string", "default": "UTC"}, "payload": ANY,
+        "tz": {"type": "string", "default": "UTC"}, "payload": PAYLOAD,
         "priority": {"type": "integer", "minimum": -defaults.PRIORITY_MAX, "maximum": defaults.PRIORITY_MAX},
         "misfire": {"type": "string", "enum": ["skip", "catch_up"]},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "lease": LEASE}, ["cron"]),
@@ -147,7 +149,9 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
                 "type": "object", "required": ["id", "ok"], "properties": {
                     "id": {"type": "string"}, "ok": {"type": "boolean"}, "state": STATE,
                     "error": {"type": "string", "enum": ["lease_lost"]}}}},
-            "jobs": {**ARRAY_OF("Lease"), "description": "the next batch, when `claim` was given"}}},
+            "jobs": {**ARRAY_OF("Lease"), "description": "the next batch, when `claim` was given"},
+            "claim_error": {**ref("Error"), "description":
+                            "why the claim part failed (nothing was leased); the results above stand"}}},
     ("POST", "/v1/queues/{queue}/jobs/{id}/complete"): record({"state": {"type": "string", "enum": ["done"]}}),
     ("POST", "/v1/queues/{queue}/jobs/{id}/fail"): record({"state": {"type": "string",
                                                                     "enum": ["scheduled", "dead"]}}),
@@ -188,7 +192,8 @@ PATH_PARAMS = {"queue": {"type": "string", "pattern": NAME}, "name": {"type": "s
 ERRORS = {"400": "bad input (nothing was written)", "401": "no or unknown token",
           "403": "the token's role may not use this route", "404": "unknown job, cue or route",
           "409": "lease_lost: the token is stale (nothing was changed)", "413": "body over the limit",
-          "503": "Redis unreachable"}
+          "503": "unavailable: Redis unreachable; busy: no Redis connection came free in time",
+          "507": "redis_full: Redis is at maxmemory (nothing was written; retry once memory is freed)"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -218,7 +223,8 @@ def document(routes: Iterable[tuple[str, str, str, int, str]], *, title: str = "
         paths.setdefault(path, {})[method.lower()] = op
     paths["/healthz"] = {"get": {"summary": "200 while Redis answers, else 503", "operationId": "healthz",
                                  "responses": {"200": _json(record({"status": {"type": "string"}}), "Redis answers"),
-                                               "503": _json(ref("Error"), "Redis unreachable")}}}
+                                               "503": _json(ref("Error"), "unavailable: Redis unreachable; "
+                                                            "busy: no Redis connection came free in time")}}}
     paths["/metrics"] = {"get": {"summary": "Prometheus metrics (text format)", "operationId": "metrics",
                                  "responses": {"200": {"description": "metrics",
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}},

@@ -2,6 +2,10 @@
 
 What JSON cannot carry in a payload or result (bytes, NaN/Infinity from a Python
 producer) is sent in the tagged forms of ``redispool.tojson``, shared with the CLI.
+
+Nesting is capped at ``MAX_DEPTH`` levels: a payload or result nested deeper is refused
+at enqueue (400, nothing written), so every stored job can be handed back as JSON (the
+encoder, and many clients' decoders -- serde_json, Ruby's JSON -- stop not far above).
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import math
 from typing import Any
 
 from ..errors import RedispoolError
-from ..tojson import jsonable
+from ..tojson import jsonable as _json  # recursive: see deliverable()
 
 
 class BadInput(RedispoolError, ValueError):
@@ -18,6 +22,33 @@ class BadInput(RedispoolError, ValueError):
 
 
 MISSING = object()
+MAX_DEPTH = 100   # levels of lists/objects in one payload or result
+
+
+def depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deep ``value`` nests lists and dicts (a scalar is 0), counting no further than
+    ``limit + 1``; iterative, so no input can exhaust the stack."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def check_depth(value: Any, what: str = "payload") -> Any:
+    """``value`` itself, or BadInput when it nests deeper than MAX_DEPTH."""
+    if depth(value) > MAX_DEPTH:
+        raise BadInput(f"{what} nests lists/objects deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def parse(raw: bytes, fields: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
@@ -27,6 +58,9 @@ def parse(raw: bytes, fields: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadInput(f"the body nests deeper than JSON can be read here (keep payloads within "
+                       f"{MAX_DEPTH} levels)") from None
     return check(body, fields)
 
 
@@ -69,8 +103,30 @@ def _is(value: Any, types: list[Any]) -> bool:
     return False
 
 
+class Undeliverable(RedispoolError, ValueError):
+    """A stored payload or result that cannot be sent as JSON (nested too deep)."""
+
+
+def deliverable(value: Any, what: str = "payload") -> Any:
+    """The JSON form of ``value``, or Undeliverable when it nests deeper than MAX_DEPTH (a
+    job stored by a Python producer can): checked before anything recurses into it."""
+    if depth(value) > MAX_DEPTH:
+        raise Undeliverable(f"{what} nests deeper than {MAX_DEPTH} levels: it cannot be sent as JSON")
+    return _json(value)
+
+
+def jsonable(value: Any) -> Any:
+    """A decoded payload or result as JSON can carry it, for reading: one nested too deep
+    to send shows as ``{"$undeliverable": "<why>"}`` instead."""
+    try:
+        return deliverable(value, "value")
+    except Undeliverable as exc:
+        return {"$undeliverable": str(exc)}
+
+
 def job(j: Any) -> dict[str, Any]:
-    return {"id": j.id, "queue": j.queue, "payload": jsonable(j.payload), "attempt": j.attempt,
+    """A leased job as the claim routes send it (Undeliverable: see ``deliverable``)."""
+    return {"id": j.id, "queue": j.queue, "payload": deliverable(j.payload), "attempt": j.attempt,
             "max_attempts": j.max_attempts, "token": j.token, "lease_expires_at": j.lease_expires_at}
 
 
