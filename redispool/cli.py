@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 import redis
@@ -607,9 +607,17 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--tokens-file", type=click.Path(dir_okay=False),
-              help="lines of 'ROLE TOKEN' (admin, worker, read); or env REDISPOOL_TOKENS with those lines")
+              help="lines of 'ROLE TOKEN' (admin, worker, read), read again on SIGHUP; "
+                   "or env REDISPOOL_TOKENS with those lines")
 @click.option("--worker-timeout", type=float, default=defaults.WORKER_TIMEOUT_S, show_default=True,
               help="seconds before a silent worker shows as stale")
+@click.option("--keep-alive", type=click.FloatRange(1, 3600), default=75.0, show_default=True,
+              help="seconds an idle keep-alive connection stays open (keep it above your load "
+                   "balancer's idle timeout)")
+@click.option("--graceful-timeout", type=click.FloatRange(0, 3600), default=20.0, show_default=True,
+              help="on SIGTERM, seconds in-flight requests get to finish before they are cut")
+@click.option("--read-timeout", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
+              help="seconds a request's head, and then its body, may take to arrive")
 @click.option("--insecure-no-auth", "no_auth", is_flag=True,
               help="serve without tokens on a non-loopback host (everyone is admin)")
 @click.option("--public-metrics", is_flag=True, help="serve /metrics without a token even when tokens are set")
@@ -620,13 +628,15 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @retention_defaults
 @click.pass_context
 def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, worker_timeout: float,
-          no_auth: bool, public_metrics: bool, secure_cookies: bool, allow_hosts: tuple[str, ...],
-          **retention: Any) -> None:
-    """The HTTP API (/v1), /healthz, /metrics, /openapi.json and the web dashboard (/)."""
+          keep_alive: float, graceful_timeout: float, read_timeout: float, no_auth: bool, public_metrics: bool,
+          secure_cookies: bool, allow_hosts: tuple[str, ...], **retention: Any) -> None:
+    """The HTTP API (/v1), /healthz, /metrics, /openapi.json and the web dashboard (/).
+    Redis must answer at start (else exit 1); SIGTERM stops it, SIGHUP reloads the tokens file."""
     try:
         import uvicorn
 
         from .http import create_app, load_tokens, parse_tokens
+        from .http.server import config, listen
     except ImportError as exc:
         fail(f"redispool serve needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
     if tokens_file:
@@ -639,24 +649,53 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
         fail(f"refusing to serve without tokens on {host}: anyone could act; "
              "give --tokens-file, bind to 127.0.0.1, or pass --insecure-no-auth")
     setup_logging(ctx.meta["log_level"])
-    app = create_app(obj().engine(**given(retention)), tokens=tokens, worker_timeout=worker_timeout,
+    engine = obj().engine(**given(retention))   # Redis must answer now: ConnectionFailed is one line, exit 1
+    try:
+        sock = listen(host, port)
+    except OSError as exc:  # one line, exit 2, before anything says "serving"
+        taken = click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        taken.exit_code = 2
+        raise taken from None
+    app = create_app(engine, tokens=tokens, worker_timeout=worker_timeout,
                      public_metrics=public_metrics, secure_cookies=secure_cookies, allow_hosts=allow_hosts)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    server = uvicorn.Server(config(app, host=host, port=port, keep_alive=keep_alive,
+                                   graceful_timeout=graceful_timeout, read_timeout=read_timeout))
+    log = logging.getLogger("redispool.http")
 
-    def stop(*_: Any) -> None:  # end long-polls, finish in-flight requests, then exit 0
-        server.should_exit = True
+    def on_loop(callback: Callable[[], Any]) -> None:
+        """Run ``callback`` on the server's event loop (not inside a signal handler)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        loop.create_task(app.state.api.waits.interrupt())
+        loop.call_soon_threadsafe(callback)
+
+    def stop(*_: Any) -> None:  # end long-polls, finish in-flight requests, then exit 0
+        server.should_exit = True
+        on_loop(lambda: asyncio.ensure_future(app.state.api.waits.interrupt()))
+
+    def reload_tokens() -> None:
+        if not tokens_file or tokens is None:
+            log.warning("SIGHUP: no tokens file to reload (tokens come from %s); nothing changed",
+                        "REDISPOOL_TOKENS" if tokens is not None else "nowhere: no-token mode")
+            return
+        try:
+            fresh = load_tokens(tokens_file)
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the tokens in use
+            log.error("SIGHUP: tokens file not reloaded, the %d tokens in use stay: %s", len(tokens), exc)
+            return
+        tokens.clear()
+        tokens.update(fresh)  # the one dict every route checks: in effect for the next request
+        roles = ", ".join(f"{sum(r == role for r in fresh.values())} {role}" for role in ("admin", "worker", "read"))
+        log.info("SIGHUP: tokens reloaded from %s (%s)", tokens_file, roles)
 
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    logging.getLogger("redispool.http").info("serving on http://%s:%d (%s)", host, port,
-                                             "tokens" if tokens else "no tokens: everyone is admin")
-    server.run()
+    signal.signal(signal.SIGHUP, lambda *_: on_loop(reload_tokens))
+    log.info("serving on http://%s:%d (%s)", host, sock.getsockname()[1],
+             "tokens" if tokens else "no tokens: everyone is admin")
+    server.run(sockets=[sock])
 
 
 # ---------------------------------------------------------------------- demo

@@ -21,17 +21,28 @@ class Served:
     """``redispool --url URL --prefix P serve ...`` as a subprocess."""
 
     def __init__(self, url: str, prefix: str, *args: str, tokens_file: Path | None = None,
-                 host: str = "127.0.0.1", env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+                 host: str = "127.0.0.1", env: dict[str, str] | None = None, log: Path | None = None,
+                 port: int | None = None) -> None:
+        """``log``: write the server's output to that file (a busy server would fill a pipe
+        nobody reads before ``stop``)."""
+        self.port = port or free_port()
         self.host = host
         self.base = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "redispool", "--url", url, "--prefix", prefix, "serve",
                "--host", host, "--port", str(self.port), *args]
         if tokens_file is not None:
             cmd += ["--tokens-file", str(tokens_file)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})})
+        self.log = log
+        sink = open(log, "w") if log is not None else subprocess.PIPE  # noqa: SIM115 - closed below
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT if log else subprocess.PIPE,
+                                     text=True, env={**os.environ, **(env or {})})
+        if log is not None:
+            sink.close()  # the child holds its own copy
         self.output = ""
+
+    def log_text(self) -> str:
+        """What the server wrote so far (with ``log``)."""
+        return self.log.read_text() if self.log is not None else ""
 
     def wait_ready(self, timeout: float = 20) -> "Served":
         deadline = time.monotonic() + timeout
@@ -58,7 +69,7 @@ class Served:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, err = self.proc.communicate()
-        self.output += (out or "") + (err or "")
+        self.output += (out or "") + (err or "") + self.log_text()
         return self.proc.returncode
 
 

@@ -43,9 +43,11 @@ class Forbidden(Exception):
 def create_dashboard(engine: Any, *, tokens: Mapping[str, str] | None = None,
                      worker_timeout: float = 60.0, refresh_s: float = 3.0,
                      secure_cookies: bool = False, cache_s: float = 1.0) -> Starlette:
-    """The dashboard app over ``engine``; ``tokens`` maps token -> role; ``cache_s``: how
-    long what the live pages read is shared between tabs (0: not at all)."""
-    dash = _Dashboard(engine, dict(tokens) if tokens else None, worker_timeout, refresh_s, secure_cookies, cache_s)
+    """The dashboard app over ``engine``; ``tokens`` maps token -> role (a dict is kept, not
+    copied, so ``redispool serve`` reloading it on SIGHUP reaches the dashboard too);
+    ``cache_s``: how long what the live pages read is shared between tabs (0: not at all)."""
+    kept = tokens if isinstance(tokens, dict) else dict(tokens) if tokens else None
+    dash = _Dashboard(engine, kept or None, worker_timeout, refresh_s, secure_cookies, cache_s)
     return Starlette(routes=dash.routes(), exception_handlers={Forbidden: dash.forbidden})
 
 
