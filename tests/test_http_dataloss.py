@@ -103,14 +103,26 @@ def full_redis(tmp_path):
     server.stop()
 
 
+def test_at_maxmemory_a_write_answers_507_redis_full(full_redis):
+    api, engine, admin = full_redis
+    engine.enqueue_many("oomq", range(3))
+    admin.config_set("maxmemory", 1)   # over the limit from now on: every deny-oom write is refused
+    with api.client(None) as http:
+        for path, body in (("/v1/queues/oomq/jobs", {"payload": 1}),
+                           ("/v1/queues/oomq/jobs/batch", {"jobs": [{"payload": 1}]})):
+            r = http.post(path, json=body)
+            assert (r.status_code, r.json()["error"]) == (507, "redis_full"), r.text
+            assert "maxmemory" in r.json()["message"]
+        assert http.get("/healthz").status_code == 200, "a full Redis still answers"
+    admin.config_set("maxmemory", 0)
+    assert engine.stats("oomq")["ready"] == 3, "nothing was written"
+
+
 def test_at_maxmemory_claims_deliver_what_they_lease(full_redis):
     api, engine, admin = full_redis
     ids = engine.enqueue_many("oomq", range(30))
     admin.config_set("maxmemory", 1)   # over the limit from now on: every deny-oom write is refused
     with api.client(None) as http:
-        r = http.post("/v1/queues/oomq/jobs", json={"payload": 1})
-        assert (r.status_code, r.json()["error"]) == (507, "redis_full"), r.text
-        assert "maxmemory" in r.json()["message"]
         # a worker the registry has never seen: registering it is refused, its jobs are not
         r = http.post("/v1/queues/oomq/claim", json={"worker_id": "drainer", "limit": 10})
         assert r.status_code == 200, r.text

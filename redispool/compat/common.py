@@ -16,12 +16,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
 import redis
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ..errors import ConnectionFailed
 from ..http import outage
 from ..http.auth import allows, role_of
+from ..http.wire import MAX_DEPTH, depth
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,18 +60,27 @@ async def read_json(request: Request, *, too_large: ProtocolError, invalid: Prot
     if length and length.isdigit() and int(length) > MAX_BODY:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or cut off at the read timeout: nobody reads the answer
+        raise ProtocolError(invalid.status, invalid.code, "the client went away before its body arrived") from None
     raw = b"".join(chunks)
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(invalid.status, invalid.code, f"{invalid.message}: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(invalid.status, invalid.code, f"{invalid.message}: nested too deep") from None
+    if depth(body) > MAX_DEPTH + 3:   # the envelope around a payload takes a few levels
+        raise ProtocolError(invalid.status, invalid.code, f"{invalid.message}: nested deeper than "
+                                                          f"{MAX_DEPTH} levels (a payload cannot be handed back)")
+    return body
 
 
 def _is(value: Any, kind: Any) -> bool:

@@ -50,7 +50,7 @@ from ..engine import CLAIM_JOBS_AT
 from ..cron import Schedule
 from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedisFull,
                       RedispoolError)
-from ..tojson import jsonable
+from ..http.wire import check_depth, jsonable  # jsonable: tojson's, safe from deep values
 from ..keys import check_queue, cueapi_key
 from ..models import Job
 from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso, leases_of,
@@ -273,7 +273,7 @@ class CueapiApi:
             raise ProtocolError(400, "validation_error", "a worker-transport cue has no callback")
         name = self._check_name(b["name"])
         schedule = self._check_schedule(b["schedule"])
-        payload = b["payload"] or {}
+        payload = check_depth(b["payload"] or {})
         codec.encode(payload)
         await self._name_taken(name)
         now = time.time()
@@ -325,7 +325,7 @@ class CueapiApi:
         if b["schedule"] is not None:
             new["schedule"] = self._check_schedule(b["schedule"], record["schedule"])
         if b["payload"] is not None:
-            codec.encode(b["payload"])
+            codec.encode(check_depth(b["payload"]))
             new["payload"] = b["payload"]
         if b["retry"] is not None:
             new["retry"] = self._check_retry(b["retry"], record["retry"])

@@ -30,6 +30,7 @@ finished), 413, 503 (Redis unreachable).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -43,8 +44,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import defaults, validate
+from ..aio import GIVE_UP
 from ..errors import ConnectionFailed, CueNotFound, JobNotFound, LeaseLost, RedisFull, RedispoolError
-from ..tojson import jsonable
+from ..http.wire import Undeliverable, check_depth, deliverable, jsonable  # jsonable: tojson's, safe from deep values
 from ..keys import STATES, check_queue
 from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso, leases_of,
                      parse_time, read_json, unavailable)
@@ -227,7 +229,7 @@ class SpooledApi:
             if run_at <= time.time():
                 run_at = None
         return self.engine._job_args(
-            item.get("payload"), priority=_in_range(priority, -100, 100, "priority"), delay=None,
+            check_depth(item.get("payload")), priority=_in_range(priority, -100, 100, "priority"), delay=None,
             run_at=run_at, max_attempts=_in_range(max_retries, 0, 100, "max_retries") + 1, lease=None,
             unique_key=item.get("idempotency_key"), job_id=None, backoff_base=None, backoff_cap=None)
 
@@ -283,12 +285,25 @@ class SpooledApi:
         lease = _in_range(b["lease_duration_secs"], *LEASE_RANGE_S, "lease_duration_secs")
         worker_id = validate.identifier(b["worker_id"], "worker_id")
         jobs = await self.call(self.engine.claim, queue, worker_id, limit=limit, lease=lease)
-        self.held.setdefault(worker_id, set()).update(public_id(queue, j.id) for j in jobs)
-        if not await self._beat(worker_id):
-            host = request.client.host if request.client else "?"
-            await self.call(self.engine.register_worker, worker_id, host=host, pid=0, queues=[queue])
-            await self._beat(worker_id)
-        return {"jobs": [claimed(j) for j in jobs]}
+        # as the native API (http/app.py _deliver): nothing after the lease may lose the jobs
+        out = []
+        for j in jobs:
+            try:
+                deliverable(j.payload)
+            except Undeliverable as exc:  # a deep payload from a Python producer: dead, alone
+                with contextlib.suppress(*GIVE_UP):
+                    await self.call(self.engine.fail, j, f"Undeliverable: {exc}", retry=False)
+                continue
+            out.append(j)
+        self.held.setdefault(worker_id, set()).update(public_id(queue, j.id) for j in out)
+        try:  # best effort: a full or lost Redis must not strand the jobs already leased
+            if not await self._beat(worker_id):
+                host = request.client.host if request.client else "?"
+                await self.call(self.engine.register_worker, worker_id, host=host, pid=0, queues=[queue])
+                await self._beat(worker_id)
+        except GIVE_UP as exc:
+            log.warning("worker %s not registered/refreshed (its %d jobs are delivered): %s", worker_id, len(out), exc)
+        return {"jobs": [claimed(j) for j in out]}
 
     ACK = {"worker_id": (str, REQUIRED), "lease_id": (str, REQUIRED)}
 

@@ -24,7 +24,7 @@ import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
@@ -130,11 +130,14 @@ class Api:
                 if length and length.isdigit() and int(length) > MAX_BODY:
                     return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
                 chunks, size = [], 0
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > MAX_BODY:
-                        return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
-                    chunks.append(chunk)
+                try:
+                    async for chunk in request.stream():
+                        size += len(chunk)
+                        if size > MAX_BODY:
+                            return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
+                        chunks.append(chunk)
+                except ClientDisconnect:  # gone, or cut off at the read timeout: nobody reads this
+                    return error(400, "bad_input", "the client went away before its body arrived")
                 body = b"".join(chunks)
             result = await handler(request, body)
         except ApiError as exc:
@@ -353,7 +356,8 @@ class Api:
             try:
                 out["jobs"] = await self._claim(request, queue, claim, ok_done + ok_failed, ok_failed)
             except CLAIM_TROUBLE as exc:  # the results stand: say so, and nothing is leased
-                _, code, message = trouble_of(exc)
+                _, code, detail = trouble_of(exc)
+                message, _ = outage.public(code, detail, f"{request.method} {request.url.path} (claim)")
                 out["jobs"], out["claim_error"] = [], {"error": code, "message": message}
         return out
 
