@@ -29,7 +29,13 @@ import redis
 
 from . import validate
 from .engine import CLAIM_JOBS_AT, AckResult, Engine, JobRef, _text
-from .errors import REDIS_TROUBLE, ConnectionFailed, LeaseLost, RedispoolError, from_redis
+from .errors import (
+    REDIS_TROUBLE,
+    ConnectionFailed,
+    LeaseLost,
+    RedispoolError,
+    from_redis,
+)
 from .hub import MARKER_MEMBER, WaitHub
 from .keys import check_queue, queues_key
 from .models import Job, JobInfo, WorkerInfo

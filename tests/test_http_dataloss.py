@@ -18,9 +18,10 @@ import redis
 
 pytest.importorskip("starlette")
 
-import redispool  # noqa: E402
-from conftest import RedisServer  # noqa: E402
-from http_helpers import Served  # noqa: E402
+from conftest import RedisServer
+from http_helpers import Served
+
+import redispool
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import redis
 
 pytest.importorskip("starlette")
 
-from http_helpers import Served  # noqa: E402
+from http_helpers import Served
 
 pytestmark = pytest.mark.slow
 

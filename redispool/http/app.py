@@ -215,7 +215,7 @@ class Api:
         return await self._deliver(request, queue, worker_id, jobs, processed, failed)
 
     async def _deliver(self, request: Request, queue: str, worker_id: str, jobs: list[Any], processed: int,
-                       failed: int) -> list[dict]:
+                       failed: int) -> list[dict[str, Any]]:
         """The JSON of jobs just leased to ``worker_id``. Nothing after a lease may lose the
         jobs: one that cannot be sent as JSON goes to dead alone (its batch-mates are sent);
         the registry write is best effort (a full or lost Redis must not strand the jobs

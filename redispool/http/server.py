@@ -71,7 +71,7 @@ class GuardedH11Protocol(H11Protocol):
     def _too_slow(self, what: str) -> None:
         self._deadline = None
         if not self.transport.is_closing():
-            client = "%s:%d" % self.client if self.client else "?"
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
             log.info("closed the connection of %s: the request %s did not arrive within %gs",
                      client, "body" if what == "body" else "head", self.read_timeout)
             self.transport.close()
