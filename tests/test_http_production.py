@@ -80,7 +80,7 @@ def test_sighup_reloads_the_tokens_file_and_a_bad_file_keeps_the_old_tokens(redi
 
 # ---------------------------------------------------------------------- §5 keep-alive
 def get_on(sock: socket.socket) -> bytes:
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     data = b""
     while b"\r\n\r\n" not in data or not data.endswith(b"}"):
         chunk = sock.recv(4096)
@@ -135,9 +135,9 @@ def test_slow_clients_are_cut_off_at_the_read_timeout(redis_url, tmp_path):
         for i in range(60):
             s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
             if i % 3 == 0:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")    # a head that never ends
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")    # a head that never ends
             elif i % 3 == 1:
-                s.sendall(b"POST /v1/queues/s/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pay")
+                s.sendall(b"POST /v1/queues/s/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"pay")
             socks.append(s)                                            # (and some send nothing at all)
         started = time.monotonic()
         for s in socks:
@@ -164,7 +164,7 @@ def test_sigterm_with_a_stalled_upload_exits_within_the_graceful_timeout(redis_u
                     log=tmp_path / "serve.log").wait_ready()
     s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     try:
-        s.sendall(b"POST /v1/queues/s/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"payload\"")
+        s.sendall(b"POST /v1/queues/s/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"payload\"")
         time.sleep(0.5)   # the request is in the app, reading its body
         started = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
