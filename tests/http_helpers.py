@@ -33,10 +33,11 @@ class Served:
         if tokens_file is not None:
             cmd += ["--tokens-file", str(tokens_file)]
         self.log = log
-        sink = open(log, "w") if log is not None else subprocess.PIPE  # noqa: SIM115 - closed below
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT if log else subprocess.PIPE,
+        sink = open(log, "w") if log is not None else None  # noqa: SIM115 - closed below
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink or subprocess.PIPE,
+                                     stderr=subprocess.STDOUT if sink else subprocess.PIPE,
                                      text=True, env={**os.environ, **(env or {})})
-        if log is not None:
+        if sink is not None:
             sink.close()  # the child holds its own copy
         self.output = ""
 
