@@ -19,10 +19,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 import click
-import redis
 
 from . import defaults, tojson
-from .errors import ConnectionFailed, RedispoolError, mask_url
+from .errors import REDIS_TROUBLE, ConnectionFailed, RedisFull, RedispoolError, from_redis
 from .keys import STATES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -63,12 +62,12 @@ class Cli(click.Group):
             hint = " (see --help)" if isinstance(exc, click.UsageError) else ""
             click.echo(f"redispool: error: {one_line(exc.format_message())}{hint}", err=True)
             code = exc.exit_code
-        except ConnectionFailed as exc:
+        except (ConnectionFailed, RedisFull) as exc:   # Redis trouble, not the input: exit 1
             click.echo(f"redispool: {one_line(exc)}", err=True)
             code = 1
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            url = mask_url(Context.current.url if Context.current else defaults.URL)
-            click.echo(f"redispool: cannot reach Redis at {url}: {one_line(exc)}", err=True)
+        except REDIS_TROUBLE as exc:  # one that no Engine method wrapped
+            url = Context.current.url if Context.current else defaults.URL
+            click.echo(f"redispool: {one_line(from_redis(url, exc))}", err=True)
             code = 1
         except (RedispoolError, ValueError, LookupError, TypeError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

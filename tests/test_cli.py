@@ -466,3 +466,25 @@ def test_demo_labels_lifetime_totals_apart_from_this_run(redis_url, prefix):
         rows.append(dict(zip(header.replace("this run", "this_run").replace("all runs", "all_runs").split(),
                              row.split())))
     assert [(r["done"], r["this_run"], r["all_runs"]) for r in rows] == [("1", "1", "1"), ("1", "1", "2")]
+
+
+def test_a_full_redis_is_one_line_and_exit_1_not_bad_input():
+    """Redis at maxmemory (noeviction): `enqueue` and `cue add` say so in one line, exit 1
+    (Redis trouble, not the input), and write nothing."""
+    from conftest import RedisServer
+
+    server = RedisServer("--maxmemory-policy", "noeviction").start()
+    try:
+        client = redis.Redis(port=server.port)
+        client.set("ballast", "x" * 2_000_000)
+        client.config_set("maxmemory", str(client.info("memory")["used_memory"] // 2))
+        for args in (["enqueue", "orders", '{"a": 1}'], ["cue", "add", "orders", "tick", "* * * * *"]):
+            result = CliRunner().invoke(cli, ["--url", server.url, *args], env={defaults.URL_ENV: None})
+            assert result.exit_code == 1, (args, result.stderr)
+            assert "full" in result.stderr and result.stderr.count("\n") == 1, result.stderr
+            assert "Traceback" not in result.stderr
+        client.config_set("maxmemory", "0")
+        assert client.keys("rp:{orders}*") == []
+        client.close()
+    finally:
+        server.stop()
