@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from typing import Iterator
@@ -41,14 +42,17 @@ def compat_server(redis_url: str) -> Iterator[tuple[str, redispool.Engine, str]]
     prefix = f"compat{uuid.uuid4().hex[:8]}"
     port = free_port()
     env = dict(os.environ, REDISPOOL_TOKENS="\n".join(f"{role} {token}" for token, role in TOKENS.items()))
+    # its log (one line per request) goes to a file: a pipe nobody reads would fill and stall it
+    sink = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "redispool", "--url", redis_url, "--prefix", prefix,
                              "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=sink)
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"redispool serve exited: {proc.stderr.read().decode()}")
+            sink.seek(0)
+            raise AssertionError(f"redispool serve exited: {sink.read().decode()}")
         try:
             return httpx.get(base + "/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -64,6 +68,7 @@ def compat_server(redis_url: str) -> Iterator[tuple[str, redispool.Engine, str]]
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        sink.close()
         engine.close()
 
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,8 +33,13 @@ class Served:
                "--host", host, "--port", str(self.port), *args]
         if tokens_file is not None:
             cmd += ["--tokens-file", str(tokens_file)]
+        self.temporary = log is None   # a log file all the same: a pipe nobody reads fills and stalls the server
+        if log is None:
+            fd, name = tempfile.mkstemp(prefix="redispool-serve-", suffix=".log")
+            os.close(fd)
+            log = Path(name)
         self.log = log
-        sink = open(log, "w") if log is not None else None  # noqa: SIM115 - closed below
+        sink = open(log, "w")  # noqa: SIM115 - closed below
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink or subprocess.PIPE,
                                      stderr=subprocess.STDOUT if sink else subprocess.PIPE,
                                      text=True, env={**os.environ, **(env or {})})
@@ -71,6 +77,9 @@ class Served:
             self.proc.kill()
             out, err = self.proc.communicate()
         self.output += (out or "") + (err or "") + self.log_text()
+        if self.temporary and self.log is not None:
+            self.log.unlink(missing_ok=True)
+            self.log = None
         return self.proc.returncode
 
 

@@ -232,7 +232,7 @@ def test_health_and_metrics(api, engine):
     engine.enqueue("q", 1)
     assert api.get("/healthz").json() == {"status": "ok"}
     text = api.get("/metrics").text
-    assert 'redispool_jobs{queue="q",state="ready"} 1.0' in text
+    assert 'redispool_queue_jobs{queue="q",state="ready"} 1.0' in text
     assert "redispool_http_requests_total" in text
 
 

@@ -94,7 +94,7 @@ def test_every_route(served):
         assert http.delete(q + "/cues/tick").json() == {"removed": True}
         assert http.get("/healthz").json() == {"status": "ok"}
         metrics = http.get("/metrics").text
-        assert 'redispool_jobs{queue="mail",state="done"} 2.0' in metrics
+        assert 'redispool_queue_jobs{queue="mail",state="done"} 2.0' in metrics
         assert 'redispool_jobs_total{event="completed",queue="mail"} 2.0' in metrics
         assert 'redispool_workers 1.0' in metrics
         doc = http.get("/openapi.json").json()
@@ -213,9 +213,9 @@ def test_sigterm_ends_open_long_polls_and_exits_0(redis_url, tmp_path):
 
 def test_open_on_a_public_address_needs_a_flag(redis_url):
     no_tokens = Served(redis_url, "open", host="0.0.0.0")
-    out, err = no_tokens.proc.communicate(timeout=30)
-    assert no_tokens.proc.returncode == 2
-    [line] = [x for x in (out + err).splitlines() if x.strip()]
+    no_tokens.proc.wait(timeout=30)  # it refuses to start, by itself
+    assert no_tokens.stop() == 2
+    [line] = [x for x in no_tokens.output.splitlines() if x.strip()]
     assert "refusing" in line and "--insecure-no-auth" in line
     server = Served(redis_url, "open", "--insecure-no-auth", host="0.0.0.0").wait_ready()
     try:
@@ -256,7 +256,7 @@ def test_worker_metrics_port(redis_url, tmp_path):
             except httpx.HTTPError:
                 assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
                 time.sleep(0.1)
-        assert 'redispool_jobs{queue="crash",state="ready"} 3.0' in text
+        assert 'redispool_queue_jobs{queue="crash",state="ready"} 3.0' in text
         assert 'redispool_queue_paused{queue="crash"} 1.0' in text
         assert 'redispool_jobs_total{event="enqueued",queue="crash"} 3.0' in text
     finally:

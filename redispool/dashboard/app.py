@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..errors import ConnectionFailed, RedisFull, RedispoolError
 from ..http import outage
+from ..http.access import audit, clean, note
 from ..http.auth import same, token_role
 from ..keys import QUEUE_NAME
 from . import figures
@@ -110,6 +111,7 @@ class _Dashboard:
         def endpoint(request: Request) -> Response:
             new = self._csrf(request)
             role = self.role(request)
+            note(request, role=role or "-")
             if role is None:
                 return RedirectResponse("/login", status_code=303)
             try:
@@ -131,25 +133,32 @@ class _Dashboard:
     def action(self, act: Callable[[Request, dict], str]) -> Callable:
         async def endpoint(request: Request) -> Response:
             role = self.role(request)
+            note(request, role=role or "-")
             if role is None:
+                _audit(request, "-", "refused: not signed in")
                 return PlainTextResponse("sign in first", status_code=401)
             form = dict(await request.form())
             form["ids"] = (await request.form()).getlist("ids")
             cookie = request.cookies.get(CSRF_COOKIE, "")
             if not cookie or not same(str(form.get("csrf", "")), cookie):
+                _audit(request, role, "refused: missing or wrong CSRF token")
                 return PlainTextResponse("missing or wrong CSRF token", status_code=403)
             if role != "admin":
+                _audit(request, role, "refused: role may only look")
                 raise Forbidden()
             from starlette.concurrency import run_in_threadpool
             try:
                 target = await run_in_threadpool(act, request, form)
             except (ConnectionFailed, RedisFull) as exc:
+                _audit(request, role, f"failed: {outage.kind(exc)}")
                 return _trouble(request, exc)
             except (RedispoolError, ValueError, LookupError) as exc:
+                _audit(request, role, f"failed: {exc}")
                 self.shared.clear()
                 back = request.headers.get("referer") or "/"
                 return RedirectResponse(_with(back, msg=str(exc), err="1"), status_code=303)
             self.shared.clear()  # the next page shows what the action did
+            _audit(request, role, "done" + _form_note(form))
             return RedirectResponse(target, status_code=303)
         return endpoint
 
@@ -173,8 +182,12 @@ class _Dashboard:
         token = str((await request.form()).get("token", ""))
         if self.tokens is None:
             return RedirectResponse("/", status_code=303)
-        if token_role(token, self.tokens) is None:
+        role = token_role(token, self.tokens)
+        note(request, role=role or "-")
+        if role is None:
+            _audit(request, "-", "login refused: not a valid token")
             return RedirectResponse("/login?failed=1", status_code=303)
+        _audit(request, role, "login")
         response = RedirectResponse("/", status_code=303)
         self._cookie(request, response, TOKEN_COOKIE, token)
         self._cookie(request, response, CSRF_COOKIE, secrets.token_urlsafe(24))
@@ -185,6 +198,7 @@ class _Dashboard:
         cookie = request.cookies.get(CSRF_COOKIE, "")
         if not cookie or not same(str(form.get("csrf", "")), cookie):
             return PlainTextResponse("missing or wrong CSRF token", status_code=403)
+        _audit(request, self.role(request) or "-", "logout")
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(TOKEN_COOKIE, path="/")
         return response
@@ -383,13 +397,17 @@ class _Dashboard:
     async def enqueue(self, request: Request) -> Response:
         """Enqueue from the form; bad input is shown next to its field and writes nothing."""
         role = self.role(request)
+        note(request, role=role or "-")
         if role is None:
+            _audit(request, "-", "refused: not signed in")
             return PlainTextResponse("sign in first", status_code=401)
         form = {k: str(v) for k, v in (await request.form()).items()}
         cookie = request.cookies.get(CSRF_COOKIE, "")
         if not cookie or not same(form.get("csrf", ""), cookie):
+            _audit(request, role, "refused: missing or wrong CSRF token")
             return PlainTextResponse("missing or wrong CSRF token", status_code=403)
         if role != "admin":
+            _audit(request, role, "refused: role may only look")
             raise Forbidden()
         request.state.new_csrf = None
         errors: dict[str, str] = {}
@@ -423,6 +441,7 @@ class _Dashboard:
                 errors[field] = message
             else:
                 self.shared.clear()
+                _audit(request, role, f"done: job {job_id} in {queue}")
                 return RedirectResponse(f"/queues/{u(queue)}/jobs/{u(job_id)}?" + urlencode(
                     {"msg": f"enqueued job {job_id}"}), status_code=303)
         return self.enqueue_page(request, self.page(request, role), values=form, errors=errors)
@@ -478,6 +497,25 @@ class _Dashboard:
         result = getattr(self.engine, methods[verb])(name, cue)
         msg = f"cue {cue}: {verb}" + (f" (job {result})" if isinstance(result, str) else "")
         return "/cues?" + urlencode({"msg": msg})
+
+
+def _audit(request: Request, role: str, outcome: str) -> None:
+    """The audit line of a dashboard action: what, on what, by which role, from where."""
+    client = request.client.host if request.client else "-"
+    audit.info("dashboard %s %s by role=%s client=%s: %s", request.method, clean(request.url.path), role,
+               clean(client), clean(outcome))
+
+
+def _form_note(form: dict) -> str:
+    """What of an action's form says what it acted on (a purged state, bulk ids)."""
+    parts = [f"state={form['state']}"] if form.get("state") else []
+    ids = form.get("ids") or []
+    if ids:
+        parts.append(f"ids={','.join(str(i) for i in ids[:20])}{',...' if len(ids) > 20 else ''}")
+    verb = form.get("action") or form.get("verb")
+    if verb:
+        parts.append(f"action={verb}")
+    return f" ({' '.join(parts)})" if parts else ""
 
 
 def _trouble(request: Request, exc: BaseException) -> Response:

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 
 from .. import defaults, validate
 from ..aio import GIVE_UP, ServerBusy, pool_exhausted
@@ -35,6 +35,7 @@ from ..errors import (REDIS_TROUBLE, ConnectionFailed, CueNotFound, InvalidCron,
 from ..keys import STATES, check_queue
 from ..registry import _worker_id as check_worker_id
 from . import outage, wire
+from .access import Access, note
 from .auth import allows, role_of
 from .guard import Guard
 from .metrics import Metrics
@@ -107,18 +108,14 @@ class Api:
     # ------------------------------------------------------------------ plumbing
     def route(self, method: str, path: str, role: str, handler: Callable[..., Awaitable[Any]],
               status: int = 200) -> Route:
-        async def endpoint(request: Request) -> Response:
-            started = time.perf_counter()
-            response = await self._handle(request, role, handler, status)
-            self.metrics.observe(method, path, response.status_code, time.perf_counter() - started)
-            log.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
-                     (time.perf_counter() - started) * 1000)
-            return response
+        async def endpoint(request: Request) -> Response:  # logged and counted by access.Access
+            return await self._handle(request, role, handler, status)
         return Route(path, endpoint, methods=[method], name=f"{method} {path}")
 
     async def _handle(self, request: Request, needed: str, handler: Callable[..., Awaitable[Any]],
                       status: int) -> Response:
         role = role_of(request.headers.get("authorization"), self.tokens)
+        note(request, role=role or "-")
         if role is None:
             return error(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' header is required")
         if not allows(role, needed):
@@ -204,6 +201,7 @@ class Api:
         worker_id = self._claim_checks(c)
         aio = self.aio
         if c["wait"] > 0:
+            note(request, long_poll=True)   # its wait stays out of the request latency histogram
             async with self.waits.stop_for(request.receive) as stop:
                 jobs = await aio.claim(queue, worker_id, limit=c["limit"], lease=c["lease"], block=c["wait"],
                                        stop=stop)
@@ -531,7 +529,15 @@ def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(doc)
 
+    api_routes = list(routes)
+
     async def no_route(request: Request) -> Response:
+        allowed = sorted({m for r in api_routes if r.matches(request.scope)[0] is Match.PARTIAL
+                          for m in (r.methods or ()) if m != "HEAD"})
+        if allowed:
+            return JSONResponse({"error": "method_not_allowed",
+                                 "message": f"{request.method} is not allowed here (allowed: {', '.join(allowed)})"},
+                                status_code=405, headers={"Allow": ", ".join(allowed)})
         return error(404, "not_found", f"no route {request.method} {request.url.path}")
 
     routes += [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
@@ -550,14 +556,22 @@ def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
             return error(404, "not_found", f"no route {request.method} {request.url.path}")
         return PlainTextResponse("not found", status_code=404)
 
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        allowed = getattr(exc, "headers", None) or {}
+        if request.url.path.startswith("/v1/"):
+            return JSONResponse({"error": "method_not_allowed", "message": f"{request.method} is not allowed here"},
+                                status_code=405, headers=allowed)
+        return PlainTextResponse("method not allowed", status_code=405, headers=allowed)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await api.waits.close()
 
     guard = Middleware(Guard, no_tokens=tokens is None, allow_hosts=allow_hosts)
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan,
-                    middleware=[guard])
+    access = Middleware(Access, metrics=api.metrics)   # outside the guard: its refusals are logged too
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed}, lifespan=lifespan,
+                    middleware=[access, guard])
     app.state.api = api
     return app
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
+from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest,
+                               start_http_server)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..keys import STATES
+
+disable_created_metrics()  # type: ignore[no-untyped-call] - no ``_created`` series doubling every counter and histogram
 
 
 class _Queues:
@@ -21,13 +24,13 @@ class _Queues:
         self.engine = engine
 
     def collect(self) -> Any:
-        jobs = GaugeMetricFamily("redispool_jobs", "Jobs per queue and state", labels=["queue", "state"])
+        jobs = GaugeMetricFamily("redispool_queue_jobs", "Jobs per queue and state", labels=["queue", "state"])
         latency = GaugeMetricFamily("redispool_queue_latency_seconds", "Wait of the oldest ready job",
                                     labels=["queue"])
         paused = GaugeMetricFamily("redispool_queue_paused", "1 while the queue is paused", labels=["queue"])
         totals = CounterMetricFamily("redispool_jobs", "Lifetime totals per queue", labels=["queue", "event"])
         workers = GaugeMetricFamily("redispool_workers", "Live registered workers")
-        for queue in self.engine.queues():
+        for queue in self.engine.queues():  # read at scrape: a removed queue's series are gone
             s = self.engine.stats(queue)
             for state in STATES:
                 jobs.add_metric([queue, state], s[state])
@@ -49,9 +52,14 @@ class Metrics:
                                  buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30))
         self.registry.register(_Queues(engine))
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.long_polls = Histogram("redispool_http_long_poll_seconds",
+                                    "Duration of claims that waited for jobs (wait > 0), kept out of "
+                                    "redispool_http_request_seconds", ["method", "route"], registry=self.registry,
+                                    buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60))
+
+    def observe(self, method: str, route: str, status: int, seconds: float, long_poll: bool = False) -> None:
         self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        (self.long_polls if long_poll else self.latency).labels(method, route).observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

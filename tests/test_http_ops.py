@@ -1,0 +1,132 @@
+"""What operators see of ``redispool serve``: every response logged and counted (with a
+request id, the client and the role, control characters escaped), dashboard audit lines,
+metrics that parse, and the server's memory and registry bounded (issue 15, §9-§12, §16-§18, §21)."""
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+pytest.importorskip("starlette")
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as om_parse,
+)
+from prometheus_client.parser import text_string_to_metric_families as prom_parse
+from starlette.testclient import TestClient
+
+import redispool.aio
+from redispool.http import create_app
+
+
+def client(engine, **options) -> TestClient:
+    return TestClient(create_app(engine, **options), base_url="http://127.0.0.1", follow_redirects=False,
+                      headers={"Content-Type": "application/json"})
+
+
+def lines(caplog, logger: str = "redispool.http") -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == logger]
+
+
+def counted(c: TestClient, method: str, route: str, status: int) -> float:
+    text = c.get("/metrics").text
+    for family in prom_parse(text):
+        for s in family.samples:
+            if s.name == "redispool_http_requests_total" and s.labels == {
+                    "method": method, "route": route, "status": str(status)}:
+                return s.value
+    return 0.0
+
+
+def test_every_response_is_logged_and_counted(engine, caplog, monkeypatch):
+    """500s, 404, 405, /healthz, /metrics, /compat and the dashboard: one line and one count each."""
+    caplog.set_level(logging.INFO)
+    c = client(engine)
+
+    async def broken(self, *a, **k):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(redispool.aio.AsyncEngine, "queues", broken)
+    r = c.get("/v1/queues")
+    assert r.status_code == 500 and r.json()["error"] == "internal"
+    monkeypatch.undo()
+    assert c.get("/v1/nope").status_code == 404
+    assert c.patch("/v1/queues/q/jobs").status_code == 405
+    assert c.get("/healthz").status_code == 200
+    assert c.get("/compat/spooled/api/v1/jobs").status_code in (200, 400, 401, 404, 422)
+    assert c.get("/").status_code == 200
+    log = lines(caplog)
+    for wanted in ("GET /v1/queues 500", "GET /v1/nope 404", "PATCH /v1/queues/q/jobs 405", "GET /healthz 200",
+                   "GET /compat/spooled/api/v1/jobs ", "GET / 200"):
+        assert any(line.startswith(wanted) for line in log), (wanted, log)
+    assert counted(c, "GET", "/v1/queues", 500) == 1
+    assert counted(c, "PATCH", "/v1/{rest}", 405) == 1
+    assert counted(c, "GET", "/healthz", 200) == 1
+    assert counted(c, "GET", "/", 200) == 1
+    assert any(line.startswith("GET /metrics 200") for line in lines(caplog))
+
+
+def test_log_line_escapes_control_characters_and_carries_a_request_id(engine, caplog):
+    caplog.set_level(logging.INFO)
+    c = client(engine)
+    r = c.get("/v1/queues/a%1b%5b2J%1b%5bHx/jobs/1", headers={"X-Request-ID": "req-42.a"})
+    assert r.headers["x-request-id"] == "req-42.a"
+    [line] = [x for x in lines(caplog) if "/jobs/1" in x]
+    assert "\x1b" not in line and "\\x1b[2J" in line
+    assert "rid=req-42.a" in line and "client=testclient" in line and "role=admin" in line
+    r = c.get("/healthz", headers={"X-Request-ID": "bad id\x1b"})
+    fresh = r.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", fresh) and f"rid={fresh}" in lines(caplog)[-1]
+
+
+def test_dashboard_actions_leave_an_audit_line_with_the_role(engine, caplog):
+    caplog.set_level(logging.INFO)
+    tokens = {"admin-tok-1": "admin", "read-tok-1": "read"}
+    engine.enqueue("mail", {"n": 1})
+    c = client(engine, tokens=tokens)
+    c.post("/login", data={"token": "admin-tok-1"}, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    csrf = c.cookies.get("rp_csrf")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert c.post("/queues/mail/pause", data={"csrf": csrf}, headers=form).status_code == 303
+    assert c.post("/queues/mail/purge", data={"csrf": csrf, "state": "ready"}, headers=form).status_code == 303
+    reader = client(engine, tokens=tokens)
+    reader.post("/login", data={"token": "read-tok-1"}, headers=form)
+    assert reader.post("/queues/mail/resume", data={"csrf": reader.cookies.get("rp_csrf")},
+                       headers=form).status_code == 403
+    audit = lines(caplog, "redispool.audit")
+    assert any("POST /login by role=admin" in a and "login" in a for a in audit), audit
+    assert any("POST /queues/mail/pause by role=admin" in a and "done" in a for a in audit), audit
+    assert any("POST /queues/mail/purge by role=admin" in a and "state=ready" in a for a in audit), audit
+    assert any("POST /queues/mail/resume by role=read" in a and "refused" in a for a in audit), audit
+    assert any(x.startswith("POST /queues/mail/purge 303") and "role=admin" in x for x in lines(caplog))
+
+
+def test_metrics_parse_as_text_and_openmetrics(engine):
+    engine.enqueue("mail", 1)
+    c = client(engine)
+    c.get("/healthz")
+    text = c.get("/metrics").text
+    names = [f.name for f in prom_parse(text)]
+    assert len(names) == len(set(names)), names
+    assert "redispool_queue_jobs" in names and "redispool_jobs" in names
+    assert "_created" not in text
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+    families = list(om_parse(om_latest(c.app.state.api.metrics.registry).decode()))  # type: ignore[attr-defined]
+    assert {"redispool_queue_jobs", "redispool_jobs"} <= {f.name for f in families}
+
+
+def test_route_labels_are_templates_and_removed_queues_leave_metrics(engine):
+    c = client(engine)
+    [job] = engine.claim("gone", "w") if engine.enqueue("gone", 1) else []
+    assert c.post(f"/v1/queues/gone/jobs/{job.id}/complete", json={"token": job.token}).status_code == 200
+    assert counted(c, "POST", "/v1/queues/{queue}/jobs/{id}/complete", 200) == 1
+    assert 'queue="gone"' in c.get("/metrics").text
+    engine.remove_queue("gone")
+    assert 'queue="gone"' not in c.get("/metrics").text
+
+
+def test_long_poll_waits_stay_out_of_the_latency_histogram(engine):
+    c = client(engine)
+    assert c.post("/v1/queues/lp/claim", json={"worker_id": "w", "wait": 0.3}).json()["jobs"] == []
+    text = c.get("/metrics").text
+    assert 'redispool_http_long_poll_seconds_count{method="POST",route="/v1/queues/{queue}/claim"} 1.0' in text
+    assert 'redispool_http_request_seconds_count{method="POST",route="/v1/queues/{queue}/claim"}' not in text
