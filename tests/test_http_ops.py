@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import pytest
 
@@ -130,3 +131,27 @@ def test_long_poll_waits_stay_out_of_the_latency_histogram(engine):
     text = c.get("/metrics").text
     assert 'redispool_http_long_poll_seconds_count{method="POST",route="/v1/queues/{queue}/claim"} 1.0' in text
     assert 'redispool_http_request_seconds_count{method="POST",route="/v1/queues/{queue}/claim"}' not in text
+
+
+def test_in_progress_forgets_workers_that_finished_or_vanished(engine):
+    """§11: one-shot worker ids (pods, pids) do not pile up in the server's memory."""
+    c = client(engine, dashboard=False)
+    api = c.app.state.api  # type: ignore[attr-defined]
+    for i in range(60):    # claim, then complete / fail / release with the worker id
+        c.post("/v1/queues/once/jobs", json={"payload": i})
+        [job] = c.post("/v1/queues/once/claim", json={"worker_id": f"pod-{i}"}).json()["jobs"]
+        verb, body = [("complete", {}), ("fail", {"error": "x", "retry": False}), ("release", {})][i % 3]
+        r = c.post(f"/v1/queues/once/jobs/{job['id']}/{verb}", json={"token": job["token"], "worker_id": f"pod-{i}",
+                                                                      **body})
+        assert r.status_code == 200, r.text
+    c.post("/v1/queues/empty/claim", json={"worker_id": "idle"})  # claims nothing
+    assert api.in_progress == {}
+    api.PRUNE_AT = 40      # workers that vanish holding a lease: dropped once it expired
+    for rnd in range(3):
+        c.post("/v1/queues/gone/jobs/batch", json={"jobs": [{"payload": n} for n in range(40)]})
+        for i in range(40):
+            assert c.post("/v1/queues/gone/claim", json={"worker_id": f"gone-{rnd}-{i}", "lease": 0.2}).json()["jobs"]
+        deadline = time.time() + 0.3
+        while time.time() < deadline:  # past the leases' expiry
+            time.sleep(0.05)
+    assert len(api.in_progress) <= 2 * 40 + 1, len(api.in_progress)

@@ -100,6 +100,10 @@ class Api:
         # HTTP worker id -> {"queue/id": lease expiry} of the leases it took through this
         # process: what the registry shows as its jobs in progress (expired ones drop out)
         self.in_progress: dict[str, dict[str, float]] = {}
+        self._pruned_at, self._kept = time.time(), 0   # when in_progress was last pruned, what it kept
+
+    PRUNE_AT = 1024         # worker ids held before expired leases are swept out of in_progress
+    PRUNE_EVERY_S = 30.0
 
     @property
     def aio(self) -> Any:
@@ -230,8 +234,10 @@ class Api:
                 await self.aio.bury(broken)
                 gone = {j.id for j, _ in broken}
                 jobs = [j for j in jobs if j.id not in gone]
-            held = self.in_progress.setdefault(worker_id, {})
-            held.update((f"{queue}/{j.id}", j.lease_expires_at) for j in jobs)
+            if jobs:
+                held = self.in_progress.setdefault(worker_id, {})
+                held.update((f"{queue}/{j.id}", j.lease_expires_at) for j in jobs)
+            self._maybe_prune()
             try:
                 await self._seen(request, worker_id, queue, processed, failed)
             except GIVE_UP as exc:
@@ -282,8 +288,26 @@ class Api:
         return Lease(request.path_params["id"], self.queue(request), token)
 
     def _done(self, worker_id: str | None, queue: str, job_id: str) -> None:
-        if worker_id and worker_id in self.in_progress:
-            self.in_progress[worker_id].pop(f"{queue}/{job_id}", None)
+        held = self.in_progress.get(worker_id or "")
+        if held is not None:
+            held.pop(f"{queue}/{job_id}", None)
+            if not held:   # a worker holding nothing is forgotten: ids may churn (pods, pids)
+                del self.in_progress[worker_id or ""]
+
+    def _maybe_prune(self) -> None:
+        """Keep ``in_progress`` bounded whatever the churn of worker ids: every PRUNE_EVERY_S,
+        or once it holds twice the workers it held after the last prune (PRUNE_AT at least),
+        drop expired leases (lost or taken back) and the workers left holding none."""
+        now = time.time()
+        if len(self.in_progress) <= max(self.PRUNE_AT, 2 * self._kept) and now - self._pruned_at < self.PRUNE_EVERY_S:
+            return
+        for worker_id in list(self.in_progress):
+            held = self.in_progress[worker_id]
+            for key in [key for key, expires in held.items() if expires < now]:
+                del held[key]
+            if not held:
+                del self.in_progress[worker_id]
+        self._pruned_at, self._kept = now, len(self.in_progress)
 
     async def complete(self, request: Request, raw: bytes) -> Any:
         body = wire.parse(raw, {"token": (str, MISSING), "result": (Any, None), "worker_id": (str, None, None)})
