@@ -155,3 +155,16 @@ def test_in_progress_forgets_workers_that_finished_or_vanished(engine):
         while time.time() < deadline:  # past the leases' expiry
             time.sleep(0.05)
     assert len(api.in_progress) <= 2 * 40 + 1, len(api.in_progress)
+
+
+@pytest.mark.parametrize("body", [b'{"payload": {"x": -Infinity, "y": NaN}}', b'{"payload": Infinity}',
+                                  b'{"jobs": [{"payload": NaN}]}', b""])
+def test_non_json_numbers_and_an_empty_body_are_400_and_write_nothing(engine, body):
+    """§16: NaN/Infinity are not JSON; no body is not a null job."""
+    c = client(engine, dashboard=False)
+    path = "/v1/queues/nan/jobs/batch" if b"jobs" in body else "/v1/queues/nan/jobs"
+    r = c.post(path, content=body)
+    assert r.status_code == 400 and r.json()["error"] == "bad_input", r.text
+    assert engine.stats("nan")["ready"] == 0
+    r = c.post("/compat/spooled/api/v1/jobs", content=b'{"queue_name": "nan", "payload": {"x": NaN}}')
+    assert r.status_code in (400, 422) and engine.stats("nan")["ready"] == 0, r.text

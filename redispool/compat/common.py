@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from ..errors import ConnectionFailed
 from ..http import outage
+from ..http.access import note
 from ..http.auth import allows, role_of
 from ..http.wire import MAX_DEPTH, depth
 
@@ -54,6 +55,14 @@ class Lease:
 REQUIRED = object()
 
 
+class _NotJson(ValueError):
+    """NaN or Infinity in a body: Python's json takes them, JSON has no such numbers."""
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJson(f"{constant} is not JSON")
+
+
 async def read_json(request: Request, *, too_large: ProtocolError, invalid: ProtocolError) -> Any:
     """The request's JSON body (None when empty), at most MAX_BODY bytes."""
     length = request.headers.get("content-length")
@@ -72,7 +81,9 @@ async def read_json(request: Request, *, too_large: ProtocolError, invalid: Prot
     if not raw.strip():
         return None
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
+    except _NotJson as exc:
+        raise ProtocolError(invalid.status, invalid.code, f"{invalid.message}: {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(invalid.status, invalid.code, f"{invalid.message}: {exc}") from None
     except RecursionError:
@@ -124,6 +135,7 @@ def fields(body: Any, spec: dict[str, tuple[Any, ...]], where: str = "the body",
 def check_role(request: Request, tokens: dict[str, str] | None, needed: str) -> str | None:
     """None when the bearer token may do ``needed``; else 'unauthorized' or 'forbidden'."""
     role = role_of(request.headers.get("authorization"), tokens)
+    note(request, role=role or "-")
     if role is None:
         return "unauthorized"
     if not allows(role, needed):

@@ -180,7 +180,7 @@ class Api:
 
     async def enqueue(self, request: Request, raw: bytes) -> Any:
         queue = self.queue(request)
-        body = wire.parse(raw, self.JOB_FIELDS)
+        body = wire.parse(raw, self.JOB_FIELDS, required=True)  # no body is not a null job
         spec = self._spec(body)
         [(job_id, created)] = await self.aio.enqueue_specs(queue, [spec])
         return JSONResponse({"id": job_id, "created": created}, status_code=201 if created else 200)

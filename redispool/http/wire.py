@@ -51,11 +51,27 @@ def check_depth(value: Any, what: str = "payload") -> Any:
     return value
 
 
-def parse(raw: bytes, fields: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+def not_json(constant: str) -> Any:
+    """``parse_constant`` of every JSON read here: NaN and Infinity are not JSON (Python's
+    json takes them; a Go or Node worker would then get a string or fail)."""
+    raise BadInput(f"the body holds {constant}, which is not JSON (send numbers, or null)")
+
+
+def loads(raw: bytes | str) -> Any:
+    """Strict JSON: NaN/Infinity refused (BadInput)."""
+    return json.loads(raw, parse_constant=not_json)
+
+
+def parse(raw: bytes, fields: dict[str, tuple[Any, ...]], required: bool = False) -> dict[str, Any]:
     """Decode a JSON object body; ``fields`` maps name -> (allowed types..., default) with
-    default ``MISSING`` for a required field. Unknown fields are bad input."""
+    default ``MISSING`` for a required field. Unknown fields are bad input. ``required``:
+    an empty body is bad input too (else it reads as ``{}``)."""
+    if required and not raw.strip():
+        raise BadInput("the body is empty: send a JSON object")
     try:
-        body = json.loads(raw or b"{}")
+        body = loads(raw or b"{}")
+    except BadInput:
+        raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
