@@ -321,8 +321,10 @@ class AsyncEngine:
 
     @_unreachable
     async def beat_worker(self, worker_id: str, *, jobs_in_progress: Sequence[str], processed: int = 0,
-                          failed: int = 0) -> bool:
-        return int(await self._run(self.engine._beat_call(worker_id, jobs_in_progress, processed, failed))) != 0
+                          failed: int = 0, queue: str | None = None) -> bool:
+        """Refresh a registration (see Engine.beat_worker); ``queue`` is added to its queues."""
+        return int(await self._run(self.engine._beat_call(worker_id, jobs_in_progress, processed, failed,
+                                                          queue))) != 0
 
     @_unreachable
     async def workers(self, *, timeout: float = 60.0) -> list[WorkerInfo]:

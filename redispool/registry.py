@@ -77,11 +77,13 @@ class WorkersMixin:
         names = [check_queue(q) for q in queues]
         return self._registry_call("register_worker", worker_id, [worker_id, host, pid, json.dumps(names)])
 
-    def _beat_call(self, worker_id: str, jobs_in_progress: Sequence[str], processed: int, failed: int) -> Call:
+    def _beat_call(self, worker_id: str, jobs_in_progress: Sequence[str], processed: int, failed: int,
+                   queue: str | None = None) -> Call:
         worker_id = _worker_id(worker_id)
         jobs = json.dumps([str(j) for j in jobs_in_progress])
         return self._registry_call("beat_worker", worker_id, [
-            worker_id, jobs, _count(processed, "processed"), _count(failed, "failed")])
+            worker_id, jobs, _count(processed, "processed"), _count(failed, "failed"),
+            check_queue(queue) if queue else ""])
 
     def _workers_call(self, timeout: float) -> Call:
         return self._registry_call("workers", "", [self._timeout_ms(timeout)])

@@ -168,3 +168,22 @@ def test_non_json_numbers_and_an_empty_body_are_400_and_write_nothing(engine, bo
     assert engine.stats("nan")["ready"] == 0
     r = c.post("/compat/spooled/api/v1/jobs", content=b'{"queue_name": "nan", "payload": {"x": NaN}}')
     assert r.status_code in (400, 422) and engine.stats("nan")["ready"] == 0, r.text
+
+
+def test_registry_counts_complete_and_fail_and_records_every_queue(engine):
+    """§12: /complete and /fail count in processed/failed; every queue a worker claims from
+    is in its registration, so the sweeper takes back its leases there."""
+    c = client(engine, dashboard=False)
+    for q in ("mqa", "mqb", "mqc"):
+        c.post(f"/v1/queues/{q}/jobs/batch", json={"jobs": [{"payload": n} for n in range(3)]})
+    held = []
+    for q in ("mqa", "mqb", "mqc"):
+        held += [(q, j) for j in c.post(f"/v1/queues/{q}/claim", json={"worker_id": "node-1", "limit": 3}).json()["jobs"]]
+    for n, (q, j) in enumerate(held[:5]):
+        verb, extra = ("complete", {}) if n < 3 else ("fail", {"error": "boom"})
+        assert c.post(f"/v1/queues/{q}/jobs/{j['id']}/{verb}",
+                      json={"token": j["token"], "worker_id": "node-1", **extra}).status_code == 200
+    [w] = [w for w in engine.workers() if w.id == "node-1"]
+    assert (w.processed, w.failed) == (5, 2)
+    assert sorted(w.queues) == ["mqa", "mqb", "mqc"]
+    assert len(w.jobs_in_progress) == 4

@@ -279,8 +279,21 @@ class Api:
         if not held:
             self.in_progress.pop(worker_id, None)
         aio = self.aio
-        if not await aio.beat_worker(worker_id, jobs_in_progress=sorted(held), processed=processed, failed=failed):
+        if not await aio.beat_worker(worker_id, jobs_in_progress=sorted(held), processed=processed, failed=failed,
+                                     queue=queue):  # every queue it works on: the sweeper looks there
             await aio.register_worker(worker_id, host=host, pid=0, queues=[queue])
+            if processed or failed:
+                await aio.beat_worker(worker_id, jobs_in_progress=sorted(held), processed=processed, failed=failed)
+
+    async def _counted(self, request: Request, worker_id: str | None, queue: str, failed: bool) -> None:
+        """A job finished through /complete or /fail counts in its worker's processed (and
+        failed); best effort: the job's outcome stands whatever the registry write does."""
+        if not worker_id:
+            return
+        try:
+            await self._seen(request, worker_id, queue, processed=1, failed=1 if failed else 0)
+        except GIVE_UP as exc:
+            log.warning("worker %s: its processed/failed not counted: %s", worker_id, exc)
 
     def _lease(self, request: Request, token: Any) -> Lease:
         if not isinstance(token, str) or not token:
@@ -312,16 +325,22 @@ class Api:
     async def complete(self, request: Request, raw: bytes) -> Any:
         body = wire.parse(raw, {"token": (str, MISSING), "result": (Any, None), "worker_id": (str, None, None)})
         lease = self._lease(request, body["token"])
+        if body["worker_id"] is not None:
+            check_worker_id(body["worker_id"])
         await self.aio.complete(lease, wire.check_depth(body["result"], "result"))
         self._done(body["worker_id"], lease.queue, lease.id)
+        await self._counted(request, body["worker_id"], lease.queue, failed=False)
         return {"state": "done"}
 
     async def fail(self, request: Request, raw: bytes) -> Any:
         body = wire.parse(raw, {"token": (str, MISSING), "error": (str, MISSING), "retry": (bool, True),
                                 "delay": (float, None, None), "worker_id": (str, None, None)})
         lease = self._lease(request, body["token"])
+        if body["worker_id"] is not None:
+            check_worker_id(body["worker_id"])
         state = await self.aio.fail(lease, body["error"], retry=body["retry"], delay=body["delay"])
         self._done(body["worker_id"], lease.queue, lease.id)
+        await self._counted(request, body["worker_id"], lease.queue, failed=True)
         return {"state": state}
 
     async def heartbeat(self, request: Request, raw: bytes) -> Any:
