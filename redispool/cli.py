@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
@@ -624,11 +625,17 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
               help="mark the dashboard's cookies Secure (served behind TLS; X-Forwarded-Proto: https does it per request)")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME[:PORT]",
               help="without tokens, a name the Host header may carry besides localhost and IP addresses")
+@click.option("--sweep/--no-sweep", default=True, show_default=True,
+              help="run the sweeper's step in this process (expired leases and silent workers' jobs taken "
+                   "back); --no-sweep when a `redispool sweeper` runs beside it")
+@click.option("--sweep-interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
+              help="seconds between sweeps (with --sweep)")
 @retention_defaults
 @click.pass_context
 def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, worker_timeout: float,
           keep_alive: float, graceful_timeout: float, read_timeout: float, no_auth: bool, public_metrics: bool,
-          secure_cookies: bool, allow_hosts: tuple[str, ...], **retention: Any) -> None:
+          secure_cookies: bool, allow_hosts: tuple[str, ...], sweep: bool, sweep_interval: float,
+          **retention: Any) -> None:
     """The HTTP API (/v1), /healthz, /metrics, /openapi.json and the web dashboard (/).
     Redis must answer at start (else exit 1); SIGTERM stops it, SIGHUP reloads the tokens file."""
     try:
@@ -660,6 +667,11 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
     server = uvicorn.Server(config(app, host=host, port=port, keep_alive=keep_alive,
                                    graceful_timeout=graceful_timeout, read_timeout=read_timeout))
     log = logging.getLogger("redispool.http")
+    sweeper = None
+    if sweep:  # the sweeper's own loop and backoff, on a thread: HTTP workers that vanish get their jobs back
+        from .sweeper import Sweeper
+        sweeper = Sweeper(engine, interval=sweep_interval, worker_timeout=worker_timeout)
+        threading.Thread(target=sweeper.run, name="redispool-sweeper", daemon=True).start()
 
     def on_loop(callback: Callable[[], Any]) -> None:
         """Run ``callback`` on the server's event loop (not inside a signal handler)."""
@@ -671,6 +683,8 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
 
     def stop(*_: Any) -> None:  # end long-polls, finish in-flight requests, then exit 0
         server.should_exit = True
+        if sweeper is not None:
+            sweeper.stop()
         on_loop(lambda: asyncio.ensure_future(app.state.api.waits.interrupt()))
 
     def reload_tokens() -> None:

@@ -263,3 +263,23 @@ def test_worker_metrics_port(redis_url, tmp_path):
         proc.terminate()
         proc.wait(30)
         engine.close()
+
+
+def test_serve_sweeps_expired_leases_by_default(redis_url):
+    """§18: a worker that claimed and vanished: its job is back in ready without a sweeper
+    process (``serve`` runs the sweep step unless --no-sweep)."""
+    server = Served(redis_url, f"sw{time.time_ns()}").wait_ready()   # the defaults
+    try:
+        with httpx.Client(base_url=server.base, timeout=40) as http:
+            assert http.post("/v1/queues/nosweep/jobs", json={"payload": 1}).status_code == 201
+            [job] = http.post("/v1/queues/nosweep/claim", json={"worker_id": "crashy", "lease": 0.3}).json()["jobs"]
+            deadline = time.monotonic() + 20
+            while True:
+                jobs = http.post("/v1/queues/nosweep/claim", json={"worker_id": "other"}).json()["jobs"]
+                if jobs:
+                    break
+                assert time.monotonic() < deadline, "the expired lease was never taken back"
+                time.sleep(0.1)
+            assert jobs[0]["id"] == job["id"] and jobs[0]["attempt"] == 2
+    finally:
+        assert server.stop() == 0
