@@ -187,3 +187,9 @@ def test_registry_counts_complete_and_fail_and_records_every_queue(engine):
     assert (w.processed, w.failed) == (5, 2)
     assert sorted(w.queues) == ["mqa", "mqb", "mqc"]
     assert len(w.jobs_in_progress) == 4
+    from redispool import Sweeper
+    deadline = time.time() + 20
+    while sum(engine.stats(q)["leased"] for q in ("mqa", "mqb", "mqc")) and time.time() < deadline:
+        Sweeper(engine, worker_timeout=0.2).sweep_workers()   # node-1 went silent: all its leases back
+        time.sleep(0.1)
+    assert [engine.stats(q)["leased"] for q in ("mqa", "mqb", "mqc")] == [0, 0, 0]
