@@ -506,7 +506,7 @@ def _audit(request: Request, role: str, outcome: str) -> None:
                clean(client), clean(outcome))
 
 
-def _form_note(form: dict) -> str:
+def _form_note(form: dict[str, Any]) -> str:
     """What of an action's form says what it acted on (a purged state, bulk ids)."""
     parts = [f"state={form['state']}"] if form.get("state") else []
     ids = form.get("ids") or []

@@ -14,7 +14,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..keys import STATES
 
-disable_created_metrics()  # type: ignore[no-untyped-call] - no ``_created`` series doubling every counter and histogram
+# no ``_created`` series doubling every counter and histogram
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class _Queues:
