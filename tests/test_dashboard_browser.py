@@ -38,8 +38,10 @@ def system(redis_url, tmp_path):
     port = free_port()
     env = {**os.environ, "REDISPOOL_URL": redis_url, "REDISPOOL_PREFIX": prefix,
            "REDISPOOL_TOKENS": "admin adm-token,read look-token"}
+    # --no-sweep: a worker is marked stale until a sweeper removes it; serve's own sweeper
+    # would remove it the moment it turns stale
     server = subprocess.Popen([sys.executable, "-m", "redispool", "serve", "--port", str(port),
-                               "--worker-timeout", "2"], env=env,
+                               "--worker-timeout", "2", "--no-sweep"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     (tmp_path / "slowapp.py").write_text(APP)
     worker = subprocess.Popen([sys.executable, "-m", "redispool", "worker", "slowapp:worker"], env=env,
