@@ -90,6 +90,16 @@ local function flush_plan(q)
   return out[1], out[2]
 end
 
+-- A daemon's own visit: store when it next has work in the queue (`next_ms`, or -1 for
+-- none, which clears the field), replacing whatever was planned.
+local function store_plan(q, field, next_ms)
+  if next_ms < 0 then
+    redis.call('HDEL', q.meta, field)
+  else
+    redis.call('HSET', q.meta, field, next_ms)
+  end
+end
+
 -- Reserve n numbers of the queue's counter (ids, ready order, lease tokens); returns the first.
 local function next_seq(q, n)
   return redis.call('HINCRBY', q.meta, 'seq', n) - n + 1

@@ -23,10 +23,6 @@ if planning then
     local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
     if first[2] and (next_ms < 0 or tonumber(first[2]) < next_ms) then next_ms = tonumber(first[2]) end
   end
-  if next_ms < 0 then
-    redis.call('HDEL', q.meta, 'scheduler_at')
-  else
-    redis.call('HSET', q.meta, 'scheduler_at', next_ms)
-  end
+  store_plan(q, 'scheduler_at', next_ms)
 end
 return { moved, next_ms }

@@ -91,10 +91,6 @@ if planning then
      or redis.call('ZCARD', q.dead) > dead_max then
     next_ms = now   -- more to trim than one budget: again at the next step
   end
-  if next_ms < 0 then
-    redis.call('HDEL', q.meta, 'sweeper_at')
-  else
-    redis.call('HSET', q.meta, 'sweeper_at', next_ms)
-  end
+  store_plan(q, 'sweeper_at', next_ms)
 end
 return { moved, next_ms }
