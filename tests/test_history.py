@@ -12,7 +12,8 @@ def test_throughput_counts_done_and_failed_this_minute(engine):
     jobs = engine.claim("q", "w", limit=5)
     engine.ack("q", completed=[(j, None) for j in jobs[:3]], failed=[(j, "boom") for j in jobs[3:]])
     history = engine.throughput("q", 60)
-    assert len(history) == 60 and history[-1][1:] == (3, 2)
+    # the read may fall in the minute after the ack: the counts are in one of the last two
+    assert len(history) == 60 and (3, 2) in [h[1:] for h in history[-2:]]
     assert all(b[0] - a[0] == 60 for a, b in zip(history, history[1:]))
     assert sum(d for _, d, _ in history) == 3
     with pytest.raises(ValueError):

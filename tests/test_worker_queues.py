@@ -114,9 +114,10 @@ def test_a_queue_alone_gets_every_slot_and_acks_carry_the_next_claims(private_se
         scripts = calls(client, "evalsha") - before
         assert engine.stats("solo")["totals"]["completed"] == 400
         assert peak[0] == 8, "a queue with no competition uses every slot"
-        # finish-and-fetch-next: an ack carries the next claim, so fewer calls than jobs
-        # (jobs finishing together share one ack)
-        assert scripts <= 400 * 0.75, scripts
+        # finish-and-fetch-next: an ack carries the next claim, so about one call per job
+        # (fewer when jobs finish together and share an ack; a loaded machine finishes them
+        # one by one). Without the carry each job would cost an ack and a claim: ~800.
+        assert scripts <= 400 * 1.25, scripts
     finally:
         engine.close()
         client.close()
