@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import redis
 
@@ -320,11 +320,12 @@ class AsyncEngine:
         return int(await self._run(self.engine._register_call(worker_id, host, pid, queues))) / 1000
 
     @_unreachable
-    async def beat_worker(self, worker_id: str, *, jobs_in_progress: Sequence[str], processed: int = 0,
-                          failed: int = 0, queue: str | None = None) -> bool:
-        """Refresh a registration (see Engine.beat_worker); ``queue`` is added to its queues."""
+    async def beat_worker(self, worker_id: str, *, jobs_in_progress: Sequence[str] | None = None,
+                          processed: int = 0, failed: int = 0, queue: str | None = None,
+                          taken: Mapping[str, float] | None = None, settled: Sequence[str] | None = None) -> bool:
+        """Refresh a registration (see Engine.beat_worker)."""
         return int(await self._run(self.engine._beat_call(worker_id, jobs_in_progress, processed, failed,
-                                                          queue))) != 0
+                                                          queue, taken, settled))) != 0
 
     @_unreachable
     async def workers(self, *, timeout: float = 60.0) -> list[WorkerInfo]:

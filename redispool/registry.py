@@ -11,7 +11,8 @@ Keys (all in the Cluster slot of the tag ``{#workers}``, so one script may touch
 
     rp:{#workers}:index      zset  worker ids by last heartbeat (ms)
     rp:{#workers}:w:<id>     hash  host, pid, queues (JSON), started (ms), beat (ms),
-                                   jobs (JSON), processed, failed
+                                   jobs (JSON), held (JSON {job: lease expiry ms},
+                                   kept for HTTP workers), processed, failed
 
 ``processed`` counts every job a worker finished (done or failed); ``failed`` counts
 those that failed, so failed/processed is the worker's error rate.
@@ -19,7 +20,7 @@ those that failed, so failed/processed is the worker's error rate.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import redis
 
@@ -77,13 +78,18 @@ class WorkersMixin:
         names = [check_queue(q) for q in queues]
         return self._registry_call("register_worker", worker_id, [worker_id, host, pid, json.dumps(names)])
 
-    def _beat_call(self, worker_id: str, jobs_in_progress: Sequence[str], processed: int, failed: int,
-                   queue: str | None = None) -> Call:
+    def _beat_call(self, worker_id: str, jobs_in_progress: Sequence[str] | None, processed: int, failed: int,
+                   queue: str | None = None, taken: Mapping[str, float] | None = None,
+                   settled: Sequence[str] | None = None) -> Call:
         worker_id = _worker_id(worker_id)
-        jobs = json.dumps([str(j) for j in jobs_in_progress])
+        if jobs_in_progress is not None and (taken or settled):
+            raise InvalidOption("give jobs_in_progress (the whole list) or taken/settled (changes), not both")
+        jobs = "" if jobs_in_progress is None else json.dumps([str(j) for j in jobs_in_progress])
         return self._registry_call("beat_worker", worker_id, [
             worker_id, jobs, _count(processed, "processed"), _count(failed, "failed"),
-            check_queue(queue) if queue else ""])
+            check_queue(queue) if queue else "",
+            json.dumps({str(j): int(expires * 1000) for j, expires in taken.items()}) if taken else "",
+            json.dumps([str(j) for j in settled]) if settled else ""])
 
     def _workers_call(self, timeout: float) -> Call:
         return self._registry_call("workers", "", [self._timeout_ms(timeout)])
@@ -110,12 +116,19 @@ class WorkersMixin:
         """Register (or re-register) a worker; returns its start time (unix seconds)."""
         return int(self._run_registry(self._register_call(worker_id, host, pid, queues))) / 1000
 
-    def beat_worker(self, worker_id: str, *, jobs_in_progress: Sequence[str],
-                    processed: int = 0, failed: int = 0) -> bool:
-        """Refresh a worker's heartbeat, set its jobs in progress and add ``processed`` /
-        ``failed`` (deltas since the last beat) to its counters. Returns False when the
+    def beat_worker(self, worker_id: str, *, jobs_in_progress: Sequence[str] | None = None,
+                    processed: int = 0, failed: int = 0, queue: str | None = None,
+                    taken: Mapping[str, float] | None = None, settled: Sequence[str] | None = None) -> bool:
+        """Refresh a worker's heartbeat and add ``processed`` / ``failed`` (deltas since the
+        last beat) to its counters. Its jobs in progress are either replaced
+        (``jobs_in_progress``, what a worker process that knows them all sends) or changed:
+        ``taken`` maps jobs leased or extended to their lease expiry (unix seconds),
+        ``settled`` lists jobs it no longer holds — what the servers of HTTP workers send,
+        so that several server replicas keep one list; leases past their expiry drop out.
+        ``queue`` is added to the queues it is registered for. Returns False when the
         worker is not registered (its registration expired): register it again."""
-        return int(self._run_registry(self._beat_call(worker_id, jobs_in_progress, processed, failed))) != 0
+        return int(self._run_registry(self._beat_call(worker_id, jobs_in_progress, processed, failed, queue,
+                                                      taken, settled))) != 0
 
     def deregister_worker(self, worker_id: str) -> bool:
         """Remove a worker's registration; True if it was registered."""

@@ -97,13 +97,9 @@ class Api:
         self.worker_timeout = worker_timeout
         self.waits = LoopEngines(engine)   # the async engine; interrupt() ends long-polls at shutdown
         self.metrics = Metrics(engine)
-        # HTTP worker id -> {"queue/id": lease expiry} of the leases it took through this
-        # process: what the registry shows as its jobs in progress (expired ones drop out)
-        self.in_progress: dict[str, dict[str, float]] = {}
-        self._pruned_at, self._kept = time.time(), 0   # when in_progress was last pruned, what it kept
-
-    PRUNE_AT = 1024         # worker ids held before expired leases are swept out of in_progress
-    PRUNE_EVERY_S = 30.0
+        # An HTTP worker's jobs in progress ("queue/id") live in its registration in Redis,
+        # changed by each request (taken, settled), so every server replica shows one list
+        # and this process keeps nothing per worker.
 
     @property
     def aio(self) -> Any:
@@ -199,9 +195,10 @@ class Api:
     CLAIM_FIELDS = {"worker_id": (str, MISSING), "limit": (int, 1), "lease": (float, None, None),
                     "wait": (float, 0)}
 
-    async def _claim(self, request: Request, queue: str, c: dict, processed: int = 0, failed: int = 0) -> list[dict]:
+    async def _claim(self, request: Request, queue: str, c: dict, processed: int = 0, failed: int = 0,
+                     settled: Sequence[str] = ()) -> list[dict]:
         """Claim (long-polling up to ``wait``), then register or refresh the worker with
-        the jobs it holds and the ``processed``/``failed`` it reports."""
+        the jobs it took, those it ``settled`` and the ``processed``/``failed`` it reports."""
         worker_id = self._claim_checks(c)
         aio = self.aio
         if c["wait"] > 0:
@@ -214,10 +211,10 @@ class Api:
                     jobs = []
         else:
             jobs = await aio.claim(queue, worker_id, limit=c["limit"], lease=c["lease"])
-        return await self._deliver(request, queue, worker_id, jobs, processed, failed)
+        return await self._deliver(request, queue, worker_id, jobs, processed, failed, settled)
 
     async def _deliver(self, request: Request, queue: str, worker_id: str, jobs: list[Any], processed: int,
-                       failed: int) -> list[dict[str, Any]]:
+                       failed: int, settled: Sequence[str] = ()) -> list[dict[str, Any]]:
         """The JSON of jobs just leased to ``worker_id``. Nothing after a lease may lose the
         jobs: one that cannot be sent as JSON goes to dead alone (its batch-mates are sent);
         the registry write is best effort (a full or lost Redis must not strand the jobs
@@ -234,12 +231,9 @@ class Api:
                 await self.aio.bury(broken)
                 gone = {j.id for j, _ in broken}
                 jobs = [j for j in jobs if j.id not in gone]
-            if jobs:
-                held = self.in_progress.setdefault(worker_id, {})
-                held.update((f"{queue}/{j.id}", j.lease_expires_at) for j in jobs)
-            self._maybe_prune()
             try:
-                await self._seen(request, worker_id, queue, processed, failed)
+                await self._seen(request, worker_id, queue, processed, failed,
+                                 taken={f"{queue}/{j.id}": j.lease_expires_at for j in jobs}, settled=settled)
             except GIVE_UP as exc:
                 log.warning("worker %s not registered/refreshed (its %d jobs are delivered): %s",
                             worker_id, len(jobs), exc)
@@ -269,29 +263,29 @@ class Api:
         queue = self.queue(request)
         return {"jobs": await self._claim(request, queue, wire.parse(raw, self.CLAIM_FIELDS))}
 
-    async def _seen(self, request: Request, worker_id: str, queue: str, processed: int = 0, failed: int = 0) -> None:
-        """Register or refresh an HTTP worker in the registry (host = client address)."""
+    async def _seen(self, request: Request, worker_id: str, queue: str, processed: int = 0, failed: int = 0,
+                    taken: dict[str, float] | None = None, settled: Sequence[str] = ()) -> None:
+        """Register or refresh an HTTP worker in the registry (host = client address), with
+        the leases it took or extended (``taken``: "queue/id" -> expiry) and those it
+        finished or gave back (``settled``)."""
         host = request.client.host if request.client else "?"
-        held = self.in_progress.get(worker_id, {})
-        now = time.time()
-        for key in [key for key, expires in held.items() if expires < now]:  # lost or taken back
-            del held[key]
-        if not held:
-            self.in_progress.pop(worker_id, None)
         aio = self.aio
-        if not await aio.beat_worker(worker_id, jobs_in_progress=sorted(held), processed=processed, failed=failed,
-                                     queue=queue):  # every queue it works on: the sweeper looks there
+        changes = {"processed": processed, "failed": failed, "taken": taken, "settled": settled}
+        if not await aio.beat_worker(worker_id, queue=queue, **changes):  # every queue: the sweeper looks there
             await aio.register_worker(worker_id, host=host, pid=0, queues=[queue])
-            if processed or failed:
-                await aio.beat_worker(worker_id, jobs_in_progress=sorted(held), processed=processed, failed=failed)
+            if processed or failed or taken or settled:
+                await aio.beat_worker(worker_id, **changes)
 
-    async def _counted(self, request: Request, worker_id: str | None, queue: str, failed: bool) -> None:
-        """A job finished through /complete or /fail counts in its worker's processed (and
-        failed); best effort: the job's outcome stands whatever the registry write does."""
+    async def _counted(self, request: Request, worker_id: str | None, queue: str, job_id: str,
+                       failed: bool | None) -> None:
+        """A job finished through /complete or /fail (``failed`` True/False) counts in its
+        worker's processed (and failed), or was released (None); either way its worker no
+        longer holds it. Best effort: the job's outcome stands whatever the registry write does."""
         if not worker_id:
             return
         try:
-            await self._seen(request, worker_id, queue, processed=1, failed=1 if failed else 0)
+            await self._seen(request, worker_id, queue, processed=0 if failed is None else 1,
+                             failed=1 if failed else 0, settled=[f"{queue}/{job_id}"])
         except GIVE_UP as exc:
             log.warning("worker %s: its processed/failed not counted: %s", worker_id, exc)
 
@@ -300,36 +294,13 @@ class Api:
             raise BadInput("token must be the lease token the claim returned")
         return Lease(request.path_params["id"], self.queue(request), token)
 
-    def _done(self, worker_id: str | None, queue: str, job_id: str) -> None:
-        held = self.in_progress.get(worker_id or "")
-        if held is not None:
-            held.pop(f"{queue}/{job_id}", None)
-            if not held:   # a worker holding nothing is forgotten: ids may churn (pods, pids)
-                del self.in_progress[worker_id or ""]
-
-    def _maybe_prune(self) -> None:
-        """Keep ``in_progress`` bounded whatever the churn of worker ids: every PRUNE_EVERY_S,
-        or once it holds twice the workers it held after the last prune (PRUNE_AT at least),
-        drop expired leases (lost or taken back) and the workers left holding none."""
-        now = time.time()
-        if len(self.in_progress) <= max(self.PRUNE_AT, 2 * self._kept) and now - self._pruned_at < self.PRUNE_EVERY_S:
-            return
-        for worker_id in list(self.in_progress):
-            held = self.in_progress[worker_id]
-            for key in [key for key, expires in held.items() if expires < now]:
-                del held[key]
-            if not held:
-                del self.in_progress[worker_id]
-        self._pruned_at, self._kept = now, len(self.in_progress)
-
     async def complete(self, request: Request, raw: bytes) -> Any:
         body = wire.parse(raw, {"token": (str, MISSING), "result": (Any, None), "worker_id": (str, None, None)})
         lease = self._lease(request, body["token"])
         if body["worker_id"] is not None:
             check_worker_id(body["worker_id"])
         await self.aio.complete(lease, wire.check_depth(body["result"], "result"))
-        self._done(body["worker_id"], lease.queue, lease.id)
-        await self._counted(request, body["worker_id"], lease.queue, failed=False)
+        await self._counted(request, body["worker_id"], lease.queue, lease.id, failed=False)
         return {"state": "done"}
 
     async def fail(self, request: Request, raw: bytes) -> Any:
@@ -339,8 +310,7 @@ class Api:
         if body["worker_id"] is not None:
             check_worker_id(body["worker_id"])
         state = await self.aio.fail(lease, body["error"], retry=body["retry"], delay=body["delay"])
-        self._done(body["worker_id"], lease.queue, lease.id)
-        await self._counted(request, body["worker_id"], lease.queue, failed=True)
+        await self._counted(request, body["worker_id"], lease.queue, lease.id, failed=True)
         return {"state": state}
 
     async def heartbeat(self, request: Request, raw: bytes) -> Any:
@@ -350,16 +320,14 @@ class Api:
             check_worker_id(body["worker_id"])
         expires = await self.aio.heartbeat(lease, body["lease"])
         if body["worker_id"]:
-            held = self.in_progress.setdefault(body["worker_id"], {})
-            held[f"{lease.queue}/{lease.id}"] = expires
-            await self._seen(request, body["worker_id"], lease.queue)
+            await self._seen(request, body["worker_id"], lease.queue, taken={f"{lease.queue}/{lease.id}": expires})
         return {"lease_expires_at": expires}
 
     async def release(self, request: Request, raw: bytes) -> Any:
         body = wire.parse(raw, {"token": (str, MISSING), "worker_id": (str, None, None)})
         lease = self._lease(request, body["token"])
         await self.aio.release(lease)
-        self._done(body["worker_id"], lease.queue, lease.id)
+        await self._counted(request, body["worker_id"], lease.queue, lease.id, failed=None)
         return {"state": "ready"}
 
     async def ack(self, request: Request, raw: bytes) -> Any:
@@ -390,12 +358,11 @@ class Api:
                     for f, state in zip(failed, result.failed)]
         out: dict[str, Any] = {"results": results}
         if claim is not None:
-            for item in done + failed:
-                self._done(claim["worker_id"], queue, item["id"])
             ok_done = sum(result.completed)
             ok_failed = sum(1 for state in result.failed if state is not None)
             try:
-                out["jobs"] = await self._claim(request, queue, claim, ok_done + ok_failed, ok_failed)
+                out["jobs"] = await self._claim(request, queue, claim, ok_done + ok_failed, ok_failed,
+                                                settled=[f"{queue}/{item['id']}" for item in done + failed])
             except CLAIM_TROUBLE as exc:  # the results stand: say so, and nothing is leased
                 _, code, detail = trouble_of(exc)
                 message, _ = outage.public(code, detail, f"{request.method} {request.url.path} (claim)")
