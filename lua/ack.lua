@@ -43,17 +43,10 @@ local nc = tonumber(ARGV[11])
 
 local now = now_ms()
 local out = {}
-for i = 0, nc - 1 do
-  local b = 12 + i * 3
-  out[#out + 1] = complete_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], now, r) and 1 or 0
-end
+complete_listed(q, ARGV, 12, nc, now, r, out)
 local fb = 12 + nc * 3
 local nf = tonumber(ARGV[fb])
-for i = 0, nf - 1 do
-  local b = fb + 1 + i * 5
-  out[#out + 1] = fail_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3] == '1',
-                           tonumber(ARGV[b + 4]), base_ms, cap_ms, now) or 0
-end
+fail_listed(q, ARGV, fb + 1, nf, base_ms, cap_ms, now, out)
 if nc > 0 then trim(q, q.done, done_ttl_ms, done_max, now, 2 * nc + 10) end
 if nf > 0 then trim(q, q.dead, dead_ttl_ms, dead_max, now, 2 * nf + 10) end
 local wait_at = #out + 1

@@ -21,10 +21,7 @@ local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 
 local now = now_ms()
 local out = {}
-for i = 0, n - 1 do
-  local b = 4 + i * 3
-  out[#out + 1] = complete_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], now, r) and 1 or 0
-end
+complete_listed(q, ARGV, 4, n, now, r, out)
 trim(q, q.done, done_ttl_ms, done_max, now, 2 * n + 10)
 flush_counts(q, now)
 return out

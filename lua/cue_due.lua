@@ -8,8 +8,7 @@
 local cues, cue_next, limit = KEYS[1], KEYS[2], tonumber(ARGV[1])
 
 local now = now_ms()
-local first = redis.call('ZRANGE', cue_next, 0, 0, 'WITHSCORES')
-local out = { now, first[2] and tonumber(first[2]) or -1 }
+local out = { now, first_score(cue_next) or -1 }
 local due = redis.call('ZRANGEBYSCORE', cue_next, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
 for i = 1, #due, 2 do
   out[#out + 1] = due[i]

@@ -16,11 +16,8 @@
 local q = { marker = KEYS[1], meta = KEYS[2], unique = KEYS[3], jprefix = KEYS[4], ready = KEYS[5] }
 local id = ARGV[1]
 
-local jkey = q.jprefix .. id
-if redis.call('EXISTS', jkey) == 0 then return 0 end
-local k = redis.call('HGET', jkey, 'k')
-if k and redis.call('HGET', q.unique, k) == id then redis.call('HDEL', q.unique, k) end
+if redis.call('EXISTS', q.jprefix .. id) == 0 then return 0 end
 for i = 5, 10 do redis.call('ZREM', KEYS[i], id) end
-redis.call('DEL', jkey)
+drop_job(q, id)
 set_marker(q)
 return 1

@@ -31,11 +31,7 @@ local n = tonumber(ARGV[6])
 
 local now = now_ms()
 local out = {}
-for i = 0, n - 1 do
-  local b = 7 + i * 5
-  out[#out + 1] = fail_job(q, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3] == '1',
-                           tonumber(ARGV[b + 4]), base_ms, cap_ms, now) or 0
-end
+fail_listed(q, ARGV, 7, n, base_ms, cap_ms, now, out)
 trim(q, q.dead, dead_ttl_ms, dead_max, now, 2 * n + 10)
 flush_counts(q, now)
 out[#out + 1] = flush_plan(q)

@@ -7,6 +7,7 @@
 local PRIORITY_SPAN = 4398046511104   -- 2^42; ready score = -priority * span + seq
 local ERRORS_KEPT = 10
 local TERMINAL = { done = true, dead = true, cancelled = true }
+local MARKER = 'm'                    -- the one member of rp:{q}:marker (claimers BZPOPMIN it)
 local tally = {}                      -- counter increments, written once by flush_counts
 local planned = {}                    -- earliest new daemon work by meta field, see flush_plan
 
@@ -20,6 +21,19 @@ local function finite(v)
   local n = tonumber(v)
   if n and n == n and n > -math.huge and n < math.huge then return n end
   return nil
+end
+
+-- The number in string `v` if it is a whole number HINCRBY can count on (at most 15
+-- digits, no sign, no spaces), else nil: the rule for a job's attempt count 'a'.
+local function whole(v)
+  if v and #v < 16 and string.match(v, '^%d+$') then return tonumber(v) end
+  return nil
+end
+
+-- The score of the first member of zset `set` (a number), or nil when it is empty.
+local function first_score(set)
+  local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+  return first[2] and tonumber(first[2]) or nil
 end
 
 -- The queue's retention: a setting stored in rp:{q}:config (Engine.set_retention) wins
@@ -107,15 +121,15 @@ end
 
 -- Wake blocked claimers: jobs were just made ready (unless the queue is paused).
 local function wake(q)
-  if redis.call('HEXISTS', q.meta, 'paused') == 0 then redis.call('ZADD', q.marker, 0, 'm') end
+  if redis.call('HEXISTS', q.meta, 'paused') == 0 then redis.call('ZADD', q.marker, 0, MARKER) end
 end
 
 -- Add the wake-up marker when jobs are ready and the queue is not paused, else remove it.
 local function set_marker(q)
   if redis.call('HEXISTS', q.meta, 'paused') == 0 and redis.call('ZCARD', q.ready) > 0 then
-    redis.call('ZADD', q.marker, 0, 'm')
+    redis.call('ZADD', q.marker, 0, MARKER)
   else
-    redis.call('ZREM', q.marker, 'm')
+    redis.call('ZREM', q.marker, MARKER)
   end
 end
 
@@ -123,7 +137,7 @@ end
 -- shorten their wait to its run time.
 local function wake_if_earliest(q, id)
   local first = redis.call('ZRANGE', q.scheduled, 0, 0)
-  if first[1] == id then redis.call('ZADD', q.marker, 0, 'm') end
+  if first[1] == id then redis.call('ZADD', q.marker, 0, MARKER) end
 end
 
 -- Put job `id` into ready with order number `seq`; false when its hash is gone.
@@ -147,6 +161,21 @@ local function push_error(jkey, attempt, err, now)
   redis.call('HSET', jkey, 'e', cjson.encode(list))
 end
 
+-- Free the unique key of job `id` (hash `jkey`) for new jobs, if the job still holds it.
+local function free_unique(q, jkey, id)
+  local k = redis.call('HGET', jkey, 'k')
+  if k and redis.call('HGET', q.unique, k) == id then redis.call('HDEL', q.unique, k) end
+end
+
+-- The unfinished job holding unique key `ukey`, as id, state; nil when none does.
+local function unique_holder(q, ukey)
+  local holder = redis.call('HGET', q.unique, ukey)
+  if not holder then return nil end
+  local state = redis.call('HGET', q.jprefix .. holder, 's')
+  if state and not TERMINAL[state] then return holder, state end
+  return nil
+end
+
 -- Move a job that has left its live set into terminal `state` (its set is q[state]):
 -- stamp it, drop its lease token and free its unique key for new jobs.
 local function finish(q, id, state, now)
@@ -154,8 +183,21 @@ local function finish(q, id, state, now)
   redis.call('ZADD', q[state], now, id)
   redis.call('HSET', jkey, 's', state, 'u', now)
   redis.call('HDEL', jkey, 't')
-  local k = redis.call('HGET', jkey, 'k')
-  if k and redis.call('HGET', q.unique, k) == id then redis.call('HDEL', q.unique, k) end
+  free_unique(q, jkey, id)
+end
+
+-- -> dead: job `id`, out of its live set, is finished as dead and counted.
+local function make_dead(q, id, now)
+  finish(q, id, 'dead', now)
+  count('dead', 1)
+end
+
+-- any -> (deleted): delete job `id`'s hash and free its unique key. The caller removes
+-- the id from its state set.
+local function drop_job(q, id)
+  local jkey = q.jprefix .. id
+  free_unique(q, jkey, id)
+  redis.call('DEL', jkey)
 end
 
 -- Delete at most `budget` jobs of terminal set `set` that are older than ttl_ms or
@@ -177,6 +219,56 @@ local function held(q, id, token, now)
   if redis.call('HGET', q.jprefix .. id, 't') ~= token then return false end
   local expiry = redis.call('ZSCORE', q.leased, id)
   return expiry ~= false and tonumber(expiry) > now
+end
+
+-- End job `id`'s lease: out of leased, its fencing token dropped, so the worker's later
+-- complete / fail / heartbeat with that token see LEASE_LOST.
+local function end_lease(q, id)
+  redis.call('ZREM', q.leased, id)
+  redis.call('HDEL', q.jprefix .. id, 't')
+end
+
+-- Record that the attempt of leased job `id` failed with error `err`; returns the attempt
+-- number and whether the job has attempts left. A field damaged since the claim counts as
+-- absent (attempt 1 of 1): this runs where a script error would lose the job.
+local function failed_attempt(q, id, err, now)
+  local jkey = q.jprefix .. id
+  local f = redis.call('HMGET', jkey, 'a', 'm')
+  local attempt = whole(f[1]) or 1
+  push_error(jkey, attempt, err, now)
+  count('failed', 1)
+  return attempt, attempt < (finite(f[2]) or 1)
+end
+
+-- leased -> ready: end job `id`'s lease and put it back in ready with order number `seq`.
+-- With `refund` the attempt is not counted (release); an attempt count that is not a
+-- whole number is left as it is, for the next lease_job to judge. Returns false when
+-- the job's hash is gone.
+local function requeue(q, id, seq, now, refund)
+  end_lease(q, id)
+  if refund and whole(redis.call('HGET', q.jprefix .. id, 'a')) then
+    redis.call('HINCRBY', q.jprefix .. id, 'a', -1)
+  end
+  return make_ready(q, id, seq, now)
+end
+
+-- leased (expired, or its worker gone) -> ready | dead: the attempt of job `id` failed
+-- with error `reason`; the job goes back to ready with order number `seq`, or to dead
+-- after its last attempt. Returns false (the id dropped from leased) when its hash is gone.
+local function expire_job(q, id, reason, seq, now)
+  if redis.call('EXISTS', q.jprefix .. id) == 0 then
+    end_lease(q, id)
+    return false
+  end
+  local _, left = failed_attempt(q, id, reason, now)
+  if left then
+    requeue(q, id, seq, now)
+    count('retried', 1)
+  else
+    end_lease(q, id)
+    make_dead(q, id, now)
+  end
+  return true
 end
 
 -- Backoff before retry number `attempt`: base * 2^(attempt-1), capped, equal jitter.
@@ -203,7 +295,7 @@ local function malformed(f)
   if not f[1] then return 'payload missing' end
   if not finite(f[2]) then return 'max_attempts missing or not a number' end
   if f[3] and not (finite(f[3]) and finite(f[3]) > 0) then return 'lease not a positive number' end
-  if f[4] and not (#f[4] < 16 and string.match(f[4], '^%d+$')) then return 'attempts not a whole number' end
+  if f[4] and not whole(f[4]) then return 'attempts not a whole number' end
   if (f[5] and not finite(f[5])) or (f[6] and not finite(f[6])) then return 'backoff not a number' end
   return nil
 end
@@ -221,8 +313,7 @@ local function lease_job(q, id, worker, lease_ms, token, now)
   if wrong then
     if redis.call('EXISTS', jkey) == 1 then
       push_error(jkey, 0, 'malformed job: ' .. wrong, now)
-      finish(q, id, 'dead', now)
-      count('dead', 1)
+      make_dead(q, id, now)
     end
     return nil
   end
@@ -239,7 +330,7 @@ end
 -- jobs run without a scheduler daemon. A damaged job goes to dead (lease_job).
 local function claim_jobs(q, worker, limit, lease_ms, now, out)
   if redis.call('HEXISTS', q.meta, 'paused') == 1 then
-    redis.call('ZREM', q.marker, 'm')
+    redis.call('ZREM', q.marker, MARKER)
     return 0
   end
   promote_due(q, now, 1000)
@@ -267,9 +358,9 @@ end
 
 -- Milliseconds until the earliest scheduled job is due (0 if due now), -1 if none.
 local function next_due_in(q, now)
-  local first = redis.call('ZRANGE', q.scheduled, 0, 0, 'WITHSCORES')
-  if not first[1] then return -1 end
-  return math.max(0, tonumber(first[2]) - now)
+  local first = first_score(q.scheduled)
+  if not first then return -1 end
+  return math.max(0, first - now)
 end
 
 -- Complete job `id` if `token` holds its lease, keeping what the queue's retention `r`
@@ -300,15 +391,12 @@ end
 local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now)
   if not held(q, id, token, now) then return false end
   local jkey = q.jprefix .. id
-  redis.call('ZREM', q.leased, id)
-  redis.call('HDEL', jkey, 't')
-  local f = redis.call('HMGET', jkey, 'a', 'm', 'bb', 'bc')
-  local attempt = finite(f[1]) or 1   -- a field damaged since the claim counts as absent
-  push_error(jkey, attempt, err, now)
-  count('failed', 1)
-  if retry and attempt < (finite(f[2]) or 1) then
+  end_lease(q, id)
+  local attempt, left = failed_attempt(q, id, err, now)
+  if retry and left then
     if delay_ms < 0 then
-      delay_ms = backoff(attempt, finite(f[3]) or base_ms, finite(f[4]) or cap_ms)
+      local b = redis.call('HMGET', jkey, 'bb', 'bc')
+      delay_ms = backoff(attempt, finite(b[1]) or base_ms, finite(b[2]) or cap_ms)
     end
     redis.call('ZADD', q.scheduled, now + delay_ms, id)
     redis.call('HSET', jkey, 's', 'scheduled', 'u', now)
@@ -317,9 +405,26 @@ local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now
     count('retried', 1)
     return 'scheduled'
   end
-  finish(q, id, 'dead', now)
-  count('dead', 1)
+  make_dead(q, id, now)
   return 'dead'
+end
+
+-- Complete the `n` jobs listed in `list` from index `b` as id, token, result triples,
+-- appending 1 (done) or 0 (lease lost) per job to `out` (complete's and ack's ARGV).
+local function complete_listed(q, list, b, n, now, r, out)
+  for i = b, b + 3 * (n - 1), 3 do
+    out[#out + 1] = complete_job(q, list[i], list[i + 1], list[i + 2], now, r) and 1 or 0
+  end
+end
+
+-- Fail the `n` jobs listed in `list` from index `b` as id, token, error, retry ('1' / '0'),
+-- delay_ms quintuples, appending the new state or 0 (lease lost) per job to `out`
+-- (fail's and ack's ARGV).
+local function fail_listed(q, list, b, n, base_ms, cap_ms, now, out)
+  for i = b, b + 5 * (n - 1), 5 do
+    out[#out + 1] = fail_job(q, list[i], list[i + 1], list[i + 2], list[i + 3] == '1',
+                             tonumber(list[i + 4]), base_ms, cap_ms, now) or 0
+  end
 end
 
 -- Create job `id` ('' = a number of the queue counter; custom ids are never all
@@ -333,11 +438,8 @@ end
 -- The caller sets the marker afterwards (wake / wake_if_earliest).
 local function create_job(q, id, ukey, o, now, seq, ready_out)
   if ukey ~= '' then
-    local holder = redis.call('HGET', q.unique, ukey)
-    if holder then
-      local state = redis.call('HGET', q.jprefix .. holder, 's')
-      if state and not TERMINAL[state] then return holder, false, state end
-    end
+    local holder, state = unique_holder(q, ukey)
+    if holder then return holder, false, state end
   end
   if id == '' then
     seq = seq or next_seq(q, 1)    -- generated ids are numbers; custom ids never are

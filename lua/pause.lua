@@ -5,5 +5,5 @@
 -- Returns: 1 if the queue was running, 0 if it was paused already
 local q = { meta = KEYS[1], marker = KEYS[2] }
 
-redis.call('ZREM', q.marker, 'm')
+redis.call('ZREM', q.marker, MARKER)
 return redis.call('HSET', q.meta, 'paused', 1)

@@ -20,8 +20,8 @@ if moved > 0 then set_marker(q) end
 local next_ms = -1
 if planning then
   for _, set in ipairs({ q.scheduled, q.cue_next }) do
-    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
-    if first[2] and (next_ms < 0 or tonumber(first[2]) < next_ms) then next_ms = tonumber(first[2]) end
+    local first = first_score(set)
+    if first and (next_ms < 0 or first < next_ms) then next_ms = first end
   end
   store_plan(q, 'scheduler_at', next_ms)
 end

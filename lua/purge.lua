@@ -15,12 +15,7 @@ local budget = tonumber(ARGV[1])
 
 local ids = redis.call('ZRANGE', q.set, 0, budget - 1)
 if #ids == 0 then return 0 end
-for _, id in ipairs(ids) do
-  local jkey = q.jprefix .. id
-  local k = redis.call('HGET', jkey, 'k')
-  if k and redis.call('HGET', q.unique, k) == id then redis.call('HDEL', q.unique, k) end
-  redis.call('DEL', jkey)
-end
+for _, id in ipairs(ids) do drop_job(q, id) end
 redis.call('ZREM', q.set, unpack(ids))
 set_marker(q)
 return #ids

@@ -15,10 +15,6 @@ local id, token = ARGV[1], ARGV[2]
 
 local now = now_ms()
 if not held(q, id, token, now) then return redis.error_reply('LEASE_LOST job ' .. id .. ' is not leased with that token any more') end
-local jkey = q.jprefix .. id
-redis.call('ZREM', q.leased, id)
-redis.call('HDEL', jkey, 't')
-redis.call('HINCRBY', jkey, 'a', -1)
-make_ready(q, id, next_seq(q, 1), now)
+requeue(q, id, next_seq(q, 1), now, true)
 set_marker(q)
 return 1

@@ -34,9 +34,8 @@ local seq = next_seq(q, #ids)
 for i, id in ipairs(ids) do
   local jkey = q.jprefix .. id
   local k = redis.call('HGET', jkey, 'k')
-  local holder = k and redis.call('HGET', q.unique, k)
-  local holder_state = holder and holder ~= id and redis.call('HGET', q.jprefix .. holder, 's')
-  if holder_state and not TERMINAL[holder_state] then
+  local holder = k and unique_holder(q, k)
+  if holder and holder ~= id then
     push_error(jkey, finite(redis.call('HGET', jkey, 'a')) or 0,
                'not replayed: unique key ' .. k .. ' is held by unfinished job ' .. holder, now)
     out[2] = out[2] + 1

@@ -50,23 +50,7 @@ local moved = 0
 if #ids > 0 then
   local seq = next_seq(q, #ids)
   for i, id in ipairs(ids) do
-    local jkey = q.jprefix .. id
-    redis.call('ZREM', q.leased, id)
-    redis.call('HDEL', jkey, 't')
-    local f = redis.call('HMGET', jkey, 'a', 'm')
-    if redis.call('EXISTS', jkey) == 1 then
-      local attempt = finite(f[1]) or 1   -- damaged fields count as absent: never a script error here
-      push_error(jkey, attempt, reason, now)
-      count('failed', 1)
-      if attempt >= (finite(f[2]) or 1) then
-        finish(q, id, 'dead', now)
-        count('dead', 1)
-      else
-        make_ready(q, id, seq + i - 1, now)
-        count('retried', 1)
-      end
-      moved = moved + 1
-    end
+    if expire_job(q, id, reason, seq + i - 1, now) then moved = moved + 1 end
   end
   set_marker(q)
 end
@@ -77,11 +61,8 @@ flush_counts(q, now)
 local next_ms = -1
 if planning then
   local function at(set, add_ms)
-    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
-    if first[2] then
-      local t = tonumber(first[2]) + add_ms
-      if next_ms < 0 or t < next_ms then next_ms = t end
-    end
+    local first = first_score(set)
+    if first and (next_ms < 0 or first + add_ms < next_ms) then next_ms = first + add_ms end
   end
   at(q.leased, 0)
   at(q.done, done_ttl_ms + 1)
