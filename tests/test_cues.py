@@ -229,7 +229,9 @@ def test_scheduler_step_promotes_and_fires(engine):
 SCHEDULER_PROC = """
 import logging, sys, redispool
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-redispool.Scheduler(redispool.connect(sys.argv[1], prefix=sys.argv[2]), interval=1).run()
+scheduler = redispool.Scheduler(redispool.connect(sys.argv[1], prefix=sys.argv[2]), interval=1)
+print("up", flush=True)
+scheduler.run()
 """
 
 
@@ -239,8 +241,10 @@ def test_three_scheduler_processes_fire_each_time_exactly_once(redis_url):
     engine = redispool.connect(redis_url, prefix=prefix)
     engine.add_cue("q", "tick", "* * * * * *", misfire="catch_up")  # a step late under load still fires every second
     procs = [subprocess.Popen([sys.executable, "-c", SCHEDULER_PROC, redis_url, prefix],
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     try:
+        for p in procs:   # all three running (a loaded machine may take seconds to start one)
+            assert p.stdout is not None and p.stdout.readline() == "up\n"
         time.sleep(4.5)
     finally:
         for p in procs:
