@@ -12,18 +12,31 @@ from typing import Any
 import redis
 
 from . import defaults
-from .engine import AckResult, Engine
-from .errors import (ConnectionFailed, CueNotFound, InvalidCron, InvalidOption, InvalidQueueName, JobNotFound, LeaseLost,
-                     NotDurable, PayloadError, QueueNotEmpty, RedisFull, RedispoolError)
-from .models import CueInfo, Job, JobInfo, State, WorkerInfo
 from .connection import make_client
+from .engine import AckResult, Engine
+from .errors import (
+    ConnectionFailed,
+    CueNotFound,
+    InvalidCron,
+    InvalidOption,
+    InvalidQueueName,
+    JobNotFound,
+    LeaseLost,
+    NotDurable,
+    PayloadError,
+    QueueNotEmpty,
+    RedisFull,
+    RedispoolError,
+)
 from .errors import mask_url as _mask_url
+from .models import CueInfo, Job, JobInfo, State, WorkerInfo
 from .scheduler import Scheduler
 from .sweeper import Sweeper
 from .worker import Worker
 
 __all__ = [
-    "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult", "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
+    "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult",
+    "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
     "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "InvalidQueueName", "PayloadError",
     "InvalidCron", "InvalidOption", "ConnectionFailed", "NotDurable", "RedisFull", "QueueNotEmpty",
 ]

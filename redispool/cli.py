@@ -16,8 +16,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -25,21 +26,27 @@ from . import defaults, tojson
 from .errors import REDIS_TROUBLE, ConnectionFailed, RedisFull, RedispoolError, from_redis
 from .keys import STATES
 
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .worker import Worker
+
+C = TypeVar("C", bound=Callable[..., Any])
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class Context:
     """What every command gets: the global options and a lazily made Engine."""
 
-    current: "Context | None" = None  # the URL an unexpected ConnectionError is reported with
+    current: Context | None = None  # the URL an unexpected ConnectionError is reported with
 
     def __init__(self, url: str | None, prefix: str, url_given: bool) -> None:
         self.url = url or defaults.URL
         self.prefix = prefix
         self.url_given = url_given
-        self._engine: Any = None
+        self._engine: Engine | None = None
 
-    def engine(self, **options: Any) -> Any:
+    def engine(self, **options: Any) -> Engine:
         if self._engine is None:
             from . import connect
             self._engine = connect(self.url, prefix=self.prefix, **options)
@@ -85,7 +92,7 @@ def one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Stop the command: bad input (exit 2, with a hint to see --help)."""
     raise click.UsageError(message)
 
@@ -136,7 +143,7 @@ def ago(seconds: float | None) -> str:
     return f"{delta:.1f}s ago" if delta >= 0 else f"in {-delta:.1f}s"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """Print an aligned text table."""
     cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -144,7 +151,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
-def as_json(value: Any) -> None:
+def as_json(value: object) -> None:
     """Every --json output: strict JSON, bytes and NaN/Infinity tagged as the HTTP API writes them."""
     click.echo(tojson.dumps(value, indent=2))
 
@@ -159,14 +166,16 @@ state_option = click.option("--state", "state", required=True, type=click.Choice
 json_option = click.option("--json", "as_json_", is_flag=True, help="machine-readable JSON on stdout")
 
 RETENTION_DEFAULTS = (
-    ("done_ttl", float, defaults.DONE_TTL_ENV, f"seconds done and cancelled jobs are kept (default {defaults.DONE_TTL_S:g})"),
-    ("done_max", click.IntRange(0), defaults.DONE_MAX_ENV, f"done (and cancelled) jobs kept per queue (default {defaults.DONE_MAX})"),
+    ("done_ttl", float, defaults.DONE_TTL_ENV,
+     f"seconds done and cancelled jobs are kept (default {defaults.DONE_TTL_S:g})"),
+    ("done_max", click.IntRange(0), defaults.DONE_MAX_ENV,
+     f"done (and cancelled) jobs kept per queue (default {defaults.DONE_MAX})"),
     ("dead_ttl", float, defaults.DEAD_TTL_ENV, f"seconds dead jobs are kept (default {defaults.DEAD_TTL_S:g})"),
     ("dead_max", click.IntRange(0), defaults.DEAD_MAX_ENV, f"dead jobs kept per queue (default {defaults.DEAD_MAX})"),
 )
 
 
-def retention_defaults(command: Any) -> Any:
+def retention_defaults(command: C) -> C:
     """--done-ttl/--done-max/--dead-ttl/--dead-max (or their environment variables) of the
     processes that finish or trim jobs: this process's retention for queues that have none
     stored (`redispool retention`), so a fleet can agree on one."""
@@ -199,11 +208,15 @@ def cli(ctx: click.Context, url: str | None, prefix: str, log_level: str) -> Non
 
 
 def obj() -> Context:
-    return click.get_current_context().find_object(Context)
+    """The Context of the command running now (made by the group callback)."""
+    context = click.get_current_context().find_object(Context)
+    if context is None:  # only when a command is invoked outside the `cli` group
+        raise RuntimeError("no redispool CLI context")
+    return context
 
 
 # ---------------------------------------------------------------------- processes
-def load_worker(target: str) -> Any:
+def load_worker(target: str) -> Worker:
     """Import ``module:attr`` (from the current directory too): a Worker, or a callable
     returning one."""
     from .worker import Worker
@@ -255,7 +268,6 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
     The app's own redispool.connect() sees --url/--prefix through REDISPOOL_URL and
     REDISPOOL_PREFIX, which this command sets before importing it."""
     from . import validate
-    from .eventlog import EventLog
     from .retention import engine_defaults
     keep = engine_defaults(**given(retention))  # before the app is imported: bad input costs no connection
     if lease is not None:
@@ -269,19 +281,10 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
         os.environ[defaults.URL_ENV] = o.url
     os.environ[defaults.PREFIX_ENV] = o.prefix
     w = load_worker(target)
-    if concurrency is not None:
-        w.concurrency = concurrency
-        w.batch = min(concurrency, defaults.BATCH_MAX)
-    if lease is not None:
-        w.lease = float(lease)
-    if grace is not None:
-        w.grace = float(grace)
-    if health_port is not None:
-        w.health_port = health_port
-    w.health_host = health_host
+    w.override(concurrency=concurrency, lease=lease, grace=grace, health_port=health_port,
+               health_host=health_host, log_format=log_format)
     for attr, value in keep.items():  # the app engine's defaults, as --concurrency overrides its Worker's
         setattr(w.engine, attr, value)
-    w.log = EventLog(w.log.logger, log_format, w.id)
     if metrics_port is not None:
         try:
             from .http.metrics import serve_metrics
@@ -533,7 +536,7 @@ def retention_command(queue: str, done_ttl: float | None, done_max: int | None, 
            for name, value in settings.items() if name != "stored"])
 
 
-def _setting(value: Any) -> str:
+def _setting(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None:

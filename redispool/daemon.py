@@ -22,12 +22,15 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import redis
 
 from .errors import REDIS_TROUBLE, ConnectionFailed, InvalidOption, RedisFull, RedispoolError, mask_url
 from .validate import seconds_to_ms
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 BACKOFF_MAX_S = 10.0
 MIN_WAIT_S = 0.005
@@ -61,7 +64,7 @@ class Daemon:
 
     name = "daemon"
 
-    def __init__(self, engine: Any, *, interval: float = 1.0,
+    def __init__(self, engine: Engine, *, interval: float = 1.0,
                  reconcile_every: float = RECONCILE_EVERY_S) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
             raise InvalidOption(f"interval must be > 0 seconds, got {interval!r}")
@@ -143,7 +146,8 @@ class Daemon:
         return self._wait
 
     # ------------------------------------------------------------------ the loop
-    def stop(self, *_: Any) -> None:
+    def stop(self, *_: object) -> None:
+        """Stop after the current step (also the SIGTERM/SIGINT handler: takes its arguments)."""
         self._stop.set()
 
     @property

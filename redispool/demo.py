@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+
+from .models import Job
 
 QUEUES = ("demo.emails", "demo.reports", "demo.ticks")
 CUE = "every-second"
 
 
 class _Echo(logging.Handler):
-    def __init__(self, echo: Callable[[str], Any], start: float) -> None:
+    def __init__(self, echo: Callable[[str], object], start: float) -> None:
         super().__init__(logging.INFO)
         self.echo, self.start = echo, start
         self.closed = False
@@ -33,7 +35,7 @@ class _Echo(logging.Handler):
             self.closed = True
 
 
-def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], Any]) -> None:
+def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], object]) -> None:
     from . import Scheduler, Sweeper, Worker, connect
     start = time.monotonic()
     engine = connect(url, prefix=prefix, backoff_base=0.3, backoff_cap=1.0)
@@ -51,18 +53,18 @@ def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], Any]) 
     worker = Worker(engine, queues=list(QUEUES), concurrency=4, lease=5, grace=5, idle_wait=0.5)
 
     @worker.process("demo.emails")
-    def send_email(job: Any) -> dict:
+    def send_email(job: Job) -> dict[str, str]:
         time.sleep(0.05)  # the "work"
         return {"sent_to": job.payload["to"]}
 
     @worker.process("demo.reports")
-    def build_report(job: Any) -> str:
+    def build_report(job: Job) -> str:
         if job.attempt == 1:
             raise RuntimeError("upstream timed out (the demo fails the first attempt)")
         return f"report {job.payload['name']} built on attempt {job.attempt}"
 
     @worker.process("demo.ticks")
-    def tick(job: Any) -> str:
+    def tick(job: Job) -> str:
         return f"tick {job.id}"
 
     scheduler = Scheduler(engine, interval=0.2)
@@ -107,9 +109,12 @@ def run_demo(url: str, prefix: str, seconds: float, echo: Callable[[str], Any]) 
              f"   {retried - retried_before[queue]:>8}{retried:>10}")
     info = engine.get("demo.reports", report)
     ticks = engine.stats("demo.ticks")["done"]
-    echo(f"report {report}: {info.state}, result {info.result!r}, errors {[e for _, e, _ in info.errors]}")
+    if info is None:  # trimmed already (a stored retention of this queue keeps nothing)
+        echo(f"report {report}: gone")
+    else:
+        echo(f"report {report}: {info.state}, result {info.result!r}, errors {[e for _, e, _ in info.errors]}")
     echo(f"cue {CUE!r} fired {ticks} job(s), one per second")
-    ok = info.state == "done" and engine.stats("demo.emails")["done"] == 6 and ticks >= 1
+    ok = info is not None and info.state == "done" and engine.stats("demo.emails")["done"] == 6 and ticks >= 1
     engine.close()
     if not ok:
         raise SystemExit("redispool demo: something did not finish (see above)")

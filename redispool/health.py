@@ -7,8 +7,8 @@ or raises. It runs the stdlib ``ThreadingHTTPServer`` in a daemon thread. It lis
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 
 class HealthServer:
@@ -37,7 +37,7 @@ class HealthServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="redispool-health",
                                         daemon=True)
 
-    def start(self) -> "HealthServer":
+    def start(self) -> HealthServer:
         self._thread.start()
         return self
 

@@ -9,17 +9,21 @@ the worker's grace period cannot keep the process from exiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import queue
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from . import codec
 from .defaults import ERROR_MAX_CHARS
 from .models import Job
 
+# A job's handler: a function of the Job, or an ``async def`` one (whose call returns an
+# awaitable). Its result is any value msgpack can store, so it is typed as ``Any``.
 Handler = Callable[[Job], Any]
 
 
@@ -30,19 +34,28 @@ class Outcome:
 
     __slots__ = ("job", "ok", "result", "error", "trace", "seconds")
 
-    def __init__(self, job: Job, ok: bool, result: Any, error: str | None, trace: str | None,
+    def __init__(self, job: Job, ok: bool, result: object, error: str | None, trace: str | None,
                  seconds: float) -> None:
         self.job, self.ok, self.result, self.error = job, ok, result, error
         self.trace, self.seconds = trace, seconds
 
 
+class Runner(Protocol):
+    """Where a worker hands a job and its handler; the Outcome comes back through the
+    ``report`` callback the runner was made with."""
+
+    def submit(self, job: Job, handler: Handler) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def is_async(handler: Handler) -> bool:
     """True for ``async def`` functions and objects with an ``async def __call__``."""
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None))
+        getattr(handler, "__call__", None))  # noqa: B004 (the method itself, not callable())
 
 
-def succeeded(job: Job, result: Any, started: float) -> Outcome:
+def succeeded(job: Job, result: object, started: float) -> Outcome:
     try:
         codec.encode(result, "result")  # a result that cannot be stored fails the job here
     except Exception as exc:
@@ -70,7 +83,7 @@ class ThreadRunner:
     """``size`` daemon threads taking jobs from one in-process queue."""
 
     def __init__(self, size: int, report: Callable[[Outcome], None], name: str = "redispool") -> None:
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[Job, Handler] | None] = queue.SimpleQueue()
         self._report = report
         self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
                          for i in range(size)]
@@ -104,7 +117,7 @@ class AsyncRunner:
 
     def __init__(self, report: Callable[[Outcome], None], name: str = "redispool-async") -> None:
         self._report = report
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
@@ -137,10 +150,9 @@ class AsyncRunner:
         """Cancel the tasks still running, stop the loop and its thread."""
         if not self._thread.is_alive():
             return
-        try:
+        # a task that ignores cancellation: the daemon thread dies with the process
+        with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(self._cancel_all(), self.loop).result(timeout)
-        except Exception:
-            pass  # a task that ignores cancellation: the daemon thread dies with the process
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():

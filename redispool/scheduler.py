@@ -10,10 +10,13 @@ on time.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import defaults
 from .daemon import RECONCILE_EVERY_S, Daemon
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
 class Scheduler(Daemon):
@@ -21,7 +24,7 @@ class Scheduler(Daemon):
 
     name = "scheduler"
 
-    def __init__(self, engine: Any, interval: float = defaults.SCHEDULER_INTERVAL_S, *,
+    def __init__(self, engine: Engine, interval: float = defaults.SCHEDULER_INTERVAL_S, *,
                  reconcile_every: float = RECONCILE_EVERY_S) -> None:
         super().__init__(engine, interval=interval, reconcile_every=reconcile_every)
 

@@ -11,10 +11,13 @@ work. Several sweepers may run at once: each move is one atomic script.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import defaults, validate
 from .daemon import RECONCILE_EVERY_S, Daemon
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
 class Sweeper(Daemon):
@@ -22,7 +25,7 @@ class Sweeper(Daemon):
 
     name = "sweeper"
 
-    def __init__(self, engine: Any, interval: float = 1.0,
+    def __init__(self, engine: Engine, interval: float = 1.0,
                  worker_timeout: float = defaults.WORKER_TIMEOUT_S, *,
                  reconcile_every: float = RECONCILE_EVERY_S) -> None:
         super().__init__(engine, interval=interval, reconcile_every=reconcile_every)

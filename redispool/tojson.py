@@ -14,14 +14,17 @@ import base64
 import dataclasses
 import json
 import math
-from typing import Any
+from typing import TypeAlias
+
+# What jsonable() returns: the values json.dumps writes as they are.
+JSON: TypeAlias = "None | bool | int | float | str | list[JSON] | dict[str, JSON]"
 
 BYTES_TAG = "$bytes_base64"
 FLOAT_TAG = "$float"
 _FLOATS = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: object) -> JSON:
     """``value`` with every part JSON cannot carry replaced by its tagged form
     (dataclass records become objects of their fields)."""
     if value is None or isinstance(value, (str, bool, int)):
@@ -41,7 +44,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _key(key: Any) -> str:
+def _key(key: object) -> str:
     if isinstance(key, str):
         return key
     if key is None or isinstance(key, (bool, int, float)):
@@ -51,6 +54,6 @@ def _key(key: Any) -> str:
     return str(key)
 
 
-def dumps(value: Any, *, indent: int | None = None) -> str:
+def dumps(value: object, *, indent: int | None = None) -> str:
     """Strict JSON text of ``value`` (never NaN/Infinity tokens, never invalid UTF-8)."""
     return json.dumps(jsonable(value), indent=indent, allow_nan=False)

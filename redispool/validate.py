@@ -76,6 +76,15 @@ def identifier(value: str | None, name: str) -> str:
     return value
 
 
+def worker_id(value: object) -> str:
+    """The one rule for a worker id, wherever one comes in (``Worker``, ``Engine.claim``,
+    the registry, the HTTP faces): 1-256 printable characters without spaces, never None,
+    so any id a claim accepts is one the registry can register."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise InvalidOption(f"worker_id must be 1-256 printable characters without spaces, got {value!r}")
+    return value
+
+
 def job_id(value: str | None) -> str:
     """A custom job id: like a unique key, but never all digits (generated ids are)."""
     value = identifier(value, "job_id")

@@ -53,6 +53,7 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
 """
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import os
@@ -62,11 +63,15 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import redis
 
 from . import defaults, validate
+from .engine import AckResult
 from .errors import REDIS_TROUBLE as _REDIS_ERRORS
 from .errors import ConnectionFailed, InvalidOption, LeaseLost, NotDurable, RedisFull
 from .eventlog import EventLog, TroubleLog, redis_trouble, short_error
@@ -74,8 +79,11 @@ from .health import HealthServer
 from .keys import check_queue
 from .models import Job
 from .rotation import Rotation
-from .runners import AsyncRunner, Handler, Outcome, ThreadRunner, is_async
+from .runners import AsyncRunner, Handler, Outcome, Runner, ThreadRunner, is_async
 from .waiter import Waiter, Wake, put_back
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 REDIS_TROUBLE = (ConnectionFailed, RedisFull, redis.RedisError) + _REDIS_ERRORS
 MAX_SLEEP_S = 1.0          # the bookkeeping loop looks at its clocks at least this often
@@ -86,6 +94,9 @@ INFO, WARNING, ERROR, DEBUG = logging.INFO, logging.WARNING, logging.ERROR, logg
 JOBS, LEASES, REGISTRY = "jobs", "leases", "registry"
 
 
+H = TypeVar("H", bound=Handler)
+
+
 class _Running:
     """A job in progress: when its lease is due for a heartbeat, and whether it was lost."""
 
@@ -93,6 +104,41 @@ class _Running:
 
     def __init__(self, job: Job, next_beat: float) -> None:
         self.job, self.next_beat, self.lost = job, next_beat, False
+
+
+class _WakeUp(enum.Enum):
+    """``stop()`` puts this on the event queue only to end the bookkeeping thread's wait at
+    once; the loop then sees the stop request itself."""
+
+    STOP = "stop"
+
+
+# What the bookkeeping thread hears: a runner's Outcome, the Waiter's Wake, or a wake-up.
+_Event = Outcome | Wake | _WakeUp
+
+
+@dataclass(slots=True)
+class _Run:
+    """What one ``run()`` holds (the Worker itself holds only its configuration).
+    Used by the bookkeeping thread only."""
+
+    burst: bool
+    burst_wait: float
+    routes: dict[str, tuple[Handler, Runner]]      # queue -> its handler and where it runs
+    runners: list[Runner]                          # closed when the run ends
+    rotation: Rotation
+    trouble: TroubleLog
+    waiter: Waiter | None                          # None in burst mode: no blocking waits
+    running: dict[tuple[str, str], _Running] = field(default_factory=dict)  # (queue, token) ->
+    finished: dict[str, tuple[list[Outcome], list[Outcome]]] = field(default_factory=dict)  # to ack
+    stopping: bool = False
+    waiting: bool = False          # the Waiter holds a request
+    reserved: int = 0              # slots kept free for the Waiter's claim
+    retry_at: float = 0.0          # no claim or ack before this (monotonic)
+    registered: bool = False
+    reported: tuple[int, int] = (0, 0)  # processed/failed already sent to the registry
+    next_lease_beat: float = math.inf
+    next_registry_beat: float = 0.0
 
 
 class Worker:
@@ -107,7 +153,9 @@ class Worker:
     wait of an idle worker lasts (also how long it may take to notice ``stop()``).
     """
 
-    def __init__(self, pool: Any, queues: Sequence[str], concurrency: int = 10,
+    _run: _Run  # made by run()
+
+    def __init__(self, pool: Engine, queues: Sequence[str], concurrency: int = 10,
                  lease: float = defaults.LEASE_S, *, worker_id: str | None = None,
                  grace: float = 30.0, batch: int | None = None, health_port: int | None = None,
                  health_host: str = "127.0.0.1", log_format: str = "text",
@@ -117,6 +165,26 @@ class Worker:
         self.queues: list[str] = list(dict.fromkeys(check_queue(q) for q in queues))
         if not self.queues:
             raise InvalidOption("a worker needs at least one queue")
+        self.engine = pool
+        self.host = socket.gethostname()
+        self.id: str = validate.worker_id(worker_id or f"{self.host}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+        self._set(concurrency=concurrency, lease=lease, grace=grace, batch=batch, health_port=health_port,
+                  health_host=health_host, log_format=log_format, beat_interval=beat_interval,
+                  idle_wait=idle_wait)
+        self.processed = 0   # jobs finished (done or failed) since run() started
+        self.failed = 0      # of those, the failed ones
+        self._handlers: dict[str, Handler] = {}
+        self._default: Handler | None = None
+        self._events: queue_mod.SimpleQueue[_Event] = queue_mod.SimpleQueue()
+        self._stop_requested = False
+        self._started = False
+        self._health: HealthServer | None = None
+
+    def _set(self, *, concurrency: int, lease: float, grace: float, batch: int | None,
+             health_port: int | None, health_host: str, log_format: str, beat_interval: float,
+             idle_wait: float) -> None:
+        """Check every option, then set them all (nothing changes when one is bad): the one
+        path for both ``__init__`` and ``override``."""
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidOption(f"concurrency must be an integer >= 1, got {concurrency!r}")
         validate.lease_ms(lease)
@@ -132,7 +200,7 @@ class Worker:
             raise InvalidOption(f"health_port must be a port number, got {health_port!r}")
         if not isinstance(health_host, str) or not health_host:
             raise InvalidOption(f"health_host must be a host name or address, got {health_host!r}")
-        self.engine = pool
+        log = EventLog(logging.getLogger("redispool.worker"), log_format, self.id)
         self.concurrency = concurrency
         self.lease = float(lease)
         self.grace = float(grace)
@@ -141,21 +209,33 @@ class Worker:
         self.idle_wait = float(idle_wait)
         self.health_port = health_port
         self.health_host = health_host
-        self.host = socket.gethostname()
-        self.id: str = worker_id or f"{self.host}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-        validate.identifier(self.id, "worker_id")
-        self.log = EventLog(logging.getLogger("redispool.worker"), log_format, self.id)
-        self.processed = 0   # jobs finished (done or failed) since run() started
-        self.failed = 0      # of those, the failed ones
-        self._handlers: dict[str, Handler] = {}
-        self._default: Handler | None = None
-        self._events: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
-        self._stop_requested = False
-        self._started = False
-        self._health: HealthServer | None = None
+        self.log_format = log_format
+        self.log = log
+
+    def override(self, *, concurrency: int | None = None, lease: float | None = None,
+                 grace: float | None = None, health_port: int | None = None,
+                 health_host: str | None = None, log_format: str | None = None) -> None:
+        """Change options of a Worker that has not run yet (``redispool worker --lease ...``
+        over the app's own), checked as ``__init__`` checks them; None keeps an option.
+        A new ``concurrency`` also sets ``batch`` to match, as ``__init__`` does without one."""
+        if self._started:
+            raise RuntimeError("this Worker has run already; its options are fixed")
+        self._set(concurrency=self.concurrency if concurrency is None else concurrency,
+                  lease=self.lease if lease is None else lease,
+                  grace=self.grace if grace is None else grace,
+                  batch=self.batch if concurrency is None else None,
+                  health_port=self.health_port if health_port is None else health_port,
+                  health_host=self.health_host if health_host is None else health_host,
+                  log_format=self.log_format if log_format is None else log_format,
+                  beat_interval=self.beat_interval, idle_wait=self.idle_wait)
 
     # ------------------------------------------------------------------ set-up
-    def process(self, target: Any = None) -> Any:
+    @overload
+    def process(self, target: H) -> H: ...
+    @overload
+    def process(self, target: str | None = None) -> Callable[[H], H]: ...
+
+    def process(self, target: Handler | str | None = None) -> Handler | Callable[[H], H]:
         """Register a handler: ``@worker.process`` for every queue, ``@worker.process("q")``
         for one. The handler gets the ``Job``; its return value is stored as the result,
         an exception fails the job with ``"TypeName: message"`` as the error."""
@@ -165,9 +245,10 @@ class Worker:
             check_queue(target)
             if target not in self.queues:
                 raise InvalidOption(f"queue {target!r} is not one of this worker's queues {self.queues}")
-        return lambda handler: self._add(target, handler)
+        queue = target
+        return lambda handler: self._add(queue, handler)
 
-    def _add(self, queue: str | None, handler: Handler) -> Handler:
+    def _add(self, queue: str | None, handler: H) -> H:
         if not callable(handler):
             raise TypeError(f"a handler must be callable, got {handler!r}")
         if (queue is None and self._default is not None) or queue in self._handlers:
@@ -194,7 +275,7 @@ class Worker:
         """Ask a running worker to shut down gracefully (safe from any thread and from
         signal handlers)."""
         self._stop_requested = True
-        self._events.put(("stop",))
+        self._events.put(_WakeUp.STOP)
 
     # ------------------------------------------------------------------ running
     def run(self, burst: bool = False, *, burst_wait: float = BURST_WAIT_S) -> None:
@@ -205,30 +286,22 @@ class Worker:
         if self._started:
             raise RuntimeError("this Worker has run already; create a new one")
         validate.seconds_to_ms(burst_wait, "burst_wait")
-        routes = {q: self.handler_for(q) for q in self.queues}
+        handlers = {q: self.handler_for(q) for q in self.queues}
         self._started = True
-        self._burst = burst
-        self._burst_wait = float(burst_wait)
-        self._running: dict[tuple[str, str], _Running] = {}
-        self._finished: dict[str, tuple[list[Outcome], list[Outcome]]] = {}
-        self._rotation = Rotation(self.queues, self.concurrency, self.batch)
-        self._stopping = False
-        self._waiting = False          # the Waiter holds a request
-        self._reserved = 0             # slots kept free for the Waiter's claim
-        self._trouble = TroubleLog(self.log)
-        self._retry_at = 0.0           # no claim or ack before this (monotonic)
-        self._registered = False
-        self._reported = (0, 0)        # processed/failed already sent to the registry
-        now = time.monotonic()
-        self._next_lease_beat = math.inf
-        self._next_registry_beat = now
-        threads = async_runner = None
-        if any(not is_async(h) for h in routes.values()):
-            threads = ThreadRunner(self.concurrency, self._events.put, name=f"redispool-{self.id}")
-        if any(is_async(h) for h in routes.values()):
-            async_runner = AsyncRunner(self._events.put)
-        self._routes = {q: (h, async_runner if is_async(h) else threads) for q, h in routes.items()}
-        self._waiter = None if burst else Waiter(self.engine, self.id, self.lease, self._waited)
+        kinds = {is_async(h) for h in handlers.values()}  # a runner only for the kinds in use
+        runners: dict[bool, Runner] = {}
+        if True in kinds:
+            runners[True] = AsyncRunner(self._events.put)
+        if False in kinds:
+            runners[False] = ThreadRunner(self.concurrency, self._events.put, name=f"redispool-{self.id}")
+        self._run = _Run(
+            burst=burst, burst_wait=float(burst_wait),
+            routes={q: (h, runners[is_async(h)]) for q, h in handlers.items()},
+            runners=list(runners.values()),
+            rotation=Rotation(self.queues, self.concurrency, self.batch),
+            trouble=TroubleLog(self.log),
+            waiter=None if burst else Waiter(self.engine, self.id, self.lease, self._waited),
+            next_registry_beat=time.monotonic())
         previous = self._install_signals()
         try:
             if self.health_port is not None:
@@ -243,19 +316,19 @@ class Worker:
             self._loop()
             self._drain()
         finally:
-            self._finish(threads, async_runner)
+            self._finish()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _install_signals(self) -> dict[int, Any]:
+    def _install_signals(self) -> dict[int, signal._HANDLER]:
         if threading.current_thread() is not threading.main_thread():
             return {}
         return {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self._stop_requested:
-            self.log.event(ERROR, "exiting now", signal=name, in_flight=len(self._running))
+            self.log.event(ERROR, "exiting now", signal=name, in_flight=len(self._run.running))
             for handler in logging.getLogger().handlers + self.log.logger.handlers:
                 handler.flush()
             os._exit(1)
@@ -267,34 +340,36 @@ class Worker:
         return bool(self.engine.client.ping())
 
     def _loop(self) -> None:
+        run = self._run
         while True:
             self._pump(self._sleep_time())
             if self._stop_requested:
-                self._stopping = True
+                run.stopping = True
                 return
-            self._rotation.due_now()  # (the Waiter wakes for these too, but a wait it
+            run.rotation.due_now()  # (the Waiter wakes for these too, but a wait it
             # holds may predate what the last ack said)
-            backing_off = time.monotonic() < self._retry_at
+            backing_off = time.monotonic() < run.retry_at
             if not backing_off:
                 self._move_jobs()
             self._periodic()
-            if self._burst and self._burst_over():
-                self._stopping = True
+            if run.burst and self._burst_over():
+                run.stopping = True
                 return
             if not backing_off:
                 self._arm_waiter()
 
     def _sleep_time(self) -> float:
+        run = self._run
         now = time.monotonic()
-        if now < self._retry_at:
-            return min(self._retry_at - now, MAX_SLEEP_S)
-        if self._finished or (self._rotation and self._free() > 0 and not self._stopping):
+        if now < run.retry_at:
+            return min(run.retry_at - now, MAX_SLEEP_S)
+        if run.finished or (run.rotation and self._free() > 0 and not run.stopping):
             return 0.0
-        wake = min(self._next_lease_beat, self._next_registry_beat, self._rotation.next_due())
+        wake = min(run.next_lease_beat, run.next_registry_beat, run.rotation.next_due())
         return max(0.0, min(wake - now, MAX_SLEEP_S))
 
     def _free(self) -> int:
-        return self.concurrency - len(self._running) - self._reserved
+        return self.concurrency - len(self._run.running) - self._run.reserved
 
     # ------------------------------------------------------------------ events
     def _pump(self, timeout: float) -> None:
@@ -305,10 +380,11 @@ class Worker:
         except queue_mod.Empty:
             return
         while True:
-            if event.__class__ is Outcome:
+            if type(event) is Outcome:
                 self._outcome(event)
-            elif event.__class__ is Wake:
+            elif type(event) is Wake:
                 self._wait_ended(event)
+            # else _WakeUp.STOP: it only ended the wait; the caller sees the stop request
             try:
                 event = events.get_nowait()
             except queue_mod.Empty:
@@ -316,16 +392,16 @@ class Worker:
 
     def _outcome(self, outcome: Outcome) -> None:
         job = outcome.job
-        running = self._running.pop((job.queue, job.token), None)
+        running = self._run.running.pop((job.queue, job.token), None)
         if running is None:
             return  # given back at shutdown already
-        self._rotation.finished(job.queue)
+        self._run.rotation.finished(job.queue)
         if running.lost:
             self.log.event(DEBUG, "result discarded", job, reason="lease lost")
             return
-        lists = self._finished.get(job.queue)
+        lists = self._run.finished.get(job.queue)
         if lists is None:
-            lists = self._finished[job.queue] = ([], [])
+            lists = self._run.finished[job.queue] = ([], [])
         lists[0 if outcome.ok else 1].append(outcome)
 
     def _waited(self, wake: Wake) -> None:
@@ -333,12 +409,12 @@ class Worker:
         self._events.put(wake)
 
     def _wait_ended(self, wake: Wake) -> None:
-        self._waiting, self._reserved = False, 0
+        self._run.waiting, self._run.reserved = False, 0
         if wake.error is not None:
             self._failed(JOBS, wake.error)
             return
-        self._trouble.ok(JOBS)
-        if self._stopping:
+        self._run.trouble.ok(JOBS)
+        if self._run.stopping:
             self._release(wake.jobs)
             return
         queue = wake.queue
@@ -346,9 +422,9 @@ class Worker:
             return  # the wait timed out: the markers stay set, nothing was missed
         if wake.claimed:
             self._start(wake.jobs)
-            self._rotation.served(queue, len(wake.jobs), wake.wait)
+            self._run.rotation.served(queue, len(wake.jobs), wake.wait)
             return
-        self._rotation.join(queue)  # it gets one of the next free slots
+        self._run.rotation.join(queue)  # it gets one of the next free slots
         if wake.popped and self._free() <= 0:
             put_back(self.engine, queue)  # no slot now: let an idle worker elsewhere have it
 
@@ -356,19 +432,20 @@ class Worker:
     def _failed(self, channel: str, exc: BaseException) -> float:
         """A Redis call of ``channel`` failed: logged once per state; returns the backoff.
         Only a failed claim or ack ("jobs") pauses the job flow for it."""
-        delay = self._trouble.failed(channel, exc, expected=isinstance(exc, REDIS_TROUBLE))
+        delay = self._run.trouble.failed(channel, exc, expected=isinstance(exc, REDIS_TROUBLE))
         if channel == JOBS:
-            self._retry_at = time.monotonic() + delay
+            self._run.retry_at = time.monotonic() + delay
         return delay
 
     # ------------------------------------------------------------------ moving jobs
     def _move_jobs(self) -> None:
         """Acknowledge finished jobs (one ack per queue, leasing that queue's share of the
         free slots on the way), then lease the rest of the plan with claims."""
-        plan, spare = self._rotation.plan(0 if self._stopping else self._free())
-        for queue in list(self._finished):
+        run = self._run
+        plan, spare = run.rotation.plan(0 if run.stopping else self._free())
+        for queue in list(run.finished):
             limit = plan.pop(queue, 0)
-            if not limit and spare and queue not in self._rotation:
+            if not limit and spare and queue not in run.rotation:
                 limit = min(self.batch, spare)  # nobody else wants the slots: fill them on the way
                 spare -= limit
             if not self._ack(queue, limit):
@@ -379,40 +456,43 @@ class Worker:
             except REDIS_TROUBLE as exc:
                 self._failed(JOBS, exc)
                 return
-            self._trouble.ok(JOBS)
+            run.trouble.ok(JOBS)
             self._start(jobs)
-            self._rotation.served(queue, len(jobs), wait)
+            run.rotation.served(queue, len(jobs), wait)
 
     def _ack(self, queue: str, limit: int) -> bool:
         """Acknowledge ``queue``'s finished jobs, leasing up to ``limit`` more; False when
         Redis failed (the worker backs off)."""
-        done, failed = self._finished[queue]
+        run = self._run
+        done, failed = run.finished[queue]
         not_durable = None
         try:
             reply = self.engine.ack(queue, completed=[(o.job, o.result) for o in done],
                                     failed=[(o.job, o.error) for o in failed],
                                     worker_id=self.id, limit=limit, lease=self.lease)
         except NotDurable as exc:
-            # applied on the primary (exc.result); the jobs it leased were given back
-            reply, not_durable = getattr(exc, "result", None), exc
-            if reply is None:
+            # applied on the primary (Engine.ack puts its decoded reply on exc.result); the
+            # jobs it leased were given back
+            applied = getattr(exc, "result", None)
+            if not isinstance(applied, AckResult):
                 self._failed(JOBS, exc)
                 return False
+            reply, not_durable = applied, exc
         except REDIS_TROUBLE as exc:
             self._failed(JOBS, exc)
             return False
-        self._trouble.ok(JOBS)
-        self._trouble.durability(not_durable)
-        del self._finished[queue]
+        run.trouble.ok(JOBS)
+        run.trouble.durability(not_durable)
+        del run.finished[queue]
         self._acked(done, reply.completed, failed, reply.failed)
         if limit:
             if not_durable is None:
                 self._start(reply.jobs)
-                self._rotation.served(queue, len(reply.jobs), reply.wait)
+                run.rotation.served(queue, len(reply.jobs), reply.wait)
             else:
-                self._rotation.join(queue)  # its batch went back: claim it again
-        if self._burst and "scheduled" in reply.failed and not (limit and not reply.jobs):
-            self._rotation.join(queue)  # a retry was scheduled: learn when it is due
+                run.rotation.join(queue)  # its batch went back: claim it again
+        if run.burst and "scheduled" in reply.failed and not (limit and not reply.jobs):
+            run.rotation.join(queue)  # a retry was scheduled: learn when it is due
         return True
 
     def _acked(self, done: list[Outcome], done_ok: list[bool], failed: list[Outcome],
@@ -437,9 +517,10 @@ class Worker:
                       outcome.job, error=outcome.error, duration_ms=_ms(outcome.seconds), trace=outcome.trace)
 
     def _burst_over(self) -> bool:
-        if self._running or self._finished or self._rotation:
+        run = self._run
+        if run.running or run.finished or run.rotation:
             return False
-        if self._rotation.next_due() - time.monotonic() <= self._burst_wait:
+        if run.rotation.next_due() - time.monotonic() <= run.burst_wait:
             return False  # a retry or delayed job falls due soon: wait for it
         left = 0
         for queue in self.queues:
@@ -451,16 +532,17 @@ class Worker:
         fields: dict[str, Any] = {"processed": self.processed, "failed": self.failed}
         if left:
             fields.update(scheduled_left="?" if left < 0 else left,
-                          note=f"scheduled jobs due later than {self._burst_wait:g}s are left for the next run")
+                          note=f"scheduled jobs due later than {run.burst_wait:g}s are left for the next run")
         self.log.event(INFO, "burst done", **fields)
         return True
 
     def _arm_waiter(self) -> None:
         """Watch the queues out of the rotation: an idle worker claims from the first that
         wakes (holding its free slots for that claim), a busy one only hears which."""
-        if self._waiter is None or self._waiting or self._stopping:
+        run = self._run
+        if run.waiter is None or run.waiting or run.stopping:
             return
-        rotation = self._rotation
+        rotation = run.rotation
         watched = rotation.watched()
         if not watched:
             return
@@ -469,46 +551,48 @@ class Worker:
         # While some queues are in the rotation, the watch ends sooner: a queue that has
         # just emptied is only watched from the next request on.
         timeout = min(self.idle_wait, WATCH_WAIT_S) if rotation else self.idle_wait
-        self._waiting, self._reserved = True, limit
-        self._waiter.request(watched, limit, timeout, {q: rotation.due[q] for q in watched if q in rotation.due})
+        run.waiting, run.reserved = True, limit
+        run.waiter.request(watched, limit, timeout, {q: rotation.due[q] for q in watched if q in rotation.due})
 
     def _start(self, jobs: list[Job]) -> None:
         if not jobs:
             return
+        run = self._run
         next_beat = math.inf
         now = time.monotonic()
         verbose = self.log.enabled(INFO)
         for job in jobs:
             running = _Running(job, now + job.lease / 2)
-            self._running[(job.queue, job.token)] = running
-            self._rotation.started(job.queue)
+            run.running[(job.queue, job.token)] = running
+            run.rotation.started(job.queue)
             next_beat = min(next_beat, running.next_beat)
             if verbose:
                 self.log.event(INFO, "claimed", job)
-            handler, runner = self._routes[job.queue]
+            handler, runner = run.routes[job.queue]
             runner.submit(job, handler)
-        self._next_lease_beat = min(self._next_lease_beat, next_beat)
+        run.next_lease_beat = min(run.next_lease_beat, next_beat)
 
     def _periodic(self) -> None:
         now = time.monotonic()
-        if now >= self._next_lease_beat:
+        if now >= self._run.next_lease_beat:
             self._beat_leases(now)
-        if now >= self._next_registry_beat:
+        if now >= self._run.next_registry_beat:
             self._beat_registry(now)
 
     def _beat_leases(self, now: float) -> None:
         """Extend the leases that are due (or nearly), one call per queue."""
+        run = self._run
         due: dict[str, list[_Running]] = {}
         next_beat = math.inf
-        for running in self._running.values():
+        for running in run.running.values():
             if running.lost:
                 continue
             if running.next_beat <= now + min(1.0, running.job.lease / 8):
                 due.setdefault(running.job.queue, []).append(running)
             else:
                 next_beat = min(next_beat, running.next_beat)
-        if not due and LEASES in self._trouble:
-            self._trouble.ok(LEASES)  # nothing left to extend
+        if not due and LEASES in run.trouble:
+            run.trouble.ok(LEASES)  # nothing left to extend
         for queue, batch in due.items():
             try:
                 expiries = self.engine.heartbeat_many(queue, [r.job for r in batch])
@@ -518,7 +602,7 @@ class Worker:
                 delay = self._failed(LEASES, exc)
                 next_beat = min(next_beat, now + min(delay, 1.0))
                 continue
-            self._trouble.ok(LEASES)
+            run.trouble.ok(LEASES)
             for running, expiry in zip(batch, expiries):
                 if expiry is None:
                     running.lost = True
@@ -527,34 +611,35 @@ class Worker:
                     running.job.lease_expires_at = expiry
                     running.next_beat = now + running.job.lease / 2
                     next_beat = min(next_beat, running.next_beat)
-        self._next_lease_beat = next_beat
+        run.next_lease_beat = next_beat
 
     def _beat_registry(self, now: float) -> None:
-        self._next_registry_beat = now + self.beat_interval
+        run = self._run
+        run.next_registry_beat = now + self.beat_interval
         try:
-            if not self._registered:
+            if not run.registered:
                 self._register()
-            jobs = [f"{r.job.queue}/{r.job.id}" for r in self._running.values() if not r.lost]
+            jobs = [f"{r.job.queue}/{r.job.id}" for r in run.running.values() if not r.lost]
             processed, failed = self.processed, self.failed
             if not self.engine.beat_worker(self.id, jobs_in_progress=jobs,
-                                           processed=processed - self._reported[0],
-                                           failed=failed - self._reported[1]):
-                self._trouble.ok(REGISTRY)
+                                           processed=processed - run.reported[0],
+                                           failed=failed - run.reported[1]):
+                run.trouble.ok(REGISTRY)
                 self.log.event(WARNING, "registration expired", note="registering again")
-                self._registered = False
-                self._next_registry_beat = now
+                run.registered = False
+                run.next_registry_beat = now
                 return
-            self._reported = (processed, failed)
+            run.reported = (processed, failed)
         except REDIS_TROUBLE as exc:
             # retried on its own (at most every beat_interval): the job flow goes on
-            self._next_registry_beat = now + min(self._failed(REGISTRY, exc), self.beat_interval)
+            run.next_registry_beat = now + min(self._failed(REGISTRY, exc), self.beat_interval)
             return
-        self._trouble.ok(REGISTRY)
+        run.trouble.ok(REGISTRY)
 
     def _register(self) -> None:
         self.engine.register_worker(self.id, host=self.host, pid=os.getpid(), queues=self.queues)
-        self._registered = True
-        self._reported = (0, 0)  # a fresh registration starts its counters at zero
+        self._run.registered = True
+        self._run.reported = (0, 0)  # a fresh registration starts its counters at zero
 
     def _release(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -570,34 +655,34 @@ class Worker:
     # ------------------------------------------------------------------ stopping
     def _drain(self) -> None:
         """Let in-flight jobs finish within the grace period, still acking and heartbeating."""
+        run = self._run
         deadline = time.monotonic() + self.grace
-        if self._running or self._finished:
-            self.log.event(INFO, "stopping", in_flight=len(self._running), grace_s=self.grace)
-        while self._running or self._finished:
+        if run.running or run.finished:
+            self.log.event(INFO, "stopping", in_flight=len(run.running), grace_s=self.grace)
+        while run.running or run.finished:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
             self._pump(min(left, self._sleep_time()))
-            if time.monotonic() >= self._retry_at:
+            if time.monotonic() >= run.retry_at:
                 self._move_jobs()
             self._periodic()
 
-    def _finish(self, threads: ThreadRunner | None, async_runner: AsyncRunner | None) -> None:
+    def _finish(self) -> None:
         """Give back what is still leased, deregister and stop every helper thread."""
-        self._stopping = True
-        if self._waiter is not None:
-            self._waiter.close(self.idle_wait + 5.0)
+        run = self._run
+        run.stopping = True
+        if run.waiter is not None:
+            run.waiter.close(self.idle_wait + 5.0)
             self._pump(0)  # a claim that raced the stop is released here
-        if self._finished:
-            self._retry_at = 0.0
+        if run.finished:
+            run.retry_at = 0.0
             self._move_jobs()
-        left = [r.job for r in self._running.values() if not r.lost]
-        self._running.clear()
+        left = [r.job for r in run.running.values() if not r.lost]
+        run.running.clear()
         self._release(left)
-        if async_runner is not None:
-            async_runner.close()
-        if threads is not None:
-            threads.close()
+        for runner in run.runners:
+            runner.close()
         try:
             self.engine.deregister_worker(self.id)
         except REDIS_TROUBLE as exc:
