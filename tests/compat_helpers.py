@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 

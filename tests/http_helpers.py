@@ -51,7 +51,7 @@ class Served:
         """What the server wrote so far (with ``log``)."""
         return self.log.read_text() if self.log is not None else ""
 
-    def wait_ready(self, timeout: float = 20) -> "Served":
+    def wait_ready(self, timeout: float = 20) -> Served:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -60,7 +60,7 @@ class Served:
             except httpx.HTTPError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"redispool serve did not start: {self.output}")
+                    raise RuntimeError(f"redispool serve did not start: {self.output}") from None
                 time.sleep(0.05)
 
     def client(self, role: str | None = "admin", **kwargs) -> httpx.Client:

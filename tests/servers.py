@@ -13,8 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import redis
@@ -65,7 +65,7 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, every: 
         time.sleep(every)
 
 
-def replica_online(master: "Server", key: str = "servers:replication-check") -> bool:
+def replica_online(master: Server, key: str = "servers:replication-check") -> bool:
     """True once a write on ``master`` reaches a replica: after a diskless sync the master
     streams nothing to the replica until its first REPLCONF ACK (up to a second later), and
     until then WAIT counts no replica. On a cluster ``key`` must be in one of its slots."""
@@ -104,10 +104,9 @@ class Server:
         return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--save", "", "--appendonly", "no", *self.options]
 
-    def start(self) -> "Server":
-        log = open(self.dir / "server.log", "ab")
-        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+    def start(self) -> Server:
+        with open(self.dir / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
         client = self.client(socket_timeout=1)
         try:
             wait_for(lambda: self.proc.poll() is None and client.ping(), BOOT_TIMEOUT_S,
@@ -162,7 +161,7 @@ class Cluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(m.addr for m in self.masters)
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         for node in self.masters:
             node.start()
         subprocess.run(["redis-cli", "--cluster", "create", *[m.addr for m in self.masters],
@@ -253,7 +252,7 @@ class SentinelGroup:
     def url(self) -> str:
         return "redis+sentinel://" + ",".join(s.addr for s in self.sentinels) + f"/{self.name}"
 
-    def start(self) -> "SentinelGroup":
+    def start(self) -> SentinelGroup:
         self.master.start()
         self.replica.start()
         wait_for(lambda: replica_online(self.master), 30, "the replica to sync")
@@ -296,9 +295,8 @@ class Workers:
     def start(self, **settings: object) -> subprocess.Popen:
         env = dict(os.environ, REDISPOOL_URL=self.url, REDISPOOL_PREFIX=self.prefix, APP_NOTES=str(self.notes),
                    **{f"APP_{k.upper()}": str(v) for k, v in {**self.settings, **settings}.items()})
-        log = open(self.dir / f"worker{len(self.procs)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with open(self.dir / f"worker{len(self.procs)}.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=log, stderr=subprocess.STDOUT)
         proc.log_path = log.name  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc

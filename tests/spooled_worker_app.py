@@ -16,7 +16,7 @@ def main() -> None:
     client = SpooledClient(api_key=key, base_url=base)
     worker = SpooledWorker(client, queue_name=queue, concurrency=20, poll_interval=0.02,
                            lease_duration=5, shutdown_timeout=5, worker_id=worker_id)
-    out = open(out_path, "a", buffering=1)
+    out = open(out_path, "a", buffering=1)  # noqa: SIM115 (written by every job until the process ends)
 
     @worker.process
     def handle(ctx):

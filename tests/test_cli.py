@@ -98,7 +98,8 @@ def test_cue_commands(run, engine_for):
     assert "next fires at" in run("cue", "add", "reports", "nightly", "30 2 * * *", "--tz", "Europe/Berlin",
                                   "--payload", '{"k": 1}', "--misfire", "catch_up").stdout
     [cue] = json.loads(run("cue", "list", "--json").stdout)
-    assert (cue["name"], cue["tz"], cue["misfire"], cue["payload"]) == ("nightly", "Europe/Berlin", "catch_up", {"k": 1})
+    assert (cue["name"], cue["tz"], cue["misfire"], cue["payload"]) == \
+        ("nightly", "Europe/Berlin", "catch_up", {"k": 1})
     assert "nightly" in run("cue", "list").stdout
     run("cue", "pause", "reports", "nightly")
     assert engine_for.get_cue("reports", "nightly").paused

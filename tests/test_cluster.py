@@ -12,8 +12,8 @@ import collections
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
@@ -109,7 +109,7 @@ def test_a_worker_on_queues_of_three_masters_picks_up_at_once_and_does_not_poll(
             key = f"{queue}-{len(latencies)}"
             sent = time.monotonic()
             engine.enqueue(queue, key)
-            wait_for(lambda: key in picked, 5, f"a job of {queue} to be picked up")
+            wait_for(lambda key=key: key in picked, 5, f"a job of {queue} to be picked up")
             latencies.append(picked[key] - sent)
             time.sleep(0.3)
         assert max(latencies) < 0.5, latencies  # a time-sliced wait would take up to 3 s * 2/3

@@ -17,8 +17,13 @@ import yaml
 pytest.importorskip("cueapi")
 pytest.importorskip("cueapi_worker")
 from cueapi import CueAPI  # noqa: E402
-from cueapi.exceptions import (AuthenticationError, CueAPIError, CueLimitExceededError,  # noqa: E402
-                               CueNotFoundError, InvalidScheduleError)
+from cueapi.exceptions import (  # noqa: E402
+    AuthenticationError,
+    CueAPIError,
+    CueLimitExceededError,
+    CueNotFoundError,
+    InvalidScheduleError,
+)
 
 import redispool  # noqa: E402
 from redispool.compat.cueapi import QUEUE, claim_by_id  # noqa: E402
@@ -241,8 +246,9 @@ def test_auth_and_roles(server):
      "unsupported_transport"),                                                  # webhook (the default)
     ("POST", "/v1/cues", {"name": "w", "transport": "worker", "schedule": {"type": "recurring", "cron": "61 * * * *"}},
      400, "invalid_schedule"),
-    ("POST", "/v1/cues", {"name": "w", "transport": "worker", "schedule": {"type": "recurring", "cron": "* * * * *",
-                                                                           "timezone": "Mars/Base"}}, 400, "invalid_schedule"),
+    ("POST", "/v1/cues", {"name": "w", "transport": "worker",
+                          "schedule": {"type": "recurring", "cron": "* * * * *", "timezone": "Mars/Base"}},
+     400, "invalid_schedule"),
     ("POST", "/v1/cues", {"name": "w", "transport": "worker", "schedule": {"type": "once", "at": "soon"}}, 400,
      "invalid_schedule"),
     ("POST", "/v1/cues", {"transport": "worker", "schedule": {"type": "once"}}, 422, "validation_error"),

@@ -4,7 +4,6 @@ lifecycle, the dead-letter list, two SpooledWorker processes with one SIGKILLed,
 every route's error answers."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,8 +19,14 @@ from redis.retry import Retry
 
 pytest.importorskip("spooled")
 from spooled import SpooledClient, SpooledWorker  # noqa: E402
-from spooled.errors import (AuthenticationError, AuthorizationError, ConflictError, NotFoundError,  # noqa: E402
-                            ValidationError, is_lease_expired)
+from spooled.errors import (  # noqa: E402
+    AuthenticationError,
+    AuthorizationError,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+    is_lease_expired,
+)
 
 from compat_helpers import compat_server, sweeper, wait_for  # noqa: E402
 
@@ -208,9 +213,11 @@ def test_thousand_jobs_two_worker_processes_one_killed(client, server, queue, re
         ids += [r.job_id for r in out.succeeded]
     assert len(set(ids)) == 1000
     outs = [tmp_path / "a.txt", tmp_path / "b.txt"]
-    procs = [subprocess.Popen([sys.executable, str(HERE / "spooled_worker_app.py"), base + "/compat/spooled",
-                               WORKER, queue, name, str(out)], stderr=open(tmp_path / f"{name}.log", "w"))
-             for name, out in zip(("sp-a", "sp-b"), outs)]
+    procs = []
+    for name, out in zip(("sp-a", "sp-b"), outs):
+        with open(tmp_path / f"{name}.log", "w") as log:  # the child keeps its own copy
+            procs.append(subprocess.Popen([sys.executable, str(HERE / "spooled_worker_app.py"),
+                                           base + "/compat/spooled", WORKER, queue, name, str(out)], stderr=log))
 
     def slow_job_held_by_a() -> list:
         return [j for j in engine.jobs(queue, "leased", limit=100)

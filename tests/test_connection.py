@@ -25,12 +25,13 @@ from typing import Any
 
 import pytest
 import redis
-from servers import SentinelGroup, Server, free_port, need, wait_for
-from worker_helpers import running
 
 import redispool
 from redispool import ConnectionFailed, InvalidOption, NotDurable, Worker
 from redispool.aio import AsyncEngine
+
+from servers import SentinelGroup, Server, free_port, need, wait_for
+from worker_helpers import running
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMES = ["redis", "rediss-ca", "rediss-noverify", "unix", "cluster", "sentinel", "memory"]

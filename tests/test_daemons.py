@@ -23,12 +23,13 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner
-from servers import Server, need, wait_for
 
 import redispool
 from redispool import Engine, QueueNotEmpty, Scheduler, Sweeper
 from redispool.cli import cli
 from redispool.keys import due_key, queues_key
+
+from servers import Server, need, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,6 +16,7 @@ pytest.importorskip("starlette")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 import redispool  # noqa: E402
+
 from conftest import free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -56,7 +57,7 @@ def system(redis_url, tmp_path):
             break
         except Exception:
             if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"dashboard did not start: {server.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"dashboard did not start: {server.stderr.read().decode()[-2000:]}") from None
             time.sleep(0.1)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM)

@@ -16,8 +16,9 @@ pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 import redispool  # noqa: E402
-from conftest import RedisServer, free_port, need_redis_server  # noqa: E402
 from redispool.dashboard import create_dashboard  # noqa: E402
+
+from conftest import RedisServer, free_port, need_redis_server  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 QUEUES_PER_PAGE = 50   # the overview's page (figures.QUEUES_PER_PAGE)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -18,8 +17,9 @@ pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 import redispool  # noqa: E402
-from conftest import RedisServer, free_port  # noqa: E402
 from redispool.http import create_app  # noqa: E402
+
+from conftest import RedisServer, free_port  # noqa: E402
 
 TOKENS = {"admin-token-1": "admin", "worker-token-1": "worker", "read-token-1": "read"}
 
@@ -248,7 +248,8 @@ def test_unreachable_redis_is_503(tmp_path):
 
 def _call(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"Authorization": "Bearer worker-token-1", "Content-Type": "application/json"})
+                                     headers={"Authorization": "Bearer worker-token-1",
+                                              "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=40) as response:
             return response.status, json.loads(response.read())

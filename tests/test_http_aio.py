@@ -10,8 +10,9 @@ import time
 import pytest
 
 import redispool
-from conftest import RedisServer
 from redispool.aio import AsyncEngine
+
+from conftest import RedisServer
 
 
 def run(coro):

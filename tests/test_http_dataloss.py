@@ -18,10 +18,10 @@ import redis
 
 pytest.importorskip("starlette")
 
+import redispool
+
 from conftest import RedisServer
 from http_helpers import Served
-
-import redispool
 
 pytestmark = pytest.mark.slow
 JSON = {"Content-Type": "application/json"}
@@ -57,7 +57,8 @@ def test_a_payload_too_deep_to_hand_back_is_refused_at_enqueue(served):
         r = http.post("/v1/queues/poison/jobs", json={"payload": nested(101)})
         assert r.status_code == 400 and "100 levels" in r.json()["message"], r.text
         assert http.post("/v1/queues/poison/jobs", json={"payload": nested(99)}).status_code == 201
-        r = http.post("/v1/queues/poison/jobs", content="[" * 5000 + "]" * 5000, headers=JSON)   # past json.loads' recursion
+        # past json.loads' recursion
+        r = http.post("/v1/queues/poison/jobs", content="[" * 5000 + "]" * 5000, headers=JSON)
         assert (r.status_code, r.json()["error"]) == (400, "bad_input"), r.text
         assert engine.stats("poison")["ready"] == 1, "nothing of the refused requests was written"
         [job] = http.post("/v1/queues/poison/claim", json={"worker_id": "w", "limit": 10}).json()["jobs"]

@@ -12,12 +12,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("starlette")
 
 import redispool  # noqa: E402
+
 from conftest import RedisServer, free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -51,9 +53,9 @@ const post = async (path, body) => {
 def serve(url: str, prefix: str, log_path) -> tuple[subprocess.Popen, str]:
     """`redispool serve` logging to a file (a pipe nobody reads would fill and stall it)."""
     port = free_port()
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "redispool", "--url", url, "--prefix", prefix, "serve",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log, text=True)
+    with open(log_path, "w") as log:  # the child has its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "redispool", "--url", url, "--prefix", prefix, "serve",
+                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log, text=True)
     proc.log_path = log_path
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -64,7 +66,7 @@ def serve(url: str, prefix: str, log_path) -> tuple[subprocess.Popen, str]:
         except Exception:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError(f"serve did not start: {open(log_path).read()[-2000:]}")
+                raise RuntimeError(f"serve did not start: {Path(log_path).read_text()[-2000:]}") from None
             time.sleep(0.1)
 
 
@@ -112,7 +114,8 @@ def test_javascript_workers_drain_1000_jobs_while_one_is_killed(redis_url, tmp_p
             server.wait(20)
         except subprocess.TimeoutExpired:
             server.kill()
-            raise AssertionError(f"serve did not stop on SIGTERM: {open(server.log_path).read()[-3000:]}")
+            raise AssertionError(
+                f"serve did not stop on SIGTERM: {Path(server.log_path).read_text()[-3000:]}") from None
     stats = engine.stats("js")
     done = {j.id for j in engine.jobs("js", "done", limit=2000)}
     assert done == ids and stats["leased"] == stats["ready"] == stats["dead"] == 0

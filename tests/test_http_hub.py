@@ -113,7 +113,8 @@ def test_a_thousand_long_polls_and_a_burst_of_enqueues(served, redis_url):
 
     enqueued, answers = asyncio.run(go())
     print("\nwait hub figures:", {k: round(v, 2) for k, v in figures.items()})
-    assert Counter(r.status_code for r in enqueued) == {201: POLLS}, [r.text for r in enqueued if r.status_code != 201][:3]
+    assert Counter(r.status_code for r in enqueued) == {201: POLLS}, \
+        [r.text for r in enqueued if r.status_code != 201][:3]
     assert Counter(status for status, _ in answers) == {200: POLLS}
     ids = {r.json()["id"] for r in enqueued}
     claimed = [(job["queue"], job["id"]) for _, jobs in answers for job in jobs]
@@ -140,5 +141,6 @@ def test_bursts_of_plain_requests_and_health_checks_queue_for_a_connection(serve
                 await client.aclose()
 
     enqueues, health = asyncio.run(go())
-    assert Counter(r.status_code for r in enqueues) == {201: 300}, [r.text for r in enqueues if r.status_code != 201][:3]
+    assert Counter(r.status_code for r in enqueues) == {201: 300}, \
+        [r.text for r in enqueues if r.status_code != 201][:3]
     assert Counter(r.status_code for r in health) == {200: 500}, [r.text for r in health if r.status_code != 200][:3]

@@ -217,7 +217,8 @@ def test_registry_counts_complete_and_fail_and_records_every_queue(engine):
         c.post(f"/v1/queues/{q}/jobs/batch", json={"jobs": [{"payload": n} for n in range(3)]})
     held = []
     for q in ("mqa", "mqb", "mqc"):
-        held += [(q, j) for j in c.post(f"/v1/queues/{q}/claim", json={"worker_id": "node-1", "limit": 3}).json()["jobs"]]
+        claimed = c.post(f"/v1/queues/{q}/claim", json={"worker_id": "node-1", "limit": 3}).json()["jobs"]
+        held += [(q, j) for j in claimed]
     for n, (q, j) in enumerate(held[:5]):
         verb, extra = ("complete", {}) if n < 3 else ("fail", {"error": "boom"})
         assert c.post(f"/v1/queues/{q}/jobs/{j['id']}/{verb}",

@@ -14,10 +14,10 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 import redispool
+
 from http_helpers import ROOT, TOKENS, Served, tokens_file
 
 pytest.importorskip("starlette")

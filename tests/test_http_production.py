@@ -137,7 +137,8 @@ def test_slow_clients_are_cut_off_at_the_read_timeout(redis_url, tmp_path):
             if i % 3 == 0:
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")    # a head that never ends
             elif i % 3 == 1:
-                s.sendall(b"POST /v1/queues/s/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"pay")
+                s.sendall(b"POST /v1/queues/s/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 100\r\n\r\n{\"pay")
             socks.append(s)                                            # (and some send nothing at all)
         started = time.monotonic()
         for s in socks:
@@ -164,7 +165,8 @@ def test_sigterm_with_a_stalled_upload_exits_within_the_graceful_timeout(redis_u
                     log=tmp_path / "serve.log").wait_ready()
     s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     try:
-        s.sendall(b"POST /v1/queues/s/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"payload\"")
+        s.sendall(b"POST /v1/queues/s/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 100\r\n\r\n{\"payload\"")
         time.sleep(0.5)   # the request is in the app, reading its body
         started = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
@@ -178,8 +180,8 @@ def test_sigterm_with_a_stalled_upload_exits_within_the_graceful_timeout(redis_u
 
 # ---------------------------------------------------------------------- §19 start-up
 def run_serve(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "redispool", *args], cwd=ROOT, capture_output=True, text=True, check=False,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "redispool", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False, timeout=60)
 
 
 def test_start_up_errors_are_one_line(redis_url):

@@ -2,8 +2,8 @@
 against a real `redispool serve`: what a reader pastes must work."""
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 import subprocess
 import uuid

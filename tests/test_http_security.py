@@ -21,10 +21,11 @@ pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 import redispool  # noqa: E402
-from conftest import RedisServer, free_port  # noqa: E402
-from http_helpers import ROOT, TOKENS, Served, tokens_file  # noqa: E402
 from redispool.http import create_app, load_tokens, parse_tokens  # noqa: E402
 from redispool.http.auth import BadTokensFile  # noqa: E402
+
+from conftest import RedisServer, free_port  # noqa: E402
+from http_helpers import ROOT, TOKENS, Served, tokens_file  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 BY_TOKEN = {token: role for role, token in TOKENS.items()}
@@ -171,7 +172,8 @@ const shots = [
   fetch(api + "/v1/queues/victim/jobs?state=ready", {{method: "DELETE"}}).then(r => "sent", e => "blocked"),
   post("/compat/spooled/api/v1/jobs", JSON.stringify({{queue_name: "attacker-sp", payload: 1}}), "text/plain"),
   post("/compat/spooled/api/v1/jobs/claim", JSON.stringify({{queue_name: "victim", worker_id: "evil", limit: 100}})),
-  post("/compat/cueapi/v1/cues", JSON.stringify({{name: "evil", schedule: {{cron: "* * * * *"}}, transport: "worker"}})),
+  post("/compat/cueapi/v1/cues",
+       JSON.stringify({{name: "evil", schedule: {{cron: "* * * * *"}}, transport: "worker"}})),
 ];
 for (const id of ["f1", "f2", "f3"]) document.getElementById(id).submit();
 Promise.allSettled(shots).then(r => {{ window.outcome = r.map(x => x.value); document.title = "fired"; }});

@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("starlette")
 
 import redispool  # noqa: E402
+
 from http_helpers import ROOT, TOKENS, Served, tokens_file  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -240,7 +240,7 @@ def test_replay_all_goes_past_refused_jobs_in_front(engine):
     refused = dead_job(engine, "q", 0, unique_key="k")
     engine.enqueue("q", 1, unique_key="k", delay=3600)               # holds k, stays out of the way
     ids = engine.enqueue_many("q", range(1200), max_attempts=1)
-    for start in range(0, 1200, 1000):
+    for _ in range(0, 1200, 1000):
         jobs = engine.claim("q", "w", limit=1000)
         engine.ack("q", failed=[(job, "boom") for job in jobs])
     assert engine.stats("q")["dead"] == 1201

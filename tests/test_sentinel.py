@@ -10,14 +10,13 @@ from __future__ import annotations
 import collections
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 import redispool
 from redispool import InvalidOption, NotDurable
-
 from redispool.sweeper import Sweeper
 
 from servers import SentinelGroup, Server, Workers, need, replica_online, wait_for
@@ -174,7 +173,7 @@ class _Server72:
         self.connection_pool = self
 
     # the connection pool and its one raw connection
-    def get_connection(self, *_: object) -> "_Server72":
+    def get_connection(self, *_: object) -> _Server72:
         return self
 
     def release(self, _conn: object) -> None:

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -299,7 +299,8 @@ def test_an_idle_worker_is_woken_by_new_jobs_on_any_queue(engine):
         # picked up well before the 2 s wait would end: woken, not polled
         for queue in ("b", "a", "b"):
             job_id = engine.enqueue(queue, None)
-            wait_until(lambda: state(engine, queue, job_id) == "done", timeout=1.0, what=f"pickup on {queue}")
+            wait_until(lambda q=queue, j=job_id: state(engine, q, j) == "done", timeout=1.0,
+                       what=f"pickup on {queue}")
 
 
 def test_stop_lets_jobs_finish_within_grace_and_releases_the_rest(engine, caplog):

@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -37,8 +37,8 @@ class Apps:
     def start(self, **settings: object) -> subprocess.Popen:
         env = dict(os.environ, REDISPOOL_URL=self.url, REDISPOOL_PREFIX=self.prefix, APP_QUEUE=QUEUE,
                    **{f"APP_{k.upper()}": str(v) for k, v in settings.items()})
-        log = open(self.log_dir / f"worker{len(self.procs)}.log", "w")
-        proc = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.log_dir / f"worker{len(self.procs)}.log", "w") as log:  # the child keeps its own copy
+            proc = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=log, stderr=subprocess.STDOUT)
         proc.log_path = log.name  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc

@@ -9,10 +9,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
