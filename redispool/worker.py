@@ -92,9 +92,7 @@ BURST_WAIT_S = 30.0        # run(burst=True) waits for scheduled jobs due this s
 INFO, WARNING, ERROR, DEBUG = logging.INFO, logging.WARNING, logging.ERROR, logging.DEBUG
 # What talks to Redis, each retried on its own: only "jobs" (claims, acks) pauses the flow.
 JOBS, LEASES, REGISTRY = "jobs", "leases", "registry"
-
-
-H = TypeVar("H", bound=Handler)
+H = TypeVar("H", bound=Handler)  # @worker.process returns the handler it was given
 
 
 class _Running:
@@ -129,8 +127,9 @@ class _Run:
     rotation: Rotation
     trouble: TroubleLog
     waiter: Waiter | None                          # None in burst mode: no blocking waits
-    running: dict[tuple[str, str], _Running] = field(default_factory=dict)  # (queue, token) ->
-    finished: dict[str, tuple[list[Outcome], list[Outcome]]] = field(default_factory=dict)  # to ack
+    # jobs in progress by (queue, token); finished ones by queue, (done, failed), until acked
+    running: dict[tuple[str, str], _Running] = field(default_factory=dict)
+    finished: dict[str, tuple[list[Outcome], list[Outcome]]] = field(default_factory=dict)
     stopping: bool = False
     waiting: bool = False          # the Waiter holds a request
     reserved: int = 0              # slots kept free for the Waiter's claim

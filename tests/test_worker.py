@@ -423,6 +423,21 @@ def test_bad_set_up_is_refused(engine):
     assert state(engine, "r", job_id) == "ready"
 
 
+def test_override_checks_options_as_the_constructor_does_and_only_before_a_run(engine):
+    worker = Worker(engine, queues=["q"], concurrency=4, batch=2, lease=10, **QUICK)
+    for bad in [dict(lease=0), dict(grace=-1), dict(concurrency=0), dict(health_port=70000),
+                dict(log_format="xml")]:
+        with pytest.raises(ValueError):
+            worker.override(**bad)
+    assert (worker.concurrency, worker.batch, worker.lease, worker.grace) == (4, 2, 10.0, 30.0), "nothing changed"
+    worker.override(concurrency=20, grace=1)  # batch follows a new concurrency, as in the constructor
+    assert (worker.concurrency, worker.batch, worker.lease, worker.grace) == (20, 20, 10.0, 1.0)
+    worker.process(lambda job: None)
+    worker.run(burst=True)
+    with pytest.raises(RuntimeError):
+        worker.override(lease=5)
+
+
 # ---------------------------------------------------------------- Redis Cluster
 # (the 3-master cluster is the session fixture ``cluster_url`` of conftest.py)
 
