@@ -36,7 +36,7 @@ from .errors import (
     RedispoolError,
     from_redis,
 )
-from .hub import MARKER_MEMBER, WaitHub
+from .web.hub import MARKER_MEMBER, WaitHub
 from .keys import check_queue, queues_key
 from .models import Job, JobInfo, WorkerInfo
 from .scripts import AsyncScripts, Call

@@ -287,7 +287,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
         setattr(w.engine, attr, value)
     if metrics_port is not None:
         try:
-            from .http.metrics import serve_metrics
+            from .metrics import serve_metrics
         except ImportError as exc:
             fail(f"--metrics-port needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
         try:
@@ -644,7 +644,8 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
     try:
         import uvicorn
 
-        from .http import create_app, load_tokens, parse_tokens
+        from .server import create_app
+        from .web.auth import load_tokens, parse_tokens
         from .http.server import config, listen
     except ImportError as exc:
         fail(f"redispool serve needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")

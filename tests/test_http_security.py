@@ -22,7 +22,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 import redispool  # noqa: E402
 from redispool.http import create_app, load_tokens, parse_tokens  # noqa: E402
-from redispool.http.auth import BadTokensFile  # noqa: E402
+from redispool.web.auth import BadTokensFile  # noqa: E402
 
 from conftest import RedisServer, free_port  # noqa: E402
 from http_helpers import ROOT, TOKENS, Served, tokens_file  # noqa: E402

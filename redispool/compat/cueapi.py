@@ -36,25 +36,24 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-import redis
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from .. import codec, validate
-from ..engine import CLAIM_JOBS_AT
 from ..cron import Schedule
-from ..errors import (ConnectionFailed, CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedisFull,
-                      RedispoolError)
-from ..http.wire import check_depth, jsonable  # jsonable: tojson's, safe from deep values
+from ..engine import CLAIM_JOBS_AT
+from ..errors import CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedispoolError
 from ..keys import check_queue, cueapi_key
 from ..models import Job
-from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso, leases_of,
-                     on_engine, parse_time, read_json, unavailable)
+from ..web import endpoint
+from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, LeaseRef, check_depth, jsonable
+from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
+from ..web.workers import HttpWorkers, OnThreads
+from .common import (ENVELOPE_DEPTH, FOREVER_S, current_lease, fields, iso, leases_of, on_engine, parse_time,
+                     same_trouble)
 
 log = logging.getLogger("redispool.compat.cueapi")
 
@@ -63,11 +62,25 @@ CLAIM_LEASE_S = 900.0
 CLAIMABLE_MAX = 50
 TEXT_MAX = 2000
 DEFAULT_RETRY = {"max_attempts": 3, "backoff_minutes": [1, 5, 15]}
-FOREVER_S = 10 * 365 * 86400.0
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
+    """An error in the service's shape: ``{"error": {"code", "message", "status"}}``."""
     return JSONResponse({"error": {"code": code, "message": message, "status": status}}, status_code=status)
+
+
+DIALECT = Dialect(render=error, errors={
+    Unauthorized: (401, "invalid_api_key", "Missing or invalid Authorization header"),
+    Forbidden: (403, "forbidden", "this key may not do this (needs the {needed} role)"),
+    JobNotFound: (404, "execution_not_found"),
+    CueNotFound: (404, "cue_not_found"),
+    LeaseLost: (409, "execution_not_claiming"),
+    BodyTooLarge: (413, "payload_too_large", "Request body too large"),
+    BadJson: (400, "invalid_json"),
+    FieldError: (422, "validation_error"),     # a field missing or of the wrong type
+    InvalidCron: (400, "invalid_schedule"),
+    RedispoolError: (400, "validation_error"),
+}, trouble=same_trouble(503, "service_unavailable"), max_depth=ENVELOPE_DEPTH)
 
 
 def _text(value: bytes | str) -> str:
@@ -124,78 +137,44 @@ class CueapiApi:
         self.claim_lease = claim_lease
         validate.lease_ms(claim_lease)
 
-    # ------------------------------------------------------------------ plumbing
-    def route(self, method: str, path: str, role: str, handler: Callable[..., Awaitable[Any]],
-              status: int = 200) -> Route:
-        async def endpoint(request: Request) -> Response:
-            denied = check_role(request, self.tokens, role)
-            if denied == "unauthorized":
-                return error(401, "invalid_api_key", "Missing or invalid Authorization header")
-            if denied:
-                return error(403, "forbidden", f"this key may not do this (needs the {role} role)")
-            try:
-                body = None
-                if method in ("POST", "PATCH", "PUT"):
-                    body = await read_json(
-                        request, too_large=ProtocolError(413, "payload_too_large", "Request body too large"),
-                        invalid=Missing(400, "invalid_json", "the body is not valid JSON"))
-                result = await handler(request, body)
-            except ProtocolError as exc:
-                return error(exc.status, exc.code, exc.message)
-            except (JobNotFound,) as exc:
-                return error(404, "execution_not_found", str(exc))
-            except CueNotFound as exc:
-                return error(404, "cue_not_found", str(exc))
-            except LeaseLost as exc:
-                return error(409, "execution_not_claiming", str(exc))
-            except InvalidCron as exc:
-                return error(400, "invalid_schedule", str(exc))
-            except (ConnectionFailed, RedisFull, ConnectionError, TimeoutError, redis.RedisError) as exc:
-                return unavailable(error, "service_unavailable", exc, request)  # no Redis address
-            except (RedispoolError, ValueError, TypeError, LookupError) as exc:
-                return error(400, "validation_error", str(exc))
-            if isinstance(result, Response):
-                return result
-            if result is None:
-                return Response(status_code=204)
-            return JSONResponse(result, status_code=status)
-        return Route(path, endpoint, methods=[method])
+        registry = OnThreads(engine)
+        self.workers = HttpWorkers(lambda: registry)   # what each worker holds: in its registration
 
-    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await run_in_threadpool(fn, *args, **kwargs)
+    def route(self, method: str, path: str, role: str, handler: endpoint.Handler, status: int = 200) -> Any:
+        return endpoint.route(DIALECT, self.tokens, method, path, role, handler, status)
 
     # ------------------------------------------------------------------ cues
     @staticmethod
     def _check_retry(retry: Any, old: dict[str, Any]) -> dict[str, Any]:
         r = fields(retry, {"max_attempts": (int, old["max_attempts"]),
-                           "backoff_minutes": (list, old["backoff_minutes"])}, "retry", "validation_error")
+                           "backoff_minutes": (list, old["backoff_minutes"])}, "retry")
         if not 1 <= r["max_attempts"] <= 100:
-            raise ProtocolError(400, "validation_error", "retry.max_attempts must be 1 to 100")
+            raise Refusal(400, "validation_error", "retry.max_attempts must be 1 to 100")
         if not r["backoff_minutes"] or not all(isinstance(m, (int, float)) and not isinstance(m, bool)
                                                and 0 <= m <= 1440 for m in r["backoff_minutes"]):
-            raise ProtocolError(400, "validation_error", "retry.backoff_minutes must be a list of 0-1440 minutes")
+            raise Refusal(400, "validation_error", "retry.backoff_minutes must be a list of 0-1440 minutes")
         return r
 
     @staticmethod
     def _check_schedule(s: Any, old: dict[str, Any] | None = None) -> dict[str, Any]:
         old = old or {"type": None, "cron": None, "at": None, "timezone": "UTC"}
         sch = fields(s, {"type": (str, old["type"]), "cron": (str, None), "at": (str, None),
-                         "timezone": (str, old["timezone"])}, "schedule", "validation_error")
+                         "timezone": (str, old["timezone"])}, "schedule")
         kind = sch["type"] or ("recurring" if sch["cron"] else "once" if sch["at"] else None)
         if kind == "recurring":
             cron = sch["cron"] or old["cron"]
             if not cron:
-                raise ProtocolError(400, "invalid_schedule", "a recurring schedule needs cron")
+                raise Refusal(400, "invalid_schedule", "a recurring schedule needs cron")
             Schedule(cron, sch["timezone"])
             return {"type": "recurring", "cron": cron, "at": None, "timezone": sch["timezone"]}
         if kind == "once":
             at = sch["at"] or old["at"]
             if not at:
-                raise ProtocolError(400, "invalid_schedule", "a one-time schedule needs at")
+                raise Refusal(400, "invalid_schedule", "a one-time schedule needs at")
             Schedule("* * * * *", sch["timezone"])   # the zone must exist
             parse_time(at, "schedule.at", "invalid_schedule")
             return {"type": "once", "cron": None, "at": at, "timezone": sch["timezone"]}
-        raise ProtocolError(400, "invalid_schedule", "schedule.type must be 'recurring' or 'once'")
+        raise Refusal(400, "invalid_schedule", "schedule.type must be 'recurring' or 'once'")
 
     def _apply(self, record: dict[str, Any], old: dict[str, Any] | None = None) -> None:
         """Make the engine's side of a cue match ``record`` (from ``old``): a cue for a
@@ -245,9 +224,9 @@ class CueapiApi:
                 "warning": None, "created_at": iso(record["created_at"]), "updated_at": iso(record["updated_at"])}
 
     async def _record(self, cue_id: str) -> dict[str, Any]:
-        record = await self.call(read_record, self.engine, self.queue, cue_id)
+        record = await call(read_record, self.engine, self.queue, cue_id)
         if record is None:
-            raise ProtocolError(404, "cue_not_found", "Cue not found")
+            raise Refusal(404, "cue_not_found", "Cue not found")
         return record
 
     CUE = {"name": (str, REQUIRED), "description": (str, None), "schedule": (dict, REQUIRED),
@@ -255,22 +234,22 @@ class CueapiApi:
            "retry": (dict, None), "on_failure": (dict, None)}
 
     async def _name_taken(self, name: str, cue_id: str = "") -> None:
-        records = await self.call(read_records, self.engine, self.queue)
+        records = await call(read_records, self.engine, self.queue)
         if any(r["name"] == name and r["id"] != cue_id for r in records.values()):
-            raise ProtocolError(409, "duplicate_cue_name", f"a cue named {name!r} exists already")
+            raise Refusal(409, "duplicate_cue_name", f"a cue named {name!r} exists already")
 
     def _check_name(self, name: str) -> str:
         if not 1 <= len(name) <= 255:
-            raise ProtocolError(400, "validation_error", "name must be 1 to 255 characters")
+            raise Refusal(400, "validation_error", "name must be 1 to 255 characters")
         return name
 
     async def create_cue(self, request: Request, body: Any) -> Any:
-        b = fields(body, self.CUE, code="validation_error")
+        b = fields(body, self.CUE)
         if b["transport"] != "worker":
-            raise ProtocolError(400, "unsupported_transport",
+            raise Refusal(400, "unsupported_transport",
                                 "redispool serves worker-transport cues only (transport: \"worker\")")
         if b["callback"] is not None:
-            raise ProtocolError(400, "validation_error", "a worker-transport cue has no callback")
+            raise Refusal(400, "validation_error", "a worker-transport cue has no callback")
         name = self._check_name(b["name"])
         schedule = self._check_schedule(b["schedule"])
         payload = check_depth(b["payload"] or {})
@@ -280,41 +259,41 @@ class CueapiApi:
         record = {"id": f"cue_{uuid.uuid4().hex[:12]}", "name": name, "description": b["description"],
                   "schedule": schedule, "payload": payload, "on_failure": b["on_failure"],
                   "retry": self._check_retry(b["retry"], DEFAULT_RETRY), "created_at": now, "updated_at": now}
-        await self.call(write_record, self.engine, self.queue, record)
+        await call(write_record, self.engine, self.queue, record)
         try:
-            await self.call(self._apply, record)
+            await call(self._apply, record)
         except BaseException:
-            await self.call(delete_record, self.engine, self.queue, record["id"])
+            await call(delete_record, self.engine, self.queue, record["id"])
             raise
-        return JSONResponse(await self.call(self._cue_json, record), status_code=201)
+        return JSONResponse(await call(self._cue_json, record), status_code=201)
 
     async def list_cues(self, request: Request, body: Any) -> Any:
         q = request.query_params
         try:
             limit, offset = int(q.get("limit", 20)), int(q.get("offset", 0))
         except ValueError:
-            raise ProtocolError(400, "validation_error", "limit and offset must be integers") from None
+            raise Refusal(400, "validation_error", "limit and offset must be integers") from None
         if not 1 <= limit <= 100 or offset < 0:
-            raise ProtocolError(400, "validation_error", "limit must be 1 to 100 and offset >= 0")
-        records = sorted((await self.call(read_records, self.engine, self.queue)).values(),
+            raise Refusal(400, "validation_error", "limit must be 1 to 100 and offset >= 0")
+        records = sorted((await call(read_records, self.engine, self.queue)).values(),
                          key=lambda r: (r["created_at"], r["id"]))
-        cues = [await self.call(self._cue_json, r) for r in records]
+        cues = [await call(self._cue_json, r) for r in records]
         if q.get("status"):
             cues = [c for c in cues if c["status"] == q["status"]]
         return {"cues": cues[offset:offset + limit], "total": len(cues), "limit": limit, "offset": offset}
 
     async def get_cue(self, request: Request, body: Any) -> Any:
-        return await self.call(self._cue_json, await self._record(request.path_params["id"]))
+        return await call(self._cue_json, await self._record(request.path_params["id"]))
 
     async def update_cue(self, request: Request, body: Any) -> Any:
         record = await self._record(request.path_params["id"])
         b = fields(body, {"name": (str, None), "description": (str, None), "status": (str, None),
                           "schedule": (dict, None), "payload": (dict, None), "callback": (dict, None),
-                          "retry": (dict, None), "on_failure": (dict, None)}, code="validation_error")
+                          "retry": (dict, None), "on_failure": (dict, None)})
         if b["callback"] is not None:
-            raise ProtocolError(400, "validation_error", "a worker-transport cue has no callback")
+            raise Refusal(400, "validation_error", "a worker-transport cue has no callback")
         if b["status"] not in (None, "active", "paused"):
-            raise ProtocolError(400, "validation_error", "status must be 'active' or 'paused'")
+            raise Refusal(400, "validation_error", "status must be 'active' or 'paused'")
         new = dict(record)
         if b["name"] is not None:
             new["name"] = self._check_name(b["name"])
@@ -330,26 +309,26 @@ class CueapiApi:
         if b["retry"] is not None:
             new["retry"] = self._check_retry(b["retry"], record["retry"])
         if b["status"] is not None and new["schedule"]["type"] == "once":
-            raise ProtocolError(400, "validation_error", "a one-time cue cannot be paused; delete it instead")
+            raise Refusal(400, "validation_error", "a one-time cue cannot be paused; delete it instead")
         new["updated_at"] = time.time()
-        await self.call(write_record, self.engine, self.queue, new)
+        await call(write_record, self.engine, self.queue, new)
         if any(new[k] != record[k] for k in ("schedule", "payload", "retry")):
-            await self.call(self._apply, new, record)
+            await call(self._apply, new, record)
         if b["status"] == "paused":
-            await self.call(self.engine.pause_cue, self.queue, new["id"])
+            await call(self.engine.pause_cue, self.queue, new["id"])
         elif b["status"] == "active":
-            await self.call(self.engine.resume_cue, self.queue, new["id"])
-        return await self.call(self._cue_json, new)
+            await call(self.engine.resume_cue, self.queue, new["id"])
+        return await call(self._cue_json, new)
 
     async def delete_cue(self, request: Request, body: Any) -> Any:
         record = await self._record(request.path_params["id"])
         if record["schedule"]["type"] == "recurring":
             try:
-                await self.call(self.engine.remove_cue, self.queue, record["id"])
+                await call(self.engine.remove_cue, self.queue, record["id"])
             except CueNotFound:
                 pass
-        await self.call(self._cancel_fires, record["id"])
-        await self.call(delete_record, self.engine, self.queue, record["id"])
+        await call(self._cancel_fires, record["id"])
+        await call(delete_record, self.engine, self.queue, record["id"])
         return None
 
     def _cancel_fires(self, cue_id: str) -> None:
@@ -388,51 +367,54 @@ class CueapiApi:
         return out
 
     async def claimable(self, request: Request, body: Any) -> Any:
-        return {"executions": await self.call(self._claimable, request.query_params.get("task"))}
+        return {"executions": await call(self._claimable, request.query_params.get("task"))}
 
     def _worker_id(self, body: Any) -> str:
-        b = fields(body, {"worker_id": (str, REQUIRED)}, code="validation_error")
+        b = fields(body, {"worker_id": (str, REQUIRED)})
         if len(b["worker_id"]) > 255:
-            raise ProtocolError(400, "validation_error", "worker_id must be at most 255 characters")
+            raise Refusal(400, "validation_error", "worker_id must be at most 255 characters")
         return validate.identifier(b["worker_id"], "worker_id")
 
-    def _claimed(self, job: Job) -> dict[str, Any]:
+    async def _claimed(self, request: Request, worker_id: str, job: Job) -> dict[str, Any]:
+        """The answer to a claim; the worker's registration (when it has one: it registers
+        by heartbeating) lists the execution from now on."""
+        await self.workers.took(request, worker_id, self.queue, {job.id: job.lease_expires_at}, register=False)
         return {"claimed": True, "execution_id": job.id, "lease_seconds": int(job.lease),
                 "lease_expires_at": iso(job.lease_expires_at)}
 
     async def claim_one(self, request: Request, body: Any) -> Any:
         worker_id = self._worker_id(body)
         execution_id = request.path_params["id"]
-        job = await self.call(claim_by_id, self.engine, self.queue, execution_id, worker_id, self.claim_lease)
+        job = await call(claim_by_id, self.engine, self.queue, execution_id, worker_id, self.claim_lease)
         if job is None:
-            if await self.call(self.engine.get, self.queue, execution_id) is None:
-                raise ProtocolError(404, "execution_not_found", "Execution not found")
-            raise ProtocolError(409, "claim_failed", "Execution not available for claiming")
-        return self._claimed(job)
+            if await call(self.engine.get, self.queue, execution_id) is None:
+                raise Refusal(404, "execution_not_found", "Execution not found")
+            raise Refusal(409, "claim_failed", "Execution not available for claiming")
+        return await self._claimed(request, worker_id, job)
 
     async def claim_next(self, request: Request, body: Any) -> Any:
         worker_id = self._worker_id(body)
-        await self.call(self.engine.fire_due_cues, self.queue)
-        jobs = await self.call(self.engine.claim, self.queue, worker_id, limit=1, lease=self.claim_lease)
+        await call(self.engine.fire_due_cues, self.queue)
+        jobs = await call(self.engine.claim, self.queue, worker_id, limit=1, lease=self.claim_lease)
         if not jobs:
-            raise ProtocolError(409, "claim_failed", "No executions available for claiming")
-        return self._claimed(jobs[0])
+            raise Refusal(409, "claim_failed", "No executions available for claiming")
+        return await self._claimed(request, worker_id, jobs[0])
 
     async def _lease(self, execution_id: str) -> tuple[str | None, str | None, str | None]:
-        state, token, worker = await self.call(current_lease, self.engine, self.queue, execution_id)
+        state, token, worker = await call(current_lease, self.engine, self.queue, execution_id)
         if state is None:
-            raise ProtocolError(404, "execution_not_found", "Execution not found")
+            raise Refusal(404, "execution_not_found", "Execution not found")
         return state, token, worker
 
     async def heartbeat(self, request: Request, body: Any) -> Any:
         execution_id = request.path_params["id"]
         state, token, worker = await self._lease(execution_id)
         if state != "leased" or token is None:
-            raise ProtocolError(409, "execution_not_claiming", "Execution is not currently being claimed")
+            raise Refusal(409, "execution_not_claiming", "Execution is not currently being claimed")
         claimant = request.headers.get("x-worker-id")
         if claimant and worker and claimant != worker:
-            raise ProtocolError(403, "not_execution_owner", "Only the claiming worker can heartbeat")
-        expires = await self.call(self.engine.heartbeat, Lease(execution_id, self.queue, token), self.claim_lease)
+            raise Refusal(403, "not_execution_owner", "Only the claiming worker can heartbeat")
+        expires = await call(self.engine.heartbeat, LeaseRef(execution_id, self.queue, token), self.claim_lease)
         return {"execution_id": execution_id, "lease_extended_until": iso(expires), "acknowledged": True}
 
     OUTCOME = {"success": (bool, REQUIRED), "result": (str, None), "error": (str, None), "metadata": (dict, None),
@@ -441,32 +423,33 @@ class CueapiApi:
 
     async def outcome(self, request: Request, body: Any) -> Any:
         execution_id = request.path_params["id"]
-        b = fields(body, self.OUTCOME, code="validation_error")
+        b = fields(body, self.OUTCOME)
         for name in ("result", "error"):
             if b[name] is not None and len(b[name]) > TEXT_MAX:
-                raise ProtocolError(400, "validation_error", f"{name} must be at most {TEXT_MAX} characters")
-        state, token, _ = await self._lease(execution_id)
+                raise Refusal(400, "validation_error", f"{name} must be at most {TEXT_MAX} characters")
+        state, token, worker = await self._lease(execution_id)
         if state != "leased" or token is None:
-            info = await self.call(self.engine.get, self.queue, execution_id)
+            info = await call(self.engine.get, self.queue, execution_id)
             if info is not None and (info.state in ("done", "dead", "cancelled") or info.attempts):
-                raise ProtocolError(409, "outcome_already_recorded", "Outcome already recorded for this execution")
-            raise ProtocolError(409, "execution_not_claimed", "Execution has not been claimed")
-        lease = Lease(execution_id, self.queue, token)
+                raise Refusal(409, "outcome_already_recorded", "Outcome already recorded for this execution")
+            raise Refusal(409, "execution_not_claimed", "Execution has not been claimed")
+        lease = LeaseRef(execution_id, self.queue, token)
         kept = {k: v for k, v in b.items() if k not in ("success", "error") and v is not None}
         try:
             if b["success"]:
-                await self.call(self.engine.complete, lease, kept or None)
+                await call(self.engine.complete, lease, kept or None)
                 outcome_state = "reported_success"
             else:
-                await self.call(self._fail, lease, b["error"] or "handler reported failure")
+                await call(self._fail, lease, b["error"] or "handler reported failure")
                 outcome_state = "reported_failure"
         except LeaseLost:
-            raise ProtocolError(409, "outcome_already_recorded",
-                                "Outcome already recorded for this execution") from None
+            raise Refusal(409, "outcome_already_recorded", "Outcome already recorded for this execution") from None
+        await self.workers.settled(request, worker, self.queue, execution_id, failed=not b["success"],
+                                   register=False)
         return {"execution_id": execution_id, "outcome_recorded": True, "outcome_state": outcome_state,
                 "reason": None}
 
-    def _fail(self, lease: Lease, message: str) -> str:
+    def _fail(self, lease: LeaseRef, message: str) -> str:
         """Fail with the cue's backoff (``retry.backoff_minutes``, the last one repeating)."""
         delay = None
         fire = fire_of(lease.id)
@@ -495,9 +478,9 @@ class CueapiApi:
                 "created_at": iso(info.created_at), "updated_at": iso(info.updated_at)}
 
     async def get_execution(self, request: Request, body: Any) -> Any:
-        info = await self.call(self.engine.get, self.queue, request.path_params["id"])
+        info = await call(self.engine.get, self.queue, request.path_params["id"])
         if info is None:
-            raise ProtocolError(404, "execution_not_found", "Execution not found")
+            raise Refusal(404, "execution_not_found", "Execution not found")
         return self._execution(info)
 
     STATES_OF = {"pending": ("ready", "scheduled"), "retry_ready": ("scheduled",), "delivering": ("leased",),
@@ -508,16 +491,16 @@ class CueapiApi:
         try:
             limit, offset = int(q.get("limit", 20)), int(q.get("offset", 0))
         except ValueError:
-            raise ProtocolError(400, "validation_error", "limit and offset must be integers") from None
+            raise Refusal(400, "validation_error", "limit and offset must be integers") from None
         if not 1 <= limit <= 100 or offset < 0:
-            raise ProtocolError(400, "validation_error", "limit must be 1 to 100 and offset >= 0")
+            raise Refusal(400, "validation_error", "limit must be 1 to 100 and offset >= 0")
         status, cue_id, worker_id = q.get("status"), q.get("cue_id"), q.get("worker_id")
         if status is not None and status not in self.STATES_OF:
-            raise ProtocolError(400, "validation_error", f"unknown status {status!r}")
+            raise Refusal(400, "validation_error", f"unknown status {status!r}")
         found = []
         states = self.STATES_OF[status] if status else ("leased", "ready", "scheduled", "done", "dead", "cancelled")
         for state in states:
-            for info in await self.call(self.engine.jobs, self.queue, state, limit=1000):
+            for info in await call(self.engine.jobs, self.queue, state, limit=1000):
                 fire = fire_of(info.id)
                 if cue_id and (fire is None or fire[0] != cue_id):
                     continue
@@ -532,22 +515,18 @@ class CueapiApi:
     # ------------------------------------------------------------------ workers
     async def worker_heartbeat(self, request: Request, body: Any) -> Any:
         """Register or refresh the worker, and extend every claim it holds."""
-        b = fields(body, {"worker_id": (str, REQUIRED), "handlers": (list, None)}, code="validation_error")
+        b = fields(body, {"worker_id": (str, REQUIRED), "handlers": (list, None)})
         worker_id = self._worker_id({"worker_id": b["worker_id"]})
-        held = await self.call(leases_of, self.engine, self.queue, worker_id)
-        if held:
-            await self.call(self.engine.heartbeat_many, self.queue, held, self.claim_lease)
-        jobs = [lease.id for lease in held]
-        if not await self.call(self.engine.beat_worker, worker_id, jobs_in_progress=jobs):
-            host = request.client.host if request.client else "?"
-            await self.call(self.engine.register_worker, worker_id, host=host, pid=0, queues=[self.queue])
-            await self.call(self.engine.beat_worker, worker_id, jobs_in_progress=jobs)
+        held = await call(leases_of, self.engine, self.queue, worker_id)
+        expiries = await call(self.engine.heartbeat_many, self.queue, held, self.claim_lease) if held else []
+        taken = {lease.id: expires for lease, expires in zip(held, expiries) if expires is not None}
+        await self.workers.seen(request, worker_id, self.queue, taken=taken)   # registers it if unknown
         return {"acknowledged": True, "server_time": iso(time.time())}
 
     async def list_workers(self, request: Request, body: Any) -> Any:
         now = time.time()
         out = []
-        for w in await self.call(self.engine.workers, timeout=FOREVER_S):
+        for w in await call(self.engine.workers, timeout=FOREVER_S):
             if self.queue not in w.queues:
                 continue
             ago = max(0, int(now - w.last_heartbeat))
@@ -559,13 +538,13 @@ class CueapiApi:
     async def delete_worker(self, request: Request, body: Any) -> Any:
         """Give back the worker's claims (attempt not counted) and remove it."""
         worker_id = request.path_params["id"]
-        for lease in await self.call(leases_of, self.engine, self.queue, worker_id):
+        for lease in await call(leases_of, self.engine, self.queue, worker_id):
             try:
-                await self.call(self.engine.release, lease)
+                await call(self.engine.release, lease)
             except LeaseLost:
                 pass
-        if not await self.call(self.engine.deregister_worker, validate.identifier(worker_id, "worker_id")):
-            raise ProtocolError(404, "worker_not_found", "Worker not found")
+        if not await call(self.engine.deregister_worker, validate.identifier(worker_id, "worker_id")):
+            raise Refusal(404, "worker_not_found", "Worker not found")
         return None
 
 

@@ -34,22 +34,22 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
-import redis
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from .. import defaults, validate
 from ..aio import GIVE_UP
-from ..errors import ConnectionFailed, CueNotFound, JobNotFound, LeaseLost, RedisFull, RedispoolError
-from ..http.wire import Undeliverable, check_depth, deliverable, jsonable  # jsonable: tojson's, safe from deep values
+from ..errors import CueNotFound, JobNotFound, LeaseLost, RedispoolError
 from ..keys import STATES, check_queue
-from .common import (REQUIRED, Lease, Missing, ProtocolError, check_role, current_lease, fields, iso, leases_of,
-                     parse_time, read_json, unavailable)
+from ..web import endpoint
+from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, LeaseRef, Undeliverable, check_depth, \
+    deliverable, jsonable
+from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
+from ..web.workers import HttpWorkers, OnThreads
+from .common import ENVELOPE_DEPTH, FOREVER_S, current_lease, fields, iso, leases_of, parse_time, same_trouble
 
 log = logging.getLogger("redispool.compat.spooled")
 
@@ -64,7 +64,6 @@ WORKER_LEASE_S = 30                # told to workers at registration ...
 WORKER_HEARTBEAT_S = 10            # ... with how often to heartbeat themselves
 FAIL_ERROR_MAX = 2048
 LIST_MAX = 100
-FOREVER_S = 10 * 365 * 86400.0     # "every registered worker", whatever its last beat
 UNSUPPORTED = ("expires_at", "tags", "parent_job_id", "completion_webhook", "completion_webhook_secret")
 
 
@@ -80,7 +79,7 @@ def split_id(public: str) -> tuple[str, str]:
             raise ValueError
         check_queue(queue)
     except ValueError:
-        raise ProtocolError(404, "NOT_FOUND", "Job not found") from None
+        raise Refusal(404, "NOT_FOUND", "Job not found") from None
     return queue, job_id
 
 
@@ -125,104 +124,66 @@ def claimed(job: Any) -> dict[str, Any]:
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
+    """An error in the service's shape: ``{"code", "message"}``."""
     return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+DIALECT = Dialect(render=error, errors={
+    Unauthorized: (401, "UNAUTHORIZED", "a valid 'Authorization: Bearer KEY' header is required"),
+    Forbidden: (403, "ACCESS_DENIED", "this key may not do this (needs the {needed} role)"),
+    JobNotFound: (404, "NOT_FOUND"),
+    CueNotFound: (404, "NOT_FOUND"),
+    LeaseLost: (409, "LEASE_EXPIRED"),
+    BodyTooLarge: (413, "PAYLOAD_TOO_LARGE", "Request payload too large"),
+    BadJson: (422, "VALIDATION_ERROR"),
+    FieldError: (422, "VALIDATION_ERROR"),     # a field missing or of the wrong type
+    RedispoolError: (400, "VALIDATION_ERROR"),  # a value out of range
+}, trouble=same_trouble(503, "SERVICE_UNAVAILABLE"), max_depth=ENVELOPE_DEPTH)
 
 
 def _in_range(value: int, low: int, high: int, name: str) -> int:
     if not low <= value <= high:
-        raise ProtocolError(400, "VALIDATION_ERROR", f"{name} must be in [{low}, {high}], got {value}")
+        raise Refusal(400, "VALIDATION_ERROR", f"{name} must be in [{low}, {high}], got {value}")
     return value
 
 
 class SpooledApi:
-    """Route handlers; state kept here is only a per-process view of which jobs each HTTP
-    worker holds and its finished/failed counts since its last registry beat."""
+    """Route handlers. Nothing is kept here per worker: what an HTTP worker holds and
+    its finished/failed counts live in its registration in Redis (web/workers.py)."""
 
     def __init__(self, engine: Any, tokens: dict[str, str] | None) -> None:
         self.engine = engine
         self.tokens = tokens
-        self.held: dict[str, set[str]] = {}              # worker id -> public job ids
-        self.tally: dict[str, list[int]] = {}            # worker id -> [processed, failed]
+        registry = OnThreads(engine)
+        self.workers = HttpWorkers(lambda: registry)
 
-    # ------------------------------------------------------------------ plumbing
-    def route(self, method: str, path: str, role: str, handler: Callable[..., Awaitable[Any]],
-              status: int = 200) -> Route:
-        async def endpoint(request: Request) -> Response:
-            denied = check_role(request, self.tokens, role)
-            if denied == "unauthorized":
-                return error(401, "UNAUTHORIZED", "a valid 'Authorization: Bearer KEY' header is required")
-            if denied:
-                return error(403, "ACCESS_DENIED", f"this key may not do this (needs the {role} role)")
-            try:
-                body = None
-                if method in ("POST", "PUT", "PATCH"):
-                    body = await read_json(
-                        request, too_large=ProtocolError(413, "PAYLOAD_TOO_LARGE", "Request payload too large"),
-                        invalid=Missing(422, "VALIDATION_ERROR", "the body is not valid JSON"))
-                result = await handler(request, body)
-            except ProtocolError as exc:
-                return error(exc.status, exc.code, exc.message)
-            except LeaseLost as exc:
-                return error(409, "LEASE_EXPIRED", str(exc))
-            except (JobNotFound, CueNotFound) as exc:
-                return error(404, "NOT_FOUND", str(exc))
-            except (ConnectionFailed, RedisFull, ConnectionError, TimeoutError, redis.RedisError) as exc:
-                return unavailable(error, "SERVICE_UNAVAILABLE", exc, request)  # no Redis address
-            except (RedispoolError, ValueError, TypeError, LookupError) as exc:
-                return error(400, "VALIDATION_ERROR", str(exc))
-            if isinstance(result, Response):
-                return result
-            if result is None:
-                return Response(status_code=204)
-            return JSONResponse(result, status_code=status)
-        return Route(path, endpoint, methods=[method])
-
-    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await run_in_threadpool(fn, *args, **kwargs)
+    def route(self, method: str, path: str, role: str, handler: endpoint.Handler, status: int = 200) -> Any:
+        return endpoint.route(DIALECT, self.tokens, method, path, role, handler, status)
 
     async def info(self, public: str) -> Any:
         queue, job_id = split_id(public)
-        found = await self.call(self.engine.get, queue, job_id)
+        found = await call(self.engine.get, queue, job_id)
         if found is None:
-            raise ProtocolError(404, "NOT_FOUND", "Job not found")
+            raise Refusal(404, "NOT_FOUND", "Job not found")
         return found
 
-    async def lost(self, queue: str, job_id: str) -> ProtocolError:
+    async def lost(self, queue: str, job_id: str) -> Refusal:
         """Why a fenced write did nothing: 404 unknown job, 409 CONFLICT finished job,
         409 LEASE_EXPIRED otherwise (the lease expired or another worker holds it)."""
-        state, _, _ = await self.call(current_lease, self.engine, queue, job_id)
+        state, _, _ = await call(current_lease, self.engine, queue, job_id)
         if state is None:
-            return ProtocolError(404, "NOT_FOUND", "Job not found")
+            return Refusal(404, "NOT_FOUND", "Job not found")
         if state == "done":
-            return ProtocolError(409, "CONFLICT", "Job is already completed")
+            return Refusal(409, "CONFLICT", "Job is already completed")
         if state in ("dead", "cancelled"):
-            return ProtocolError(409, "CONFLICT", f"Job is already {STATUS[state]}")
-        return ProtocolError(409, "LEASE_EXPIRED", "the lease expired or another worker holds the job now")
-
-    def _finished(self, worker_id: str, public: str, failed: bool) -> None:
-        if worker_id not in self.held:    # counted only for workers whose claims this process saw
-            return
-        self.held[worker_id].discard(public)
-        tally = self.tally.setdefault(worker_id, [0, 0])
-        tally[0] += 1
-        tally[1] += int(failed)
-
-    async def _beat(self, worker_id: str) -> bool:
-        processed, failed = self.tally.pop(worker_id, [0, 0])
-        ok = await self.call(self.engine.beat_worker, worker_id,
-                             jobs_in_progress=sorted(self.held.get(worker_id, ())),
-                             processed=processed, failed=failed)
-        if not ok:  # not registered: keep the counts for the registration to come
-            tally = self.tally.setdefault(worker_id, [0, 0])
-            tally[0] += processed
-            tally[1] += failed
-        return ok
+            return Refusal(409, "CONFLICT", f"Job is already {STATUS[state]}")
+        return Refusal(409, "LEASE_EXPIRED", "the lease expired or another worker holds the job now")
 
     # ------------------------------------------------------------------ producing
     def _spec(self, item: dict[str, Any], *, max_retries: int, priority: int) -> list[Any]:
         for name in UNSUPPORTED:
             if item.get(name) is not None:
-                raise ProtocolError(400, "VALIDATION_ERROR", f"{name} is not supported by redispool")
+                raise Refusal(400, "VALIDATION_ERROR", f"{name} is not supported by redispool")
         run_at = None
         if item.get("scheduled_at") is not None:
             run_at = parse_time(item["scheduled_at"], "scheduled_at", "VALIDATION_ERROR")
@@ -242,7 +203,7 @@ class SpooledApi:
         queue = check_queue(b["queue_name"])
         _in_range(b["timeout_seconds"], 1, 86400, "timeout_seconds")
         spec = self._spec(b, max_retries=b["max_retries"], priority=b["priority"])
-        [(job_id, created)] = await self.call(self.engine.enqueue_specs, queue, [spec])
+        [(job_id, created)] = await call(self.engine.enqueue_specs, queue, [spec])
         return JSONResponse({"id": public_id(queue, job_id), "created": created},
                             status_code=201 if created else 200)
 
@@ -255,7 +216,7 @@ class SpooledApi:
                           "default_timeout_seconds": (int, None, None)})
         queue = check_queue(b["queue_name"])
         if not 1 <= len(b["jobs"]) <= LIST_MAX:
-            raise ProtocolError(400, "VALIDATION_ERROR", f"jobs must hold 1 to {LIST_MAX} jobs")
+            raise Refusal(400, "VALIDATION_ERROR", f"jobs must hold 1 to {LIST_MAX} jobs")
         if b["default_timeout_seconds"] is not None:
             _in_range(b["default_timeout_seconds"], 1, 86400, "default_timeout_seconds")
         priority = b["default_priority"] if b["default_priority"] is not None else 0
@@ -267,10 +228,10 @@ class SpooledApi:
                 own = item["priority"] if item["priority"] is not None else priority
                 specs.append(self._spec(item, max_retries=retries, priority=own))
                 indexes.append(index)
-            except (ProtocolError, ValueError) as exc:
+            except RedispoolError as exc:
                 failed.append({"index": index, "job_id": None, "created": None,
                                "error": getattr(exc, "message", str(exc))})
-        out = await self.call(self.engine.enqueue_specs, queue, specs) if specs else []
+        out = await call(self.engine.enqueue_specs, queue, specs) if specs else []
         succeeded = [{"index": i, "job_id": public_id(queue, job_id), "created": created, "error": None}
                      for i, (job_id, created) in zip(indexes, out)]
         return JSONResponse({"succeeded": succeeded, "failed": failed, "total": len(b["jobs"]),
@@ -284,7 +245,7 @@ class SpooledApi:
         limit = _in_range(b["limit"], 1, MAX_CLAIM, "limit")
         lease = _in_range(b["lease_duration_secs"], *LEASE_RANGE_S, "lease_duration_secs")
         worker_id = validate.identifier(b["worker_id"], "worker_id")
-        jobs = await self.call(self.engine.claim, queue, worker_id, limit=limit, lease=lease)
+        jobs = await call(self.engine.claim, queue, worker_id, limit=limit, lease=lease)
         # as the native API (http/app.py _deliver): nothing after the lease may lose the jobs
         out = []
         for j in jobs:
@@ -292,17 +253,10 @@ class SpooledApi:
                 deliverable(j.payload)
             except Undeliverable as exc:  # a deep payload from a Python producer: dead, alone
                 with contextlib.suppress(*GIVE_UP):
-                    await self.call(self.engine.fail, j, f"Undeliverable: {exc}", retry=False)
+                    await call(self.engine.fail, j, f"Undeliverable: {exc}", retry=False)
                 continue
             out.append(j)
-        self.held.setdefault(worker_id, set()).update(public_id(queue, j.id) for j in out)
-        try:  # best effort: a full or lost Redis must not strand the jobs already leased
-            if not await self._beat(worker_id):
-                host = request.client.host if request.client else "?"
-                await self.call(self.engine.register_worker, worker_id, host=host, pid=0, queues=[queue])
-                await self._beat(worker_id)
-        except GIVE_UP as exc:
-            log.warning("worker %s not registered/refreshed (its %d jobs are delivered): %s", worker_id, len(out), exc)
+        await self.workers.took(request, worker_id, queue, {public_id(queue, j.id): j.lease_expires_at for j in out})
         return {"jobs": [claimed(j) for j in out]}
 
     ACK = {"worker_id": (str, REQUIRED), "lease_id": (str, REQUIRED)}
@@ -311,22 +265,24 @@ class SpooledApi:
         b = fields(body, {**self.ACK, "result": (Any, None)})
         queue, job_id = split_id(request.path_params["id"])
         try:
-            await self.call(self.engine.complete, Lease(job_id, queue, b["lease_id"]), b["result"])
+            await call(self.engine.complete, LeaseRef(job_id, queue, b["lease_id"]), b["result"])
         except LeaseLost:
             raise await self.lost(queue, job_id) from None
-        self._finished(b["worker_id"], request.path_params["id"], failed=False)
+        await self.workers.settled(request, b["worker_id"], queue, request.path_params["id"], failed=False,
+                                   register=False)
         return {"success": True}
 
     async def fail(self, request: Request, body: Any) -> Any:
         b = fields(body, {**self.ACK, "error": (str, REQUIRED)})
         if not 1 <= len(b["error"]) <= FAIL_ERROR_MAX:
-            raise ProtocolError(400, "VALIDATION_ERROR", f"error must be 1 to {FAIL_ERROR_MAX} characters")
+            raise Refusal(400, "VALIDATION_ERROR", f"error must be 1 to {FAIL_ERROR_MAX} characters")
         queue, job_id = split_id(request.path_params["id"])
         try:
-            state = await self.call(self.engine.fail, Lease(job_id, queue, b["lease_id"]), b["error"])
+            state = await call(self.engine.fail, LeaseRef(job_id, queue, b["lease_id"]), b["error"])
         except LeaseLost:
             raise await self.lost(queue, job_id) from None
-        self._finished(b["worker_id"], request.path_params["id"], failed=True)
+        await self.workers.settled(request, b["worker_id"], queue, request.path_params["id"], failed=True,
+                                   register=False)
         return {"success": True, "error": None, "status": "failed" if state == "scheduled" else STATUS[state]}
 
     async def heartbeat(self, request: Request, body: Any) -> Any:
@@ -334,9 +290,10 @@ class SpooledApi:
         lease = _in_range(b["lease_duration_secs"], *LEASE_RANGE_S, "lease_duration_secs")
         queue, job_id = split_id(request.path_params["id"])
         try:
-            expires = await self.call(self.engine.heartbeat, Lease(job_id, queue, b["lease_id"]), lease)
+            expires = await call(self.engine.heartbeat, LeaseRef(job_id, queue, b["lease_id"]), lease)
         except LeaseLost:
             raise await self.lost(queue, job_id) from None
+        await self.workers.took(request, b["worker_id"], queue, {request.path_params["id"]: expires}, register=False)
         return {"success": True, "lease_expires_at": iso(expires)}
 
     # ------------------------------------------------------------------ reading and acting
@@ -346,22 +303,22 @@ class SpooledApi:
     async def cancel(self, request: Request, body: Any) -> Any:
         queue, job_id = split_id(request.path_params["id"])
         try:
-            if await self.call(self.engine.cancel, queue, job_id):
+            if await call(self.engine.cancel, queue, job_id):
                 return None
         except JobNotFound:
-            raise ProtocolError(404, "NOT_FOUND", "Job not found") from None
+            raise Refusal(404, "NOT_FOUND", "Job not found") from None
         raise await self.lost(queue, job_id)
 
     async def retry(self, request: Request, body: Any) -> Any:
         info = await self.info(request.path_params["id"])
         if info.state != "dead":
-            raise ProtocolError(409, "CONFLICT", "Job cannot be retried (only dead-lettered jobs can be; "
+            raise Refusal(409, "CONFLICT", "Job cannot be retried (only dead-lettered jobs can be; "
                                                  "a failed job is already scheduled for its retry)")
-        await self.call(self.engine.replay_dead, info.queue, [info.id])
+        await call(self.engine.replay_dead, info.queue, [info.id])
         return job_record(await self.info(request.path_params["id"]))
 
     async def _queues(self, name: str | None) -> list[str]:
-        return [check_queue(name)] if name else await self.call(self.engine.queues)
+        return [check_queue(name)] if name else await call(self.engine.queues)
 
     async def _page(self, queues: list[str], states: list[str], offset: int, limit: int,
                     keep: Callable[[Any], bool] = lambda info: True) -> tuple[list[Any], bool]:
@@ -370,7 +327,7 @@ class SpooledApi:
         want = offset + limit + 1
         for queue in queues:
             for state in states:
-                infos = await self.call(self.engine.jobs, queue, state, limit=want)
+                infos = await call(self.engine.jobs, queue, state, limit=want)
                 found.extend(i for i in infos if keep(i))
                 if len(found) >= want:
                     break
@@ -383,7 +340,7 @@ class SpooledApi:
         try:
             limit, offset = int(q.get("limit", 50)), int(q.get("offset", 0))
         except ValueError:
-            raise ProtocolError(400, "VALIDATION_ERROR", "limit and offset must be integers") from None
+            raise Refusal(400, "VALIDATION_ERROR", "limit and offset must be integers") from None
         return _in_range(limit, 1, LIST_MAX, "limit"), _in_range(offset, 0, 10**9, "offset")
 
     @staticmethod
@@ -396,7 +353,7 @@ class SpooledApi:
         wanted = [s.strip() for s in q.get("status", "").split(",") if s.strip()]
         unknown = [s for s in wanted if s not in STATE_OF]
         if unknown:
-            raise ProtocolError(400, "VALIDATION_ERROR", f"unknown status {unknown[0]!r}")
+            raise Refusal(400, "VALIDATION_ERROR", f"unknown status {unknown[0]!r}")
         states = list(dict.fromkeys(STATE_OF[s] for s in wanted)) or list(STATES)
         statuses = set(wanted)
         job_type = q.get("job_type")
@@ -410,12 +367,12 @@ class SpooledApi:
     async def batch_status(self, request: Request, body: Any) -> Any:
         ids = [i for i in request.query_params.get("ids", "").split(",") if i]
         if not 1 <= len(ids) <= LIST_MAX:
-            raise ProtocolError(400, "VALIDATION_ERROR", f"give 1 to {LIST_MAX} ids")
+            raise Refusal(400, "VALIDATION_ERROR", f"give 1 to {LIST_MAX} ids")
         out = []
         for public in ids:
             try:
                 info = await self.info(public)
-            except ProtocolError:
+            except Refusal:
                 continue
             out.append({"id": public, "status": _status(info), "queue_name": info.queue,
                         "retry_count": _retry_count(info), "created_at": iso(info.created_at),
@@ -425,8 +382,8 @@ class SpooledApi:
     async def stats(self, request: Request, body: Any) -> Any:
         totals = dict.fromkeys(("pending", "scheduled", "processing", "completed", "failed", "deadletter",
                                 "cancelled"), 0)
-        for queue in await self.call(self.engine.queues):
-            s = await self.call(self.engine.stats, queue)
+        for queue in await call(self.engine.queues):
+            s = await call(self.engine.stats, queue)
             for state, status in STATUS.items():
                 totals[status] += s[state]
         return {**totals, "total": sum(totals.values())}
@@ -444,25 +401,25 @@ class SpooledApi:
         if b["job_ids"] is not None:
             for public in b["job_ids"]:
                 if not isinstance(public, str):
-                    raise Missing(422, "VALIDATION_ERROR", "job_ids must be a list of job id strings")
+                    raise FieldError("job_ids must be a list of job id strings")
                 try:
                     queue, job_id = split_id(public)
-                except ProtocolError:
+                except Refusal:
                     continue
                 if b["queue_name"] in (None, queue):
                     by_queue.setdefault(queue, []).append(job_id)
         else:
             for queue in await self._queues(b["queue_name"]):
-                dead = await self.call(self.engine.jobs, queue, "dead", limit=limit or defaults.BATCH_MAX)
+                dead = await call(self.engine.jobs, queue, "dead", limit=limit or defaults.BATCH_MAX)
                 by_queue[queue] = [i.id for i in dead]
         retried: list[str] = []
         for queue, ids in by_queue.items():
-            infos = [await self.call(self.engine.get, queue, i) for i in ids]
+            infos = [await call(self.engine.get, queue, i) for i in ids]
             dead_ids = [i.id for i in infos if i is not None and i.state == "dead"]
             if limit is not None:
                 dead_ids = dead_ids[:max(0, limit - len(retried))]
             if dead_ids:
-                await self.call(self.engine.replay_dead, queue, dead_ids)
+                await call(self.engine.replay_dead, queue, dead_ids)
                 retried.extend(public_id(queue, i) for i in dead_ids)
         return {"retried_count": len(retried), "retried_jobs": retried, "skipped_jobs": []}
 
@@ -470,20 +427,20 @@ class SpooledApi:
         b = fields(body, {"confirm": (bool, REQUIRED), "queue_name": (str, None), "older_than": (str, None),
                           "limit": (int, None, None)})
         if not b["confirm"]:
-            raise ProtocolError(400, "VALIDATION_ERROR", "confirm must be true to purge the dead-letter queue")
+            raise Refusal(400, "VALIDATION_ERROR", "confirm must be true to purge the dead-letter queue")
         older = parse_time(b["older_than"], "older_than", "VALIDATION_ERROR") if b["older_than"] else None
         limit = _in_range(b["limit"], 1, 10_000, "limit") if b["limit"] is not None else None
         purged = 0
         for queue in await self._queues(b["queue_name"]):
             if older is None and limit is None:
-                purged += await self.call(self.engine.purge, queue, "dead")
+                purged += await call(self.engine.purge, queue, "dead")
                 continue
-            dead = await self.call(self.engine.jobs, queue, "dead", limit=10_000)
+            dead = await call(self.engine.jobs, queue, "dead", limit=10_000)
             for info in dead:
                 if limit is not None and purged >= limit:
                     break
                 if older is None or info.created_at < older:
-                    purged += int(await self.call(self.engine.delete_job, queue, info.id))
+                    purged += int(await call(self.engine.delete_job, queue, info.id))
         return {"purged_count": purged}
 
     # ------------------------------------------------------------------ workers
@@ -496,8 +453,7 @@ class SpooledApi:
         queue = check_queue(b["queue_name"])
         _in_range(b["max_concurrency"], 1, 100, "max_concurrency")
         worker_id = validate.identifier(b["worker_id"] or str(uuid.uuid4()), "worker_id")
-        await self.call(self.engine.register_worker, worker_id, host=b["hostname"], pid=0, queues=[queue])
-        await self._beat(worker_id)
+        await call(self.engine.register_worker, worker_id, host=b["hostname"], pid=0, queues=[queue])
         return JSONResponse({"id": worker_id, "queue_name": queue, "lease_duration_secs": WORKER_LEASE_S,
                              "heartbeat_interval_secs": WORKER_HEARTBEAT_S}, status_code=201)
 
@@ -505,29 +461,27 @@ class SpooledApi:
         b = fields(body, {"current_jobs": (int, 0), "status": (str, None), "metadata": (Any, None)})
         _in_range(b["current_jobs"], 0, 10**6, "current_jobs")
         worker_id = request.path_params["id"]
-        if not await self._beat(validate.identifier(worker_id, "worker_id")):
-            raise ProtocolError(404, "NOT_FOUND", "Worker not found")
+        if not await self.workers.seen(request, validate.identifier(worker_id, "worker_id"), None, register=False):
+            raise Refusal(404, "NOT_FOUND", "Worker not found")
         return {"success": True}
 
     async def _worker(self, worker_id: str) -> Any:
-        for w in await self.call(self.engine.workers, timeout=FOREVER_S):
+        for w in await call(self.engine.workers, timeout=FOREVER_S):
             if w.id == worker_id:
                 return w
-        raise ProtocolError(404, "NOT_FOUND", "Worker not found")
+        raise Refusal(404, "NOT_FOUND", "Worker not found")
 
     async def deregister(self, request: Request, body: Any) -> Any:
         """Give back every lease the worker still holds (attempt not counted), then
         remove its registration."""
         w = await self._worker(request.path_params["id"])
         for queue in w.queues:
-            for lease in await self.call(leases_of, self.engine, queue, w.id):
+            for lease in await call(leases_of, self.engine, queue, w.id):
                 try:
-                    await self.call(self.engine.release, lease)
+                    await call(self.engine.release, lease)
                 except LeaseLost:
                     pass
-        await self.call(self.engine.deregister_worker, w.id)
-        self.held.pop(w.id, None)
-        self.tally.pop(w.id, None)
+        await call(self.engine.deregister_worker, w.id)
         return None
 
     @staticmethod
@@ -541,7 +495,7 @@ class SpooledApi:
         return out
 
     async def list_workers(self, request: Request, body: Any) -> Any:
-        return [self._worker_json(w) for w in await self.call(self.engine.workers)]
+        return [self._worker_json(w) for w in await call(self.engine.workers)]
 
     async def get_worker(self, request: Request, body: Any) -> Any:
         return self._worker_json(await self._worker(request.path_params["id"]), full=True)

@@ -12,7 +12,7 @@ def from_env():  # pragma: no cover - exercised through uvicorn in bin/screensho
     import os
 
     from .. import connect
-    from ..http.auth import parse_tokens
+    from ..web.auth import parse_tokens
     raw = os.environ.get("REDISPOOL_TOKENS", "")
     return create_dashboard(connect(), tokens=parse_tokens(raw, "REDISPOOL_TOKENS") if raw.strip() else None,
                             worker_timeout=float(os.environ.get("REDISPOOL_WORKER_TIMEOUT", "60")),

@@ -25,9 +25,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ConnectionFailed, RedisFull, RedispoolError
-from ..http import outage
-from ..http.access import audit, clean, note
-from ..http.auth import same, token_role
+from ..web import outage
+from ..web.access import audit, clean, note
+from ..web.auth import allows, cookie_role, same, token_role
+from ..web.endpoint import call
 from ..keys import QUEUE_NAME
 from . import figures
 from .views import STATES, Page, age, chart, e, kept, pager, table, u, when
@@ -38,7 +39,15 @@ TOKEN_COOKIE, CSRF_COOKIE = "rp_token", "rp_csrf"
 
 
 class Forbidden(Exception):
-    pass
+    """A role that may only look tried to act (answered 403)."""
+
+
+class NotFound(RedispoolError, LookupError):
+    """A page or action names a queue or job that is not there (or cannot be)."""
+
+
+class Refused(RedispoolError, ValueError):
+    """An action that cannot be done as asked; the page it came from says why."""
 
 
 def create_dashboard(engine: Any, *, tokens: Mapping[str, str] | None = None,
@@ -83,9 +92,24 @@ class _Dashboard:
         ]
 
     def role(self, request: Request) -> str | None:
-        if self.tokens is None:
-            return "admin"
-        return token_role(request.cookies.get(TOKEN_COOKIE, ""), self.tokens)
+        """The role of the signed-in token cookie (admin without tokens); None: sign in."""
+        return cookie_role(request.cookies.get(TOKEN_COOKIE), self.tokens)
+
+    def may_act(self, request: Request, form: Mapping[str, Any]) -> Response | None:
+        """None when the request may act: signed in, with the CSRF token of its cookie, as
+        admin (else Forbidden); otherwise the refusal, audited."""
+        role = self.role(request)
+        note(request, role=role or "-")
+        if role is None:
+            _audit(request, "-", "refused: not signed in")
+            return PlainTextResponse("sign in first", status_code=401)
+        if not _csrf_ok(request, form):
+            _audit(request, role, "refused: missing or wrong CSRF token")
+            return PlainTextResponse("missing or wrong CSRF token", status_code=403)
+        if not allows(role, "admin"):
+            _audit(request, role, "refused: role may only look")
+            raise Forbidden()
+        return None
 
     def page(self, request: Request, role: str) -> Page:
         csrf = request.cookies.get(CSRF_COOKIE) or request.state.new_csrf
@@ -121,7 +145,7 @@ class _Dashboard:
                 message, headers = outage.public(code, str(exc), request.url.path)
                 out = HTMLResponse(self.page(request, role).layout("Redis trouble", f"<h1>{e(message)}</h1>"),
                                    status_code=507 if code == "redis_full" else 503, headers=headers)
-            except (RedispoolError, LookupError, ValueError) as exc:
+            except RedispoolError as exc:
                 out = HTMLResponse(self.page(request, role).layout("Not found", f"<h1>{e(exc)}</h1>"),
                                    status_code=404)
             response = out if isinstance(out, Response) else HTMLResponse(out)
@@ -132,27 +156,18 @@ class _Dashboard:
 
     def action(self, act: Callable[[Request, dict], str]) -> Callable:
         async def endpoint(request: Request) -> Response:
-            role = self.role(request)
-            note(request, role=role or "-")
-            if role is None:
-                _audit(request, "-", "refused: not signed in")
-                return PlainTextResponse("sign in first", status_code=401)
             form = dict(await request.form())
             form["ids"] = (await request.form()).getlist("ids")
-            cookie = request.cookies.get(CSRF_COOKIE, "")
-            if not cookie or not same(str(form.get("csrf", "")), cookie):
-                _audit(request, role, "refused: missing or wrong CSRF token")
-                return PlainTextResponse("missing or wrong CSRF token", status_code=403)
-            if role != "admin":
-                _audit(request, role, "refused: role may only look")
-                raise Forbidden()
-            from starlette.concurrency import run_in_threadpool
+            refused = self.may_act(request, form)
+            if refused is not None:
+                return refused
+            role = "admin"
             try:
-                target = await run_in_threadpool(act, request, form)
+                target = await call(act, request, form)
             except (ConnectionFailed, RedisFull) as exc:
                 _audit(request, role, f"failed: {outage.kind(exc)}")
                 return _trouble(request, exc)
-            except (RedispoolError, ValueError, LookupError) as exc:
+            except RedispoolError as exc:
                 _audit(request, role, f"failed: {exc}")
                 self.shared.clear()
                 back = request.headers.get("referer") or "/"
@@ -194,9 +209,7 @@ class _Dashboard:
         return response
 
     async def logout(self, request: Request) -> Response:
-        form = await request.form()
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not cookie or not same(str(form.get("csrf", "")), cookie):
+        if not _csrf_ok(request, await request.form()):
             return PlainTextResponse("missing or wrong CSRF token", status_code=403)
         _audit(request, self.role(request) or "-", "logout")
         response = RedirectResponse("/login", status_code=303)
@@ -396,19 +409,11 @@ class _Dashboard:
     # ------------------------------------------------------------------ actions
     async def enqueue(self, request: Request) -> Response:
         """Enqueue from the form; bad input is shown next to its field and writes nothing."""
-        role = self.role(request)
-        note(request, role=role or "-")
-        if role is None:
-            _audit(request, "-", "refused: not signed in")
-            return PlainTextResponse("sign in first", status_code=401)
         form = {k: str(v) for k, v in (await request.form()).items()}
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not cookie or not same(form.get("csrf", ""), cookie):
-            _audit(request, role, "refused: missing or wrong CSRF token")
-            return PlainTextResponse("missing or wrong CSRF token", status_code=403)
-        if role != "admin":
-            _audit(request, role, "refused: role may only look")
-            raise Forbidden()
+        refused = self.may_act(request, form)
+        if refused is not None:
+            return refused
+        role = "admin"
         request.state.new_csrf = None
         errors: dict[str, str] = {}
         options: dict[str, Any] = {}
@@ -429,12 +434,11 @@ class _Dashboard:
         if form.get("unique_key", "").strip():
             options["unique_key"] = form["unique_key"].strip()
         if not errors:
-            from starlette.concurrency import run_in_threadpool
             try:
-                job_id = await run_in_threadpool(lambda: self.engine.enqueue(queue, payload, **options))
+                job_id = await call(lambda: self.engine.enqueue(queue, payload, **options))
             except (ConnectionFailed, RedisFull) as exc:
                 return _trouble(request, exc)
-            except (RedispoolError, ValueError) as exc:
+            except RedispoolError as exc:
                 message = str(exc)
                 field = next((f for f in ("priority", "delay", "max_attempts", "lease", "unique_key", "payload")
                               if f.split("_")[0] in message), "payload")
@@ -465,13 +469,13 @@ class _Dashboard:
         name, ids, verb = _queue(request.path_params["queue"]), [str(i) for i in form["ids"]], form.get("action")
         state = str(form.get("state", "ready"))
         if not ids:
-            raise ValueError("select at least one job")
+            raise Refused("select at least one job")
         if verb == "retry":
             n = self.engine.replay_dead(name, ids)
         elif verb == "cancel":
             n = sum(1 for i in ids if self.engine.cancel(name, i))
         else:
-            raise ValueError(f"unknown bulk action {verb!r}")
+            raise Refused(f"unknown bulk action {verb!r}")
         return f"/queues/{u(name)}?" + urlencode({"state": state, "msg": f"{verb}: {n} of {len(ids)} job(s)"})
 
     def job_action(self, request: Request, verb: str) -> str:
@@ -485,7 +489,7 @@ class _Dashboard:
             msg = "cancelled" if ok else "already finished"
         else:
             if not self.engine.delete_job(name, job_id):
-                raise LookupError(f"no job {job_id} in {name}")
+                raise NotFound(f"no job {job_id} in {name}")
             return f"/queues/{u(name)}?" + urlencode({"msg": f"deleted job {job_id}"})
         return base + "?" + urlencode({"msg": f"job {job_id}: {msg}"})
 
@@ -493,7 +497,7 @@ class _Dashboard:
         name, cue, verb = _queue(request.path_params["queue"]), request.path_params["name"], request.path_params["verb"]
         methods = {"pause": "pause_cue", "resume": "resume_cue", "remove": "remove_cue", "run": "run_cue"}
         if verb not in methods:
-            raise ValueError(f"unknown cue action {verb!r}")
+            raise Refused(f"unknown cue action {verb!r}")
         result = getattr(self.engine, methods[verb])(name, cue)
         msg = f"cue {cue}: {verb}" + (f" (job {result})" if isinstance(result, str) else "")
         return "/cues?" + urlencode({"msg": msg})
@@ -518,6 +522,12 @@ def _form_note(form: dict[str, Any]) -> str:
     return f" ({' '.join(parts)})" if parts else ""
 
 
+def _csrf_ok(request: Request, form: Mapping[str, Any]) -> bool:
+    """Whether a form carries the CSRF token of the request's ``rp_csrf`` cookie."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    return bool(cookie) and same(str(form.get("csrf", "")), cookie)
+
+
 def _trouble(request: Request, exc: BaseException) -> Response:
     """An action that met Redis trouble: 503 (507 when Redis is full), no Redis address."""
     code = outage.kind(exc)
@@ -527,7 +537,7 @@ def _trouble(request: Request, exc: BaseException) -> Response:
 
 def _queue(name: str) -> str:
     if not QUEUE_NAME.fullmatch(name or ""):
-        raise LookupError(f"invalid queue name {name!r}")
+        raise NotFound(f"invalid queue name {name!r}")
     return name
 
 

@@ -15,186 +15,108 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
-import redis
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Match, Mount, Route
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from .. import defaults, validate
+from .. import validate
 from ..aio import GIVE_UP, ServerBusy, pool_exhausted
-from ..errors import (REDIS_TROUBLE, ConnectionFailed, CueNotFound, InvalidCron, InvalidQueueName, JobNotFound,
-                      LeaseLost, PayloadError, RedisFull, RedispoolError)
+from ..errors import REDIS_TROUBLE, ConnectionFailed, CueNotFound, JobNotFound, LeaseLost, RedisFull, RedispoolError
 from ..keys import STATES, check_queue
 from ..registry import _worker_id as check_worker_id
-from . import outage, wire
-from .access import Access, note
-from .auth import allows, role_of
-from .guard import Guard
-from .metrics import Metrics
+from ..web import endpoint, outage
+from ..web.access import note
+from ..web.body import EMPTY, BadInput, BodyTooLarge, LeaseRef, Undeliverable, check_depth, fields
+from ..web.endpoint import Dialect, Forbidden, Unauthorized, call
+from ..web.metrics import Metrics
+from ..web.workers import HttpWorkers
+from . import bodies, wire
 from .openapi import document
 from .waiting import GONE, LoopEngines
-from .wire import MISSING, BadInput
 
 log = logging.getLogger("redispool.http")
-MAX_BODY = 1 << 20        # 1 MiB
-MAX_WAIT_S = 30.0
-MAX_CLAIM = 1000
+MAX_ITEMS, MAX_WAIT_S = bodies.MAX_ITEMS, bodies.MAX_WAIT_S
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-@dataclass
-class Lease:
-    """What a client hands back for a leased job: enough for complete/fail/heartbeat."""
-
-    id: str
-    queue: str
-    token: str
-    lease: float | None = None
-
-
-def error(status: int, code: str, message: str) -> JSONResponse:
-    headers = None
-    if status in (503, 507):  # Redis trouble: the client is not told where Redis is (outage.py)
-        message, headers = outage.public(code, message)
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error in the native shape: ``{"error": CODE, "message": TEXT}``."""
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
+
+def unavailable(code: str, detail: str, where: str = "") -> JSONResponse:
+    """503 (507 ``redis_full``) for Redis trouble: what kind and when to retry, never where
+    Redis is (the log gets ``detail``, outage.py)."""
+    message, headers = outage.public(code, detail, where)
+    return error(507 if code == "redis_full" else 503, code, message, headers)
+
+
+DIALECT = Dialect(render=error, errors={
+    Unauthorized: (401, "unauthorized"),
+    Forbidden: (403, "forbidden"),
+    JobNotFound: (404, "not_found"),
+    CueNotFound: (404, "not_found"),
+    LeaseLost: (409, "lease_lost"),
+    BodyTooLarge: (413, "too_large"),
+    RedispoolError: (400, "bad_input"),   # BadInput, InvalidQueueName, InvalidOption, PayloadError, ...
+}, trouble={"unavailable": (503, "unavailable"), "busy": (503, "busy"), "redis_full": (507, "redis_full")})
 
 CLAIM_TROUBLE: tuple[type[BaseException], ...] = (ConnectionFailed, RedisFull, *REDIS_TROUBLE)
 
 
-def trouble_of(exc: BaseException) -> tuple[int, str, str]:
-    """(status, code, message) of Redis trouble: 507 ``redis_full`` for a Redis at
-    maxmemory, 503 ``busy`` when no pooled connection came free in time (Redis may be
-    fine), else 503 ``unavailable``."""
-    if isinstance(exc, (RedisFull, redis.exceptions.OutOfMemoryError)):
-        return 507, "redis_full", str(exc)
-    if isinstance(exc, ServerBusy):
-        return 503, "busy", str(exc)
-    return 503, "unavailable", str(exc)
-
-
-def trouble(exc: BaseException) -> JSONResponse:
-    return error(*trouble_of(exc))
-
-
 class Api:
+    """The ``/v1`` routes' handlers: ``handler(request, body)`` with the JSON body (``EMPTY``
+    when none was sent), wrapped by ``web.endpoint.route`` with this API's dialect."""
+
     def __init__(self, engine: Any, tokens: dict[str, str] | None, worker_timeout: float) -> None:
         self.engine = engine
         self.tokens = tokens
         self.worker_timeout = worker_timeout
         self.waits = LoopEngines(engine)   # the async engine; interrupt() ends long-polls at shutdown
         self.metrics = Metrics(engine)
-        # An HTTP worker's jobs in progress ("queue/id") live in its registration in Redis,
-        # changed by each request (taken, settled), so every server replica shows one list
-        # and this process keeps nothing per worker.
+        # what each HTTP worker holds lives in its registration in Redis (web/workers.py):
+        # every server replica shows one list, and this process keeps nothing per worker
+        self.workers = HttpWorkers(lambda: self.aio)
 
     @property
     def aio(self) -> Any:
         return self.waits.get()
 
-    # ------------------------------------------------------------------ plumbing
     def route(self, method: str, path: str, role: str, handler: Callable[..., Awaitable[Any]],
               status: int = 200) -> Route:
-        async def endpoint(request: Request) -> Response:  # logged and counted by access.Access
-            return await self._handle(request, role, handler, status)
-        return Route(path, endpoint, methods=[method], name=f"{method} {path}")
-
-    async def _handle(self, request: Request, needed: str, handler: Callable[..., Awaitable[Any]],
-                      status: int) -> Response:
-        role = role_of(request.headers.get("authorization"), self.tokens)
-        note(request, role=role or "-")
-        if role is None:
-            return error(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' header is required")
-        if not allows(role, needed):
-            return error(403, "forbidden", f"the {role} role may not do this (needs {needed})")
-        try:
-            body = b""
-            if request.method in ("POST", "PUT"):
-                length = request.headers.get("content-length")
-                if length and length.isdigit() and int(length) > MAX_BODY:
-                    return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
-                chunks, size = [], 0
-                try:
-                    async for chunk in request.stream():
-                        size += len(chunk)
-                        if size > MAX_BODY:
-                            return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
-                        chunks.append(chunk)
-                except ClientDisconnect:  # gone, or cut off at the read timeout: nobody reads this
-                    return error(400, "bad_input", "the client went away before its body arrived")
-                body = b"".join(chunks)
-            result = await handler(request, body)
-        except ApiError as exc:
-            return error(exc.status, exc.code, exc.message)
-        except LeaseLost as exc:
-            return error(409, "lease_lost", str(exc))
-        except (JobNotFound, CueNotFound) as exc:
-            return error(404, "not_found", str(exc))
-        except (RedisFull, redis.exceptions.OutOfMemoryError, ServerBusy, ConnectionFailed, ConnectionError,
-                TimeoutError, redis.ConnectionError, redis.TimeoutError) as exc:
-            return trouble(exc)
-        except redis.RedisError as exc:
-            log.error("%s %s: %s", request.method, request.url.path, exc)
-            return error(503, "unavailable", f"Redis answered with an error: {exc}")
-        except (BadInput, InvalidQueueName, InvalidCron, PayloadError, RedispoolError, ValueError,
-                TypeError, LookupError) as exc:
-            return error(400, "bad_input", str(exc))
-        if isinstance(result, Response):
-            return result
-        return JSONResponse(result, status_code=status)
-
-    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a (short) Engine call on the thread pool."""
-        return await run_in_threadpool(fn, *args, **kwargs)
+        return endpoint.route(DIALECT, self.tokens, method, path, role, handler, status)
 
     @staticmethod
     def queue(request: Request) -> str:
         return check_queue(request.path_params["queue"])
 
     # ------------------------------------------------------------------ producing
-    JOB_FIELDS = {"payload": (Any, None), "priority": (int, 0), "delay": (float, None, None),
-                  "run_at": (float, None, None), "max_attempts": (int, defaults.MAX_ATTEMPTS),
-                  "lease": (float, None, None), "unique_key": (str, None, None), "job_id": (str, None, None)}
-
     def _spec(self, body: dict, where: str = "payload") -> list[Any]:
         o = {k: v for k, v in body.items() if k != "payload"}
-        payload = wire.check_depth(body["payload"], where)  # what is stored can be handed back
+        payload = check_depth(body["payload"], where)  # what is stored can be handed back
         return self.engine._job_args(payload, backoff_base=None, backoff_cap=None, **o)
 
-    async def enqueue(self, request: Request, raw: bytes) -> Any:
+    async def enqueue(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
-        body = wire.parse(raw, self.JOB_FIELDS, required=True)  # no body is not a null job
-        spec = self._spec(body)
+        if body is EMPTY:   # no body is not a null job
+            raise BadInput("the body is empty: send a JSON object")
+        spec = self._spec(fields(body, bodies.NEW_JOB))
         [(job_id, created)] = await self.aio.enqueue_specs(queue, [spec])
         return JSONResponse({"id": job_id, "created": created}, status_code=201 if created else 200)
 
-    async def enqueue_batch(self, request: Request, raw: bytes) -> Any:
+    async def enqueue_batch(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
-        body = wire.parse(raw, {"jobs": (list, MISSING)})
-        if not 1 <= len(body["jobs"]) <= MAX_CLAIM:
-            raise BadInput(f"jobs must hold 1 to {MAX_CLAIM} jobs")
-        specs = [self._spec(wire.check(j, self.JOB_FIELDS, f"jobs[{i}]"), f"jobs[{i}].payload")
-                 for i, j in enumerate(body["jobs"])]
+        jobs = fields(body, bodies.BATCH)["jobs"]
+        if not 1 <= len(jobs) <= MAX_ITEMS:
+            raise BadInput(f"jobs must hold 1 to {MAX_ITEMS} jobs")
+        specs = [self._spec(fields(j, bodies.NEW_JOB, f"jobs[{i}]"), f"jobs[{i}].payload")
+                 for i, j in enumerate(jobs)]
         out = await self.aio.enqueue_specs(queue, specs)
         return JSONResponse({"ids": [job_id for job_id, _ in out]}, status_code=201)
 
     # ------------------------------------------------------------------ consuming
-    CLAIM_FIELDS = {"worker_id": (str, MISSING), "limit": (int, 1), "lease": (float, None, None),
-                    "wait": (float, 0)}
-
     async def _claim(self, request: Request, queue: str, c: dict, processed: int = 0, failed: int = 0,
                      settled: Sequence[str] = ()) -> list[dict]:
         """Claim (long-polling up to ``wait``), then register or refresh the worker with
@@ -225,18 +147,14 @@ class Api:
             for j in jobs:
                 try:
                     out.append(wire.job(j))
-                except wire.Undeliverable as exc:
+                except Undeliverable as exc:
                     broken.append((j, f"Undeliverable: {exc}"))
             if broken:
                 await self.aio.bury(broken)
                 gone = {j.id for j, _ in broken}
                 jobs = [j for j in jobs if j.id not in gone]
-            try:
-                await self._seen(request, worker_id, queue, processed, failed,
-                                 taken={f"{queue}/{j.id}": j.lease_expires_at for j in jobs}, settled=settled)
-            except GIVE_UP as exc:
-                log.warning("worker %s not registered/refreshed (its %d jobs are delivered): %s",
-                            worker_id, len(jobs), exc)
+            await self.workers.took(request, worker_id, queue, {f"{queue}/{j.id}": j.lease_expires_at for j in jobs},
+                                    processed=processed, failed=failed, settled=settled)
             return out
         except BaseException:
             await asyncio.shield(self._give_back(jobs))
@@ -252,97 +170,65 @@ class Api:
     @staticmethod
     def _claim_checks(c: dict) -> str:
         """Everything a claim needs to be valid, checked before anything is written."""
-        if not 1 <= c["limit"] <= MAX_CLAIM:
-            raise BadInput(f"limit must be 1 to {MAX_CLAIM}")
+        if not 1 <= c["limit"] <= MAX_ITEMS:
+            raise BadInput(f"limit must be 1 to {MAX_ITEMS}")
         if not 0 <= c["wait"] <= MAX_WAIT_S:
             raise BadInput(f"wait must be 0 to {MAX_WAIT_S:g} seconds")
         validate.lease_ms(c["lease"])
         return check_worker_id(c["worker_id"])  # the registry's rule, so registering cannot fail
 
-    async def claim(self, request: Request, raw: bytes) -> Any:
+    async def claim(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
-        return {"jobs": await self._claim(request, queue, wire.parse(raw, self.CLAIM_FIELDS))}
+        return {"jobs": await self._claim(request, queue, fields(body, bodies.CLAIM))}
 
-    async def _seen(self, request: Request, worker_id: str, queue: str, processed: int = 0, failed: int = 0,
-                    taken: dict[str, float] | None = None, settled: Sequence[str] = ()) -> None:
-        """Register or refresh an HTTP worker in the registry (host = client address), with
-        the leases it took or extended (``taken``: "queue/id" -> expiry) and those it
-        finished or gave back (``settled``)."""
-        host = request.client.host if request.client else "?"
-        aio = self.aio
-        changes = {"processed": processed, "failed": failed, "taken": taken, "settled": settled}
-        if not await aio.beat_worker(worker_id, queue=queue, **changes):  # every queue: the sweeper looks there
-            await aio.register_worker(worker_id, host=host, pid=0, queues=[queue])
-            if processed or failed or taken or settled:
-                await aio.beat_worker(worker_id, **changes)
-
-    async def _counted(self, request: Request, worker_id: str | None, queue: str, job_id: str,
-                       failed: bool | None) -> None:
-        """A job finished through /complete or /fail (``failed`` True/False) counts in its
-        worker's processed (and failed), or was released (None); either way its worker no
-        longer holds it. Best effort: the job's outcome stands whatever the registry write does."""
-        if not worker_id:
-            return
-        try:
-            await self._seen(request, worker_id, queue, processed=0 if failed is None else 1,
-                             failed=1 if failed else 0, settled=[f"{queue}/{job_id}"])
-        except GIVE_UP as exc:
-            log.warning("worker %s: its processed/failed not counted: %s", worker_id, exc)
-
-    def _lease(self, request: Request, token: Any) -> Lease:
-        if not isinstance(token, str) or not token:
+    def _lease(self, request: Request, body: dict[str, Any], check_worker: bool = True) -> LeaseRef:
+        """The lease a /complete, /fail, /heartbeat or /release names (with its worker id
+        checked, unless ``check_worker`` is False: a release gives the job back whatever)."""
+        if not body["token"]:
             raise BadInput("token must be the lease token the claim returned")
-        return Lease(request.path_params["id"], self.queue(request), token)
-
-    async def complete(self, request: Request, raw: bytes) -> Any:
-        body = wire.parse(raw, {"token": (str, MISSING), "result": (Any, None), "worker_id": (str, None, None)})
-        lease = self._lease(request, body["token"])
-        if body["worker_id"] is not None:
+        if check_worker and body["worker_id"] is not None:
             check_worker_id(body["worker_id"])
-        await self.aio.complete(lease, wire.check_depth(body["result"], "result"))
-        await self._counted(request, body["worker_id"], lease.queue, lease.id, failed=False)
+        return LeaseRef(request.path_params["id"], self.queue(request), body["token"])
+
+    async def complete(self, request: Request, body: Any) -> Any:
+        b = fields(body, bodies.COMPLETE)
+        lease = self._lease(request, b)
+        await self.aio.complete(lease, check_depth(b["result"], "result"))
+        await self.workers.settled(request, b["worker_id"], lease.queue, f"{lease.queue}/{lease.id}", failed=False)
         return {"state": "done"}
 
-    async def fail(self, request: Request, raw: bytes) -> Any:
-        body = wire.parse(raw, {"token": (str, MISSING), "error": (str, MISSING), "retry": (bool, True),
-                                "delay": (float, None, None), "worker_id": (str, None, None)})
-        lease = self._lease(request, body["token"])
-        if body["worker_id"] is not None:
-            check_worker_id(body["worker_id"])
-        state = await self.aio.fail(lease, body["error"], retry=body["retry"], delay=body["delay"])
-        await self._counted(request, body["worker_id"], lease.queue, lease.id, failed=True)
+    async def fail(self, request: Request, body: Any) -> Any:
+        b = fields(body, bodies.FAIL)
+        lease = self._lease(request, b)
+        state = await self.aio.fail(lease, b["error"], retry=b["retry"], delay=b["delay"])
+        await self.workers.settled(request, b["worker_id"], lease.queue, f"{lease.queue}/{lease.id}", failed=True)
         return {"state": state}
 
-    async def heartbeat(self, request: Request, raw: bytes) -> Any:
-        body = wire.parse(raw, {"token": (str, MISSING), "lease": (float, None, None), "worker_id": (str, None, None)})
-        lease = self._lease(request, body["token"])
-        if body["worker_id"] is not None:
-            check_worker_id(body["worker_id"])
-        expires = await self.aio.heartbeat(lease, body["lease"])
-        if body["worker_id"]:
-            await self._seen(request, body["worker_id"], lease.queue, taken={f"{lease.queue}/{lease.id}": expires})
+    async def heartbeat(self, request: Request, body: Any) -> Any:
+        b = fields(body, bodies.HEARTBEAT)
+        lease = self._lease(request, b)
+        expires = await self.aio.heartbeat(lease, b["lease"])
+        if b["worker_id"]:
+            await self.workers.seen(request, b["worker_id"], lease.queue, taken={f"{lease.queue}/{lease.id}": expires})
         return {"lease_expires_at": expires}
 
-    async def release(self, request: Request, raw: bytes) -> Any:
-        body = wire.parse(raw, {"token": (str, MISSING), "worker_id": (str, None, None)})
-        lease = self._lease(request, body["token"])
+    async def release(self, request: Request, body: Any) -> Any:
+        b = fields(body, bodies.RELEASE)
+        lease = self._lease(request, b, check_worker=False)
         await self.aio.release(lease)
-        await self._counted(request, body["worker_id"], lease.queue, lease.id, failed=None)
+        await self.workers.settled(request, b["worker_id"], lease.queue, f"{lease.queue}/{lease.id}", failed=None)
         return {"state": "ready"}
 
-    async def ack(self, request: Request, raw: bytes) -> Any:
+    async def ack(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
-        body = wire.parse(raw, {"complete": (list, []), "fail": (list, []), "claim": (dict, None, None)})
-        done = [wire.check(c, {"id": (str, MISSING), "token": (str, MISSING), "result": (Any, None)}, f"complete[{i}]")
-                for i, c in enumerate(body["complete"])]
+        b = fields(body, bodies.ACK)
+        done = [fields(c, bodies.ACK_DONE, f"complete[{i}]") for i, c in enumerate(b["complete"])]
         for i, c in enumerate(done):
-            wire.check_depth(c["result"], f"complete[{i}].result")
-        failed = [wire.check(f, {"id": (str, MISSING), "token": (str, MISSING), "error": (str, MISSING),
-                                 "retry": (bool, True), "delay": (float, None, None)}, f"fail[{i}]")
-                  for i, f in enumerate(body["fail"])]
-        claim = wire.check(body["claim"], self.CLAIM_FIELDS, "claim") if body["claim"] is not None else None
-        if len(done) + len(failed) > MAX_CLAIM:
-            raise BadInput(f"at most {MAX_CLAIM} items per ack")
+            check_depth(c["result"], f"complete[{i}].result")
+        failed = [fields(f, bodies.ACK_FAILED, f"fail[{i}]") for i, f in enumerate(b["fail"])]
+        claim = fields(b["claim"], bodies.CLAIM, "claim") if b["claim"] is not None else None
+        if len(done) + len(failed) > MAX_ITEMS:
+            raise BadInput(f"at most {MAX_ITEMS} items per ack")
         for where, item in [(f"complete[{i}]", c) for i, c in enumerate(done)] + \
                 [(f"fail[{i}]", f) for i, f in enumerate(failed)]:
             if not item["id"] or not item["token"]:
@@ -350,8 +236,8 @@ class Api:
         if claim is not None:  # checked before anything is finished
             self._claim_checks(claim)
         result = await self.aio.ack(queue,
-            completed=[(Lease(c["id"], queue, c["token"]), c["result"]) for c in done],
-            failed=[(Lease(f["id"], queue, f["token"]), f["error"], f["retry"], f["delay"]) for f in failed])
+            completed=[(LeaseRef(c["id"], queue, c["token"]), c["result"]) for c in done],
+            failed=[(LeaseRef(f["id"], queue, f["token"]), f["error"], f["retry"], f["delay"]) for f in failed])
         results = [{"id": c["id"], "ok": ok, **({"state": "done"} if ok else {"error": "lease_lost"})}
                    for c, ok in zip(done, result.completed)]
         results += [{"id": f["id"], "ok": state is not None, **({"state": state} if state else {"error": "lease_lost"})}
@@ -364,13 +250,13 @@ class Api:
                 out["jobs"] = await self._claim(request, queue, claim, ok_done + ok_failed, ok_failed,
                                                 settled=[f"{queue}/{item['id']}" for item in done + failed])
             except CLAIM_TROUBLE as exc:  # the results stand: say so, and nothing is leased
-                _, code, detail = trouble_of(exc)
-                message, _ = outage.public(code, detail, f"{request.method} {request.url.path} (claim)")
+                code = outage.kind(exc)
+                message, _ = outage.public(code, str(exc), f"{request.method} {request.url.path} (claim)")
                 out["jobs"], out["claim_error"] = [], {"error": code, "message": message}
         return out
 
     # ------------------------------------------------------------------ reading and acting
-    async def list_queues(self, request: Request, raw: bytes) -> Any:
+    async def list_queues(self, request: Request, body: Any) -> Any:
         out = []
         aio = self.aio
         for name in await aio.queues():
@@ -378,10 +264,10 @@ class Api:
             out.append({"name": name, "paused": s["paused"], "counts": {st: s[st] for st in STATES}})
         return out
 
-    async def queue_stats(self, request: Request, raw: bytes) -> Any:
+    async def queue_stats(self, request: Request, body: Any) -> Any:
         return await self.aio.stats(self.queue(request))
 
-    async def list_jobs(self, request: Request, raw: bytes) -> Any:
+    async def list_jobs(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
         q = request.query_params
         state = q.get("state", "ready")
@@ -392,78 +278,75 @@ class Api:
         more = len(infos) > limit
         return {"jobs": [wire.info(i) for i in infos[:limit]], "cursor": str(cursor + limit) if more else None}
 
-    async def get_job(self, request: Request, raw: bytes) -> Any:
+    async def get_job(self, request: Request, body: Any) -> Any:
         queue, job_id = self.queue(request), request.path_params["id"]
         found = await self.aio.get(queue, job_id)
         if found is None:
             raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         return wire.info(found)
 
-    async def cancel_job(self, request: Request, raw: bytes) -> Any:
+    async def cancel_job(self, request: Request, body: Any) -> Any:
         queue, job_id = self.queue(request), request.path_params["id"]
-        cancelled = await self.call(self.engine.cancel, queue, job_id)
+        cancelled = await call(self.engine.cancel, queue, job_id)
         return {"cancelled": cancelled}
 
-    async def pause(self, request: Request, raw: bytes) -> Any:
-        return {"changed": await self.call(self.engine.pause, self.queue(request))}
+    async def pause(self, request: Request, body: Any) -> Any:
+        return {"changed": await call(self.engine.pause, self.queue(request))}
 
-    async def resume(self, request: Request, raw: bytes) -> Any:
-        return {"changed": await self.call(self.engine.resume, self.queue(request))}
+    async def resume(self, request: Request, body: Any) -> Any:
+        return {"changed": await call(self.engine.resume, self.queue(request))}
 
-    async def replay(self, request: Request, raw: bytes) -> Any:
-        body = wire.parse(raw, {"ids": (list, None, None)})
-        ids = body["ids"]
+    async def replay(self, request: Request, body: Any) -> Any:
+        ids = fields(body, bodies.REPLAY)["ids"]
         if ids is not None and not all(isinstance(i, str) for i in ids):
             raise BadInput("ids must be a list of job id strings")
-        return {"replayed": await self.call(self.engine.replay_dead, self.queue(request), ids)}
+        return {"replayed": await call(self.engine.replay_dead, self.queue(request), ids)}
 
-    async def purge(self, request: Request, raw: bytes) -> Any:
+    async def purge(self, request: Request, body: Any) -> Any:
         state = request.query_params.get("state")
         if state not in STATES:
             raise BadInput(f"give ?state= one of {', '.join(STATES)}")
-        return {"purged": await self.call(self.engine.purge, self.queue(request), state)}
+        return {"purged": await call(self.engine.purge, self.queue(request), state)}
 
-    async def list_cues(self, request: Request, raw: bytes) -> Any:
-        return [wire.cue(c) for c in await self.call(self.engine.cues)]
+    async def list_cues(self, request: Request, body: Any) -> Any:
+        return [wire.cue(c) for c in await call(self.engine.cues)]
 
-    async def put_cue(self, request: Request, raw: bytes) -> Any:
-        body = wire.parse(raw, {"cron": (str, MISSING), "tz": (str, "UTC"), "payload": (Any, None),
-                                "priority": (int, 0), "misfire": (str, "skip"),
-                                "max_attempts": (int, defaults.MAX_ATTEMPTS), "lease": (float, None, None)})
-        cron = body.pop("cron")
-        wire.check_depth(body["payload"])
-        info = await self.call(lambda: self.engine.add_cue(self.queue(request), request.path_params["name"],
-                                                           cron, **body))
+    async def put_cue(self, request: Request, body: Any) -> Any:
+        b = fields(body, bodies.CUE)
+        cron = b.pop("cron")
+        check_depth(b["payload"])
+        info = await call(lambda: self.engine.add_cue(self.queue(request), request.path_params["name"],
+                                                           cron, **b))
         return wire.cue(info)
 
-    async def delete_cue(self, request: Request, raw: bytes) -> Any:
-        await self.call(self.engine.remove_cue, self.queue(request), request.path_params["name"])
+    async def delete_cue(self, request: Request, body: Any) -> Any:
+        await call(self.engine.remove_cue, self.queue(request), request.path_params["name"])
         return {"removed": True}
 
     def cue_verb(self, verb: str) -> Callable[..., Awaitable[Any]]:
-        async def act(request: Request, raw: bytes) -> Any:
+        async def act(request: Request, body: Any) -> Any:
             method = getattr(self.engine, {"pause": "pause_cue", "resume": "resume_cue", "run": "run_cue"}[verb])
-            result = await self.call(method, self.queue(request), request.path_params["name"])
+            result = await call(method, self.queue(request), request.path_params["name"])
             return {"job_id": result} if verb == "run" else {"ok": True}
         return act
 
-    async def list_workers(self, request: Request, raw: bytes) -> Any:
+    async def list_workers(self, request: Request, body: Any) -> Any:
         return [wire.worker(w) for w in await self.aio.workers(timeout=self.worker_timeout)]
 
-    async def health(self, request: Request, raw: bytes) -> Any:
+    async def health(self, request: Request, body: Any) -> Any:
         """200 while Redis answers; 503 ``unavailable`` only when it cannot be reached, 503
         ``busy`` when this server's connections stayed taken (Redis may be fine)."""
         try:
             await self.aio.client.ping()
         except Exception as exc:  # noqa: BLE001 - every failure is an answer here
             if pool_exhausted(exc):
-                return error(503, "busy", str(ServerBusy(self.engine.url)))
-            return error(503, "unavailable", "Redis cannot be reached")
+                return unavailable("busy", str(ServerBusy(self.engine.url)))
+            return unavailable("unavailable", "Redis cannot be reached")
         return {"status": "ok"}
 
-    async def metrics_text(self, request: Request, raw: bytes) -> Any:
-        body, content_type = await self.call(self.metrics.render)
-        return Response(body, media_type=content_type)
+    async def metrics_text(self, request: Request, body: Any) -> Any:
+        text, content_type = await call(self.metrics.render)
+        return Response(text, media_type=content_type)
 
 
 def _int(value: str | None, default: int, name: str, low: int, high: int) -> int:
@@ -512,84 +395,3 @@ def openapi(api: Api) -> dict[str, Any]:
     """The OpenAPI document of the route table (schemas in openapi.py)."""
     return document((m, p.replace(":path", ""), role, status, summary)
                     for m, p, role, _, status, summary in routes_of(api))
-
-
-def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
-               worker_timeout: float = defaults.WORKER_TIMEOUT_S, dashboard: bool = True,
-               public_metrics: bool = False, secure_cookies: bool = False,
-               allow_hosts: Sequence[str] = ()) -> Starlette:
-    """The whole server: API, /healthz, /metrics, /openapi.json and the dashboard at /.
-    With ``tokens``, /metrics needs one (any role) unless ``public_metrics``; without,
-    guard.py keeps other web pages out (``allow_hosts``: extra names for the Host header).
-    ``secure_cookies``: the dashboard's cookies are Secure (also set per request behind
-    TLS, ``X-Forwarded-Proto: https``)."""
-    api = Api(engine, tokens, worker_timeout)
-    routes: list[Any] = [api.route(m, p, role, h, status) for m, p, role, h, status, _ in routes_of(api)]
-    doc = openapi(api)
-
-    async def healthz(request: Request) -> Response:
-        return await _plain(api.health, request)
-
-    async def metrics(request: Request) -> Response:
-        if not public_metrics and role_of(request.headers.get("authorization"), tokens) is None:
-            return error(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' header is required "
-                                              "(any role; or serve with --public-metrics)")
-        return await _plain(api.metrics_text, request)
-
-    async def openapi_json(request: Request) -> Response:
-        return JSONResponse(doc)
-
-    api_routes = list(routes)
-
-    async def no_route(request: Request) -> Response:
-        allowed = sorted({m for r in api_routes if r.matches(request.scope)[0] is Match.PARTIAL
-                          for m in (r.methods or ()) if m != "HEAD"})
-        if allowed:
-            return JSONResponse({"error": "method_not_allowed",
-                                 "message": f"{request.method} is not allowed here (allowed: {', '.join(allowed)})"},
-                                status_code=405, headers={"Allow": ", ".join(allowed)})
-        return error(404, "not_found", f"no route {request.method} {request.url.path}")
-
-    routes += [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
-               Route("/openapi.json", openapi_json, methods=["GET"]),
-               Route("/v1/{rest:path}", no_route, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])]
-    from ..compat import create_cueapi_app, create_spooled_app   # hosted services' clients, unchanged
-    routes += [Mount("/compat/spooled", create_spooled_app(engine, tokens)),
-               Mount("/compat/cueapi", create_cueapi_app(engine, tokens))]
-    if dashboard:
-        from ..dashboard import create_dashboard
-        routes.append(Mount("/", create_dashboard(engine, tokens=tokens, worker_timeout=worker_timeout,
-                                                  secure_cookies=secure_cookies)))
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith("/v1/"):
-            return error(404, "not_found", f"no route {request.method} {request.url.path}")
-        return PlainTextResponse("not found", status_code=404)
-
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        allowed = getattr(exc, "headers", None) or {}
-        if request.url.path.startswith("/v1/"):
-            return JSONResponse({"error": "method_not_allowed", "message": f"{request.method} is not allowed here"},
-                                status_code=405, headers=allowed)
-        return PlainTextResponse("method not allowed", status_code=405, headers=allowed)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await api.waits.close()
-
-    guard = Middleware(Guard, no_tokens=tokens is None, allow_hosts=allow_hosts)
-    access = Middleware(Access, metrics=api.metrics)   # outside the guard: its refusals are logged too
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed}, lifespan=lifespan,
-                    middleware=[access, guard])
-    app.state.api = api
-    return app
-
-
-async def _plain(handler: Callable[..., Awaitable[Any]], request: Request) -> Response:
-    try:
-        result = await handler(request, b"")
-    except Exception as exc:  # health and metrics must answer, never raise
-        return error(503, "unavailable", str(exc))
-    return result if isinstance(result, Response) else JSONResponse(result)
-

@@ -2,36 +2,24 @@
 request body, query parameters and responses as JSON Schema, so clients can be generated
 from it and schemathesis can fuzz the server against it (tests/test_http_fuzz.py).
 
-The body schemas list exactly the fields the handlers accept (any other field is a 400),
-with the ranges the Engine enforces; ``check_bodies`` in the tests keeps the two in step.
+The body schemas come from the handlers' own field specs (bodies.py), so they list
+exactly the fields the handlers accept (any other field is a 400), with the ranges the
+Engine enforces.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .. import defaults, validate
 from ..keys import STATES
+from ..web.body import body_schema
+from . import bodies
+from .bodies import NAME, ref
 
-NAME = r"^[A-Za-z0-9_.:-]{1,128}$"             # queue and cue names (keys.QUEUE_NAME)
-IDENT = r"^[^\s\x00-\x1f\x7f]{1,256}$"         # unique keys, worker ids (validate.identifier)
-JOB_ID = r"^[^\s\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f0-9][^\s\x00-\x1f\x7f]*$"  # not all digits
 ANY: dict[str, Any] = {"description": "any JSON value"}
-PAYLOAD: dict[str, Any] = {"description": "any JSON value nested at most 100 levels deep (deeper is a 400)"}
-
-
-def ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "nullable": True}
-
-
-def obj(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        out["required"] = list(required)
-    return out
 
 
 def record(properties: dict[str, Any]) -> dict[str, Any]:
@@ -39,12 +27,6 @@ def record(properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties)}
 
 
-SECONDS = {"type": "number", "minimum": 0, "maximum": validate.MAX_SECONDS}
-LEASE = nullable({"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": defaults.LEASE_MAX_S,
-                  "description": "seconds, at most 12 hours"})
-WORKER_ID = {"type": "string", "pattern": IDENT, "maxLength": 256,
-             "description": "your worker's id: registers it in the worker registry"}
-TOKEN = {"type": "string", "minLength": 1, "description": "the lease token the claim returned"}
 TIME = {"type": "number", "description": "unix seconds"}
 STATE = {"type": "string", "enum": list(STATES)}
 
@@ -53,25 +35,7 @@ SCHEMAS: dict[str, Any] = {
         "bad_input", "unauthorized", "forbidden", "not_found", "lease_lost", "too_large", "unavailable", "busy",
         "redis_full"]},
         "message": {"type": "string"}}),
-    "NewJob": obj({
-        "payload": PAYLOAD,
-        "priority": {"type": "integer", "minimum": -defaults.PRIORITY_MAX, "maximum": defaults.PRIORITY_MAX,
-                     "default": 0},
-        "delay": nullable({**SECONDS, "description": "seconds before it becomes ready"}),
-        "run_at": nullable({**SECONDS, "description": "unix seconds when it becomes ready (not with delay)"}),
-        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": defaults.MAX_ATTEMPTS},
-        "lease": LEASE,
-        "unique_key": nullable({"type": "string", "pattern": IDENT, "maxLength": 256}),
-        "job_id": nullable({"type": "string", "pattern": JOB_ID, "maxLength": 256,
-                            "description": "your own id (not all digits); an existing id returns that job"}),
-    }),
-    "Claim": obj({
-        "worker_id": WORKER_ID,
-        "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
-        "lease": LEASE,
-        "wait": {"type": "number", "minimum": 0, "maximum": 30, "default": 0,
-                 "description": "seconds to hold the request until a job is ready (long-poll)"},
-    }, ["worker_id"]),
+    **{name: body_schema(spec) for name, spec in bodies.NAMED.items()},
     "Lease": record({
         "id": {"type": "string"}, "queue": {"type": "string"}, "payload": ANY,
         "attempt": {"type": "integer"}, "max_attempts": {"type": "integer"}, "token": {"type": "string"},
@@ -105,38 +69,10 @@ SCHEMAS: dict[str, Any] = {
         "totals": record({e: {"type": "integer"} for e in ("enqueued", "completed", "failed", "retried", "dead")})}),
 }
 
+# every request body, from its one declaration (bodies.py); named ones by reference
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/v1/queues/{queue}/jobs"): ref("NewJob"),
-    ("POST", "/v1/queues/{queue}/jobs/batch"): obj({"jobs": {
-        "type": "array", "minItems": 1, "maxItems": 1000, "items": ref("NewJob")}}, ["jobs"]),
-    ("POST", "/v1/queues/{queue}/claim"): ref("Claim"),
-    ("POST", "/v1/queues/{queue}/ack"): obj({
-        "complete": {"type": "array", "maxItems": 1000, "items": obj(
-            {"id": {"type": "string", "minLength": 1}, "token": TOKEN, "result": PAYLOAD}, ["id", "token"])},
-        "fail": {"type": "array", "maxItems": 1000, "items": obj(
-            {"id": {"type": "string", "minLength": 1}, "token": TOKEN, "error": {"type": "string"},
-             "retry": {"type": "boolean", "default": True}, "delay": nullable(SECONDS)}, ["id", "token", "error"])},
-        "claim": nullable(ref("Claim")),
-    }),
-    ("POST", "/v1/queues/{queue}/jobs/{id}/complete"): obj(
-        {"token": TOKEN, "result": PAYLOAD, "worker_id": nullable(WORKER_ID)}, ["token"]),
-    ("POST", "/v1/queues/{queue}/jobs/{id}/fail"): obj(
-        {"token": TOKEN, "error": {"type": "string"}, "retry": {"type": "boolean", "default": True},
-         "delay": nullable({**SECONDS, "description": "retry after this many seconds (else backoff)"}),
-         "worker_id": nullable(WORKER_ID)}, ["token", "error"]),
-    ("POST", "/v1/queues/{queue}/jobs/{id}/heartbeat"): obj(
-        {"token": TOKEN, "lease": LEASE, "worker_id": nullable(WORKER_ID)}, ["token"]),
-    ("POST", "/v1/queues/{queue}/jobs/{id}/release"): obj(
-        {"token": TOKEN, "worker_id": nullable(WORKER_ID)}, ["token"]),
-    ("POST", "/v1/queues/{queue}/replay"): obj({"ids": nullable(
-        {"type": "array", "items": {"type": "string", "pattern": IDENT}, "maxItems": 100_000})}),
-    ("PUT", "/v1/queues/{queue}/cues/{name}"): obj({
-        "cron": {"type": "string", "description": "5 fields, or 6 with seconds first"},
-        "tz": {"type": "string", "default": "UTC"}, "payload": PAYLOAD,
-        "priority": {"type": "integer", "minimum": -defaults.PRIORITY_MAX, "maximum": defaults.PRIORITY_MAX},
-        "misfire": {"type": "string", "enum": ["skip", "catch_up"]},
-        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "lease": LEASE}, ["cron"]),
-}
+    key: next((ref(name) for name, named in bodies.NAMED.items() if named is spec), None) or body_schema(spec)
+    for key, spec in bodies.BODIES.items()}
 
 ARRAY_OF = lambda name: {"type": "array", "items": ref(name)}  # noqa: E731
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {

@@ -24,7 +24,7 @@ RANK = {"read": 0, "worker": 1, "admin": 2}
 
 
 class BadTokensFile(RedispoolError, ValueError):
-    pass
+    """A tokens file (or $REDISPOOL_TOKENS) that cannot be used."""
 
 
 def load_tokens(path: str | Path) -> dict[str, str]:
@@ -84,6 +84,13 @@ def role_of(header: str | None, tokens: dict[str, str] | None) -> str | None:
     return token_role(header[7:].strip(), tokens)
 
 
+def cookie_role(cookie: str | None, tokens: dict[str, str] | None) -> str | None:
+    """The role of the dashboard's token cookie (admin when no tokens are set)."""
+    if tokens is None:
+        return "admin"
+    return token_role(cookie or "", tokens)
+
+
 def token_role(given: str, tokens: dict[str, str]) -> str | None:
     """The role of a token, compared with every known one in constant time; None if unknown."""
     found = None
@@ -94,4 +101,5 @@ def token_role(given: str, tokens: dict[str, str]) -> str | None:
 
 
 def allows(role: str, needed: str) -> bool:
+    """Whether ``role`` may do what needs ``needed`` (admin > worker > read)."""
     return RANK[role] >= RANK[needed]

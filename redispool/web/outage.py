@@ -40,5 +40,9 @@ def public(code: str, detail: str, where: str = "") -> tuple[str, dict[str, str]
 
 
 def kind(exc: BaseException) -> str:
-    """``redis_full`` or ``unavailable``: the trouble ``exc`` reports, by API error code."""
-    return "redis_full" if is_full(exc) else "unavailable"
+    """``redis_full``, ``busy`` (no pooled connection came free in time: Redis may be
+    fine) or ``unavailable``: the trouble ``exc`` reports, by the native API's error code."""
+    from ..aio import ServerBusy  # the async engine's; late, as only the servers need it
+    if is_full(exc):
+        return "redis_full"
+    return "busy" if isinstance(exc, ServerBusy) else "unavailable"

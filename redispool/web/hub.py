@@ -27,8 +27,8 @@ from typing import Any
 
 import redis
 
-from . import blocking
-from .errors import REDIS_TROUBLE
+from .. import blocking
+from ..errors import REDIS_TROUBLE
 
 log = logging.getLogger("redispool.hub")
 MARKER_MEMBER = "m"   # the member the scripts put in rp:{q}:marker

@@ -1,0 +1,100 @@
+"""The native API's request bodies, each declared once: the handlers check bodies with
+these specs (``web.body.fields``, strict: an unknown field is a 400) and the OpenAPI
+document shows them as JSON Schema (``web.body.body_schema``), bounds and patterns
+included. The bounds themselves are enforced by the Engine (``validate.py``,
+``keys.QUEUE_NAME``); the patterns here say the same rules for client generators and
+the fuzzer.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import defaults, validate
+from ..web.body import REQUIRED, Field, Spec, body_schema
+
+NAME = r"^[A-Za-z0-9_.:-]{1,128}$"             # queue and cue names (keys.QUEUE_NAME)
+IDENT = r"^[^\s\x00-\x1f\x7f]{1,256}$"         # unique keys, worker ids (validate.identifier)
+JOB_ID = r"^[^\s\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f0-9][^\s\x00-\x1f\x7f]*$"  # not all digits
+MAX_ITEMS = 1000   # jobs per batch, items per ack, jobs per claim (defaults.BATCH_MAX)
+MAX_WAIT_S = 30.0  # the longest long-poll
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+PAYLOAD = {"description": "any JSON value nested at most 100 levels deep (deeper is a 400)"}
+SECONDS = {"minimum": 0, "maximum": validate.MAX_SECONDS}
+LEASE = Field((float, None), None, {"exclusiveMinimum": True, "minimum": 0, "maximum": defaults.LEASE_MAX_S,
+                                    "description": "seconds, at most 12 hours"})
+WORKER_ID = {"pattern": IDENT, "maxLength": 256, "description": "your worker's id: registers it in the worker registry"}
+TOKEN = Field((str,), REQUIRED, {"minLength": 1, "description": "the lease token the claim returned"})
+OWN_WORKER_ID = Field((str, None), None, WORKER_ID)
+PRIORITY = {"minimum": -defaults.PRIORITY_MAX, "maximum": defaults.PRIORITY_MAX}
+ATTEMPTS = {"minimum": 1, "maximum": 1_000_000}
+
+NEW_JOB: Spec = {
+    "payload": Field((Any,), None, PAYLOAD),
+    "priority": Field((int,), 0, PRIORITY),
+    "delay": Field((float, None), None, {**SECONDS, "description": "seconds before it becomes ready"}),
+    "run_at": Field((float, None), None, {**SECONDS, "description": "unix seconds when it becomes ready "
+                                                                    "(not with delay)"}),
+    "max_attempts": Field((int,), defaults.MAX_ATTEMPTS, ATTEMPTS),
+    "lease": LEASE,
+    "unique_key": Field((str, None), None, {"pattern": IDENT, "maxLength": 256}),
+    "job_id": Field((str, None), None, {"pattern": JOB_ID, "maxLength": 256, "description":
+                                        "your own id (not all digits); an existing id returns that job"}),
+}
+BATCH: Spec = {"jobs": Field((list,), REQUIRED, {"minItems": 1, "maxItems": MAX_ITEMS, "items": ref("NewJob")})}
+CLAIM: Spec = {
+    "worker_id": Field((str,), REQUIRED, WORKER_ID),
+    "limit": Field((int,), 1, {"minimum": 1, "maximum": MAX_ITEMS}),
+    "lease": LEASE,
+    "wait": Field((float,), 0, {"minimum": 0, "maximum": MAX_WAIT_S,
+                                "description": "seconds to hold the request until a job is ready (long-poll)"}),
+}
+ACK_DONE: Spec = {"id": Field((str,), REQUIRED, {"minLength": 1}), "token": TOKEN,
+                  "result": Field((Any,), None, PAYLOAD)}
+ACK_FAILED: Spec = {"id": Field((str,), REQUIRED, {"minLength": 1}), "token": TOKEN, "error": (str, REQUIRED),
+                    "retry": (bool, True), "delay": Field((float, None), None, SECONDS)}
+ACK: Spec = {
+    "complete": Field((list,), [], {"maxItems": MAX_ITEMS, "items": body_schema(ACK_DONE)}),
+    "fail": Field((list,), [], {"maxItems": MAX_ITEMS, "items": body_schema(ACK_FAILED)}),
+    "claim": Field((dict, None), None, ref("Claim")),
+}
+COMPLETE: Spec = {"token": TOKEN, "result": Field((Any,), None, PAYLOAD), "worker_id": OWN_WORKER_ID}
+FAIL: Spec = {"token": TOKEN, "error": (str, REQUIRED), "retry": (bool, True),
+              "delay": Field((float, None), None, {**SECONDS, "description":
+                                                   "retry after this many seconds (else backoff)"}),
+              "worker_id": OWN_WORKER_ID}
+HEARTBEAT: Spec = {"token": TOKEN, "lease": LEASE, "worker_id": OWN_WORKER_ID}
+RELEASE: Spec = {"token": TOKEN, "worker_id": OWN_WORKER_ID}
+REPLAY: Spec = {"ids": Field((list, None), None, {"items": {"type": "string", "pattern": IDENT},
+                                                  "maxItems": 100_000})}
+CUE: Spec = {
+    "cron": Field((str,), REQUIRED, {"description": "5 fields, or 6 with seconds first"}),
+    "tz": (str, "UTC"),
+    "payload": Field((Any,), None, PAYLOAD),
+    "priority": Field((int,), 0, PRIORITY),
+    "misfire": Field((str,), "skip", {"enum": ["skip", "catch_up"]}),
+    "max_attempts": Field((int,), defaults.MAX_ATTEMPTS, ATTEMPTS),
+    "lease": LEASE,
+}
+
+# bodies the document names (components/schemas), as the routes refer to them
+NAMED: dict[str, Spec] = {"NewJob": NEW_JOB, "Claim": CLAIM}
+
+Q = "/v1/queues/{queue}"
+J = Q + "/jobs/{id}"
+BODIES: dict[tuple[str, str], Spec] = {
+    ("POST", Q + "/jobs"): NEW_JOB,
+    ("POST", Q + "/jobs/batch"): BATCH,
+    ("POST", Q + "/claim"): CLAIM,
+    ("POST", Q + "/ack"): ACK,
+    ("POST", J + "/complete"): COMPLETE,
+    ("POST", J + "/fail"): FAIL,
+    ("POST", J + "/heartbeat"): HEARTBEAT,
+    ("POST", J + "/release"): RELEASE,
+    ("POST", Q + "/replay"): REPLAY,
+    ("PUT", Q + "/cues/{name}"): CUE,
+}
