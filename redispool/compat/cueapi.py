@@ -121,6 +121,17 @@ def delete_record(engine: Any, queue: str, cue_id: str) -> None:
     engine.client.hdel(cueapi_key(engine.prefix, queue), cue_id)
 
 
+def _paging(q: Any) -> tuple[int, int]:
+    """(limit, offset) of a listing's query: 1-100 (20 when not given), offset >= 0."""
+    try:
+        limit, offset = int(q.get("limit", 20)), int(q.get("offset", 0))
+    except ValueError:
+        raise Refusal(400, "validation_error", "limit and offset must be integers") from None
+    if not 1 <= limit <= 100 or offset < 0:
+        raise Refusal(400, "validation_error", "limit must be 1 to 100 and offset >= 0")
+    return limit, offset
+
+
 def fire_of(job_id: str) -> tuple[str, int] | None:
     """(cue id, fire ms) of a job id ``cue:<cue id>:<fire ms>``, else None."""
     parts = job_id.split(":")
@@ -269,12 +280,7 @@ class CueapiApi:
 
     async def list_cues(self, request: Request, body: Any) -> Any:
         q = request.query_params
-        try:
-            limit, offset = int(q.get("limit", 20)), int(q.get("offset", 0))
-        except ValueError:
-            raise Refusal(400, "validation_error", "limit and offset must be integers") from None
-        if not 1 <= limit <= 100 or offset < 0:
-            raise Refusal(400, "validation_error", "limit must be 1 to 100 and offset >= 0")
+        limit, offset = _paging(q)
         records = sorted((await call(read_records, self.engine, self.queue)).values(),
                          key=lambda r: (r["created_at"], r["id"]))
         cues = [await call(self._cue_json, r) for r in records]
@@ -488,12 +494,7 @@ class CueapiApi:
 
     async def list_executions(self, request: Request, body: Any) -> Any:
         q = request.query_params
-        try:
-            limit, offset = int(q.get("limit", 20)), int(q.get("offset", 0))
-        except ValueError:
-            raise Refusal(400, "validation_error", "limit and offset must be integers") from None
-        if not 1 <= limit <= 100 or offset < 0:
-            raise Refusal(400, "validation_error", "limit must be 1 to 100 and offset >= 0")
+        limit, offset = _paging(q)
         status, cue_id, worker_id = q.get("status"), q.get("cue_id"), q.get("worker_id")
         if status is not None and status not in self.STATES_OF:
             raise Refusal(400, "validation_error", f"unknown status {status!r}")
