@@ -69,10 +69,18 @@ SCHEMAS: dict[str, Any] = {
         "totals": record({e: {"type": "integer"} for e in ("enqueued", "completed", "failed", "retried", "dead")})}),
 }
 
-# every request body, from its one declaration (bodies.py); named ones by reference
-BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    key: next((ref(name) for name, named in bodies.NAMED.items() if named is spec), None) or body_schema(spec)
-    for key, spec in bodies.BODIES.items()}
+
+
+def _body(spec: bodies.Spec) -> dict[str, Any]:
+    """A request body's schema: a reference to a named one, else the schema itself."""
+    for name, named in bodies.NAMED.items():
+        if named is spec:
+            return ref(name)
+    return body_schema(spec)
+
+
+# every request body, from its one declaration (bodies.py)
+BODIES: dict[tuple[str, str], dict[str, Any]] = {key: _body(spec) for key, spec in bodies.BODIES.items()}
 
 ARRAY_OF = lambda name: {"type": "array", "items": ref(name)}  # noqa: E731
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {

@@ -107,8 +107,8 @@ class Dialect:
         if found is None:
             log.error("%s %s: unexpected error", request.method, clean(request.url.path), exc_info=exc)
             return self.render(500, *self.internal)
-        status, code, *message = found
-        return self.render(status, code, message[0].format_map(vars(exc)) if message else str(exc))
+        status, code, *template = found
+        return self.render(status, code, template[0].format_map(vars(exc)) if template else str(exc))
 
 
 def check_role(request: Request, tokens: dict[str, str] | None, needed: str) -> str:
