@@ -30,8 +30,9 @@ from redispool import Worker
 from redispool.scheduler import Scheduler
 from redispool.sweeper import Sweeper
 
-from servers import Server, Workers, need, wait_for
-from worker_helpers import running
+from support.processes import Workers
+from support.servers import REDIS_DOWN, RedisServer, need
+from support.waiting import running, wait_for
 
 pytestmark = pytest.mark.slow
 QUEUE = "chaos"
@@ -40,9 +41,9 @@ AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always")
 
 
 @pytest.fixture
-def aof_server(tmp_path: Path) -> Iterator[Server]:
+def aof_server(tmp_path: Path) -> Iterator[RedisServer]:
     need("redis-server")
-    server = Server(tmp_path, *AOF_ALWAYS).start()
+    server = RedisServer(*AOF_ALWAYS, dir=tmp_path).start()
     yield server
     server.stop()
 
@@ -57,7 +58,8 @@ def enqueue_all(engine: redispool.Engine, jobs: int = JOBS, **options) -> list[s
 def settled(engine: redispool.Engine, jobs: int, workers: Workers) -> dict:
     """The queue's stats once every job is done."""
     try:
-        wait_for(lambda: engine.stats(QUEUE)["done"] >= jobs, 90, f"all {jobs} jobs to be done", every=0.2)
+        wait_for(lambda: engine.stats(QUEUE)["done"] >= jobs, 90, f"all {jobs} jobs to be done", every=0.2,
+                 tolerate=REDIS_DOWN)
     except AssertionError:
         logs = "\n".join(workers.log(p)[-2000:] for p in workers.procs[-3:])
         raise AssertionError(f"not all jobs done: {engine.stats(QUEUE)}\n{logs}") from None
@@ -73,7 +75,8 @@ def test_a_redis_restart_mid_run_loses_and_repeats_no_completion(aof_server, tmp
         # A claim whose reply the kill cut off leaves jobs leased to a worker that never
         # got them: the sweeper hands them out again when their 3 s lease ends.
         with running(Sweeper(engine, interval=0.5)):
-            wait_for(lambda: engine.stats(QUEUE)["done"] >= JOBS // 3, 60, "a third of the jobs to be done")
+            wait_for(lambda: engine.stats(QUEUE)["done"] >= JOBS // 3, 60, "a third of the jobs to be done",
+                     tolerate=REDIS_DOWN)
             done_before = engine.stats(QUEUE)["done"]
             down_at = time.monotonic()
             aof_server.kill()
@@ -158,15 +161,16 @@ def test_scheduler_and_sweeper_ride_out_a_redis_outage_without_firing_a_cue_twic
     try:
         with running(worker), running(Scheduler(engine, interval=0.2)), \
                 running(Sweeper(engine, interval=0.2, worker_timeout=2.0)):
-            wait_for(lambda: len(fired) >= 2, 10, "the cue to fire before the outage")
+            wait_for(lambda: len(fired) >= 2, 10, "the cue to fire before the outage", tolerate=REDIS_DOWN)
             aof_server.kill()
             down_at = time.monotonic()
             time.sleep(3.0)
             aof_server.start()
             back_at = time.monotonic()
             wait_for(lambda: any(int(j.rsplit(":", 1)[1]) / 1000 > time.time() - 0.5 for j in fired[-1:]), 20,
-                     "the cue to fire on time again")
-            wait_for(lambda: engine.get("chores", held).state == "ready", 10, "the sweeper to take back the job")
+                     "the cue to fire on time again", tolerate=REDIS_DOWN)
+            wait_for(lambda: engine.get("chores", held).state == "ready", 10, "the sweeper to take back the job",
+                     tolerate=REDIS_DOWN)
             time.sleep(1.5)
         outage_s = back_at - down_at
 
@@ -210,8 +214,8 @@ def test_malformed_job_data_goes_dead_with_a_clear_error_and_the_worker_carries_
         worker = Worker(engine, queues=[QUEUE], concurrency=2, idle_wait=0.2)
         worker.process(lambda job: ran.append(job.id))
         with running(worker):  # raises here if the worker's run() raised
-            wait_for(lambda: sorted(ran) == sorted(good + more), 10, "the good jobs to run")
-            wait_for(lambda: engine.stats(QUEUE)["done"] == 5, 10, "their completions")
+            wait_for(lambda: sorted(ran) == sorted(good + more), 10, "the good jobs to run", tolerate=REDIS_DOWN)
+            wait_for(lambda: engine.stats(QUEUE)["done"] == 5, 10, "their completions", tolerate=REDIS_DOWN)
         for job_id, error in ((no_payload, "malformed job: payload missing"),
                               (no_max, "malformed job: max_attempts missing or not a number")):
             info = engine.get(QUEUE, job_id)

@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -25,8 +24,9 @@ from redispool.keys import workers_index_key
 from redispool.scheduler import Scheduler
 from redispool.sweeper import Sweeper
 
-from servers import Cluster, Server, need, wait_for
-from worker_helpers import running
+from support import ROOT
+from support.servers import REDIS_DOWN, Cluster, RedisServer, need
+from support.waiting import running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def engine(cluster: Cluster) -> Iterator[redispool.Engine]:
     engine.close()
 
 
-def queue_on(cluster: Cluster, master: Server, avoid: set[int] = frozenset(), base: str = "q") -> str:
+def queue_on(cluster: Cluster, master: RedisServer, avoid: set[int] = frozenset(), base: str = "q") -> str:
     """A queue name whose hash slot the given master serves."""
     for n in range(100_000):
         name = f"{base}{n}"
@@ -87,8 +87,9 @@ def test_the_daemons_and_the_registry_work_across_slots(cluster, engine):
     with running(worker), running(Scheduler(engine, interval=0.1)), \
             running(Sweeper(engine, interval=0.1, worker_timeout=0.5)):
         wait_for(lambda: {q for q, _ in ran} == set(queues) and (delayed_q, delayed) in ran, 15,
-                 "a cue job, the delayed job and the swept job to run")
-        wait_for(lambda: worker.id in [w.id for w in engine.workers()], 5, "the worker's registration")
+                 "a cue job, the delayed job and the swept job to run", tolerate=REDIS_DOWN)
+        wait_for(lambda: worker.id in [w.id for w in engine.workers()], 5, "the worker's registration",
+                 tolerate=REDIS_DOWN)
     assert (swept_q, held.id) in ran
     assert engine.get(swept_q, held.id).errors[0][1] == "worker gone stopped heartbeating"
     assert "gone" not in [w.id for w in engine.workers()]
@@ -109,7 +110,7 @@ def test_a_worker_on_queues_of_three_masters_picks_up_at_once_and_does_not_poll(
             key = f"{queue}-{len(latencies)}"
             sent = time.monotonic()
             engine.enqueue(queue, key)
-            wait_for(lambda key=key: key in picked, 5, f"a job of {queue} to be picked up")
+            wait_for(lambda key=key: key in picked, 5, f"a job of {queue} to be picked up", tolerate=REDIS_DOWN)
             latencies.append(picked[key] - sent)
             time.sleep(0.3)
         assert max(latencies) < 0.5, latencies  # a time-sliced wait would take up to 3 s * 2/3
@@ -146,7 +147,8 @@ def test_durable_writes_wait_for_the_replica_of_the_queues_own_master(cluster, e
                 durable.enqueue(with_replica, "unconfirmed")
         finally:
             replica.resume()
-        wait_for(lambda: durable.enqueue(with_replica, "again") is not None, 5, "the replica to answer again")
+        wait_for(lambda: durable.enqueue(with_replica, "again") is not None, 5, "the replica to answer again",
+                 tolerate=REDIS_DOWN)
     finally:
         durable.close()
 
@@ -178,14 +180,15 @@ def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(cluster
     producer = threading.Thread(target=produce, daemon=True)
     with running(worker):
         producer.start()
-        wait_for(lambda: engine.stats(queue)["done"] >= total // 5, 30, "the run to get going")
+        wait_for(lambda: engine.stats(queue)["done"] >= total // 5, 30, "the run to get going", tolerate=REDIS_DOWN)
         started = time.monotonic()
         moved = cluster.migrate_slot(slot, target, batch=20, pause_s=0.03)
         migration_s = time.monotonic() - started
         done_at_move.append(engine.stats(queue)["done"])
         producer.join(60)
         assert not producer.is_alive()
-        wait_for(lambda: engine.stats(queue)["done"] == total, 60, "every job to be done", every=0.1)
+        wait_for(lambda: engine.stats(queue)["done"] == total, 60, "every job to be done", every=0.1,
+                 tolerate=REDIS_DOWN)
     assert cluster.owner(slot) is target
     assert source.client().execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
     stats = engine.stats(queue)
@@ -197,7 +200,7 @@ def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(cluster
           f"{done_at_move[0]} were done, client retries {dict(retries)}, 0 jobs lost")
 
 
-def migrate_slot(cluster: Cluster, slot: int, target: Server, first: list[str], batch: int = 20,
+def migrate_slot(cluster: Cluster, slot: int, target: RedisServer, first: list[str], batch: int = 20,
                  pause_s: float = 0.03) -> None:
     """``Cluster.migrate_slot`` (as ``redis-cli --cluster reshard``), moving the ``first``
     keys in a batch of their own before the others."""
@@ -217,7 +220,8 @@ def migrate_slot(cluster: Cluster, slot: int, target: Server, first: list[str], 
         time.sleep(pause_s)
     for node in (target, source, *[m for m in cluster.masters if m not in (source, target)]):
         node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-    wait_for(lambda: cluster.owner(slot) is target, 10, f"slot {slot} to be served by its new master")
+    wait_for(lambda: cluster.owner(slot) is target, 10, f"slot {slot} to be served by its new master",
+             tolerate=REDIS_DOWN)
 
 
 def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(cluster, engine, tmp_path):
@@ -240,14 +244,13 @@ def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(cl
     for n in range(300):
         engine.claim(queue, "api-client", lease=1 + (n % 40) * 0.2)
     engine.add_cue(queue, "tick", "* * * * * *")
-    root = Path(__file__).resolve().parent.parent
     logs = {name: tmp_path / f"{name}.log" for name in ("scheduler", "sweeper")}
     procs = []
     for name, log in logs.items():
         with open(log, "w") as out:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "redispool", "--url", cluster.url, "--prefix", engine.prefix, name,
-                 "--interval", "0.005"], cwd=root, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT))
+                 "--interval", "0.005"], cwd=ROOT, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT))
     cron = queue_on(cluster, source, avoid={slot}, base="cron")   # a queue with a cue only
     engine.add_cue(cron, "tick", "* * * * * *")
     engine.register_worker("w-mig", host="h", pid=1, queues=[queue])   # the registry has keys to move
@@ -266,9 +269,9 @@ def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(cl
             migrate_slot(cluster, slot, source, first=[k.cues, k.scheduled])
             moved_back = time.time()
             wait_for(lambda: engine.stats(queue)["scheduled"] == 0 and engine.stats(queue)["leased"] == 0, 60,
-                     "every delayed job promoted and every lease swept", every=0.2)
+                     "every delayed job promoted and every lease swept", every=0.2, tolerate=REDIS_DOWN)
             wait_for(lambda: min(engine.get_cue(q, "tick").last_fire_at for q in (queue, cron)) >= moved_back,
-                     10, "the cues to fire after the migration")
+                     10, "the cues to fire after the migration", tolerate=REDIS_DOWN)
             assert all(p.poll() is None for p in procs), [log.read_text()[-2000:] for log in logs.values()]
     finally:
         for p in procs:

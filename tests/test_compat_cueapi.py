@@ -28,7 +28,8 @@ from cueapi.exceptions import (  # noqa: E402
 import redispool  # noqa: E402
 from redispool.compat.cueapi import QUEUE, claim_by_id  # noqa: E402
 
-from compat_helpers import compat_server, wait_for  # noqa: E402
+from support.compat import compat_server  # noqa: E402
+from support.waiting import wait_for  # noqa: E402
 
 ADMIN, WORKER, READ = "cue_sk_admin_0123456789", "cue_sk_worker_0123456789", "cue_sk_read_0123456789"
 

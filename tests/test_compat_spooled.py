@@ -28,7 +28,8 @@ from spooled.errors import (  # noqa: E402
     is_lease_expired,
 )
 
-from compat_helpers import compat_server, sweeper, wait_for  # noqa: E402
+from support.compat import compat_server, sweeper  # noqa: E402
+from support.waiting import wait_for  # noqa: E402
 
 ADMIN, WORKER, READ = "sp_live_admin_0123456789", "sp_live_worker_0123456789", "sp_live_read_0123456789"
 HERE = Path(__file__).resolve().parent

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 import redispool
 from redispool.cli import cli, load_worker
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -30,10 +30,10 @@ import redispool
 from redispool import ConnectionFailed, InvalidOption, NotDurable, Worker
 from redispool.aio import AsyncEngine
 
-from servers import SentinelGroup, Server, free_port, need, wait_for
-from worker_helpers import running
+from support import ROOT
+from support.servers import REDIS_DOWN, RedisServer, SentinelGroup, free_port, need
+from support.waiting import running, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMES = ["redis", "rediss-ca", "rediss-noverify", "unix", "cluster", "sentinel", "memory"]
 LONG_WAIT_S = 8.0       # past redis-py 8's default socket_timeout of 5 s
 JOB_AFTER_S = 7.0       # a job arrives this long into a wait
@@ -65,10 +65,10 @@ class Multi:
         self.ca = d / "ca.crt"
         self.socket = d / "redis.sock"
         self.tls_port = free_port()
-        self.server = Server(d, "--tls-port", str(self.tls_port), "--tls-cert-file", str(d / "server.crt"),
-                             "--tls-key-file", str(d / "server.key"), "--tls-ca-cert-file", str(self.ca),
-                             "--tls-auth-clients", "no", "--unixsocket", str(self.socket),
-                             "--unixsocketperm", "700")
+        self.server = RedisServer("--tls-port", str(self.tls_port), "--tls-cert-file", str(d / "server.crt"),
+                                  "--tls-key-file", str(d / "server.key"), "--tls-ca-cert-file", str(self.ca),
+                                  "--tls-auth-clients", "no", "--unixsocket", str(self.socket),
+                                  "--unixsocketperm", "700", dir=d)
 
     def urls(self) -> dict[str, str]:
         return {"redis": f"redis://127.0.0.1:{self.server.port}/3",
@@ -219,7 +219,7 @@ def test_blocking_waits_past_five_seconds_end_normally_on_every_scheme(scheme, s
     try:
         for t in threads:
             t.start()
-        wait_for(lambda: len(starts) == 4, 30, "every wait to start")
+        wait_for(lambda: len(starts) == 4, 30, "every wait to start", tolerate=REDIS_DOWN)
         time.sleep(max(starts) + JOB_AFTER_S - time.monotonic())  # 7 s into the last wait
         sync_job, async_job = engine.enqueue("sc", "sync"), engine.enqueue("ac", "async")
         for t in threads:
@@ -259,7 +259,7 @@ def _idle_worker_picks_up_a_late_job(url: str, queues: list[str], caplog: pytest
         with running(worker):
             time.sleep(JOB_AFTER_S)
             engine.enqueue(queues[-1], "late")
-            wait_for(lambda: done == ["late"], 20, "the late job to run")
+            wait_for(lambda: done == ["late"], 20, "the late job to run", tolerate=REDIS_DOWN)
     finally:
         engine.close()
     trouble = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -269,7 +269,7 @@ def _idle_worker_picks_up_a_late_job(url: str, queues: list[str], caplog: pytest
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_redispool_serve_on_every_scheme_with_long_polls_past_five_seconds(scheme, scheme_url):
-    from http_helpers import Served
+    from support.served import Served
     served = Served(scheme_url, prefix()).wait_ready()
     polls: dict[str, Any] = {}
 
@@ -309,9 +309,9 @@ def test_redispool_serve_on_every_scheme_with_long_polls_past_five_seconds(schem
 
 # ---------------------------------------------------------------------- finite read timeouts
 @pytest.fixture
-def lone(tmp_path: Path) -> Iterator[Server]:
+def lone(tmp_path: Path) -> Iterator[RedisServer]:
     need("redis-server")
-    server = Server(tmp_path).start()
+    server = RedisServer(dir=tmp_path).start()
     yield server
     server.stop()
 

@@ -29,9 +29,9 @@ from redispool import Engine, QueueNotEmpty, Scheduler, Sweeper
 from redispool.cli import cli
 from redispool.keys import due_key, queues_key
 
-from servers import Server, need, wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT
+from support.servers import REDIS_DOWN, RedisServer, need
+from support.waiting import wait_for
 
 
 # ---------------------------------------------------------------------- helpers
@@ -111,7 +111,7 @@ def test_daemons_outlive_redis_restarts_mid_run_with_hundreds_of_cues(tmp_path, 
     200 every-second cues; they log each outage once and carry on."""
     need("redis-server")
     caplog.set_level(logging.INFO, logger="redispool")
-    server = Server(tmp_path, "--appendonly", "yes", "--appendfsync", "always").start()
+    server = RedisServer("--appendonly", "yes", "--appendfsync", "always", dir=tmp_path).start()
     prefix = f"r{uuid.uuid4().hex[:6]}"
     engine = redispool.connect(server.url, prefix=prefix)
     queues = [f"tenant-{n:03d}" for n in range(200)]
@@ -129,7 +129,7 @@ def test_daemons_outlive_redis_restarts_mid_run_with_hundreds_of_cues(tmp_path, 
             for t in threads:
                 t.start()
         started = server_ms(engine)
-        wait_for(lambda: fired_since(engine, queues[-1], started), 30, "the cues to fire")
+        wait_for(lambda: fired_since(engine, queues[-1], started), 30, "the cues to fire", tolerate=REDIS_DOWN)
         for _ in range(2):
             time.sleep(0.4)   # mid-run: every step fires cues in all 200 queues
             server.kill()
@@ -137,10 +137,11 @@ def test_daemons_outlive_redis_restarts_mid_run_with_hundreds_of_cues(tmp_path, 
             server.start()
         restarted = retrying(lambda: server_ms(engine))
         wait_for(lambda: all(fired_since(engine, q, restarted) for q in queues), 60,
-                 "every queue's cue to fire after the restarts", every=0.2)
+                 "every queue's cue to fire after the restarts", every=0.2, tolerate=REDIS_DOWN)
         job_id = retrying(lambda: engine.enqueue("leases", 1, job_id="l1"))
         retrying(lambda: engine.claim("leases", "api-client", lease=0.2))
-        wait_for(lambda: lease_swept(engine, "leases", job_id), 30, "the expired lease to be swept")
+        wait_for(lambda: lease_swept(engine, "leases", job_id), 30, "the expired lease to be swept",
+                 tolerate=REDIS_DOWN)
         if mode == "thread":
             assert all(t.is_alive() for t in threads)
             log = "\n".join(r.getMessage() for r in caplog.records)
@@ -169,7 +170,7 @@ def test_daemons_outlive_a_full_redis_and_resume(tmp_path, caplog, mode):
     The daemons log it once, back off, and do their work once memory is there again."""
     need("redis-server")
     caplog.set_level(logging.INFO, logger="redispool")
-    server = Server(tmp_path, "--maxmemory-policy", "noeviction").start()
+    server = RedisServer("--maxmemory-policy", "noeviction", dir=tmp_path).start()
     prefix = f"o{uuid.uuid4().hex[:6]}"
     engine = redispool.connect(server.url, prefix=prefix)
     client = server.client()
@@ -197,14 +198,15 @@ def test_daemons_outlive_a_full_redis_and_resume(tmp_path, caplog, mode):
                    (tmp_path / "scheduler.log").read_text() + (tmp_path / "sweeper.log").read_text())
             return all(f"{d}: Redis is full" in log for d in ("scheduler", "sweeper"))
 
-        wait_for(seen_full, 60, "both daemons to meet the full Redis")
+        wait_for(seen_full, 60, "both daemons to meet the full Redis", tolerate=REDIS_DOWN)
         time.sleep(1.5)   # the lease (1 s) has expired by now, and the daemons keep retrying
         assert engine.get("leases", job_id).state == "leased"
         client.config_set("maxmemory", "0")
         freed = server_ms(engine)
-        wait_for(lambda: lease_swept(engine, "leases", job_id), 30, "the expired lease to be swept")
+        wait_for(lambda: lease_swept(engine, "leases", job_id), 30, "the expired lease to be swept",
+                 tolerate=REDIS_DOWN)
         wait_for(lambda: all(fired_since(engine, f"tenant-{n}", freed) for n in range(20)), 30,
-                 "the cues to fire again")
+                 "the cues to fire again", tolerate=REDIS_DOWN)
         if mode == "thread":
             assert all(t.is_alive() for t in threads)
             log = "\n".join(r.getMessage() for r in caplog.records)
@@ -235,7 +237,8 @@ def test_a_damaged_queue_is_logged_once_and_the_others_go_on(redis_url, caplog):
     ok = engine.enqueue("fine", 1, delay=0.3)
     scheduler = Scheduler(engine, interval=0.02)
     with daemons(scheduler) as [thread]:
-        wait_for(lambda: engine.get("fine", ok).state == "ready", 10, "the other queue's job to be promoted")
+        wait_for(lambda: engine.get("fine", ok).state == "ready", 10, "the other queue's job to be promoted",
+                 tolerate=REDIS_DOWN)
         time.sleep(0.3)
         assert thread.is_alive()
     errors = [r.getMessage() for r in caplog.records if "cannot be worked" in r.getMessage()]
@@ -245,7 +248,7 @@ def test_a_damaged_queue_is_logged_once_and_the_others_go_on(redis_url, caplog):
 def test_a_bad_password_stops_a_daemon_with_one_clear_error(tmp_path):
     """The password changed under a running daemon: a bad configuration, not Redis trouble."""
     need("redis-server")
-    server = Server(tmp_path).start()
+    server = RedisServer(dir=tmp_path).start()
     engine = redispool.connect(server.url, prefix="rp")
     admin = server.client()
     scheduler = Scheduler(engine, interval=0.01)
@@ -276,7 +279,7 @@ def test_a_bad_password_stops_a_daemon_with_one_clear_error(tmp_path):
 # ---------------------------------------------------------------------- §3 Redis lost its data
 def test_a_running_producer_registers_its_queue_again_after_redis_lost_its_data(tmp_path):
     need("redis-server")
-    server = Server(tmp_path).start()   # no persistence: a restart loses everything
+    server = RedisServer(dir=tmp_path).start()   # no persistence: a restart loses everything
     engine = redispool.connect(server.url, prefix="rp")
     sweeper, scheduler = Sweeper(engine, interval=0.05), Scheduler(engine, interval=0.05)
     try:
@@ -288,15 +291,17 @@ def test_a_running_producer_registers_its_queue_again_after_redis_lost_its_data(
             retrying(lambda: engine.enqueue("invoices", {"n": 1}, job_id="n1"))   # the same producer
             assert engine.queues() == ["invoices"]
             [job] = engine.claim("invoices", "api-client-1", lease=0.2)   # a claimer that then dies
-            wait_for(lambda: lease_swept(engine, "invoices", job.id), 10, "the running sweeper to take it back")
+            wait_for(lambda: lease_swept(engine, "invoices", job.id), 10, "the running sweeper to take it back",
+                     tolerate=REDIS_DOWN)
 
             engine.client.flushall()   # the same after an accidental FLUSHALL
             delayed = engine.enqueue("invoices", {"n": 2}, delay=0.2)
             engine.add_cue("reports", "tick", "* * * * * *")
             assert engine.queues() == ["invoices", "reports"]
-            wait_for(lambda: engine.get("invoices", delayed).state == "ready", 10, "the scheduler to promote it")
+            wait_for(lambda: engine.get("invoices", delayed).state == "ready", 10, "the scheduler to promote it",
+                     tolerate=REDIS_DOWN)
             flushed = server_ms(engine)
-            wait_for(lambda: fired_since(engine, "reports", flushed), 10, "the new cue to fire")
+            wait_for(lambda: fired_since(engine, "reports", flushed), 10, "the new cue to fire", tolerate=REDIS_DOWN)
     finally:
         engine.close()
         server.stop()
@@ -324,7 +329,7 @@ def commands(client: redis.Redis) -> int:
 
 def test_an_idle_queue_costs_a_daemon_step_nothing(tmp_path):
     need("redis-server")
-    server = Server(tmp_path).start()
+    server = RedisServer(dir=tmp_path).start()
     engine = redispool.connect(server.url, prefix="rp")
     client = server.client()
     try:
@@ -366,9 +371,11 @@ def test_due_work_among_idle_queues_is_done_on_time_and_only_there(engine):
     engine.add_cue("cron", "tick", "* * * * * *")
     started = server_ms(engine)
     with daemons(scheduler, sweeper):
-        wait_for(lambda: engine.get("busy", delayed).state == "ready", 5, "the delayed job to be promoted")
-        wait_for(lambda: lease_swept(engine, "leases", leased_id), 5, "the expired lease to be swept")
-        wait_for(lambda: fired_since(engine, "cron", started), 5, "the cue to fire")
+        wait_for(lambda: engine.get("busy", delayed).state == "ready", 5, "the delayed job to be promoted",
+                 tolerate=REDIS_DOWN)
+        wait_for(lambda: lease_swept(engine, "leases", leased_id), 5, "the expired lease to be swept",
+                 tolerate=REDIS_DOWN)
+        wait_for(lambda: fired_since(engine, "cron", started), 5, "the cue to fire", tolerate=REDIS_DOWN)
     assert visited - {"#workers"} <= {"busy", "leases", "cron"}, f"idle queues visited: {sorted(visited)[:5]}"
 
 

@@ -17,7 +17,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 import redispool  # noqa: E402
 
-from conftest import free_port  # noqa: E402
+from support.servers import free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 XSS = "<script>alert(1)</script>"

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import redispool  # noqa: E402
 from redispool.dashboard import create_dashboard  # noqa: E402
 
-from conftest import RedisServer, free_port, need_redis_server  # noqa: E402
+from support.servers import RedisServer, free_port, need  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 QUEUES_PER_PAGE = 50   # the overview's page (figures.QUEUES_PER_PAGE)
@@ -27,7 +27,7 @@ PER_QUEUE = 20   # commands a queue of the page may cost: its stats script (and 
 
 @pytest.fixture(scope="module")
 def server():
-    need_redis_server()
+    need("redis-server")
     s = RedisServer().start()
     yield s
     s.stop()

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import redispool  # noqa: E402
 from redispool.http import create_app  # noqa: E402
 
-from conftest import RedisServer, free_port  # noqa: E402
+from support.servers import RedisServer, free_port  # noqa: E402
 
 TOKENS = {"admin-token-1": "admin", "worker-token-1": "worker", "read-token-1": "read"}
 

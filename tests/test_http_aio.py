@@ -12,7 +12,7 @@ import pytest
 import redispool
 from redispool.aio import AsyncEngine
 
-from conftest import RedisServer
+from support.servers import RedisServer
 
 
 def run(coro):

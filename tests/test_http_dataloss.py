@@ -20,8 +20,8 @@ pytest.importorskip("starlette")
 
 import redispool
 
-from conftest import RedisServer
-from http_helpers import Served
+from support.served import Served
+from support.servers import RedisServer
 
 pytestmark = pytest.mark.slow
 JSON = {"Content-Type": "application/json"}

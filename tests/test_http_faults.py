@@ -20,7 +20,7 @@ pytest.importorskip("starlette")
 
 import redispool  # noqa: E402
 
-from conftest import RedisServer, free_port  # noqa: E402
+from support.servers import RedisServer, free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import redis
 
 pytest.importorskip("starlette")
 
-from http_helpers import Served
+from support.served import Served
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,8 @@ import pytest
 
 import redispool
 
-from http_helpers import ROOT, TOKENS, Served, tokens_file
+from support import ROOT
+from support.served import TOKENS, Served, tokens_file
 
 pytest.importorskip("starlette")
 pytestmark = pytest.mark.slow

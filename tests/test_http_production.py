@@ -20,17 +20,12 @@ import redis
 
 pytest.importorskip("starlette")
 
-from conftest import RedisServer, free_port
-from http_helpers import ROOT, TOKENS, Served, tokens_file
+from support import ROOT
+from support.served import TOKENS, Served, tokens_file
+from support.servers import RedisServer, free_port
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.05)
 
 
 def status(base: str, token: str, path: str = "/v1/queues") -> int:

@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from http_helpers import ROOT, Served  # noqa: E402
+from support import ROOT  # noqa: E402
+from support.served import Served  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -24,8 +24,9 @@ import redispool  # noqa: E402
 from redispool.http import create_app, load_tokens, parse_tokens  # noqa: E402
 from redispool.web.auth import BadTokensFile  # noqa: E402
 
-from conftest import RedisServer, free_port  # noqa: E402
-from http_helpers import ROOT, TOKENS, Served, tokens_file  # noqa: E402
+from support import ROOT  # noqa: E402
+from support.served import TOKENS, Served, tokens_file  # noqa: E402
+from support.servers import RedisServer, free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 BY_TOKEN = {token: role for role, token in TOKENS.items()}

@@ -17,7 +17,8 @@ pytest.importorskip("starlette")
 
 import redispool  # noqa: E402
 
-from http_helpers import ROOT, TOKENS, Served, tokens_file  # noqa: E402
+from support import ROOT  # noqa: E402
+from support.served import TOKENS, Served, tokens_file  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -238,7 +239,7 @@ def test_without_the_http_extra_serve_says_what_to_install():
 
 def test_worker_metrics_port(redis_url, tmp_path):
     """`redispool worker --metrics-port` serves the queue figures redispool serve does."""
-    from conftest import free_port
+    from support.servers import free_port
     prefix, port = f"m{uuid.uuid4().hex[:8]}", free_port()
     engine = redispool.connect(redis_url, prefix=prefix)
     engine.enqueue_many("crash", [{"n": i} for i in range(3)])

@@ -6,15 +6,14 @@ Engine tests run on every backend (memory://, a real redis-server, a cluster); t
 ones on the session's redis-server, the daemons as real subprocesses."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from pathlib import Path
 
 import msgpack
 import pytest
@@ -26,15 +25,9 @@ from redispool.cli import cli
 from redispool.compat.cueapi import claim_by_id
 from redispool.keys import STATES
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+from support import ROOT
+from support.cli import cli_process, invoke
+from support.waiting import wait_for
 
 
 def finish(engine, queue: str, n: int, how: str = "complete", result=None) -> list[str]:
@@ -326,17 +319,7 @@ def prefix() -> str:
 
 @pytest.fixture
 def run(redis_url, prefix):
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0):
-        result = runner.invoke(cli, ["--url", redis_url, "--prefix", prefix, *args], catch_exceptions=False,
-                               env={defaults.URL_ENV: None, defaults.PREFIX_ENV: None})
-        assert result.exit_code == code, (result.output, result.stderr)
-        if code:
-            assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-        return result
-
-    return invoke
+    return functools.partial(invoke, redis_url, prefix)
 
 
 def test_retention_command_shows_and_sets(run, redis_url, prefix):
@@ -355,12 +338,6 @@ def test_retention_command_shows_and_sets(run, redis_url, prefix):
     engine = redispool.connect(redis_url, prefix=prefix)
     assert engine.retention("q")["stored"] == {}
     engine.close()
-
-
-def cli_process(*args: str, env: dict | None = None, cwd=ROOT) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "redispool", *args], cwd=cwd,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def stop(proc: subprocess.Popen) -> str:

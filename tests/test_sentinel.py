@@ -19,8 +19,9 @@ import redispool
 from redispool import InvalidOption, NotDurable
 from redispool.sweeper import Sweeper
 
-from servers import SentinelGroup, Server, Workers, need, replica_online, wait_for
-from worker_helpers import running
+from support.processes import Workers
+from support.servers import REDIS_DOWN, RedisServer, SentinelGroup, need, replica_online
+from support.waiting import running, wait_for
 
 pytestmark = pytest.mark.slow
 QUEUE = "failover"
@@ -35,10 +36,10 @@ def group(tmp_path: Path) -> Iterator[SentinelGroup]:
 
 
 @pytest.fixture
-def lone(tmp_path: Path) -> Iterator[Server]:
+def lone(tmp_path: Path) -> Iterator[RedisServer]:
     """A master without replicas."""
     need("redis-server")
-    server = Server(tmp_path).start()
+    server = RedisServer(dir=tmp_path).start()
     yield server
     server.stop()
 
@@ -123,12 +124,15 @@ def test_worker_survives_a_master_sigkill_and_finishes_on_the_promoted_replica(g
             ids += durable.enqueue_many(QUEUE, [{"n": n} for n in range(start, start + 100)])
         proc = workers.start()
         with running(Sweeper(engine, interval=0.5, worker_timeout=3)):
-            wait_for(lambda: len(workers.lines("done")) >= jobs // 4, 30, "a quarter of the jobs to be done")
+            wait_for(lambda: len(workers.lines("done")) >= jobs // 4, 30, "a quarter of the jobs to be done",
+                     tolerate=REDIS_DOWN)
             killed_at = time.monotonic()
             group.master.kill()
-            wait_for(lambda: group.master_port() == group.replica.port, 30, "the sentinels to promote the replica")
+            wait_for(lambda: group.master_port() == group.replica.port, 30, "the sentinels to promote the replica",
+                     tolerate=REDIS_DOWN)
             failover_s = time.monotonic() - killed_at
-            wait_for(lambda: engine.stats(QUEUE)["done"] == jobs, 60, "every job to be done", every=0.1)
+            wait_for(lambda: engine.stats(QUEUE)["done"] == jobs, 60, "every job to be done", every=0.1,
+                     tolerate=REDIS_DOWN)
             recovered_s = time.monotonic() - killed_at
 
         stats = engine.stats(QUEUE)
@@ -150,7 +154,8 @@ def test_worker_survives_a_master_sigkill_and_finishes_on_the_promoted_replica(g
         # ... until the new master has a replica again: the old one, back as its replica
         group.master.options += ["--replicaof", "127.0.0.1", str(group.replica.port)]
         group.master.start()
-        wait_for(lambda: replica_online(group.replica), 30, "the old master to rejoin as a replica")
+        wait_for(lambda: replica_online(group.replica), 30, "the old master to rejoin as a replica",
+                 tolerate=REDIS_DOWN)
         assert durable.enqueue(QUEUE, "late", job_id="late-1") == "late-1"
         assert group.master.client().hexists(durable.keys(QUEUE).job("late-1"), "p")
         print(f"\nsentinel failover: {jobs} jobs, master SIGKILLed after {jobs // 4}+ were done, "

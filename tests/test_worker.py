@@ -23,8 +23,8 @@ from redispool import Worker
 from redispool.sweeper import Sweeper
 from redispool.waiter import is_cluster
 
-from conftest import RedisServer, free_port
-from worker_helpers import running, wait_until
+from support.servers import RedisServer, free_port
+from support.waiting import running, wait_for
 
 QUICK = dict(idle_wait=0.2, beat_interval=0.1)
 
@@ -111,7 +111,7 @@ def test_exceptions_retry_then_go_dead_with_the_error(make_engine, queues):
         raise ValueError(f"boom {job.attempt}")
 
     with running(worker):  # no scheduler: the worker itself picks up the due retries
-        wait_until(lambda: state(engine, "q", job_id) == "dead", what="the job to go dead")
+        wait_for(lambda: state(engine, "q", job_id) == "dead", what="the job to go dead")
     info = engine.get("q", job_id)
     assert attempts == [1, 2, 3]
     assert info.error == "ValueError: boom 3"
@@ -187,7 +187,7 @@ def test_heartbeats_keep_a_long_job_alive_past_its_lease(redis_engine):
         return job.attempt
 
     with running(Sweeper(engine, interval=0.05)), running(worker):
-        wait_until(lambda: state(engine, "q", job_id) == "done", what="the long job")
+        wait_for(lambda: state(engine, "q", job_id) == "done", what="the long job")
     info = engine.get("q", job_id)
     assert (info.result, info.attempts, info.errors) == (1, 1, [])
 
@@ -210,9 +210,9 @@ def test_a_lease_lost_while_running_is_noticed_by_the_heartbeat(redis_engine, ca
     with running(worker):
         assert started.wait(10)
         assert engine.sweep("q", worker_id=worker.id) == 1  # as if the worker had vanished
-        wait_until(lambda: any(r.event == "lease lost" for r in worker_events(caplog)), what="lease lost")
+        wait_for(lambda: any(r.event == "lease lost" for r in worker_events(caplog)), what="lease lost")
         release.set()
-        wait_until(lambda: state(engine, "q", job_id) == "done", what="the second attempt")
+        wait_for(lambda: state(engine, "q", job_id) == "done", what="the second attempt")
     info = engine.get("q", job_id)
     assert (info.result, info.attempts) == ("second", 2)
     assert info.errors[-1][1] == f"worker {worker.id} stopped heartbeating"
@@ -239,7 +239,7 @@ def test_a_lease_lost_before_the_ack_stores_nothing(engine, caplog):
         assert started.wait(10)
         engine.sweep("q", worker_id=worker.id)
         release.set()
-        wait_until(lambda: state(engine, "q", job_id) == "done", what="the second attempt")
+        wait_for(lambda: state(engine, "q", job_id) == "done", what="the second attempt")
     assert engine.get("q", job_id).result == "second"
     lost = [(r.job_id, r.attempt) for r in worker_events(caplog) if r.event == "lease lost"]
     assert lost == [(job_id, 1)]
@@ -265,13 +265,13 @@ def test_worker_registers_reports_counts_and_deregisters(engine):
         return next((w for w in engine.workers() if w.id == worker.id), None)
 
     with running(worker):
-        wait_until(lambda: (w := mine()) is not None and (w.processed, w.failed) == (4, 1)
+        wait_for(lambda: (w := mine()) is not None and (w.processed, w.failed) == (4, 1)
                    and w.jobs_in_progress == [f"q/{block_id}"], what="the registry to show the counts")
         info = mine()
         assert (info.host, info.pid, info.queues) == (socket.gethostname(), os.getpid(), ["q"])
         assert info.started_at <= info.last_heartbeat
         gate.set()
-        wait_until(lambda: (w := mine()) is not None and w.processed == 5 and w.jobs_in_progress == [],
+        wait_for(lambda: (w := mine()) is not None and w.processed == 5 and w.jobs_in_progress == [],
                    what="the last job to be counted")
     assert mine() is None
 
@@ -294,13 +294,13 @@ def test_an_idle_worker_is_woken_by_new_jobs_on_any_queue(engine):
     worker = Worker(engine, queues=["a", "b"], idle_wait=2.0, beat_interval=0.1)
     worker.process(lambda job: job.queue)
     with running(worker):
-        wait_until(lambda: worker.id in [w.id for w in engine.workers()], what="registration")
+        wait_for(lambda: worker.id in [w.id for w in engine.workers()], what="registration")
         time.sleep(0.1)  # now blocked on both queues' markers
         # picked up well before the 2 s wait would end: woken, not polled
         for queue in ("b", "a", "b"):
             job_id = engine.enqueue(queue, None)
-            wait_until(lambda q=queue, j=job_id: state(engine, q, j) == "done", timeout=1.0,
-                       what=f"pickup on {queue}")
+            wait_for(lambda q=queue, j=job_id: state(engine, q, j) == "done", timeout=1.0,
+                     what=f"pickup on {queue}")
 
 
 def test_stop_lets_jobs_finish_within_grace_and_releases_the_rest(engine, caplog):
@@ -385,17 +385,17 @@ def test_health_port_and_surviving_a_redis_outage():
     worker.process(lambda job: job.payload)
     try:
         with running(worker):
-            wait_until(lambda: health(port) == 200, what="200 while Redis is up")
+            wait_for(lambda: health(port) == 200, what="200 while Redis is up")
             first = engine.enqueue("q", 1)
-            wait_until(lambda: state(engine, "q", first) == "done", what="a job before the outage")
+            wait_for(lambda: state(engine, "q", first) == "done", what="a job before the outage")
             server.stop()
-            wait_until(lambda: health(port) == 503, what="503 while Redis is down")
+            wait_for(lambda: health(port) == 503, what="503 while Redis is down")
             time.sleep(0.5)  # the worker keeps retrying, it does not die
             server.start()
-            wait_until(lambda: health(port) == 200, what="200 once Redis is back")
+            wait_for(lambda: health(port) == 200, what="200 once Redis is back")
             second = engine.enqueue("q", 2)
-            wait_until(lambda: state(engine, "q", second) == "done", what="a job after the outage")
-            wait_until(lambda: worker.id in [w.id for w in engine.workers()], what="registration again")
+            wait_for(lambda: state(engine, "q", second) == "done", what="a job after the outage")
+            wait_for(lambda: worker.id in [w.id for w in engine.workers()], what="registration again")
         assert health(port) is None, "the endpoint closes with the worker"
     finally:
         engine.close()
@@ -453,11 +453,11 @@ def test_worker_registry_and_sweeper_on_redis_cluster(cluster_url):
     worker.process(lambda job: [job.queue, job.payload])
     try:
         with running(worker):
-            wait_until(lambda: worker.id in [w.id for w in engine.workers()], what="registration")
+            wait_for(lambda: worker.id in [w.id for w in engine.workers()], what="registration")
             ids = [(q, engine.enqueue(q, n)) for n, q in enumerate(queues * 3)]
-            wait_until(lambda: all(state(engine, q, i) == "done" for q, i in ids), what="every job")
+            wait_for(lambda: all(state(engine, q, i) == "done" for q, i in ids), what="every job")
             assert [engine.get(q, i).result for q, i in ids] == [[q, n] for n, (q, _) in enumerate(ids)]
-            wait_until(lambda: [w.processed for w in engine.workers() if w.id == worker.id] == [9],
+            wait_for(lambda: [w.processed for w in engine.workers() if w.id == worker.id] == [9],
                        what="the registry to count the jobs")
         assert worker.id not in [w.id for w in engine.workers()]
         engine.register_worker("gone", host="h", pid=1, queues=["beta"])

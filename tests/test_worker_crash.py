@@ -7,57 +7,28 @@ after the grace period), exits 0 and leaves nothing leased.
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import redispool
 from redispool.sweeper import Sweeper
 
-from worker_helpers import running, wait_until
+from support.processes import WORKER_APP, Workers
+from support.waiting import running, wait_for
 
 pytestmark = pytest.mark.slow
-APP = Path(__file__).with_name("worker_app.py")
 QUEUE = "crash"
 
 
-class Apps:
-    """Starts worker_app.py processes and makes sure none outlives the test."""
-
-    def __init__(self, url: str, prefix: str, log_dir: Path) -> None:
-        self.url, self.prefix, self.log_dir = url, prefix, log_dir
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, **settings: object) -> subprocess.Popen:
-        env = dict(os.environ, REDISPOOL_URL=self.url, REDISPOOL_PREFIX=self.prefix, APP_QUEUE=QUEUE,
-                   **{f"APP_{k.upper()}": str(v) for k, v in settings.items()})
-        with open(self.log_dir / f"worker{len(self.procs)}.log", "w") as log:  # the child keeps its own copy
-            proc = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=log, stderr=subprocess.STDOUT)
-        proc.log_path = log.name  # type: ignore[attr-defined]
-        self.procs.append(proc)
-        return proc
-
-    def log(self, proc: subprocess.Popen) -> str:
-        return Path(proc.log_path).read_text()  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-
-
 @pytest.fixture
-def setup(redis_url, tmp_path) -> Iterator[tuple[redispool.Engine, Apps]]:
+def setup(redis_url, tmp_path) -> Iterator[tuple[redispool.Engine, Workers]]:
     prefix = f"c{uuid.uuid4().hex[:10]}"
     engine = redispool.connect(redis_url, prefix=prefix)
-    apps = Apps(redis_url, prefix, tmp_path)
+    apps = Workers(redis_url, prefix, tmp_path, app=WORKER_APP, queue=QUEUE)
     yield engine, apps
     apps.close()
     engine.close()
@@ -81,7 +52,7 @@ def test_sigkill_mid_job_loses_nothing_and_each_job_is_done_once(setup):
     quick = engine.enqueue_many(QUEUE, [{"n": i} for i in range(4)])
     slow = engine.enqueue_many(QUEUE, [{"sleep": 60}, {"sleep": 60}], priority=-1)
     victim = apps.start(concurrency=2, lease=3, beat=0.2)
-    wait_until(lambda: set(slow) <= started_by(engine, victim), timeout=30, what="the victim to start the slow jobs")
+    wait_for(lambda: set(slow) <= started_by(engine, victim), timeout=30, what="the victim to start the slow jobs")
     [victim_info] = registered(engine, victim)
     victim.kill()
     assert victim.wait(10) == -signal.SIGKILL
@@ -91,7 +62,7 @@ def test_sigkill_mid_job_loses_nothing_and_each_job_is_done_once(setup):
     every = quick + slow + more
     rescuer = apps.start(concurrency=2, lease=3, beat=0.2)
     with running(Sweeper(engine, interval=0.1, worker_timeout=1.0)):
-        wait_until(lambda: engine.stats(QUEUE)["totals"]["completed"] == len(every), timeout=30,
+        wait_for(lambda: engine.stats(QUEUE)["totals"]["completed"] == len(every), timeout=30,
                    what="every job to be done")
     rescuer.send_signal(signal.SIGTERM)
     assert rescuer.wait(15) == 0, apps.log(rescuer)
@@ -113,7 +84,7 @@ def test_sigterm_lets_running_jobs_finish_and_exits_0(setup):
     engine, apps = setup
     ids = engine.enqueue_many(QUEUE, [{"sleep": 1.0}, {"sleep": 1.0}])
     proc = apps.start(concurrency=2, grace=30)
-    wait_until(lambda: set(ids) <= started_by(engine, proc), timeout=30, what="both jobs to start")
+    wait_for(lambda: set(ids) <= started_by(engine, proc), timeout=30, what="both jobs to start")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, apps.log(proc)
     assert {engine.get(QUEUE, i).state for i in ids} == {"done"}
@@ -126,7 +97,7 @@ def test_sigterm_past_the_grace_period_releases_the_jobs_and_exits_0(setup):
     engine, apps = setup
     ids = engine.enqueue_many(QUEUE, [{"sleep": 60}, {"sleep": 60}])
     proc = apps.start(concurrency=2, grace=0.3)
-    wait_until(lambda: set(ids) <= started_by(engine, proc), timeout=30, what="both jobs to start")
+    wait_for(lambda: set(ids) <= started_by(engine, proc), timeout=30, what="both jobs to start")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, apps.log(proc)
     for job_id in ids:
@@ -140,9 +111,9 @@ def test_a_second_signal_exits_at_once_with_status_1(setup):
     engine, apps = setup
     [job_id] = engine.enqueue_many(QUEUE, [{"sleep": 60}])
     proc = apps.start(concurrency=1, grace=60)
-    wait_until(lambda: job_id in started_by(engine, proc), timeout=30, what="the job to start")
+    wait_for(lambda: job_id in started_by(engine, proc), timeout=30, what="the job to start")
     proc.send_signal(signal.SIGTERM)
-    wait_until(lambda: "shutdown requested" in apps.log(proc), what="the first signal to be handled")
+    wait_for(lambda: "shutdown requested" in apps.log(proc), what="the first signal to be handled")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 1, apps.log(proc)  # not the 60 s job, not the 60 s grace
     assert "exiting now" in apps.log(proc)

@@ -15,8 +15,8 @@ import redis
 import redispool
 from redispool import Worker
 
-from conftest import RedisServer
-from worker_helpers import running, wait_until
+from support.servers import RedisServer
+from support.waiting import running, wait_for
 
 
 @pytest.fixture
@@ -79,10 +79,10 @@ def test_a_job_on_a_quiet_queue_runs_while_another_has_a_backlog(redis_engine, q
         hot_done.append(job.payload)
 
     with running(worker):
-        wait_until(lambda: len(hot_done) >= 20, what="the hot backlog to be worked on")
+        wait_for(lambda: len(hot_done) >= 20, what="the hot backlog to be worked on")
         finished_before = len(hot_done)
         engine.enqueue("cold", "now", priority=1000)
-        wait_until(lambda: cold_ran, what="the cold job")
+        wait_for(lambda: cold_ran, what="the cold job")
     [(finished_then, hot_ready_then)] = cold_ran
     assert hot_ready_then > 100, "the cold job waited for the hot backlog"
     # it started at one of the next free slots, not after the backlog
@@ -133,14 +133,14 @@ def test_an_idle_worker_only_blocks(private_server, n_queues):
     worker.process(lambda job: None)
     try:
         with running(worker):
-            wait_until(lambda: calls(client, "bzpopmin") >= 1, what="the first blocking wait")
-            wait_until(lambda: calls(client, "evalsha") >= n_queues + 2,
+            wait_for(lambda: calls(client, "bzpopmin") >= 1, what="the first blocking wait")
+            wait_for(lambda: calls(client, "evalsha") >= n_queues + 2,
                        what="registration and a first claim of every queue")
             scripts, waits = calls(client, "evalsha"), calls(client, "bzpopmin")
-            wait_until(lambda: calls(client, "bzpopmin") >= waits + 5, what="five more idle waits")
+            wait_for(lambda: calls(client, "bzpopmin") >= waits + 5, what="five more idle waits")
             assert calls(client, "evalsha") - scripts <= 1, "an idle worker claims nothing between waits"
             job_id = engine.enqueue(queues[-1], "wake")  # and it still wakes at once for a job
-            wait_until(lambda: engine.get(queues[-1], job_id).state == "done", timeout=5, what="pickup")
+            wait_for(lambda: engine.get(queues[-1], job_id).state == "done", timeout=5, what="pickup")
     finally:
         engine.close()
         client.close()
@@ -159,7 +159,7 @@ def test_an_idle_worker_on_a_cluster_does_not_poll(cluster_url):
     worker.process(lambda job: job.queue)
     try:
         with running(worker):
-            wait_until(lambda: total("bzpopmin") >= len(queues), what="every watcher blocking")
+            wait_for(lambda: total("bzpopmin") >= len(queues), what="every watcher blocking")
             scripts, waits = total("evalsha"), total("bzpopmin")
             time.sleep(3.0)  # six of the waiter's 0.5 s waits
             # polling made ~50 claims in 3 s; the session cluster also serves whatever an
@@ -168,7 +168,7 @@ def test_an_idle_worker_on_a_cluster_does_not_poll(cluster_url):
             # each watcher's BZPOPMIN lasts several seconds, whatever the waiter's waits
             assert total("bzpopmin") - waits <= 2 * len(queues), total("bzpopmin") - waits
             job_id = engine.enqueue(queues[2], "wake")
-            wait_until(lambda: engine.get(queues[2], job_id).state == "done", timeout=5, what="pickup")
+            wait_for(lambda: engine.get(queues[2], job_id).state == "done", timeout=5, what="pickup")
     finally:
         for node in nodes:
             node.close()
@@ -187,13 +187,13 @@ def test_delayed_jobs_on_many_queues_run_when_due_without_a_scheduler(redis_engi
 
     delays = {"d3": 0.5, "d10": 1.0, "d20": 3.3}
     with running(worker):
-        wait_until(lambda: worker.id in [w.id for w in engine.workers()], what="registration")
+        wait_for(lambda: worker.id in [w.id for w in engine.workers()], what="registration")
         time.sleep(0.1)  # the worker is now blocked in its idle wait
         due = {}
         for queue, delay in delays.items():
             engine.enqueue(queue, None, delay=delay)
             due[queue] = time.time() + delay
-        wait_until(lambda: len(started) == 3, timeout=10, what="the delayed jobs")
+        wait_for(lambda: len(started) == 3, timeout=10, what="the delayed jobs")
     late = {q: round(started[q] - due[q], 3) for q in delays}
     assert all(-0.05 < s < 0.3 for s in late.values()), f"seconds late: {late}"
 
@@ -212,7 +212,7 @@ def test_a_retry_on_a_quiet_queue_runs_when_due(redis_engine):
 
     try:
         with running(worker):
-            wait_until(lambda: engine.get("r2", job_id).state == "done", timeout=10, what="the retry")
+            wait_for(lambda: engine.get("r2", job_id).state == "done", timeout=10, what="the retry")
     finally:
         engine.close()
     info = redis_engine.get("r2", job_id)

@@ -20,10 +20,10 @@ import redispool
 from redispool import Worker
 from redispool.errors import RedisFull
 
-from conftest import RedisServer, free_port
-from worker_helpers import running, wait_until
+from support import ROOT
+from support.servers import RedisServer, free_port
+from support.waiting import running, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 QUICK = dict(idle_wait=0.2, beat_interval=0.1)
 
 
@@ -93,8 +93,8 @@ def test_durable_without_a_replica_counts_each_job_once_and_stops_promptly(redis
              "--prefix", prefix, "worker", "durable_app:worker", "--grace", "60"],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: all(plain.get("d", i).state == "done" for i in ids), timeout=30, what="every job done")
-        wait_until(lambda: log_path.read_text().count("INFO redispool.worker: done ") == 20, timeout=30,
+        wait_for(lambda: all(plain.get("d", i).state == "done" for i in ids), timeout=30, what="every job done")
+        wait_for(lambda: log_path.read_text().count("INFO redispool.worker: done ") == 20, timeout=30,
                    what="a 'done' line per job")
         proc.send_signal(signal.SIGTERM)
         # nothing is in flight: it must not sit out the 60 s grace retrying an applied ack
@@ -162,10 +162,10 @@ def test_a_cluster_moving_slots_is_logged_in_words(cluster_url, caplog):
     worker.process(lambda job: job.payload)
     try:
         with running(worker):
-            wait_until(lambda: events(caplog, "redis unavailable"), timeout=20, what="the worker to notice")
+            wait_for(lambda: events(caplog, "redis unavailable"), timeout=20, what="the worker to notice")
             for node in (src, dst):  # the migration is called off
                 node.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
-            wait_until(lambda: engine.get("moving", job_id).state == "done", timeout=30, what="the job")
+            wait_for(lambda: engine.get("moving", job_id).state == "done", timeout=30, what="the job")
     finally:
         for node in (src, dst):
             node.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
@@ -228,7 +228,7 @@ def test_worker_health_listens_on_loopback_unless_told(redis_engine):
     worker = Worker(redis_engine, queues=["q"], health_port=0, **QUICK)
     worker.process(lambda job: None)
     with running(worker):
-        wait_until(lambda: worker.health_address is not None, what="the health endpoint")
+        wait_for(lambda: worker.health_address is not None, what="the health endpoint")
         assert listening(worker.health_address[1]) == {"127.0.0.1"}
 
 
@@ -245,7 +245,7 @@ def test_cli_health_and_metrics_ports_take_a_host(redis_url, tmp_path, host):
          "worker", "idle_app:worker", "--health-port", str(health), "--metrics-port", str(metrics), *extra],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: listening(health) and listening(metrics) or proc.poll() is not None,
+        wait_for(lambda: listening(health) and listening(metrics) or proc.poll() is not None,
                    timeout=20, what="both ports")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         expected = {host or "127.0.0.1"}

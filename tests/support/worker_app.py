@@ -1,4 +1,4 @@
-"""A real worker process for test_worker_crash.py: ``python tests/worker_app.py``.
+"""A real worker process for test_worker_crash.py: ``python tests/support/worker_app.py``.
 
 Configured by the environment: REDISPOOL_URL, REDISPOOL_PREFIX, APP_QUEUE, APP_CONCURRENCY,
 APP_LEASE, APP_GRACE, APP_BEAT. Each job's handler records itself in Redis lists under
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository
 
 import redis  # noqa: E402
 

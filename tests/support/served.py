@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from conftest import free_port
+from support import ROOT
+from support.servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKENS = {"admin": "admin-token-0123", "worker": "worker-token-0123", "read": "read-token-0123"}
 
 

@@ -1,4 +1,4 @@
-"""A real worker process for the fault tests: ``python tests/chaos_app.py``.
+"""A real worker process for the fault tests: ``python tests/support/chaos_app.py``.
 
 Configured by the environment: REDISPOOL_URL (any scheme, sentinel and cluster too),
 REDISPOOL_PREFIX, APP_QUEUES (comma-separated), APP_CONCURRENCY, APP_LEASE, APP_BEAT,
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository
 
 import redispool  # noqa: E402
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -16,23 +14,13 @@ import httpx
 
 import redispool
 
+from support.processes import terminate
+from support.servers import free_port
+from support.waiting import wait_for
+
 TOKENS = {"sp_live_admin_0123456789": "admin", "sp_live_worker_0123456789": "worker",
           "sp_live_read_0123456789": "read", "cue_sk_admin_0123456789": "admin",
           "cue_sk_worker_0123456789": "worker", "cue_sk_read_0123456789": "read"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, what: str, every: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 @contextlib.contextmanager
@@ -59,15 +47,10 @@ def compat_server(redis_url: str) -> Iterator[tuple[str, redispool.Engine, str]]
             return False
     engine = redispool.connect(redis_url, prefix=prefix)
     try:
-        wait_for(up, 20, "redispool serve to answer")
+        wait_for(up, 20, "redispool serve to answer", every=0.05)
         yield base, engine, prefix
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 15)
         sink.close()
         engine.close()
 
@@ -81,9 +64,4 @@ def sweeper(redis_url: str, prefix: str, interval: float = 0.2) -> Iterator[subp
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 10)

@@ -1,7 +1,8 @@
-"""Real Redis topologies for the scale-out and fault tests: a restartable redis-server, a
-3-master Redis Cluster (optionally with one replica), and a master + replica watched by
-three Sentinels. Everything runs on free ports under a temporary directory and is stopped
-by PID; nothing here touches a server it did not start.
+"""Private Redis topologies for the tests: one redis-server (restartable, optionally with
+persistence, TLS or as a sentinel), a 3-master Redis Cluster (optionally with one
+replica), and a master + replica watched by three Sentinels. Everything runs on free
+ports and is stopped by PID; nothing here touches a server it did not start, and no test
+ever flushes one.
 """
 from __future__ import annotations
 
@@ -11,20 +12,25 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 import redis
 from redis.crc import key_slot
+
+from support.waiting import wait_for
 
 BOOT_TIMEOUT_S = 15.0
 # a replica's first sync starts at once (Redis 7.0 waits 5 s for more replicas by default)
 SYNC_NOW = ("--repl-diskless-sync-delay", "0")
 CLUSTER_OPTIONS = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                    "--cluster-node-timeout", "2000", *SYNC_NOW)
+REDIS_DOWN = (redis.RedisError, OSError)
+"""What a client may raise while a server is starting, restarting or failing over."""
 
 
 def need(*programs: str) -> None:
@@ -52,20 +58,7 @@ def free_port(cluster: bool = False) -> int:
         return port
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str, every: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except (redis.RedisError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
-
-
-def replica_online(master: Server, key: str = "servers:replication-check") -> bool:
+def replica_online(master: RedisServer, key: str = "servers:replication-check") -> bool:
     """True once a write on ``master`` reaches a replica: after a diskless sync the master
     streams nothing to the replica until its first REPLCONF ACK (up to a second later), and
     until then WAIT counts no replica. On a cluster ``key`` must be in one of its slots."""
@@ -74,15 +67,38 @@ def replica_online(master: Server, key: str = "servers:replication-check") -> bo
     return client.wait(1, 50) >= 1
 
 
-class Server:
-    """One redis-server (or sentinel) process; ``kill()`` + ``start()`` restarts it with the
-    same port, directory and options (so an AOF is loaded back)."""
+class Topology(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
 
-    def __init__(self, dir: Path, *options: str, port: int | None = None, cluster: bool = False,
-                 sentinel_conf: str | None = None) -> None:
+
+T = TypeVar("T", bound=Topology)
+
+
+@contextmanager
+def started(topology: T) -> Iterator[T]:
+    """``topology`` started, and stopped afterwards whatever happens: for fixtures."""
+    topology.start()
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+class RedisServer:
+    """One redis-server (or sentinel) process; ``kill()`` + ``start()`` restarts it with the
+    same port, directory and options (so an AOF is loaded back).
+
+    ``dir``: where it keeps its files (``<dir>/<port>/``) and its log (``server.log``);
+    without one it keeps no files (``--save ""``, no AOF unless ``options`` ask for one in
+    the working directory) and its output is dropped. A sentinel needs a ``dir``."""
+
+    def __init__(self, *options: str, dir: Path | str | None = None, port: int | None = None,
+                 cluster: bool = False, sentinel_conf: str | None = None) -> None:
         self.port = port or free_port(cluster)
-        self.dir = Path(dir) / str(self.port)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = None if dir is None else Path(dir) / str(self.port)
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.options = list(options)
         self.sentinel_conf = sentinel_conf
         self.proc: subprocess.Popen | None = None
@@ -101,18 +117,23 @@ class Server:
             if not conf.exists():  # sentinel rewrites its file; write it once
                 conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n{self.sentinel_conf}")
             return ["redis-server", str(conf), "--sentinel"]
-        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+        where = [] if self.dir is None else ["--dir", str(self.dir)]
+        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", *where,
                 "--save", "", "--appendonly", "no", *self.options]
 
-    def start(self) -> Server:
-        with open(self.dir / "server.log", "ab") as log:
-            self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
+    def start(self) -> RedisServer:
+        need("redis-server")
+        if self.dir is None:
+            self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            with open(self.dir / "server.log", "ab") as log:
+                self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
         client = self.client(socket_timeout=1)
         try:
             wait_for(lambda: self.proc.poll() is None and client.ping(), BOOT_TIMEOUT_S,
-                     f"redis-server on port {self.port} to answer")
+                     f"redis-server on port {self.port} to answer", tolerate=REDIS_DOWN)
             wait_for(lambda: client.info("persistence").get("loading", 0) == 0, BOOT_TIMEOUT_S,
-                     f"redis-server on port {self.port} to load its data")
+                     f"redis-server on port {self.port} to load its data", tolerate=REDIS_DOWN)
         finally:
             client.close()
         return self
@@ -153,8 +174,8 @@ class Cluster:
     of the first master (``add-node --cluster-slave``)."""
 
     def __init__(self, dir: Path, masters: int = 3) -> None:
-        self.masters = [Server(dir, *CLUSTER_OPTIONS, cluster=True) for _ in range(masters)]
-        self.replicas: list[Server] = []
+        self.masters = [RedisServer(*CLUSTER_OPTIONS, dir=dir, cluster=True) for _ in range(masters)]
+        self.replicas: list[RedisServer] = []
         self.dir = dir
 
     @property
@@ -162,6 +183,7 @@ class Cluster:
         return "redis+cluster://" + ",".join(m.addr for m in self.masters)
 
     def start(self) -> Cluster:
+        need("redis-server", "redis-cli")
         for node in self.masters:
             node.start()
         subprocess.run(["redis-cli", "--cluster", "create", *[m.addr for m in self.masters],
@@ -170,56 +192,62 @@ class Cluster:
         self.wait_ok(self.masters)
         return self
 
-    def add_replica(self, of: Server) -> Server:
-        replica = Server(self.dir, *CLUSTER_OPTIONS, cluster=True).start()
+    def add_replica(self, of: RedisServer) -> RedisServer:
+        replica = RedisServer(*CLUSTER_OPTIONS, dir=self.dir, cluster=True).start()
         subprocess.run(["redis-cli", "--cluster", "add-node", replica.addr, of.addr, "--cluster-slave",
                         "--cluster-master-id", self.node_id(of)],
                        check=True, capture_output=True, timeout=60)
         self.replicas.append(replica)
         key = next(f"servers:check{n}" for n in range(100_000)
                    if self.owner(key_slot(f"servers:check{n}".encode())) is of)
-        wait_for(lambda: replica_online(of, key), 30, "the cluster replica to sync")
+        wait_for(lambda: replica_online(of, key), 30, "the cluster replica to sync", tolerate=REDIS_DOWN)
         self.wait_ok(self.masters + self.replicas)
         return replica
 
-    def wait_ok(self, nodes: list[Server]) -> None:
+    def wait_ok(self, nodes: list[RedisServer]) -> None:
         def ok() -> bool:
             return all(b"cluster_state:ok" in n.client().execute_command("CLUSTER", "INFO") for n in nodes)
-        wait_for(ok, 30, "the cluster to be ready", every=0.05)
+        wait_for(ok, 30, "the cluster to be ready", every=0.05, tolerate=REDIS_DOWN)
 
-    def node_id(self, node: Server) -> str:
+    def node_id(self, node: RedisServer) -> str:
         return node.client().execute_command("CLUSTER", "MYID").decode()
 
     def slot(self, key: str) -> int:
         return int(self.masters[0].client().execute_command("CLUSTER", "KEYSLOT", key))
 
-    def owner(self, slot: int) -> Server:
+    def owner(self, slot: int) -> RedisServer:
         for start, end, primary, *_ in self.masters[0].client().execute_command("CLUSTER", "SLOTS"):
             if start <= slot <= end:
                 return next(m for m in self.masters if m.port == int(primary[1]))
         raise LookupError(f"slot {slot} is not served")
 
-    def migrate_slot(self, slot: int, target: Server, *, batch: int = 10, pause_s: float = 0.0) -> int:
+    def migrate_slot(self, slot: int, target: RedisServer, *, batch: int = 10, pause_s: float = 0.0,
+                     first: Sequence[str] = ()) -> int:
         """Move ``slot`` to ``target`` the way redis-cli reshard does (IMPORTING/MIGRATING,
         MIGRATE batches of keys, SETSLOT NODE everywhere), pausing between batches so the
-        migration overlaps a running workload. Returns how many keys moved."""
+        migration overlaps a running workload; the ``first`` keys move in a batch of their
+        own before the others. Returns how many keys moved."""
         source = self.owner(slot)
         src, dst = source.client(), target.client()
         src_id, dst_id = self.node_id(source), self.node_id(target)
         dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
         moved = 0
+        keys: list = list(first)
         while True:
-            keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch)
             if not keys:
-                break
+                keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch)
+                if not keys:
+                    break
             src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
             moved += len(keys)
+            keys = []
             if pause_s:
                 time.sleep(pause_s)
         for node in (target, source, *[m for m in self.masters if m not in (source, target)]):
             node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-        wait_for(lambda: self.owner(slot) is target, 10, f"slot {slot} to be served by its new master")
+        wait_for(lambda: self.owner(slot) is target, 10, f"slot {slot} to be served by its new master",
+                 tolerate=REDIS_DOWN)
         return moved
 
     def stop(self) -> None:
@@ -232,8 +260,8 @@ class SentinelGroup:
 
     def __init__(self, dir: Path, name: str = "rp-test", down_after_ms: int = 600) -> None:
         self.name = name
-        self.master = Server(dir, *SYNC_NOW)
-        self.replica = Server(dir, *SYNC_NOW, "--replicaof", "127.0.0.1", str(self.master.port))
+        self.master = RedisServer(*SYNC_NOW, dir=dir)
+        self.replica = RedisServer(*SYNC_NOW, "--replicaof", "127.0.0.1", str(self.master.port), dir=dir)
         conf = (f"sentinel monitor {name} 127.0.0.1 {self.master.port} 2\n"
                 f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
                 f"sentinel failover-timeout {name} 10000\n"
@@ -244,7 +272,7 @@ class SentinelGroup:
         # each sentinel starts knowing the others (else they meet through hello messages,
         # every 2 s), so the group is ready at once
         self.sentinels = [
-            Server(dir, port=port, sentinel_conf=conf + f"sentinel myid {ids[i]}\n" + "".join(
+            RedisServer(dir=dir, port=port, sentinel_conf=conf + f"sentinel myid {ids[i]}\n" + "".join(
                 f"sentinel known-sentinel {name} 127.0.0.1 {ports[j]} {ids[j]}\n" for j in range(3) if j != i))
             for i, port in enumerate(ports)]
 
@@ -255,7 +283,7 @@ class SentinelGroup:
     def start(self) -> SentinelGroup:
         self.master.start()
         self.replica.start()
-        wait_for(lambda: replica_online(self.master), 30, "the replica to sync")
+        wait_for(lambda: replica_online(self.master), 30, "the replica to sync", tolerate=REDIS_DOWN)
         for sentinel in self.sentinels:
             sentinel.start()
 
@@ -265,7 +293,8 @@ class SentinelGroup:
                 if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
                     return False
             return True
-        wait_for(settled, 30, "the sentinels to find each other and the replica", every=0.1)
+        wait_for(settled, 30, "the sentinels to find each other and the replica", every=0.1,
+                 tolerate=REDIS_DOWN)
         return self
 
     def master_port(self) -> int:
@@ -277,49 +306,3 @@ class SentinelGroup:
     def stop(self) -> None:
         for node in self.sentinels + [self.replica, self.master]:
             node.stop()
-
-
-APP = Path(__file__).with_name("chaos_app.py")
-
-
-class Workers:
-    """``tests/chaos_app.py`` worker processes; none outlives the test (``close()``)."""
-
-    def __init__(self, url: str, prefix: str, dir: Path, **settings: object) -> None:
-        self.url, self.prefix, self.dir = url, prefix, Path(dir)
-        self.notes = self.dir / "notes"
-        self.notes.mkdir(parents=True, exist_ok=True)
-        self.settings = settings
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, **settings: object) -> subprocess.Popen:
-        env = dict(os.environ, REDISPOOL_URL=self.url, REDISPOOL_PREFIX=self.prefix, APP_NOTES=str(self.notes),
-                   **{f"APP_{k.upper()}": str(v) for k, v in {**self.settings, **settings}.items()})
-        with open(self.dir / f"worker{len(self.procs)}.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=log, stderr=subprocess.STDOUT)
-        proc.log_path = log.name  # type: ignore[attr-defined]
-        self.procs.append(proc)
-        return proc
-
-    def live(self) -> list[subprocess.Popen]:
-        return [p for p in self.procs if p.poll() is None]
-
-    def log(self, proc: subprocess.Popen) -> str:
-        return Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
-
-    def lines(self, kind: str) -> list[list[str]]:
-        """Every process's notes of ``kind``: "ran" ([queue, id, attempt]) or "done" ([queue, id])."""
-        out = []
-        for path in sorted(self.notes.glob(f"*.{kind}")):
-            out += [line.split() for line in path.read_text().splitlines() if line]
-        return out
-
-    def stop(self, proc: subprocess.Popen, timeout: float = 20) -> int:
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
