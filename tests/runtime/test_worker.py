@@ -14,7 +14,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -27,13 +26,6 @@ from support.servers import RedisServer, free_port
 from support.waiting import running, wait_for
 
 QUICK = dict(idle_wait=0.2, beat_interval=0.1)
-
-
-@pytest.fixture
-def redis_engine(redis_url) -> Iterator[redispool.Engine]:
-    engine = redispool.connect(redis_url, prefix=f"t{uuid.uuid4().hex[:10]}")
-    yield engine
-    engine.close()
 
 
 def state(engine, queue: str, job_id: str) -> str | None:

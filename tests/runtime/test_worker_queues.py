@@ -27,13 +27,6 @@ def private_server() -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-def redis_engine(redis_url) -> Iterator[redispool.Engine]:
-    engine = redispool.connect(redis_url, prefix=f"t{uuid.uuid4().hex[:10]}")
-    yield engine
-    engine.close()
-
-
 def calls(client: redis.Redis, command: str) -> int:
     return client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,13 +28,6 @@ QUICK = dict(idle_wait=0.2, beat_interval=0.1)
 
 def events(caplog, *names: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "redispool.worker" and getattr(r, "event", None) in names]
-
-
-@pytest.fixture
-def redis_engine(redis_url) -> Iterator[redispool.Engine]:
-    engine = redispool.connect(redis_url, prefix=f"t{uuid.uuid4().hex[:10]}")
-    yield engine
-    engine.close()
 
 
 # ---------------------------------------------------------------- §5 Redis at maxmemory

@@ -1,5 +1,6 @@
-"""redispool on a real Redis Cluster: three masters on free ports (servers.Cluster), plus
-one replica of the first master for durable writes.
+"""redispool on a real Redis Cluster: the session's three masters (``support.servers.Cluster``),
+and for the tests that add a replica, pause it or move slots, a cluster of this module's own
+(with one replica of the first master, for durable writes).
 
 The engine behaviour suite runs on a cluster too (the "cluster" backend of conftest's
 ``backend_url``); this file covers what only a cluster has: queues on different masters
@@ -25,29 +26,36 @@ from redispool.scheduler import Scheduler
 from redispool.sweeper import Sweeper
 
 from support import ROOT
-from support.servers import REDIS_DOWN, Cluster, RedisServer, need
+from support.servers import REDIS_DOWN, Cluster, RedisServer, started
 from support.waiting import running, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    need("redis-server", "redis-cli")
-    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start()
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster for the tests that change its topology (a replica added and paused, slots
+    moved), which the session's cluster must not see."""
+    with started(Cluster(tmp_path_factory.mktemp("own-cluster"))) as cluster:
         cluster.add_replica(cluster.masters[0])
         yield cluster
-    finally:
-        cluster.stop()
+
+
+def connected(cluster: Cluster) -> Iterator[redispool.Engine]:
+    engine = redispool.connect(cluster.url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield engine
+    engine.close()
 
 
 @pytest.fixture
 def engine(cluster: Cluster) -> Iterator[redispool.Engine]:
-    engine = redispool.connect(cluster.url, prefix=f"t{uuid.uuid4().hex[:8]}")
-    yield engine
-    engine.close()
+    """An engine on the session's cluster (conftest's ``cluster``)."""
+    yield from connected(cluster)
+
+
+@pytest.fixture
+def own_engine(own_cluster: Cluster) -> Iterator[redispool.Engine]:
+    yield from connected(own_cluster)
 
 
 def queue_on(cluster: Cluster, master: RedisServer, avoid: set[int] = frozenset(), base: str = "q") -> str:
@@ -125,11 +133,11 @@ def test_a_worker_on_queues_of_three_masters_picks_up_at_once_and_does_not_poll(
           f"{idle_commands} commands in 2 s idle")
 
 
-def test_durable_writes_wait_for_the_replica_of_the_queues_own_master(cluster, engine):
-    with_replica = queue_on(cluster, cluster.masters[0], base="r")
-    without = queue_on(cluster, cluster.masters[1], base="r")
-    durable = redispool.connect(cluster.url + "?durable=true&durable_timeout=0.2", prefix=engine.prefix)
-    replica = cluster.replicas[0]
+def test_durable_writes_wait_for_the_replica_of_the_queues_own_master(own_cluster, own_engine):
+    with_replica = queue_on(own_cluster, own_cluster.masters[0], base="r")
+    without = queue_on(own_cluster, own_cluster.masters[1], base="r")
+    durable = redispool.connect(own_cluster.url + "?durable=true&durable_timeout=0.2", prefix=own_engine.prefix)
+    replica = own_cluster.replicas[0]
     try:
         job_id = durable.enqueue(with_replica, "kept")
         on_replica = replica.client(single_connection_client=True)
@@ -140,7 +148,7 @@ def test_durable_writes_wait_for_the_replica_of_the_queues_own_master(cluster, e
         durable.complete(job)
         with pytest.raises(NotDurable):
             durable.enqueue(without, "only on its master")
-        assert engine.stats(without)["ready"] == 1
+        assert own_engine.stats(without)["ready"] == 1
         replica.pause()
         try:
             with pytest.raises(NotDurable):
@@ -153,11 +161,11 @@ def test_durable_writes_wait_for_the_replica_of_the_queues_own_master(cluster, e
         durable.close()
 
 
-def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(cluster, engine):
-    source = cluster.masters[1]
-    queue = queue_on(cluster, source, base="m")
+def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(own_cluster, own_engine):
+    source = own_cluster.masters[1]
+    queue = queue_on(own_cluster, source, base="m")
     slot = key_slot(queue.encode())
-    target = cluster.masters[2]
+    target = own_cluster.masters[2]
     total = 3000
     produced: list[str] = []
     retries = collections.Counter()
@@ -166,7 +174,7 @@ def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(cluster
         for n in range(total):
             while True:
                 try:  # a job id makes a retried enqueue idempotent
-                    produced.append(engine.enqueue(queue, n, job_id=f"p{n}"))
+                    produced.append(own_engine.enqueue(queue, n, job_id=f"p{n}"))
                     break
                 except (redis.RedisError, redispool.ConnectionFailed) as exc:
                     retries[type(exc).__name__] += 1
@@ -175,23 +183,23 @@ def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(cluster
                 time.sleep(0.02)  # a steady stream, not one burst
 
     done_at_move: list[int] = []
-    worker = Worker(engine, queues=[queue], concurrency=8, idle_wait=0.5, beat_interval=0.2)
+    worker = Worker(own_engine, queues=[queue], concurrency=8, idle_wait=0.5, beat_interval=0.2)
     worker.process(lambda job: job.payload)
     producer = threading.Thread(target=produce, daemon=True)
     with running(worker):
         producer.start()
-        wait_for(lambda: engine.stats(queue)["done"] >= total // 5, 30, "the run to get going", tolerate=REDIS_DOWN)
+        wait_for(lambda: own_engine.stats(queue)["done"] >= total // 5, 30, "the run to get going", tolerate=REDIS_DOWN)
         started = time.monotonic()
-        moved = cluster.migrate_slot(slot, target, batch=20, pause_s=0.03)
+        moved = own_cluster.migrate_slot(slot, target, batch=20, pause_s=0.03)
         migration_s = time.monotonic() - started
-        done_at_move.append(engine.stats(queue)["done"])
+        done_at_move.append(own_engine.stats(queue)["done"])
         producer.join(60)
         assert not producer.is_alive()
-        wait_for(lambda: engine.stats(queue)["done"] == total, 60, "every job to be done", every=0.1,
+        wait_for(lambda: own_engine.stats(queue)["done"] == total, 60, "every job to be done", every=0.1,
                  tolerate=REDIS_DOWN)
-    assert cluster.owner(slot) is target
+    assert own_cluster.owner(slot) is target
     assert source.client().execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
-    stats = engine.stats(queue)
+    stats = own_engine.stats(queue)
     assert [stats[s] for s in ("scheduled", "ready", "leased", "dead")] == [0, 0, 0, 0]
     assert stats["totals"]["completed"] == total and stats["totals"]["enqueued"] == total
     assert sorted(produced) == sorted(f"p{n}" for n in range(total))
@@ -200,31 +208,7 @@ def test_moving_a_queues_slot_to_another_master_under_load_loses_nothing(cluster
           f"{done_at_move[0]} were done, client retries {dict(retries)}, 0 jobs lost")
 
 
-def migrate_slot(cluster: Cluster, slot: int, target: RedisServer, first: list[str], batch: int = 20,
-                 pause_s: float = 0.03) -> None:
-    """``Cluster.migrate_slot`` (as ``redis-cli --cluster reshard``), moving the ``first``
-    keys in a batch of their own before the others."""
-    source = cluster.owner(slot)
-    src, dst = source.client(), target.client()
-    src_id, dst_id = cluster.node_id(source), cluster.node_id(target)
-    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-    keys: list = list(first)
-    while True:
-        if not keys:
-            keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch)
-            if not keys:
-                break
-        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
-        keys = []
-        time.sleep(pause_s)
-    for node in (target, source, *[m for m in cluster.masters if m not in (source, target)]):
-        node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-    wait_for(lambda: cluster.owner(slot) is target, 10, f"slot {slot} to be served by its new master",
-             tolerate=REDIS_DOWN)
-
-
-def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(cluster, engine, tmp_path):
+def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(own_cluster, own_engine, tmp_path):
     """The queue's slot moves to another master and back (IMPORTING/MIGRATING, MIGRATE in
     batches, SETSLOT NODE, as ``redis-cli --cluster reshard``) while a scheduler and a
     sweeper of each kind (in-process threads, ``redispool`` processes) have due work there
@@ -235,42 +219,42 @@ def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(cl
     import subprocess
     import sys
 
-    source, target = cluster.masters[1], cluster.masters[2]
-    queue = queue_on(cluster, source, base="mig")
+    source, target = own_cluster.masters[1], own_cluster.masters[2]
+    queue = queue_on(own_cluster, source, base="mig")
     slot = key_slot(queue.encode())
     for n in range(40):   # due work spread over the migration: delayed jobs, expiring leases
-        engine.enqueue_many(queue, range(25), delay=1 + n * 0.2)
-    engine.enqueue_many(queue, range(300))
+        own_engine.enqueue_many(queue, range(25), delay=1 + n * 0.2)
+    own_engine.enqueue_many(queue, range(300))
     for n in range(300):
-        engine.claim(queue, "api-client", lease=1 + (n % 40) * 0.2)
-    engine.add_cue(queue, "tick", "* * * * * *")
+        own_engine.claim(queue, "api-client", lease=1 + (n % 40) * 0.2)
+    own_engine.add_cue(queue, "tick", "* * * * * *")
     logs = {name: tmp_path / f"{name}.log" for name in ("scheduler", "sweeper")}
     procs = []
     for name, log in logs.items():
         with open(log, "w") as out:
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "redispool", "--url", cluster.url, "--prefix", engine.prefix, name,
+                [sys.executable, "-m", "redispool", "--url", own_cluster.url, "--prefix", own_engine.prefix, name,
                  "--interval", "0.005"], cwd=ROOT, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT))
-    cron = queue_on(cluster, source, avoid={slot}, base="cron")   # a queue with a cue only
-    engine.add_cue(cron, "tick", "* * * * * *")
-    engine.register_worker("w-mig", host="h", pid=1, queues=[queue])   # the registry has keys to move
-    registry_slot = cluster.slot(workers_index_key(engine.prefix))
-    registry_target = next(m for m in cluster.masters if m is not cluster.owner(registry_slot))
-    threads = [Scheduler(engine, interval=0.005), Sweeper(engine, interval=0.005)]
-    k, kc = engine.keys(queue), engine.keys(cron)
+    cron = queue_on(own_cluster, source, avoid={slot}, base="cron")   # a queue with a cue only
+    own_engine.add_cue(cron, "tick", "* * * * * *")
+    own_engine.register_worker("w-mig", host="h", pid=1, queues=[queue])   # the registry has keys to move
+    registry_slot = own_cluster.slot(workers_index_key(own_engine.prefix))
+    registry_target = next(m for m in own_cluster.masters if m is not own_cluster.owner(registry_slot))
+    threads = [Scheduler(own_engine, interval=0.005), Sweeper(own_engine, interval=0.005)]
+    k, kc = own_engine.keys(queue), own_engine.keys(cron)
     try:
         with running(threads[0]), running(threads[1]):
             # a batch boundary between two keys of one script: for longer than redis-py's
             # TRYAGAIN retries (~0.4 s) they are on different masters ("TTL exhausted")
-            migrate_slot(cluster, key_slot(cron.encode()), target, first=[kc.cue_next], pause_s=1.5)
-            migrate_slot(cluster, registry_slot, registry_target,
-                         first=[workers_index_key(engine.prefix)], pause_s=1.5)
-            migrate_slot(cluster, slot, target, first=[k.cue_next])
-            migrate_slot(cluster, slot, source, first=[k.cues, k.scheduled])
+            own_cluster.migrate_slot(key_slot(cron.encode()), target, batch=20, pause_s=1.5, first=[kc.cue_next])
+            own_cluster.migrate_slot(registry_slot, registry_target, batch=20, pause_s=1.5,
+                                 first=[workers_index_key(own_engine.prefix)])
+            own_cluster.migrate_slot(slot, target, batch=20, pause_s=0.03, first=[k.cue_next])
+            own_cluster.migrate_slot(slot, source, batch=20, pause_s=0.03, first=[k.cues, k.scheduled])
             moved_back = time.time()
-            wait_for(lambda: engine.stats(queue)["scheduled"] == 0 and engine.stats(queue)["leased"] == 0, 60,
+            wait_for(lambda: own_engine.stats(queue)["scheduled"] == 0 and own_engine.stats(queue)["leased"] == 0, 60,
                      "every delayed job promoted and every lease swept", every=0.2, tolerate=REDIS_DOWN)
-            wait_for(lambda: min(engine.get_cue(q, "tick").last_fire_at for q in (queue, cron)) >= moved_back,
+            wait_for(lambda: min(own_engine.get_cue(q, "tick").last_fire_at for q in (queue, cron)) >= moved_back,
                      10, "the cues to fire after the migration", tolerate=REDIS_DOWN)
             assert all(p.poll() is None for p in procs), [log.read_text()[-2000:] for log in logs.values()]
     finally:
@@ -282,5 +266,5 @@ def test_the_daemons_outlive_a_slot_migration_of_their_queue_and_keep_working(cl
     for p, log in zip(procs, logs.values()):
         text = log.read_text()
         assert p.returncode == 0 and "Traceback" not in text, text[-3000:]
-    stats = engine.stats(queue)
+    stats = own_engine.stats(queue)
     assert stats["ready"] >= 40 * 25 + 300 and stats["dead"] == 0

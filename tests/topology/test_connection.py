@@ -31,7 +31,7 @@ from redispool import ConnectionFailed, InvalidOption, NotDurable, Worker
 from redispool.aio import AsyncEngine
 
 from support import ROOT
-from support.servers import REDIS_DOWN, RedisServer, SentinelGroup, free_port, need
+from support.servers import REDIS_DOWN, RedisServer, SentinelGroup, free_port, need, started
 from support.waiting import running, wait_for
 
 SCHEMES = ["redis", "rediss-ca", "rediss-noverify", "unix", "cluster", "sentinel", "memory"]
@@ -92,10 +92,8 @@ def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Multi]:
 
 @pytest.fixture(scope="module")
 def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
-    need("redis-server")
-    group = SentinelGroup(tmp_path_factory.mktemp("sentinel")).start()
-    yield group
-    group.stop()
+    with started(SentinelGroup(tmp_path_factory.mktemp("sentinel"))) as group:
+        yield group
 
 
 @pytest.fixture
@@ -308,14 +306,6 @@ def test_redispool_serve_on_every_scheme_with_long_polls_past_five_seconds(schem
 
 
 # ---------------------------------------------------------------------- finite read timeouts
-@pytest.fixture
-def lone(tmp_path: Path) -> Iterator[RedisServer]:
-    need("redis-server")
-    server = RedisServer(dir=tmp_path).start()
-    yield server
-    server.stop()
-
-
 def test_a_blocking_wait_reads_for_its_wait_plus_the_read_timeout(lone):
     """With ?socket_timeout=1 a 2.5 s claim(block=) still ends normally (sync and async):
     its read is allowed 2.5 + 1 s."""

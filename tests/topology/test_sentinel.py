@@ -20,7 +20,7 @@ from redispool import InvalidOption, NotDurable
 from redispool.sweeper import Sweeper
 
 from support.processes import Workers
-from support.servers import REDIS_DOWN, RedisServer, SentinelGroup, need, replica_online
+from support.servers import REDIS_DOWN, SentinelGroup, replica_online, started
 from support.waiting import running, wait_for
 
 pytestmark = pytest.mark.slow
@@ -29,19 +29,8 @@ QUEUE = "failover"
 
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[SentinelGroup]:
-    need("redis-server")
-    group = SentinelGroup(tmp_path).start()
-    yield group
-    group.stop()
-
-
-@pytest.fixture
-def lone(tmp_path: Path) -> Iterator[RedisServer]:
-    """A master without replicas."""
-    need("redis-server")
-    server = RedisServer(dir=tmp_path).start()
-    yield server
-    server.stop()
+    with started(SentinelGroup(tmp_path)) as group:
+        yield group
 
 
 def prefix() -> str:
