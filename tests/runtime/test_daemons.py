@@ -69,6 +69,52 @@ def stop_process(proc: subprocess.Popen, log: Path) -> str:
     return text
 
 
+class TwoDaemons:
+    """A scheduler and a sweeper stepping every 5 ms: threads (``mode`` "thread", logging
+    into ``caplog``) or ``redispool`` processes (``mode`` "cli", logging to
+    ``<dir>/scheduler.log`` and ``<dir>/sweeper.log``)."""
+
+    def __init__(self, mode: str, engine: Engine, url: str, prefix: str, dir: Path, caplog: Any) -> None:
+        self.mode, self.url, self.prefix, self.dir, self.caplog = mode, url, prefix, dir, caplog
+        self.daemons = (Scheduler(engine, interval=0.005), Sweeper(engine, interval=0.005))
+        self.procs: list[subprocess.Popen] = []
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if self.mode == "cli":
+            self.procs = [daemon_process(self.url, self.prefix, self.dir / f"{name}.log", name, "--interval", "0.005")
+                          for name in ("scheduler", "sweeper")]
+        else:
+            self.threads = [threading.Thread(target=d.run, daemon=True) for d in self.daemons]
+            for t in self.threads:
+                t.start()
+
+    def log(self) -> str:
+        """What they logged so far."""
+        if self.mode == "thread":
+            return "\n".join(r.getMessage() for r in self.caplog.records)
+        return (self.dir / "scheduler.log").read_text() + (self.dir / "sweeper.log").read_text()
+
+    def finish(self) -> str:
+        """Their whole log, once each is checked: a thread still runs, a process stops on
+        SIGTERM with exit code 0 and no traceback."""
+        if self.mode == "thread":
+            assert all(t.is_alive() for t in self.threads)
+            return self.log()
+        return (stop_process(self.procs[0], self.dir / "scheduler.log")
+                + stop_process(self.procs[1], self.dir / "sweeper.log"))
+
+    def close(self) -> None:
+        for d in self.daemons:
+            d.stop()
+        for t in self.threads:
+            t.join(30)
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+
 def retrying(fn: Any, timeout: float = 30) -> Any:
     """Call ``fn`` until Redis answers it (right after a restart a pooled connection is dead)."""
     deadline = time.monotonic() + timeout
@@ -115,19 +161,11 @@ def test_daemons_outlive_redis_restarts_mid_run_with_hundreds_of_cues(tmp_path, 
     prefix = f"r{uuid.uuid4().hex[:6]}"
     engine = redispool.connect(server.url, prefix=prefix)
     queues = [f"tenant-{n:03d}" for n in range(200)]
-    procs: list[subprocess.Popen] = []
-    threads: list[threading.Thread] = []
-    scheduler, sweeper = Scheduler(engine, interval=0.005), Sweeper(engine, interval=0.005)
+    daemons = TwoDaemons(mode, engine, server.url, prefix, tmp_path, caplog)
     try:
         for queue in queues:
             engine.add_cue(queue, "tick", "* * * * * *")
-        if mode == "cli":
-            procs = [daemon_process(server.url, prefix, tmp_path / "scheduler.log", "scheduler", "--interval", "0.005"),
-                     daemon_process(server.url, prefix, tmp_path / "sweeper.log", "sweeper", "--interval", "0.005")]
-        else:
-            threads = [threading.Thread(target=d.run, daemon=True) for d in (scheduler, sweeper)]
-            for t in threads:
-                t.start()
+        daemons.start()
         started = server_ms(engine)
         wait_for(lambda: fired_since(engine, queues[-1], started), 30, "the cues to fire", tolerate=REDIS_DOWN)
         for _ in range(2):
@@ -142,23 +180,12 @@ def test_daemons_outlive_redis_restarts_mid_run_with_hundreds_of_cues(tmp_path, 
         retrying(lambda: engine.claim("leases", "api-client", lease=0.2))
         wait_for(lambda: lease_swept(engine, "leases", job_id), 30, "the expired lease to be swept",
                  tolerate=REDIS_DOWN)
-        if mode == "thread":
-            assert all(t.is_alive() for t in threads)
-            log = "\n".join(r.getMessage() for r in caplog.records)
-        else:
-            log = stop_process(procs[0], tmp_path / "scheduler.log") + stop_process(procs[1], tmp_path / "sweeper.log")
+        log = daemons.finish()
         for daemon in ("scheduler", "sweeper"):
             began, ended = trouble_lines(log, daemon)
             assert 1 <= began <= 2 and ended == began, (daemon, log[-3000:])   # one line per state change
     finally:
-        for d in (scheduler, sweeper):
-            d.stop()
-        for t in threads:
-            t.join(30)
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
+        daemons.close()
         engine.close()
         server.stop()
 
@@ -174,9 +201,7 @@ def test_daemons_outlive_a_full_redis_and_resume(tmp_path, caplog, mode):
     prefix = f"o{uuid.uuid4().hex[:6]}"
     engine = redispool.connect(server.url, prefix=prefix)
     client = server.client()
-    procs: list[subprocess.Popen] = []
-    threads: list[threading.Thread] = []
-    scheduler, sweeper = Scheduler(engine, interval=0.005), Sweeper(engine, interval=0.005)
+    daemons = TwoDaemons(mode, engine, server.url, prefix, tmp_path, caplog)
     try:
         engine.enqueue_many("orders", [{"order": i, "pad": "x" * 20000} for i in range(500)])
         for n in range(20):
@@ -186,16 +211,9 @@ def test_daemons_outlive_a_full_redis_and_resume(tmp_path, caplog, mode):
         client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) // 2))
         with pytest.raises(redispool.RedisFull):
             engine.enqueue("orders", 1)
-        if mode == "cli":
-            procs = [daemon_process(server.url, prefix, tmp_path / "scheduler.log", "scheduler", "--interval", "0.005"),
-                     daemon_process(server.url, prefix, tmp_path / "sweeper.log", "sweeper", "--interval", "0.005")]
-        else:
-            threads = [threading.Thread(target=d.run, daemon=True) for d in (scheduler, sweeper)]
-            for t in threads:
-                t.start()
+        daemons.start()
         def seen_full() -> bool:   # cues due, a lease expired: every step tries to write and is refused
-            log = ("\n".join(r.getMessage() for r in caplog.records) if mode == "thread" else
-                   (tmp_path / "scheduler.log").read_text() + (tmp_path / "sweeper.log").read_text())
+            log = daemons.log()
             return all(f"{d}: Redis is full" in log for d in ("scheduler", "sweeper"))
 
         wait_for(seen_full, 60, "both daemons to meet the full Redis", tolerate=REDIS_DOWN)
@@ -207,23 +225,12 @@ def test_daemons_outlive_a_full_redis_and_resume(tmp_path, caplog, mode):
                  tolerate=REDIS_DOWN)
         wait_for(lambda: all(fired_since(engine, f"tenant-{n}", freed) for n in range(20)), 30,
                  "the cues to fire again", tolerate=REDIS_DOWN)
-        if mode == "thread":
-            assert all(t.is_alive() for t in threads)
-            log = "\n".join(r.getMessage() for r in caplog.records)
-        else:
-            log = stop_process(procs[0], tmp_path / "scheduler.log") + stop_process(procs[1], tmp_path / "sweeper.log")
+        log = daemons.finish()
         for daemon in ("scheduler", "sweeper"):
             assert trouble_lines(log, daemon) == (1, 1), (daemon, log[-3000:])
             assert f"{daemon}: Redis is full (maxmemory)" in log
     finally:
-        for d in (scheduler, sweeper):
-            d.stop()
-        for t in threads:
-            t.join(30)
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
+        daemons.close()
         engine.close()
         server.stop()
 
