@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import importlib
 import re
-from pathlib import Path
 
 import pytest
 
 from redispool.scripts import LUA_DIR, script_names
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+from support import ROOT
+
+README = ROOT / "README.md"
 HEADER = "| transition | Lua helper | scripts | Python |"
 NAME = re.compile(r"`([\w.]+)`")
 # Where the first part of a dotted Python name is found.
