@@ -24,6 +24,8 @@ import click
 
 from . import defaults, tojson
 from .errors import REDIS_TROUBLE, ConnectionFailed, RedisFull, RedispoolError, from_redis
+from .grpc.options import grpc_options
+from .grpc.options import settings as grpc_settings
 from .keys import STATES
 
 if TYPE_CHECKING:
@@ -634,6 +636,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.option("--sweep-interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
               help="seconds between sweeps (with --sweep)")
 @retention_defaults
+@grpc_options
 @click.pass_context
 def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, worker_timeout: float,
           keep_alive: float, graceful_timeout: float, read_timeout: float, no_auth: bool, public_metrics: bool,
@@ -641,6 +644,7 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
           **retention: Any) -> None:
     """The HTTP API (/v1), /healthz, /metrics, /openapi.json and the web dashboard (/).
     Redis must answer at start (else exit 1); SIGTERM stops it, SIGHUP reloads the tokens file."""
+    grpc = grpc_settings(retention)  # --grpc-port etc. (redispool/grpc/options.py)
     try:
         import uvicorn
 
@@ -661,7 +665,7 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
     setup_logging(ctx.meta["log_level"])
     engine = obj().engine(**given(retention))   # Redis must answer now: ConnectionFailed is one line, exit 1
     try:
-        sock = listen(host, port)
+        sock = listen(host, port) if grpc.http else None
     except OSError as exc:  # one line, exit 2, before anything says "serving"
         taken = click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
         taken.exit_code = 2
@@ -710,9 +714,10 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, lambda *_: on_loop(reload_tokens))
-    log.info("serving on http://%s:%d (%s)", host, sock.getsockname()[1],
-             "tokens" if tokens else "no tokens: everyone is admin")
-    server.run(sockets=[sock])
+    if sock is not None:
+        log.info("serving on http://%s:%d (%s)", host, sock.getsockname()[1],
+                 "tokens" if tokens else "no tokens: everyone is admin")
+    grpc.run(engine, tokens, server=server, sockets=[sock], host=host, grace=graceful_timeout)
 
 
 # ---------------------------------------------------------------------- demo

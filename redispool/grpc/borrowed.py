@@ -1,0 +1,12 @@
+"""What the gRPC services share with the HTTP server, imported from it in this one place.
+
+Tokens and roles (the same tokens file, the same rules), and the JSON forms of payloads
+and results (bytes as ``{"$bytes_base64": ...}``, depth limits), so a job looks the same
+to an HTTP and a gRPC worker. When these modules move, only the imports below change.
+"""
+from __future__ import annotations
+
+from ..http.auth import allows, token_role
+from ..http.wire import BadInput, Undeliverable, check_depth, deliverable, jsonable, loads
+
+__all__ = ["BadInput", "Undeliverable", "allows", "check_depth", "deliverable", "jsonable", "loads", "token_role"]

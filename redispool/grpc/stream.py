@@ -1,0 +1,410 @@
+"""One native ``Work`` stream: jobs pushed against credits, acks in batches, leases kept alive.
+
+A worker opens the stream with its queues, worker id, lease and a first credit (how
+many jobs it can take). Four tasks serve it on the server's event loop, no thread:
+
+- the *puller* claims up to the unused credit as soon as a job is ready: a claim on each
+  queue that blocks in the engine's wait hub (one blocked BZPOPMIN per queue for the
+  whole process, woken by the queue's marker; never polling) and ends early when the
+  stream ends. With several queues the first claim that gets jobs stops the others;
+  jobs beyond the credit that a racing claim still got are released at once (attempt
+  not counted), so a worker never holds more than it granted;
+- the *reader* takes credits and acks in order: an ack's items are settled with one
+  script call per queue (``AsyncEngine.ack``: fencing token per item) and answered
+  with one ``AckResults``, its items in the ack's order (completed, then failed, then
+  released);
+- the *keeper* extends the leases of the jobs the stream holds every third of the
+  lease, so an open stream is its jobs' heartbeat, and beats the worker's registration;
+- the *registry* writer sends what changed (jobs taken and settled, processed, failed)
+  to the worker's registration, coalescing everything that happened during one write.
+
+When the stream ends -- the worker half-closes, its connection breaks, the server shuts
+down -- what it still holds is released at once, so another worker gets those jobs
+without waiting for the lease. At shutdown the puller stops and the stream ends as soon
+as the worker has acked what it holds (or when grpc's grace runs out: then released).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import defaults, validate
+from ..aio import GIVE_UP, AsyncEngine
+from ..errors import LeaseLost
+from ..keys import check_queue
+from .borrowed import BadInput, Undeliverable, check_depth, deliverable, loads
+from .status import trouble
+from .stubs import jobs_pb2 as pb
+
+log = logging.getLogger("redispool.grpc")
+BLOCK_S = 30.0                 # one blocking claim's wait (then it claims again)
+RETRY_S = (0.05, 2.0)          # pause after Redis trouble in the puller: first, and at most
+BEAT_S = 10.0                  # the registration's beat while nothing else changes
+MAX_QUEUES = 100
+_END = object()
+
+
+@dataclass
+class Held:
+    """A job the stream pushed and the worker has not acked: enough to extend and release it."""
+
+    queue: str
+    id: str
+    token: str
+
+
+@dataclass
+class Changes:
+    """What the worker's registration has not been told yet."""
+
+    taken: dict[str, float] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)
+    processed: int = 0
+    failed: int = 0
+    queues: set[str] = field(default_factory=set)
+
+
+def opened(request: Any) -> tuple[list[str], str, float | None, int]:
+    """(queues, worker id, lease, credit) of the stream's first request (BadInput if it is
+    not a valid ``open``)."""
+    if request is None or request.WhichOneof("kind") != "open":
+        raise BadInput("the first request of a Work stream must be 'open'")
+    o = request.open
+    queues = list(dict.fromkeys(o.queues))
+    if not 1 <= len(queues) <= MAX_QUEUES:
+        raise BadInput(f"open.queues must name 1 to {MAX_QUEUES} queues")
+    for q in queues:
+        check_queue(q)
+    worker_id = validate.identifier(o.worker_id, "worker_id")
+    lease = o.lease or None
+    validate.lease_ms(lease)
+    return queues, worker_id, lease, o.credit
+
+
+def job_message(job: Any) -> Any:
+    """The ``Job`` of a leased job (Undeliverable when its payload cannot be JSON)."""
+    return pb.Job(queue=job.queue, id=job.id, token=job.token,
+                  payload=json.dumps(deliverable(job.payload), separators=(",", ":")),
+                  attempt=job.attempt, max_attempts=job.max_attempts, lease_expires_at=job.lease_expires_at)
+
+
+def _json_text(text: str, what: str) -> Any:
+    return check_depth(loads(text), what) if text else None
+
+
+class WorkStream:
+    """The server side of one open Work stream (see the module's docstring)."""
+
+    def __init__(self, aio: AsyncEngine, queues: list[str], worker_id: str, lease: float | None,
+                 credit: int, host: str, shutdown: asyncio.Event) -> None:
+        self.aio, self.queues, self.worker_id, self.lease, self.host = aio, queues, worker_id, lease, host
+        self.lease_s = (validate.lease_ms(lease) or aio.engine.lease_ms) / 1000
+        self.shutdown = shutdown
+        self.held: dict[tuple[str, str], Held] = {}
+        self.outbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.has_credit = asyncio.Event()
+        self.stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.changes = Changes(queues=set(queues))
+        self.changed = asyncio.Event()
+        self.changed.set()   # register at once
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.credit = 0
+        self._set_credit(credit)
+
+    # ------------------------------------------------------------------ the stream
+    async def run(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The replies of the stream until it ends; whatever it holds then is released."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._read(requests)), loop.create_task(self._pull()),
+                       loop.create_task(self._keep()), loop.create_task(self._registry())]
+        watch = loop.create_task(self._watch_shutdown())
+        try:
+            while True:
+                reply = await self.outbox.get()
+                if reply is _END:
+                    return
+                yield reply
+        finally:
+            watch.cancel()
+            await asyncio.shield(self._finish())
+
+    async def _finish(self) -> None:
+        """Stop claiming (a claim in flight still lands in ``held``), then give back what is
+        held and tell the registration."""
+        if not self.stop.done():
+            self.stop.set_result(None)
+        reader, puller, keeper, registry = self._tasks
+        for task in (reader, keeper):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(puller, 10)
+        held, self.held = list(self.held.values()), {}
+        await asyncio.gather(*(self._release(h) for h in held))
+        if held:
+            log.info("stream of worker %s ended: %d job(s) it held released", self.worker_id, len(held))
+        self.changes.settled.update(f"{h.queue}/{h.id}" for h in held)
+        self.changed.set()
+        registry.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await registry
+        with contextlib.suppress(*GIVE_UP):
+            await self._beat()
+
+    async def _release(self, h: Held) -> None:
+        with contextlib.suppress(*GIVE_UP):
+            await self.aio.release(h)
+
+    async def _watch_shutdown(self) -> None:
+        await self.shutdown.wait()
+        if not self.stop.done():
+            self.stop.set_result(None)
+        self._end_if_drained()
+
+    def _end_if_drained(self) -> None:
+        if self.shutdown.is_set() and not self.held:
+            self.outbox.put_nowait(_END)
+
+    def _set_credit(self, credit: int) -> None:
+        self.credit = credit
+        if credit > 0:
+            self.has_credit.set()
+        else:
+            self.has_credit.clear()
+
+    # ------------------------------------------------------------------ reading requests
+    async def _read(self, requests: AsyncIterator[Any]) -> None:
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("kind")
+                if kind == "credit":
+                    self._set_credit(self.credit + request.credit)
+                elif kind == "ack":
+                    self.outbox.put_nowait(pb.WorkReply(results=await self._ack(request.ack)))
+                    self._end_if_drained()
+                # a second 'open' or an empty request changes nothing
+        finally:
+            self.outbox.put_nowait(_END)   # the worker half-closed (or went away)
+
+    async def _ack(self, ack: Any) -> Any:
+        """Settle an ack's items; one result per item, in the ack's order."""
+        results: list[Any] = []
+        by_queue: dict[str, tuple[list[Any], list[Any]]] = defaultdict(lambda: ([], []))
+        slots: list[tuple[str, int, Any]] = []   # where each item's result comes from
+        for c in ack.completed:
+            ref = c.job
+            try:
+                check_queue(ref.queue)
+                if not ref.id or not ref.token:
+                    raise BadInput("a job ref needs its queue, id and token")
+                value = _json_text(c.result, "result")
+            except ValueError as exc:
+                slots.append(("bad", 0, (ref, str(exc))))
+                continue
+            done, _ = by_queue[ref.queue]
+            slots.append(("completed", len(done), ref))
+            done.append((Held(ref.queue, ref.id, ref.token), value))
+        for f in ack.failed:
+            ref = f.job
+            try:
+                check_queue(ref.queue)
+                if not ref.id or not ref.token:
+                    raise BadInput("a job ref needs its queue, id and token")
+                delay = f.delay or None
+                if delay is not None:
+                    validate.delay_ms(delay)
+            except ValueError as exc:
+                slots.append(("bad", 0, (ref, str(exc))))
+                continue
+            _, failed = by_queue[ref.queue]
+            slots.append(("failed", len(failed), ref))
+            failed.append((Held(ref.queue, ref.id, ref.token), f.error, not f.no_retry, delay))
+        outcome = dict(zip(by_queue, await asyncio.gather(
+            *(self._ack_queue(q, done, failed) for q, (done, failed) in by_queue.items()))))
+        processed = failed_n = 0
+        for kind, index, item in slots:
+            if kind == "bad":
+                ref, why = item
+                results.append(pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error=f"bad_input: {why}"))
+                continue
+            ref = item
+            got = outcome[ref.queue]
+            if isinstance(got, str):   # Redis trouble: not settled, the job stays held
+                results.append(pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error=got))
+                continue
+            state = ("done" if got.completed[index] else None) if kind == "completed" else got.failed[index]
+            self._settled(ref)
+            if state is None:
+                results.append(pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error="lease_lost"))
+            else:
+                processed += 1
+                failed_n += kind == "failed"
+                results.append(pb.AckResult(queue=ref.queue, id=ref.id, ok=True, state=state))
+        for ref in ack.released:
+            results.append(await self._give(ref))
+        self.changes.processed += processed
+        self.changes.failed += failed_n
+        self.changed.set()
+        return pb.AckResults(results=results)
+
+    async def _ack_queue(self, queue: str, done: list[Any], failed: list[Any]) -> Any:
+        try:
+            return await self.aio.ack(queue, completed=done, failed=failed)
+        except GIVE_UP as exc:
+            log.warning("worker %s: ack on %s not settled: %s", self.worker_id, queue, exc)
+            return trouble(exc) or "unavailable"
+
+    async def _give(self, ref: Any) -> Any:
+        """Release one job the worker hands back (only a job this stream holds with that token)."""
+        held = self.held.get((ref.queue, ref.id))
+        if held is None or held.token != ref.token:
+            return pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error="lease_lost")
+        try:
+            await self.aio.release(held)
+        except GIVE_UP as exc:
+            return pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error=trouble(exc) or "unavailable")
+        self._settled(ref)
+        return pb.AckResult(queue=ref.queue, id=ref.id, ok=True, state="ready")
+
+    def _settled(self, ref: Any) -> None:
+        held = self.held.get((ref.queue, ref.id))
+        if held is not None and held.token == ref.token:
+            del self.held[(ref.queue, ref.id)]
+            self.changes.settled.add(f"{ref.queue}/{ref.id}")
+            self.changes.taken.pop(f"{ref.queue}/{ref.id}", None)
+
+    # ------------------------------------------------------------------ pushing jobs
+    async def _pull(self) -> None:
+        pause = RETRY_S[0]
+        while not self.stop.done():
+            credit_or_stop = asyncio.ensure_future(self.has_credit.wait())
+            await asyncio.wait({credit_or_stop, self.stop}, return_when=asyncio.FIRST_COMPLETED)
+            credit_or_stop.cancel()
+            if self.stop.done():
+                return
+            try:
+                jobs = await self._claim(min(self.credit, defaults.BATCH_MAX))
+            except GIVE_UP as exc:
+                log.warning("worker %s: claim failed, trying again in %gs: %s", self.worker_id, pause, exc)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self.stop), pause)
+                pause = min(pause * 2, RETRY_S[1])
+                continue
+            pause = RETRY_S[0]
+            if jobs:
+                await self._push(jobs)
+
+    async def _claim(self, limit: int) -> list[Any]:
+        """Up to ``limit`` jobs from the stream's queues, blocking until one is ready (or
+        the stream ends); a surplus from racing claims is released."""
+        loop = asyncio.get_running_loop()
+        round_stop: asyncio.Future[None] = loop.create_future()
+
+        def end_round(_: Any = None) -> None:
+            if not round_stop.done():
+                round_stop.set_result(None)
+        self.stop.add_done_callback(end_round)
+        claims = [asyncio.ensure_future(self.aio.claim(q, self.worker_id, limit=limit, lease=self.lease,
+                                                       block=BLOCK_S, stop=round_stop)) for q in self.queues]
+        try:
+            await asyncio.wait(claims, return_when=asyncio.FIRST_COMPLETED)
+            end_round()
+            outcomes = await asyncio.gather(*claims, return_exceptions=True)
+        finally:
+            self.stop.remove_done_callback(end_round)
+        jobs = [j for o in outcomes if isinstance(o, list) for j in o]
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        keep, surplus = jobs[:limit], jobs[limit:]
+        if self.stop.done():
+            keep, surplus = [], jobs
+        await asyncio.gather(*(self._release(j) for j in surplus))
+        if errors and not keep:
+            raise errors[0]
+        return keep
+
+    async def _push(self, jobs: list[Any]) -> None:
+        out, broken = [], []
+        for j in jobs:
+            try:
+                out.append(job_message(j))
+            except Undeliverable as exc:
+                broken.append((j, f"Undeliverable: {exc}"))
+        if broken:
+            await self.aio.bury(broken)
+        sent = [j for j in jobs if not any(j is b for b, _ in broken)]
+        for j in sent:
+            self.held[(j.queue, j.id)] = Held(j.queue, j.id, j.token)
+            self.changes.taken[f"{j.queue}/{j.id}"] = j.lease_expires_at
+            self.changes.settled.discard(f"{j.queue}/{j.id}")   # taken again since it was settled
+        self._set_credit(self.credit - len(sent))
+        self.changed.set()
+        if out:
+            self.outbox.put_nowait(pb.WorkReply(jobs=pb.JobBatch(jobs=out)))
+
+    # ------------------------------------------------------------------ leases and registry
+    async def _keep(self) -> None:
+        """Extend every held lease each third of the lease (the stream is the heartbeat)."""
+        every = max(0.05, self.lease_s / 3)
+        while True:
+            await asyncio.sleep(every)
+            held = list(self.held.values())
+            expiries = await asyncio.gather(*(self._extend(h) for h in held))
+            for h, expires in zip(held, expiries):
+                if expires is not None and (h.queue, h.id) in self.held:
+                    self.changes.taken[f"{h.queue}/{h.id}"] = expires
+            self.changed.set()
+
+    async def _extend(self, h: Held) -> float | None:
+        try:
+            return await self.aio.heartbeat(h, self.lease)
+        except LeaseLost:   # swept or taken over: the worker's ack will say lease_lost
+            if self.held.get((h.queue, h.id)) is h:
+                del self.held[(h.queue, h.id)]
+                self.changes.settled.add(f"{h.queue}/{h.id}")
+            return None
+        except GIVE_UP as exc:
+            log.warning("worker %s: lease of %s/%s not extended: %s", self.worker_id, h.queue, h.id, exc)
+            return None
+
+    async def _registry(self) -> None:
+        """Send the registration what changed; one write covers all that happened during
+        the previous one. Best effort: the jobs' own state never depends on it."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), BEAT_S)
+            self.changed.clear()
+            try:
+                await self._beat()
+            except GIVE_UP as exc:
+                log.warning("worker %s: registration not updated: %s", self.worker_id, exc)
+                await asyncio.sleep(RETRY_S[1])
+
+    async def _beat(self) -> None:
+        c, self.changes = self.changes, Changes()
+        try:
+            beat = dict(processed=c.processed, failed=c.failed, taken=c.taken or None,
+                        settled=sorted(c.settled) or None)
+            queues = sorted(c.queues)
+            if not await self.aio.beat_worker(self.worker_id, queue=queues[0] if queues else None, **beat):
+                await self.aio.register_worker(self.worker_id, host=self.host, pid=0, queues=self.queues)
+                await self.aio.beat_worker(self.worker_id, **beat)
+            for q in queues[1:]:
+                await self.aio.beat_worker(self.worker_id, queue=q)
+        except BaseException:
+            self._merge_back(c)
+            raise
+
+    def _merge_back(self, c: Changes) -> None:
+        """Changes a failed write did not deliver, kept for the next one."""
+        n = self.changes
+        n.taken = {**c.taken, **n.taken}
+        n.settled |= c.settled
+        n.processed += c.processed
+        n.failed += c.failed
+        n.queues |= c.queues
+
