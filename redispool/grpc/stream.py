@@ -114,6 +114,7 @@ class WorkStream:
         self.changed = asyncio.Event()
         self.changed.set()   # register at once
         self._tasks: list[asyncio.Task[Any]] = []
+        self.closed = False
         self.credit = 0
         self._set_credit(credit)
 
@@ -149,12 +150,10 @@ class WorkStream:
         if held:
             log.info("stream of worker %s ended: %d job(s) it held released", self.worker_id, len(held))
         self.changes.settled.update(f"{h.queue}/{h.id}" for h in held)
+        self.closed = True   # the registry writer sends this last change, then ends
         self.changed.set()
-        registry.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await registry
-        with contextlib.suppress(*GIVE_UP):
-            await self._beat()
+            await asyncio.wait_for(registry, 10)
 
     async def _release(self, h: Held) -> None:
         with contextlib.suppress(*GIVE_UP):
@@ -291,8 +290,7 @@ class WorkStream:
                 jobs = await self._claim(min(self.credit, defaults.BATCH_MAX))
             except GIVE_UP as exc:
                 log.warning("worker %s: claim failed, trying again in %gs: %s", self.worker_id, pause, exc)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self.stop), pause)
+                await asyncio.wait({self.stop}, timeout=pause)
                 pause = min(pause * 2, RETRY_S[1])
                 continue
             pause = RETRY_S[0]
@@ -375,14 +373,21 @@ class WorkStream:
         """Send the registration what changed; one write covers all that happened during
         the previous one. Best effort: the jobs' own state never depends on it."""
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), BEAT_S)
+            changed = asyncio.ensure_future(self.changed.wait())
+            try:   # not wait_for: on 3.11 it may swallow a cancel that meets a wake-up
+                await asyncio.wait({changed}, timeout=BEAT_S)
+            finally:
+                changed.cancel()
             self.changed.clear()
+            closed = self.closed
             try:
                 await self._beat()
             except GIVE_UP as exc:
                 log.warning("worker %s: registration not updated: %s", self.worker_id, exc)
-                await asyncio.sleep(RETRY_S[1])
+                if not closed:
+                    await asyncio.sleep(RETRY_S[1])
+            if closed:
+                return
 
     async def _beat(self) -> None:
         c, self.changes = self.changes, Changes()
