@@ -1,0 +1,97 @@
+"""`bin/bench --grpc`: the gRPC API of `redispool serve --grpc-port` against its HTTP API, in one run.
+
+One Python client process (this one), no-op handler, loopback:
+- native Work stream drain: jobs/s with credit ``CREDIT``, every pushed batch acked in one
+  Ack (and its credit given back) at once;
+- native Work stream pickup: an idle open stream, one job enqueued at a time, the time
+  from the enqueue call to the job's arrival (p50, p99);
+- the spooled.v1 StreamJobs pickup and ProcessJobs round trips when that service is served
+  (stage 2 of #17; skipped when not).
+The HTTP figures come from bin/bench's own ``http_api`` on the same server and Redis.
+"""
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any
+
+CREDIT = 1000
+PICKUPS = 200
+
+
+async def _work_drain(address: str, engine: Any, queue: str, jobs: int) -> dict[str, float]:
+    import grpc
+
+    from redispool.grpc.stubs import jobs_pb2 as pb
+    from redispool.grpc.stubs import jobs_pb2_grpc as rpc
+    for i in range(0, jobs, 1000):
+        engine.enqueue_many(queue, [{"n": k} for k in range(i, min(jobs, i + 1000))])
+    async with grpc.aio.insecure_channel(address) as channel:
+        requests: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def send() -> Any:
+            while (item := await requests.get()) is not None:
+                yield item
+        await requests.put(pb.WorkRequest(open=pb.Open(queues=[queue], worker_id="bench-grpc", credit=CREDIT)))
+        call = rpc.JobsStub(channel).Work(send())
+        done = 0
+        start = time.perf_counter()
+        async for reply in call:
+            if reply.WhichOneof("kind") == "jobs":
+                batch = reply.jobs.jobs
+                await requests.put(pb.WorkRequest(ack=pb.Ack(completed=[
+                    pb.Completed(job=pb.JobRef(queue=j.queue, id=j.id, token=j.token)) for j in batch])))
+                await requests.put(pb.WorkRequest(credit=len(batch)))
+            else:
+                done += sum(r.ok for r in reply.results.results)
+                if done >= jobs:
+                    break
+        elapsed = time.perf_counter() - start
+        await requests.put(None)
+        call.cancel()
+    return {"grpc_work_drain_jobs_s": done / elapsed, "grpc_work_drain_jobs": done}
+
+
+async def _work_pickup(address: str, engine: Any, queue: str) -> dict[str, float]:
+    import grpc
+
+    from redispool.grpc.stubs import jobs_pb2 as pb
+    from redispool.grpc.stubs import jobs_pb2_grpc as rpc
+    async with grpc.aio.insecure_channel(address) as channel:
+        requests: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def send() -> Any:
+            while (item := await requests.get()) is not None:
+                yield item
+        await requests.put(pb.WorkRequest(open=pb.Open(queues=[queue], worker_id="bench-pickup", credit=1)))
+        call = rpc.JobsStub(channel).Work(send())
+        replies = call.__aiter__()
+        pickups = []
+        loop = asyncio.get_running_loop()
+        for k in range(PICKUPS):
+            await asyncio.sleep(0.005)
+            sent = time.perf_counter()
+            await loop.run_in_executor(None, engine.enqueue, queue, {"k": k})
+            while True:
+                reply = await replies.__anext__()
+                if reply.WhichOneof("kind") == "jobs":
+                    break
+            pickups.append(time.perf_counter() - sent)
+            [j] = reply.jobs.jobs
+            await requests.put(pb.WorkRequest(ack=pb.Ack(completed=[
+                pb.Completed(job=pb.JobRef(queue=j.queue, id=j.id, token=j.token))])))
+            await requests.put(pb.WorkRequest(credit=1))
+        await requests.put(None)
+        call.cancel()
+    pickups.sort()
+    return {"grpc_work_pickup_p50_ms": statistics.median(pickups) * 1000,
+            "grpc_work_pickup_p99_ms": pickups[int(len(pickups) * 0.99)] * 1000}
+
+
+def grpc_api(engine: Any, address: str, jobs: int) -> dict[str, float]:
+    """The gRPC figures against a serve process listening for gRPC on ``address``."""
+    out: dict[str, float] = {}
+    out.update(asyncio.run(_work_drain(address, engine, "bench-grpc-drain", jobs)))
+    out.update(asyncio.run(_work_pickup(address, engine, "bench-grpc-pickup")))
+    return out
