@@ -2,8 +2,8 @@
 
 One event loop runs both: uvicorn's server (when HTTP is on) and the gRPC server, with
 its own AsyncEngine (a connection pool and a wait hub), so no stream holds a thread.
-It serves ``redispool.v1.Jobs``, the hosted service's ``spooled.v1`` services (when
-present), ``grpc.health.v1.Health`` (SERVING while Redis answers a PING, checked every
+It serves ``redispool.v1.Jobs``, the hosted service's ``spooled.v1`` services,
+``grpc.health.v1.Health`` (SERVING while Redis answers a PING, checked every
 ``HEALTH_S``; no token needed) and server reflection.
 
 SIGTERM (or SIGINT): HTTP stops as before; gRPC stops taking calls, Work streams stop
@@ -25,6 +25,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from ..aio import AsyncEngine
+from . import spooled
 from .native import JobsService
 from .stubs import jobs_pb2, jobs_pb2_grpc
 
@@ -61,14 +62,14 @@ class GrpcServer:
 
     def services(self) -> list[str]:
         names = [jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name]
-        return names + [s for s in _spooled_services() if s]
+        return [*names, *spooled.SERVICES]
 
     async def start(self) -> int:
         """Bind and start; the bound port (click's exit 2 when it cannot be had)."""
         self.aio = AsyncEngine(self.engine)
         server = grpc.aio.server(options=OPTIONS)
         jobs_pb2_grpc.add_JobsServicer_to_server(JobsService(self._aio, self.tokens, self.shutdown), server)
-        _add_spooled(server, self._aio, self.tokens, self.shutdown)
+        spooled.add_to_server(server, self._aio, self.tokens, self.shutdown)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [*self.services(), health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME]
@@ -120,22 +121,6 @@ class GrpcServer:
         if self.aio is not None:
             with contextlib.suppress(Exception):
                 await self.aio.close()
-
-
-def _spooled_services() -> list[str]:
-    try:
-        from .spooled import SERVICES
-    except ImportError:
-        return []
-    return list(SERVICES)
-
-
-def _add_spooled(server: Any, aio: Any, tokens: dict[str, str] | None, shutdown: asyncio.Event) -> None:
-    try:
-        from .spooled import add_to_server
-    except ImportError:
-        return
-    add_to_server(server, aio, tokens, shutdown)
 
 
 def run(engine: Any, tokens: dict[str, str] | None, *, http: Any, sockets: list[Any], host: str,
