@@ -1,0 +1,189 @@
+"""The hosted job service's official gRPC client (`spooled[grpc]==1.6.0`, `SpooledGrpcClient`)
+unchanged against `redispool serve --grpc-port`: every RPC it calls, stale leases as its
+lease-lost error, auth errors, StreamJobs pickup of a job enqueued after the stream opened
+(one job at a time), ProcessJobs round trips, deregister giving the worker's jobs back."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+import redispool
+from grpc_helpers import TOKENS, GrpcServed, tokens_file, wait_until
+
+sgrpc = pytest.importorskip("spooled.grpc")
+errors = pytest.importorskip("spooled.errors")
+from spooled.grpc import (  # noqa: E402
+    GrpcCompleteRequest,
+    GrpcDequeueRequest,
+    GrpcFailRequest,
+    GrpcRenewLeaseRequest,
+    ProcessRequest,
+    SpooledGrpcClient,
+)
+
+
+@pytest.fixture(scope="module")
+def served(redis_server, tmp_path_factory):
+    prefix = f"gs{uuid.uuid4().hex[:6]}"
+    s = GrpcServed(redis_server.url, prefix, tokens=tokens_file(tmp_path_factory.mktemp("gs"))).wait_ready()
+    s.prefix = prefix
+    yield s
+    assert s.stop() == 0, s.output
+
+
+@pytest.fixture
+def client(served):
+    c = SpooledGrpcClient(served.address, TOKENS["worker"])
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def engine(served, redis_server):
+    e = redispool.connect(redis_server.url, prefix=served.prefix)
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def queue():
+    return f"sq{uuid.uuid4().hex[:6]}"
+
+
+def test_enqueue_get_job_and_queue_stats(client, engine, queue):
+    r = client.queue.enqueue(queue, {"a": 1, "b": [1, 2]}, priority=3, max_retries=2, idempotency_key="k1")
+    assert r.created and r.job_id.startswith(f"{queue}~")
+    again = client.queue.enqueue(queue, {"a": 2}, idempotency_key="k1")
+    assert (again.job_id, again.created) == (r.job_id, False)
+    info = engine.get(queue, r.job_id.split("~", 1)[1])
+    assert (info.payload, info.priority, info.max_attempts) == ({"a": 1, "b": [1, 2]}, 3, 3)  # whole numbers stay ints
+    job = client.queue.get_job(r.job_id).job
+    assert (job.status, job.payload, job.priority, job.max_retries, job.idempotency_key) == \
+        ("pending", {"a": 1, "b": [1, 2]}, 3, 2, "k1")
+    assert client.queue.get_job(f"{queue}~nope").job is None
+    assert client.queue.get_job("not-an-id").job is None
+    stats = client.queue.get_queue_stats(queue)
+    assert (stats.queue_name, stats.pending, stats.processing, stats.total) == (queue, 1, 0, 1)
+    with pytest.raises(errors.ValidationError):
+        client.queue.enqueue("bad queue!", {})
+
+
+def test_dequeue_complete_fail_renew_and_stale_leases(client, engine, queue):
+    for i in range(3):
+        client.queue.enqueue(queue, {"n": i}, max_retries=3)
+    assert client.queue.dequeue(f"{queue}-empty", "w1").jobs == []
+    jobs = client.queue.dequeue(queue, "w1", batch_size=5, lease_duration_secs=30).jobs
+    assert len(jobs) == 3 and all(j.status == "processing" and j.lease_id and j.assigned_worker_id == "w1"
+                                  for j in jobs)
+    a, b, c = jobs
+    renewed = client.queue.renew_lease(a.id, "w1", 120, lease_id=a.lease_id)
+    assert renewed.success and renewed.new_expires_at.timestamp() > time.time() + 100
+    with pytest.raises(errors.ConflictError) as err:
+        client.queue.complete(a.id, "w1", {"x": 1}, lease_id="999999")
+    assert errors.is_lease_expired(err.value)
+    with pytest.raises(errors.ConflictError) as err:
+        client.queue.renew_lease(a.id, "w1", lease_id="999999")
+    assert errors.is_lease_expired(err.value)
+    assert client.queue.complete(a.id, "w1", {"x": 1}, lease_id=a.lease_id).success
+    assert client.queue.get_job(a.id).job.result == {"x": 1}
+    with pytest.raises(errors.ConflictError) as err:
+        client.queue.complete(a.id, "w1", lease_id=a.lease_id)      # finished: a plain conflict
+    assert not errors.is_lease_expired(err.value)
+    failed = client.queue.fail(b.id, "w1", "boom", lease_id=b.lease_id)
+    assert failed.success and failed.will_retry and failed.next_retry_delay_secs >= 0
+    assert client.queue.get_job(b.id).job.status == "failed"
+    dead = client.queue.fail(c.id, "w1", "fatal", retry=False, lease_id=c.lease_id)
+    assert dead.success and not dead.will_retry
+    assert client.queue.get_job(c.id).job.status == "deadletter"
+    with pytest.raises(errors.NotFoundError):
+        client.queue.complete(f"{queue}~404", "w1", lease_id="1")
+    with pytest.raises(errors.ValidationError):
+        client.queue.complete(b.id, "w1", lease_id="")
+    stats = client.queue.get_queue_stats(queue)
+    assert (stats.completed, stats.failed, stats.deadletter) == (1, 1, 1)
+
+
+def test_auth_errors(served, queue):
+    with SpooledGrpcClient(served.address, "wrong-key-0123") as bad:
+        with pytest.raises(errors.AuthenticationError):
+            bad.queue.enqueue(queue, {})
+    with SpooledGrpcClient(served.address, TOKENS["read"]) as reader:
+        with pytest.raises(errors.AuthorizationError):
+            reader.queue.enqueue(queue, {})
+        assert reader.queue.get_queue_stats(queue).total == 0      # reading is allowed
+
+
+def test_stream_jobs_pushes_a_job_enqueued_later_one_at_a_time(client, queue):
+    stream = client.queue.stream_jobs(queue, "streamer", lease_duration_secs=30)
+    got: list = []
+
+    def read() -> None:
+        with pytest.raises(errors.ServerError):   # CANCELLED by stream.cancel() below
+            for job in stream:
+                got.append(job)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.3)                       # the stream waits in Redis now
+    t0 = time.monotonic()
+    client.queue.enqueue(queue, {"n": 1})
+    wait_until(lambda: got, what="the first pushed job")
+    assert time.monotonic() - t0 < 1.0
+    client.queue.enqueue(queue, {"n": 2})
+    time.sleep(0.3)
+    assert len(got) == 1                  # the next only once the first is settled
+    assert client.queue.complete(got[0].id, "streamer", lease_id=got[0].lease_id).success
+    wait_until(lambda: len(got) == 2, what="the second job after the first was settled")
+    assert got[1].payload == {"n": 2} and got[1].lease_id
+    stream.cancel()
+    reader.join(5)
+
+
+def test_process_jobs_round_trips_in_order(client, queue):
+    client.queue.enqueue(queue, {"n": 1})
+    client.queue.enqueue(queue, {"n": 2})
+    stream = client.queue.process_jobs()
+    dequeue = ProcessRequest(dequeue=GrpcDequeueRequest(queue_name=queue, worker_id="pw"))
+    stream.send(dequeue)
+    stream.send(dequeue)
+    responses = stream.receive()
+    first, second = next(responses).job, next(responses).job
+    assert {first.payload["n"], second.payload["n"]} == {1, 2}
+    stream.send(ProcessRequest(complete=GrpcCompleteRequest(job_id=first.id, worker_id="pw", lease_id=first.lease_id)))
+    stream.send(ProcessRequest(renew_lease=GrpcRenewLeaseRequest(job_id=second.id, worker_id="pw",
+                                                                 lease_id=second.lease_id)))
+    stream.send(ProcessRequest(fail=GrpcFailRequest(job_id=second.id, worker_id="pw", error="x",
+                                                    lease_id="999999")))
+    stream.send(ProcessRequest(fail=GrpcFailRequest(job_id=second.id, worker_id="pw", error="x", retry=False,
+                                                    lease_id=second.lease_id)))
+    stream.send(dequeue)
+    assert next(responses).complete.success
+    assert next(responses).renew_lease.success
+    lost = next(responses)
+    assert lost.error_code == "LEASE_EXPIRED"
+    fail = next(responses).fail
+    assert fail.success and not fail.will_retry
+    none = next(responses)
+    assert none.error_code == "NO_JOBS"
+    stream.end()
+    assert list(responses) == []          # the server ends the stream once the client half-closed
+
+
+def test_register_heartbeat_deregister_gives_jobs_back(client, engine, queue):
+    reg = client.workers.register(queue, "host-a", worker_id="dw-1")
+    assert (reg.worker_id, reg.lease_duration_secs, reg.heartbeat_interval_secs) == ("dw-1", 30, 10)
+    assert client.workers.heartbeat("dw-1", current_jobs=0).acknowledged
+    assert not client.workers.heartbeat("never-registered").acknowledged
+    client.queue.enqueue(queue, {"n": 1})
+    client.queue.enqueue(queue, {"n": 2})
+    jobs = client.queue.dequeue(queue, "dw-1", batch_size=2).jobs
+    assert len(jobs) == 2
+    me = [w for w in engine.workers() if w.id == "dw-1"][0]
+    assert me.host == "host-a" and len(me.jobs_in_progress) == 2
+    assert client.workers.deregister("dw-1").success
+    for j in jobs:
+        info = engine.get(queue, j.id.split("~", 1)[1])
+        assert info.state == "ready" and info.attempts == 0
+    assert not [w for w in engine.workers() if w.id == "dw-1"]
