@@ -5,8 +5,9 @@ One Python client process (this one), no-op handler, loopback:
   Ack (and its credit given back) at once;
 - native Work stream pickup: an idle open stream, one job enqueued at a time, the time
   from the enqueue call to the job's arrival (p50, p99);
-- the spooled.v1 StreamJobs pickup and ProcessJobs round trips when that service is served
-  (stage 2 of #17; skipped when not).
+- spooled.v1 StreamJobs pickup (one job at a time, each settled by a unary Complete) and
+  ProcessJobs round trips (dequeue, then complete, on one stream), through our copy of
+  that service's stubs (descriptor-identical to its client's).
 The HTTP figures come from bin/bench's own ``http_api`` on the same server and Redis.
 """
 from __future__ import annotations
@@ -89,9 +90,55 @@ async def _work_pickup(address: str, engine: Any, queue: str) -> dict[str, float
             "grpc_work_pickup_p99_ms": pickups[int(len(pickups) * 0.99)] * 1000}
 
 
+def _spooled(address: str, engine: Any, queue: str, rounds: int) -> dict[str, float]:
+    import queue as queues
+    import threading
+
+    import grpc
+
+    from redispool.grpc.stubs import spooled_pb2 as pb
+    from redispool.grpc.stubs import spooled_pb2_grpc as rpc
+    out: dict[str, float] = {}
+    with grpc.insecure_channel(address) as channel:
+        stub = rpc.QueueServiceStub(channel)
+        arrived: queues.Queue[Any] = queues.Queue()
+        stream = stub.StreamJobs(pb.StreamJobsRequest(queue_name=queue, worker_id="bench-stream"))
+        threading.Thread(target=lambda: [arrived.put((time.perf_counter(), j)) for j in stream], daemon=True).start()
+        time.sleep(0.2)
+        pickups = []
+        for k in range(PICKUPS):
+            time.sleep(0.005)
+            sent = time.perf_counter()
+            engine.enqueue(queue, {"k": k})
+            at, job = arrived.get(timeout=30)
+            pickups.append(at - sent)
+            stub.Complete(pb.CompleteRequest(job_id=job.id, worker_id="bench-stream", lease_id=job.lease_id))
+        stream.cancel()
+        pickups.sort()
+        out["grpc_streamjobs_pickup_p50_ms"] = statistics.median(pickups) * 1000
+        out["grpc_streamjobs_pickup_p99_ms"] = pickups[int(len(pickups) * 0.99)] * 1000
+        engine.enqueue_many(queue + "-process", [{"n": i} for i in range(rounds)])
+        requests: queues.Queue[Any] = queues.Queue()
+        replies = stub.ProcessJobs(iter(requests.get, None))
+        dequeue = pb.ProcessRequest(dequeue=pb.DequeueRequest(queue_name=queue + "-process", worker_id="bench-pj"))
+        start = time.perf_counter()
+        for _ in range(rounds):
+            requests.put(dequeue)
+            job = next(replies).job
+            requests.put(pb.ProcessRequest(complete=pb.CompleteRequest(job_id=job.id, worker_id="bench-pj",
+                                                                       lease_id=job.lease_id)))
+            next(replies)
+        elapsed = time.perf_counter() - start
+        requests.put(None)
+        out["grpc_processjobs_jobs_s"] = rounds / elapsed
+        out["grpc_processjobs_round_trip_ms"] = elapsed / (2 * rounds) * 1000
+    return out
+
+
 def grpc_api(engine: Any, address: str, jobs: int) -> dict[str, float]:
     """The gRPC figures against a serve process listening for gRPC on ``address``."""
     out: dict[str, float] = {}
     out.update(asyncio.run(_work_drain(address, engine, "bench-grpc-drain", jobs)))
     out.update(asyncio.run(_work_pickup(address, engine, "bench-grpc-pickup")))
+    out.update(_spooled(address, engine, "bench-grpc-spooled", min(jobs, 2000)))
     return out
