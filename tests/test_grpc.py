@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 import redispool
-from grpc_helpers import GrpcServed, Worker, auth, grpc, pb, ref, tokens_file, wait_until
+from grpc_helpers import GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
 
 QUEUE = "g"
 
@@ -226,3 +226,28 @@ def test_grpc_alone_and_sigterm_ends_streams_cleanly(redis_server, tmp_path):
     finally:
         s.stop()
     assert "serving on http" not in s.output and "serving gRPC" in s.output
+
+
+@pytest.mark.slow
+def test_tls_with_grpc_cert_and_key(redis_server, tmp_path):
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    s = GrpcServed(redis_server.url, f"gt{uuid.uuid4().hex[:6]}", "--grpc-cert", str(cert), "--grpc-key", str(key),
+                   tokens=tokens_file(tmp_path))   # ready-checked over TLS below, not plaintext
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel(f"localhost:{s.grpc_port}", creds) as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            reply = s.stub(channel).Enqueue(pb.EnqueueRequest(queue="tls", payload="1"), metadata=auth())
+            assert reply.created
+        with s.channel() as plain:     # plaintext is refused on a TLS port
+            with pytest.raises(grpc.RpcError):
+                s.stub(plain).Enqueue(pb.EnqueueRequest(queue="tls", payload="1"), metadata=auth(), timeout=3)
+    finally:
+        assert s.stop() == 0, s.output

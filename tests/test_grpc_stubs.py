@@ -22,8 +22,8 @@ def test_committed_stubs_are_what_the_protos_generate(tmp_path):
             f"{name} is stale: run python -m redispool.grpc.generate"
     version = re.compile(r"GRPC_GENERATED_VERSION = '([^']+)'")
     if version.search(fresh["jobs_pb2_grpc.py"]).group(1) == version.search(committed["jobs_pb2_grpc.py"]).group(1):
-        for name in fresh:
-            assert fresh[name] == committed[name], f"{name} is stale: run python -m redispool.grpc.generate"
+        for name, text in fresh.items():
+            assert text == committed[name], f"{name} is stale: run python -m redispool.grpc.generate"
 
 
 def test_the_shipped_protos_are_the_contracts():

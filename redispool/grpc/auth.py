@@ -38,6 +38,7 @@ async def require(context: grpc.aio.ServicerContext, tokens: dict[str, str] | No
     if role is None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                             "a valid 'x-api-key: TOKEN' or 'authorization: Bearer TOKEN' is required")
+        raise AssertionError("abort raises")
     if not allows(role, needed):
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"the {role} role may not do this (needs {needed})")
-    return role  # type: ignore[return-value]
+    return role

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 from typing import Any
 
 import click
@@ -76,10 +77,9 @@ class GrpcServer:
         reflection.enable_server_reflection(names, server)
         address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         try:
-            if self.cert or self.key:
-                with open(self.key or "", "rb") as k, open(self.cert or "", "rb") as c:
-                    creds = grpc.ssl_server_credentials([(k.read(), c.read())])
-                port = server.add_secure_port(address, creds)
+            if self.cert and self.key:
+                pair = (Path(self.key).read_bytes(), Path(self.cert).read_bytes())  # small files, once
+                port = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
             else:
                 port = server.add_insecure_port(address)
         except (RuntimeError, OSError) as exc:

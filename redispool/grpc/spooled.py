@@ -353,7 +353,7 @@ class QueueService(rpc.QueueServiceServicer):
         host, core = peer_host(context), self.core
         stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         ending = asyncio.ensure_future(core.shutdown.wait())
-        ending.add_done_callback(lambda _: stop.done() or stop.set_result(None))
+        ending.add_done_callback(lambda _: None if stop.done() else stop.set_result(None))
         try:
             while not stop.done():
                 try:
@@ -382,7 +382,7 @@ class QueueService(rpc.QueueServiceServicer):
         expires = job.lease_expires_at
         try:
             while not stop.done():
-                woken = asyncio.ensure_future(event.wait())
+                woken: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
                 await asyncio.wait({woken, stop}, timeout=max(0.01, expires - time.time() + 0.05),
                                    return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()

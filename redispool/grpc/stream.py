@@ -155,7 +155,7 @@ class WorkStream:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(registry, 10)
 
-    async def _release(self, h: Held) -> None:
+    async def _release(self, h: Any) -> None:
         with contextlib.suppress(*GIVE_UP):
             await self.aio.release(h)
 
@@ -281,7 +281,7 @@ class WorkStream:
     async def _pull(self) -> None:
         pause = RETRY_S[0]
         while not self.stop.done():
-            credit_or_stop = asyncio.ensure_future(self.has_credit.wait())
+            credit_or_stop: asyncio.Future[Any] = asyncio.ensure_future(self.has_credit.wait())
             await asyncio.wait({credit_or_stop, self.stop}, return_when=asyncio.FIRST_COMPLETED)
             credit_or_stop.cancel()
             if self.stop.done():
@@ -392,8 +392,8 @@ class WorkStream:
     async def _beat(self) -> None:
         c, self.changes = self.changes, Changes()
         try:
-            beat = dict(processed=c.processed, failed=c.failed, taken=c.taken or None,
-                        settled=sorted(c.settled) or None)
+            beat: dict[str, Any] = {"processed": c.processed, "failed": c.failed, "taken": c.taken or None,
+                                    "settled": sorted(c.settled) or None}
             queues = sorted(c.queues)
             if not await self.aio.beat_worker(self.worker_id, queue=queues[0] if queues else None, **beat):
                 await self.aio.register_worker(self.worker_id, host=self.host, pid=0, queues=self.queues)
