@@ -40,10 +40,10 @@ async def _work_drain(address: str, engine: Any, queue: str, jobs: int) -> dict[
         start = time.perf_counter()
         async for reply in call:
             if reply.WhichOneof("kind") == "jobs":
-                batch = reply.jobs.jobs
+                batch = reply.jobs.jobs   # done: room for as many more (credit first, so the
+                await requests.put(pb.WorkRequest(credit=len(batch)))   # next batch is claimed as this one is acked)
                 await requests.put(pb.WorkRequest(ack=pb.Ack(completed=[
                     pb.Completed(job=pb.JobRef(queue=j.queue, id=j.id, token=j.token)) for j in batch])))
-                await requests.put(pb.WorkRequest(credit=len(batch)))
             else:
                 done += sum(r.ok for r in reply.results.results)
                 if done >= jobs:

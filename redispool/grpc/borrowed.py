@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..http.auth import allows, token_role
 from ..compat.common import leases_of
-from ..http.wire import BadInput, Undeliverable, check_depth, deliverable, jsonable, loads
+from ..http.wire import MAX_DEPTH, BadInput, Undeliverable, check_depth, deliverable, jsonable, loads
 
-__all__ = ["BadInput", "Undeliverable", "allows", "check_depth", "deliverable", "jsonable", "leases_of", "loads",
+__all__ = ["MAX_DEPTH", "BadInput", "Undeliverable", "allows", "check_depth", "deliverable", "jsonable", "leases_of", "loads",
            "token_role"]

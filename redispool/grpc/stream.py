@@ -14,7 +14,7 @@ many jobs it can take). Four tasks serve it on the server's event loop, no threa
   with one ``AckResults``, its items in the ack's order (completed, then failed, then
   released);
 - the *keeper* extends the leases of the jobs the stream holds every third of the
-  lease, so an open stream is its jobs' heartbeat, and beats the worker's registration;
+  lease (one script call per queue), so an open stream is its jobs' heartbeat;
 - the *registry* writer sends what changed (jobs taken and settled, processed, failed)
   to the worker's registration, coalescing everything that happened during one write.
 
@@ -36,9 +36,8 @@ from typing import Any
 
 from .. import defaults, validate
 from ..aio import GIVE_UP, AsyncEngine
-from ..errors import LeaseLost
 from ..keys import check_queue
-from .borrowed import BadInput, Undeliverable, check_depth, deliverable, loads
+from .borrowed import MAX_DEPTH, BadInput, Undeliverable, check_depth, deliverable, loads
 from .status import trouble
 from .stubs import jobs_pb2 as pb
 
@@ -87,10 +86,23 @@ def opened(request: Any) -> tuple[list[str], str, float | None, int]:
     return queues, worker_id, lease, o.credit
 
 
+def payload_text(payload: Any) -> str:
+    """A payload as JSON text, as the HTTP API sends it (Undeliverable when it nests too
+    deep). Fast path: plain JSON values encode directly, and a text shorter than twice
+    the depth limit cannot nest deeper than it; anything else (bytes, NaN, a long text)
+    takes the HTTP API's checked way."""
+    try:
+        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        text = None
+    if text is not None and len(text) <= 2 * MAX_DEPTH:
+        return text
+    return json.dumps(deliverable(payload), separators=(",", ":"))
+
+
 def job_message(job: Any) -> Any:
     """The ``Job`` of a leased job (Undeliverable when its payload cannot be JSON)."""
-    return pb.Job(queue=job.queue, id=job.id, token=job.token,
-                  payload=json.dumps(deliverable(job.payload), separators=(",", ":")),
+    return pb.Job(queue=job.queue, id=job.id, token=job.token, payload=payload_text(job.payload),
                   attempt=job.attempt, max_attempts=job.max_attempts, lease_expires_at=job.lease_expires_at)
 
 
@@ -115,6 +127,7 @@ class WorkStream:
         self.changed.set()   # register at once
         self._tasks: list[asyncio.Task[Any]] = []
         self.closed = False
+        self._valid_queues: set[str] = set(queues)
         self.credit = 0
         self._set_credit(credit)
 
@@ -198,7 +211,7 @@ class WorkStream:
         for c in ack.completed:
             ref = c.job
             try:
-                check_queue(ref.queue)
+                self._check_queue(ref.queue)
                 if not ref.id or not ref.token:
                     raise BadInput("a job ref needs its queue, id and token")
                 value = _json_text(c.result, "result")
@@ -211,7 +224,7 @@ class WorkStream:
         for f in ack.failed:
             ref = f.job
             try:
-                check_queue(ref.queue)
+                self._check_queue(ref.queue)
                 if not ref.id or not ref.token:
                     raise BadInput("a job ref needs its queue, id and token")
                 delay = f.delay or None
@@ -250,6 +263,13 @@ class WorkStream:
         self.changes.failed += failed_n
         self.changed.set()
         return pb.AckResults(results=results)
+
+    def _check_queue(self, queue: str) -> None:
+        """check_queue, remembered per stream (an ack names the same few queues per item)."""
+        if queue not in self._valid_queues:
+            check_queue(queue)
+            if len(self._valid_queues) < MAX_QUEUES:
+                self._valid_queues.add(queue)
 
     async def _ack_queue(self, queue: str, done: list[Any], failed: list[Any]) -> Any:
         try:
@@ -350,24 +370,29 @@ class WorkStream:
         every = max(0.05, self.lease_s / 3)
         while True:
             await asyncio.sleep(every)
-            held = list(self.held.values())
-            expiries = await asyncio.gather(*(self._extend(h) for h in held))
-            for h, expires in zip(held, expiries):
-                if expires is not None and (h.queue, h.id) in self.held:
-                    self.changes.taken[f"{h.queue}/{h.id}"] = expires
+            by_queue: dict[str, list[Held]] = defaultdict(list)
+            for h in self.held.values():
+                by_queue[h.queue].append(h)
+            await asyncio.gather(*(self._extend(q, held) for q, held in by_queue.items()))
             self.changed.set()
 
-    async def _extend(self, h: Held) -> float | None:
+    async def _extend(self, queue: str, held: list[Held]) -> None:
+        """Extend ``held`` (of one queue) in one script call (``Engine.heartbeat_many``: the
+        async engine has no batch form, so a thread, once per queue per third of a lease)."""
         try:
-            return await self.aio.heartbeat(h, self.lease)
-        except LeaseLost:   # swept or taken over: the worker's ack will say lease_lost
-            if self.held.get((h.queue, h.id)) is h:
-                del self.held[(h.queue, h.id)]
-                self.changes.settled.add(f"{h.queue}/{h.id}")
-            return None
+            expiries = await asyncio.to_thread(self.aio.engine.heartbeat_many, queue, held, self.lease_s)
         except GIVE_UP as exc:
-            log.warning("worker %s: lease of %s/%s not extended: %s", self.worker_id, h.queue, h.id, exc)
-            return None
+            log.warning("worker %s: %d leases in %s not extended: %s", self.worker_id, len(held), queue, exc)
+            return
+        for h, expires in zip(held, expiries):
+            key = f"{h.queue}/{h.id}"
+            if self.held.get((h.queue, h.id)) is not h:
+                continue                        # acked meanwhile
+            if expires is None:                 # swept or taken over: its ack will say lease_lost
+                del self.held[(h.queue, h.id)]
+                self.changes.settled.add(key)
+            else:
+                self.changes.taken[key] = expires
 
     async def _registry(self) -> None:
         """Send the registration what changed; one write covers all that happened during
