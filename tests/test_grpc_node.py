@@ -45,6 +45,16 @@ def node_modules() -> Path:
     return home / "node_modules"
 
 
+def released_at(log: str, worker_id: str) -> float:
+    """When the server logged that the stream of ``worker_id`` ended and its jobs were
+    released (unix seconds, from the log line's local timestamp)."""
+    for line in log.splitlines():
+        if f"stream of worker {worker_id} ended" in line:
+            stamp, millis = line[:23].split(",")
+            return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+    raise AssertionError(f"the server did not log the end of {worker_id}'s stream:\n{log[-2000:]}")
+
+
 class NodeWorker:
     def __init__(self, modules: Path, address: str, queue: str, worker_id: str, credit: int, work_ms: int) -> None:
         self.id = worker_id
@@ -89,9 +99,10 @@ def test_node_workers_drain_1000_jobs_over_the_work_stream_with_one_killed(redis
         victim = NodeWorker(modules, served.address, queue, "node-victim", credit=20, work_ms=20)
         survivor = NodeWorker(modules, served.address, queue, "node-survivor", credit=20, work_ms=2)
         workers = [victim, survivor]
-        wait_until(lambda: len(victim.done) >= 50, timeout=60, what="the victim at work")
+        wait_until(lambda: len(victim.done) >= 50 and set(victim.started) - set(victim.done), timeout=60,
+                   what="the victim at work, holding jobs")
         victim.proc.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
+        killed_at, killed_wall = time.monotonic(), time.time()
         confirmed = set(victim.done)
         in_flight = {i: t for i, t in victim.started.items() if i not in confirmed}
         assert in_flight, "the victim held no job when killed"
@@ -103,13 +114,17 @@ def test_node_workers_drain_1000_jobs_over_the_work_stream_with_one_killed(redis
                     return False
             return True
         wait_until(given_back, timeout=10, what="the victim's jobs back")
-        back_after = time.monotonic() - killed_at
+        seen_back_after = time.monotonic() - killed_at   # as this test saw it, its own reads included
+        wait_until(lambda: "stream of worker node-victim ended" in served.log_text(), timeout=10,
+                   what="the server to log the end of the victim's stream")
+        back_after = released_at(served.log_text(), "node-victim") - killed_wall   # as the server did it
         wait_until(lambda: engine.stats(queue)["done"] == JOBS, timeout=120, what="every job done")
         survivor.proc.send_signal(signal.SIGTERM)
         all_done = victim.done + survivor.done
         assert len(all_done) == len(set(all_done)), "a completion was confirmed twice"
         assert engine.stats(queue)["done"] == JOBS and engine.stats(queue)["dead"] == 0
         assert back_after < 0.1, f"the killed worker's jobs came back after {back_after * 1000:.0f} ms"
+        assert seen_back_after < 1.0, seen_back_after
         retried = [i for i in in_flight if engine.get(queue, i).attempts > 1]
         assert retried == [], "a job given back by a broken stream counted an attempt"
     finally:

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ BLOCK_S = 30.0                 # one blocking claim's wait (then it claims again
 RETRY_S = (0.05, 2.0)          # pause after Redis trouble in the puller: first, and at most
 BEAT_S = 10.0                  # the registration's beat while nothing else changes
 MAX_QUEUES = 100
+RELEASING = 4                      # releases in flight per stream: a burst would open new pooled connections
 _END = object()
 
 
@@ -128,6 +130,7 @@ class WorkStream:
         self._tasks: list[asyncio.Task[Any]] = []
         self.closed = False
         self._valid_queues: set[str] = set(queues)
+        self._releasing = asyncio.Semaphore(RELEASING)
         self.credit = 0
         self._set_credit(credit)
 
@@ -149,19 +152,24 @@ class WorkStream:
             await asyncio.shield(self._finish())
 
     async def _finish(self) -> None:
-        """Stop claiming (a claim in flight still lands in ``held``), then give back what is
-        held and tell the registration."""
+        """Give back what is held at once, then let the puller end (a claim in flight when
+        the stream ended releases what it got) and tell the registration."""
         if not self.stop.done():
             self.stop.set_result(None)
         reader, puller, keeper, registry = self._tasks
         for task in (reader, keeper):
             task.cancel()
+        held, self.held = list(self.held.values()), {}
+        started = time.monotonic()
+        await asyncio.gather(*(self._release(h) for h in held))
+        took = time.monotonic() - started
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(puller, 10)
-        held, self.held = list(self.held.values()), {}
-        await asyncio.gather(*(self._release(h) for h in held))
-        if held:
-            log.info("stream of worker %s ended: %d job(s) it held released", self.worker_id, len(held))
+        late, self.held = list(self.held.values()), {}   # none expected: a claim ending after stop releases
+        await asyncio.gather(*(self._release(h) for h in late))
+        held += late
+        log.info("stream of worker %s ended: %d job(s) it held released (in %.0f ms)", self.worker_id, len(held),
+                 took * 1000)
         self.changes.settled.update(f"{h.queue}/{h.id}" for h in held)
         self.closed = True   # the registry writer sends this last change, then ends
         self.changed.set()
@@ -169,8 +177,9 @@ class WorkStream:
             await asyncio.wait_for(registry, 10)
 
     async def _release(self, h: Any) -> None:
-        with contextlib.suppress(*GIVE_UP):
-            await self.aio.release(h)
+        async with self._releasing:
+            with contextlib.suppress(*GIVE_UP):
+                await self.aio.release(h)
 
     async def _watch_shutdown(self) -> None:
         await self.shutdown.wait()
