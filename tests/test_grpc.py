@@ -167,7 +167,7 @@ def test_half_close_releases_what_is_held_and_ends_ok(stub, engine, queue):
     assert {engine.get(queue, i).state for i in ids} == {"ready"}
 
 
-def test_the_registry_shows_the_grpc_worker_with_its_jobs(stub, engine, queue):
+def test_the_registry_shows_the_grpc_worker_with_its_jobs(served, stub, engine, queue):
     enqueue(stub, queue, 3)
     w = Worker(stub, [queue], "w-registry", credit=2)
     wait_until(lambda: len(w.jobs) == 2)
@@ -177,6 +177,9 @@ def test_the_registry_shows_the_grpc_worker_with_its_jobs(stub, engine, queue):
         return found and len(found[0].jobs_in_progress) == 2 and found[0]
     me = wait_until(listed, what="the worker with 2 jobs")
     assert me.host == "127.0.0.1" and queue in me.queues
+    with served.client("read") as http:    # the HTTP API (and so the dashboard) lists it the same
+        [listed_http] = [x for x in http.get("/v1/workers").json() if x["id"] == "w-registry"]
+    assert listed_http["host"] == "127.0.0.1" and len(listed_http["jobs_in_progress"]) == 2
     w.ack(completed=w.jobs[:1], failed=w.jobs[1:])
     wait_until(lambda: w.results)
     wait_until(lambda: [x for x in engine.workers() if x.id == "w-registry" and x.processed == 2
@@ -202,6 +205,7 @@ def test_stale_work_open_is_invalid_argument(stub):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.slow
 def test_grpc_alone_and_sigterm_ends_streams_cleanly(redis_server, tmp_path):
     prefix = f"grpc{uuid.uuid4().hex[:6]}"
     s = GrpcServed(redis_server.url, prefix, "--no-http", tokens=tokens_file(tmp_path))
