@@ -13,10 +13,11 @@ grpc = pytest.importorskip("grpc")
 pytest.importorskip("grpc_health")
 pytest.importorskip("starlette")
 
-from conftest import free_port  # noqa: E402
-from http_helpers import TOKENS, Served, tokens_file  # noqa: E402
 from redispool.grpc.stubs import jobs_pb2 as pb  # noqa: E402
 from redispool.grpc.stubs import jobs_pb2_grpc as rpc  # noqa: E402
+
+from conftest import free_port  # noqa: E402
+from http_helpers import TOKENS, Served, tokens_file  # noqa: E402
 
 __all__ = ["TOKENS", "GrpcServed", "Worker", "pb", "rpc", "tokens_file", "wait_until"]
 
@@ -28,7 +29,7 @@ class GrpcServed(Served):
         self.grpc_port = free_port()
         super().__init__(url, prefix, "--grpc-port", str(self.grpc_port), *args, tokens_file=tokens, **kwargs)
 
-    def wait_ready(self, timeout: float = 20) -> "GrpcServed":
+    def wait_ready(self, timeout: float = 20) -> GrpcServed:
         super().wait_ready(timeout)
         with self.channel() as channel:
             grpc.channel_ready_future(channel).result(timeout=timeout)

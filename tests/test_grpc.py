@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 import redispool
+
 from grpc_helpers import GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
 
 QUEUE = "g"
@@ -116,7 +117,8 @@ def test_a_job_enqueued_after_the_stream_opened_is_pushed_at_once(stub, queue):
     for target in (queue, queue + "b", queue):
         t0 = time.monotonic()
         stub.Enqueue(pb.EnqueueRequest(queue=target, payload='"x"'), metadata=auth())
-        wait_until(lambda n=len(pickups) + 1: len(w.jobs) >= n, what="the pushed job")
+        wanted = len(pickups) + 1
+        wait_until(lambda wanted=wanted: len(w.jobs) >= wanted, what="the pushed job")
         pickups.append(time.monotonic() - t0)
     assert [j.queue for j in w.jobs] == [queue, queue + "b", queue]
     assert max(pickups) < 1.0, pickups
@@ -250,8 +252,7 @@ def test_tls_with_grpc_cert_and_key(redis_server, tmp_path):
             grpc.channel_ready_future(channel).result(timeout=20)
             reply = s.stub(channel).Enqueue(pb.EnqueueRequest(queue="tls", payload="1"), metadata=auth())
             assert reply.created
-        with s.channel() as plain:     # plaintext is refused on a TLS port
-            with pytest.raises(grpc.RpcError):
-                s.stub(plain).Enqueue(pb.EnqueueRequest(queue="tls", payload="1"), metadata=auth(), timeout=3)
+        with s.channel() as plain, pytest.raises(grpc.RpcError):     # plaintext is refused on a TLS port
+            s.stub(plain).Enqueue(pb.EnqueueRequest(queue="tls", payload="1"), metadata=auth(), timeout=3)
     finally:
         assert s.stop() == 0, s.output

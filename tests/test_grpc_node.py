@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import redispool
+
 from grpc_helpers import TOKENS, GrpcServed, pb, tokens_file, wait_until
 from grpc_helpers import auth as metadata
 
@@ -108,7 +109,7 @@ def test_node_workers_drain_1000_jobs_over_the_work_stream_with_one_killed(redis
         assert in_flight, "the victim held no job when killed"
 
         def given_back() -> bool:
-            for job_id, token in in_flight.items():
+            for job_id in in_flight:
                 info = engine.get(queue, job_id)
                 if info.state == "leased" and info.worker_id == "node-victim":
                     return False

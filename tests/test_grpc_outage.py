@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 import redispool
+
 from grpc_helpers import GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
 from servers import Server
 

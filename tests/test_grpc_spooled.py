@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 import redispool
+
 from grpc_helpers import TOKENS, GrpcServed, tokens_file, wait_until
 
 sgrpc = pytest.importorskip("spooled.grpc")
@@ -107,9 +108,8 @@ def test_dequeue_complete_fail_renew_and_stale_leases(client, engine, queue):
 
 
 def test_auth_errors(served, queue):
-    with SpooledGrpcClient(served.address, "wrong-key-0123") as bad:
-        with pytest.raises(errors.AuthenticationError):
-            bad.queue.enqueue(queue, {})
+    with SpooledGrpcClient(served.address, "wrong-key-0123") as bad, pytest.raises(errors.AuthenticationError):
+        bad.queue.enqueue(queue, {})
     with SpooledGrpcClient(served.address, TOKENS["read"]) as reader:
         with pytest.raises(errors.AuthorizationError):
             reader.queue.enqueue(queue, {})

@@ -8,7 +8,7 @@ When these move, only the imports below change.
 """
 from __future__ import annotations
 
-from ..compat.common import leases_of   # a face's helper: a candidate for web/ or the Engine
+from ..compat.common import leases_of  # a face's helper: a candidate for web/ or the Engine
 from ..web.auth import allows, token_role
 from ..web.body import MAX_DEPTH, BadInput, Undeliverable, check_depth, deliverable, jsonable, loads
 

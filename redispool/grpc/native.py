@@ -34,16 +34,21 @@ def peer_host(context: grpc.aio.ServicerContext) -> str:
     return rest or peer
 
 
-def job_spec(engine: Any, r: Any, where: str = "payload") -> list[Any]:
-    """The Engine's enqueue arguments of one ``EnqueueRequest``, every option validated.
+def job_args(engine: Any, payload: Any, **options: Any) -> list[Any]:
+    """The Engine's enqueue arguments of one job, every option validated.
 
     ``Engine._job_args`` is the one validator of job options (the HTTP API builds its
-    specs with it too); it is named only here."""
+    specs with it too); every gRPC service calls it through here only."""
+    spec: list[Any] = engine._job_args(payload, backoff_base=None, backoff_cap=None, **options)
+    return spec
+
+
+def job_spec(engine: Any, r: Any, where: str = "payload") -> list[Any]:
+    """The enqueue arguments of one ``EnqueueRequest``."""
     payload = check_depth(loads(r.payload), where) if r.payload else None
-    return engine._job_args(payload, priority=r.priority, delay=r.delay or None, run_at=None,
-                            max_attempts=r.max_attempts or defaults.MAX_ATTEMPTS, lease=r.lease or None,
-                            unique_key=r.unique_key or None, job_id=r.job_id or None,
-                            backoff_base=None, backoff_cap=None)
+    return job_args(engine, payload, priority=r.priority, delay=r.delay or None, run_at=None,
+                    max_attempts=r.max_attempts or defaults.MAX_ATTEMPTS, lease=r.lease or None,
+                    unique_key=r.unique_key or None, job_id=r.job_id or None)
 
 
 class JobsService(rpc.JobsServicer):

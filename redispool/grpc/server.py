@@ -69,7 +69,8 @@ class GrpcServer:
         """Bind and start; the bound port (click's exit 2 when it cannot be had)."""
         self.aio = AsyncEngine(self.engine)
         server = grpc.aio.server(options=OPTIONS)
-        jobs_pb2_grpc.add_JobsServicer_to_server(JobsService(self._aio, self.tokens, self.shutdown), server)
+        jobs_pb2_grpc.add_JobsServicer_to_server(  # type: ignore[no-untyped-call]
+            JobsService(self._aio, self.tokens, self.shutdown), server)
         spooled.add_to_server(server, self._aio, self.tokens, self.shutdown)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [*self.services(), health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -94,7 +95,7 @@ class GrpcServer:
         await server.start()
         self.server = server
         self._health_task = asyncio.ensure_future(self._watch_health())
-        return port
+        return int(port)
 
     async def _watch_health(self) -> None:
         serving = None

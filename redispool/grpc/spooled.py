@@ -40,6 +40,7 @@ from ..errors import LeaseLost
 from ..keys import check_queue
 from .auth import require
 from .borrowed import check_depth, jsonable, leases_of
+from .native import job_args, peer_host
 from .status import mapped, status_of
 from .stubs import spooled_pb2 as pb
 from .stubs import spooled_pb2_grpc as rpc
@@ -259,11 +260,6 @@ class Core:
                                          failed=int(failed), settled=[f"{lease.queue}/{lease.id}"])
 
 
-def peer_host(context: Any) -> str:
-    from .native import peer_host as host
-    return host(context)
-
-
 async def _unary(context: Any, tokens: dict[str, str] | None, needed: str, work: Any) -> Any:
     await require(context, tokens, needed)
     try:
@@ -291,10 +287,9 @@ class QueueService(rpc.QueueServiceServicer):
                 raise _bad("timeout_seconds must be in [0, 86400]")
             payload = check_depth(_plain(request.payload))
             aio = self.core.aio()
-            spec = aio.engine._job_args(payload, priority=request.priority, delay=None, run_at=run_at,
-                                        max_attempts=retries + 1, lease=None,
-                                        unique_key=request.idempotency_key or None, job_id=None,
-                                        backoff_base=None, backoff_cap=None)
+            spec = job_args(aio.engine, payload, priority=request.priority, delay=None, run_at=run_at,
+                            max_attempts=retries + 1, lease=None, unique_key=request.idempotency_key or None,
+                            job_id=None)
             [(job_id, created)] = await aio.enqueue_specs(queue, [spec])
             return pb.EnqueueResponse(job_id=public_id(queue, job_id), created=created)
         return await _unary(context, self.tokens, "worker", work)
@@ -468,6 +463,6 @@ class WorkerService(rpc.WorkerServiceServicer):
 def add_to_server(server: Any, aio: Callable[[], Any], tokens: dict[str, str] | None,
                   shutdown: asyncio.Event) -> None:
     core = Core(aio, shutdown)
-    rpc.add_QueueServiceServicer_to_server(QueueService(core, tokens), server)
-    rpc.add_WorkerServiceServicer_to_server(WorkerService(core, tokens), server)
+    rpc.add_QueueServiceServicer_to_server(QueueService(core, tokens), server)  # type: ignore[no-untyped-call]
+    rpc.add_WorkerServiceServicer_to_server(WorkerService(core, tokens), server)  # type: ignore[no-untyped-call]
 

@@ -2,15 +2,17 @@
 
 Bad input (a queue name, an option out of range, a payload that is not JSON) is
 ``INVALID_ARGUMENT``; a Redis at maxmemory is ``RESOURCE_EXHAUSTED``; Redis unreachable,
-or this server out of pooled connections, is ``UNAVAILABLE`` (clients retry those; the details do not say where Redis is, the log does); a
-stale fencing token is ``FAILED_PRECONDITION``. Anything else is left to grpc
+or this server out of pooled connections, is ``UNAVAILABLE`` (clients retry those; the
+details do not say where Redis is, the log does); a stale fencing token is
+``FAILED_PRECONDITION``. Anything else is left to grpc
 (``UNKNOWN``) and logged with its traceback.
 """
 from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 import redis
