@@ -256,3 +256,20 @@ def test_tls_with_grpc_cert_and_key(redis_server, tmp_path):
             s.stub(plain).Enqueue(pb.EnqueueRequest(queue="tls", payload="1"), metadata=auth(), timeout=3)
     finally:
         assert s.stop() == 0, s.output
+
+
+def test_grpc_port_taken_is_one_line_exit_2(redis_server):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from http_helpers import ROOT
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "redispool", "--url", redis_server.url, "--prefix", "gp", "serve",
+                            "--no-http", "--grpc-port", str(port)], capture_output=True, text=True, timeout=60,
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert r.returncode == 2 and f"cannot listen for gRPC on 127.0.0.1:{port}" in r.stderr, r.stderr
