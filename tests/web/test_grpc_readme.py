@@ -8,8 +8,8 @@ import subprocess
 import sys
 import uuid
 
-from grpc_helpers import TOKENS, GrpcServed, tokens_file
-from http_helpers import ROOT
+from support import ROOT
+from support.rpc import TOKENS, GrpcServed, tokens_file
 
 
 def walkthrough() -> str:

@@ -12,7 +12,7 @@ import pytest
 
 import redispool
 
-from grpc_helpers import GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
+from support.rpc import GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
 
 QUEUE = "g"
 
@@ -264,7 +264,7 @@ def test_grpc_port_taken_is_one_line_exit_2(redis_server):
     import subprocess
     import sys
 
-    from http_helpers import ROOT
+    from support import ROOT
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -19,8 +19,8 @@ import pytest
 
 import redispool
 
-from grpc_helpers import TOKENS, GrpcServed, pb, tokens_file, wait_until
-from grpc_helpers import auth as metadata
+from support.rpc import TOKENS, GrpcServed, pb, tokens_file, wait_until
+from support.rpc import auth as metadata
 
 pytestmark = pytest.mark.slow
 WORKER_JS = Path(__file__).resolve().parent / "grpc_worker.js"

@@ -1,7 +1,8 @@
 """Redis restarted under a running gRPC server: an open Work stream keeps going (its claims
 retry, acks that cannot be settled say `unavailable` per item and may be sent again),
 health says NOT_SERVING while Redis is away, unary calls are UNAVAILABLE, and after the
-restart every job is done, none lost."""
+restart every job is done, none lost (a job whose claim reply the outage cut off comes
+back when its lease runs out)."""
 from __future__ import annotations
 
 import time
@@ -11,8 +12,8 @@ import pytest
 
 import redispool
 
-from grpc_helpers import GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
-from servers import Server
+from support.rpc import GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
+from support.servers import RedisServer
 
 pytestmark = pytest.mark.slow
 JOBS = 200
@@ -20,9 +21,9 @@ JOBS = 200
 
 def test_redis_restarted_under_an_open_work_stream(tmp_path):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
-    redis_server = Server(tmp_path, "--appendonly", "yes", "--appendfsync", "always").start()
+    redis_server = RedisServer("--appendonly", "yes", "--appendfsync", "always", dir=tmp_path).start()
     prefix, queue = f"go{uuid.uuid4().hex[:6]}", "outage"
-    served = GrpcServed(redis_server.url, prefix, "--no-sweep", tokens=tokens_file(tmp_path))
+    served = GrpcServed(redis_server.url, prefix, tokens=tokens_file(tmp_path))
     engine = redispool.connect(redis_server.url, prefix=prefix)
     try:
         with served.channel() as channel:
@@ -30,7 +31,9 @@ def test_redis_restarted_under_an_open_work_stream(tmp_path):
             stub, health = served.stub(channel), health_pb2_grpc.HealthStub(channel)
             stub.EnqueueBatch(pb.EnqueueBatchRequest(queue=queue, jobs=[
                 pb.EnqueueRequest(payload=str(i)) for i in range(JOBS // 2)]), metadata=auth())
-            w = Worker(stub, [queue], "w-outage", credit=10)
+            # a short lease: a claim whose reply the outage cut off leaves a job leased to
+            # nobody; serve's sweeper takes it back once that lease runs out
+            w = Worker(stub, [queue], "w-outage", credit=10, lease=2.0)
             settled: set[str] = set()
 
             def work() -> None:

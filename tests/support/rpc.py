@@ -16,8 +16,8 @@ pytest.importorskip("starlette")
 from redispool.grpc.stubs import jobs_pb2 as pb  # noqa: E402
 from redispool.grpc.stubs import jobs_pb2_grpc as rpc  # noqa: E402
 
-from conftest import free_port  # noqa: E402
-from http_helpers import TOKENS, Served, tokens_file  # noqa: E402
+from support.served import TOKENS, Served, tokens_file  # noqa: E402
+from support.servers import free_port  # noqa: E402
 
 __all__ = ["TOKENS", "GrpcServed", "Worker", "pb", "rpc", "tokens_file", "wait_until"]
 

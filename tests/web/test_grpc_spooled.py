@@ -12,7 +12,7 @@ import pytest
 
 import redispool
 
-from grpc_helpers import TOKENS, GrpcServed, tokens_file, wait_until
+from support.rpc import TOKENS, GrpcServed, tokens_file, wait_until
 
 sgrpc = pytest.importorskip("spooled.grpc")
 errors = pytest.importorskip("spooled.errors")
