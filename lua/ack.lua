@@ -2,6 +2,7 @@
 -- Finish-and-fetch-next for batching workers: completes and fails many leased jobs (each
 -- only if its token still holds a live lease) and, when limit > 0, leases the next batch
 -- in the same call, so a busy worker needs about one round trip per batch.
+-- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
 -- KEYS[1] rp:{q}:ready      zset  ready jobs                       rw
 -- KEYS[2] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[3] rp:{q}:scheduled  zset  delayed jobs by run time          rw
@@ -13,6 +14,7 @@
 -- KEYS[9] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
 -- KEYS[11] rp:{q}:config    hash  the queue's stored retention (wins over ARGV)  r
+-- KEYS[12] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- ARGV[1] done_ttl_ms       keep done jobs this long (default)
 -- ARGV[2] done_max          keep at most this many done jobs (default)
 -- ARGV[3] dead_ttl_ms       keep dead jobs this long (default)
@@ -32,7 +34,7 @@
 --          claim returns them
 local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], done = KEYS[4], dead = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
-            config = KEYS[11] }
+            config = KEYS[11], minutes = KEYS[12] }
 local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 local dead_ttl_ms, dead_max = r.dead_ttl_ms, r.dead_max

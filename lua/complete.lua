@@ -2,19 +2,21 @@
 -- Completes a batch of leased jobs, each only if its token still holds a live lease, then
 -- trims the done set to its retention (age and count). The queue's stored retention
 -- (rp:{q}:config) wins over the ARGV defaults, and may drop payloads and big results.
+-- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
 -- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[2] rp:{q}:done       zset  done jobs by finish time         rw
 -- KEYS[3] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[4] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[5] rp:{q}:job:       prefix of job hashes                    rw
 -- KEYS[6] rp:{q}:config     hash  the queue's stored retention         r
+-- KEYS[7] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- ARGV[1] done_ttl_ms       keep done jobs this long (default)
 -- ARGV[2] done_max          keep at most this many done jobs (default)
 -- ARGV[3] n                 number of jobs
 -- ARGV[4..] per job: id, token, result (msgpack)
 -- Returns: array of 1 (done) or 0 (lease lost) per job
 local q = { leased = KEYS[1], done = KEYS[2], unique = KEYS[3], counts = KEYS[4], jprefix = KEYS[5],
-            config = KEYS[6] }
+            config = KEYS[6], minutes = KEYS[7] }
 local n = tonumber(ARGV[3])
 local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max

@@ -1,6 +1,7 @@
 -- enqueue: (new) -> ready | scheduled
 -- Creates a batch of jobs. A job whose job_id exists already, or whose unique_key is held
 -- by an unfinished job, is not created: the existing id is returned instead.
+-- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
 -- KEYS[1] rp:{q}:ready      zset  ready jobs                       rw
 -- KEYS[2] rp:{q}:scheduled  zset  delayed jobs by run time          rw
 -- KEYS[3] rp:{q}:marker     zset  wake-up marker for claimers       w
@@ -9,12 +10,12 @@
 -- KEYS[6] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[7] rp:{q}:job:       prefix of job hashes                    rw
 -- ARGV[1] n                 number of jobs
--- ARGV[2] shared            1: the jobs share one set of options, 0: each job has its own
--- ARGV[3..] shared = 1: the 9 options (job_id and unique_key only when n = 1), then n
---           payloads; shared = 0: per job, a payload followed by its 9 options.
---           Options: job_id ('' = generate), unique_key ('' = none), priority,
---           delay_ms (-1 = none), run_at_ms (-1 = none), max_attempts, lease_ms
---           (0 = worker's), backoff_base_ms (0 = engine's), backoff_cap_ms (0 = engine's)
+-- ARGV[2] m                 number of option sets: 1 (every job has the same options) or n
+--                           (job i has set i)
+-- ARGV[3..] m option sets of 9 values: job_id ('' = generate; with m = 1 only when
+--           n = 1), unique_key ('' = none; likewise), priority, delay_ms (-1 = none),
+--           run_at_ms (-1 = none), max_attempts, lease_ms (0 = worker's), backoff_base_ms
+--           (0 = engine's), backoff_cap_ms (0 = engine's); then the n payloads (msgpack)
 -- Returns: flat array of id, created (1 new, 0 existing) per job, then new_queue (1: the
 --          queue's counter started from zero, so the caller registers it in rp:queues)
 --          and scheduler_at (ms for ZADD rp:due:scheduler LT, -1 = none; see flush_plan)
@@ -28,9 +29,9 @@ local became_ready = false
 local scheduled_ids = {}
 local seq = next_seq(q, n)   -- one counter number per job: its id if generated, its place in ready
 local ready = {}             -- score, id pairs, added with one ZADD per 1000 jobs
-local shared = ARGV[2] == '1'
+local m = tonumber(ARGV[2])
+local first_payload = 3 + m * 9
 local o, id_arg, ukey_arg
--- Read the 9 options starting at ARGV[b] into o (payload set by the caller).
 local function options(b)
   local delay_ms, run_at = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   if delay_ms >= 0 then run_at = now + delay_ms end
@@ -38,15 +39,10 @@ local function options(b)
         lease_ms = ARGV[b + 6], backoff_base_ms = ARGV[b + 7], backoff_cap_ms = ARGV[b + 8] }
   id_arg, ukey_arg = ARGV[b], ARGV[b + 1]
 end
-if shared then options(3) end
+if m == 1 then options(3) end
 for i = 0, n - 1 do
-  if shared then
-    o.payload = ARGV[12 + i]
-  else
-    local b = 3 + i * 10
-    options(b + 1)
-    o.payload = ARGV[b]
-  end
+  if m ~= 1 then options(3 + i * 9) end
+  o.payload = ARGV[first_payload + i]
   local id, created, state = create_job(q, id_arg, ukey_arg, o, now, seq + i, ready)
   if created then
     if state == 'ready' then became_ready = true else scheduled_ids[id] = true end
@@ -60,7 +56,7 @@ end
 if became_ready then wake(q) end
 if next(scheduled_ids) then
   local first = redis.call('ZRANGE', q.scheduled, 0, 0)
-  if scheduled_ids[first[1]] then redis.call('ZADD', q.marker, 0, 'm') end
+  if scheduled_ids[first[1]] then redis.call('ZADD', q.marker, 0, MARKER) end
 end
 flush_counts(q, now)
 out[#out + 1] = seq == 1 and 1 or 0

@@ -2,6 +2,7 @@
 -- Fails a batch of leased jobs, each only if its token still holds a live lease. A job
 -- with attempts left and retry on is scheduled after its delay (or exponential backoff
 -- with jitter); otherwise it is dead. Records the error of the attempt on the job.
+-- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
 -- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[2] rp:{q}:scheduled  zset  delayed jobs by run time          w
 -- KEYS[3] rp:{q}:dead       zset  dead jobs by finish time         rw
@@ -11,6 +12,7 @@
 -- KEYS[7] rp:{q}:job:       prefix of job hashes                    rw
 -- KEYS[8] rp:{q}:config     hash  the queue's stored retention (wins over ARGV)  r
 -- KEYS[9] rp:{q}:meta       hash  the daemons' planned times        rw
+-- KEYS[10] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- ARGV[1] dead_ttl_ms       keep dead jobs this long (default)
 -- ARGV[2] dead_max          keep at most this many dead jobs (default)
 -- ARGV[3] backoff_base_ms   engine default backoff base
@@ -22,7 +24,7 @@
 --          scheduler_at (ms for ZADD rp:due:scheduler LT, -1 = none; see flush_plan)
 local q = { leased = KEYS[1], scheduled = KEYS[2], dead = KEYS[3], marker = KEYS[4],
             unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7], config = KEYS[8],
-            meta = KEYS[9] }
+            meta = KEYS[9], minutes = KEYS[10] }
 local r = retention(q, nil, nil, tonumber(ARGV[1]), tonumber(ARGV[2]))
 local dead_ttl_ms, dead_max = r.dead_ttl_ms, r.dead_max
 local base_ms, cap_ms = tonumber(ARGV[3]), tonumber(ARGV[4])

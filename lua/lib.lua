@@ -53,8 +53,8 @@ local function count(name, n)
 end
 
 -- Write the tally to the lifetime totals, and the jobs done and failed to this minute's
--- fields of the queue's minute histogram, rp:{q}:minutes (its name is derived from the
--- counts key, same hash tag). Fields "<minute>:d" / "<minute>:f" (minute = unix ms //
+-- fields of the queue's minute histogram, q.minutes (rp:{q}:minutes: a script that
+-- finishes jobs declares it among its KEYS). Fields "<minute>:d" / "<minute>:f" (minute = unix ms //
 -- 60000); the first write of a minute deletes the fields 61-181 minutes old, and the key
 -- expires 2 hours after the last write, so it holds at most about 3 hours.
 local function flush_counts(q, now)
@@ -63,7 +63,7 @@ local function flush_counts(q, now)
   end
   local done, failed = tally.completed or 0, tally.failed or 0
   if done == 0 and failed == 0 then return end
-  local minutes = string.gsub(q.counts, 'counts$', 'minutes')
+  local minutes = q.minutes
   local m = math.floor((now or now_ms()) / 60000)
   local first = false
   if done > 0 then first = redis.call('HINCRBY', minutes, m .. ':d', done) == done end

@@ -15,10 +15,11 @@
 -- KEYS[9] rp:{q}:marker     zset  wake-up marker for claimers       w
 -- KEYS[10] rp:{q}:meta      hash  seq counter, paused flag, planned times  w
 -- KEYS[11] rp:{q}:unique    hash  unique_key -> job id              w
--- KEYS[12] rp:{q}:counts    hash  lifetime totals (and, by name, rp:{q}:minutes)  w
+-- KEYS[12] rp:{q}:counts    hash  lifetime totals                   w
 -- KEYS[13] rp:{q}:cueapi    hash  cueapi compat records of the queue's cues  w
 -- KEYS[14] rp:{q}:config    hash  the queue's stored retention      w
 -- KEYS[15] rp:{q}:job:      prefix of job hashes                    w
+-- KEYS[16] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- Returns: { removed, scheduled, ready, leased, cues }: removed 1 (keys deleted), 0 (the
 --          queue had no keys), or -1 (not empty: nothing changed; the counts say why)
 local q = { scheduled = KEYS[1], ready = KEYS[2], leased = KEYS[3], cue_next = KEYS[4], cues = KEYS[5],
@@ -34,7 +35,6 @@ for _, set in ipairs({ q.done, q.dead, q.cancelled }) do
   local ids = redis.call('ZRANGE', set, 0, -1)
   for _, id in ipairs(ids) do redis.call('DEL', q.jprefix .. id) end
 end
-local minutes = string.gsub(KEYS[12], 'counts$', 'minutes')
 for i = 1, 14 do deleted = deleted + redis.call('DEL', KEYS[i]) end
-deleted = deleted + redis.call('DEL', minutes)
+deleted = deleted + redis.call('DEL', KEYS[16])
 return { deleted > 0 and 1 or 0, 0, 0, 0, 0 }

@@ -15,6 +15,7 @@
 -- KEYS[9] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
 -- KEYS[11] rp:{q}:config    hash  the queue's stored retention         r
+-- KEYS[12] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- ARGV[1] budget            max jobs to requeue in this call
 -- ARGV[2] done_ttl_ms       retention of done and cancelled jobs (default)
 -- ARGV[3] done_max          (default)
@@ -27,7 +28,7 @@
 --          (-1 = none)
 local q = { leased = KEYS[1], ready = KEYS[2], done = KEYS[3], dead = KEYS[4], cancelled = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
-            config = KEYS[11] }
+            config = KEYS[11], minutes = KEYS[12] }
 local budget = tonumber(ARGV[1])
 local r = retention(q, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max

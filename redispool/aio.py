@@ -1,93 +1,55 @@
 """The Engine on ``redis.asyncio``: for servers that run on an event loop (``redispool serve``).
 
-No second state machine. Each method asks the sync ``Engine`` for the script call it would
-make (``Engine._claim_call`` and the like: the same keys, the same validated arguments),
-runs it by SHA on an async client (``AsyncScripts``: the same Lua text) and decodes the
-reply with the Engine's own parser. So a claim, complete or ack over HTTP is byte for byte
-the call a Python worker makes, without a thread per request.
+No second state machine. Each method runs the Op the sync ``Engine`` would run (ops.py:
+the same keys, the same checked arguments, the same reply parser) by SHA on an async
+client (``AsyncScripts``: the same Lua text and the same Redis boundary), so a claim,
+complete or ack over HTTP is byte for byte the call a Python worker makes, without a
+thread per request. Only the blocking claim loop and ack's give-back after a write that
+was not durable are written twice.
 
 A waiting claim holds no thread and no connection of its own: it waits in the engine's
 wait hub (hub.py), where every claim waiting on a queue shares one blocked ``BZPOPMIN``
 on the queue's wake-up marker, then claims with an ordinary script call. Short calls
 share a pool of ``POOL_CONNECTIONS`` connections and queue up to ``POOL_WAIT_S`` for one
 (ServerBusy after that, never a false "cannot reach Redis"); a pooled connection that
-fails (Redis restarted since it was opened) is retried once on a new one. What this class does not cover -- cues (their
-compare-and-set loops use croniter), budgeted purges and replays, cancel, pause -- is rare
-and administrative; callers run those sync Engine methods on a thread. With
-``durable=True`` the writes go through the sync Engine on a thread too, so its replica
-acknowledgement and release-on-failure rules apply unchanged.
+fails (Redis restarted since it was opened) is retried once on a new one. What this class
+does not cover -- cues (their compare-and-set loops use croniter), budgeted purges and
+replays, cancel, pause -- is rare and administrative; callers run those sync Engine
+methods on a thread. With ``durable=True`` the durable scripts run through the sync
+Engine on a thread, so its replica acknowledgement applies unchanged.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import redis
 
-from . import validate
-from .engine import CLAIM_JOBS_AT, AckResult, Engine, JobRef, _text
-from .errors import (
-    REDIS_TROUBLE,
-    ConnectionFailed,
-    LeaseLost,
-    RedispoolError,
-    from_redis,
-)
-from .web.hub import MARKER_MEMBER, WaitHub
+from . import ops, validate
+from .engine import Engine
+from .errors import REDIS_TROUBLE, LeaseLost, NotDurable, RedispoolError, ServerBusy
+from .web.hub import WaitHub
 from .keys import check_queue, queues_key
-from .models import Job, JobInfo, WorkerInfo
-from .scripts import AsyncScripts, Call
+from .models import AckResult, Job, JobInfo, LeaseRef, WorkerInfo
+from .ops import JobSpec, Op
+from .scripts import AsyncScripts, pool_exhausted
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-__all__ = ["MARKER_MEMBER", "AsyncEngine", "ServerBusy", "async_client", "pool_exhausted"]
+T = TypeVar("T")
+__all__ = ["AsyncEngine", "ServerBusy", "async_client", "pool_exhausted"]
 POOL_CONNECTIONS = 50   # connections of the pool short calls share ...
 POOL_WAIT_S = 5.0       # ... and how long a call queues for one before ServerBusy
 log = logging.getLogger("redispool.aio")
 
-
-class ServerBusy(ConnectionFailed):
-    """Every pooled connection stayed busy for POOL_WAIT_S: this process is saturated
-    (Redis itself may be fine). A ConnectionFailed, so callers retry it alike."""
-
-    def __init__(self, url: str, reason: object = "") -> None:
-        super().__init__(url, reason)
-        self.args = ((f"busy: no connection to Redis at {self.url} came free within {POOL_WAIT_S:g}s "
-                      "(this server is saturated; Redis itself may be fine)"),)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 # what a best-effort write after a lease swallows (and logs): Redis trouble, typed or raw
 GIVE_UP: tuple[type[BaseException], ...] = (RedispoolError, *REDIS_TROUBLE)
-
-
-def pool_exhausted(exc: BaseException) -> bool:
-    """True for redis-py's "no connection came free in the pool's timeout"."""
-    return isinstance(exc, redis.ConnectionError) and str(exc) == "No connection available."
 
 # Connection options copied from the sync client to the async one (the rest of redis-py's
 # connection kwargs are internal objects of the sync pool).
 _CONNECTION_OPTIONS = ("host", "port", "path", "db", "username", "password", "client_name",
                        "credential_provider", "socket_keepalive", "socket_connect_timeout", "socket_timeout")
-
-
-def _unreachable(method: F) -> F:
-    """Redis trouble becomes ConnectionFailed or RedisFull naming the masked URL."""
-    @functools.wraps(method)
-    async def wrapper(self: "AsyncEngine", *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await method(self, *args, **kwargs)
-        except REDIS_TROUBLE as exc:
-            if isinstance(exc, RedispoolError):
-                raise
-            if pool_exhausted(exc):
-                raise ServerBusy(self.engine.url) from exc
-            raise from_redis(self.engine.url, exc) from exc
-    return wrapper  # type: ignore[return-value]
 
 
 def _retry_once() -> Any:
@@ -161,9 +123,9 @@ class AsyncEngine:
     def __init__(self, engine: Engine, client: Any = None, hub: WaitHub | None = None) -> None:
         self.engine = engine
         self.client = client if client is not None else async_client(engine)
-        self.scripts = AsyncScripts(self.client, engine.scripts)
+        self.scripts = AsyncScripts(self.client, engine.scripts, pool_wait=POOL_WAIT_S)
         self._hub = hub
-        # durable=True (where the Engine has it): writes wait for a replica in the sync Engine
+        # durable=True (where the Engine has it): durable scripts wait for a replica in the sync Engine
         self.durable = bool(getattr(engine, "durable", False))
 
     @property
@@ -181,8 +143,15 @@ class AsyncEngine:
             await self._hub.close()
         await self.client.aclose()
 
-    async def _run(self, call: Call) -> Any:
-        return await self.scripts.run(*call)
+    async def run(self, op: Op[T]) -> T:
+        """``Engine.run`` on the async client: the script, its follow-ups, the parsed reply.
+        With durable writes on, a durable script runs in the sync Engine on a thread."""
+        if self.durable and self.engine.scripts.durable(op.script):
+            return await asyncio.to_thread(self.engine.run, op)
+        reply = await self.scripts.call(op)
+        if op.followups is not None:
+            await self.engine.unsent.send_async(self.scripts, op.followups(reply))
+        return op.parse(reply)
 
     async def ping(self) -> bool:
         """True when Redis answers, False when it cannot be reached (never raises)."""
@@ -192,48 +161,34 @@ class AsyncEngine:
             return False
 
     # ------------------------------------------------------------------ producing
-    @_unreachable
-    async def enqueue_specs(self, queue: str, specs: Sequence[list[Any]]) -> list[tuple[str, bool]]:
-        """``Engine.enqueue_specs``: jobs from validated ``Engine._job_args`` lists, one round trip."""
+    async def enqueue_specs(self, queue: str, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
+        """``Engine.enqueue_specs``: jobs from ``Engine.job_spec``s, one round trip."""
         check_queue(queue)
-        if self.durable:
-            return await asyncio.to_thread(self.engine.enqueue_specs, queue, specs)
-        args: list[Any] = [len(specs), 0]
-        for spec in specs:
-            args.extend(spec)
-        reply = await self._run(self.engine._enqueue_call(queue, args))
-        await self._followups(self.engine._enqueue_followups(queue, reply))
-        return self.engine._enqueue_reply(reply)
-
-    async def _followups(self, followups: list[Any]) -> None:
-        """The registry / due-set commands a writer script asked for (queues.py)."""
-        await self.engine._send_followups_async(self.client, followups)
+        return await self.run(ops.enqueue(self.engine, queue, specs)) if specs else []
 
     # ------------------------------------------------------------------ consuming
-    @_unreachable
+    async def _claim_now(self, op: Op[ops.Claimed]) -> ops.Claimed:
+        claimed = await self.run(op)
+        await self.bury(claimed.broken)
+        return claimed
+
     async def claim(self, queue: str, worker_id: str, *, limit: int = 1, lease: float | None = None,
-                    block: float | None = None, stop: asyncio.Future | None = None) -> list[Job]:
+                    block: float | None = None, stop: asyncio.Future[Any] | None = None) -> list[Job]:
         """``Engine.claim``: with ``block`` seconds, wait in Redis for a job when none is ready
         (woken by the queue's marker, or when the earliest delayed job falls due). The wait
         ends early, with no job, once ``stop`` is done (the client went away, shutdown)."""
-        e = self.engine
-        check_queue(queue)
-        worker_id, limit = e._worker_id(worker_id), e._limit(limit)
-        lease_ms = validate.lease_ms(lease) or e.lease_ms
+        op = ops.claim(self.engine, queue, worker_id, limit, lease)
         loop = asyncio.get_running_loop()
         deadline = None if block is None else loop.time() + validate.seconds_to_ms(block, "block") / 1000
         while True:
-            reply = await self._run(e._claim_call(queue, worker_id, limit, lease_ms))
-            await self._followups(e._claim_followups(queue, reply))
-            jobs = await self._decode_jobs(queue, worker_id, reply, CLAIM_JOBS_AT)
-            if jobs or deadline is None:
-                return jobs
+            claimed = await self._claim_now(op)
+            if claimed.jobs or deadline is None:
+                return claimed.jobs
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
-            wait_ms = int(reply[0])
-            if wait_ms >= 0:  # a delayed job falls due before the deadline
-                remaining = min(remaining, wait_ms / 1000 + 0.001)
+            if claimed.wait_ms >= 0:  # a delayed job falls due before the deadline
+                remaining = min(remaining, claimed.wait_ms / 1000 + 0.001)
             if stop is None:
                 await self.wait_for_jobs(queue, remaining, limit)
                 continue
@@ -254,10 +209,9 @@ class AsyncEngine:
         passes on a wake-up it had taken, so no other claimer sleeps through a ready job."""
         return await self.hub.wait(queue, timeout, limit)
 
-    async def _decode_jobs(self, queue: str, worker_id: str, reply: Sequence[Any], start: int) -> list[Job]:
-        jobs, broken = self.engine._decode_jobs(queue, worker_id, reply, start)
-        await self.bury(broken)
-        return jobs
+    async def rewake(self, queue: str) -> None:
+        """``Engine.rewake``: set the queue's wake-up marker again."""
+        await self.run(ops.rewake(self.engine, queue))
 
     async def bury(self, broken: Sequence[tuple[Job, str]]) -> None:
         """Send leased jobs no worker can be given to dead with their error. Best effort:
@@ -272,84 +226,70 @@ class AsyncEngine:
                 log.warning("job %s/%s cannot be delivered (%s) nor sent to dead now: %s",
                             job.queue, job.id, error, exc)
 
-    @_unreachable
-    async def complete(self, job: JobRef, result: Any = None) -> None:
-        if self.durable:
-            return await asyncio.to_thread(self.engine.complete, job, result)
-        self.engine._complete_reply(job, await self._run(self.engine._complete_call(job, result)))
+    async def complete(self, job: LeaseRef, result: Any = None) -> None:
+        await self.run(ops.complete(self.engine, job, result))
 
-    @_unreachable
-    async def fail(self, job: JobRef, error: Any, *, retry: bool = True, delay: float | None = None) -> str:
-        if self.durable:
-            return await asyncio.to_thread(functools.partial(self.engine.fail, job, error, retry=retry, delay=delay))
-        reply = await self._run(self.engine._fail_call(job, error, retry, delay))
-        await self._followups(self.engine._followups(job.queue, scheduler_at=reply[-1]))
-        return self.engine._fail_reply(job, reply)
+    async def fail(self, job: LeaseRef, error: Any, *, retry: bool = True, delay: float | None = None) -> str:
+        return await self.run(ops.fail(self.engine, job, error, retry, delay))
 
-    @_unreachable
-    async def heartbeat(self, job: JobRef, lease: float | None = None) -> float:
-        reply = await self._run(self.engine._heartbeat_call(job.queue, [job], lease))
-        [expires] = self.engine._heartbeat_reply(reply)
+    async def heartbeat(self, job: LeaseRef, lease: float | None = None) -> float:
+        [expires] = await self.run(ops.heartbeat(self.engine, job.queue, [job], lease))
         if expires is None:
-            raise self.engine._lease_lost(job)
+            raise ops.lease_lost(job)
         return expires
 
-    @_unreachable
-    async def release(self, job: JobRef) -> None:
-        await self._run(self.engine._release_call(job))
+    async def release(self, job: LeaseRef) -> None:
+        await self.run(ops.release(self.engine, job))
 
-    @_unreachable
-    async def ack(self, queue: str, *, completed: Iterable[tuple[JobRef, Any]] = (),
-                  failed: Iterable[tuple] = (), worker_id: str | None = None, limit: int = 0,
+    async def ack(self, queue: str, *, completed: Iterable[tuple[LeaseRef, Any]] = (),
+                  failed: Iterable[Sequence[Any]] = (), worker_id: str | None = None, limit: int = 0,
                   lease: float | None = None) -> AckResult:
         """``Engine.ack``: finish many leases of one queue and lease the next batch."""
-        if self.durable:
-            return await asyncio.to_thread(functools.partial(
-                self.engine.ack, queue, completed=completed, failed=failed, worker_id=worker_id,
-                limit=limit, lease=lease))
-        call, nc, nf = self.engine._ack_call(queue, completed, failed, worker_id, limit, lease)
-        reply = await self._run(call)
-        await self._followups(self.engine._claim_followups(queue, reply, nc + nf))
-        result = self.engine._ack_reply(reply, nc, nf)
-        result.jobs = await self._decode_jobs(queue, worker_id or "", reply, nc + nf + CLAIM_JOBS_AT)
-        return result
+        op = ops.ack(self.engine, queue, completed, failed, worker_id, limit, lease)
+        try:
+            acked = await self.run(op)
+        except NotDurable as exc:  # the caller never sees the batch it leased: give it back
+            if isinstance(exc.reply, (list, tuple)):
+                given_back = op.parse(exc.reply)
+                for job in [*given_back.result.jobs, *(job for job, _ in given_back.broken)]:
+                    await self.run(ops.release(self.engine, job))
+                given_back.result.jobs = []
+                exc.result = given_back.result   # what the primary applied
+            raise
+        await self.bury(acked.broken)
+        return acked.result
 
     # ------------------------------------------------------------------ the worker registry
-    @_unreachable
     async def register_worker(self, worker_id: str, *, host: str, pid: int, queues: Sequence[str]) -> float:
-        return int(await self._run(self.engine._register_call(worker_id, host, pid, queues))) / 1000
+        return await self.run(ops.register_worker(self.engine, worker_id, host, pid, queues))
 
-    @_unreachable
     async def beat_worker(self, worker_id: str, *, jobs_in_progress: Sequence[str] | None = None,
                           processed: int = 0, failed: int = 0, queue: str | None = None,
                           taken: Mapping[str, float] | None = None, settled: Sequence[str] | None = None) -> bool:
         """Refresh a registration (see Engine.beat_worker)."""
-        return int(await self._run(self.engine._beat_call(worker_id, jobs_in_progress, processed, failed,
-                                                          queue, taken, settled))) != 0
+        return await self.run(ops.beat_worker(self.engine, worker_id, jobs_in_progress, processed, failed, queue,
+                                              taken, settled))
 
-    @_unreachable
     async def workers(self, *, timeout: float = 60.0) -> list[WorkerInfo]:
-        return self.engine._workers_reply(await self._run(self.engine._workers_call(timeout)))
+        return await self.run(ops.workers(self.engine, timeout))
 
     # ------------------------------------------------------------------ reading
-    @_unreachable
     async def get(self, queue: str, job_id: str) -> JobInfo | None:
         k = self.engine.keys(queue)
-        fields = await self.client.hgetall(k.job(job_id))
+        fields = await self.scripts.command("HGETALL", k.job(job_id))
         if not fields:
             return None
-        state = _text(fields.get(b"s"))
-        score = await self.client.zscore(k.state(state), job_id) if state in ("scheduled", "leased") else None
-        return self.engine._info(queue, job_id, fields, score)
+        state = ops.text(fields.get(b"s"))
+        score = await self.scripts.command("ZSCORE", k.state(str(state)), job_id) \
+            if state in ("scheduled", "leased") else None
+        return ops.job_info(queue, job_id, fields, score)
 
-    @_unreachable
     async def jobs(self, queue: str, state: str, *, limit: int = 100, offset: int = 0) -> list[JobInfo]:
-        return self.engine._jobs_reply(queue, await self._run(self.engine._jobs_call(queue, state, limit, offset)))
+        return await self.run(ops.jobs(self.engine, queue, state, limit, offset))
 
-    @_unreachable
     async def stats(self, queue: str) -> dict[str, Any]:
-        return self.engine._stats_reply(queue, await self._run(self.engine._stats_call(queue)))
+        return await self.run(ops.stats(self.engine, queue))
 
-    @_unreachable
     async def queues(self) -> list[str]:
-        return sorted(_text(q) for q in await self.client.smembers(queues_key(self.engine.prefix)))
+        members = await self.scripts.command("SMEMBERS", queues_key(self.engine.prefix))
+        return sorted(str(ops.text(q)) for q in members)

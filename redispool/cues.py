@@ -15,12 +15,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from . import codec, defaults, validate
+from . import codec, defaults, ops, validate
+from .base import EngineBase
 from .cron import Schedule, check_zone
-from .errors import CueNotFound, InvalidCron, InvalidOption, reports_unreachable
-from .keys import QUEUE_NAME, QueueKeys, check_queue
+from .errors import CueNotFound, InvalidCron, InvalidOption
+from .keys import QUEUE_NAME, check_queue
 from .models import CueInfo
 
 MISFIRE = ("skip", "catch_up")
@@ -34,30 +36,19 @@ def check_cue_name(name: object) -> str:
     return name
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+Definition = dict[str, Any]
 
 
-class CuesMixin:
-    """Cue methods of ``Engine`` (it provides ``url``, ``scripts``, ``keys``, ``queues``,
-    ``enqueue`` and, from queues.py, ``_followups`` and ``_send_followups``)."""
+class CuesMixin(EngineBase):
+    """Cue methods of ``Engine`` (it also provides ``queues`` and ``enqueue``)."""
 
-    url: str
-    scripts: Any
-    keys: Callable[[str], QueueKeys]
     queues: Callable[[], list[str]]
     enqueue: Callable[..., str]
-    _followups: Callable[..., list[Any]]
-    _send_followups: Callable[[list[Any]], None]
 
     # ------------------------------------------------------------------ reading
-    def _cue_read(self, queue: str, name: str = "") -> tuple[int, list[tuple[str, str, int | None]]]:
+    def _cue_read(self, queue: str, name: str = "") -> tuple[int, list[ops.CueRow]]:
         """Server time (ms) and (name, definition, next fire ms or None) of one cue or all."""
-        k = self.keys(queue)
-        reply = self.scripts.run("cue_list", [k.cues, k.cue_next], [name])
-        cues = [(_text(reply[i]), _text(reply[i + 1]), int(float(reply[i + 2])) if reply[i + 2] else None)
-                for i in range(1, len(reply), 3)]
-        return int(reply[0]), cues
+        return self.run(ops.list_cues(self, queue, name))
 
     @staticmethod
     def _cue_info(queue: str, name: str, raw: str, next_ms: int | None, now_ms: int) -> CueInfo:
@@ -74,7 +65,6 @@ class CuesMixin:
                        lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None,
                        last_fire_at=d["last"] / 1000 if d.get("last") else None)
 
-    @reports_unreachable
     def get_cue(self, queue: str, name: str) -> CueInfo | None:
         """One cue, or None when the queue has no cue of that name."""
         check_queue(queue)
@@ -82,7 +72,6 @@ class CuesMixin:
         now, found = self._cue_read(queue, name)
         return self._cue_info(queue, *found[0], now) if found else None
 
-    @reports_unreachable
     def cues(self, queue: str | None = None) -> list[CueInfo]:
         """The cues of ``queue``, or of every queue, sorted by queue and name."""
         out = []
@@ -92,22 +81,20 @@ class CuesMixin:
         return out
 
     # ------------------------------------------------------------------ changing
-    def _cue_save(self, queue: str, name: str, change: Callable[[dict | None, int, int | None], tuple[dict, int]]) -> tuple[dict, int]:
+    def _save_cue(self, queue: str, name: str,
+                  change: Callable[[Definition | None, int, int | None], tuple[Definition, int]]
+                  ) -> tuple[Definition, int]:
         """Read-modify-compare-and-set one cue: ``change(old definition or None, now_ms,
         old next ms)`` returns the new definition and next fire ms (-1 = paused)."""
-        k = self.keys(queue)
         for _ in range(CAS_TRIES):
             now, found = self._cue_read(queue, name)
             raw = found[0][1] if found else ""
             definition, next_ms = change(json.loads(raw) if raw else None, now, found[0][2] if found else None)
             new = json.dumps(definition, separators=(",", ":"), sort_keys=True)
-            reply = self.scripts.run("cue_save", [k.cues, k.cue_next, k.meta], [name, raw, new, next_ms])
-            if reply[0] == 1:
-                self._send_followups(self._followups(queue, new_queue=reply[1], scheduler_at=reply[2]))
+            if self.run(ops.save_cue(self, queue, name, raw, new, next_ms)):
                 return definition, next_ms
         raise RuntimeError(f"cue {name!r} of queue {queue!r} kept changing; gave up after {CAS_TRIES} tries")
 
-    @reports_unreachable
     def add_cue(self, queue: str, name: str, cron: str, *, tz: str = "UTC", payload: Any = None,
                 priority: int = 0, misfire: str = "skip", max_attempts: int = defaults.MAX_ATTEMPTS,
                 lease: float | None = None) -> CueInfo:
@@ -126,32 +113,30 @@ class CuesMixin:
             "lease_ms": validate.lease_ms(lease),
         }
 
-        def change(old: dict | None, now: int, old_next: int | None) -> tuple[dict, int]:
+        def change(old: Definition | None, now: int, old_next: int | None) -> tuple[Definition, int]:
             new = dict(definition, paused=bool(old and old.get("paused")), last=old and old.get("last"))
             if new["paused"]:
                 return new, -1
             same = old and old["cron"] == schedule.cron and old["tz"] == tz
             return new, old_next if same and old_next is not None else schedule.next_after(now)
 
-        self._cue_save(queue, name, change)
+        self._save_cue(queue, name, change)
         info = self.get_cue(queue, name)
         if info is None:  # removed by someone else in the meantime
             raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
         return info
 
-    @reports_unreachable
     def remove_cue(self, queue: str, name: str) -> None:
         """Delete a cue (jobs it fired stay); CueNotFound if there is none."""
-        k = self.keys(queue)
         check_cue_name(name)
-        if self.scripts.run("cue_remove", [k.cues, k.cue_next], [name]) == 0:
+        if not self.run(ops.remove_cue(self, queue, name)):
             raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
 
     def _set_paused(self, queue: str, name: str, paused: bool) -> None:
         check_queue(queue)
         check_cue_name(name)
 
-        def change(old: dict | None, now: int, old_next: int | None) -> tuple[dict, int]:
+        def change(old: Definition | None, now: int, old_next: int | None) -> tuple[Definition, int]:
             if old is None:
                 raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
             if paused:
@@ -160,20 +145,17 @@ class CuesMixin:
                 return old, old_next
             return dict(old, paused=False), Schedule(old["cron"], old["tz"]).next_after(now)
 
-        self._cue_save(queue, name, change)
+        self._save_cue(queue, name, change)
 
-    @reports_unreachable
     def pause_cue(self, queue: str, name: str) -> None:
         """Stop a cue firing until ``resume_cue``; CueNotFound if there is none."""
         self._set_paused(queue, name, True)
 
-    @reports_unreachable
     def resume_cue(self, queue: str, name: str) -> None:
         """Fire a paused cue again from its next fire time after now (the times passed
         while it was paused are not fired)."""
         self._set_paused(queue, name, False)
 
-    @reports_unreachable
     def run_cue(self, queue: str, name: str) -> str:
         """Enqueue one job of the cue now, without moving its schedule; returns its id."""
         check_queue(queue)
@@ -187,7 +169,6 @@ class CuesMixin:
                             lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None)
 
     # ------------------------------------------------------------------ firing
-    @reports_unreachable
     def fire_due_cues(self, queue: str) -> int:
         """Fire every due cue of ``queue`` once (see misfire); returns the jobs created.
         Safe to call from any number of schedulers at once."""
@@ -195,25 +176,18 @@ class CuesMixin:
 
     def _fire_due(self, queue: str) -> tuple[int, float | None]:
         """Jobs created, and seconds until the earliest next fire of the queue's cues."""
-        k = self.keys(queue)
-        reply = self.scripts.run("cue_due", [k.cues, k.cue_next], [defaults.CUES_DUE_MAX])
-        now, earliest = int(reply[0]), int(float(reply[1]))
+        now, earliest, due = self.run(ops.due_cues(self, queue, defaults.CUES_DUE_MAX))
         created = 0
-        for i in range(2, len(reply), 3):
-            name, raw, due_ms = _text(reply[i]), _text(reply[i + 1]), int(float(reply[i + 2]))
+        for name, raw, due_ms in due:
             try:
-                created += self._fire_cue(k, name, raw, due_ms, now)
+                created += self._fire_cue(queue, name, raw, due_ms, now)
             except (ValueError, KeyError) as exc:
                 log.error("cue cannot fire queue=%s cue=%s error=%s", queue, name, exc)
-        if created or len(reply) > 2:
-            earliest = self._cue_earliest(k)
+        if created or due:
+            earliest = self.run(ops.due_cues(self, queue, 0)).earliest_ms
         return created, (max(0, earliest - now) / 1000 if earliest >= 0 else None)
 
-    def _cue_earliest(self, k: QueueKeys) -> int:
-        reply = self.scripts.run("cue_due", [k.cues, k.cue_next], [0])
-        return int(float(reply[1]))
-
-    def _fire_cue(self, k: QueueKeys, name: str, raw: str, due_ms: int, now: int) -> int:
+    def _fire_cue(self, queue: str, name: str, raw: str, due_ms: int, now: int) -> int:
         d = json.loads(raw)
         schedule = Schedule(d["cron"], d["tz"])
         if d.get("misfire") == "catch_up":
@@ -221,22 +195,21 @@ class CuesMixin:
             dropped = due_ms < fires[0]
             if dropped:
                 log.warning("cue catch-up capped queue=%s cue=%s fired=%d (older missed times dropped)",
-                            k.queue, name, len(fires))
+                            queue, name, len(fires))
         else:
             fires = [due_ms]
         next_ms = schedule.next_after(max(now, fires[-1]))
         new = json.dumps(dict(d, last=fires[-1]), separators=(",", ":"), sort_keys=True)
-        args = [name, raw, due_ms, new, next_ms, base64.b64decode(d["payload"]), d.get("priority", 0),
-                d.get("max_attempts", defaults.MAX_ATTEMPTS), d.get("lease_ms", 0), *fires]
-        created = self.scripts.run("cue_fire", [k.cues, k.cue_next, k.ready, k.scheduled, k.marker,
-                                                k.meta, k.unique, k.counts, k.job_prefix], args)
+        created = self.run(ops.fire_cue(self, queue, name, raw, due_ms, new, next_ms, base64.b64decode(d["payload"]),
+                                        d.get("priority", 0), d.get("max_attempts", defaults.MAX_ATTEMPTS),
+                                        d.get("lease_ms", 0), fires))
         if created > 0:
-            log.info("cue fired queue=%s cue=%s jobs=%d fire_at=%s next_at=%s", k.queue, name, created,
+            log.info("cue fired queue=%s cue=%s jobs=%d fire_at=%s next_at=%s", queue, name, created,
                      fires[-1] / 1000, next_ms / 1000)
         return max(0, int(created))
 
 
-def _payload(d: dict, queue: str, name: str) -> Any:
+def _payload(d: Definition, queue: str, name: str) -> Any:
     try:
         return codec.decode(base64.b64decode(d["payload"]))
     except Exception as exc:

@@ -7,14 +7,10 @@ not know redispool still catch them sensibly. Lua scripts report failures as
 """
 from __future__ import annotations
 
-import functools
 import re
-from typing import Any, Callable, TypeVar
 
 import redis
 import redis.sentinel
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RedispoolError(Exception):
@@ -63,6 +59,20 @@ class ConnectionFailed(RedispoolError, ConnectionError):
         super().__init__(f"cannot reach Redis at {self.url}{detail}")
 
 
+class ServerBusy(ConnectionFailed):
+    """Every pooled connection of the async client stayed busy for ``wait_s``: this
+    process is saturated (Redis itself may be fine). A ConnectionFailed, so callers retry
+    it alike."""
+
+    def __init__(self, url: str, wait_s: float = 5.0) -> None:
+        super().__init__(url)
+        self.args = ((f"busy: no connection to Redis at {self.url} came free within {wait_s:g}s "
+                      "(this server is saturated; Redis itself may be fine)"),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class RedisFull(RedispoolError):
     """Redis refused a write because it is at ``maxmemory`` (policy ``noeviction``).
     Redis refuses a script at its first write, so nothing was written; retry once memory
@@ -79,7 +89,8 @@ class NotDurable(ConnectionFailed):
     ``unique_key`` makes a repeated enqueue return the same job). A ConnectionFailed, so
     code that retries on a lost Redis retries this too; its message says what happened."""
 
-    reply: object = None  # the script's reply: its writes were applied
+    reply: object = None   # the script's reply: its writes were applied
+    result: object = None  # ack: the AckResult of that reply (its leased jobs given back)
 
     def __init__(self, url: str, reason: object = "") -> None:
         self.url = mask_url(url)
@@ -138,17 +149,3 @@ def from_redis(url: str, exc: BaseException) -> RedispoolError:
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return RedisFull(url, str(exc).split(" script:")[0])
     return ConnectionFailed(url, exc)
-
-
-def reports_unreachable(method: F) -> F:
-    """Decorate a method of an object with ``url``: Redis trouble (``REDIS_TROUBLE``)
-    becomes ConnectionFailed or RedisFull naming that (masked) URL."""
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except REDIS_TROUBLE as exc:
-            if isinstance(exc, RedispoolError):
-                raise
-            raise from_redis(self.url, exc) from exc
-    return wrapper  # type: ignore[return-value]

@@ -6,48 +6,38 @@ minute = unix ms // 60000, kept about 3 hours.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from .errors import reports_unreachable
-from .keys import QueueKeys, check_queue
+from . import ops
+from .base import EngineBase
+from .errors import InvalidOption
+from .keys import check_queue
 
 
-class HistoryMixin:
-    """``Engine`` methods (it provides ``url``, ``client``, ``scripts`` and ``keys``)."""
+class HistoryMixin(EngineBase):
+    """Throughput and ``delete_job`` methods of ``Engine``."""
 
-    url: str
-    client: Any
-    scripts: Any
-    keys: Callable[[str], QueueKeys]
-
-    @reports_unreachable
     def throughput(self, queue: str, minutes: int = 60) -> list[tuple[float, int, int]]:
         """(minute start as unix seconds, jobs done, attempts failed) for each of the last
         ``minutes`` minutes, oldest first, the current minute last (Redis clock)."""
         check_queue(queue)
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 180:
-            raise ValueError(f"minutes must be an integer in [1, 180], got {minutes!r}")
-        seconds, micros = self.client.time()
+            raise InvalidOption(f"minutes must be an integer in [1, 180], got {minutes!r}")
+        seconds, micros = self.scripts.command("TIME")
         key, fields, span = self._throughput_read(queue, int(seconds) * 1000 + int(micros) // 1000, minutes)
-        return self._throughput_reply(span, self.client.hmget(key, fields))
+        return self._throughput_reply(span, self.scripts.command("HMGET", key, *fields))
 
     def _throughput_read(self, queue: str, now_ms: int, minutes: int) -> tuple[str, list[str], range]:
         """(key, fields, minutes) of the HMGET that reads ``throughput`` at ``now_ms``: the
         dashboard pipelines it for a page of queues."""
         now_minute = now_ms // 60000
         span = range(now_minute - minutes + 1, now_minute + 1)
-        return self.keys(queue).base + "minutes", [f"{m}:{kind}" for m in span for kind in ("d", "f")], span
+        return self.keys(queue).minutes, [f"{m}:{kind}" for m in span for kind in ("d", "f")], span
 
     @staticmethod
     def _throughput_reply(span: range, values: list[Any]) -> list[tuple[float, int, int]]:
         return [(m * 60.0, int(values[2 * i] or 0), int(values[2 * i + 1] or 0)) for i, m in enumerate(span)]
 
-    @reports_unreachable
     def delete_job(self, queue: str, job_id: str) -> bool:
         """Delete one job for good, whatever its state; False if there is none."""
-        k = self.keys(check_queue(queue))
-        keys = [k.marker, k.meta, k.unique, k.job_prefix] + [k.state(s) for s in
-                                                              ("ready", "scheduled", "leased", "done", "dead", "cancelled")]
-        return self.scripts.run("delete", keys, [str(job_id)]) == 1
-
-
+        return self.run(ops.delete_job(self, queue, job_id))

@@ -16,7 +16,7 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:unique      hash  unique_key -> job id, while that job is unfinished
     rp:{q}:counts      hash  lifetime totals: enqueued, completed, failed, retried, dead
     rp:{q}:minutes     hash  "<minute>:d" / "<minute>:f": jobs done / attempts failed per
-                             minute (unix ms // 60000), ~3 hours (named in Lua from counts)
+                             minute (unix ms // 60000), ~3 hours
     rp:{q}:job:<id>    hash  one job (fields below)
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
@@ -31,6 +31,12 @@ each Lua script touches a single Redis Cluster slot:
                              lease expiry or retention trim); global, plain commands only
     rp:{#workers}:index      zset  worker ids by last heartbeat (ms)
     rp:{#workers}:w:<id>     hash  one worker's registration and counters
+
+A Lua header names each of its KEYS by the pattern above, and scripts.py binds it by name
+from the objects below: ``rp:{q}:ready`` is ``QueueKeys.ready`` (``rp:{q}:job:`` is
+``job_prefix``), ``rp:{q}:<state>`` is ``StateKeys.state``, ``rp:{#workers}:index`` /
+``w:<id>`` / ``w:`` are ``RegistryKeys.index`` / ``worker`` / ``worker_prefix`` and
+``rp:due:<daemon>`` is ``DueKeys.due``.
 
 Job hash fields (one letter to keep a queued job small): p payload (msgpack), s state,
 a attempts, m max_attempts, r priority (absent = 0), c created ms, u updated ms,
@@ -60,9 +66,11 @@ def check_queue(queue: object) -> str:
 class QueueKeys:
     """Key names of one queue."""
 
-    __slots__ = ("queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
-                 "cancelled", "marker", "meta", "unique", "counts", "config", "cues", "cue_next")
+    __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
+                 "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
+                 "cueapi")
 
+    prefix: str
     queue: str
     base: str
     job_prefix: str
@@ -76,25 +84,62 @@ class QueueKeys:
     meta: str
     unique: str
     counts: str
+    minutes: str
     config: str
     cues: str
     cue_next: str
+    cueapi: str
 
     def __init__(self, prefix: str, queue: str) -> None:
+        self.prefix = prefix
         self.queue = check_queue(queue)
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
-        for name in STATES + ("marker", "meta", "unique", "counts", "config", "cues", "cue_next"):
+        for name in STATES + ("marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
+                              "cueapi"):
             setattr(self, name, self.base + name)
 
     def state(self, state: str) -> str:
         """The sorted set holding jobs in ``state``."""
         if state not in STATES:
             raise InvalidOption(f"unknown state {state!r}: one of {', '.join(STATES)}")
-        return getattr(self, state)
+        return str(getattr(self, state))
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
+
+
+class StateKeys:
+    """A queue's keys with ``state``: the set of one state (jobs.lua, purge.lua)."""
+
+    __slots__ = ("keys", "state")
+
+    def __init__(self, keys: QueueKeys, state: str) -> None:
+        self.keys = keys
+        self.state = keys.state(state)
+
+    def __getattr__(self, name: str) -> str:
+        return str(getattr(self.keys, name))
+
+
+class RegistryKeys:
+    """The worker registry's keys: the index, one worker's hash and the hashes' prefix."""
+
+    __slots__ = ("index", "worker", "worker_prefix")
+
+    def __init__(self, prefix: str, worker_id: str = "") -> None:
+        self.index = workers_index_key(prefix)
+        self.worker_prefix = worker_key(prefix, "")
+        self.worker = self.worker_prefix + worker_id
+
+
+class DueKeys:
+    """The one key of due.lua: a daemon's rp:due:<daemon>."""
+
+    __slots__ = ("due",)
+
+    def __init__(self, prefix: str, daemon: str) -> None:
+        self.due = due_key(prefix, daemon)
 
 
 @lru_cache(maxsize=4096)
@@ -127,4 +172,4 @@ def worker_key(prefix: str, worker_id: str) -> str:
 def cueapi_key(prefix: str, queue: str) -> str:
     """Hash of the cueapi compat layer's cue records (cue id -> JSON), under the queue's
     tag (plain HGET/HSET only; the cues themselves are ordinary cues of that queue)."""
-    return queue_keys(prefix, queue).base + "cueapi"
+    return queue_keys(prefix, queue).cueapi

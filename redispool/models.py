@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 
 class State(str, Enum):
@@ -20,6 +20,31 @@ class State(str, Enum):
         return self.value
 
 
+class LeaseRef(Protocol):
+    """What finishing, extending or releasing a lease needs: a ``Job``, a ``Lease`` (an
+    HTTP client's), anything with these. Heartbeats also read a ``lease`` (seconds) when
+    the object has one."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def token(self) -> str: ...
+
+
+@dataclass
+class Lease:
+    """A lease named by a client (HTTP, compat): enough for complete, fail, heartbeat and release."""
+
+    id: str
+    queue: str
+    token: str
+    lease: float | None = None
+
+
 @dataclass
 class Job:
     """A leased job as a worker sees it; ``token`` fences this lease."""
@@ -33,6 +58,19 @@ class Job:
     worker_id: str
     lease: float                  # seconds this lease lasts
     lease_expires_at: float       # unix seconds, Redis clock
+
+
+@dataclass
+class AckResult:
+    """Outcome of ``Engine.ack``: per completion True/False (lease lost), per failure the
+    new state or None (lease lost), the next batch of jobs when one was asked for, and
+    ``wait``: when that batch came back empty, seconds until the earliest scheduled job
+    is due (None: nothing scheduled, or the queue is paused)."""
+
+    completed: list[bool] = field(default_factory=list)
+    failed: list[str | None] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    wait: float | None = None
 
 
 @dataclass

@@ -9,45 +9,17 @@ results over a size (their sizes stay on the job as ``pd`` / ``rd``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from . import validate
+from . import ops, validate
+from .base import EngineBase
 from .errors import InvalidOption
-from .errors import reports_unreachable as _redis_errors
-from .keys import QueueKeys, check_queue
-
-# The settings, as set_retention/retention() name them; in rp:{q}:config the two
-# durations are stored in ms (done_ttl_ms, dead_ttl_ms) and keep_payload=False is drop_payload=1.
-_SECONDS = ("done_ttl", "dead_ttl")
-_COUNTS = ("done_max", "dead_max", "result_max")
+from .keys import check_queue
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+class RetentionMixin(EngineBase):
+    """Retention methods of ``Engine``."""
 
-
-def _count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= validate.MAX_MS:
-        raise InvalidOption(f"{name} must be an integer >= 0, got {value!r}")
-    return value
-
-
-class RetentionMixin:
-    """Retention methods of ``Engine`` (it provides ``client``, ``scripts``, ``keys``,
-    ``_register_queue`` and its default retention)."""
-
-    client: Any
-    scripts: Any
-    keys: Callable[[str], QueueKeys]
-    _register_queue: Callable[[str], None]
-    _plan_now: Callable[[str, str], None]
-    done_ttl_ms: int
-    done_max: int
-    dead_ttl_ms: int
-    dead_max: int
-
-    @_redis_errors
     def set_retention(self, queue: str, *, done_ttl: float | None = None, done_max: int | None = None,
                       dead_ttl: float | None = None, dead_max: int | None = None,
                       keep_payload: bool | None = None, result_max: int | None = None) -> dict[str, Any]:
@@ -58,55 +30,26 @@ class RetentionMixin:
         (bytes, msgpack-encoded) stores no result bigger than that: ``get()`` shows both
         as ``payload_dropped`` / ``result_dropped`` (the size not kept). Bad values raise
         InvalidOption and change nothing. Returns ``retention(queue)``."""
-        check_queue(queue)
-        fields: list[Any] = []
-        if done_ttl is not None:
-            fields += ["done_ttl_ms", validate.seconds_to_ms(done_ttl, "done_ttl")]
-        if done_max is not None:
-            fields += ["done_max", _count(done_max, "done_max")]
-        if dead_ttl is not None:
-            fields += ["dead_ttl_ms", validate.seconds_to_ms(dead_ttl, "dead_ttl")]
-        if dead_max is not None:
-            fields += ["dead_max", _count(dead_max, "dead_max")]
-        if keep_payload is not None and not isinstance(keep_payload, bool):
-            raise InvalidOption(f"keep_payload must be True or False, got {keep_payload!r}")
-        if keep_payload is False:
-            fields += ["drop_payload", 1]
-        if result_max is not None:
-            fields += ["result_max", _count(result_max, "result_max")]
+        op = ops.set_retention(self, queue, done_ttl=done_ttl, done_max=done_max, dead_ttl=dead_ttl,
+                               dead_max=dead_max, keep_payload=keep_payload, result_max=result_max)
         self._register_queue(queue)
-        self.scripts.run("set_retention", [self.keys(queue).config], fields)
+        self.run(op)
         self._plan_now(queue, "sweeper")   # a shorter retention may trim sooner: the sweeper replans
         return self.retention(queue)
 
-    @_redis_errors
     def retention(self, queue: str) -> dict[str, Any]:
         """``queue``'s retention as this engine applies it: ``done_ttl``/``dead_ttl``
         (seconds), ``done_max``/``dead_max``, ``keep_payload``, ``result_max`` (bytes or
         None), and ``stored``: the settings stored for the queue, which win over every
         engine's defaults (the others are this engine's defaults)."""
         check_queue(queue)
-        return self._retention_reply(self.client.hgetall(self.keys(queue).config))
+        return ops.retention_of(self, self.scripts.command("HGETALL", self.keys(queue).config))
 
-    def _retention_reply(self, raw: dict[Any, Any]) -> dict[str, Any]:
-        fields = {_text(k): _text(v) for k, v in raw.items()}
-        stored: dict[str, Any] = {}
-        for name in _SECONDS + _COUNTS:
-            value = fields.get(name + "_ms" if name in _SECONDS else name)
-            try:
-                number = int(value) if value is not None else None
-            except ValueError:
-                number = None  # a damaged field: the scripts ignore it too
-            if number is not None:
-                stored[name] = number / 1000 if name in _SECONDS else number
-        if fields.get("drop_payload") == "1":
-            stored["keep_payload"] = False
-        out: dict[str, Any] = {"done_ttl": self.done_ttl_ms / 1000, "done_max": self.done_max,
-                               "dead_ttl": self.dead_ttl_ms / 1000, "dead_max": self.dead_max,
-                               "keep_payload": True, "result_max": None}
-        out.update(stored)
-        out["stored"] = stored
-        return out
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= validate.MAX_MS:
+        raise InvalidOption(f"{name} must be an integer >= 0, got {value!r}")
+    return value
 
 
 def engine_defaults(*, done_ttl: float | None = None, done_max: int | None = None,

@@ -4,12 +4,23 @@ Each ``lua/<name>.lua`` is prefixed with ``lua/lib.lua``, loaded once with SCRIP
 called with EVALSHA; after NOSCRIPT (a Redis restart or SCRIPT FLUSH) it is loaded again
 and the call repeated, transparently. Error replies ``"CODE detail"`` become the classes of ``errors.LUA_ERRORS``.
 
+The script headers are read here too. An ``Op`` (ops.py) names where its KEYS come from,
+and ``bind`` reads each ``-- KEYS[i] <pattern>`` line's key *by name* from it
+(``key_name``), so no caller lists keys in order. A header line ``-- Durable: yes`` marks
+a script whose effects the caller is told are done.
+
+This is also the one Redis boundary of the Engine: every script call (``run``) and plain
+command (``command``, ``pipeline``, ``boundary``) maps Redis trouble (``REDIS_TROUBLE``:
+a lost connection, a timeout, a cluster in flux, a full server) to ``ConnectionFailed`` or
+``RedisFull`` naming the masked URL; ``AsyncScripts`` does the same on an async client
+(and ``ServerBusy`` when its pool has no free connection).
+
 On Redis Cluster every script call names keys of one slot only (the queue's hash tag, or
 ``{#workers}`` for the registry), so redis-py sends it to the primary of that slot and
 follows MOVED/ASK itself; SCRIPT LOAD goes to every primary.
 
 Durable writes (``durable_timeout_ms`` set; the engine's ``durable=True``): the scripts
-that create or finish jobs (``DURABLE_SCRIPTS``) are sent in one pipeline with
+that create or finish jobs (``-- Durable: yes``) are sent in one pipeline with
 ``WAIT 1 <timeout>`` on the same connection -- WAIT covers only the writes of its own
 connection; its reply is read allowing for that timeout (blocking.py) -- and, where the server has WAITAOF (Redis 7.2+) and the primary runs with
 AOF, ``WAITAOF 1 0 <timeout>`` too. Fewer acknowledgements than that raise NotDurable
@@ -17,24 +28,30 @@ AOF, ``WAITAOF 1 0 <timeout>`` too. Fewer acknowledgements than that raise NotDu
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis
 
 from . import blocking
-from .errors import LUA_ERRORS, NotDurable
+from .errors import LUA_ERRORS, REDIS_TROUBLE, NotDurable, RedispoolError, ServerBusy, from_redis
+
+if TYPE_CHECKING:
+    from .ops import Op
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 LIB = "lib"
-_HEADER_KEY = re.compile(r"^-- KEYS\[(\d+)\]", re.M)
+_HEADER_KEY = re.compile(r"^-- KEYS\[\d+\]\s+(\S+)", re.M)
+_DURABLE = re.compile(r"^-- Durable: yes\b", re.M)
 _LIB_FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.M | re.S)
-# The scripts whose effects a caller is told are done: enqueue (and cue-less batches),
-# complete, fail and ack. Their replies wait for a replica when durable writes are on.
-DURABLE_SCRIPTS = frozenset({"enqueue", "complete", "fail", "ack"})
+# header key patterns whose attribute is not their last part (keys.py has the table)
+_KEY_NAMES = {"job:": "job_prefix", "<state>": "state", "w:<id>": "worker", "w:": "worker_prefix",
+              "due:<daemon>": "due"}
 REDIRECT_TRIES = 20        # durable calls on a cluster: MOVED/ASK/TRYAGAIN retries ...
 REDIRECT_PAUSE_S = 0.05    # ... this far apart (a slot migration or failover in progress)
 
@@ -45,6 +62,34 @@ def script_names() -> list[str]:
 
 def read_script(name: str) -> str:
     return (LUA_DIR / f"{name}.lua").read_text()
+
+
+def key_name(pattern: str) -> str:
+    """The attribute a header's key pattern is bound from: ``rp:{q}:ready`` -> ``ready``,
+    ``rp:{q}:job:`` -> ``job_prefix``, ``rp:{#workers}:w:<id>`` -> ``worker``,
+    ``rp:due:<daemon>`` -> ``due`` (the prefix and the hash tag are left out)."""
+    rest = pattern.split(":", 1)[1]
+    if rest.startswith("{"):
+        rest = rest.split("}:", 1)[1]
+    return _KEY_NAMES.get(rest, rest)
+
+
+class Header(NamedTuple):
+    """What a script's header says about calling it: its KEYS' names, in order, and
+    whether its writes are durable ones."""
+
+    keys: tuple[str, ...]
+    durable: bool
+
+
+def read_header(body: str) -> Header:
+    lines = []
+    for line in body.splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line)
+    head = "\n".join(lines)
+    return Header(tuple(key_name(p) for p in _HEADER_KEY.findall(head)), bool(_DURABLE.search(head)))
 
 
 def with_lib(lib: str, body: str) -> str:
@@ -80,35 +125,86 @@ class Scripts:
         self._cluster = _is_cluster(client)
         self._aof: dict[str, bool] = {}   # per primary: WAITAOF usable (7.2+ and AOF on)
         lib = read_script(LIB)
+        self.headers: dict[str, Header] = {}
         self._text: dict[str, str] = {}
         self._sha: dict[str, str] = {}
         self._nkeys: dict[str, int] = {}
         for name in script_names():
             body = read_script(name)
-            self._nkeys[name] = len(_HEADER_KEY.findall(body))
+            self.headers[name] = read_header(body)
+            self._nkeys[name] = len(self.headers[name].keys)
             self._text[name] = with_lib(lib, body)
             self._sha[name] = hashlib.sha1(self._text[name].encode()).hexdigest()
 
+    def text(self, name: str) -> str:
+        """Script ``name`` as loaded (lib functions first)."""
+        return self._text[name]
+
+    def sha(self, name: str) -> str:
+        return self._sha[name]
+
+    def durable(self, name: str) -> bool:
+        """True for a script whose header says ``-- Durable: yes``."""
+        return self.headers[name].durable
+
+    def bind(self, name: str, source: Any) -> list[str]:
+        """Script ``name``'s KEYS, each read by its header name from ``source`` (a
+        QueueKeys, StateKeys, RegistryKeys or DueKeys)."""
+        return [getattr(source, key) for key in self.headers[name].keys]
+
     def load(self) -> None:
         """SCRIPT LOAD every script now, so a Lua error shows at start-up, not mid-run."""
-        for name, text in self._text.items():
-            self._sha[name] = self.client.script_load(text)
+        with self.boundary():
+            for name, text in self._text.items():
+                self._sha[name] = self.client.script_load(text)
+
+    def call(self, op: Op[Any]) -> Any:
+        """Run ``op``'s script with its KEYS bound from the header; the raw reply."""
+        return self.run(op.script, self.bind(op.script, op.keys), op.args)
 
     def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run script ``name`` by SHA, loading it again after NOSCRIPT; ``keys`` must
-        match its header."""
+        match its header. Redis trouble becomes ConnectionFailed / RedisFull."""
         if len(keys) != self._nkeys[name]:
             raise AssertionError(f"{name}.lua takes {self._nkeys[name]} keys, got {len(keys)}")
-        if self.durable_timeout_ms is not None and name in DURABLE_SCRIPTS:
-            return self._run_durable(name, keys, args)
         try:
+            if self.durable_timeout_ms is not None and self.headers[name].durable:
+                return self._run_durable(name, keys, args)
             try:
                 return self.client.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
                 self._sha[name] = self.client.script_load(self._text[name])
                 return self.client.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
+        except RedispoolError:
+            raise
+        except REDIS_TROUBLE as exc:
+            raise from_redis(self.url, exc) from exc
         except redis.ResponseError as exc:
             raise lua_error(exc) from None
+
+    @contextlib.contextmanager
+    def boundary(self) -> Iterator[None]:
+        """Redis trouble inside becomes ConnectionFailed / RedisFull (for the few plain
+        commands that are not ``command`` or ``pipeline``, such as a blocking wait)."""
+        try:
+            yield
+        except RedispoolError:
+            raise
+        except REDIS_TROUBLE as exc:
+            raise from_redis(self.url, exc) from exc
+
+    def command(self, *args: Any) -> Any:
+        """One plain command (``"HGETALL", key``), with redis-py's reply parsing."""
+        with self.boundary():
+            return self.client.execute_command(*args)
+
+    def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Plain commands in one non-transactional pipeline; their replies."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(pipe.execute())
 
 
     # ------------------------------------------------------------------ durable writes
@@ -209,22 +305,19 @@ def lua_error(exc: redis.ResponseError) -> Exception:
     return exc
 
 
-class Call(NamedTuple):
-    """One script run: its name, KEYS and ARGV (``Scripts.run(*call)``). The Engine builds
-    these once for the sync and the async engine alike."""
-
-    script: str
-    keys: list[str]
-    args: list[Any]
-
-
 class AsyncScripts:
-    """The same scripts run by SHA on a ``redis.asyncio`` client (aio.py). Texts and SHAs
-    come from the sync ``Scripts``, so both run byte-identical Lua."""
+    """The same scripts run by SHA on a ``redis.asyncio`` client (aio.py). Texts, SHAs and
+    headers come from the sync ``Scripts``, so both run byte-identical Lua."""
 
-    def __init__(self, client: Any, scripts: Scripts) -> None:
+    def __init__(self, client: Any, scripts: Scripts, *, pool_wait: float = 5.0) -> None:
         self.client = client
         self.scripts = scripts
+        self.url = scripts.url
+        self.pool_wait = pool_wait
+
+    async def call(self, op: Op[Any]) -> Any:
+        """Run ``op``'s script with its KEYS bound from the header; the raw reply."""
+        return await self.run(op.script, self.scripts.bind(op.script, op.keys), op.args)
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run script ``name`` by SHA, loading it again after NOSCRIPT."""
@@ -233,9 +326,45 @@ class AsyncScripts:
             raise AssertionError(f"{name}.lua takes {s._nkeys[name]} keys, got {len(keys)}")
         try:
             try:
-                return await self.client.execute_command("EVALSHA", s._sha[name], len(keys), *keys, *args)
+                return await self.client.execute_command("EVALSHA", s.sha(name), len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
-                s._sha[name] = await self.client.script_load(s._text[name])
-                return await self.client.execute_command("EVALSHA", s._sha[name], len(keys), *keys, *args)
+                await self.client.script_load(s.text(name))
+                return await self.client.execute_command("EVALSHA", s.sha(name), len(keys), *keys, *args)
+        except RedispoolError:
+            raise
+        except REDIS_TROUBLE as exc:
+            raise self.error(exc) from exc
         except redis.ResponseError as exc:
             raise lua_error(exc) from None
+
+    def error(self, exc: BaseException) -> Exception:
+        """The redispool error for Redis trouble on the async client."""
+        if pool_exhausted(exc):
+            return ServerBusy(self.url, self.pool_wait)
+        return from_redis(self.url, exc)
+
+    async def command(self, *args: Any) -> Any:
+        """One plain command on the async client, with redis-py's reply parsing."""
+        try:
+            return await self.client.execute_command(*args)
+        except RedispoolError:
+            raise
+        except REDIS_TROUBLE as exc:
+            raise self.error(exc) from exc
+
+    async def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Plain commands in one non-transactional pipeline on the async client."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute())
+        except RedispoolError:
+            raise
+        except REDIS_TROUBLE as exc:
+            raise self.error(exc) from exc
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """True for redis-py's "no connection came free in the pool's timeout"."""
+    return isinstance(exc, redis.ConnectionError) and str(exc) == "No connection available."

@@ -28,9 +28,13 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .models import Job
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 # The longest single BZPOPMIN (its reply is read allowing the wait plus the client's read
 # timeout, see blocking.py); longer waits are several of these. A cluster watcher blocks
@@ -46,11 +50,11 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def put_back(engine: Any, name: str) -> None:
+def put_back(engine: Engine, name: str) -> None:
     """Set ``name``'s wake-up marker again after popping it without claiming, so that other
     workers blocked on it wake (the next enqueue would set it anyway: errors are ignored)."""
     try:
-        engine.client.zadd(engine.keys(name).marker, {"m": 0})
+        engine.rewake(name)
     except Exception:
         pass
 
@@ -75,7 +79,7 @@ class _Watchers:
     """Cluster only: one thread per queue blocking on that queue's marker while a wait for
     that queue is open; ``wait()`` returns the first queue whose marker was popped."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
         self._armed: dict[str, threading.Event] = {}
@@ -142,7 +146,7 @@ class Waiter:
     """Runs one wait at a time for a worker and reports each as a ``Wake`` to
     ``report(wake)``, from the waiter's thread."""
 
-    def __init__(self, engine: Any, worker_id: str, lease: float, report: Callable[[Wake], None]) -> None:
+    def __init__(self, engine: Engine, worker_id: str, lease: float, report: Callable[[Wake], None]) -> None:
         self.engine = engine
         self.worker_id = worker_id
         self.lease = lease

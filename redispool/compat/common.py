@@ -9,18 +9,12 @@ lease; the write that follows is still fenced by that token inside Lua.
 """
 from __future__ import annotations
 
-import functools
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any
 
-import redis
-
-from ..errors import ConnectionFailed
 from ..web import body
 from ..web.body import MAX_DEPTH, LeaseRef
 from ..web.endpoint import Refusal
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 ENVELOPE_DEPTH = MAX_DEPTH + 3   # a body nested deeper is refused as read: a payload in it could not be handed back
 FOREVER_S = 10 * 365 * 86400.0   # "every registered worker", whatever its last beat
@@ -60,34 +54,11 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def on_engine(fn: F) -> F:
-    """A helper taking the engine first: a lost Redis becomes ConnectionFailed (503)."""
-    @functools.wraps(fn)
-    def wrapper(engine: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(engine, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ConnectionFailed(engine.url, exc) from exc
-    return wrapper  # type: ignore[return-value]
-
-
-@on_engine
 def current_lease(engine: Any, queue: str, job_id: str) -> tuple[str | None, str | None, str | None]:
-    """(state, lease token, worker id) of a job as stored now; (None, None, None) when the
-    job does not exist. The token only names the lease: a write with it is fenced in Lua."""
-    state, token, worker = engine.client.hmget(engine.keys(queue).job(job_id), "s", "t", "w")
-    return _text(state), _text(token), _text(worker)
+    """``Engine.current_lease``: (state, lease token, worker id) of a job as stored now."""
+    return engine.current_lease(queue, job_id)  # type: ignore[no-any-return]
 
 
-@on_engine
 def leases_of(engine: Any, queue: str, worker_id: str, limit: int = 1000) -> list[LeaseRef]:
-    """The live leases ``worker_id`` holds in ``queue`` (the first ``limit`` leased jobs
-    by expiry are looked at), with their tokens."""
-    held = [info for info in engine.jobs(queue, "leased", limit=limit) if info.worker_id == worker_id]
-    if not held:
-        return []
-    pipe = engine.client.pipeline(transaction=False)
-    for info in held:
-        pipe.hget(engine.keys(queue).job(info.id), "t")
-    tokens = pipe.execute()
-    return [LeaseRef(info.id, queue, _text(t)) for info, t in zip(held, tokens) if t is not None]
+    """``Engine.leases_of``: the live leases ``worker_id`` holds in ``queue``."""
+    return [LeaseRef(lease.id, lease.queue, lease.token) for lease in engine.leases_of(queue, worker_id, limit)]

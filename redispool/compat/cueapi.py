@@ -44,7 +44,6 @@ from starlette.responses import JSONResponse, Response
 
 from .. import codec, validate
 from ..cron import Schedule
-from ..engine import CLAIM_JOBS_AT
 from ..errors import CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedispoolError
 from ..keys import check_queue, cueapi_key
 from ..models import Job
@@ -52,8 +51,7 @@ from ..web import endpoint
 from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, LeaseRef, check_depth, jsonable
 from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
 from ..web.workers import HttpWorkers, OnThreads
-from .common import (ENVELOPE_DEPTH, FOREVER_S, current_lease, fields, iso, leases_of, on_engine, parse_time,
-                     same_trouble)
+from .common import ENVELOPE_DEPTH, FOREVER_S, current_lease, fields, iso, leases_of, parse_time, same_trouble
 
 log = logging.getLogger("redispool.compat.cueapi")
 
@@ -87,38 +85,28 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-@on_engine
 def claim_by_id(engine: Any, queue: str, job_id: str, worker_id: str, lease: float) -> Job | None:
     """Lease exactly job ``job_id`` if it is ready now (claim_id.lua); None if it is not.
     A damaged job, or one whose payload cannot be decoded, goes to dead as in claim."""
-    k = engine.keys(queue)
-    reply = engine.scripts.run("claim_id", [k.ready, k.leased, k.marker, k.meta, k.counts, k.dead, k.unique,
-                                            k.job_prefix], [job_id, worker_id, validate.lease_ms(lease)])
-    engine._send_followups(engine._claim_followups(queue, reply))   # the lease, for the sweeper
-    jobs = engine._jobs_from(queue, worker_id, reply, CLAIM_JOBS_AT)  # claim's reply layout
-    return jobs[0] if jobs else None
+    return engine.claim_id(queue, job_id, worker_id, lease=lease)  # type: ignore[no-any-return]
 
 
-@on_engine
 def read_records(engine: Any, queue: str) -> dict[str, dict[str, Any]]:
-    raw = engine.client.hgetall(cueapi_key(engine.prefix, queue))
+    raw = engine.scripts.command("HGETALL", cueapi_key(engine.prefix, queue))
     return {_text(k): json.loads(v) for k, v in raw.items()}
 
 
-@on_engine
 def read_record(engine: Any, queue: str, cue_id: str) -> dict[str, Any] | None:
-    raw = engine.client.hget(cueapi_key(engine.prefix, queue), cue_id)
+    raw = engine.scripts.command("HGET", cueapi_key(engine.prefix, queue), cue_id)
     return json.loads(raw) if raw else None
 
 
-@on_engine
 def write_record(engine: Any, queue: str, record: dict[str, Any]) -> None:
-    engine.client.hset(cueapi_key(engine.prefix, queue), record["id"], json.dumps(record, sort_keys=True))
+    engine.scripts.command("HSET", cueapi_key(engine.prefix, queue), record["id"], json.dumps(record, sort_keys=True))
 
 
-@on_engine
 def delete_record(engine: Any, queue: str, cue_id: str) -> None:
-    engine.client.hdel(cueapi_key(engine.prefix, queue), cue_id)
+    engine.scripts.command("HDEL", cueapi_key(engine.prefix, queue), cue_id)
 
 
 def _paging(q: Any) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from .. import ops
 from ..errors import REDIS_TROUBLE, from_redis
 from ..keys import queues_key
 
@@ -128,8 +129,9 @@ def _read_page(engine: Any, names: Sequence[str], now_ms: int
         reads = []
         with engine.client.pipeline(transaction=False) as pipe:
             for name in names:
-                call = engine._stats_call(name)
-                pipe.execute_command("EVALSHA", scripts._sha[call.script], len(call.keys), *call.keys, *call.args)
+                op = ops.stats(engine, name)
+                keys = scripts.bind(op.script, op.keys)
+                pipe.execute_command("EVALSHA", scripts.sha(op.script), len(keys), *keys, *op.args)
                 key, fields, span = engine._throughput_read(name, now_ms, HISTORY_MINUTES)
                 pipe.hmget(key, fields)
                 reads.append(span)
@@ -141,6 +143,6 @@ def _read_page(engine: Any, names: Sequence[str], now_ms: int
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
-    stats = {n: engine._stats_reply(n, replies[2 * i]) for i, n in enumerate(names)}
+    stats = {n: ops.stats(engine, n).parse(replies[2 * i]) for i, n in enumerate(names)}
     history = {n: engine._throughput_reply(reads[i], replies[2 * i + 1]) for i, n in enumerate(names)}
     return stats, history

@@ -1,4 +1,4 @@
--- cue_fire: cue (due) -> (new) ready jobs, cue's next fire time moved on
+-- fire_cue: cue (due) -> (new) ready jobs, cue's next fire time moved on
 -- Fires a cue once per given fire time, as a compare-and-set on its stored next fire
 -- time and definition: of several schedulers that read the same due cue, one fires it
 -- and the others change nothing. Each job's id is cue:<name>:<fire ms>, so even a

@@ -1,4 +1,4 @@
--- cue_save: cue definition -> cue definition (add, replace, pause, resume)
+-- save_cue: cue definition -> cue definition (add, replace, pause, resume)
 -- Compare-and-set of one cue: writes the definition and next fire time only if the
 -- stored definition is still the one the caller read, so concurrent edits and fires
 -- cannot interleave.

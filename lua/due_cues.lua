@@ -1,4 +1,4 @@
--- cue_due: (read only)
+-- due_cues: (read only)
 -- Lists the cues whose next fire time has come, for the scheduler to fire.
 -- KEYS[1] rp:{q}:cues       hash  cue name -> definition (JSON)     r
 -- KEYS[2] rp:{q}:cue_next   zset  active cue names by next fire ms  r

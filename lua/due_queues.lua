@@ -1,4 +1,4 @@
--- due: (read only) the queues a daemon has work in now
+-- due_queues: (read only) the queues a daemon has work in now
 -- Lists the queues whose planned time in rp:due:<daemon> has come (see flush_plan in
 -- lib.lua), earliest first, with the server time and the next planned time after now.
 -- KEYS[1] rp:due:<daemon>   zset  queue name -> planned ms (global key)  r

@@ -1,4 +1,4 @@
--- delete: any state -> (deleted)
+-- delete_job: any state -> (deleted)
 -- Deletes one job for good, whatever its state (a worker holding its lease loses it),
 -- and frees its unique key.
 -- KEYS[1] rp:{q}:marker     zset  wake-up marker for claimers       w

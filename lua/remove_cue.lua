@@ -1,4 +1,4 @@
--- cue_remove: cue definition -> (deleted)
+-- remove_cue: cue definition -> (deleted)
 -- Deletes a cue; jobs it already fired stay.
 -- KEYS[1] rp:{q}:cues       hash  cue name -> definition (JSON)     rw
 -- KEYS[2] rp:{q}:cue_next   zset  active cue names by next fire ms  w

@@ -1,4 +1,4 @@
--- replay: dead -> ready
+-- replay_dead: dead -> ready
 -- Gives dead jobs a new life: attempts reset to 0, errors kept, unique key taken again.
 -- A job whose unique key another unfinished job holds now is not replayed (two
 -- unfinished jobs never share a key): it stays dead, the reason added to its errors.

@@ -1,4 +1,4 @@
--- cue_list: (read only)
+-- list_cues: (read only)
 -- Reads one cue or all cues of a queue, with the server time to judge them by.
 -- KEYS[1] rp:{q}:cues       hash  cue name -> definition (JSON)     r
 -- KEYS[2] rp:{q}:cue_next   zset  active cue names by next fire ms  r
