@@ -80,7 +80,8 @@ def async_client(engine: Engine, *, max_connections: int | None = POOL_CONNECTIO
         from redis.asyncio.cluster import RedisCluster as AsyncCluster
         kwargs = _options(sync.nodes_manager.connection_kwargs, ("host", "port", "db", "path"))
         ssl = {k: v for k, v in sync.nodes_manager.connection_kwargs.items() if k.startswith("ssl_")}
-        return AsyncCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in sync.get_nodes()],
+        nodes = sync.get_nodes()  # type: ignore[no-untyped-call]
+        return AsyncCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in nodes],
                             ssl=bool(ssl) or sync.nodes_manager.connection_kwargs.get("ssl", False),
                             **ssl, **kwargs)
     pool = sync.connection_pool
@@ -94,7 +95,7 @@ def async_client(engine: Engine, *, max_connections: int | None = POOL_CONNECTIO
         from redis.backoff import NoBackoff
         # the same options, but redis-py's async Retry (a sync one cannot catch async errors)
         sentinel_kwargs = {**manager.sentinel_kwargs, "retry": Retry(NoBackoff(), 0)}
-        sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+        sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         return sentinel.master_for(pool.service_name, retry=_retry_once(),
                                    **_options(pool.connection_kwargs, ("host", "port", "path")))
     import redis.asyncio as aredis
@@ -164,7 +165,10 @@ class AsyncEngine:
     async def enqueue_specs(self, queue: str, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
         """``Engine.enqueue_specs``: jobs from ``Engine.job_spec``s, one round trip."""
         check_queue(queue)
-        return await self.run(ops.enqueue(self.engine, queue, specs)) if specs else []
+        if not specs:
+            return []
+        return await self.run(ops.enqueue(self.engine, queue, [spec.payload for spec in specs],
+                                          [spec.options for spec in specs]))
 
     # ------------------------------------------------------------------ consuming
     async def _claim_now(self, op: Op[ops.Claimed]) -> ops.Claimed:

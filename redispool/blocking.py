@@ -16,6 +16,7 @@ The replies are raw (no redis-py response callback): ``BZPOPMIN`` gives
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -100,10 +101,9 @@ def _raise(reply: Any) -> Any:
 
 def refresh_slots(client: Any) -> None:
     """Reload a cluster client's slot map (after MOVED or a lost primary)."""
-    try:
+    # no node answers now: the caller's next call tries again
+    with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException):
         client.nodes_manager.initialize()
-    except (redis.RedisError, redis.exceptions.RedisClusterException):
-        pass  # no node answers now; the caller's next call tries again
 
 
 # ---------------------------------------------------------------------- async
@@ -148,10 +148,8 @@ async def _send_read(conn: Any, command: Sequence[Any], wait: float) -> Any:
 
 
 async def _refresh_slots_async(client: Any) -> None:
-    try:
+    with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException, OSError):
         await client.nodes_manager.initialize()
-    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError):
-        pass
 
 
 async def _pause_async() -> None:

@@ -131,7 +131,7 @@ def _cluster_client(url: str) -> Any:
     parts = urlsplit(url)
     hosts, username, password = _hosts(parts.netloc)
     try:
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts],
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts],  # type: ignore[no-untyped-call]
                             username=username, password=password, **_timeouts(parts.query))
     except REDIS_TROUBLE as exc:  # RedisClusterException: no startup node answered
         raise ConnectionFailed(url, _cluster_reason(exc)) from None
@@ -167,9 +167,9 @@ def _sentinel_client(url: str) -> Any:
                                        "retry": Retry(NoBackoff(), 0)}
     if password:
         sentinel_kwargs["password"] = password
-    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     # After a failover the pool asks the sentinels for the new master on its next
     # connect; a connection still open to a demoted master fails with READONLY, which
     # redis-py turns into a ConnectionError, so callers retry as for any lost connection.
-    return sentinel.master_for(service, db=db, username=username, password=password,
+    return sentinel.master_for(service, db=db, username=username, password=password,  # type: ignore[no-untyped-call]
                                **_timeouts(parts.query))

@@ -74,7 +74,7 @@ class CuesMixin(EngineBase):
 
     def cues(self, queue: str | None = None) -> list[CueInfo]:
         """The cues of ``queue``, or of every queue, sorted by queue and name."""
-        out = []
+        out: list[CueInfo] = []
         for q in [check_queue(queue)] if queue is not None else self.queues():
             now, found = self._cue_read(q)
             out.extend(self._cue_info(q, name, raw, next_ms, now) for name, raw, next_ms in sorted(found))

@@ -9,6 +9,7 @@ all talk to Redis through these two classes only.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,9 +19,9 @@ from typing import Any
 import redis
 
 from . import blocking, codec, defaults, ops, validate
+from .base import Unsent
 from .connection import engine_options
 from .cues import CuesMixin
-from .base import Unsent
 from .errors import InvalidOption, LeaseLost, NotDurable
 from .history import HistoryMixin
 from .keys import check_queue, queues_key
@@ -113,7 +114,9 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, QueuesMixin)
         """Create jobs from ``job_spec``s in one round trip; returns (id, created) per job
         (created is False for an existing job)."""
         check_queue(queue)
-        return self.run(ops.enqueue(self, queue, specs)) if specs else []
+        if not specs:
+            return []
+        return self.run(ops.enqueue(self, queue, [spec.payload for spec in specs], [spec.options for spec in specs]))
 
     def enqueue(self, queue: str, payload: Any = None, *, priority: int = 0,
                 delay: float | None = None, run_at: datetime | float | None = None,
@@ -139,7 +142,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, QueuesMixin)
         spec = ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
                             backoff_cap=backoff_cap)
-        return self.run(ops.enqueue(self, queue, [spec]))[0]
+        return self.run(ops.enqueue(self, queue, [spec.payload], [spec.options]))[0]
 
     def enqueue_many(self, queue: str, payloads: Iterable[Any], *, priority: int = 0,
                      delay: float | None = None, run_at: datetime | float | None = None,
@@ -154,18 +157,16 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, QueuesMixin)
         options = ops.job_options(priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                                   lease=lease, backoff_base=backoff_base, backoff_cap=backoff_cap)
         encode = codec.encode
-        specs = [JobSpec(encode(p, check=True), options) for p in payloads]
-        return [job_id for job_id, _ in self.run(ops.enqueue(self, queue, specs))]
+        op = ops.enqueue(self, queue, [encode(p, check=True) for p in payloads], [options])
+        return [job_id for job_id, _ in self.run(op)]
 
     # ------------------------------------------------------------------ consuming
     def bury(self, broken: Sequence[tuple[Job, str]]) -> None:
         """Send leased jobs whose payload cannot be decoded to dead with their error (a
         worker is never handed a payload it cannot read)."""
         for job, error in broken:
-            try:
+            with contextlib.suppress(LeaseLost):
                 self.fail(job, error, retry=False)
-            except LeaseLost:
-                pass
 
     def _claim_now(self, op: Op[ops.Claimed]) -> ops.Claimed:
         claimed = self.run(op)

@@ -68,7 +68,7 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi")
+                 "cueapi", "bound")
 
     prefix: str
     queue: str
@@ -89,8 +89,10 @@ class QueueKeys:
     cues: str
     cue_next: str
     cueapi: str
+    bound: dict[str, list[str]]   # script name -> its KEYS (scripts.py fills it)
 
     def __init__(self, prefix: str, queue: str) -> None:
+        self.bound = {}
         self.prefix = prefix
         self.queue = check_queue(queue)
         self.base = f"{prefix}:{{{queue}}}:"
@@ -134,7 +136,7 @@ class RegistryKeys:
 
 
 class DueKeys:
-    """The one key of due.lua: a daemon's rp:due:<daemon>."""
+    """The one key of due_queues.lua: a daemon's rp:due:<daemon>."""
 
     __slots__ = ("due",)
 
@@ -154,7 +156,7 @@ def queues_key(prefix: str) -> str:
 
 def due_key(prefix: str, daemon: str) -> str:
     """Global zset of queue -> the time (ms) ``daemon`` (scheduler or sweeper) next has
-    work there (touched by plain commands and the read-only due.lua, never with queue keys)."""
+    work there (touched by plain commands and the read-only due_queues.lua, never with queue keys)."""
     return f"{prefix}:due:{daemon}"
 
 

@@ -23,8 +23,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from . import codec, defaults, validate
 from .errors import InvalidOption, LeaseLost, QueueNotEmpty
-from .keys import STATES, DueKeys, QueueKeys, RegistryKeys, StateKeys, check_queue, due_key, queue_keys, \
-    queues_key
+from .keys import STATES, DueKeys, QueueKeys, RegistryKeys, StateKeys, check_queue, due_key, queue_keys, queues_key
 from .models import AckResult, Job, JobInfo, LeaseRef, WorkerInfo
 
 T = TypeVar("T")
@@ -52,7 +51,8 @@ def _reply(reply: Any) -> Any:
     return reply
 
 
-class Op(NamedTuple, Generic[T]):
+@dataclass(slots=True)
+class Op(Generic[T]):
     """One script run: ``script``, the object its header's KEYS are read from by name,
     ``args`` (ARGV), ``parse`` (reply -> result) and ``followups`` (reply -> the plain
     commands to send after it; None: none)."""
@@ -174,17 +174,17 @@ def _created(reply: Sequence[Any]) -> list[tuple[str, bool]]:
     return [(_str(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply) - 2, 2)]
 
 
-def enqueue(s: Settings, queue: str, specs: Sequence[JobSpec]) -> Op[list[tuple[str, bool]]]:
-    """Create ``specs`` (at least one) in one call. Jobs whose options are one object
-    (``enqueue_many``) send that option set once."""
-    k = queue_keys(s.prefix, queue)
-    first = specs[0].options
-    sets = [first] if all(spec.options is first for spec in specs) else [spec.options for spec in specs]
-    args: list[Any] = [len(specs), len(sets)]
-    for options in sets:
-        args.extend(options)
-    args.extend(spec.payload for spec in specs)
-    return Op("enqueue", k, args, _created,
+def enqueue(s: Settings, queue: str, payloads: Sequence[bytes], options: Sequence[JobOptions]
+            ) -> Op[list[tuple[str, bool]]]:
+    """Create one job per encoded payload (at least one) in one call: ``options`` holds
+    one option set for them all (``enqueue_many``) or one per payload (``enqueue_specs``)."""
+    if len(options) not in (1, len(payloads)):
+        raise InvalidOption(f"{len(payloads)} jobs take 1 or {len(payloads)} option sets, got {len(options)}")
+    args: list[Any] = [len(payloads), len(options)]
+    for option_set in options:
+        args.extend(option_set)
+    args.extend(payloads)
+    return Op("enqueue", queue_keys(s.prefix, queue), args, _created,
               lambda r: followups(s.prefix, queue, new_queue=r[-2], scheduler_at=r[-1]))
 
 

@@ -1,7 +1,7 @@
 """Which queues exist, and which ones the daemons must visit when.
 
 ``rp:queues`` lists every queue in use. A writer script tells its caller when the queue
-had no counter yet (enqueue: the counter started from zero; cue_save: no meta hash), and
+had no counter yet (enqueue: the counter started from zero; save_cue: no meta hash), and
 only then does the caller SADD it, so a queue comes back after Redis lost its data
 (restart without persistence, FLUSHALL) at the first enqueue that follows, without a
 per-enqueue cost.

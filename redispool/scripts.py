@@ -22,9 +22,10 @@ follows MOVED/ASK itself; SCRIPT LOAD goes to every primary.
 Durable writes (``durable_timeout_ms`` set; the engine's ``durable=True``): the scripts
 that create or finish jobs (``-- Durable: yes``) are sent in one pipeline with
 ``WAIT 1 <timeout>`` on the same connection -- WAIT covers only the writes of its own
-connection; its reply is read allowing for that timeout (blocking.py) -- and, where the server has WAITAOF (Redis 7.2+) and the primary runs with
-AOF, ``WAITAOF 1 0 <timeout>`` too. Fewer acknowledgements than that raise NotDurable
-(the write itself was applied on the primary).
+connection; its reply is read allowing for that timeout (blocking.py) -- and, where the
+server has WAITAOF (Redis 7.2+) and the primary runs with AOF, ``WAITAOF 1 0 <timeout>``
+too. Fewer acknowledgements than that raise NotDurable (the write itself was applied on
+the primary).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ import redis
 
 from . import blocking
 from .errors import LUA_ERRORS, REDIS_TROUBLE, NotDurable, RedispoolError, ServerBusy, from_redis
+from .keys import QueueKeys
 
 if TYPE_CHECKING:
     from .ops import Op
@@ -149,7 +151,13 @@ class Scripts:
 
     def bind(self, name: str, source: Any) -> list[str]:
         """Script ``name``'s KEYS, each read by its header name from ``source`` (a
-        QueueKeys, StateKeys, RegistryKeys or DueKeys)."""
+        QueueKeys, StateKeys, RegistryKeys or DueKeys). A QueueKeys keeps the lists it
+        gave (one per script: the hot path binds each once per queue)."""
+        if isinstance(source, QueueKeys):
+            keys = source.bound.get(name)
+            if keys is None:
+                keys = source.bound[name] = [getattr(source, key) for key in self.headers[name].keys]
+            return keys
         return [getattr(source, key) for key in self.headers[name].keys]
 
     def load(self) -> None:
@@ -257,7 +265,7 @@ class Scripts:
         return node.name, self.client.get_redis_connection(node)
 
     def _check_acks(self, replies: list[Any], aof: bool, node_name: str) -> None:
-        timeout_s = self.durable_timeout_ms / 1000
+        timeout_s = (self.durable_timeout_ms or 0) / 1000
         replicas = replies[0]
         if isinstance(replicas, Exception):
             raise replicas

@@ -24,11 +24,12 @@ is put back at once, so another worker wakes for it.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .models import Job
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 # timeout, see blocking.py); longer waits are several of these. A cluster watcher blocks
 # this long at a time, so an idle worker sends one command per queue per BLOCK_MAX_S.
 BLOCK_MAX_S = 10.0
+Request = tuple[list[str], int, float, dict[str, float]]   # queues, limit, timeout, due times
 
 
 def is_cluster(client: Any) -> bool:
@@ -53,10 +55,8 @@ def is_cluster(client: Any) -> bool:
 def put_back(engine: Engine, name: str) -> None:
     """Set ``name``'s wake-up marker again after popping it without claiming, so that other
     workers blocked on it wake (the next enqueue would set it anyway: errors are ignored)."""
-    try:
+    with contextlib.suppress(Exception):
         engine.rewake(name)
-    except Exception:
-        pass
 
 
 @dataclass
@@ -85,7 +85,7 @@ class _Watchers:
         self._armed: dict[str, threading.Event] = {}
         self._open = False
         self._closed = False
-        self._fired: queue.SimpleQueue = queue.SimpleQueue()
+        self._fired: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def wait(self, queues: Sequence[str], timeout: float) -> str | None:
         with self._lock:
@@ -152,7 +152,7 @@ class Waiter:
         self.lease = lease
         self._watchers = _Watchers(engine) if is_cluster(engine.client) else None
         self._report = report
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="redispool-waiter", daemon=True)
         self._thread.start()
 
@@ -196,14 +196,13 @@ class Waiter:
         if name is None:
             if soonest is None:
                 return wake  # timed out: nothing to claim (no polling)
-            wake.queue = soonest[1]  # its scheduled job is due: claim() promotes it
+            wake.queue = name = soonest[1]  # its scheduled job is due: claim() promotes it
         if limit > 0:
-            wake.jobs, wake.wait = self.engine.claim_with_due(wake.queue, self.worker_id, limit=limit,
-                                                              lease=self.lease)
+            wake.jobs, wake.wait = self.engine.claim_with_due(name, self.worker_id, limit=limit, lease=self.lease)
             wake.claimed = True
         return wake
 
     def _block(self, queues: list[str], seconds: float) -> str | None:
         if self._watchers is None:
-            return self.engine.wait_for_jobs(queues, seconds)  # type: ignore[no-any-return]
+            return self.engine.wait_for_jobs(queues, seconds)
         return self._watchers.wait(queues, seconds)

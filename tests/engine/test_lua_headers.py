@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from redispool.scripts import LUA_DIR, script_names
+from redispool.scripts import LUA_DIR, read_header, script_names
 
 KEY_LINE = re.compile(r"^-- KEYS\[(\d+)\] ", re.M)
 ARG_LINE = re.compile(r"^-- ARGV\[(\d+)\](\.\.)? ", re.M)
@@ -45,3 +45,8 @@ def test_lib_defines_only_locals():
     text = (LUA_DIR / "lib.lua").read_text()
     assert not re.search(r"^function ", text, re.M), "globals are refused by Redis scripts"
     assert "KEYS[" not in text and "ARGV[" not in text
+
+
+def test_the_durable_scripts_are_those_that_create_or_finish_jobs():
+    durable = {name for name in script_names() if read_header((LUA_DIR / f"{name}.lua").read_text()).durable}
+    assert durable == {"enqueue", "complete", "fail", "ack"}
