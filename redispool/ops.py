@@ -99,13 +99,6 @@ def _count(value: Any, name: str, maximum: float = float("inf")) -> int:
     return value
 
 
-def worker_id(value: str | None) -> str:
-    """The registry's rule for a worker id, so an id claim() takes is one a worker can register."""
-    if value is None:
-        raise InvalidOption("worker_id must be 1-256 printable characters without spaces, got None")
-    return validate.identifier(value, "worker_id")
-
-
 def limit(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= defaults.BATCH_MAX:
         raise InvalidOption(f"limit must be an integer in [1, {defaults.BATCH_MAX}], got {value!r}")
@@ -226,7 +219,7 @@ def _claim_followups(s: Settings, queue: str, at: int = 0) -> Callable[[Any], li
 def claim(s: Settings, queue: str, worker: str, max_jobs: int = 1, lease: float | None = None) -> Op[Claimed]:
     """Lease up to ``max_jobs`` ready jobs of ``queue`` to ``worker``."""
     check_queue(queue)
-    worker = worker_id(worker)
+    worker = validate.worker_id(worker)
     args = [worker, limit(max_jobs), validate.lease_ms(lease) or s.lease_ms]
     return Op("claim", queue_keys(s.prefix, queue), args,
               lambda r: decode_jobs(queue, worker, r, CLAIM_JOBS_AT), _claim_followups(s, queue))
@@ -235,7 +228,7 @@ def claim(s: Settings, queue: str, worker: str, max_jobs: int = 1, lease: float 
 def claim_id(s: Settings, queue: str, job_id: str, worker: str, lease: float | None = None) -> Op[Claimed]:
     """Lease exactly ``job_id`` to ``worker`` if it is ready now (claim's reply layout)."""
     check_queue(queue)
-    args = [str(job_id), worker_id(worker), validate.lease_ms(lease) or s.lease_ms]
+    args = [str(job_id), validate.worker_id(worker), validate.lease_ms(lease) or s.lease_ms]
     return Op("claim_id", queue_keys(s.prefix, queue), args,
               lambda r: decode_jobs(queue, worker, r, CLAIM_JOBS_AT), _claim_followups(s, queue))
 
@@ -308,7 +301,7 @@ def ack(s: Settings, queue: str, completed: Iterable[tuple[LeaseRef, Any]] = (),
         fail_args += _fail_args(job, error, rest[0] if rest else True, rest[1] if len(rest) > 1 else None)
     nc, nf = len(done_args) // 3, len(fail_args) // 5
     if max_jobs:
-        worker = worker_id(worker)
+        worker = validate.worker_id(worker)
         max_jobs = limit(max_jobs)
     lease_ms = validate.lease_ms(lease) or s.lease_ms
     args = [s.done_ttl_ms, s.done_max, s.dead_ttl_ms, s.dead_max, s.backoff_base_ms, s.backoff_cap_ms,
@@ -587,7 +580,7 @@ def _registration(worker: str, host: str, pid: int, queues: Sequence[str]) -> li
 
 def register_worker(s: Settings, worker: str, host: str, pid: int, queues: Sequence[str]) -> Op[float]:
     """Register (or re-register) a worker; the parser gives its start time (unix s)."""
-    worker = worker_id(worker)
+    worker = validate.worker_id(worker)
     return Op("register_worker", RegistryKeys(s.prefix, worker), _registration(worker, host, pid, queues),
               lambda r: int(r) / 1000)
 
@@ -598,7 +591,7 @@ def beat_worker(s: Settings, worker: str, jobs_in_progress: Sequence[str] | None
     """Refresh a registration, replacing its jobs in progress (``jobs_in_progress``) or
     changing them (``taken``: job -> lease expiry in unix s; ``settled``: jobs let go);
     False when the worker is not registered."""
-    worker = worker_id(worker)
+    worker = validate.worker_id(worker)
     if jobs_in_progress is not None and (taken or settled):
         raise InvalidOption("give jobs_in_progress (the whole list) or taken/settled (changes), not both")
     jobs = "" if jobs_in_progress is None else json.dumps([str(j) for j in jobs_in_progress])
@@ -609,7 +602,7 @@ def beat_worker(s: Settings, worker: str, jobs_in_progress: Sequence[str] | None
 
 
 def deregister_worker(s: Settings, worker: str) -> Op[bool]:
-    worker = worker_id(worker)
+    worker = validate.worker_id(worker)
     return Op("deregister_worker", RegistryKeys(s.prefix, worker), [worker], lambda r: r == 1)
 
 
