@@ -31,11 +31,11 @@ import redis
 from . import ops, validate
 from .engine import Engine
 from .errors import REDIS_TROUBLE, LeaseLost, NotDurable, RedispoolError, ServerBusy
-from .web.hub import WaitHub
 from .keys import check_queue, queues_key
 from .models import AckResult, Job, JobInfo, LeaseRef, WorkerInfo
 from .ops import JobSpec, Op
 from .scripts import AsyncScripts, pool_exhausted
+from .web.hub import WaitHub
 
 T = TypeVar("T")
 __all__ = ["AsyncEngine", "ServerBusy", "async_client", "pool_exhausted"]
@@ -136,7 +136,7 @@ class AsyncEngine:
     @property
     def hub(self) -> WaitHub:
         if self._hub is None:
-            self._hub = WaitHub(async_client(self.engine, max_connections=None), self.engine.keys)
+            self._hub = WaitHub(async_client(self.engine, max_connections=None), self.engine.keys, self.rewake)
         return self._hub
 
     async def close(self) -> None:

@@ -22,19 +22,18 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
 
 from .. import blocking
-from ..errors import REDIS_TROUBLE
+from ..errors import REDIS_TROUBLE, RedispoolError
 
 log = logging.getLogger("redispool.hub")
-MARKER_MEMBER = "m"   # the member the scripts put in rp:{q}:marker
 WATCH_S = 5.0         # one BZPOPMIN's wait: a watcher left with no waiter ends within this
 RETRY_S = (0.05, 2.0)  # pause after Redis trouble: first, and at most (doubling)
-_TROUBLE: tuple[type[BaseException], ...] = (*REDIS_TROUBLE, redis.RedisError)
+_TROUBLE: tuple[type[BaseException], ...] = (*REDIS_TROUBLE, redis.RedisError, RedispoolError)
 
 
 class _Waiter:
@@ -52,9 +51,11 @@ class WaitHub:
     queue's keys. Belongs to the event loop that first uses it.
     """
 
-    def __init__(self, client: Any, keys_of: Callable[[str], Any]) -> None:
+    def __init__(self, client: Any, keys_of: Callable[[str], Any],
+                 rewake: Callable[[str], Awaitable[None]]) -> None:
         self.client = client
         self.keys_of = keys_of
+        self.rewake = rewake   # sets a queue's marker again (rewake.lua; AsyncEngine.rewake)
         self._waiters: dict[str, dict[int, _Waiter]] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._ids = itertools.count()
@@ -131,11 +132,9 @@ class WaitHub:
                 self._waiters.pop(queue, None)
 
     async def _restore(self, queue: str) -> None:
-        """Put back a marker taken for nobody (when jobs are ready)."""
-        k = self.keys_of(queue)
+        """Put back a marker taken for nobody (when jobs are ready or scheduled)."""
         with contextlib.suppress(*_TROUBLE):
-            if await self.client.zcard(k.ready):
-                await self.client.zadd(k.marker, {MARKER_MEMBER: 0})
+            await self.rewake(queue)
 
     async def close(self) -> None:
         """End every watcher; waiting claims return at once (not woken)."""
