@@ -648,9 +648,9 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
     try:
         import uvicorn
 
+        from .http.server import config, listen
         from .server import create_app
         from .web.auth import load_tokens, parse_tokens
-        from .http.server import config, listen
     except ImportError as exc:
         fail(f"redispool serve needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
     if tokens_file:

@@ -14,8 +14,8 @@ keeps other web pages out when no tokens are set).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware

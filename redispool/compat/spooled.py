@@ -34,7 +34,8 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,8 +46,17 @@ from ..aio import GIVE_UP
 from ..errors import CueNotFound, JobNotFound, LeaseLost, RedispoolError
 from ..keys import STATES, check_queue
 from ..web import endpoint
-from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, LeaseRef, Undeliverable, check_depth, \
-    deliverable, jsonable
+from ..web.body import (
+    REQUIRED,
+    BadJson,
+    BodyTooLarge,
+    FieldError,
+    LeaseRef,
+    Undeliverable,
+    check_depth,
+    deliverable,
+    jsonable,
+)
 from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
 from ..web.workers import HttpWorkers, OnThreads
 from .common import ENVELOPE_DEPTH, FOREVER_S, current_lease, fields, iso, leases_of, parse_time, same_trouble

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
@@ -25,11 +26,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ConnectionFailed, RedisFull, RedispoolError
+from ..keys import QUEUE_NAME
 from ..web import outage
 from ..web.access import audit, clean, note
 from ..web.auth import allows, cookie_role, same, token_role
 from ..web.endpoint import call
-from ..keys import QUEUE_NAME
 from . import figures
 from .views import STATES, Page, age, chart, e, kept, pager, table, u, when
 

@@ -15,21 +15,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import validate
-from ..aio import GIVE_UP, ServerBusy, pool_exhausted
+from ..aio import GIVE_UP, AsyncEngine, ServerBusy, pool_exhausted
+from ..engine import Engine, JobSpec
 from ..errors import REDIS_TROUBLE, ConnectionFailed, CueNotFound, JobNotFound, LeaseLost, RedisFull, RedispoolError
 from ..keys import STATES, check_queue
-from ..registry import _worker_id as check_worker_id
+from ..models import Job, Lease
 from ..web import endpoint, outage
 from ..web.access import note
-from ..web.body import EMPTY, BadInput, BodyTooLarge, LeaseRef, Undeliverable, check_depth, fields
+from ..web.body import EMPTY, BadInput, BodyTooLarge, Undeliverable, check_depth, fields
 from ..web.endpoint import Dialect, Forbidden, Unauthorized, call
 from ..web.metrics import Metrics
 from ..web.workers import HttpWorkers
@@ -70,7 +71,7 @@ class Api:
     """The ``/v1`` routes' handlers: ``handler(request, body)`` with the JSON body (``EMPTY``
     when none was sent), wrapped by ``web.endpoint.route`` with this API's dialect."""
 
-    def __init__(self, engine: Any, tokens: dict[str, str] | None, worker_timeout: float) -> None:
+    def __init__(self, engine: Engine, tokens: dict[str, str] | None, worker_timeout: float) -> None:
         self.engine = engine
         self.tokens = tokens
         self.worker_timeout = worker_timeout
@@ -81,7 +82,7 @@ class Api:
         self.workers = HttpWorkers(lambda: self.aio)
 
     @property
-    def aio(self) -> Any:
+    def aio(self) -> AsyncEngine:
         return self.waits.get()
 
     def route(self, method: str, path: str, role: str, handler: Callable[..., Awaitable[Any]],
@@ -93,10 +94,10 @@ class Api:
         return check_queue(request.path_params["queue"])
 
     # ------------------------------------------------------------------ producing
-    def _spec(self, body: dict, where: str = "payload") -> list[Any]:
+    def _spec(self, body: dict[str, Any], where: str = "payload") -> JobSpec:
         o = {k: v for k, v in body.items() if k != "payload"}
         payload = check_depth(body["payload"], where)  # what is stored can be handed back
-        return self.engine._job_args(payload, backoff_base=None, backoff_cap=None, **o)
+        return self.engine.job_spec(payload, backoff_base=None, backoff_cap=None, **o)
 
     async def enqueue(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
@@ -117,8 +118,8 @@ class Api:
         return JSONResponse({"ids": [job_id for job_id, _ in out]}, status_code=201)
 
     # ------------------------------------------------------------------ consuming
-    async def _claim(self, request: Request, queue: str, c: dict, processed: int = 0, failed: int = 0,
-                     settled: Sequence[str] = ()) -> list[dict]:
+    async def _claim(self, request: Request, queue: str, c: dict[str, Any], processed: int = 0, failed: int = 0,
+                     settled: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Claim (long-polling up to ``wait``), then register or refresh the worker with
         the jobs it took, those it ``settled`` and the ``processed``/``failed`` it reports."""
         worker_id = self._claim_checks(c)
@@ -135,7 +136,7 @@ class Api:
             jobs = await aio.claim(queue, worker_id, limit=c["limit"], lease=c["lease"])
         return await self._deliver(request, queue, worker_id, jobs, processed, failed, settled)
 
-    async def _deliver(self, request: Request, queue: str, worker_id: str, jobs: list[Any], processed: int,
+    async def _deliver(self, request: Request, queue: str, worker_id: str, jobs: list[Job], processed: int,
                        failed: int, settled: Sequence[str] = ()) -> list[dict[str, Any]]:
         """The JSON of jobs just leased to ``worker_id``. Nothing after a lease may lose the
         jobs: one that cannot be sent as JSON goes to dead alone (its batch-mates are sent);
@@ -160,35 +161,35 @@ class Api:
             await asyncio.shield(self._give_back(jobs))
             raise
 
-    async def _give_back(self, jobs: list[Any]) -> None:
+    async def _give_back(self, jobs: list[Job]) -> None:
         """Release leased jobs nobody will get (attempt not counted); best effort, at once."""
-        async def one(job: Any) -> None:
+        async def one(job: Job) -> None:
             with contextlib.suppress(*GIVE_UP):
                 await self.aio.release(job)
         await asyncio.gather(*(one(j) for j in jobs))
 
     @staticmethod
-    def _claim_checks(c: dict) -> str:
+    def _claim_checks(c: dict[str, Any]) -> str:
         """Everything a claim needs to be valid, checked before anything is written."""
         if not 1 <= c["limit"] <= MAX_ITEMS:
             raise BadInput(f"limit must be 1 to {MAX_ITEMS}")
         if not 0 <= c["wait"] <= MAX_WAIT_S:
             raise BadInput(f"wait must be 0 to {MAX_WAIT_S:g} seconds")
         validate.lease_ms(c["lease"])
-        return check_worker_id(c["worker_id"])  # the registry's rule, so registering cannot fail
+        return validate.worker_id(c["worker_id"])  # the registry's rule, so registering cannot fail
 
     async def claim(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
         return {"jobs": await self._claim(request, queue, fields(body, bodies.CLAIM))}
 
-    def _lease(self, request: Request, body: dict[str, Any], check_worker: bool = True) -> LeaseRef:
+    def _lease(self, request: Request, body: dict[str, Any], check_worker: bool = True) -> Lease:
         """The lease a /complete, /fail, /heartbeat or /release names (with its worker id
         checked, unless ``check_worker`` is False: a release gives the job back whatever)."""
         if not body["token"]:
             raise BadInput("token must be the lease token the claim returned")
         if check_worker and body["worker_id"] is not None:
-            check_worker_id(body["worker_id"])
-        return LeaseRef(request.path_params["id"], self.queue(request), body["token"])
+            validate.worker_id(body["worker_id"])
+        return Lease(request.path_params["id"], self.queue(request), body["token"])
 
     async def complete(self, request: Request, body: Any) -> Any:
         b = fields(body, bodies.COMPLETE)
@@ -236,8 +237,8 @@ class Api:
         if claim is not None:  # checked before anything is finished
             self._claim_checks(claim)
         result = await self.aio.ack(queue,
-            completed=[(LeaseRef(c["id"], queue, c["token"]), c["result"]) for c in done],
-            failed=[(LeaseRef(f["id"], queue, f["token"]), f["error"], f["retry"], f["delay"]) for f in failed])
+            completed=[(Lease(c["id"], queue, c["token"]), c["result"]) for c in done],
+            failed=[(Lease(f["id"], queue, f["token"]), f["error"], f["retry"], f["delay"]) for f in failed])
         results = [{"id": c["id"], "ok": ok, **({"state": "done"} if ok else {"error": "lease_lost"})}
                    for c, ok in zip(done, result.completed)]
         results += [{"id": f["id"], "ok": state is not None, **({"state": state} if state else {"error": "lease_lost"})}

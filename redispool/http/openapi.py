@@ -8,10 +8,11 @@ Engine enforces.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..keys import STATES
-from ..web.body import body_schema
+from ..web.body import Spec, body_schema
 from . import bodies
 from .bodies import NAME, ref
 
@@ -65,13 +66,13 @@ SCHEMAS: dict[str, Any] = {
         "processed": {"type": "integer"}, "failed": {"type": "integer"}}),
     "Stats": record({
         "queue": {"type": "string"}, **{s: {"type": "integer"} for s in STATES},
-        "paused": {"type": "boolean"}, "latency": {"type": "number", "description": "seconds the oldest ready job waited"},
+        "paused": {"type": "boolean"},
+        "latency": {"type": "number", "description": "seconds the oldest ready job waited"},
         "totals": record({e: {"type": "integer"} for e in ("enqueued", "completed", "failed", "retried", "dead")})}),
 }
 
 
-
-def _body(spec: bodies.Spec) -> dict[str, Any]:
+def _body(spec: Spec) -> dict[str, Any]:
     """A request body's schema: a reference to a named one, else the schema itself."""
     for name, named in bodies.NAMED.items():
         if named is spec:
@@ -82,18 +83,23 @@ def _body(spec: bodies.Spec) -> dict[str, Any]:
 # every request body, from its one declaration (bodies.py)
 BODIES: dict[tuple[str, str], dict[str, Any]] = {key: _body(spec) for key, spec in bodies.BODIES.items()}
 
-ARRAY_OF = lambda name: {"type": "array", "items": ref(name)}  # noqa: E731
+
+def array_of(name: str) -> dict[str, Any]:
+    """An array of the named schema."""
+    return {"type": "array", "items": ref(name)}
+
+
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/queues/{queue}/jobs"): record({"id": {"type": "string"}, "created": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/jobs/batch"): record({"ids": {"type": "array", "items": {"type": "string"}}}),
-    ("POST", "/v1/queues/{queue}/claim"): record({"jobs": ARRAY_OF("Lease")}),
+    ("POST", "/v1/queues/{queue}/claim"): record({"jobs": array_of("Lease")}),
     ("POST", "/v1/queues/{queue}/ack"): {
         "type": "object", "required": ["results"], "properties": {
             "results": {"type": "array", "items": {
                 "type": "object", "required": ["id", "ok"], "properties": {
                     "id": {"type": "string"}, "ok": {"type": "boolean"}, "state": STATE,
                     "error": {"type": "string", "enum": ["lease_lost"]}}}},
-            "jobs": {**ARRAY_OF("Lease"), "description": "the next batch, when `claim` was given"},
+            "jobs": {**array_of("Lease"), "description": "the next batch, when `claim` was given"},
             "claim_error": {**ref("Error"), "description":
                             "why the claim part failed (nothing was leased); the results above stand"}}},
     ("POST", "/v1/queues/{queue}/jobs/{id}/complete"): record({"state": {"type": "string", "enum": ["done"]}}),
@@ -105,7 +111,7 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
         "name": {"type": "string"}, "paused": {"type": "boolean"},
         "counts": record({s: {"type": "integer"} for s in STATES})})},
     ("GET", "/v1/queues/{queue}"): ref("Stats"),
-    ("GET", "/v1/queues/{queue}/jobs"): record({"jobs": ARRAY_OF("JobInfo"), "cursor": nullable(
+    ("GET", "/v1/queues/{queue}/jobs"): record({"jobs": array_of("JobInfo"), "cursor": nullable(
         {"type": "string", "description": "pass as ?cursor= for the next page; null on the last"})}),
     ("DELETE", "/v1/queues/{queue}/jobs"): record({"purged": {"type": "integer"}}),
     ("GET", "/v1/queues/{queue}/jobs/{id}"): ref("JobInfo"),
@@ -113,13 +119,13 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/queues/{queue}/pause"): record({"changed": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/resume"): record({"changed": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/replay"): record({"replayed": {"type": "integer"}}),
-    ("GET", "/v1/cues"): ARRAY_OF("Cue"),
+    ("GET", "/v1/cues"): array_of("Cue"),
     ("PUT", "/v1/queues/{queue}/cues/{name}"): ref("Cue"),
     ("DELETE", "/v1/queues/{queue}/cues/{name}"): record({"removed": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/cues/{name}/pause"): record({"ok": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/cues/{name}/resume"): record({"ok": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/cues/{name}/run"): record({"job_id": {"type": "string"}}),
-    ("GET", "/v1/workers"): ARRAY_OF("Worker"),
+    ("GET", "/v1/workers"): array_of("Worker"),
 }
 
 QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {

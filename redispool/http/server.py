@@ -18,7 +18,7 @@ import socket
 from typing import Any
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 log = logging.getLogger("redispool.http")
 
@@ -48,13 +48,16 @@ class GuardedH11Protocol(H11Protocol):
 
     def _reading(self) -> tuple[str, int] | None:
         """What is being read now: ("head"|"body", which request), or None."""
-        state, cycle = self.conn.their_state, id(self.cycle) if self.cycle is not None else 0
+        # uvicorn declares ``cycle`` a RequestResponseCycle but leaves it None until the
+        # first request's head is read
+        current: RequestResponseCycle | None = self.cycle
+        state, cycle = self.conn.their_state, id(current) if current is not None else 0
         if state is h11.SEND_BODY:
             return ("body", cycle)
         if state is h11.IDLE:
             if self.conn.trailing_data[0]:
                 return ("head", cycle)     # part of the next request's head came
-            if self.cycle is None:
+            if current is None:
                 return ("first", 0)        # nothing read yet on a new connection
         return None
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+
+from starlette.types import Receive
 
 from ..aio import AsyncEngine
+from ..engine import Engine
 
 GONE, SHUTDOWN = "gone", "shutdown"
 
@@ -20,11 +23,11 @@ GONE, SHUTDOWN = "gone", "shutdown"
 class LoopEngines:
     """The AsyncEngine of the running event loop, and the shutdown switch of its waits."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.closing = False
         self._aio: AsyncEngine | None = None
-        self._loop: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._shutdown: asyncio.Event | None = None
 
     def get(self) -> AsyncEngine:
@@ -34,18 +37,20 @@ class LoopEngines:
         return self._aio
 
     @contextlib.asynccontextmanager
-    async def stop_for(self, receive: Any) -> AsyncIterator[asyncio.Future]:
+    async def stop_for(self, receive: Receive) -> AsyncIterator[asyncio.Future[str]]:
         """A future done with GONE when the client disconnects (``receive`` is the ASGI
         receive of a request whose body was read) or with SHUTDOWN at ``interrupt()``."""
         self.get()
+        shutdown = self._shutdown
+        assert shutdown is not None   # get() made it for this loop
         loop = asyncio.get_running_loop()
-        stop: asyncio.Future = loop.create_future()
+        stop: asyncio.Future[str] = loop.create_future()
         if self.closing:
             stop.set_result(SHUTDOWN)
 
         async def watch() -> None:
             gone = asyncio.ensure_future(_disconnect(receive))
-            shut = asyncio.ensure_future(self._shutdown.wait())
+            shut = asyncio.ensure_future(shutdown.wait())
             try:
                 done, _ = await asyncio.wait({gone, shut}, return_when=asyncio.FIRST_COMPLETED)
                 if not stop.done():
@@ -74,6 +79,6 @@ class LoopEngines:
         self._aio = None
 
 
-async def _disconnect(receive: Any) -> None:
+async def _disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..models import CueInfo, Job, JobInfo, WorkerInfo
 from ..web.body import deliverable, jsonable
 
 
-def job(j: Any) -> dict[str, Any]:
+def job(j: Job) -> dict[str, Any]:
     """A leased job as the claim routes send it (Undeliverable: see ``deliverable``)."""
     return {"id": j.id, "queue": j.queue, "payload": deliverable(j.payload), "attempt": j.attempt,
             "max_attempts": j.max_attempts, "token": j.token, "lease_expires_at": j.lease_expires_at}
 
 
-def info(i: Any) -> dict[str, Any]:
+def info(i: JobInfo) -> dict[str, Any]:
     return {"id": i.id, "queue": i.queue, "state": i.state, "payload": jsonable(i.payload),
             "attempts": i.attempts, "max_attempts": i.max_attempts, "priority": i.priority,
             "result": jsonable(i.result), "error": i.error, "worker_id": i.worker_id,
@@ -26,13 +27,13 @@ def info(i: Any) -> dict[str, Any]:
             "errors": [{"attempt": a, "error": e, "at": at} for a, e, at in i.errors]}
 
 
-def cue(c: Any) -> dict[str, Any]:
+def cue(c: CueInfo) -> dict[str, Any]:
     return {"queue": c.queue, "name": c.name, "cron": c.cron, "tz": c.tz, "next_fire_at": c.next_fire_at,
             "paused": c.paused, "payload": jsonable(c.payload), "priority": c.priority, "misfire": c.misfire,
             "max_attempts": c.max_attempts, "lease": c.lease, "last_fire_at": c.last_fire_at}
 
 
-def worker(w: Any) -> dict[str, Any]:
+def worker(w: WorkerInfo) -> dict[str, Any]:
     return {"id": w.id, "host": w.host, "pid": w.pid, "queues": w.queues, "started_at": w.started_at,
             "last_heartbeat": w.last_heartbeat, "jobs_in_progress": w.jobs_in_progress,
             "processed": w.processed, "failed": w.failed}

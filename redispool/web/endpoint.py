@@ -20,8 +20,9 @@ server's ``access.Access`` middleware; routes tell it the caller's role with ``n
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import redis
 from starlette.concurrency import run_in_threadpool

@@ -15,7 +15,8 @@ or finished): a full or unreachable Redis then costs the registry entry, not the
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from starlette.requests import Request
 
