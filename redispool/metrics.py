@@ -7,24 +7,27 @@ read from Redis at scrape time, so every process reports the same figures.
 --metrics-port``). Needs ``prometheus_client`` (the ``http`` extra)."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
+from .engine import Engine
 from .keys import STATES
 
 # no ``_created`` series doubling every counter and histogram
-disable_created_metrics()  # type: ignore[no-untyped-call]
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 
 
 class QueueFigures:
     """A Prometheus collector of the queue figures, read at each scrape."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def collect(self) -> Any:
+    def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("redispool_queue_jobs", "Jobs per queue and state", labels=["queue", "state"])
         latency = GaugeMetricFamily("redispool_queue_latency_seconds", "Wait of the oldest ready job",
                                     labels=["queue"])
@@ -43,7 +46,7 @@ class QueueFigures:
         yield from (jobs, latency, paused, totals, workers)
 
 
-def serve_metrics(engine: Any, port: int, host: str = "127.0.0.1") -> Any:
+def serve_metrics(engine: Engine, port: int, host: str = "127.0.0.1") -> WSGIServer:
     """Serve the queue metrics of ``engine`` in the Prometheus text format on ``host:port``
     from a daemon thread (any path answers); returns the HTTP server (``.server_port``,
     ``.shutdown()``)."""

@@ -1,11 +1,11 @@
-"""What the two compat protocols share: their dialects' common part, lease lookups by
-job id, and times in the ISO 8601 form both services send. Bodies, field checks, roles
-and the endpoint wrapper are the web kit's (``redispool.web``), as for every face.
+"""What the two compat protocols share: their dialects' common part and times in the
+ISO 8601 form both services send. Bodies, field checks, roles and the endpoint wrapper
+are the web kit's (``redispool.web``), as for every face.
 
-Nothing here keeps job state: every route ends in an Engine call (the same Lua scripts
-as the native API). The only reads outside the Engine are of a job's current lease
-(token, holder, state) from its hash, for protocols whose requests name a job but not a
-lease; the write that follows is still fenced by that token inside Lua.
+Nothing in the compat faces keeps job state: every route ends in an Engine call (the
+same Lua scripts as the native API). Protocols whose requests name a job but not a lease
+read its current lease with ``Engine.current_lease``; the write that follows is still
+fenced by that token inside Lua.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..web import body
-from ..web.body import MAX_DEPTH, LeaseRef
+from ..web.body import MAX_DEPTH
 from ..web.endpoint import Refusal
 
 ENVELOPE_DEPTH = MAX_DEPTH + 3   # a body nested deeper is refused as read: a payload in it could not be handed back
@@ -48,17 +48,3 @@ def parse_time(value: str, name: str, code: str) -> float:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.timestamp()
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def current_lease(engine: Any, queue: str, job_id: str) -> tuple[str | None, str | None, str | None]:
-    """``Engine.current_lease``: (state, lease token, worker id) of a job as stored now."""
-    return engine.current_lease(queue, job_id)  # type: ignore[no-any-return]
-
-
-def leases_of(engine: Any, queue: str, worker_id: str, limit: int = 1000) -> list[LeaseRef]:
-    """``Engine.leases_of``: the live leases ``worker_id`` holds in ``queue``."""
-    return [LeaseRef(lease.id, lease.queue, lease.token) for lease in engine.leases_of(queue, worker_id, limit)]

@@ -32,6 +32,7 @@ Errors are ``{"error": {"code", "message", "status"}}`` with the service's statu
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -41,17 +42,19 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from .. import codec, validate
 from ..cron import Schedule
+from ..engine import Engine
 from ..errors import CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedispoolError
 from ..keys import check_queue, cueapi_key
-from ..models import Job
+from ..models import Job, JobInfo, Lease
 from ..web import endpoint
-from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, LeaseRef, check_depth, jsonable
+from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, check_depth, jsonable
 from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
 from ..web.workers import HttpWorkers, OnThreads
-from .common import ENVELOPE_DEPTH, FOREVER_S, current_lease, fields, iso, leases_of, parse_time, same_trouble
+from .common import ENVELOPE_DEPTH, FOREVER_S, fields, iso, parse_time, same_trouble
 
 log = logging.getLogger("redispool.compat.cueapi")
 
@@ -85,27 +88,21 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def claim_by_id(engine: Any, queue: str, job_id: str, worker_id: str, lease: float) -> Job | None:
-    """Lease exactly job ``job_id`` if it is ready now (claim_id.lua); None if it is not.
-    A damaged job, or one whose payload cannot be decoded, goes to dead as in claim."""
-    return engine.claim_id(queue, job_id, worker_id, lease=lease)  # type: ignore[no-any-return]
-
-
-def read_records(engine: Any, queue: str) -> dict[str, dict[str, Any]]:
+def read_records(engine: Engine, queue: str) -> dict[str, dict[str, Any]]:
     raw = engine.scripts.command("HGETALL", cueapi_key(engine.prefix, queue))
     return {_text(k): json.loads(v) for k, v in raw.items()}
 
 
-def read_record(engine: Any, queue: str, cue_id: str) -> dict[str, Any] | None:
+def read_record(engine: Engine, queue: str, cue_id: str) -> dict[str, Any] | None:
     raw = engine.scripts.command("HGET", cueapi_key(engine.prefix, queue), cue_id)
     return json.loads(raw) if raw else None
 
 
-def write_record(engine: Any, queue: str, record: dict[str, Any]) -> None:
+def write_record(engine: Engine, queue: str, record: dict[str, Any]) -> None:
     engine.scripts.command("HSET", cueapi_key(engine.prefix, queue), record["id"], json.dumps(record, sort_keys=True))
 
 
-def delete_record(engine: Any, queue: str, cue_id: str) -> None:
+def delete_record(engine: Engine, queue: str, cue_id: str) -> None:
     engine.scripts.command("HDEL", cueapi_key(engine.prefix, queue), cue_id)
 
 
@@ -129,7 +126,7 @@ def fire_of(job_id: str) -> tuple[str, int] | None:
 
 
 class CueapiApi:
-    def __init__(self, engine: Any, tokens: dict[str, str] | None, queue: str, claim_lease: float) -> None:
+    def __init__(self, engine: Engine, tokens: dict[str, str] | None, queue: str, claim_lease: float) -> None:
         self.engine = engine
         self.tokens = tokens
         self.queue = check_queue(queue)
@@ -139,7 +136,7 @@ class CueapiApi:
         registry = OnThreads(engine)
         self.workers = HttpWorkers(lambda: registry)   # what each worker holds: in its registration
 
-    def route(self, method: str, path: str, role: str, handler: endpoint.Handler, status: int = 200) -> Any:
+    def route(self, method: str, path: str, role: str, handler: endpoint.Handler, status: int = 200) -> Route:
         return endpoint.route(DIALECT, self.tokens, method, path, role, handler, status)
 
     # ------------------------------------------------------------------ cues
@@ -317,10 +314,8 @@ class CueapiApi:
     async def delete_cue(self, request: Request, body: Any) -> Any:
         record = await self._record(request.path_params["id"])
         if record["schedule"]["type"] == "recurring":
-            try:
+            with contextlib.suppress(CueNotFound):
                 await call(self.engine.remove_cue, self.queue, record["id"])
-            except CueNotFound:
-                pass
         await call(self._cancel_fires, record["id"])
         await call(delete_record, self.engine, self.queue, record["id"])
         return None
@@ -335,7 +330,7 @@ class CueapiApi:
 
     # ------------------------------------------------------------------ executions
     @staticmethod
-    def _status(info: Any) -> str:
+    def _status(info: JobInfo) -> str:
         if info.state == "scheduled" and info.attempts:
             return "retry_ready"
         return {"scheduled": "pending", "ready": "pending", "leased": "delivering", "done": "success",
@@ -367,7 +362,7 @@ class CueapiApi:
         b = fields(body, {"worker_id": (str, REQUIRED)})
         if len(b["worker_id"]) > 255:
             raise Refusal(400, "validation_error", "worker_id must be at most 255 characters")
-        return validate.identifier(b["worker_id"], "worker_id")
+        return validate.worker_id(b["worker_id"])
 
     async def _claimed(self, request: Request, worker_id: str, job: Job) -> dict[str, Any]:
         """The answer to a claim; the worker's registration (when it has one: it registers
@@ -379,7 +374,8 @@ class CueapiApi:
     async def claim_one(self, request: Request, body: Any) -> Any:
         worker_id = self._worker_id(body)
         execution_id = request.path_params["id"]
-        job = await call(claim_by_id, self.engine, self.queue, execution_id, worker_id, self.claim_lease)
+        # exactly this execution if it is ready now (claim_id.lua), else None
+        job = await call(self.engine.claim_id, self.queue, execution_id, worker_id, lease=self.claim_lease)
         if job is None:
             if await call(self.engine.get, self.queue, execution_id) is None:
                 raise Refusal(404, "execution_not_found", "Execution not found")
@@ -395,7 +391,7 @@ class CueapiApi:
         return await self._claimed(request, worker_id, jobs[0])
 
     async def _lease(self, execution_id: str) -> tuple[str | None, str | None, str | None]:
-        state, token, worker = await call(current_lease, self.engine, self.queue, execution_id)
+        state, token, worker = await call(self.engine.current_lease, self.queue, execution_id)
         if state is None:
             raise Refusal(404, "execution_not_found", "Execution not found")
         return state, token, worker
@@ -408,7 +404,7 @@ class CueapiApi:
         claimant = request.headers.get("x-worker-id")
         if claimant and worker and claimant != worker:
             raise Refusal(403, "not_execution_owner", "Only the claiming worker can heartbeat")
-        expires = await call(self.engine.heartbeat, LeaseRef(execution_id, self.queue, token), self.claim_lease)
+        expires = await call(self.engine.heartbeat, Lease(execution_id, self.queue, token), self.claim_lease)
         return {"execution_id": execution_id, "lease_extended_until": iso(expires), "acknowledged": True}
 
     OUTCOME = {"success": (bool, REQUIRED), "result": (str, None), "error": (str, None), "metadata": (dict, None),
@@ -427,7 +423,7 @@ class CueapiApi:
             if info is not None and (info.state in ("done", "dead", "cancelled") or info.attempts):
                 raise Refusal(409, "outcome_already_recorded", "Outcome already recorded for this execution")
             raise Refusal(409, "execution_not_claimed", "Execution has not been claimed")
-        lease = LeaseRef(execution_id, self.queue, token)
+        lease = Lease(execution_id, self.queue, token)
         kept = {k: v for k, v in b.items() if k not in ("success", "error") and v is not None}
         try:
             if b["success"]:
@@ -443,7 +439,7 @@ class CueapiApi:
         return {"execution_id": execution_id, "outcome_recorded": True, "outcome_state": outcome_state,
                 "reason": None}
 
-    def _fail(self, lease: LeaseRef, message: str) -> str:
+    def _fail(self, lease: Lease, message: str) -> str:
         """Fail with the cue's backoff (``retry.backoff_minutes``, the last one repeating)."""
         delay = None
         fire = fire_of(lease.id)
@@ -454,7 +450,7 @@ class CueapiApi:
             delay = 60.0 * minutes[min(max(info.attempts, 1), len(minutes)) - 1]
         return self.engine.fail(lease, message, delay=delay)
 
-    def _execution(self, info: Any) -> dict[str, Any]:
+    def _execution(self, info: JobInfo) -> dict[str, Any]:
         fire = fire_of(info.id)
         outcome = None
         if info.state == "done":
@@ -506,7 +502,7 @@ class CueapiApi:
         """Register or refresh the worker, and extend every claim it holds."""
         b = fields(body, {"worker_id": (str, REQUIRED), "handlers": (list, None)})
         worker_id = self._worker_id({"worker_id": b["worker_id"]})
-        held = await call(leases_of, self.engine, self.queue, worker_id)
+        held = await call(self.engine.leases_of, self.queue, worker_id)
         expiries = await call(self.engine.heartbeat_many, self.queue, held, self.claim_lease) if held else []
         taken = {lease.id: expires for lease, expires in zip(held, expiries) if expires is not None}
         await self.workers.seen(request, worker_id, self.queue, taken=taken)   # registers it if unknown
@@ -527,17 +523,15 @@ class CueapiApi:
     async def delete_worker(self, request: Request, body: Any) -> Any:
         """Give back the worker's claims (attempt not counted) and remove it."""
         worker_id = request.path_params["id"]
-        for lease in await call(leases_of, self.engine, self.queue, worker_id):
-            try:
+        for lease in await call(self.engine.leases_of, self.queue, worker_id):
+            with contextlib.suppress(LeaseLost):
                 await call(self.engine.release, lease)
-            except LeaseLost:
-                pass
-        if not await call(self.engine.deregister_worker, validate.identifier(worker_id, "worker_id")):
+        if not await call(self.engine.deregister_worker, validate.worker_id(worker_id)):
             raise Refusal(404, "worker_not_found", "Worker not found")
         return None
 
 
-def create_app(engine: Any, tokens: dict[str, str] | None = None, *, queue: str = QUEUE,
+def create_app(engine: Engine, tokens: dict[str, str] | None = None, *, queue: str = QUEUE,
                claim_lease: float = CLAIM_LEASE_S) -> Starlette:
     """The cueapi worker protocol as an ASGI app; mount it at ``/compat/cueapi``. Its cues
     and executions live in ``queue``; a claim lasts ``claim_lease`` seconds unless the

@@ -40,26 +40,19 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from .. import defaults, validate
 from ..aio import GIVE_UP
+from ..engine import Engine, JobSpec
 from ..errors import CueNotFound, JobNotFound, LeaseLost, RedispoolError
 from ..keys import STATES, check_queue
+from ..models import Job, JobInfo, Lease, WorkerInfo
 from ..web import endpoint
-from ..web.body import (
-    REQUIRED,
-    BadJson,
-    BodyTooLarge,
-    FieldError,
-    LeaseRef,
-    Undeliverable,
-    check_depth,
-    deliverable,
-    jsonable,
-)
+from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, Undeliverable, check_depth, deliverable, jsonable
 from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
 from ..web.workers import HttpWorkers, OnThreads
-from .common import ENVELOPE_DEPTH, FOREVER_S, current_lease, fields, iso, leases_of, parse_time, same_trouble
+from .common import ENVELOPE_DEPTH, FOREVER_S, fields, iso, parse_time, same_trouble
 
 log = logging.getLogger("redispool.compat.spooled")
 
@@ -93,14 +86,14 @@ def split_id(public: str) -> tuple[str, str]:
     return queue, job_id
 
 
-def _retry_count(info: Any) -> int:
+def _retry_count(info: JobInfo) -> int:
     """Attempts made before the current (or last) one."""
     if info.state in ("leased", "done", "dead"):
         return max(0, info.attempts - 1)
     return info.attempts
 
 
-def _status(info: Any) -> str:
+def _status(info: JobInfo) -> str:
     if info.state == "scheduled" and info.errors:
         return "failed"
     return STATUS.get(info.state, info.state)
@@ -110,7 +103,7 @@ def _job_type(payload: Any) -> str:
     return str(payload.get("job_type", "")) if isinstance(payload, dict) else ""
 
 
-def summary(info: Any) -> dict[str, Any]:
+def summary(info: JobInfo) -> dict[str, Any]:
     return {"id": public_id(info.queue, info.id), "queue_name": info.queue, "status": _status(info),
             "priority": info.priority, "retry_count": _retry_count(info),
             "max_retries": info.max_attempts - 1, "job_type": _job_type(info.payload),
@@ -118,7 +111,7 @@ def summary(info: Any) -> dict[str, Any]:
             "started_at": None, "completed_at": iso(info.finished_at if info.state == "done" else None)}
 
 
-def job_record(info: Any) -> dict[str, Any]:
+def job_record(info: JobInfo) -> dict[str, Any]:
     return {**summary(info), "organization_id": ORGANIZATION, "payload": jsonable(info.payload),
             "result": jsonable(info.result), "timeout_seconds": 0,
             "expires_at": None, "tags": None, "parent_job_id": None, "completion_webhook": None,
@@ -127,7 +120,7 @@ def job_record(info: Any) -> dict[str, Any]:
             "updated_at": iso(info.updated_at)}
 
 
-def claimed(job: Any) -> dict[str, Any]:
+def claimed(job: Job) -> dict[str, Any]:
     return {"id": public_id(job.queue, job.id), "queue_name": job.queue, "payload": jsonable(job.payload),
             "retry_count": job.attempt - 1, "max_retries": job.max_attempts - 1, "timeout_seconds": 0,
             "lease_expires_at": iso(job.lease_expires_at), "lease_id": job.token}
@@ -161,16 +154,16 @@ class SpooledApi:
     """Route handlers. Nothing is kept here per worker: what an HTTP worker holds and
     its finished/failed counts live in its registration in Redis (web/workers.py)."""
 
-    def __init__(self, engine: Any, tokens: dict[str, str] | None) -> None:
+    def __init__(self, engine: Engine, tokens: dict[str, str] | None) -> None:
         self.engine = engine
         self.tokens = tokens
         registry = OnThreads(engine)
         self.workers = HttpWorkers(lambda: registry)
 
-    def route(self, method: str, path: str, role: str, handler: endpoint.Handler, status: int = 200) -> Any:
+    def route(self, method: str, path: str, role: str, handler: endpoint.Handler, status: int = 200) -> Route:
         return endpoint.route(DIALECT, self.tokens, method, path, role, handler, status)
 
-    async def info(self, public: str) -> Any:
+    async def info(self, public: str) -> JobInfo:
         queue, job_id = split_id(public)
         found = await call(self.engine.get, queue, job_id)
         if found is None:
@@ -180,7 +173,7 @@ class SpooledApi:
     async def lost(self, queue: str, job_id: str) -> Refusal:
         """Why a fenced write did nothing: 404 unknown job, 409 CONFLICT finished job,
         409 LEASE_EXPIRED otherwise (the lease expired or another worker holds it)."""
-        state, _, _ = await call(current_lease, self.engine, queue, job_id)
+        state, _, _ = await call(self.engine.current_lease, queue, job_id)
         if state is None:
             return Refusal(404, "NOT_FOUND", "Job not found")
         if state == "done":
@@ -190,7 +183,7 @@ class SpooledApi:
         return Refusal(409, "LEASE_EXPIRED", "the lease expired or another worker holds the job now")
 
     # ------------------------------------------------------------------ producing
-    def _spec(self, item: dict[str, Any], *, max_retries: int, priority: int) -> list[Any]:
+    def _spec(self, item: dict[str, Any], *, max_retries: int, priority: int) -> JobSpec:
         for name in UNSUPPORTED:
             if item.get(name) is not None:
                 raise Refusal(400, "VALIDATION_ERROR", f"{name} is not supported by redispool")
@@ -199,7 +192,7 @@ class SpooledApi:
             run_at = parse_time(item["scheduled_at"], "scheduled_at", "VALIDATION_ERROR")
             if run_at <= time.time():
                 run_at = None
-        return self.engine._job_args(
+        return self.engine.job_spec(
             check_depth(item.get("payload")), priority=_in_range(priority, -100, 100, "priority"), delay=None,
             run_at=run_at, max_attempts=_in_range(max_retries, 0, 100, "max_retries") + 1, lease=None,
             unique_key=item.get("idempotency_key"), job_id=None, backoff_base=None, backoff_cap=None)
@@ -254,7 +247,7 @@ class SpooledApi:
         queue = check_queue(b["queue_name"])
         limit = _in_range(b["limit"], 1, MAX_CLAIM, "limit")
         lease = _in_range(b["lease_duration_secs"], *LEASE_RANGE_S, "lease_duration_secs")
-        worker_id = validate.identifier(b["worker_id"], "worker_id")
+        worker_id = validate.worker_id(b["worker_id"])
         jobs = await call(self.engine.claim, queue, worker_id, limit=limit, lease=lease)
         # as the native API (http/app.py _deliver): nothing after the lease may lose the jobs
         out = []
@@ -275,7 +268,7 @@ class SpooledApi:
         b = fields(body, {**self.ACK, "result": (Any, None)})
         queue, job_id = split_id(request.path_params["id"])
         try:
-            await call(self.engine.complete, LeaseRef(job_id, queue, b["lease_id"]), b["result"])
+            await call(self.engine.complete, Lease(job_id, queue, b["lease_id"]), b["result"])
         except LeaseLost:
             raise await self.lost(queue, job_id) from None
         await self.workers.settled(request, b["worker_id"], queue, request.path_params["id"], failed=False,
@@ -288,7 +281,7 @@ class SpooledApi:
             raise Refusal(400, "VALIDATION_ERROR", f"error must be 1 to {FAIL_ERROR_MAX} characters")
         queue, job_id = split_id(request.path_params["id"])
         try:
-            state = await call(self.engine.fail, LeaseRef(job_id, queue, b["lease_id"]), b["error"])
+            state = await call(self.engine.fail, Lease(job_id, queue, b["lease_id"]), b["error"])
         except LeaseLost:
             raise await self.lost(queue, job_id) from None
         await self.workers.settled(request, b["worker_id"], queue, request.path_params["id"], failed=True,
@@ -300,7 +293,7 @@ class SpooledApi:
         lease = _in_range(b["lease_duration_secs"], *LEASE_RANGE_S, "lease_duration_secs")
         queue, job_id = split_id(request.path_params["id"])
         try:
-            expires = await call(self.engine.heartbeat, LeaseRef(job_id, queue, b["lease_id"]), lease)
+            expires = await call(self.engine.heartbeat, Lease(job_id, queue, b["lease_id"]), lease)
         except LeaseLost:
             raise await self.lost(queue, job_id) from None
         await self.workers.took(request, b["worker_id"], queue, {request.path_params["id"]: expires}, register=False)
@@ -331,9 +324,9 @@ class SpooledApi:
         return [check_queue(name)] if name else await call(self.engine.queues)
 
     async def _page(self, queues: list[str], states: list[str], offset: int, limit: int,
-                    keep: Callable[[Any], bool] = lambda info: True) -> tuple[list[Any], bool]:
+                    keep: Callable[[JobInfo], bool] = lambda info: True) -> tuple[list[JobInfo], bool]:
         """Jobs of ``states`` in ``queues`` (in that order), one page, and whether more follow."""
-        found: list[Any] = []
+        found: list[JobInfo] = []
         want = offset + limit + 1
         for queue in queues:
             for state in states:
@@ -354,7 +347,7 @@ class SpooledApi:
         return _in_range(limit, 1, LIST_MAX, "limit"), _in_range(offset, 0, 10**9, "offset")
 
     @staticmethod
-    def _listed(items: list[Any], more: bool) -> JSONResponse:
+    def _listed(items: list[JobInfo], more: bool) -> JSONResponse:
         return JSONResponse([summary(i) for i in items], headers={"X-Has-More": "true" if more else "false"})
 
     async def list_jobs(self, request: Request, body: Any) -> Any:
@@ -368,7 +361,7 @@ class SpooledApi:
         statuses = set(wanted)
         job_type = q.get("job_type")
 
-        def keep(info: Any) -> bool:
+        def keep(info: JobInfo) -> bool:
             return ((not statuses or _status(info) in statuses)
                     and (job_type is None or _job_type(info.payload) == job_type))
         items, more = await self._page(await self._queues(q.get("queue_name")), states, offset, limit, keep)
@@ -462,7 +455,7 @@ class SpooledApi:
         b = fields(body, self.REGISTER)
         queue = check_queue(b["queue_name"])
         _in_range(b["max_concurrency"], 1, 100, "max_concurrency")
-        worker_id = validate.identifier(b["worker_id"] or str(uuid.uuid4()), "worker_id")
+        worker_id = validate.worker_id(b["worker_id"] or str(uuid.uuid4()))
         await call(self.engine.register_worker, worker_id, host=b["hostname"], pid=0, queues=[queue])
         return JSONResponse({"id": worker_id, "queue_name": queue, "lease_duration_secs": WORKER_LEASE_S,
                              "heartbeat_interval_secs": WORKER_HEARTBEAT_S}, status_code=201)
@@ -471,11 +464,11 @@ class SpooledApi:
         b = fields(body, {"current_jobs": (int, 0), "status": (str, None), "metadata": (Any, None)})
         _in_range(b["current_jobs"], 0, 10**6, "current_jobs")
         worker_id = request.path_params["id"]
-        if not await self.workers.seen(request, validate.identifier(worker_id, "worker_id"), None, register=False):
+        if not await self.workers.seen(request, validate.worker_id(worker_id), None, register=False):
             raise Refusal(404, "NOT_FOUND", "Worker not found")
         return {"success": True}
 
-    async def _worker(self, worker_id: str) -> Any:
+    async def _worker(self, worker_id: str) -> WorkerInfo:
         for w in await call(self.engine.workers, timeout=FOREVER_S):
             if w.id == worker_id:
                 return w
@@ -486,16 +479,14 @@ class SpooledApi:
         remove its registration."""
         w = await self._worker(request.path_params["id"])
         for queue in w.queues:
-            for lease in await call(leases_of, self.engine, queue, w.id):
-                try:
+            for lease in await call(self.engine.leases_of, queue, w.id):
+                with contextlib.suppress(LeaseLost):
                     await call(self.engine.release, lease)
-                except LeaseLost:
-                    pass
         await call(self.engine.deregister_worker, w.id)
         return None
 
     @staticmethod
-    def _worker_json(w: Any, full: bool = False) -> dict[str, Any]:
+    def _worker_json(w: WorkerInfo, full: bool = False) -> dict[str, Any]:
         out = {"id": w.id, "queue_name": w.queues[0] if w.queues else "", "hostname": w.host,
                "status": "healthy", "current_jobs": len(w.jobs_in_progress), "max_concurrency": 0,
                "last_heartbeat": iso(w.last_heartbeat), "jobs_processed": w.processed, "jobs_failed": w.failed}
@@ -511,7 +502,7 @@ class SpooledApi:
         return self._worker_json(await self._worker(request.path_params["id"]), full=True)
 
 
-def create_app(engine: Any, tokens: dict[str, str] | None = None) -> Starlette:
+def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlette:
     """The spooled protocol as an ASGI app; mount it at ``/compat/spooled`` (its routes
     live under ``/api/v1``, where the SDK puts them)."""
     api = SpooledApi(engine, tokens)

@@ -12,6 +12,8 @@ from typing import Any
 import grpc
 
 from .. import defaults
+from ..aio import AsyncEngine
+from ..engine import Engine, JobSpec
 from ..keys import check_queue
 from .auth import require
 from .borrowed import BadInput, check_depth, loads
@@ -34,16 +36,15 @@ def peer_host(context: grpc.aio.ServicerContext) -> str:
     return rest or peer
 
 
-def job_args(engine: Any, payload: Any, **options: Any) -> list[Any]:
-    """The Engine's enqueue arguments of one job, every option validated.
+def job_args(engine: Engine, payload: Any, **options: Any) -> JobSpec:
+    """One job for ``enqueue_specs``, every option validated.
 
-    ``Engine._job_args`` is the one validator of job options (the HTTP API builds its
+    ``Engine.job_spec`` is the one validator of job options (the HTTP API builds its
     specs with it too); every gRPC service calls it through here only."""
-    spec: list[Any] = engine._job_args(payload, backoff_base=None, backoff_cap=None, **options)
-    return spec
+    return engine.job_spec(payload, backoff_base=None, backoff_cap=None, **options)
 
 
-def job_spec(engine: Any, r: Any, where: str = "payload") -> list[Any]:
+def job_spec(engine: Engine, r: Any, where: str = "payload") -> JobSpec:
     """The enqueue arguments of one ``EnqueueRequest``."""
     payload = check_depth(loads(r.payload), where) if r.payload else None
     return job_args(engine, payload, priority=r.priority, delay=r.delay or None, run_at=None,
@@ -54,7 +55,7 @@ def job_spec(engine: Any, r: Any, where: str = "payload") -> list[Any]:
 class JobsService(rpc.JobsServicer):
     """The servicer; ``aio()`` is the server's AsyncEngine, ``shutdown`` ends Work streams."""
 
-    def __init__(self, aio: Callable[[], Any], tokens: dict[str, str] | None, shutdown: asyncio.Event) -> None:
+    def __init__(self, aio: Callable[[], AsyncEngine], tokens: dict[str, str] | None, shutdown: asyncio.Event) -> None:
         self.aio, self.tokens, self.shutdown = aio, tokens, shutdown
 
     @mapped

@@ -1,6 +1,6 @@
 """The gRPC options of ``redispool serve`` and how serve hands over to the gRPC server.
 
-Imports only click, so ``redispool serve`` without the grpc extra loads nothing of grpc;
+Imports only click and the core, so ``redispool serve`` without the grpc extra loads nothing of grpc;
 ``--grpc-port`` without the extra is one line, exit 1.
 """
 from __future__ import annotations
@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+
+from ..engine import Engine
 
 NAMES = ("grpc_port", "grpc_cert", "grpc_key", "http")
 
@@ -20,7 +22,7 @@ class GrpcSettings:
     key: str | None
     http: bool
 
-    def run(self, engine: Any, tokens: dict[str, str] | None, *, server: Any, sockets: list[Any], host: str,
+    def run(self, engine: Engine, tokens: dict[str, str] | None, *, server: Any, sockets: list[Any], host: str,
             grace: float) -> None:
         """Serve: HTTP alone as before, or gRPC beside it (or alone, with --no-http)."""
         if self.port is None:

@@ -26,6 +26,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from ..aio import AsyncEngine
+from ..engine import Engine
 from . import spooled
 from .native import JobsService
 from .stubs import jobs_pb2, jobs_pb2_grpc
@@ -47,7 +48,7 @@ OPTIONS = [
 class GrpcServer:
     """The gRPC side of one serve process."""
 
-    def __init__(self, engine: Any, tokens: dict[str, str] | None, *, host: str, port: int,
+    def __init__(self, engine: Engine, tokens: dict[str, str] | None, *, host: str, port: int,
                  cert: str | None = None, key: str | None = None, grace: float = 20.0) -> None:
         self.engine, self.tokens, self.host, self.port = engine, tokens, host, port
         self.cert, self.key, self.grace = cert, key, grace
@@ -124,7 +125,7 @@ class GrpcServer:
                 await self.aio.close()
 
 
-def run(engine: Any, tokens: dict[str, str] | None, *, http: Any, sockets: list[Any], host: str,
+def run(engine: Engine, tokens: dict[str, str] | None, *, http: Any, sockets: list[Any], host: str,
         port: int, cert: str | None, key: str | None, grace: float) -> None:
     """Serve gRPC (and HTTP, when ``http`` is a uvicorn Server) until SIGTERM/SIGINT.
 
@@ -133,7 +134,7 @@ def run(engine: Any, tokens: dict[str, str] | None, *, http: Any, sockets: list[
     asyncio.run(_main(engine, tokens, http, sockets, host, port, cert, key, grace))
 
 
-async def _main(engine: Any, tokens: dict[str, str] | None, http: Any, sockets: list[Any], host: str,
+async def _main(engine: Engine, tokens: dict[str, str] | None, http: Any, sockets: list[Any], host: str,
                 port: int, cert: str | None, key: str | None, grace: float) -> None:
     loop = asyncio.get_running_loop()
     grpc_server = GrpcServer(engine, tokens, host=host, port=port, cert=cert, key=key, grace=grace)

@@ -35,11 +35,12 @@ import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from .. import validate
-from ..aio import GIVE_UP
+from ..aio import GIVE_UP, AsyncEngine
 from ..errors import LeaseLost
 from ..keys import check_queue
+from ..models import Job, JobInfo, Lease
 from .auth import require
-from .borrowed import check_depth, jsonable, leases_of
+from .borrowed import check_depth, jsonable
 from .native import job_args, peer_host
 from .status import mapped, status_of
 from .stubs import spooled_pb2 as pb
@@ -105,14 +106,14 @@ def _plain(struct: Any) -> Any:
     return _whole(json_format.MessageToDict(struct))
 
 
-def leased_job(j: Any) -> Any:
+def leased_job(j: Job) -> Any:
     return pb.Job(id=public_id(j.queue, j.id), organization_id="redispool", queue_name=j.queue,
                   status=S.JOB_STATUS_PROCESSING, payload=_struct(j.payload), retry_count=j.attempt - 1,
                   max_retries=j.max_attempts - 1, started_at=_ts(time.time()),
                   lease_expires_at=_ts(j.lease_expires_at), assigned_worker_id=j.worker_id, lease_id=j.token)
 
 
-def job_of(i: Any) -> Any:
+def job_of(i: JobInfo) -> Any:
     status = STATUS.get(i.state, S.JOB_STATUS_UNSPECIFIED)
     if i.state == "scheduled" and i.errors:
         status = S.JOB_STATUS_FAILED
@@ -139,15 +140,11 @@ def _bad(message: str) -> Refused:
     return Refused(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", message)
 
 
-class Lease:
-    def __init__(self, queue: str, id: str, token: str) -> None:
-        self.queue, self.id, self.token = queue, id, token
-
 
 class Core:
     """What the unary RPCs and ProcessJobs share: each returns a reply or raises Refused."""
 
-    def __init__(self, aio: Callable[[], Any], shutdown: asyncio.Event) -> None:
+    def __init__(self, aio: Callable[[], AsyncEngine], shutdown: asyncio.Event) -> None:
         self.aio, self.shutdown = aio, shutdown
         self.settled: dict[tuple[str, str], asyncio.Event] = {}   # jobs StreamJobs waits on
 
@@ -166,7 +163,8 @@ class Core:
         found = split_id(r.job_id)
         if found is None:
             raise Refused(grpc.StatusCode.NOT_FOUND, "NOT_FOUND", "Job not found or not authorized")
-        return Lease(found[0], found[1], r.lease_id)
+        queue, job_id = found
+        return Lease(job_id, queue, r.lease_id)
 
     async def lost(self, lease: Lease) -> Refused:
         info = await self.aio().get(lease.queue, lease.id)
@@ -181,13 +179,13 @@ class Core:
         queue = check_queue(r.queue_name)
         if not r.worker_id:
             raise _bad("Worker ID is required")
-        worker_id = validate.identifier(r.worker_id, "worker_id")
+        worker_id = validate.worker_id(r.worker_id)
         limit = limit or _clamp(r.batch_size, 1, 1, MAX_DEQUEUE)
         lease = _clamp(r.lease_duration_secs, LEASE_S, *LEASE_RANGE_S)
         jobs = await self.aio().claim(queue, worker_id, limit=limit, lease=lease)
         return await self.deliver(queue, worker_id, host, jobs)
 
-    async def deliver(self, queue: str, worker_id: str, host: str, jobs: list[Any]) -> list[Any]:
+    async def deliver(self, queue: str, worker_id: str, host: str, jobs: list[Job]) -> list[Any]:
         """Jobs as messages (one that cannot be a Struct goes to dead alone) and the
         worker's registration told (best effort: the jobs are delivered regardless)."""
         aio = self.aio()
@@ -250,13 +248,13 @@ class Core:
             raise await self.lost(lease) from None
         self._wake(lease.queue, lease.id)
         with contextlib.suppress(*GIVE_UP, ValueError):
-            await self.aio().beat_worker(validate.identifier(r.worker_id, "worker_id"),
+            await self.aio().beat_worker(validate.worker_id(r.worker_id),
                                          taken={f"{lease.queue}/{lease.id}": expires})
         return pb.RenewLeaseResponse(success=True, new_expires_at=_ts(expires))
 
     async def _count(self, worker_id: str, lease: Lease, failed: bool) -> None:
         with contextlib.suppress(*GIVE_UP, ValueError):
-            await self.aio().beat_worker(validate.identifier(worker_id, "worker_id"), processed=1,
+            await self.aio().beat_worker(validate.worker_id(worker_id), processed=1,
                                          failed=int(failed), settled=[f"{lease.queue}/{lease.id}"])
 
 
@@ -339,7 +337,7 @@ class QueueService(rpc.QueueServiceServicer):
             queue = check_queue(request.queue_name)
             if not request.worker_id:
                 raise _bad("Worker ID is required")
-            worker_id = validate.identifier(request.worker_id, "worker_id")
+            worker_id = validate.worker_id(request.worker_id)
         except Refused as exc:
             await context.abort(exc.status, exc.message)
         except ValueError as exc:
@@ -428,8 +426,8 @@ class WorkerService(rpc.WorkerServiceServicer):
     async def Register(self, request: Any, context: Any) -> Any:  # noqa: N802
         async def work() -> Any:
             queue = check_queue(request.queue_name)
-            worker_id = validate.identifier(request.worker_id if request.HasField("worker_id") and request.worker_id
-                                            else str(uuid.uuid4()), "worker_id")
+            worker_id = validate.worker_id(request.worker_id if request.HasField("worker_id") and request.worker_id
+                                           else str(uuid.uuid4()))
             host = request.hostname or peer_host(context)
             await self.core.aio().register_worker(worker_id, host=host, pid=0, queues=[queue])
             return pb.RegisterWorkerResponse(worker_id=worker_id, lease_duration_secs=LEASE_S,
@@ -439,7 +437,7 @@ class WorkerService(rpc.WorkerServiceServicer):
     @mapped
     async def Heartbeat(self, request: Any, context: Any) -> Any:  # noqa: N802
         async def work() -> Any:
-            worker_id = validate.identifier(request.worker_id, "worker_id")
+            worker_id = validate.worker_id(request.worker_id)
             ok = await self.core.aio().beat_worker(worker_id)
             return pb.HeartbeatResponse(acknowledged=ok, should_drain=self.core.shutdown.is_set())
         return await _unary(context, self.tokens, "worker", work)
@@ -447,11 +445,11 @@ class WorkerService(rpc.WorkerServiceServicer):
     @mapped
     async def Deregister(self, request: Any, context: Any) -> Any:  # noqa: N802
         async def work() -> Any:
-            worker_id = validate.identifier(request.worker_id, "worker_id")
+            worker_id = validate.worker_id(request.worker_id)
             aio = self.core.aio()
             mine = [w for w in await aio.workers(timeout=10 * 365 * 86400.0) if w.id == worker_id]
             for queue in mine[0].queues if mine else []:
-                for lease in await asyncio.to_thread(leases_of, aio.engine, queue, worker_id):
+                for lease in await asyncio.to_thread(aio.engine.leases_of, queue, worker_id):
                     with contextlib.suppress(LeaseLost):
                         await aio.release(lease)
                     self.core._wake(queue, lease.id)
@@ -460,7 +458,7 @@ class WorkerService(rpc.WorkerServiceServicer):
         return await _unary(context, self.tokens, "worker", work)
 
 
-def add_to_server(server: Any, aio: Callable[[], Any], tokens: dict[str, str] | None,
+def add_to_server(server: Any, aio: Callable[[], AsyncEngine], tokens: dict[str, str] | None,
                   shutdown: asyncio.Event) -> None:
     core = Core(aio, shutdown)
     rpc.add_QueueServiceServicer_to_server(QueueService(core, tokens), server)  # type: ignore[no-untyped-call]

@@ -82,7 +82,7 @@ def opened(request: Any) -> tuple[list[str], str, float | None, int]:
         raise BadInput(f"open.queues must name 1 to {MAX_QUEUES} queues")
     for q in queues:
         check_queue(q)
-    worker_id = validate.identifier(o.worker_id, "worker_id")
+    worker_id = validate.worker_id(o.worker_id)
     lease = o.lease or None
     validate.lease_ms(lease)
     return queues, worker_id, lease, o.credit

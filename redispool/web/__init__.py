@@ -2,7 +2,7 @@
 dashboard): what each of them would otherwise write again.
 
 - ``auth``: tokens, roles, the bearer header and the dashboard's cookie;
-- ``body``: reading a JSON body within the size limit, field checks, JSON out, ``LeaseRef``;
+- ``body``: reading a JSON body within the size limit, field checks, JSON out;
 - ``endpoint``: one route wrapper driven by a per-protocol ``Dialect`` (error table);
 - ``workers``: the registry bookkeeping of HTTP workers (what each holds, in Redis);
 - ``access``, ``guard``, ``outage``, ``metrics``: the access log and request metrics,

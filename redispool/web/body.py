@@ -12,8 +12,6 @@
   or result (bytes, NaN from a Python producer) in the tagged forms of
   ``redispool.tojson``, and nesting capped at ``MAX_DEPTH`` levels so that every stored
   job can be handed back (the encoder and many clients' decoders stop not far above).
-- ``LeaseRef``: a lease named by a request (job id, queue, token), for the Engine's
-  complete/fail/heartbeat/release.
 
 Every refusal here is a ``RedispoolError``; each face's ``Dialect`` (endpoint.py) says
 with which status and code it is answered.
@@ -68,16 +66,6 @@ class BodyTooLarge(RedispoolError):
 
 class Undeliverable(RedispoolError, ValueError):
     """A stored payload or result that cannot be sent as JSON (nested too deep)."""
-
-
-@dataclass
-class LeaseRef:
-    """A leased job as a request names it: enough for Engine.complete/fail/heartbeat/release."""
-
-    id: str
-    queue: str
-    token: str
-    lease: float | None = None
 
 
 @dataclass(frozen=True)

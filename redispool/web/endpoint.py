@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +42,8 @@ Handler = Callable[[Request, Any], Awaitable[Any]]
 Answer = tuple[Any, ...]   # (status, code) or (status, code, message); message may name {role}, {needed}
 TROUBLE: tuple[type[BaseException], ...] = (ConnectionFailed, RedisFull, *REDIS_TROUBLE, redis.RedisError)
 BODY_METHODS = ("POST", "PUT", "PATCH")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Refusal(RedispoolError):
@@ -146,6 +148,6 @@ def route(dialect: Dialect, tokens: dict[str, str] | None, method: str, path: st
     return Route(path, endpoint, methods=[method], name=f"{method} {path}")
 
 
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a short sync Engine call on Starlette's thread pool."""
     return await run_in_threadpool(fn, *args, **kwargs)

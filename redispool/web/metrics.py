@@ -4,18 +4,17 @@ read as slow answers), alongside the queue figures (``redispool.metrics``). The 
 middleware (access.py) observes every response."""
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..engine import Engine
 from ..metrics import QueueFigures
 
 
 class Metrics:
     """The server's registry: request metrics and the queue figures of ``engine``."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("redispool_http_requests", "HTTP API requests", ["method", "route", "status"],
                                 registry=self.registry)

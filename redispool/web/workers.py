@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 
 from ..aio import GIVE_UP
+from ..engine import Engine
 from .endpoint import call
 
 log = logging.getLogger("redispool.http")
@@ -31,18 +32,29 @@ def host_of(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
+class Registry(Protocol):
+    """The registry calls ``HttpWorkers`` makes, as the AsyncEngine has them."""
+
+    async def beat_worker(self, worker_id: str, *, processed: int = 0, failed: int = 0, queue: str | None = None,
+                          taken: Mapping[str, float] | None = None, settled: Sequence[str] | None = None) -> bool: ...
+
+    async def register_worker(self, worker_id: str, *, host: str, pid: int, queues: Sequence[str]) -> float: ...
+
+
 class OnThreads:
     """The sync Engine's registry calls as coroutines on Starlette's thread pool, for
     the faces that run the sync Engine (the async one has them natively)."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def beat_worker(self, worker_id: str, **changes: Any) -> bool:
-        return bool(await call(lambda: self.engine.beat_worker(worker_id, **changes)))
+    async def beat_worker(self, worker_id: str, *, processed: int = 0, failed: int = 0, queue: str | None = None,
+                          taken: Mapping[str, float] | None = None, settled: Sequence[str] | None = None) -> bool:
+        return bool(await call(lambda: self.engine.beat_worker(worker_id, processed=processed, failed=failed,
+                                                               queue=queue, taken=taken, settled=settled)))
 
-    async def register_worker(self, worker_id: str, **fields: Any) -> float:
-        return float(await call(lambda: self.engine.register_worker(worker_id, **fields)))
+    async def register_worker(self, worker_id: str, *, host: str, pid: int, queues: Sequence[str]) -> float:
+        return float(await call(lambda: self.engine.register_worker(worker_id, host=host, pid=pid, queues=queues)))
 
 
 class HttpWorkers:
@@ -50,7 +62,7 @@ class HttpWorkers:
     ``registry()`` gives an object with the AsyncEngine's ``beat_worker`` and
     ``register_worker`` (an AsyncEngine, or ``OnThreads(engine)``)."""
 
-    def __init__(self, registry: Callable[[], Any]) -> None:
+    def __init__(self, registry: Callable[[], Registry]) -> None:
         self.registry = registry
 
     async def seen(self, request: Request, worker_id: str, queue: str | None, *, processed: int = 0,
