@@ -7,7 +7,6 @@ URL (password masked) and exit 1; never a traceback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import json
 import logging
@@ -627,7 +626,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
               help="serve without tokens on a non-loopback host (everyone is admin)")
 @click.option("--public-metrics", is_flag=True, help="serve /metrics without a token even when tokens are set")
 @click.option("--secure-cookies", is_flag=True,
-              help="mark the dashboard's cookies Secure (served behind TLS; X-Forwarded-Proto: https does it per request)")
+              help="mark the dashboard's cookies Secure (served behind TLS; X-Forwarded-Proto: https does it "
+                   "per request)")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME[:PORT]",
               help="without tokens, a name the Host header may carry besides localhost and IP addresses")
 @click.option("--sweep/--no-sweep", default=True, show_default=True,
@@ -646,9 +646,7 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
     Redis must answer at start (else exit 1); SIGTERM stops it, SIGHUP reloads the tokens file."""
     grpc = grpc_settings(retention)  # --grpc-port etc. (redispool/grpc/options.py)
     try:
-        import uvicorn
-
-        from .http.server import config, listen
+        from .http.server import Server, config, listen
         from .server import create_app
         from .web.auth import load_tokens, parse_tokens
     except ImportError as exc:
@@ -672,7 +670,7 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
         raise taken from None
     app = create_app(engine, tokens=tokens, worker_timeout=worker_timeout,
                      public_metrics=public_metrics, secure_cookies=secure_cookies, allow_hosts=allow_hosts)
-    server = uvicorn.Server(config(app, host=host, port=port, keep_alive=keep_alive,
+    server = Server(config(app, host=host, port=port, keep_alive=keep_alive,
                                    graceful_timeout=graceful_timeout, read_timeout=read_timeout))
     log = logging.getLogger("redispool.http")
     sweeper = None
@@ -710,7 +708,6 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
         roles = ", ".join(f"{sum(r == role for r in fresh.values())} {role}" for role in ("admin", "worker", "read"))
         log.info("SIGHUP: tokens reloaded from %s (%s)", tokens_file, roles)
 
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, lambda *_: on_loop(reload_tokens))

@@ -1,10 +1,12 @@
 """The web dashboard of ``redispool serve`` (needs the ``http`` extra)."""
+from starlette.applications import Starlette
+
 from .app import create_dashboard
 
 __all__ = ["create_dashboard"]
 
 
-def from_env():  # pragma: no cover - exercised through uvicorn in bin/screenshots and bin/bench
+def from_env() -> Starlette:  # pragma: no cover - exercised through uvicorn in bin/screenshots and bin/bench
     """An ASGI app of the dashboard alone for ``uvicorn --factory redispool.dashboard:from_env``:
     the engine from $REDISPOOL_URL / $REDISPOOL_PREFIX, tokens from $REDISPOOL_TOKENS
     ("ROLE TOKEN" entries; none = everyone is admin), the stale mark after

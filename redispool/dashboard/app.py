@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..engine import Engine
 from ..errors import ConnectionFailed, RedisFull, RedispoolError
 from ..keys import QUEUE_NAME
 from ..web import outage
@@ -37,6 +38,10 @@ from .views import STATES, Page, age, chart, e, kept, pager, table, u, when
 PAGE_SIZE = 50
 STATIC = Path(__file__).resolve().parent / "static"
 TOKEN_COOKIE, CSRF_COOKIE = "rp_token", "rp_csrf"
+
+Form = dict[str, Any]                                   # an action's form fields ("ids": a list)
+Render = Callable[[Request, Page], str | Response]      # a page: its HTML, or a response of its own
+Act = Callable[[Request, Form], str]                    # an action: where to go next
 
 
 class Forbidden(Exception):
@@ -51,7 +56,7 @@ class Refused(RedispoolError, ValueError):
     """An action that cannot be done as asked; the page it came from says why."""
 
 
-def create_dashboard(engine: Any, *, tokens: Mapping[str, str] | None = None,
+def create_dashboard(engine: Engine, *, tokens: Mapping[str, str] | None = None,
                      worker_timeout: float = 60.0, refresh_s: float = 3.0,
                      secure_cookies: bool = False, cache_s: float = 1.0) -> Starlette:
     """The dashboard app over ``engine``; ``tokens`` maps token -> role (a dict is kept, not
@@ -63,16 +68,19 @@ def create_dashboard(engine: Any, *, tokens: Mapping[str, str] | None = None,
 
 
 class _Dashboard:
-    def __init__(self, engine: Any, tokens: dict[str, str] | None, worker_timeout: float,
+    def __init__(self, engine: Engine, tokens: dict[str, str] | None, worker_timeout: float,
                  refresh_s: float, secure: bool, cache_s: float = 1.0) -> None:
         self.engine, self.tokens = engine, tokens
         self.worker_timeout, self.refresh_s, self.secure = worker_timeout, refresh_s, secure
         self.shared = figures.Shared(cache_s)   # reads of the live pages, shared between tabs
 
     # ------------------------------------------------------------------ plumbing
-    def routes(self) -> list:
-        get = lambda path, fn: Route(path, self.view(fn), methods=["GET"])  # noqa: E731
-        post = lambda path, fn: Route(path, self.action(fn), methods=["POST"])  # noqa: E731
+    def routes(self) -> list[Route | Mount]:
+        def get(path: str, render: Render) -> Route:
+            return Route(path, self.view(render), methods=["GET"])
+
+        def post(path: str, act: Act) -> Route:
+            return Route(path, self.action(act), methods=["POST"])
         return [
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
@@ -122,8 +130,9 @@ class _Dashboard:
         if request.cookies.get(CSRF_COOKIE):
             request.state.new_csrf = None
             return None
-        request.state.new_csrf = secrets.token_urlsafe(24)
-        return request.state.new_csrf
+        token = secrets.token_urlsafe(24)
+        request.state.new_csrf = token
+        return token
 
     def _cookie(self, request: Request, response: Response, name: str, value: str) -> None:
         """An HttpOnly, SameSite=Strict cookie; Secure with ``secure_cookies`` or when the
@@ -132,7 +141,7 @@ class _Dashboard:
         secure = self.secure or request.url.scheme == "https" or forwarded == "https"
         response.set_cookie(name, value, httponly=True, samesite="strict", secure=secure, path="/")
 
-    def view(self, render: Callable[[Request, Page], str | Response]) -> Callable:
+    def view(self, render: Render) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             new = self._csrf(request)
             role = self.role(request)
@@ -155,9 +164,9 @@ class _Dashboard:
             return response
         return endpoint
 
-    def action(self, act: Callable[[Request, dict], str]) -> Callable:
+    def action(self, act: Act) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            form = dict(await request.form())
+            form: Form = dict(await request.form())
             form["ids"] = (await request.form()).getlist("ids")
             refused = self.may_act(request, form)
             if refused is not None:
@@ -270,7 +279,8 @@ class _Dashboard:
             if len(w.jobs_in_progress) > 20:
                 jobs += f" … +{len(w.jobs_in_progress) - 20}"
             rate = f"{100 * w.failed / w.processed:.1f}%" if w.processed else "-"
-            rows.append([e(w.id), e(w.host), e(w.pid), e(", ".join(w.queues)), e(age(w.started_at, now).replace(" ago", "")),
+            up = age(w.started_at, now).replace(" ago", "")
+            rows.append([e(w.id), e(w.host), e(w.pid), e(", ".join(w.queues)), e(up),
                          beat, jobs, f"{w.processed:,}", f"{w.failed:,}", rate])
         body = (f'<h1>Workers</h1><div id="workers-live" data-live><p class="muted">{len(infos)} registered; '
                 f'stale after {self.worker_timeout:g}s without a heartbeat.</p>'
@@ -294,8 +304,8 @@ class _Dashboard:
         actions = ""
         if p.admin:
             actions = (p.button(f"{q}/resume" if s["paused"] else f"{q}/pause", "Resume" if s["paused"] else "Pause")
-                       + (p.button(f"{q}/retry-all", f"Retry all {s['dead']:,} dead", confirm=f"Retry all dead jobs of {name}?")
-                          if s["dead"] else "")
+                       + (p.button(f"{q}/retry-all", f"Retry all {s['dead']:,} dead",
+                                   confirm=f"Retry all dead jobs of {name}?") if s["dead"] else "")
                        + p.form(f"{q}/purge", f'<input type="hidden" name="state" value="{e(state)}">'
                                 f'<button class="danger">Purge {e(state)}</button>',
                                 confirm=f"Delete every {state} job of {name} for good?"))
@@ -304,7 +314,8 @@ class _Dashboard:
         check = '<input type="checkbox" data-select-all aria-label="select all">' if p.admin else ""
         rows = []
         for j in infos:
-            box = f'<input type="checkbox" name="ids" value="{e(j.id)}" aria-label="select {e(j.id)}">' if p.admin else ""
+            box = (f'<input type="checkbox" name="ids" value="{e(j.id)}" aria-label="select {e(j.id)}">'
+                   if p.admin else "")
             rows.append([box, f'<a href="{q}/jobs/{u(j.id)}">{e(j.id)}</a>', f"{j.attempts}/{j.max_attempts}",
                          e(j.priority), f'<span style="white-space:nowrap">{e(when(j.created_at))}</span>',
                          e(age(j.updated_at)), e(_short(j.payload)),
@@ -383,8 +394,8 @@ class _Dashboard:
                          "misfire", "state", ""], rows, empty="no cues") + "</div>")
         return p.layout("Cues", body, "/cues")
 
-    def enqueue_page(self, request: Request, p: Page, values: dict | None = None,
-                     errors: dict | None = None) -> str | Response:
+    def enqueue_page(self, request: Request, p: Page, values: dict[str, str] | None = None,
+                     errors: dict[str, str] | None = None) -> Response:
         if not p.admin:
             return HTMLResponse(p.layout("Enqueue", "<h1>Only admins can enqueue</h1>"), status_code=403)
         v = {"queue": request.query_params.get("queue", ""), "payload": "{}", "priority": "0", "delay": "",
@@ -456,17 +467,17 @@ class _Dashboard:
         getattr(self.engine, verb)(name)
         return f"/queues/{u(name)}?" + urlencode({"msg": f"{name} {verb}d"})
 
-    def purge(self, request: Request, form: dict) -> str:
+    def purge(self, request: Request, form: Form) -> str:
         name, state = _queue(request.path_params["queue"]), str(form.get("state", ""))
         n = self.engine.purge(name, state)
         return f"/queues/{u(name)}?" + urlencode({"state": state, "msg": f"purged {n} {state} job(s)"})
 
-    def retry_all(self, request: Request, form: dict) -> str:
+    def retry_all(self, request: Request, form: Form) -> str:
         name = _queue(request.path_params["queue"])
         n = self.engine.replay_dead(name)
         return f"/queues/{u(name)}?" + urlencode({"state": "ready", "msg": f"retried {n} dead job(s)"})
 
-    def bulk(self, request: Request, form: dict) -> str:
+    def bulk(self, request: Request, form: Form) -> str:
         name, ids, verb = _queue(request.path_params["queue"]), [str(i) for i in form["ids"]], form.get("action")
         state = str(form.get("state", "ready"))
         if not ids:
@@ -494,7 +505,7 @@ class _Dashboard:
             return f"/queues/{u(name)}?" + urlencode({"msg": f"deleted job {job_id}"})
         return base + "?" + urlencode({"msg": f"job {job_id}: {msg}"})
 
-    def cue_action(self, request: Request, form: dict) -> str:
+    def cue_action(self, request: Request, form: Form) -> str:
         name, cue, verb = _queue(request.path_params["queue"]), request.path_params["name"], request.path_params["verb"]
         methods = {"pause": "pause_cue", "resume": "resume_cue", "remove": "remove_cue", "run": "run_cue"}
         if verb not in methods:

@@ -17,7 +17,7 @@ from ..engine import Engine, JobSpec
 from ..keys import check_queue
 from .auth import require
 from .borrowed import BadInput, check_depth, loads
-from .status import mapped, status_of
+from .status import expected_status, mapped
 from .stream import WorkStream, opened
 from .stubs import jobs_pb2 as pb
 from .stubs import jobs_pb2_grpc as rpc
@@ -86,7 +86,7 @@ class JobsService(rpc.JobsServicer):
             first = await anext(aiter(request_iterator), None)
             queues, worker_id, lease, credit = opened(first)
         except ValueError as exc:
-            await context.abort(*status_of(exc))  # type: ignore[misc]
+            await context.abort(*expected_status(exc))
         stream = WorkStream(self.aio(), queues, worker_id, lease, credit, peer_host(context), self.shutdown)
         async for reply in stream.run(request_iterator):
             yield reply

@@ -70,7 +70,7 @@ class GrpcServer:
         """Bind and start; the bound port (click's exit 2 when it cannot be had)."""
         self.aio = AsyncEngine(self.engine)
         server = grpc.aio.server(options=OPTIONS)
-        jobs_pb2_grpc.add_JobsServicer_to_server(  # type: ignore[no-untyped-call]
+        jobs_pb2_grpc.add_JobsServicer_to_server(  # type: ignore[no-untyped-call]  # generated, unannotated
             JobsService(self._aio, self.tokens, self.shutdown), server)
         spooled.add_to_server(server, self._aio, self.tokens, self.shutdown)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

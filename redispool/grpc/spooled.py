@@ -42,7 +42,7 @@ from ..models import Job, JobInfo, Lease
 from .auth import require
 from .borrowed import check_depth, jsonable
 from .native import job_args, peer_host
-from .status import mapped, status_of
+from .status import expected_status, mapped, status_of
 from .stubs import spooled_pb2 as pb
 from .stubs import spooled_pb2_grpc as rpc
 
@@ -341,7 +341,7 @@ class QueueService(rpc.QueueServiceServicer):
         except Refused as exc:
             await context.abort(exc.status, exc.message)
         except ValueError as exc:
-            await context.abort(*status_of(exc))  # type: ignore[misc]
+            await context.abort(*expected_status(exc))
         lease = _clamp(request.lease_duration_secs, LEASE_S, *LEASE_RANGE_S)
         host, core = peer_host(context), self.core
         stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -352,7 +352,7 @@ class QueueService(rpc.QueueServiceServicer):
                 try:
                     jobs = await core.aio().claim(queue, worker_id, limit=1, lease=lease, block=BLOCK_S, stop=stop)
                 except GIVE_UP as exc:
-                    await context.abort(*status_of(exc))  # type: ignore[misc]
+                    await context.abort(*expected_status(exc))
                 if not jobs:
                     continue
                 if stop.done():   # claimed as the server stops: give it back
@@ -461,6 +461,7 @@ class WorkerService(rpc.WorkerServiceServicer):
 def add_to_server(server: Any, aio: Callable[[], AsyncEngine], tokens: dict[str, str] | None,
                   shutdown: asyncio.Event) -> None:
     core = Core(aio, shutdown)
+    # the registration functions grpcio-tools generates are unannotated
     rpc.add_QueueServiceServicer_to_server(QueueService(core, tokens), server)  # type: ignore[no-untyped-call]
     rpc.add_WorkerServiceServicer_to_server(WorkerService(core, tokens), server)  # type: ignore[no-untyped-call]
 

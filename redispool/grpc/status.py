@@ -21,7 +21,7 @@ from ..errors import REDIS_TROUBLE, ConnectionFailed, JobNotFound, LeaseLost, Re
 from .borrowed import BadInput
 
 log = logging.getLogger("redispool.grpc")
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+S = TypeVar("S")   # a servicer
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
@@ -39,6 +39,12 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     return None
 
 
+def expected_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """``status_of`` an error the caller knows to be expected (bad input, Redis trouble);
+    INTERNAL should it be anything else."""
+    return status_of(exc) or (grpc.StatusCode.INTERNAL, "the server failed on this request")
+
+
 def trouble(exc: BaseException) -> str | None:
     """The short code of Redis trouble (``redis_full``, ``unavailable``) or None: what a
     per-item ack result says when the item could not be settled for that reason."""
@@ -52,10 +58,11 @@ def trouble(exc: BaseException) -> str | None:
     return None
 
 
-def mapped(method: F) -> F:
+def mapped(method: Callable[[S, Any, grpc.aio.ServicerContext], Awaitable[Any]]
+           ) -> Callable[[S, Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     """A unary servicer method whose expected errors end the call with their status."""
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: S, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(self, request, context)
         except grpc.aio.AbortError:
@@ -68,4 +75,4 @@ def mapped(method: F) -> F:
             if found[0] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
                 log.warning("%s: %s", method.__name__, exc)
             await context.abort(*found)
-    return wrapper  # type: ignore[return-value]
+    return wrapper

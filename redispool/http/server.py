@@ -13,11 +13,14 @@ long-poll waiting for a job) is not limited here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 log = logging.getLogger("redispool.http")
@@ -32,7 +35,7 @@ class GuardedH11Protocol(H11Protocol):
 
     read_timeout: float = READ_TIMEOUT_S
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
         self._phase: tuple[str, int] | None = None
@@ -103,10 +106,22 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class Server(uvicorn.Server):
+    """uvicorn's Server leaving the signals to its caller: ``redispool serve`` installs
+    its own handlers (SIGTERM/SIGINT end the long-polls first, SIGHUP reloads the tokens),
+    which uvicorn's would replace."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def config(app: Any, *, host: str, port: int, keep_alive: float, graceful_timeout: float,
-           read_timeout: float) -> Any:
+           read_timeout: float) -> uvicorn.Config:
     """The uvicorn Config of ``redispool serve``."""
-    import uvicorn
+    # uvicorn annotates both timeouts int, but uses them as seconds of any kind (call_later,
+    # wait_for): --keep-alive 0.5 means half a second
     return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                          http=protocol(read_timeout), timeout_keep_alive=keep_alive,  # type: ignore[arg-type]
-                          timeout_graceful_shutdown=graceful_timeout)  # type: ignore[arg-type]
+                          http=protocol(read_timeout),
+                          timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float: see above
+                          timeout_graceful_shutdown=graceful_timeout)  # type: ignore[arg-type]  # likewise
