@@ -108,8 +108,6 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, QueuesMixin)
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
                             backoff_cap=backoff_cap)
 
-    _job_args = job_spec   # the former name, still used by the HTTP faces
-
     def enqueue_specs(self, queue: str, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
         """Create jobs from ``job_spec``s in one round trip; returns (id, created) per job
         (created is False for an existing job)."""

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from . import defaults, ops, validate
+from . import defaults, ops
 from .base import EngineBase
 from .models import WorkerInfo
 
 EXPIRED_BATCH = 1000  # expired workers listed per call
-_worker_id = validate.worker_id   # the one rule for a worker id, by its former name here (http/app.py)
 
 
 class WorkersMixin(EngineBase):

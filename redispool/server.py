@@ -26,13 +26,14 @@ from starlette.routing import Match, Mount, Route
 from . import defaults
 from .compat import create_cueapi_app, create_spooled_app
 from .dashboard import create_dashboard
+from .engine import Engine
 from .http.app import Api, error, openapi, routes_of, unavailable
 from .web.access import Access
 from .web.auth import role_of
 from .web.guard import Guard
 
 
-def create_app(engine: Any, *, tokens: dict[str, str] | None = None,
+def create_app(engine: Engine, *, tokens: dict[str, str] | None = None,
                worker_timeout: float = defaults.WORKER_TIMEOUT_S, dashboard: bool = True,
                public_metrics: bool = False, secure_cookies: bool = False,
                allow_hosts: Sequence[str] = ()) -> Starlette:

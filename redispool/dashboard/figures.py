@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from .. import ops
+from ..engine import Engine
 from ..errors import REDIS_TROUBLE, from_redis
 from ..keys import queues_key
 
@@ -98,7 +99,7 @@ class Overview:
     pages: int
 
 
-def overview(engine: Any, page: int, needle: str = "", per_page: int = QUEUES_PER_PAGE) -> Overview:
+def overview(engine: Engine, page: int, needle: str = "", per_page: int = QUEUES_PER_PAGE) -> Overview:
     """The figures of one overview page, read in three round trips (see the module doc)."""
     try:
         members = engine.client.smembers(queues_key(engine.prefix))
@@ -118,7 +119,7 @@ def overview(engine: Any, page: int, needle: str = "", per_page: int = QUEUES_PE
     return Overview(shown, stats, history, hour, len(chosen), len(names), page, pages)
 
 
-def _read_page(engine: Any, names: Sequence[str], now_ms: int
+def _read_page(engine: Engine, names: Sequence[str], now_ms: int
                ) -> tuple[dict[str, dict[str, Any]], dict[str, list[tuple[float, int, int]]]]:
     """Stats and last hour of ``names`` in one pipeline (scripts by SHA; loaded again and
     the pipeline repeated once after a NOSCRIPT, e.g. after a Redis restart)."""

@@ -537,7 +537,7 @@ def test_enqueue_specs_gives_each_job_its_own_options(engine):
     def spec(payload, **o):
         base = dict(priority=0, delay=None, run_at=None, max_attempts=3, lease=None, unique_key=None,
                     job_id=None, backoff_base=None, backoff_cap=None)
-        return engine._job_args(payload, **{**base, **o})
+        return engine.job_spec(payload, **{**base, **o})
     out = engine.enqueue_specs("q", [spec("a", priority=5), spec("b", delay=60), spec("c", job_id="c-1"),
                                      spec("d", unique_key="u"), spec("e", unique_key="u")])
     assert [created for _, created in out] == [True, True, True, True, False]

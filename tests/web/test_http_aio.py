@@ -23,7 +23,7 @@ def spec(engine, payload=None, **options):
     o = dict(priority=0, delay=None, run_at=None, max_attempts=3, lease=None, unique_key=None, job_id=None,
              backoff_base=None, backoff_cap=None)
     o.update(options)
-    return engine._job_args(payload, **o)
+    return engine.job_spec(payload, **o)
 
 
 def test_lifecycle_matches_the_sync_engine(engine):
