@@ -49,7 +49,8 @@ from ..errors import CueNotFound, JobNotFound, LeaseLost, RedispoolError
 from ..keys import STATES, check_queue
 from ..models import Job, JobInfo, Lease, WorkerInfo
 from ..web import endpoint
-from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, Undeliverable, check_depth, deliverable, jsonable
+from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, check_depth, deliverable, jsonable
+from ..web.delivery import rendered
 from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
 from ..web.workers import HttpWorkers, OnThreads
 from .common import ENVELOPE_DEPTH, FOREVER_S, fields, iso, parse_time, same_trouble
@@ -121,6 +122,8 @@ def job_record(info: JobInfo) -> dict[str, Any]:
 
 
 def claimed(job: Job) -> dict[str, Any]:
+    """A leased job as a claim answers it (Undeliverable when its payload nests too deep)."""
+    deliverable(job.payload)
     return {"id": public_id(job.queue, job.id), "queue_name": job.queue, "payload": jsonable(job.payload),
             "retry_count": job.attempt - 1, "max_retries": job.max_attempts - 1, "timeout_seconds": 0,
             "lease_expires_at": iso(job.lease_expires_at), "lease_id": job.token}
@@ -250,17 +253,12 @@ class SpooledApi:
         worker_id = validate.worker_id(b["worker_id"])
         jobs = await call(self.engine.claim, queue, worker_id, limit=limit, lease=lease)
         # as the native API (http/app.py _deliver): nothing after the lease may lose the jobs
-        out = []
-        for j in jobs:
-            try:
-                deliverable(j.payload)
-            except Undeliverable as exc:  # a deep payload from a Python producer: dead, alone
-                with contextlib.suppress(*GIVE_UP):
-                    await call(self.engine.fail, j, f"Undeliverable: {exc}", retry=False)
-                continue
-            out.append(j)
-        await self.workers.took(request, worker_id, queue, {public_id(queue, j.id): j.lease_expires_at for j in out})
-        return {"jobs": [claimed(j) for j in out]}
+        out, sent, broken = rendered(jobs, claimed)
+        for j, why in broken:  # a deep payload from a Python producer: dead, alone
+            with contextlib.suppress(*GIVE_UP):
+                await call(self.engine.fail, j, why, retry=False)
+        await self.workers.took(request, worker_id, queue, {public_id(queue, j.id): j.lease_expires_at for j in sent})
+        return {"jobs": out}
 
     ACK = {"worker_id": (str, REQUIRED), "lease_id": (str, REQUIRED)}
 

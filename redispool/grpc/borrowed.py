@@ -2,12 +2,14 @@
 
 Tokens and roles (the same tokens file, the same rules), the JSON forms of payloads and
 results (bytes as ``{"$bytes_base64": ...}``, the depth limit), so a job looks the same
-to an HTTP and a gRPC worker. When these move, only the imports below change.
+to an HTTP and a gRPC worker, and the split of a claim's jobs into those sent and those
+buried as undeliverable. When these move, only the imports below change.
 """
 from __future__ import annotations
 
 from ..web.auth import allows, token_role
 from ..web.body import MAX_DEPTH, BadInput, Undeliverable, check_depth, deliverable, jsonable, loads
+from ..web.delivery import rendered
 
 __all__ = ["MAX_DEPTH", "BadInput", "Undeliverable", "allows", "check_depth", "deliverable", "jsonable",
-           "loads", "token_role"]
+           "loads", "rendered", "token_role"]

@@ -40,7 +40,7 @@ from ..errors import LeaseLost
 from ..keys import check_queue
 from ..models import Job, JobInfo, Lease
 from .auth import require
-from .borrowed import check_depth, jsonable
+from .borrowed import check_depth, jsonable, rendered
 from .native import job_args, peer_host
 from .status import expected_status, mapped, status_of
 from .stubs import spooled_pb2 as pb
@@ -107,6 +107,8 @@ def _plain(struct: Any) -> Any:
 
 
 def leased_job(j: Job) -> Any:
+    """The message of a leased job (BadInput when its payload nests too deep to send)."""
+    check_depth(j.payload)
     return pb.Job(id=public_id(j.queue, j.id), organization_id="redispool", queue_name=j.queue,
                   status=S.JOB_STATUS_PROCESSING, payload=_struct(j.payload), retry_count=j.attempt - 1,
                   max_retries=j.max_attempts - 1, started_at=_ts(time.time()),
@@ -189,17 +191,11 @@ class Core:
         """Jobs as messages (one that cannot be a Struct goes to dead alone) and the
         worker's registration told (best effort: the jobs are delivered regardless)."""
         aio = self.aio()
-        out, broken = [], []
-        for j in jobs:
-            try:
-                check_depth(j.payload)
-                out.append(leased_job(j))
-            except (ValueError, TypeError) as exc:
-                broken.append((j, f"Undeliverable: {exc}"))
+        # a payload too deep, or one a Struct cannot hold (TypeError), goes to dead alone
+        out, sent, broken = rendered(jobs, leased_job, (ValueError, TypeError))
         if broken:
             await aio.bury(broken)
-        kept = {b.id for b, _ in broken}
-        taken = {f"{queue}/{j.id}": j.lease_expires_at for j in jobs if j.id not in kept}
+        taken = {f"{queue}/{j.id}": j.lease_expires_at for j in sent}
         with contextlib.suppress(*GIVE_UP):
             await self.seen(worker_id, host, queue, taken=taken)
         return out

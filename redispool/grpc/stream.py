@@ -38,7 +38,7 @@ from typing import Any
 from .. import defaults, validate
 from ..aio import GIVE_UP, AsyncEngine
 from ..keys import check_queue
-from .borrowed import MAX_DEPTH, BadInput, Undeliverable, check_depth, deliverable, loads
+from .borrowed import MAX_DEPTH, BadInput, check_depth, deliverable, loads, rendered
 from .status import trouble
 from .stubs import jobs_pb2 as pb
 
@@ -355,15 +355,9 @@ class WorkStream:
         return keep
 
     async def _push(self, jobs: list[Any]) -> None:
-        out, broken = [], []
-        for j in jobs:
-            try:
-                out.append(job_message(j))
-            except Undeliverable as exc:
-                broken.append((j, f"Undeliverable: {exc}"))
+        out, sent, broken = rendered(jobs, job_message)
         if broken:
             await self.aio.bury(broken)
-        sent = [j for j in jobs if not any(j is b for b, _ in broken)]
         for j in sent:
             self.held[(j.queue, j.id)] = Held(j.queue, j.id, j.token)
             self.changes.taken[f"{j.queue}/{j.id}"] = j.lease_expires_at

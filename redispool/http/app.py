@@ -30,7 +30,8 @@ from ..keys import STATES, check_queue
 from ..models import Job, Lease
 from ..web import endpoint, outage
 from ..web.access import note
-from ..web.body import EMPTY, BadInput, BodyTooLarge, Undeliverable, check_depth, fields
+from ..web.body import EMPTY, BadInput, BodyTooLarge, check_depth, fields
+from ..web.delivery import rendered
 from ..web.endpoint import Dialect, Forbidden, Unauthorized, call
 from ..web.metrics import Metrics
 from ..web.workers import HttpWorkers
@@ -144,16 +145,10 @@ class Api:
         the claim already holds); anything else gives the batch back (released, the
         attempt not counted) before the error is answered."""
         try:
-            out, broken = [], []
-            for j in jobs:
-                try:
-                    out.append(wire.job(j))
-                except Undeliverable as exc:
-                    broken.append((j, f"Undeliverable: {exc}"))
+            out, sent, broken = rendered(jobs, wire.job)
             if broken:
                 await self.aio.bury(broken)
-                gone = {j.id for j, _ in broken}
-                jobs = [j for j in jobs if j.id not in gone]
+                jobs = sent
             await self.workers.took(request, worker_id, queue, {f"{queue}/{j.id}": j.lease_expires_at for j in jobs},
                                     processed=processed, failed=failed, settled=settled)
             return out
