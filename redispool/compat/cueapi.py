@@ -88,6 +88,12 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def claim_by_id(engine: Engine, queue: str, job_id: str, worker_id: str, lease: float) -> Job | None:
+    """Lease exactly job ``job_id`` if it is ready now (claim_id.lua); None if it is not.
+    A damaged job, or one whose payload cannot be decoded, goes to dead as in claim."""
+    return engine.claim_id(queue, job_id, worker_id, lease=lease)
+
+
 def read_records(engine: Engine, queue: str) -> dict[str, dict[str, Any]]:
     raw = engine.scripts.command("HGETALL", cueapi_key(engine.prefix, queue))
     return {_text(k): json.loads(v) for k, v in raw.items()}
@@ -374,8 +380,7 @@ class CueapiApi:
     async def claim_one(self, request: Request, body: Any) -> Any:
         worker_id = self._worker_id(body)
         execution_id = request.path_params["id"]
-        # exactly this execution if it is ready now (claim_id.lua), else None
-        job = await call(self.engine.claim_id, self.queue, execution_id, worker_id, lease=self.claim_lease)
+        job = await call(claim_by_id, self.engine, self.queue, execution_id, worker_id, self.claim_lease)
         if job is None:
             if await call(self.engine.get, self.queue, execution_id) is None:
                 raise Refusal(404, "execution_not_found", "Execution not found")
