@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from .errors import ConnectionFailed, NotDurable, RedisFull
 from .keys import QueueKeys, due_key, queue_keys, queues_key
-from .ops import Followup, Op, commands
+from .ops import Followup, Op, Settings, commands
 from .scripts import AsyncScripts, Scripts
 
 T = TypeVar("T")
@@ -62,19 +62,11 @@ class Unsent:
                 self.keep(followups, exc)
 
 
-class EngineBase:
+class EngineBase(Settings):
     """Settings, scripts and ``run`` of an Engine (set by ``Engine.__init__``)."""
 
     client: Any
     url: str
-    prefix: str
-    lease_ms: int
-    done_ttl_ms: int
-    done_max: int
-    dead_ttl_ms: int
-    dead_max: int
-    backoff_base_ms: int
-    backoff_cap_ms: int
     scripts: Scripts
     unsent: Unsent
 
