@@ -15,6 +15,7 @@
 -- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
 -- KEYS[11] rp:{q}:config    hash  the queue's stored retention (wins over ARGV)  r
 -- KEYS[12] rp:{q}:minutes   hash  jobs done / failed per minute     w
+-- KEYS[13] rp:{q}:events   stream the queue's event log         w
 -- ARGV[1] done_ttl_ms       keep done jobs this long (default)
 -- ARGV[2] done_max          keep at most this many done jobs (default)
 -- ARGV[3] dead_ttl_ms       keep dead jobs this long (default)
@@ -25,8 +26,9 @@
 -- ARGV[8] worker_id         claimer of the next batch
 -- ARGV[9] limit             max jobs to lease next (0 = claim nothing)
 -- ARGV[10] lease_ms         lease of jobs that have none of their own
--- ARGV[11] nc               number of completions
--- ARGV[12..] per completion: id, token, result; then nf, then per failure: id, token,
+-- ARGV[11] events_max       cap of the event log rp:{q}:events (0 = no events)
+-- ARGV[12] nc               number of completions
+-- ARGV[13..] per completion: id, token, result; then nf, then per failure: id, token,
 --           error, retry (1/0), delay_ms (-1 = backoff)
 -- Returns: flat array: one result per completion (1 done, 0 lease lost), one per failure
 --          (new state or 0), then wait_ms, now_ms, scheduler_at, sweeper_at (ms for
@@ -34,19 +36,20 @@
 --          claim returns them
 local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], done = KEYS[4], dead = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
-            config = KEYS[11], minutes = KEYS[12] }
+            config = KEYS[11], minutes = KEYS[12], events = KEYS[13],
+            events_max = tonumber(ARGV[11]) }
 local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 local dead_ttl_ms, dead_max = r.dead_ttl_ms, r.dead_max
 local base_ms, cap_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
 math.randomseed(tonumber(ARGV[7]))
 local worker, limit, lease_ms = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
-local nc = tonumber(ARGV[11])
+local nc = tonumber(ARGV[12])
 
 local now = now_ms()
 local out = {}
-complete_listed(q, ARGV, 12, nc, now, r, out)
-local fb = 12 + nc * 3
+complete_listed(q, ARGV, 13, nc, now, r, out)
+local fb = 13 + nc * 3
 local nf = tonumber(ARGV[fb])
 fail_listed(q, ARGV, fb + 1, nf, base_ms, cap_ms, now, out)
 if nc > 0 then trim(q, q.done, done_ttl_ms, done_max, now, 2 * nc + 10) end

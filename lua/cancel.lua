@@ -10,13 +10,16 @@
 -- KEYS[7] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[8] rp:{q}:job:       prefix of job hashes                    rw
 -- KEYS[9] rp:{q}:config     hash  the queue's stored retention (wins over ARGV)  r
+-- KEYS[10] rp:{q}:events   stream the queue's event log         w
 -- ARGV[1] id                job id
 -- ARGV[2] done_ttl_ms       keep cancelled jobs this long (done retention; default)
 -- ARGV[3] done_max          keep at most this many cancelled jobs (default)
+-- ARGV[4] events_max        cap of the event log rp:{q}:events (0 = no events)
 -- Returns: 1 cancelled, 0 already finished
 -- Errors: NOT_FOUND when the job does not exist
 local q = { scheduled = KEYS[1], ready = KEYS[2], leased = KEYS[3], cancelled = KEYS[4],
-            marker = KEYS[5], meta = KEYS[6], unique = KEYS[7], jprefix = KEYS[8], config = KEYS[9] }
+            marker = KEYS[5], meta = KEYS[6], unique = KEYS[7], jprefix = KEYS[8], config = KEYS[9], events = KEYS[10],
+            events_max = tonumber(ARGV[4]) }
 local id = ARGV[1]
 
 local state = redis.call('HGET', q.jprefix .. id, 's')
@@ -25,6 +28,7 @@ if TERMINAL[state] or not q[state] then return 0 end
 local now = now_ms()
 redis.call('ZREM', q[state], id)
 finish(q, id, 'cancelled', now)
+emit(q, 'cancelled', id, 'p', state)
 if state == 'ready' then set_marker(q) end
 local r = retention(q, tonumber(ARGV[2]), tonumber(ARGV[3]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max

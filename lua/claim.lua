@@ -11,16 +11,19 @@
 -- KEYS[7] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[8] rp:{q}:dead       zset  dead jobs (malformed ones land here)  w
 -- KEYS[9] rp:{q}:job:       prefix of job hashes                    rw
+-- KEYS[10] rp:{q}:events   stream the queue's event log         w
 -- ARGV[1] worker_id         string
 -- ARGV[2] limit             max jobs to lease
 -- ARGV[3] lease_ms          lease of jobs that have none of their own
+-- ARGV[4] events_max        cap of the event log rp:{q}:events (0 = no events)
 -- Returns: flat array: wait_ms, now_ms, scheduler_at, sweeper_at, then id, token, attempt,
 --          max_attempts, lease_ms, payload per job; wait_ms is the time until the next
 --          scheduled job when nothing was claimed (-1: none scheduled, or paused);
 --          scheduler_at / sweeper_at are the ms for ZADD rp:due:<daemon> LT (-1 = none;
 --          see flush_plan), as in ack's reply
 local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], marker = KEYS[4],
-            meta = KEYS[5], unique = KEYS[6], counts = KEYS[7], dead = KEYS[8], jprefix = KEYS[9] }
+            meta = KEYS[5], unique = KEYS[6], counts = KEYS[7], dead = KEYS[8], jprefix = KEYS[9], events = KEYS[10],
+            events_max = tonumber(ARGV[4]) }
 local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
 local now = now_ms()

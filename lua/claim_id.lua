@@ -11,15 +11,18 @@
 -- KEYS[6] rp:{q}:dead       zset  dead jobs (malformed ones land here)  w
 -- KEYS[7] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[8] rp:{q}:job:       prefix of job hashes                    rw
+-- KEYS[9] rp:{q}:events    stream the queue's event log         w
 -- ARGV[1] id                job id
 -- ARGV[2] worker_id         string
 -- ARGV[3] lease_ms          lease of a job that has none of its own
+-- ARGV[4] events_max        cap of the event log rp:{q}:events (0 = no events)
 -- Returns: flat array as claim's: wait_ms (always -1), now_ms, scheduler_at, sweeper_at
 --          (see claim), then id, token, attempt, max_attempts, lease_ms, payload when the
 --          job was leased (nothing more when it is not ready, the queue is paused, or the
 --          job was damaged and went to dead)
 local q = { ready = KEYS[1], leased = KEYS[2], marker = KEYS[3], meta = KEYS[4], counts = KEYS[5],
-            dead = KEYS[6], unique = KEYS[7], jprefix = KEYS[8] }
+            dead = KEYS[6], unique = KEYS[7], jprefix = KEYS[8], events = KEYS[9],
+            events_max = tonumber(ARGV[4]) }
 local id, worker, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local now = now_ms()

@@ -10,20 +10,23 @@
 -- KEYS[5] rp:{q}:job:       prefix of job hashes                    rw
 -- KEYS[6] rp:{q}:config     hash  the queue's stored retention         r
 -- KEYS[7] rp:{q}:minutes   hash  jobs done / failed per minute     w
+-- KEYS[8] rp:{q}:events    stream the queue's event log         w
 -- ARGV[1] done_ttl_ms       keep done jobs this long (default)
 -- ARGV[2] done_max          keep at most this many done jobs (default)
--- ARGV[3] n                 number of jobs
--- ARGV[4..] per job: id, token, result (msgpack)
+-- ARGV[3] events_max        cap of the event log rp:{q}:events (0 = no events)
+-- ARGV[4] n                 number of jobs
+-- ARGV[5..] per job: id, token, result (msgpack)
 -- Returns: array of 1 (done) or 0 (lease lost) per job
 local q = { leased = KEYS[1], done = KEYS[2], unique = KEYS[3], counts = KEYS[4], jprefix = KEYS[5],
-            config = KEYS[6], minutes = KEYS[7] }
-local n = tonumber(ARGV[3])
+            config = KEYS[6], minutes = KEYS[7], events = KEYS[8],
+            events_max = tonumber(ARGV[3]) }
+local n = tonumber(ARGV[4])
 local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 
 local now = now_ms()
 local out = {}
-complete_listed(q, ARGV, 4, n, now, r, out)
+complete_listed(q, ARGV, 5, n, now, r, out)
 trim(q, q.done, done_ttl_ms, done_max, now, 2 * n + 10)
 flush_counts(q, now)
 return out

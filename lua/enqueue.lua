@@ -9,10 +9,12 @@
 -- KEYS[5] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[6] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[7] rp:{q}:job:       prefix of job hashes                    rw
+-- KEYS[8] rp:{q}:events    stream the queue's event log         w
 -- ARGV[1] n                 number of jobs
 -- ARGV[2] m                 number of option sets: 1 (every job has the same options) or n
 --                           (job i has set i)
--- ARGV[3..] m option sets of 9 values: job_id ('' = generate; with m = 1 only when
+-- ARGV[3] events_max        cap of the event log rp:{q}:events (0 = no events)
+-- ARGV[4..] m option sets of 9 values: job_id ('' = generate; with m = 1 only when
 --           n = 1), unique_key ('' = none; likewise), priority, delay_ms (-1 = none),
 --           run_at_ms (-1 = none), max_attempts, lease_ms (0 = worker's), backoff_base_ms
 --           (0 = engine's), backoff_cap_ms (0 = engine's); then the n payloads (msgpack)
@@ -20,7 +22,8 @@
 --          queue's counter started from zero, so the caller registers it in rp:queues)
 --          and scheduler_at (ms for ZADD rp:due:scheduler LT, -1 = none; see flush_plan)
 local q = { ready = KEYS[1], scheduled = KEYS[2], marker = KEYS[3], meta = KEYS[4],
-            unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7] }
+            unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7], events = KEYS[8],
+            events_max = tonumber(ARGV[3]) }
 local n = tonumber(ARGV[1])
 
 local now = now_ms()
@@ -30,7 +33,7 @@ local scheduled_ids = {}
 local seq = next_seq(q, n)   -- one counter number per job: its id if generated, its place in ready
 local ready = {}             -- score, id pairs, added with one ZADD per 1000 jobs
 local m = tonumber(ARGV[2])
-local first_payload = 3 + m * 9
+local first_payload = 4 + m * 9
 local o, id_arg, ukey_arg
 local function options(b)
   local delay_ms, run_at = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
@@ -39,9 +42,9 @@ local function options(b)
         lease_ms = ARGV[b + 6], backoff_base_ms = ARGV[b + 7], backoff_cap_ms = ARGV[b + 8] }
   id_arg, ukey_arg = ARGV[b], ARGV[b + 1]
 end
-if m == 1 then options(3) end
+if m == 1 then options(4) end
 for i = 0, n - 1 do
-  if m ~= 1 then options(3 + i * 9) end
+  if m ~= 1 then options(4 + i * 9) end
   o.payload = ARGV[first_payload + i]
   local id, created, state = create_job(q, id_arg, ukey_arg, o, now, seq + i, ready)
   if created then

@@ -13,27 +13,30 @@
 -- KEYS[8] rp:{q}:config     hash  the queue's stored retention (wins over ARGV)  r
 -- KEYS[9] rp:{q}:meta       hash  the daemons' planned times        rw
 -- KEYS[10] rp:{q}:minutes   hash  jobs done / failed per minute     w
+-- KEYS[11] rp:{q}:events   stream the queue's event log         w
 -- ARGV[1] dead_ttl_ms       keep dead jobs this long (default)
 -- ARGV[2] dead_max          keep at most this many dead jobs (default)
 -- ARGV[3] backoff_base_ms   engine default backoff base
 -- ARGV[4] backoff_cap_ms    engine default backoff cap
 -- ARGV[5] seed              random seed for the jitter
--- ARGV[6] n                 number of jobs
--- ARGV[7..] per job: id, token, error, retry (1/0), delay_ms (-1 = backoff)
+-- ARGV[6] events_max        cap of the event log rp:{q}:events (0 = no events)
+-- ARGV[7] n                 number of jobs
+-- ARGV[8..] per job: id, token, error, retry (1/0), delay_ms (-1 = backoff)
 -- Returns: array of the new state ('scheduled' or 'dead') or 0 (lease lost) per job, then
 --          scheduler_at (ms for ZADD rp:due:scheduler LT, -1 = none; see flush_plan)
 local q = { leased = KEYS[1], scheduled = KEYS[2], dead = KEYS[3], marker = KEYS[4],
             unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7], config = KEYS[8],
-            meta = KEYS[9], minutes = KEYS[10] }
+            meta = KEYS[9], minutes = KEYS[10], events = KEYS[11],
+            events_max = tonumber(ARGV[6]) }
 local r = retention(q, nil, nil, tonumber(ARGV[1]), tonumber(ARGV[2]))
 local dead_ttl_ms, dead_max = r.dead_ttl_ms, r.dead_max
 local base_ms, cap_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 math.randomseed(tonumber(ARGV[5]))
-local n = tonumber(ARGV[6])
+local n = tonumber(ARGV[7])
 
 local now = now_ms()
 local out = {}
-fail_listed(q, ARGV, 7, n, base_ms, cap_ms, now, out)
+fail_listed(q, ARGV, 8, n, base_ms, cap_ms, now, out)
 trim(q, q.dead, dead_ttl_ms, dead_max, now, 2 * n + 10)
 flush_counts(q, now)
 out[#out + 1] = flush_plan(q)

@@ -12,6 +12,7 @@
 -- KEYS[7] rp:{q}:unique     hash  unique_key -> job id              r
 -- KEYS[8] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[9] rp:{q}:job:       prefix of job hashes                    rw
+-- KEYS[10] rp:{q}:events   stream the queue's event log         w
 -- ARGV[1] name              cue name
 -- ARGV[2] expected_def      the definition the caller read
 -- ARGV[3] expected_next_ms  the next fire time the caller read
@@ -21,12 +22,14 @@
 -- ARGV[7] priority          job priority
 -- ARGV[8] max_attempts      job max attempts
 -- ARGV[9] lease_ms          job lease (0 = the worker's)
--- ARGV[10..] fire_ms        one job per fire time
+-- ARGV[10] events_max       cap of the event log rp:{q}:events (0 = no events)
+-- ARGV[11..] fire_ms        one job per fire time
 -- Returns: number of jobs created, or -1 when another scheduler fired first or the cue
 --          was changed or removed (nothing written)
 local q = { cues = KEYS[1], cue_next = KEYS[2], ready = KEYS[3], scheduled = KEYS[4],
             marker = KEYS[5], meta = KEYS[6], unique = KEYS[7], counts = KEYS[8],
-            jprefix = KEYS[9] }
+            jprefix = KEYS[9], events = KEYS[10],
+            events_max = tonumber(ARGV[10]) }
 local name = ARGV[1]
 
 if redis.call('HGET', q.cues, name) ~= ARGV[2] then return -1 end
@@ -38,7 +41,7 @@ local o = { payload = ARGV[6], priority = tonumber(ARGV[7]), run_at = -1,
             max_attempts = ARGV[8], lease_ms = ARGV[9], backoff_base_ms = '0',
             backoff_cap_ms = '0' }
 local created = 0
-for i = 10, #ARGV do
+for i = 11, #ARGV do
   local _, new = create_job(q, 'cue:' .. name .. ':' .. ARGV[i], '', o, now)
   if new then created = created + 1 end
 end

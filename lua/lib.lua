@@ -8,6 +8,7 @@ local PRIORITY_SPAN = 4398046511104   -- 2^42; ready score = -priority * span + 
 local ERRORS_KEPT = 10
 local TERMINAL = { done = true, dead = true, cancelled = true }
 local MARKER = 'm'                    -- the one member of rp:{q}:marker (claimers BZPOPMIN it)
+local EVENT_ERROR_CHARS = 500         -- an error is cut to this in the event log (the job keeps it whole)
 local tally = {}                      -- counter increments, written once by flush_counts
 local planned = {}                    -- earliest new daemon work by meta field, see flush_plan
 
@@ -77,6 +78,17 @@ local function flush_counts(q, now)
     redis.call('HDEL', minutes, unpack(old))
   end
   redis.call('PEXPIRE', minutes, 7200000)
+end
+
+-- Append an event to the queue's event log q.events (rp:{q}:events, a stream) unless
+-- q.events_max is 0 (the engine's events_max, from ARGV): field t its type, j the job id
+-- ('' for a queue's own events: paused, resumed), then the name, value pairs in `...`
+-- (a attempt, w worker id, e error, s state after it, p state before it, r priority).
+-- The entry id is the server time in ms and orders the log; MAXLEN ~ keeps about
+-- events_max entries (Redis drops whole stream nodes, so trimming costs next to nothing).
+local function emit(q, type, id, ...)
+  if q.events_max == 0 then return end
+  redis.call('XADD', q.events, 'MAXLEN', '~', q.events_max, '*', 't', type, 'j', id, ...)
 end
 
 -- Daemon work created at `at_ms` (field 'scheduler_at': a scheduled job or cue fire;
@@ -186,10 +198,12 @@ local function finish(q, id, state, now)
   free_unique(q, jkey, id)
 end
 
--- -> dead: job `id`, out of its live set, is finished as dead and counted.
-local function make_dead(q, id, now)
+-- -> dead: job `id`, out of its live set, is finished as dead and counted; its event
+-- names the attempt and the error that ended it.
+local function make_dead(q, id, now, attempt, err)
   finish(q, id, 'dead', now)
   count('dead', 1)
+  emit(q, 'dead', id, 'a', attempt, 'e', string.sub(err, 1, EVENT_ERROR_CHARS))
 end
 
 -- any -> (deleted): delete job `id`'s hash and free its unique key. The caller removes
@@ -260,13 +274,14 @@ local function expire_job(q, id, reason, seq, now)
     end_lease(q, id)
     return false
   end
-  local _, left = failed_attempt(q, id, reason, now)
+  local attempt, left = failed_attempt(q, id, reason, now)
+  emit(q, 'expired', id, 'a', attempt, 'e', reason, 's', left and 'ready' or 'dead')
   if left then
     requeue(q, id, seq, now)
     count('retried', 1)
   else
     end_lease(q, id)
-    make_dead(q, id, now)
+    make_dead(q, id, now, attempt, reason)
   end
   return true
 end
@@ -313,7 +328,7 @@ local function lease_job(q, id, worker, lease_ms, token, now)
   if wrong then
     if redis.call('EXISTS', jkey) == 1 then
       push_error(jkey, 0, 'malformed job: ' .. wrong, now)
-      make_dead(q, id, now)
+      make_dead(q, id, now, 0, 'malformed job: ' .. wrong)
     end
     return nil
   end
@@ -322,6 +337,7 @@ local function lease_job(q, id, worker, lease_ms, token, now)
   redis.call('HSET', jkey, 's', 'leased', 't', token, 'w', worker, 'u', now)
   redis.call('ZADD', q.leased, now + lease, id)
   plan('sweeper_at', now + lease)
+  emit(q, 'claimed', id, 'a', attempt, 'w', worker)
   return attempt, finite(f[2]), lease, f[1]
 end
 
@@ -382,6 +398,7 @@ local function complete_job(q, id, token, result, now, r)
   end
   finish(q, id, 'done', now)
   count('completed', 1)
+  emit(q, 'completed', id)
   return true
 end
 
@@ -403,9 +420,10 @@ local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now
     plan('scheduler_at', now + delay_ms)
     wake_if_earliest(q, id)
     count('retried', 1)
+    emit(q, 'failed', id, 'a', attempt, 'e', string.sub(err, 1, EVENT_ERROR_CHARS), 's', 'scheduled')
     return 'scheduled'
   end
-  make_dead(q, id, now)
+  make_dead(q, id, now, attempt, err)
   return 'dead'
 end
 
@@ -476,5 +494,7 @@ local function create_job(q, id, ukey, o, now, seq, ready_out)
     plan('scheduler_at', o.run_at)
   end
   count('enqueued', 1)
+  if o.priority ~= 0 then emit(q, 'enqueued', id, 's', state, 'r', o.priority)
+  else emit(q, 'enqueued', id, 's', state) end
   return id, true, state
 end

@@ -2,8 +2,13 @@
 -- Stops the queue from handing out jobs; enqueueing still works.
 -- KEYS[1] rp:{q}:meta       hash  paused flag                      w
 -- KEYS[2] rp:{q}:marker     zset  wake-up marker for claimers       w
+-- KEYS[3] rp:{q}:events    stream the queue's event log         w
+-- ARGV[1] events_max        cap of the event log rp:{q}:events (0 = no events)
 -- Returns: 1 if the queue was running, 0 if it was paused already
-local q = { meta = KEYS[1], marker = KEYS[2] }
+local q = { meta = KEYS[1], marker = KEYS[2], events = KEYS[3],
+            events_max = tonumber(ARGV[1]) }
 
 redis.call('ZREM', q.marker, MARKER)
-return redis.call('HSET', q.meta, 'paused', 1)
+local was_running = redis.call('HSET', q.meta, 'paused', 1)
+if was_running == 1 then emit(q, 'paused', '') end
+return was_running

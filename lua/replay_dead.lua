@@ -8,18 +8,21 @@
 -- KEYS[4] rp:{q}:meta       hash  seq counter, paused flag          rw
 -- KEYS[5] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[6] rp:{q}:job:       prefix of job hashes                    rw
+-- KEYS[7] rp:{q}:events    stream the queue's event log         w
 -- ARGV[1] budget            with no ids: look at most this many dead jobs, oldest first
 -- ARGV[2] skip              with no ids: pass over this many oldest first (the ones
 --                           earlier calls of the same replay refused: they stay in front)
--- ARGV[3..] ids             the dead jobs to replay (others are skipped); none = oldest
+-- ARGV[3] events_max        cap of the event log rp:{q}:events (0 = no events)
+-- ARGV[4..] ids             the dead jobs to replay (others are skipped); none = oldest
 -- Returns: array: replayed, refused, then the ids of the refused jobs
 local q = { dead = KEYS[1], ready = KEYS[2], marker = KEYS[3], meta = KEYS[4], unique = KEYS[5],
-            jprefix = KEYS[6] }
+            jprefix = KEYS[6], events = KEYS[7],
+            events_max = tonumber(ARGV[3]) }
 local budget, skip = tonumber(ARGV[1]), tonumber(ARGV[2])
 
 local ids, seen = {}, {}
-if #ARGV > 2 then
-  for i = 3, #ARGV do
+if #ARGV > 3 then
+  for i = 4, #ARGV do
     local id = ARGV[i]
     if not seen[id] and redis.call('ZSCORE', q.dead, id) then ids[#ids + 1] = id end
     seen[id] = true
@@ -46,6 +49,7 @@ for i, id in ipairs(ids) do
       redis.call('HSET', jkey, 'a', 0)
       if k then redis.call('HSET', q.unique, k, id) end
       out[1] = out[1] + 1
+      emit(q, 'replayed', id)
     end
   end
 end

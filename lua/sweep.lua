@@ -16,6 +16,7 @@
 -- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
 -- KEYS[11] rp:{q}:config    hash  the queue's stored retention         r
 -- KEYS[12] rp:{q}:minutes   hash  jobs done / failed per minute     w
+-- KEYS[13] rp:{q}:events   stream the queue's event log         w
 -- ARGV[1] budget            max jobs to requeue in this call
 -- ARGV[2] done_ttl_ms       retention of done and cancelled jobs (default)
 -- ARGV[3] done_max          (default)
@@ -24,11 +25,13 @@
 -- ARGV[6] worker_id         '' = expired leases only; else every lease of that worker
 -- ARGV[7] plan              1: store the sweeper's next visit (earliest lease expiry or
 --                           retention trim) in meta sweeper_at (HDEL when there is none)
+-- ARGV[8] events_max        cap of the event log rp:{q}:events (0 = no events)
 -- Returns: { moved, next_ms }: jobs moved out of leased, and with plan the next visit
 --          (-1 = none)
 local q = { leased = KEYS[1], ready = KEYS[2], done = KEYS[3], dead = KEYS[4], cancelled = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
-            config = KEYS[11], minutes = KEYS[12] }
+            config = KEYS[11], minutes = KEYS[12], events = KEYS[13],
+            events_max = tonumber(ARGV[8]) }
 local budget = tonumber(ARGV[1])
 local r = retention(q, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max

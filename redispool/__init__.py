@@ -29,14 +29,14 @@ from .errors import (
     RedispoolError,
 )
 from .errors import mask_url as _mask_url
-from .models import CueInfo, Job, JobInfo, State, WorkerInfo
+from .models import CueInfo, Event, Job, JobInfo, State, WorkerInfo
 from .scheduler import Scheduler
 from .sweeper import Sweeper
 from .worker import Worker
 
 __all__ = [
     "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult",
-    "Job", "JobInfo", "CueInfo", "WorkerInfo", "State",
+    "Job", "JobInfo", "CueInfo", "WorkerInfo", "State", "Event",
     "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "InvalidQueueName", "PayloadError",
     "InvalidCron", "InvalidOption", "ConnectionFailed", "NotDurable", "RedisFull", "QueueNotEmpty",
 ]
@@ -50,7 +50,8 @@ def connect(url: str | None = None, *, prefix: str | None = None, **options: Any
     to ``$REDISPOOL_PREFIX``, else ``rp`` (so an app started by ``redispool worker
     --url ... --prefix ...`` connects where the command says). ``options``
     are Engine keyword options (lease, backoff_base, backoff_cap, done_ttl, done_max,
-    dead_ttl, dead_max, durable, durable_timeout); an unknown one is a TypeError.
+    dead_ttl, dead_max, durable, durable_timeout, events_max: each queue's event log keeps
+    about that many events, 0 writes none); an unknown one is a TypeError.
     """
     url = url or os.environ.get(defaults.URL_ENV) or defaults.URL
     if prefix is None:  # an explicit "" is refused by the Engine, not replaced

@@ -28,11 +28,11 @@ from typing import Any, TypeVar
 
 import redis
 
-from . import ops, validate
+from . import blocking, events, ops, validate
 from .engine import Engine
 from .errors import REDIS_TROUBLE, LeaseLost, NotDurable, RedispoolError, ServerBusy
 from .keys import check_queue, queues_key
-from .models import AckResult, Job, JobInfo, LeaseRef, WorkerInfo
+from .models import AckResult, Event, Job, JobInfo, LeaseRef, WorkerInfo
 from .ops import JobSpec, Op
 from .scripts import AsyncScripts, pool_exhausted
 from .web.hub import WaitHub
@@ -293,6 +293,25 @@ class AsyncEngine:
 
     async def stats(self, queue: str) -> dict[str, Any]:
         return await self.run(ops.stats(self.engine, queue))
+
+    async def events(self, queue: str, *, after: str | None = None, limit: int = 100,
+                     block: float | None = None) -> list[Event]:
+        """``Engine.events`` on the async client: a blocked read holds one connection of
+        the pool (events.py) while it waits in Redis."""
+        key = self.engine.keys(check_queue(queue)).events
+        after, limit, block = events.check_after(after), events.check_limit(limit), events.check_block(block)
+        if block is None:
+            if after == events.LATEST:
+                return []
+            entries = await self.scripts.command(*events.range_command(key, after, limit))
+            return [events.to_event(queue, e) for e in entries]
+        try:
+            reply = await blocking.call_async(self.client, key, events.read_command(key, after, limit, block), block)
+        except RedispoolError:
+            raise
+        except REDIS_TROUBLE as exc:
+            raise self.scripts.error(exc) from exc
+        return events.from_read(queue, reply)
 
     async def queues(self) -> list[str]:
         members = await self.scripts.command("SMEMBERS", queues_key(self.engine.prefix))

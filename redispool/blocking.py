@@ -109,7 +109,12 @@ def refresh_slots(client: Any) -> None:
 # ---------------------------------------------------------------------- async
 async def bzpopmin_async(client: Any, keys: Sequence[str], wait: float) -> Any:
     """``bzpopmin`` on a ``redis.asyncio`` client (standalone, Sentinel or Cluster)."""
-    command = ["BZPOPMIN", *keys, wait]
+    return await call_async(client, keys[0], ["BZPOPMIN", *keys, wait], wait)
+
+
+async def call_async(client: Any, key: str, command: Sequence[Any], wait: float) -> Any:
+    """``call`` on a ``redis.asyncio`` client: one blocking ``command`` (about ``key``),
+    its raw reply allowed ``wait`` s more than the read timeout."""
     if not is_cluster(client):
         pool = client.connection_pool
         conn = await pool.get_connection()
@@ -119,7 +124,7 @@ async def bzpopmin_async(client: Any, keys: Sequence[str], wait: float) -> Any:
             await pool.release(conn)
     await client.initialize()
     for _ in range(REDIRECT_TRIES):
-        node = client.get_node_from_key(keys[0])
+        node = client.get_node_from_key(key)
         conn = node.acquire_connection()
         try:
             return await _send_read(conn, command, wait)

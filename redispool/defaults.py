@@ -17,6 +17,7 @@ DONE_TTL_S = 3600.0              # finished jobs are kept this long ...
 DONE_MAX = 10_000                # ... and at most this many per queue
 DEAD_TTL_S = 7 * 86_400.0
 DEAD_MAX = 100_000
+EVENTS_MAX = 10_000              # each queue's event log keeps about this many events (0: none)
 
 ERRORS_KEPT = 10                 # errors of the last 10 attempts per job
 ERROR_MAX_CHARS = 4096

@@ -23,6 +23,7 @@ from .base import Unsent
 from .connection import engine_options
 from .cues import CuesMixin
 from .errors import InvalidOption, LeaseLost, NotDurable
+from .events import EventsMixin
 from .history import HistoryMixin
 from .keys import check_queue, queues_key
 from .models import AckResult, Job, JobInfo, Lease, LeaseRef
@@ -36,7 +37,7 @@ __all__ = ["AckResult", "Engine", "JobSpec"]
 log = logging.getLogger("redispool.engine")
 
 
-class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, QueuesMixin):
+class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin, QueuesMixin):
     """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
 
     def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,
@@ -45,7 +46,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, QueuesMixin)
                  backoff_cap: float = defaults.BACKOFF_CAP_S,
                  done_ttl: float = defaults.DONE_TTL_S, done_max: int = defaults.DONE_MAX,
                  dead_ttl: float = defaults.DEAD_TTL_S, dead_max: int = defaults.DEAD_MAX,
-                 durable: bool | None = None, durable_timeout: float | None = None) -> None:
+                 durable: bool | None = None, durable_timeout: float | None = None,
+                 events_max: int = defaults.EVENTS_MAX) -> None:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise InvalidOption(f"prefix must be a non-empty string without braces, got {prefix!r}")
         self.client = client
@@ -58,6 +60,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, QueuesMixin)
         self.dead_ttl_ms = validate.seconds_to_ms(dead_ttl, "dead_ttl")
         self.done_max = self._count(done_max, "done_max")
         self.dead_max = self._count(dead_max, "dead_max")
+        self.events_max = self._count(events_max, "events_max")   # 0: this engine writes no events
         self.durable, durable_ms = self._durability(url, durable, durable_timeout)
         self.scripts = Scripts(client, durable_timeout_ms=durable_ms, url=url)
         self.unsent = Unsent()

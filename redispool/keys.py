@@ -17,6 +17,9 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:counts      hash  lifetime totals: enqueued, completed, failed, retried, dead
     rp:{q}:minutes     hash  "<minute>:d" / "<minute>:f": jobs done / attempts failed per
                              minute (unix ms // 60000), ~3 hours
+    rp:{q}:events      stream the queue's event log (events.py): one entry per state
+                             change, written by the script that makes it, capped near
+                             the engine's events_max (XADD MAXLEN ~)
     rp:{q}:job:<id>    hash  one job (fields below)
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
@@ -68,7 +71,7 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi", "bound")
+                 "cueapi", "events", "bound")
 
     prefix: str
     queue: str
@@ -89,6 +92,7 @@ class QueueKeys:
     cues: str
     cue_next: str
     cueapi: str
+    events: str
     bound: dict[str, list[str]]   # script name -> its KEYS (scripts.py fills it)
 
     def __init__(self, prefix: str, queue: str) -> None:
@@ -98,7 +102,7 @@ class QueueKeys:
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
         for name in STATES + ("marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                              "cueapi"):
+                              "cueapi", "events"):
             setattr(self, name, self.base + name)
 
     def state(self, state: str) -> str:

@@ -133,3 +133,26 @@ class WorkerInfo:
     jobs_in_progress: list[str]
     processed: int
     failed: int
+
+
+@dataclass
+class Event:
+    """One entry of a queue's event log (``Engine.events``): ``id`` orders the log and
+    is usable as ``after``; ``type`` is one of ``EVENT_TYPES``; ``job_id`` is None for a
+    queue's own events (paused, resumed); ``at`` is unix seconds (Redis clock, ms);
+    ``data`` holds what applies: attempt, worker_id, error, state, previous, priority."""
+
+    id: str
+    queue: str
+    type: str
+    job_id: str | None
+    at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "queue": self.queue, "type": self.type, "job_id": self.job_id,
+                "at": self.at, "data": self.data}
+
+
+EVENT_TYPES = ("enqueued", "claimed", "completed", "failed", "dead", "released", "expired",
+               "cancelled", "replayed", "paused", "resumed")

@@ -45,6 +45,7 @@ class Settings(Protocol):
     dead_max: int
     backoff_base_ms: int
     backoff_cap_ms: int
+    events_max: int        # cap of each queue's event log (0: no events); the scripts' events_max
 
 
 def _reply(reply: Any) -> Any:
@@ -173,7 +174,7 @@ def enqueue(s: Settings, queue: str, payloads: Sequence[bytes], options: Sequenc
     one option set for them all (``enqueue_many``) or one per payload (``enqueue_specs``)."""
     if len(options) not in (1, len(payloads)):
         raise InvalidOption(f"{len(payloads)} jobs take 1 or {len(payloads)} option sets, got {len(options)}")
-    args: list[Any] = [len(payloads), len(options)]
+    args: list[Any] = [len(payloads), len(options), s.events_max]
     for option_set in options:
         args.extend(option_set)
     args.extend(payloads)
@@ -220,7 +221,7 @@ def claim(s: Settings, queue: str, worker: str, max_jobs: int = 1, lease: float 
     """Lease up to ``max_jobs`` ready jobs of ``queue`` to ``worker``."""
     check_queue(queue)
     worker = validate.worker_id(worker)
-    args = [worker, limit(max_jobs), validate.lease_ms(lease) or s.lease_ms]
+    args = [worker, limit(max_jobs), validate.lease_ms(lease) or s.lease_ms, s.events_max]
     return Op("claim", queue_keys(s.prefix, queue), args,
               lambda r: decode_jobs(queue, worker, r, CLAIM_JOBS_AT), _claim_followups(s, queue))
 
@@ -228,7 +229,7 @@ def claim(s: Settings, queue: str, worker: str, max_jobs: int = 1, lease: float 
 def claim_id(s: Settings, queue: str, job_id: str, worker: str, lease: float | None = None) -> Op[Claimed]:
     """Lease exactly ``job_id`` to ``worker`` if it is ready now (claim's reply layout)."""
     check_queue(queue)
-    args = [str(job_id), validate.worker_id(worker), validate.lease_ms(lease) or s.lease_ms]
+    args = [str(job_id), validate.worker_id(worker), validate.lease_ms(lease) or s.lease_ms, s.events_max]
     return Op("claim_id", queue_keys(s.prefix, queue), args,
               lambda r: decode_jobs(queue, worker, r, CLAIM_JOBS_AT), _claim_followups(s, queue))
 
@@ -239,7 +240,7 @@ def complete(s: Settings, job: LeaseRef, result: Any = None) -> Op[None]:
         if reply[0] != 1:
             raise lease_lost(job)
     return Op("complete", queue_keys(s.prefix, job.queue),
-              [s.done_ttl_ms, s.done_max, 1, job.id, job.token, codec.encode(result, "result")], parse)
+              [s.done_ttl_ms, s.done_max, s.events_max, 1, job.id, job.token, codec.encode(result, "result")], parse)
 
 
 def _fail_args(job: LeaseRef, error: Any, retry: bool, delay: float | None) -> list[Any]:
@@ -253,7 +254,7 @@ def fail(s: Settings, job: LeaseRef, error: Any, retry: bool = True, delay: floa
         if reply[0] == 0:
             raise lease_lost(job)
         return _str(reply[0])
-    args = [s.dead_ttl_ms, s.dead_max, s.backoff_base_ms, s.backoff_cap_ms, random.getrandbits(31), 1,
+    args = [s.dead_ttl_ms, s.dead_max, s.backoff_base_ms, s.backoff_cap_ms, random.getrandbits(31), s.events_max, 1,
             *_fail_args(job, error, retry, delay)]
     return Op("fail", queue_keys(s.prefix, job.queue), args, parse,
               lambda r: followups(s.prefix, job.queue, scheduler_at=r[-1]))
@@ -276,7 +277,7 @@ def heartbeat(s: Settings, queue: str, jobs: Sequence[LeaseRef], lease: float | 
 
 def release(s: Settings, job: LeaseRef) -> Op[None]:
     """Give a leased job back to ready (LeaseLost from the script when the lease is gone)."""
-    return Op("release", queue_keys(s.prefix, job.queue), [job.id, job.token], lambda _: None)
+    return Op("release", queue_keys(s.prefix, job.queue), [job.id, job.token, s.events_max], lambda _: None)
 
 
 class Acked(NamedTuple):
@@ -305,7 +306,7 @@ def ack(s: Settings, queue: str, completed: Iterable[tuple[LeaseRef, Any]] = (),
         max_jobs = limit(max_jobs)
     lease_ms = validate.lease_ms(lease) or s.lease_ms
     args = [s.done_ttl_ms, s.done_max, s.dead_ttl_ms, s.dead_max, s.backoff_base_ms, s.backoff_cap_ms,
-            random.getrandbits(31), worker or "", max_jobs, lease_ms, nc, *done_args, nf, *fail_args]
+            random.getrandbits(31), worker or "", max_jobs, lease_ms, s.events_max, nc, *done_args, nf, *fail_args]
 
     def parse(reply: Sequence[Any]) -> Acked:
         wait_ms = int(reply[nc + nf])
@@ -419,7 +420,8 @@ def stats(s: Settings, queue: str) -> Op[dict[str, Any]]:
 # ---------------------------------------------------------------------- administering
 def cancel(s: Settings, queue: str, job_id: str) -> Op[bool]:
     """Cancel an unfinished job: True, or False when it has finished (JobNotFound if none)."""
-    return Op("cancel", queue_keys(s.prefix, queue), [job_id, s.done_ttl_ms, s.done_max], lambda r: r == 1)
+    return Op("cancel", queue_keys(s.prefix, queue), [job_id, s.done_ttl_ms, s.done_max, s.events_max],
+              lambda r: r == 1)
 
 
 class Replayed(NamedTuple):
@@ -433,7 +435,7 @@ def replay_dead(s: Settings, queue: str, budget: int, skip: int = 0, ids: Sequen
     ``skip``), or just ``ids``."""
     def parse(reply: Sequence[Any]) -> Replayed:
         return Replayed(int(reply[0]), int(reply[1]), [_str(r) for r in reply[2:]])
-    return Op("replay_dead", queue_keys(s.prefix, queue), [budget, skip, *ids], parse)
+    return Op("replay_dead", queue_keys(s.prefix, queue), [budget, skip, s.events_max, *ids], parse)
 
 
 def purge(s: Settings, queue: str, state: str, budget: int) -> Op[int]:
@@ -442,11 +444,11 @@ def purge(s: Settings, queue: str, state: str, budget: int) -> Op[int]:
 
 
 def pause(s: Settings, queue: str) -> Op[bool]:
-    return Op("pause", queue_keys(s.prefix, queue), [], lambda r: r == 1)
+    return Op("pause", queue_keys(s.prefix, queue), [s.events_max], lambda r: r == 1)
 
 
 def resume(s: Settings, queue: str) -> Op[bool]:
-    return Op("resume", queue_keys(s.prefix, queue), [], lambda r: r == 1)
+    return Op("resume", queue_keys(s.prefix, queue), [s.events_max], lambda r: r == 1)
 
 
 def rewake(s: Settings, queue: str) -> Op[None]:
@@ -467,7 +469,7 @@ def sweep(s: Settings, queue: str, budget: int, worker: str | None = None, plan:
           ) -> Op[tuple[int, int]]:
     """Requeue expired leases (every lease of ``worker``) and trim finished jobs:
     (moved, with ``plan`` the sweeper's next visit or -1)."""
-    args = [budget, s.done_ttl_ms, s.done_max, s.dead_ttl_ms, s.dead_max, worker or "", int(plan)]
+    args = [budget, s.done_ttl_ms, s.done_max, s.dead_ttl_ms, s.dead_max, worker or "", int(plan), s.events_max]
     return Op("sweep", queue_keys(s.prefix, queue), args, _moved)
 
 
@@ -568,7 +570,8 @@ def fire_cue(s: Settings, queue: str, name: str, expected: str, due_ms: int, def
     """Fire a cue once per fire time (compare-and-set on ``expected`` and ``due_ms``):
     the jobs created, or -1 when another scheduler fired first or the cue changed."""
     return Op("fire_cue", queue_keys(s.prefix, queue),
-              [name, expected, due_ms, definition, next_ms, payload, priority, max_attempts, lease_ms, *fires], int)
+              [name, expected, due_ms, definition, next_ms, payload, priority, max_attempts, lease_ms, s.events_max,
+               *fires], int)
 
 
 # ---------------------------------------------------------------------- the worker registry
