@@ -51,11 +51,18 @@ def connect(url: str | None = None, *, prefix: str | None = None, **options: Any
     --url ... --prefix ...`` connects where the command says). ``options``
     are Engine keyword options (lease, backoff_base, backoff_cap, done_ttl, done_max,
     dead_ttl, dead_max, durable, durable_timeout, events_max: each queue's event log keeps
-    about that many events, 0 writes none); an unknown one is a TypeError.
+    about that many events, 0 writes none; default ``$REDISPOOL_EVENTS_MAX``, else 10,000);
+    an unknown one is a TypeError.
     """
     url = url or os.environ.get(defaults.URL_ENV) or defaults.URL
     if prefix is None:  # an explicit "" is refused by the Engine, not replaced
         prefix = os.environ.get(defaults.PREFIX_ENV) or defaults.PREFIX
+    if "events_max" not in options and os.environ.get(defaults.EVENTS_MAX_ENV):
+        try:
+            options["events_max"] = int(os.environ[defaults.EVENTS_MAX_ENV])
+        except ValueError:
+            raise InvalidOption(f"${defaults.EVENTS_MAX_ENV} must be an integer >= 0, "
+                                f"got {os.environ[defaults.EVENTS_MAX_ENV]!r}") from None
     client = make_client(url)
     try:
         engine = Engine(client, url=url, prefix=prefix, **options)

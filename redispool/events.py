@@ -11,6 +11,7 @@ wait may be longer than the socket timeout), not by polling.
 """
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -108,3 +109,106 @@ class EventsMixin(EngineBase):
         with self.scripts.boundary():
             reply = blocking.call(self.client, key, read_command(key, after, limit, block), block)
         return from_read(queue, reply)
+
+
+# ---------------------------------------------------------------------- several queues
+# A read of several queues' logs (the SSE view, ``redispool events --follow``) delivers
+# their events in one total order, (event id, queue name), and resumes from a cursor: the
+# last (id, queue) delivered. Every event at or before the cursor was delivered, none
+# after it, so a resumed stream skips and repeats nothing: a queue named after the
+# cursor's queue starts at the cursor's id itself (its events of that very id come after
+# in the order), the others just after it. On one Redis server one XREAD reads every log
+# at the same instant; events written later get later ids (the server clock), so a merge
+# of what one read returned is complete up to the last id of any log it cut short.
+MAX_SEQ = 18446744073709551615
+
+
+class Cursor:
+    """Where a several-queue read stands: after event ``id`` of ``queue`` ("" : after
+    ``id`` in every queue). ``token`` is its text form (the SSE ``id:``): ``<id>@<queue>``,
+    or the bare event id, which ``parse`` also takes."""
+
+    __slots__ = ("id", "queue")
+
+    def __init__(self, event_id: str, queue: str = "") -> None:
+        self.id = event_id
+        self.queue = queue
+
+    @classmethod
+    def parse(cls, token: str) -> Cursor:
+        event_id, _, queue = token.strip().partition("@")
+        if not EVENT_ID.fullmatch(event_id) or (queue and not check_queue_name(queue)):
+            raise InvalidOption(f"not an event id: {token!r}")
+        return cls(event_id, queue)
+
+    @property
+    def token(self) -> str:
+        return f"{self.id}@{self.queue}" if self.queue else self.id
+
+    def start(self, queue: str) -> str:
+        """The id to read ``queue``'s log after."""
+        if not self.queue or queue <= self.queue:
+            return self.id
+        ms, seq = (int(x) for x in self.id.split("-"))
+        if seq:
+            return f"{ms}-{seq - 1}"
+        return f"{ms - 1}-{MAX_SEQ}" if ms else "0-0"
+
+
+def check_queue_name(queue: str) -> bool:
+    try:
+        check_queue(queue)
+    except InvalidOption:
+        return False
+    return True
+
+
+def merge(batches: dict[str, list[Event]], limit: int) -> list[Event]:
+    """The events of one read of several logs, in (id, queue) order, up to the last of a
+    log the read cut short (it returned ``limit``): what comes after may still be unread."""
+    def order(event: Event) -> tuple[int, int, str]:
+        ms, seq = event.id.split("-")
+        return int(ms), int(seq), event.queue
+    cut = [order(events[-1]) for events in batches.values() if len(events) >= limit]
+    upto = min(cut) if cut else None
+    merged = sorted((e for events in batches.values() for e in events), key=order)
+    return [e for e in merged if upto is None or order(e) <= upto]
+
+
+async def now_cursor(aio: Any) -> Cursor:
+    """A cursor at the Redis clock's present: what is read after it is new."""
+    seconds, micros = await aio.scripts.command("TIME")
+    return Cursor(f"{int(seconds) * 1000 + int(micros) // 1000 - 1}-{MAX_SEQ}")
+
+
+async def read_queues(aio: Any, client: Any, queues: Sequence[str], cursor: Cursor, *, limit: int = 100,
+                      block: float = 5.0) -> list[Event]:
+    """The events of ``queues`` after ``cursor``, in order (``merge``), waiting up to
+    ``block`` s in Redis when there are none yet. ``client`` is an async client whose
+    connection may be held that long (not the AsyncEngine's pool). On a Redis Cluster the
+    logs live on different nodes: each queue is read without waiting, and with nothing
+    new the read sleeps ``CLUSTER_PAUSE_S`` (one blocked XREAD cannot span nodes)."""
+    keys = {aio.engine.keys(q).events: q for q in queues}
+    if not keys:
+        await asyncio.sleep(block)
+        return []
+    if blocking.is_cluster(client):
+        batches = {}
+        for key, queue in keys.items():
+            entries = await aio.scripts.command(*range_command(key, cursor.start(queue), limit))
+            batches[queue] = [to_event(queue, e) for e in entries]
+        events = merge(batches, limit)
+        if not events:
+            await asyncio.sleep(min(block, CLUSTER_PAUSE_S))
+        return events
+    command = ["XREAD", "COUNT", limit, "BLOCK", max(1, round(block * 1000)), "STREAMS", *keys,
+               *(cursor.start(q) for q in keys.values())]
+    reply = await blocking.call_async(client, next(iter(keys)), command, block)
+    batches = {}
+    for key, entries in (reply.items() if isinstance(reply, dict) else reply or []):   # RESP3 or RESP2
+        queue = keys[_str(key)]
+        batches[queue] = [to_event(queue, e) for e in entries]
+    return merge(batches, limit)
+
+
+CLUSTER_PAUSE_S = 0.25

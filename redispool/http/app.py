@@ -35,7 +35,7 @@ from ..web.delivery import rendered
 from ..web.endpoint import Dialect, Forbidden, Unauthorized, call
 from ..web.metrics import Metrics
 from ..web.workers import HttpWorkers
-from . import bodies, wire
+from . import bodies, events, wire
 from .openapi import document
 from .waiting import GONE, LoopEngines
 
@@ -384,6 +384,7 @@ def routes_of(api: Api) -> list[tuple[str, str, str, Callable[..., Awaitable[Any
         ("POST", Q + "/cues/{name}/resume", "admin", api.cue_verb("resume"), 200, "Resume a cue"),
         ("POST", Q + "/cues/{name}/run", "admin", api.cue_verb("run"), 200, "Run a cue now"),
         ("GET", "/v1/workers", "read", api.list_workers, 200, "Live workers"),
+        ("GET", "/v1/events", "read", events.handler(api), 200, "Queues' events as Server-Sent Events"),
     ]
 
 
