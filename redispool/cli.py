@@ -733,3 +733,6 @@ def main() -> None:
     """Console-script entry point."""
     cli.main(prog_name="redispool")
 
+
+
+from . import cli_events  # noqa: E402,F401 - registers "redispool events" (a module of its own)

@@ -110,6 +110,13 @@ class EventsMixin(EngineBase):
             reply = blocking.call(self.client, key, read_command(key, after, limit, block), block)
         return from_read(queue, reply)
 
+    def latest_events(self, queue: str, limit: int = 100) -> list[Event]:
+        """The ``limit`` newest events of ``queue``'s log, oldest first (a tail to follow on
+        from: pass the last one's id as ``after``)."""
+        key = self.keys(check_queue(queue)).events
+        entries = self.scripts.command("XREVRANGE", key, "+", "-", "COUNT", check_limit(limit))
+        return [to_event(queue, e) for e in reversed(entries)]
+
 
 # ---------------------------------------------------------------------- several queues
 # A read of several queues' logs (the SSE view, ``redispool events --follow``) delivers
