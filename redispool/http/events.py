@@ -37,7 +37,7 @@ WAIT_S = 5.0            # one blocked read of named queues
 ALL_WAIT_S = 1.0        # ... of every queue: the list is read again after it, so a new queue shows within 1 s
 BATCH = 100             # events per read and log
 RETRY_S = 1.0           # pause after Redis trouble
-TROUBLE = (RedispoolError, *REDIS_TROUBLE)
+TROUBLE: tuple[type[BaseException], ...] = (RedispoolError, *REDIS_TROUBLE)
 
 
 def frame(event: Any, token: str) -> str:

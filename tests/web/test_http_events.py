@@ -104,7 +104,7 @@ def test_several_queues_resume_with_nothing_skipped_or_repeated(served):
     server, engine = served
     with server.client("read") as client:
         stream = Stream(client, [("queue", "a"), ("queue", "b")])
-        for n in range(5):   # the same ms in both logs, often: the order breaks ties by queue
+        for _ in range(5):   # the same ms in both logs, often: the order breaks ties by queue
             engine.enqueue_many("a", range(20))
             engine.enqueue_many("b", range(20))
         first = stream.events(77)
