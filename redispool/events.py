@@ -128,6 +128,7 @@ class EventsMixin(EngineBase):
 # at the same instant; events written later get later ids (the server clock), so a merge
 # of what one read returned is complete up to the last id of any log it cut short.
 MAX_SEQ = 18446744073709551615
+CLUSTER_PAUSE_S = 0.25   # several queues on a cluster: the pause of a read that found nothing
 
 
 class Cursor:
@@ -193,13 +194,14 @@ async def read_queues(aio: Any, client: Any, queues: Sequence[str], cursor: Curs
     """The events of ``queues`` after ``cursor``, in order (``merge``), waiting up to
     ``block`` s in Redis when there are none yet. ``client`` is an async client whose
     connection may be held that long (not the AsyncEngine's pool). On a Redis Cluster the
-    logs live on different nodes: each queue is read without waiting, and with nothing
-    new the read sleeps ``CLUSTER_PAUSE_S`` (one blocked XREAD cannot span nodes)."""
+    logs of several queues live in different slots: each is read without waiting, and
+    with nothing new the read sleeps ``CLUSTER_PAUSE_S`` (one blocked XREAD cannot span
+    slots); one queue's log is still waited on in Redis."""
     keys = {aio.engine.keys(q).events: q for q in queues}
     if not keys:
         await asyncio.sleep(block)
         return []
-    if blocking.is_cluster(client):
+    if len(keys) > 1 and blocking.is_cluster(client):
         batches = {}
         for key, queue in keys.items():
             entries = await aio.scripts.command(*range_command(key, cursor.start(queue), limit))
@@ -217,5 +219,3 @@ async def read_queues(aio: Any, client: Any, queues: Sequence[str], cursor: Curs
         batches[queue] = [to_event(queue, e) for e in entries]
     return merge(batches, limit)
 
-
-CLUSTER_PAUSE_S = 0.25

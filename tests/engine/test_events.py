@@ -155,3 +155,37 @@ def test_remove_queue_removes_its_log(engine):
     engine.complete(job)
     assert engine.remove_queue("q") is True
     assert engine.events("q") == []
+
+
+def test_several_queues_read_in_one_order_and_resume_exactly(engine):
+    """events.read_queues (the SSE view and `redispool events --follow`): one total order,
+    (id, queue), and a cursor that resumes with nothing skipped or repeated, also when
+    several logs hold the same id and a read is cut short by its limit."""
+    from redispool.aio import async_client
+    from redispool.events import Cursor, read_queues
+
+    for _ in range(3):
+        engine.enqueue_many("a", range(7))
+        engine.enqueue_many("b", range(5))
+    expected = sorted(((tuple(map(int, e.id.split("-"))), q) for q in ("a", "b") for e in engine.events(q, limit=1000)))
+
+    async def read_all(cursor: Cursor, limit: int) -> list[tuple[tuple[int, ...], str]]:
+        aio = AsyncEngine(engine)
+        client = async_client(engine, max_connections=None)
+        seen: list[tuple[tuple[int, ...], str]] = []
+        try:
+            while True:
+                events = await read_queues(aio, client, ["a", "b"], cursor, limit=limit, block=0.05)
+                if not events:
+                    return seen
+                for event in events:
+                    seen.append((tuple(map(int, event.id.split("-"))), event.queue))
+                    cursor = Cursor.parse(Cursor(event.id, event.queue).token)
+        finally:
+            await client.aclose()
+            await aio.close()
+
+    assert asyncio.run(read_all(Cursor("0-0"), 4)) == expected
+    middle = expected[len(expected) // 2 - 1]
+    resumed = asyncio.run(read_all(Cursor("-".join(map(str, middle[0])), middle[1]), 3))
+    assert resumed == expected[len(expected) // 2:]
