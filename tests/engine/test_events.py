@@ -167,7 +167,7 @@ def test_several_queues_read_in_one_order_and_resume_exactly(engine):
     for _ in range(3):
         engine.enqueue_many("a", range(7))
         engine.enqueue_many("b", range(5))
-    expected = sorted(((tuple(map(int, e.id.split("-"))), q) for q in ("a", "b") for e in engine.events(q, limit=1000)))
+    expected = sorted((tuple(map(int, e.id.split("-"))), q) for q in ("a", "b") for e in engine.events(q, limit=1000))
 
     async def read_all(cursor: Cursor, limit: int) -> list[tuple[tuple[int, ...], str]]:
         aio = AsyncEngine(engine)
