@@ -60,12 +60,17 @@ async def _follow(engine: Any, queue: str | None, cursor: Cursor | None, as_json
     client = async_client(engine, max_connections=None)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
-    if task is not None:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    stopping = asyncio.Event()
+
+    def stop() -> None:   # a cancellation a library swallows must not keep the loop going
+        stopping.set()
+        if task is not None:
+            task.cancel()
+    loop.add_signal_handler(signal.SIGTERM, stop)
     try:
         if cursor is None:
             cursor = await now_cursor(aio)
-        while True:
+        while not stopping.is_set():
             queues = [queue] if queue else await aio.queues()
             for event in await read_queues(aio, client, queues, cursor, block=FOLLOW_WAIT_S if queue else 1.0):
                 cursor = Cursor(event.id, "" if queue else event.queue)

@@ -125,10 +125,17 @@ class EventsMixin(EngineBase):
 # after it, so a resumed stream skips and repeats nothing: a queue named after the
 # cursor's queue starts at the cursor's id itself (its events of that very id come after
 # in the order), the others just after it. On one Redis server one XREAD reads every log
-# at the same instant; events written later get later ids (the server clock), so a merge
-# of what one read returned is complete up to the last id of any log it cut short.
+# at the same instant, and a merge of what it returned is complete up to the last id of
+# any log it cut short -- and up to the millisecond before the read: an event written
+# later in that same millisecond gets an id of that millisecond in its own log, possibly
+# lower than one already read from another log, so the events of the read's millisecond
+# wait for the next read (TIME is read first: what is written after it gets an id of
+# that millisecond or later). On a cluster the logs' nodes have clocks of their own: a
+# read of several queues there holds back the last CLUSTER_SKEW_MS as well.
 MAX_SEQ = 18446744073709551615
 CLUSTER_PAUSE_S = 0.25   # several queues on a cluster: the pause of a read that found nothing
+CLUSTER_SKEW_MS = 1000   # ... and how far the nodes' clocks may disagree
+SETTLE_S = 0.002         # a read that held back every event it found reads again this soon
 
 
 class Cursor:
@@ -201,6 +208,21 @@ async def read_queues(aio: Any, client: Any, queues: Sequence[str], cursor: Curs
     if not keys:
         await asyncio.sleep(block)
         return []
+    if len(keys) == 1:   # one log: its ids only grow, nothing to hold back
+        return await _read(aio, client, keys, cursor, limit, block)
+    cluster = blocking.is_cluster(client)
+    seconds, micros = await aio.scripts.command("TIME")
+    settled_ms = int(seconds) * 1000 + int(micros) // 1000 - (CLUSTER_SKEW_MS if cluster else 0)
+    found = await _read(aio, client, keys, cursor, limit, block)
+    events = [e for e in found if int(e.id.split("-", 1)[0]) < settled_ms]
+    if found and not events:
+        await asyncio.sleep(CLUSTER_PAUSE_S if cluster else SETTLE_S)
+    return events
+
+
+async def _read(aio: Any, client: Any, keys: dict[str, str], cursor: Cursor, limit: int, block: float
+                ) -> list[Event]:
+    """One read of the logs ``keys`` (key -> queue) after ``cursor``, merged."""
     if len(keys) > 1 and blocking.is_cluster(client):
         batches = {}
         for key, queue in keys.items():
