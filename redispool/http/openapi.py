@@ -166,6 +166,10 @@ def document(routes: Iterable[tuple[str, str, str, int, str]], *, title: str = "
             "responses": {str(status): _json(RESPONSES.get(key, {"type": "object"}), "success"),
                           **{code: _json(ref("Error"), text) for code, text in ERRORS.items()}},
         }
+        if key == ("GET", "/v1/events"):  # a stream, not one JSON document
+            op["responses"]["200"] = {"description": "Server-Sent Events: `id:`, `event:` and one `data:` line "
+                                                     "of JSON per event, a comment line at least every 15 s",
+                                      "content": {"text/event-stream": {"schema": {"type": "string"}}}}
         if key == ("POST", "/v1/queues/{queue}/jobs"):  # an existing job_id / unique_key: 200, same shape
             op["responses"]["200"] = _json(RESPONSES[key], "the job existed already (job_id or unique_key)")
         if key in BODIES:
