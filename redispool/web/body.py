@@ -122,10 +122,11 @@ def loads(raw: bytes | str) -> Any:
 
 
 async def read_json(request: Request, *, max_depth: int | None = None, limit: int = MAX_BODY) -> Any:
-    """The request's JSON body, EMPTY when there is none; ``max_depth``: refuse a body
-    that nests deeper (BadJson) before any handler recurses into it."""
+    """The request's JSON body, EMPTY when there is none (zero bytes: whitespace alone is
+    not JSON, so BadJson); ``max_depth``: refuse a body that nests deeper (BadJson) before
+    any handler recurses into it."""
     raw = await read_body(request, limit)
-    if not raw.strip():
+    if not raw:
         return EMPTY
     body = loads(raw)
     if max_depth is not None and depth(body, max_depth) > max_depth:

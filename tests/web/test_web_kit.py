@@ -174,3 +174,16 @@ def test_cueapi_lists_a_claim_at_once_and_settles_it_with_its_outcome(engine):
     assert r.status_code == 200, r.text
     [w] = [w for w in engine.workers() if w.id == "cw"]
     assert (w.jobs_in_progress, w.processed, w.failed) == ([], 1, 0)
+
+
+@pytest.mark.parametrize("path", ["/v1/queues/q/ack", "/v1/queues/q/replay", "/v1/queues/q/jobs",
+                                  "/compat/spooled/api/v1/jobs"])
+@pytest.mark.parametrize("body", [b"\r", b" ", b"\n\t "])
+def test_a_body_of_whitespace_alone_is_not_an_empty_body(engine, path, body):
+    """No bytes is no body; whitespace alone is a body that is not JSON (the fuzzer's b'\\r'
+    was read as no body, and an ack or replay with nothing to do answered 200)."""
+    c = TestClient(create_app(engine), base_url="http://127.0.0.1")
+    r = c.post(path, content=body, headers={"Content-Type": "application/json"})
+    bad_input = 422 if path.startswith("/compat/spooled") else 400  # each protocol's own code
+    assert r.status_code == bad_input and "not valid JSON" in r.text, (r.status_code, r.text)
+    assert engine.stats("q")["ready"] == 0
