@@ -27,17 +27,19 @@ from .errors import (
     QueueNotEmpty,
     RedisFull,
     RedispoolError,
+    WebhookNotFound,
 )
 from .errors import mask_url as _mask_url
-from .models import CueInfo, Event, Job, JobInfo, State, WorkerInfo
+from .models import CueInfo, DeliveryInfo, Event, Job, JobInfo, State, WebhookInfo, WorkerInfo
 from .scheduler import Scheduler
 from .sweeper import Sweeper
 from .worker import Worker
 
 __all__ = [
     "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult",
-    "Job", "JobInfo", "CueInfo", "WorkerInfo", "State", "Event",
-    "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "InvalidQueueName", "PayloadError",
+    "Job", "JobInfo", "CueInfo", "WorkerInfo", "State", "Event", "WebhookInfo", "DeliveryInfo",
+    "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "WebhookNotFound", "InvalidQueueName",
+    "PayloadError",
     "InvalidCron", "InvalidOption", "ConnectionFailed", "NotDurable", "RedisFull", "QueueNotEmpty",
 ]
 __version__ = "0.1.0"

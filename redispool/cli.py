@@ -562,8 +562,14 @@ def cue() -> None:
 @click.option("--priority", type=int, default=0)
 @click.option("--max-attempts", type=int, default=defaults.MAX_ATTEMPTS, show_default=True)
 @click.option("--lease", type=float)
+@click.option("--url", help="POST each fire here (by `redispool deliver`) instead of to QUEUE's workers")
+@click.option("--secret", envvar="REDISPOOL_WEBHOOK_SECRET",
+              help="with --url: sign the requests with this secret (default $REDISPOOL_WEBHOOK_SECRET)")
+@click.option("--scheme", type=click.Choice(["redispool", "spooled", "cueapi"]), default="redispool",
+              show_default=True, help="with --url: headers and body of the requests")
 def cue_add(queue: str, name: str, cron: str, tz: str, payload_json: str | None, misfire: str,
-            priority: int, max_attempts: int, lease: float | None) -> None:
+            priority: int, max_attempts: int, lease: float | None, url: str | None = None,
+            secret: str | None = None, scheme: str = "redispool") -> None:
     """Create or replace cue NAME of QUEUE firing at CRON (5 fields, or 6 with seconds first)."""
     from .cron import Schedule, check_zone
     from .keys import check_queue
@@ -571,8 +577,10 @@ def cue_add(queue: str, name: str, cron: str, tz: str, payload_json: str | None,
     Schedule(cron, check_zone(tz))
     payload = read_json(payload_json, "--payload")
     info = obj().engine().add_cue(queue, name, cron, tz=tz, payload=payload, priority=priority,
-                                  misfire=misfire, max_attempts=max_attempts, lease=lease)
-    click.echo(f"cue {queue}/{name} next fires at {when(info.next_fire_at)} UTC")
+                                  misfire=misfire, max_attempts=max_attempts, lease=lease, url=url,
+                                  secret=secret if url else None, scheme=scheme)
+    click.echo(f"cue {queue}/{name} next fires at {when(info.next_fire_at)} UTC"
+               + (f", posted to {info.url}" if info.url else ""))
 
 
 @cue.command("list")
@@ -735,4 +743,5 @@ def main() -> None:
 
 
 
-from . import cli_events  # noqa: E402,F401 - registers "redispool events" (a module of its own)
+# commands in modules of their own register themselves on the group when imported
+from . import cli_events, cli_webhooks  # noqa: E402,F401

@@ -6,6 +6,12 @@ compare-and-set in Lua against the definition the caller read, so concurrent edi
 schedulers never interleave; firing also checks the stored next fire time, so each fire
 time produces one job (id ``cue:<name>:<fire ms>``) however many schedulers run.
 
+A webhook cue (``add_cue(..., url=)``) is delivered by ``redispool deliver`` instead of
+the queue's workers: it is kept as the cue ``<queue>/<name>`` of the deliverer's queue
+``_webhooks``, so its fires are jobs there (same slot, same exactly-once firing), and the
+receiver's answer settles each one. The methods here take the cue's own queue and name
+either way.
+
 Misfires (the scheduler was down when fire times passed): ``skip`` fires once for the
 missed times and moves on to the next future time; ``catch_up`` fires one job per missed
 time, the latest ``defaults.CATCH_UP_MAX`` (100) of them at most.
@@ -22,8 +28,10 @@ from . import codec, defaults, ops, validate
 from .base import EngineBase
 from .cron import Schedule, check_zone
 from .errors import CueNotFound, InvalidCron, InvalidOption
-from .keys import QUEUE_NAME, check_queue
+from .keys import DELIVERY_QUEUE, QUEUE_NAME, check_queue
 from .models import CueInfo
+from .signing import scheme as check_scheme
+from .webhooks import check_secret, check_url
 
 MISFIRE = ("skip", "catch_up")
 CAS_TRIES = 20
@@ -50,9 +58,28 @@ class CuesMixin(EngineBase):
         """Server time (ms) and (name, definition, next fire ms or None) of one cue or all."""
         return self.run(ops.list_cues(self, queue, name))
 
+    def _home(self, queue: str, name: str) -> tuple[str, str]:
+        """Where cue ``name`` of ``queue`` is kept: there, or as a webhook cue in
+        ``_webhooks`` (CueNotFound when neither has it)."""
+        check_queue(queue)
+        check_cue_name(name)
+        if self._cue_read(queue, name)[1]:
+            return queue, name
+        if queue != DELIVERY_QUEUE and self._cue_read(DELIVERY_QUEUE, f"{queue}/{name}")[1]:
+            return DELIVERY_QUEUE, f"{queue}/{name}"
+        raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
+
+    def webhook_cue(self, stored: str) -> Definition | None:
+        """The definition (url and secret included) of the webhook cue kept as ``stored``
+        (``<queue>/<name>``) in ``_webhooks``, or None (for the deliverer)."""
+        found = self._cue_read(DELIVERY_QUEUE, stored)[1]
+        return json.loads(found[0][1]) if found else None
+
     @staticmethod
     def _cue_info(queue: str, name: str, raw: str, next_ms: int | None, now_ms: int) -> CueInfo:
         d = json.loads(raw)
+        if queue == DELIVERY_QUEUE and "/" in name:   # a webhook cue: shown as its own queue's
+            queue, name = name.split("/", 1)
         if next_ms is None:  # paused: when it would fire if resumed now
             try:
                 next_ms = Schedule(d["cron"], d["tz"]).next_after(now_ms)
@@ -63,22 +90,27 @@ class CuesMixin(EngineBase):
                        priority=d.get("priority", 0), misfire=d.get("misfire", "skip"),
                        max_attempts=d.get("max_attempts", defaults.MAX_ATTEMPTS),
                        lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None,
-                       last_fire_at=d["last"] / 1000 if d.get("last") else None)
+                       last_fire_at=d["last"] / 1000 if d.get("last") else None, url=d.get("url"))
 
     def get_cue(self, queue: str, name: str) -> CueInfo | None:
         """One cue, or None when the queue has no cue of that name."""
-        check_queue(queue)
-        check_cue_name(name)
-        now, found = self._cue_read(queue, name)
-        return self._cue_info(queue, *found[0], now) if found else None
+        try:
+            home, stored = self._home(queue, name)
+        except CueNotFound:
+            return None
+        now, found = self._cue_read(home, stored)
+        return self._cue_info(home, *found[0], now) if found else None
 
     def cues(self, queue: str | None = None) -> list[CueInfo]:
         """The cues of ``queue``, or of every queue, sorted by queue and name."""
         out: list[CueInfo] = []
-        for q in [check_queue(queue)] if queue is not None else self.queues():
+        for q in [check_queue(queue), DELIVERY_QUEUE][:2 if queue != DELIVERY_QUEUE else 1] if queue is not None \
+                else self.queues():
             now, found = self._cue_read(q)
-            out.extend(self._cue_info(q, name, raw, next_ms, now) for name, raw, next_ms in sorted(found))
-        return out
+            out.extend(self._cue_info(q, name, raw, next_ms, now) for name, raw, next_ms in found)
+        if queue is not None:
+            out = [c for c in out if c.queue == queue]
+        return sorted(out, key=lambda c: (c.queue, c.name))
 
     # ------------------------------------------------------------------ changing
     def _save_cue(self, queue: str, name: str,
@@ -97,12 +129,18 @@ class CuesMixin(EngineBase):
 
     def add_cue(self, queue: str, name: str, cron: str, *, tz: str = "UTC", payload: Any = None,
                 priority: int = 0, misfire: str = "skip", max_attempts: int = defaults.MAX_ATTEMPTS,
-                lease: float | None = None) -> CueInfo:
+                lease: float | None = None, url: str | None = None, secret: str | None = None,
+                scheme: str = "redispool") -> CueInfo:
         """Create or replace a cue. Replacing one keeps its paused state, and its next
         fire time when cron and tz are unchanged (so re-adding cues at every deploy
-        neither skips nor repeats a fire)."""
+        neither skips nor repeats a fire). With ``url`` each fire is POSTed there by the
+        deliverer (signed with ``secret`` in the framing of ``scheme``) instead of going
+        to the queue's workers; a 2xx answer completes the fire's job, anything else
+        fails it, retried up to ``max_attempts``."""
         check_queue(queue)
         check_cue_name(name)
+        if queue == DELIVERY_QUEUE:
+            raise InvalidOption(f"the queue {DELIVERY_QUEUE} is the deliverer's own: add cues to your queues")
         schedule = Schedule(cron, check_zone(tz))  # new cues: IANA names only, never 'localtime'
         if misfire not in MISFIRE:
             raise InvalidOption(f"misfire must be one of {', '.join(MISFIRE)}, got {misfire!r}")
@@ -112,6 +150,12 @@ class CuesMixin(EngineBase):
             "priority": validate.priority(priority), "max_attempts": validate.max_attempts(max_attempts),
             "lease_ms": validate.lease_ms(lease),
         }
+        home, stored, other = queue, name, (DELIVERY_QUEUE, f"{queue}/{name}")
+        if url is not None:
+            definition.update(url=check_url(url), secret=check_secret(secret), scheme=check_scheme(scheme).name)
+            home, stored, other = DELIVERY_QUEUE, f"{queue}/{name}", (queue, name)
+        elif secret is not None:
+            raise InvalidOption("a secret signs a webhook cue's requests: give the cue a url too")
 
         def change(old: Definition | None, now: int, old_next: int | None) -> tuple[Definition, int]:
             new = dict(definition, paused=bool(old and old.get("paused")), last=old and old.get("last"))
@@ -120,7 +164,8 @@ class CuesMixin(EngineBase):
             same = old and old["cron"] == schedule.cron and old["tz"] == tz
             return new, old_next if same and old_next is not None else schedule.next_after(now)
 
-        self._save_cue(queue, name, change)
+        self._save_cue(home, stored, change)
+        self.run(ops.remove_cue(self, *other))   # a cue of the same name but the other kind is replaced
         info = self.get_cue(queue, name)
         if info is None:  # removed by someone else in the meantime
             raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
@@ -129,12 +174,14 @@ class CuesMixin(EngineBase):
     def remove_cue(self, queue: str, name: str) -> None:
         """Delete a cue (jobs it fired stay); CueNotFound if there is none."""
         check_cue_name(name)
-        if not self.run(ops.remove_cue(self, queue, name)):
+        removed = self.run(ops.remove_cue(self, queue, name))
+        if not removed and queue != DELIVERY_QUEUE:
+            removed = self.run(ops.remove_cue(self, DELIVERY_QUEUE, f"{queue}/{name}"))
+        if not removed:
             raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
 
     def _set_paused(self, queue: str, name: str, paused: bool) -> None:
-        check_queue(queue)
-        check_cue_name(name)
+        home, stored = self._home(queue, name)
 
         def change(old: Definition | None, now: int, old_next: int | None) -> tuple[Definition, int]:
             if old is None:
@@ -145,7 +192,7 @@ class CuesMixin(EngineBase):
                 return old, old_next
             return dict(old, paused=False), Schedule(old["cron"], old["tz"]).next_after(now)
 
-        self._save_cue(queue, name, change)
+        self._save_cue(home, stored, change)
 
     def pause_cue(self, queue: str, name: str) -> None:
         """Stop a cue firing until ``resume_cue``; CueNotFound if there is none."""
@@ -158,15 +205,15 @@ class CuesMixin(EngineBase):
 
     def run_cue(self, queue: str, name: str) -> str:
         """Enqueue one job of the cue now, without moving its schedule; returns its id."""
-        check_queue(queue)
-        check_cue_name(name)
-        now, found = self._cue_read(queue, name)
+        home, stored = self._home(queue, name)
+        now, found = self._cue_read(home, stored)
         if not found:
             raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
         d = json.loads(found[0][1])
-        return self.enqueue(queue, _payload(d, queue, name), priority=d.get("priority", 0),
+        job_id = f"cue:{stored}:{now}-run" if home == DELIVERY_QUEUE else None   # the deliverer reads the cue from it
+        return self.enqueue(home, _payload(d, queue, name), priority=d.get("priority", 0),
                             max_attempts=d.get("max_attempts", defaults.MAX_ATTEMPTS),
-                            lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None)
+                            lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None, job_id=job_id)
 
     # ------------------------------------------------------------------ firing
     def fire_due_cues(self, queue: str) -> int:

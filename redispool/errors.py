@@ -29,6 +29,10 @@ class CueNotFound(RedispoolError, LookupError):
     """No cue with that name exists in that queue."""
 
 
+class WebhookNotFound(RedispoolError, LookupError):
+    """No webhook with that name exists."""
+
+
 class QueueNotEmpty(RedispoolError):
     """``remove_queue`` of a queue that still has scheduled, ready or leased jobs or cues;
     nothing was changed."""

@@ -32,6 +32,13 @@ each Lua script touches a single Redis Cluster slot:
                              scheduled job or cue fire); global, plain commands only
     rp:due:sweeper     zset  queue -> ms when the sweeper next has work there (earliest
                              lease expiry or retention trim); global, plain commands only
+    rp:webhooks        hash  webhook name -> definition (JSON: url, events, queues, secret,
+                             scheme, max_attempts, since ms); global, plain commands only
+    rp:webhook:<name>:log list its latest delivery attempts (JSON, newest first, capped)
+    rp:{q}:events (consumer group "deliver")  where the deliverers are in each queue's log;
+                             deliveries and webhook cues' fires are jobs of the queue
+                             ``_webhooks`` (a webhook cue of queue q is the cue ``q/<name>``
+                             there, so its fire and its job share a slot)
     rp:{#workers}:index      zset  worker ids by last heartbeat (ms)
     rp:{#workers}:w:<id>     hash  one worker's registration and counters
 
@@ -179,3 +186,16 @@ def cueapi_key(prefix: str, queue: str) -> str:
     """Hash of the cueapi compat layer's cue records (cue id -> JSON), under the queue's
     tag (plain HGET/HSET only; the cues themselves are ordinary cues of that queue)."""
     return queue_keys(prefix, queue).cueapi
+
+
+DELIVERY_QUEUE = "_webhooks"   # the deliverer's own queue: every webhook delivery and webhook cue fire
+
+
+def webhooks_key(prefix: str) -> str:
+    """Hash of webhook name -> definition (JSON); global, plain commands only."""
+    return f"{prefix}:webhooks"
+
+
+def webhook_log_key(prefix: str, name: str) -> str:
+    """List of one webhook's latest delivery attempts (JSON, newest first, capped)."""
+    return f"{prefix}:webhook:{name}:log"

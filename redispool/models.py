@@ -118,6 +118,7 @@ class CueInfo:
     max_attempts: int = 3
     lease: float | None = None
     last_fire_at: float | None = None
+    url: str | None = None        # a webhook cue: each fire is POSTed here by the deliverer
 
 
 @dataclass
@@ -156,3 +157,38 @@ class Event:
 
 EVENT_TYPES = ("enqueued", "claimed", "completed", "failed", "dead", "released", "expired",
                "cancelled", "replayed", "paused", "resumed")
+
+
+@dataclass
+class WebhookInfo:
+    """A webhook (``add_webhook``): where matching events are POSTed. ``queues`` None means
+    every queue; ``secret`` is never handed out, ``signed`` says whether there is one."""
+
+    name: str
+    url: str
+    events: list[str]
+    queues: list[str] | None
+    signed: bool
+    scheme: str = "redispool"
+    max_attempts: int = 5
+    created_at: float = 0.0
+
+
+@dataclass
+class DeliveryInfo:
+    """One attempt to deliver an event to a webhook (``deliveries``), newest first:
+    ``status`` is ``success``, ``failed`` (retried later) or ``dead`` (the last attempt);
+    ``code`` the HTTP status (None: no answer), ``response`` the answer's first 1 KiB."""
+
+    id: str
+    webhook: str
+    event: str
+    queue: str
+    job_id: str | None
+    attempt: int
+    status: str
+    code: int | None
+    error: str | None
+    response: str
+    duration_ms: float
+    at: float

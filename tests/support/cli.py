@@ -32,4 +32,4 @@ def cli_process(*args: str, env: dict | None = None, cwd: Path = ROOT, **kw) -> 
     """``python -m redispool ARGS`` with this checkout first on its path; text pipes."""
     return subprocess.Popen([sys.executable, "-m", "redispool", *args], cwd=cwd,
                             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kw})

@@ -1,0 +1,150 @@
+"""Webhooks: the events of chosen queues POSTed to a URL by ``redispool deliver``.
+
+A webhook is a definition in ``rp:webhooks`` (name -> JSON). The deliverers read every
+queue's event log through one Redis consumer group and turn each event that matches a
+webhook into a job of the queue ``_webhooks`` (id ``hook:<name>:<queue>:<event id>``, so
+an event read twice makes one job), which a deliverer then POSTs, retrying with backoff
+and ending ``dead`` after the webhook's ``max_attempts``, like any job. Each attempt's
+outcome is kept in the webhook's capped log (``deliveries``). A webhook only gets events
+written after it was added (its ``since``), so adding one never replays history.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import validate
+from .base import EngineBase
+from .errors import InvalidOption, WebhookNotFound
+from .keys import QUEUE_NAME, check_queue, webhook_log_key, webhooks_key
+from .models import EVENT_TYPES, DeliveryInfo, Event, WebhookInfo
+from .signing import scheme as check_scheme
+
+DEFAULT_EVENTS = ("completed", "dead")
+MAX_ATTEMPTS = 5
+LOG_MAX = 1000          # delivery attempts kept per webhook
+RESPONSE_MAX = 1024     # bytes of a receiver's answer kept
+URL_MAX = 2048
+
+Definition = dict[str, Any]
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+        raise InvalidOption(f"invalid webhook name {name!r}: use 1-128 characters of A-Za-z0-9_.:-")
+    return name
+
+
+def check_url(url: object) -> str:
+    """An absolute http(s) URL with a host, else InvalidOption."""
+    if not isinstance(url, str) or len(url) > URL_MAX:
+        raise InvalidOption(f"the URL must be text of at most {URL_MAX} characters, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise InvalidOption(f"invalid URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c in url for c in " \r\n\t"):
+        raise InvalidOption(f"the URL must be an absolute http:// or https:// URL, got {url!r}")
+    return url
+
+
+def check_events(events: Iterable[str]) -> list[str]:
+    if isinstance(events, str):
+        events = [events]
+    chosen = list(dict.fromkeys(events))
+    unknown = [e for e in chosen if e not in EVENT_TYPES]
+    if not chosen or unknown:
+        raise InvalidOption(f"events must name one or more of {', '.join(EVENT_TYPES)}, got {list(events)!r}")
+    return chosen
+
+
+def check_secret(secret: object) -> str | None:
+    if secret is None or secret == "":
+        return None
+    if not isinstance(secret, str) or len(secret) > 1024:
+        raise InvalidOption("the secret must be text of at most 1024 characters")
+    return secret
+
+
+def matches(definition: Definition, event: Event) -> bool:
+    """Whether ``event`` goes to the webhook of ``definition``."""
+    if event.type not in definition["events"]:
+        return False
+    queues = definition.get("queues")
+    if queues is not None and event.queue not in queues:
+        return False
+    return int(event.id.split("-", 1)[0]) >= int(definition["since"])
+
+
+def info(name: str, d: Definition) -> WebhookInfo:
+    return WebhookInfo(name=name, url=d["url"], events=list(d["events"]), queues=d.get("queues"),
+                       signed=bool(d.get("secret")), scheme=d.get("scheme", "redispool"),
+                       max_attempts=d.get("max_attempts", MAX_ATTEMPTS), created_at=d["since"] / 1000)
+
+
+class WebhooksMixin(EngineBase):
+    """Webhook methods of ``Engine``."""
+
+    def add_webhook(self, name: str, url: str, *, events: Iterable[str] = DEFAULT_EVENTS,
+                    queues: Iterable[str] | None = None, secret: str | None = None,
+                    scheme: str = "redispool", max_attempts: int = MAX_ATTEMPTS) -> WebhookInfo:
+        """Create or replace webhook ``name``: POST each event of ``events`` in ``queues``
+        (None: every queue) to ``url``, signed with ``secret`` when given, in the framing of
+        ``scheme`` (``signing.SCHEMES``). Replacing one keeps the point from which it
+        delivers, so a redeploy neither skips nor repeats events."""
+        definition: Definition = {
+            "url": check_url(url), "events": check_events(events),
+            "queues": None if queues is None else sorted({check_queue(q) for q in queues}),
+            "secret": check_secret(secret), "scheme": check_scheme(scheme).name,
+            "max_attempts": validate.max_attempts(max_attempts),
+        }
+        key = webhooks_key(self.prefix)
+        old = self.scripts.command("HGET", key, check_name(name))
+        seconds, micros = self.scripts.command("TIME")
+        definition["since"] = json.loads(old)["since"] if old else int(seconds) * 1000 + int(micros) // 1000
+        self.scripts.command("HSET", key, name, json.dumps(definition, separators=(",", ":"), sort_keys=True))
+        return info(name, definition)
+
+    def remove_webhook(self, name: str) -> None:
+        """Delete webhook ``name`` and its delivery log (WebhookNotFound if there is none);
+        its deliveries still waiting are dropped by the deliverer."""
+        removed, _ = self.scripts.pipeline([("HDEL", webhooks_key(self.prefix), check_name(name)),
+                                            ("DEL", webhook_log_key(self.prefix, name))])
+        if not removed:
+            raise WebhookNotFound(f"no webhook {name!r}")
+
+    def webhook_definitions(self) -> dict[str, Definition]:
+        """Every webhook's stored definition, secret included (for the deliverer)."""
+        raw = self.scripts.command("HGETALL", webhooks_key(self.prefix)) or {}
+        items = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2])
+        return {_str(k): json.loads(v) for k, v in items}
+
+    def webhooks(self) -> list[WebhookInfo]:
+        """Every webhook, by name."""
+        return [info(name, d) for name, d in sorted(self.webhook_definitions().items())]
+
+    def get_webhook(self, name: str) -> WebhookInfo | None:
+        raw = self.scripts.command("HGET", webhooks_key(self.prefix), check_name(name))
+        return info(name, json.loads(raw)) if raw else None
+
+    def deliveries(self, name: str, *, limit: int = 100) -> list[DeliveryInfo]:
+        """The latest ``limit`` delivery attempts of webhook ``name``, newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LOG_MAX:
+            raise InvalidOption(f"limit must be an integer in [1, {LOG_MAX}], got {limit!r}")
+        if self.get_webhook(name) is None:
+            raise WebhookNotFound(f"no webhook {name!r}")
+        rows = self.scripts.command("LRANGE", webhook_log_key(self.prefix, name), 0, limit - 1)
+        return [DeliveryInfo(**json.loads(row)) for row in rows]
+
+    def log_delivery(self, record: DeliveryInfo) -> None:
+        """Keep one attempt's outcome in its webhook's capped log."""
+        key = webhook_log_key(self.prefix, record.webhook)
+        row = json.dumps(record.__dict__, separators=(",", ":"))
+        self.scripts.pipeline([("LPUSH", key, row), ("LTRIM", key, 0, LOG_MAX - 1)])
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,303 @@
+"""Webhooks and webhook cues (issue 18): the definitions, the deliverer's routing and
+POSTs against a loopback receiver, retries, dead deliveries, signatures checked by an
+independent verifier, two deliverers at once, and a deliverer SIGKILLed and replaced."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+
+import redispool
+from redispool.deliver import Deliverer, Poster, Router
+from redispool.keys import DELIVERY_QUEUE
+from redispool.signing import SCHEMES, verify
+
+from support.cli import cli_process, invoke
+from support.processes import terminate
+from support.receiver import Received, receiving
+from support.waiting import running, wait_for
+
+
+def independent_check(secret: str, r: Received) -> bool:
+    """The README's receiver: HMAC-SHA256 of "<timestamp>.<raw body>", hex, after "sha256="."""
+    stamp = r.headers["X-Redispool-Timestamp"]
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + r.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(r.headers["X-Redispool-Signature"], "sha256=" + mac)
+
+
+@pytest.fixture
+def fast(make_engine):
+    """An engine whose retries come quickly (backoff 50 ms), on every backend."""
+    return make_engine(backoff_base=0.05, backoff_cap=0.2)
+
+
+@pytest.fixture
+def on_redis(redis_url):
+    """The same on a real redis-server alone: the deliverer's paths that do not depend
+    on the backend (the routing does: that is tested on all three)."""
+    engine = redispool.connect(redis_url, prefix=f"wh{uuid.uuid4().hex[:10]}", backoff_base=0.05, backoff_cap=0.2)
+    yield engine
+    engine.close()
+
+
+def finish(engine, queue, n=1, fail=False):
+    for _ in range(n):
+        [job] = engine.claim(queue, "w", block=5)
+        if fail:
+            engine.fail(job, "boom", retry=False)
+        else:
+            engine.complete(job, {"ok": True})
+
+
+# ---------------------------------------------------------------------- definitions
+def test_webhooks_are_defined_listed_and_removed(engine):
+    info = engine.add_webhook("ops", "https://example.com/hook", events=["dead"], queues=["b", "a"], secret="s")
+    assert (info.name, info.events, info.queues, info.signed, info.scheme) == ("ops", ["dead"], ["a", "b"], True,
+                                                                               "redispool")
+    engine.add_webhook("all", "http://127.0.0.1:9/x")
+    assert [w.name for w in engine.webhooks()] == ["all", "ops"]
+    assert engine.webhooks()[0].events == ["completed", "dead"] and engine.webhooks()[0].queues is None
+    assert "secret" not in vars(engine.get_webhook("ops"))
+    engine.remove_webhook("ops")
+    assert engine.get_webhook("ops") is None
+    with pytest.raises(redispool.WebhookNotFound):
+        engine.remove_webhook("ops")
+    with pytest.raises(redispool.WebhookNotFound):
+        engine.deliveries("ops")
+
+
+def test_replacing_a_webhook_keeps_where_it_delivers_from(engine):
+    first = engine.add_webhook("h", "http://127.0.0.1:9/a")
+    time.sleep(0.01)
+    again = engine.add_webhook("h", "http://127.0.0.1:9/b", events=["failed"])
+    assert again.created_at == first.created_at and again.url.endswith("/b")
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"url": "ftp://example.com/x"}, {"url": "/relative"}, {"url": "http://"}, {"url": "http://a b/"},
+    {"url": "http://example.com:99999/"}, {"events": ["nope"]}, {"events": []}, {"queues": ["bad name"]},
+    {"scheme": "other"}, {"max_attempts": 0}, {"secret": 5}, {"name": "has space"},
+])
+def test_bad_webhook_definitions_are_refused_and_write_nothing(engine, kwargs):
+    args = {"name": "h", "url": "http://example.com/x", **kwargs}
+    with pytest.raises(redispool.RedispoolError) as caught:
+        engine.add_webhook(args.pop("name"), args.pop("url"), **args)
+    assert isinstance(caught.value, ValueError)
+    assert engine.webhooks() == []
+
+
+def test_webhook_cues_are_listed_with_their_queue_and_replace_a_pull_cue(engine):
+    engine.add_cue("q", "tick", "* * * * *")
+    cue = engine.add_cue("q", "tick", "* * * * *", url="http://127.0.0.1:9/c", secret="s")
+    assert cue.url == "http://127.0.0.1:9/c" and cue.queue == "q"
+    assert [(c.queue, c.name, c.url) for c in engine.cues("q")] == [("q", "tick", "http://127.0.0.1:9/c")]
+    assert [(c.queue, c.name) for c in engine.cues()] == [("q", "tick")]
+    engine.pause_cue("q", "tick")
+    assert engine.get_cue("q", "tick").paused
+    engine.add_cue("q", "tick", "* * * * *")          # back to a pull cue: the webhook cue goes
+    assert engine.get_cue("q", "tick").url is None and len(engine.cues()) == 1
+    with pytest.raises(redispool.InvalidOption):
+        engine.add_cue("q", "x", "* * * * *", secret="s")          # a secret without a url
+    with pytest.raises(redispool.InvalidOption):
+        engine.add_cue(DELIVERY_QUEUE, "x", "* * * * *")
+    with pytest.raises(redispool.InvalidOption):
+        engine.add_cue("q", "x", "* * * * *", url="mailto:a@b")
+
+
+# ---------------------------------------------------------------------- delivering
+def test_matching_events_are_posted_signed_once_each(fast):
+    with receiving() as receiver:
+        fast.add_webhook("done", receiver.url, events=["completed"], queues=["a"], secret="k3y")
+        fast.add_webhook("dead", receiver.url, events=["dead"])
+        fast.enqueue_many("a", [1, 2, 3])
+        fast.enqueue("b", "x")
+        finish(fast, "a", 3)
+        finish(fast, "b", fail=True)
+        with running(Deliverer(fast, concurrency=4)):
+            wait_for(lambda: len(receiver.requests) >= 4, what="4 deliveries")
+            time.sleep(0.3)   # nothing more arrives
+        bodies = receiver.bodies()
+    assert len(bodies) == 4, bodies
+    assert sorted(b["event"] for b in bodies) == ["completed"] * 3 + ["dead"]
+    for r in receiver.requests:
+        body = r.json
+        assert set(body) == {"id", "event", "queue", "job_id", "at", "data"}
+        assert r.headers["X-Redispool-Event"] == body["event"] and r.headers["X-Redispool-Delivery"] == body["id"]
+        if body["event"] == "completed":
+            assert body["queue"] == "a" and independent_check("k3y", r)
+            assert verify("k3y", r.headers, r.body) and not verify("other", r.headers, r.body)
+        else:
+            assert body["queue"] == "b" and "X-Redispool-Signature" not in r.headers
+            assert body["data"]["error"] == "boom"
+    assert {d.status for d in fast.deliveries("done")} == {"success"} and len(fast.deliveries("done")) == 3
+    assert fast.stats(DELIVERY_QUEUE)["done"] == 4
+
+
+def test_a_webhook_gets_only_events_after_it_was_added(on_redis):
+    on_redis.enqueue("a", 1)
+    finish(on_redis, "a")
+    with receiving() as receiver:
+        on_redis.add_webhook("h", receiver.url, events=["completed"])
+        on_redis.enqueue("a", 2)
+        finish(on_redis, "a")
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: receiver.requests, what="a delivery")
+            time.sleep(0.3)
+    assert len(receiver.requests) == 1
+
+
+def test_failed_answers_are_retried_then_dead_and_logged(on_redis):
+    calls = {"n": 0}
+
+    def answer(r):
+        calls["n"] += 1
+        return (503, b"x" * 5000, {}) if calls["n"] <= 2 else (200, b"fine", {})
+
+    with receiving(answer) as receiver:
+        on_redis.add_webhook("flaky", receiver.url, events=["completed"], max_attempts=4)
+        on_redis.add_webhook("down", receiver.url.replace("/hook", "/down"), events=["completed"], max_attempts=2)
+        receiver.answer = lambda r: (500, b"no", {}) if r.path == "/down" else answer(r)
+        on_redis.enqueue("a", 1)
+        finish(on_redis, "a")
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: [on_redis.stats(DELIVERY_QUEUE)[s] for s in ("done", "dead")] == [1, 1],
+                     what="one delivered, one dead")
+    flaky = on_redis.deliveries("flaky")
+    assert [d.status for d in flaky] == ["success", "failed", "failed"]
+    assert [d.attempt for d in flaky] == [3, 2, 1] and flaky[1].code == 503
+    assert len(flaky[1].response) == 1024                # a receiver's answer is kept to 1 KiB
+    down = on_redis.deliveries("down")
+    assert [d.status for d in down] == ["dead", "failed"]
+    [dead] = on_redis.jobs(DELIVERY_QUEUE, "dead")
+    assert "HTTP 500" in dead.error and dead.attempts == 2
+    assert on_redis.replay_dead(DELIVERY_QUEUE) == 1          # replayable like any job
+
+
+def test_redirects_are_not_followed_and_slow_receivers_time_out(on_redis):
+    with receiving(lambda r: (302, b"", {"Location": "http://127.0.0.1:9/elsewhere"})) as receiver:
+        answer = Poster(timeout=2).post(receiver.url, b"{}", {"Content-Type": "application/json"})
+        assert answer.code == 302 and not answer.ok and len(receiver.requests) == 1
+    gate = threading.Event()
+    with receiving(lambda r: (gate.wait(5), (200, b"late", {}))[1]) as receiver:
+        answer = Poster(timeout=0.3).post(receiver.url, b"{}", {})
+        gate.set()
+    assert answer.code is None and "no answer within 0.3 s" in answer.error
+
+
+def test_webhook_cue_fires_are_posted_and_settle_their_jobs(on_redis):
+    answers = iter([(500, b"not yet", {}), (200, b"thanks", {})])
+    with receiving(lambda r: next(answers)) as receiver:
+        on_redis.add_cue("reports", "nightly", "0 3 * * *", payload={"kind": "daily"}, url=receiver.url,
+                     secret="cue-secret", max_attempts=3)
+        job_id = on_redis.run_cue("reports", "nightly")
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: on_redis.get(DELIVERY_QUEUE, job_id).state == "done", what="the fire's job done")
+    first, second = receiver.requests
+    body = second.json
+    assert body["event"] == "cue" and body["queue"] == "reports" and body["job_id"] == job_id
+    assert body["data"]["payload"] == {"kind": "daily"} and body["data"]["cue"] == "nightly"
+    assert independent_check("cue-secret", second) and first.json["data"]["attempt"] == 1
+    info = on_redis.get(DELIVERY_QUEUE, job_id)
+    assert info.attempts == 2 and info.result["response"] == "thanks"
+    assert on_redis.stats("reports")["ready"] == 0          # the queue's own workers never see it
+
+
+def test_a_due_webhook_cue_fires_once_through_the_scheduler(on_redis):
+    with receiving() as receiver:
+        on_redis.add_cue("r", "every-second", "* * * * * *", url=receiver.url)
+        wait_for(lambda: on_redis.fire_due_cues(DELIVERY_QUEUE) > 0, what="a fire")
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: receiver.requests, what="the fire posted")
+    assert receiver.requests[0].json["data"]["cue"] == "every-second"
+
+
+def test_the_cueapi_scheme_is_a_table_entry(on_redis):
+    with receiving() as receiver:
+        on_redis.add_cue("r", "c", "0 3 * * *", payload={"a": 1}, url=receiver.url, secret="whsec_x", scheme="cueapi")
+        on_redis.run_cue("r", "c")
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: receiver.requests, what="the fire posted")
+    r = receiver.requests[0]
+    assert r.body == json.dumps(json.loads(r.body), sort_keys=True).encode()   # what the cron service signs
+    assert verify("whsec_x", r.headers, r.body, scheme_name="cueapi")
+    assert r.headers["X-CueAPI-Signature"].startswith("v1=") and r.json["payload"] == {"a": 1}
+    assert set(SCHEMES) >= {"redispool", "spooled", "cueapi"}
+
+
+def test_two_deliverers_deliver_each_event_once(fast, make_engine):
+    other = make_engine(backoff_base=0.05, backoff_cap=0.2)   # every backend: the groups split the events
+    with receiving() as receiver:
+        fast.add_webhook("h", receiver.url, events=["enqueued"])
+        with running(Deliverer(fast, concurrency=4)), running(Deliverer(other, concurrency=4)):
+            ids = fast.enqueue_many("q", list(range(200)))
+            wait_for(lambda: len(receiver.requests) >= 200, timeout=30, what="200 deliveries")
+            time.sleep(0.5)
+    delivered = [b["job_id"] for b in receiver.bodies()]
+    assert sorted(delivered) == sorted(ids)
+
+
+def test_events_a_dead_router_read_are_reclaimed(on_redis, monkeypatch):
+    """A router that read events and died before acknowledging them: another claims them."""
+    monkeypatch.setattr("redispool.deliver.RECLAIM_IDLE_S", 0.2)
+    with receiving() as receiver:
+        on_redis.add_webhook("h", receiver.url, events=["enqueued"])
+        on_redis.enqueue("q", 1)
+        dying = Router(on_redis)
+        dying._ensure_groups(["q"], 0)
+        assert sum(len(v) for v in dying._read(["q"], 0.5).values()) == 1   # read, never acknowledged
+        time.sleep(0.3)
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: receiver.requests, what="the reclaimed event delivered")
+    assert len(receiver.requests) == 1
+
+
+# ---------------------------------------------------------------------- processes
+@pytest.mark.slow
+def test_a_deliverer_killed_mid_stream_and_replaced_loses_nothing(redis_url, tmp_path):
+    """SIGKILL a deliverer process while events keep coming; a new one delivers every
+    event (at least once: a delivery in flight at the kill may come twice). The killed
+    one's leased deliveries come back through the sweeper once their lease (3x the
+    receiver timeout) runs out; the events it read but had not routed, through the group."""
+    prefix = f"wh{time.monotonic_ns()}"
+    engine = redispool.connect(redis_url, prefix=prefix, backoff_base=0.05, backoff_cap=0.2)
+    gate = threading.Event()
+    with receiving(lambda r: (gate.wait(0.002), (200, b"ok", {}))[1]) as receiver:
+        engine.add_webhook("h", receiver.url, events=["enqueued"])
+        args = ["--url", redis_url, "--prefix", prefix, "deliver", "--concurrency", "8", "--timeout", "1"]
+        logs = [open(tmp_path / f"deliver{i}.log", "w") for i in range(3)]  # noqa: SIM115 - a full pipe would stall them
+        sweeper = cli_process("--url", redis_url, "--prefix", prefix, "sweeper", "--interval", "0.2", stderr=logs[2])
+        first = cli_process(*args, stderr=logs[0])
+        ids = engine.enqueue_many("q", list(range(300)))
+        wait_for(lambda: len(receiver.requests) >= 50, timeout=30, what="deliveries under way")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        ids += engine.enqueue_many("q", list(range(300)))
+        second = cli_process(*args, stderr=logs[1])
+        try:
+            wait_for(lambda: {b["job_id"] for b in receiver.bodies()} >= set(ids), timeout=90,
+                     what="every event delivered")
+        finally:
+            assert terminate(second) == 0, (tmp_path / "deliver1.log").read_text()[-3000:]
+            assert terminate(sweeper) == 0
+    engine.close()
+
+
+def test_cli_webhook_commands(redis_url):
+    prefix = f"cw{time.monotonic_ns()}"
+    out = invoke(redis_url, prefix, "webhook", "add", "h", "https://example.com/x", "--event", "dead",
+                 "--queue", "a", "--secret", "s").output
+    assert "webhook h posts dead of a to https://example.com/x (signed)" in out
+    listed = json.loads(invoke(redis_url, prefix, "webhook", "list", "--json").output)
+    assert listed[0]["name"] == "h" and listed[0]["signed"] is True and "secret" not in listed[0]
+    assert json.loads(invoke(redis_url, prefix, "webhook", "deliveries", "h", "--json").output) == []
+    invoke(redis_url, prefix, "webhook", "add", "x", "ftp://nope", code=2)
+    invoke(redis_url, prefix, "webhook", "rm", "h")
+    invoke(redis_url, prefix, "webhook", "rm", "h", code=2)
+    out = invoke(redis_url, prefix, "cue", "add", "q", "c", "0 3 * * *", "--url", "https://example.com/c").output
+    assert "posted to https://example.com/c" in out
