@@ -77,7 +77,7 @@ def create_app(engine: Engine, *, tokens: dict[str, str] | None = None,
     ]
     if dashboard:
         routes.append(Mount("/", create_dashboard(engine, tokens=tokens, worker_timeout=worker_timeout,
-                                                  secure_cookies=secure_cookies)))
+                                                  secure_cookies=secure_cookies, waits=api.waits)))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/v1/"):

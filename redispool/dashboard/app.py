@@ -8,6 +8,9 @@ tokens everyone is admin (``redispool serve`` allows that on a loopback address 
 Every action is a POST carrying a CSRF token that must match the ``rp_csrf`` cookie.
 Pages never fetch a whole state: lists are pages of 50, and the overview shows 50 queues
 at a time; what the live pages read is shared between tabs for ``cache_s`` (figures.py).
+The overview, a queue and a job look again when their queues' event logs say something
+changed (``/dashboard/events``, live.py), and every ``fallback_s`` besides; the workers
+and cues pages, which time changes too, every ``refresh_s``.
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ from ..web import outage
 from ..web.access import audit, clean, note
 from ..web.auth import allows, cookie_role, same, token_role
 from ..web.endpoint import call
-from . import figures
+from ..web.waiting import LoopEngines
+from . import figures, live
 from .views import STATES, Page, age, chart, e, kept, pager, table, u, when
 
 PAGE_SIZE = 50
@@ -57,22 +61,32 @@ class Refused(RedispoolError, ValueError):
 
 
 def create_dashboard(engine: Engine, *, tokens: Mapping[str, str] | None = None,
-                     worker_timeout: float = 60.0, refresh_s: float = 3.0,
-                     secure_cookies: bool = False, cache_s: float = 1.0) -> Starlette:
+                     worker_timeout: float = 60.0, refresh_s: float = 3.0, fallback_s: float = 30.0,
+                     secure_cookies: bool = False, cache_s: float = 1.0,
+                     waits: LoopEngines | None = None) -> Starlette:
     """The dashboard app over ``engine``; ``tokens`` maps token -> role (a dict is kept, not
     copied, so ``redispool serve`` reloading it on SIGHUP reaches the dashboard too);
-    ``cache_s``: how long what the live pages read is shared between tabs (0: not at all)."""
+    ``refresh_s``: how often the pages without a live feed look again (all of them when
+    ``engine`` writes no events); ``fallback_s``: how often the others do besides;
+    ``cache_s``: how long what the live pages read is shared between tabs (0: not at all);
+    ``waits``: the server's async engines and shutdown switch (``redispool serve`` passes
+    its API's, so SIGTERM ends the live feeds too; None: the dashboard's own)."""
     kept = tokens if isinstance(tokens, dict) else dict(tokens) if tokens else None
-    dash = _Dashboard(engine, kept or None, worker_timeout, refresh_s, secure_cookies, cache_s)
+    dash = _Dashboard(engine, kept or None, worker_timeout, refresh_s, secure_cookies, cache_s,
+                      fallback_s=fallback_s, waits=waits)
     return Starlette(routes=dash.routes(), exception_handlers={Forbidden: dash.forbidden})
 
 
 class _Dashboard:
     def __init__(self, engine: Engine, tokens: dict[str, str] | None, worker_timeout: float,
-                 refresh_s: float, secure: bool, cache_s: float = 1.0) -> None:
+                 refresh_s: float, secure: bool, cache_s: float = 1.0, *, fallback_s: float = 30.0,
+                 waits: LoopEngines | None = None) -> None:
         self.engine, self.tokens = engine, tokens
         self.worker_timeout, self.refresh_s, self.secure = worker_timeout, refresh_s, secure
+        self.fallback_s = fallback_s
         self.shared = figures.Shared(cache_s)   # reads of the live pages, shared between tabs
+        self.waits = waits or LoopEngines(engine)   # the live feeds' async engine and shutdown switch
+        self.live = engine.events_max > 0       # an engine that writes no events has no feed to follow
 
     # ------------------------------------------------------------------ plumbing
     def routes(self) -> list[Route | Mount]:
@@ -85,6 +99,7 @@ class _Dashboard:
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
+            Route(live.PATH, self.events, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
             get("/", self.overview), get("/workers", self.workers), get("/cues", self.cues),
             get("/enqueue", self.enqueue_page), get("/find", self.find),
@@ -123,7 +138,17 @@ class _Dashboard:
     def page(self, request: Request, role: str) -> Page:
         csrf = request.cookies.get(CSRF_COOKIE) or request.state.new_csrf
         return Page(role, csrf, self.refresh_s, request.query_params.get("msg", ""),
-                    request.query_params.get("err") == "1", signed_in=self.tokens is not None)
+                    request.query_params.get("err") == "1", signed_in=self.tokens is not None,
+                    fallback_s=self.fallback_s)
+
+    def feed(self, request: Request, queues: list[str], cursor: Callable[[], str],
+             job: str | None = None) -> str | None:
+        """The live feed of a page showing ``queues`` (none: every queue) from ``cursor()``
+        (read before the page's figures); None when there is none to follow, and for the
+        page's own refreshes (it follows its feed already: no cursor to read)."""
+        if not self.live or request.headers.get("x-live"):
+            return None
+        return live.feed_url(queues, cursor(), job)
 
     def _csrf(self, request: Request) -> str | None:
         """A fresh CSRF token when the request has no cookie yet (set on the response)."""
@@ -187,6 +212,12 @@ class _Dashboard:
             return RedirectResponse(target, status_code=303)
         return endpoint
 
+    async def events(self, request: Request) -> Response:
+        """A page's live feed (live.py), for a signed-in session like the pages."""
+        role = self.role(request)
+        note(request, role=role or "-")
+        return await live.answer(self.waits, request, signed_in=role is not None)
+
     async def forbidden(self, request: Request, exc: Exception) -> Response:
         return PlainTextResponse("forbidden: this role may only look", status_code=403)
 
@@ -232,7 +263,10 @@ class _Dashboard:
         its Redis cost is that of one page, whatever the number of queues (figures.py)."""
         needle = request.query_params.get("q", "").strip()[:128]
         wanted = _int(request.query_params.get("page"), 0)
-        o = self.shared.get(("overview", needle, wanted), lambda: figures.overview(self.engine, wanted, needle))
+        since = live.since(request)   # a refresh for this event must not show figures read before it
+        o: figures.Overview = self.shared.get(("overview", needle, wanted),
+                                              lambda: figures.overview(self.engine, wanted, needle),
+                                              (lambda kept: kept.at_ms > since) if since else None)
         totals = {st: sum(o.stats[n][st] for n in o.names) for st in STATES}
         done_1m, failed_1m = o.hour[-1][1], o.hour[-1][2]
         done_1h, failed_1h = sum(d for _, d, _ in o.hour), sum(f for _, _, f in o.hour)
@@ -266,7 +300,10 @@ class _Dashboard:
                 + (pager("/", params, o.page, o.page + 1 < o.pages, ("← previous", "next →"), o.pages)
                    if o.pages > 1 else "")
                 + "</div>")
-        return p.layout("Overview", body, "/")
+        every = o.total <= figures.QUEUES_PER_PAGE   # all fit on a page: follow them all, so a new one shows
+        feed = (self.feed(request, [] if every else o.names, lambda: live.clock_cursor(self.engine, o.at_ms))
+                if every or o.names else None)
+        return p.layout("Overview", body, "/", feed=feed)
 
     def workers(self, request: Request, p: Page) -> str:
         now = time.time()
@@ -295,6 +332,7 @@ class _Dashboard:
         if state not in STATES:
             state = "ready"
         page_no = _int(request.query_params.get("page"), 0)
+        feed = self.feed(request, [name], lambda: live.queue_cursor(self.engine, name))
         s = self.engine.stats(name)
         infos = self.engine.jobs(name, state, limit=PAGE_SIZE + 1, offset=page_no * PAGE_SIZE)
         more, infos = len(infos) > PAGE_SIZE, infos[:PAGE_SIZE]
@@ -335,10 +373,11 @@ class _Dashboard:
                 + " · ".join(f"{k} {v:,}" for k, v in s["totals"].items()) + "</p></div>"
                 f'<div id="queue-live" data-live>{listing}</div>'
                 + pager(q, {"state": state}, page_no, more))
-        return p.layout(f"Queue {name}", body)
+        return p.layout(f"Queue {name}", body, feed=feed)
 
     def job(self, request: Request, p: Page) -> str | Response:
         name, job_id = _queue(request.path_params["queue"]), request.path_params["job_id"]
+        feed = self.feed(request, [name], lambda: live.queue_cursor(self.engine, name), job_id)
         info = self.engine.get(name, job_id)
         if info is None:
             body = f'<h1>No job {e(job_id)} in {e(name)}</h1><p>It never existed, or it was trimmed or purged.</p>'
@@ -364,12 +403,12 @@ class _Dashboard:
         errors = table(["attempt", "at", "error"],
                        [[e(a), e(when(at)), f"<pre>{e(err)}</pre>"] for a, err, at in info.errors],
                        empty="no errors")
-        body = (f'<h1>Job {e(job_id)}</h1><div class="actions">{actions}</div>'
+        body = (f'<h1>Job {e(job_id)}</h1><div class="actions" id="job-actions" data-live>{actions}</div>'
                 f'<div id="job-live" data-live><dl class="kv">{kv}</dl>'
                 f'<h2>Payload</h2><pre class="payload">{e(kept(info.payload, info.payload_dropped))}</pre>'
                 f'<h2>Result</h2><pre>{e(kept(info.result, info.result_dropped))}</pre>'
                 f'<h2>Errors (latest first, last 10 attempts)</h2>{errors}</div>')
-        return p.layout(f"Job {job_id}", body)
+        return p.layout(f"Job {job_id}", body, feed=feed)
 
     def find(self, request: Request, p: Page) -> Response:
         name = _queue(request.query_params.get("queue", ""))

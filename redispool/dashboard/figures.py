@@ -12,7 +12,8 @@ commands per refresh over 1,000 queues, renders slower than the refresh. Now:
 - ``Shared`` keeps what a read returned for ``cache_s`` (1 s) for every tab of the
   process, and a tab asking for a read already running waits for it instead of starting
   its own, so ten tabs cost about what one does. Actions clear it (a page after an
-  action shows its effect).
+  action shows its effect), and a page refreshing because of an event asks for a read
+  made after that event (``fresh``): a kept one from before it would hide it.
 """
 from __future__ import annotations
 
@@ -50,21 +51,29 @@ class Shared:
         self._kept: dict[Hashable, tuple[float, Any]] = {}
         self._running: dict[Hashable, _Flight] = {}
 
-    def get(self, key: Hashable, read: Callable[[], Any]) -> Any:
-        with self._lock:
-            now = time.monotonic()
-            kept = self._kept.get(key)
-            if kept is not None and kept[0] > now:
-                return kept[1]
-            flight = self._running.get(key)
-            mine = flight is None
-            if flight is None:
-                flight = self._running[key] = _Flight()
-        if not mine:
+    def get(self, key: Hashable, read: Callable[[], Any], fresh: Callable[[Any], bool] | None = None) -> Any:
+        """What ``read`` returns, or returned to another caller within ``ttl_s``; with
+        ``fresh``, only a result it accepts (a read that was running when the caller came
+        may have begun too early: then the next one is taken, which began after)."""
+        joined_early = False
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                kept = self._kept.get(key)
+                if kept is not None and kept[0] > now and (fresh is None or fresh(kept[1])):
+                    return kept[1]
+                flight = self._running.get(key)
+                mine = flight is None
+                if flight is None:
+                    flight = self._running[key] = _Flight()
+            if mine:
+                break
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
-            return flight.value
+            if fresh is None or joined_early or fresh(flight.value):
+                return flight.value
+            joined_early = True   # any read running now began after this one ended, so after the caller came
         try:
             flight.value = read()
         except BaseException as exc:
@@ -93,6 +102,7 @@ class Overview:
     stats: dict[str, dict[str, Any]]
     history: dict[str, list[tuple[float, int, int]]]
     hour: list[tuple[float, int, int]]    # the page's queues added up (an empty hour without queues)
+    at_ms: int                            # the Redis clock just before the figures were read
     matching: int                         # queues matching the filter, on every page
     total: int                            # queues in all
     page: int
@@ -116,7 +126,7 @@ def overview(engine: Engine, page: int, needle: str = "", per_page: int = QUEUES
     _, _, span = engine._throughput_read("_", now_ms, HISTORY_MINUTES)
     hour = [(m * 60.0, sum(history[n][i][1] for n in shown), sum(history[n][i][2] for n in shown))
             for i, m in enumerate(span)]
-    return Overview(shown, stats, history, hour, len(chosen), len(names), page, pages)
+    return Overview(shown, stats, history, hour, now_ms, len(chosen), len(names), page, pages)
 
 
 def _read_page(engine: Engine, names: Sequence[str], now_ms: int

@@ -63,11 +63,12 @@ def pretty(value: Any) -> str:
 
 
 class Page:
-    """What every page needs: the user's role, the CSRF token, a flash message."""
+    """What every page needs: the user's role, the CSRF token, a flash message, and how
+    its live parts are kept up to date (static/dashboard.js)."""
 
     def __init__(self, role: str, csrf: str, refresh_s: float, flash: str = "", error: bool = False,
-                 signed_in: bool = False) -> None:
-        self.role, self.csrf, self.refresh_s = role, csrf, refresh_s
+                 signed_in: bool = False, fallback_s: float = 30.0) -> None:
+        self.role, self.csrf, self.refresh_s, self.fallback_s = role, csrf, refresh_s, fallback_s
         self.flash, self.error, self.signed_in = flash, error, signed_in
 
     @property
@@ -86,20 +87,23 @@ class Page:
         cls = ' class="danger"' if danger else ""
         return self.form(action, f"<button{cls}>{e(label)}</button>", confirm=confirm)
 
-    def layout(self, title: str, body: str, active: str = "") -> str:
+    def layout(self, title: str, body: str, active: str = "", feed: str | None = None) -> str:
+        """The page around ``body``. With ``feed`` (the address of its live feed) the live
+        parts refresh on its events and every ``fallback_s``; without, every ``refresh_s``."""
         nav = "".join(f'<a href="{href}" class="{"on" if href == active else ""}">{label}</a>'
                       for href, label in NAV if href != "/enqueue" or self.admin)
         who = f'role: {e(self.role)}'
         if self.signed_in:
             who += (f' · <form method="post" action="/logout"><input type="hidden" name="csrf" '
                     f'value="{e(self.csrf)}"><button>Sign out</button></form>')
+        live = f' data-events="{e(feed)}" data-fallback="{self.fallback_s:g}"' if feed else ""
         flash = ""
         if self.flash:
             flash = f'<div class="flash{" error" if self.error else ""}" role="status">{e(self.flash)}</div>'
         return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
                 f'<meta name="viewport" content="width=device-width, initial-scale=1">'
                 f'<title>{e(title)} · redispool</title><link rel="stylesheet" href="/static/dashboard.css">'
-                f'</head><body data-refresh="{self.refresh_s:g}"><header><span class="brand">redispool</span>'
+                f'</head><body data-refresh="{self.refresh_s:g}"{live}><header><span class="brand">redispool</span>'
                 f'{nav}<span class="who">{who}</span></header><main>{flash}{body}</main>'
                 f'<script src="/static/dashboard.js"></script></body></html>')
 

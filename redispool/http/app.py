@@ -34,10 +34,10 @@ from ..web.body import EMPTY, BadInput, BodyTooLarge, check_depth, fields
 from ..web.delivery import rendered
 from ..web.endpoint import Dialect, Forbidden, Unauthorized, call
 from ..web.metrics import Metrics
+from ..web.waiting import GONE, LoopEngines
 from ..web.workers import HttpWorkers
 from . import bodies, events, wire
 from .openapi import document
-from .waiting import GONE, LoopEngines
 
 log = logging.getLogger("redispool.http")
 MAX_ITEMS, MAX_WAIT_S = bodies.MAX_ITEMS, bodies.MAX_WAIT_S

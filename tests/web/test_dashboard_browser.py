@@ -173,6 +173,43 @@ def test_refresh_keeps_selection(system):
     page.close()
 
 
+CARD = """([label, want]) => [...document.querySelectorAll("#overview-live .card")].some(
+    (card) => card.querySelector(".l").textContent === label && card.querySelector(".n").textContent === want)"""
+
+
+def test_job_page_and_overview_follow_the_event_log_without_reload(system):
+    """A job completed elsewhere shows done on its page, and the overview's counters move,
+    on their queue's events: well before the 30 s fallback refresh, with no reload."""
+    engine, browser, base, _ = system
+    job_id = engine.enqueue("live", {"n": 1})
+    page = sign_in(browser, base, "adm-token")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{base}/queues/live/jobs/{job_id}")
+    assert page.inner_text("#job-live .badge") == "ready"
+    assert page.evaluate("document.body.dataset.fallback") == "30", "its timer is 30 s away: the feed must do it"
+    page.evaluate("window.kept = true")   # gone if the page reloads
+    [job] = engine.claim("live", "w")
+    engine.complete(job, {"sent": True})
+    page.wait_for_selector("#job-live .badge.done", timeout=10_000)
+    assert page.evaluate("window.kept") is True, "updated in place"
+    assert '"sent": true' in page.inner_text("#job-live"), "the result shows"
+    assert page.locator("#job-actions button").all_inner_texts() == ["Delete"], "no Cancel for a done job"
+
+    page.goto(base + "/")
+    assert page.evaluate("document.body.dataset.fallback") == "30"
+    page.wait_for_function(CARD, arg=["done", "1"], timeout=10_000)
+    page.evaluate("window.kept = true")
+    engine.enqueue("live", {"n": 2})
+    [job] = engine.claim("live", "w")
+    engine.complete(job)
+    page.wait_for_function(CARD, arg=["done", "2"], timeout=10_000)
+    page.wait_for_function(CARD, arg=["done last hour", "2"], timeout=10_000)   # the chart's figures
+    assert page.evaluate("window.kept") is True, "updated in place"
+    assert errors == []
+    page.close()
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_chromium_is_the_debian_one():
     assert os.path.realpath(shutil.which("chromium")).startswith("/usr/")

@@ -156,7 +156,8 @@ def test_a_tab_never_has_two_refreshes_in_flight(engine):
     sync_api = pytest.importorskip("playwright.sync_api")
     make_queues(engine, 0, 3)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(_Slow(create_dashboard(engine, refresh_s=0.2), delay_s=1.0),
+    dashboard = create_dashboard(engine, refresh_s=0.2, fallback_s=0.2)   # the overview follows events: its timer
+    server = uvicorn.Server(uvicorn.Config(_Slow(dashboard, delay_s=1.0),
                                            host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -3,71 +3,16 @@ Events, live, for one queue, several or all, resumed with Last-Event-ID with not
 skipped or repeated, kept alive by comments, ended cleanly by SIGTERM."""
 from __future__ import annotations
 
-import json
-import queue as queues
 import signal
-import threading
 import time
 import uuid
 
-import httpx
 import pytest
 
 import redispool
 
 from support.served import Served, tokens_file
-
-END = object()
-
-
-class Stream:
-    """An SSE response read on a thread: ``frames`` gets one dict per event (id, event,
-    data) or comment ({"comment": text}), then END when the stream ends."""
-
-    def __init__(self, client: httpx.Client, params: list[tuple[str, str]], headers: dict | None = None) -> None:
-        self.frames: queues.Queue = queues.Queue()
-        self.response: httpx.Response | None = None
-        self.opened = threading.Event()
-        self.client = client
-        self._thread = threading.Thread(target=self._read, args=(params, headers or {}), daemon=True)
-        self._thread.start()
-        assert self.opened.wait(10), "the stream opens"
-
-    def _read(self, params, headers) -> None:
-        try:
-            with self.client.stream("GET", "/v1/events", params=params, headers=headers) as response:
-                self.response = response
-                self.opened.set()
-                frame: dict = {}
-                for line in response.iter_lines():
-                    if line.startswith(":"):
-                        self.frames.put({"comment": line[1:].strip()})
-                    elif not line:
-                        if frame:
-                            self.frames.put(frame)
-                        frame = {}
-                    else:
-                        name, _, value = line.partition(": ")
-                        frame[name] = json.loads(value) if name == "data" else value
-        except httpx.HTTPError:
-            pass
-        finally:
-            self.opened.set()
-            self.frames.put(END)
-
-    def next(self, timeout: float = 10, comments: bool = False):
-        deadline = time.monotonic() + timeout
-        while True:
-            item = self.frames.get(timeout=max(0.01, deadline - time.monotonic()))
-            if item is END or comments or "comment" not in item:
-                return item
-
-    def events(self, n: int, timeout: float = 10) -> list[dict]:
-        return [self.next(timeout) for _ in range(n)]
-
-    def close(self) -> None:
-        if self.response is not None:
-            self.response.close()
+from support.sse import END, Stream
 
 
 @pytest.fixture

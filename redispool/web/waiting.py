@@ -1,5 +1,8 @@
 """The server's async engine (redispool/aio.py), one per event loop, and the end of waits.
 
+One ``LoopEngines`` serves every face of ``redispool serve`` (the API's long-polls and
+event stream, the dashboard's live feed), so one ``interrupt()`` at shutdown ends them all.
+
 uvicorn runs one loop; Starlette's test client may run each request on a new one, and a
 ``redis.asyncio`` connection belongs to the loop that opened it, so the engine is made
 again when the loop changes. ``stop_for(request)`` is what ends a long-poll early: the
