@@ -28,6 +28,7 @@ from .. import tojson
 from ..errors import InvalidOption
 from ..events import Cursor, now_cursor
 from ..keys import check_queue
+from ..web.access import note
 from ..web.body import BadInput
 from .feed import Feed, follow
 
@@ -51,6 +52,7 @@ def handler(api: Any) -> Any:
             raise BadInput(f"Last-Event-ID: {exc}") from None
         if cursor is None:
             cursor = await now_cursor(api.aio)
+        note(request, stream=True)   # how long it stays open is no latency (access.py)
         return StreamingResponse(stream(api, request, Feed(named, cursor)), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return events
