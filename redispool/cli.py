@@ -613,6 +613,7 @@ _cue_action("run", "run_cue", "ran now")
 
 # ---------------------------------------------------------------------- serve
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SETTLE_S = 1.0   # at SIGTERM, how long the waits get to end before uvicorn closes connections
 
 
 @cli.command()
@@ -687,19 +688,27 @@ def serve(ctx: click.Context, /, host: str, port: int, tokens_file: str | None, 
         sweeper = Sweeper(engine, interval=sweep_interval, worker_timeout=worker_timeout)
         threading.Thread(target=sweeper.run, name="redispool-sweeper", daemon=True).start()
 
-    def on_loop(callback: Callable[[], Any]) -> None:
-        """Run ``callback`` on the server's event loop (not inside a signal handler)."""
+    def on_loop(callback: Callable[[], Any]) -> bool:
+        """Run ``callback`` on the server's event loop (not inside a signal handler);
+        False when no loop runs."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return
+            return False
         loop.call_soon_threadsafe(callback)
+        return True
 
-    def stop(*_: Any) -> None:  # end long-polls, finish in-flight requests, then exit 0
-        server.should_exit = True
+    async def shut_down() -> None:
+        try:   # long-polls answer and streams send their last frame, before uvicorn closes connections
+            await app.state.api.waits.interrupt(settle=SETTLE_S)
+        finally:
+            server.should_exit = True
+
+    def stop(*_: Any) -> None:  # end long-polls and streams, finish in-flight requests, then exit 0
         if sweeper is not None:
             sweeper.stop()
-        on_loop(lambda: asyncio.ensure_future(app.state.api.waits.interrupt()))
+        if not on_loop(lambda: asyncio.ensure_future(shut_down())):
+            server.should_exit = True
 
     def reload_tokens() -> None:
         if not tokens_file or tokens is None:

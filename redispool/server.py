@@ -1,7 +1,7 @@
 """``redispool serve``, assembled: the faces mounted side by side over one Engine.
 
-- ``/v1``: the native HTTP API (``redispool.http``), with ``/healthz``, ``/metrics`` and
-  ``/openapi.json``;
+- ``/v1``: the native HTTP API (``redispool.http``; ``/v1/ws`` a WebSocket), with
+  ``/healthz``, ``/metrics`` and ``/openapi.json``;
 - ``/compat/spooled`` and ``/compat/cueapi``: the hosted services' protocols
   (``redispool.compat``);
 - ``/``: the web dashboard (``redispool.dashboard``).
@@ -21,13 +21,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Match, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 
 from . import defaults
 from .compat import create_cueapi_app, create_spooled_app
 from .dashboard import create_dashboard
 from .engine import Engine
-from .http.app import Api, error, openapi, routes_of, unavailable
+from .http.app import Api, error, openapi, routes_of, unavailable, websocket_routes
 from .web.access import Access
 from .web.auth import role_of
 from .web.guard import Guard
@@ -43,7 +43,8 @@ def create_app(engine: Engine, *, tokens: dict[str, str] | None = None,
     ``secure_cookies``: the dashboard's cookies are Secure (also set per request behind
     TLS, ``X-Forwarded-Proto: https``)."""
     api = Api(engine, tokens, worker_timeout)
-    api_routes = [api.route(m, p, role, h, status) for m, p, role, h, status, _ in routes_of(api)]
+    api_routes: list[BaseRoute] = [api.route(m, p, role, h, status) for m, p, role, h, status, _ in routes_of(api)]
+    api_routes += websocket_routes(api)
     doc = openapi(api)
 
     async def healthz(request: Request) -> Response:
@@ -60,7 +61,7 @@ def create_app(engine: Engine, *, tokens: dict[str, str] | None = None,
 
     async def no_route(request: Request) -> Response:
         allowed = sorted({m for r in api_routes if r.matches(request.scope)[0] is Match.PARTIAL
-                          for m in (r.methods or ()) if m != "HEAD"})
+                          for m in (getattr(r, "methods", None) or ()) if m != "HEAD"})
         if allowed:
             return error(405, "method_not_allowed",
                          f"{request.method} is not allowed here (allowed: {', '.join(allowed)})",

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .. import validate
 from ..aio import GIVE_UP, AsyncEngine, ServerBusy, pool_exhausted
@@ -36,7 +36,7 @@ from ..web.endpoint import Dialect, Forbidden, Unauthorized, call
 from ..web.metrics import Metrics
 from ..web.waiting import GONE, LoopEngines
 from ..web.workers import HttpWorkers
-from . import bodies, events, wire
+from . import bodies, events, wire, ws
 from .openapi import document
 
 log = logging.getLogger("redispool.http")
@@ -386,6 +386,16 @@ def routes_of(api: Api) -> list[tuple[str, str, str, Callable[..., Awaitable[Any
         ("GET", "/v1/workers", "read", api.list_workers, 200, "Live workers"),
         ("GET", "/v1/events", "read", events.handler(api), 200, "Queues' events as Server-Sent Events"),
     ]
+
+
+def websocket_routes(api: Api) -> list[BaseRoute]:
+    """``GET /v1/ws`` (ws.py: the events over a WebSocket), and 426 to a plain GET there."""
+    async def upgrade_required(request: Request) -> Response:
+        return error(426, "upgrade_required", "GET /v1/ws is a WebSocket: open it with the upgrade handshake "
+                                              "(or read the events as Server-Sent Events: GET /v1/events)",
+                     headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+    return [WebSocketRoute("/v1/ws", ws.handler(api, error), name="GET /v1/ws"),
+            Route("/v1/ws", upgrade_required, methods=["GET"], name="GET /v1/ws (no upgrade)")]
 
 
 def openapi(api: Api) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ..errors import InvalidOption
 from ..events import Cursor, now_cursor
 from ..keys import check_queue
 from ..web import sse
+from ..web.access import note
 from ..web.body import BadInput
 
 
@@ -37,6 +38,7 @@ def handler(api: Any) -> Any:
             raise BadInput(f"Last-Event-ID: {exc}") from None
         if cursor is None:
             cursor = await now_cursor(api.aio)
+        note(request, stream=True)   # how long it stays open is no latency (access.py)
         return StreamingResponse(sse.follow(api.waits, request, named, cursor), media_type=sse.MEDIA_TYPE,
                                  headers=sse.HEADERS)
     return events

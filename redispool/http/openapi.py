@@ -34,7 +34,7 @@ STATE = {"type": "string", "enum": list(STATES)}
 SCHEMAS: dict[str, Any] = {
     "Error": record({"error": {"type": "string", "enum": [
         "bad_input", "unauthorized", "forbidden", "not_found", "lease_lost", "too_large", "unavailable", "busy",
-        "redis_full"]},
+        "redis_full", "upgrade_required"]},
         "message": {"type": "string"}}),
     **{name: body_schema(spec) for name, spec in bodies.NAMED.items()},
     "Lease": record({
@@ -175,6 +175,15 @@ def document(routes: Iterable[tuple[str, str, str, int, str]], *, title: str = "
         if key in BODIES:
             op["requestBody"] = {"required": False, "content": {"application/json": {"schema": BODIES[key]}}}
         paths.setdefault(path, {})[method.lower()] = op
+    paths["/v1/ws"] = {"get": {
+        "summary": "Queues' events over a WebSocket", "operationId": "get_ws", "security": [{"bearer": []}],
+        "description": "Role: read or above. A WebSocket (the upgrade handshake): send "
+                       '`{"subscribe": {"queues": [...]}}` or `{"subscribe": {"job": [queue, id]}}` (with '
+                       '`"after": cursor` to resume), get `{"event": Event, "cursor": token}` per event; '
+                       "see the README's Events section.",
+        "responses": {"101": {"description": "switching to the WebSocket protocol"},
+                      "401": _json(ref("Error"), ERRORS["401"]),
+                      "426": _json(ref("Error"), "upgrade_required: a plain GET, not a WebSocket handshake")}}}
     paths["/healthz"] = {"get": {"summary": "200 while Redis answers, else 503", "operationId": "healthz",
                                  "responses": {"200": _json(record({"status": {"type": "string"}}), "Redis answers"),
                                                "503": _json(ref("Error"), "unavailable: Redis unreachable; "

@@ -23,11 +23,15 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
+from .ws import MAX_MESSAGE
+
 log = logging.getLogger("redispool.http")
 
 KEEP_ALIVE_S = 75.0        # above common load-balancer idle timeouts (ALB 60 s, nginx 60 s)
 GRACEFUL_TIMEOUT_S = 20.0  # below Kubernetes' default 30 s before SIGKILL
 READ_TIMEOUT_S = 30.0      # a request's head, then its body, must each arrive within this
+WS_PING_S = 10.0           # a WebSocket is pinged this often (keeps proxies from closing an idle one) ...
+WS_PONG_S = 20.0           # ... and closed (1011) when no pong comes back within this
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -122,6 +126,7 @@ def config(app: Any, *, host: str, port: int, keep_alive: float, graceful_timeou
     # uvicorn annotates both timeouts int, but uses them as seconds of any kind (call_later,
     # wait_for): --keep-alive 0.5 means half a second
     return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                          http=protocol(read_timeout),
+                          http=protocol(read_timeout), ws_max_size=MAX_MESSAGE, ws_ping_interval=WS_PING_S,
+                          ws_ping_timeout=WS_PONG_S,
                           timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float: see above
                           timeout_graceful_shutdown=graceful_timeout)  # type: ignore[arg-type]  # likewise

@@ -9,6 +9,12 @@ into a log someone tails. The request id is the client's ``X-Request-ID`` when i
 (1-128 of ``A-Za-z0-9._:-``), else a new one; it is echoed in the response's
 ``X-Request-ID``. Routes fill in what only they know with ``note(request, role=...)``.
 
+A WebSocket is logged and counted once too, when it ends: ``GET``, with 101 once it was
+accepted (the time is how long it stayed open), else the status its handshake was
+refused with (403 for a close before the upgrade, which is what the server answers).
+An accepted socket's time, like a Server-Sent Events stream's (``note(request,
+stream=True)``), is no request latency: it is counted, not put in a histogram.
+
 The metrics' route label is the route's template (``/v1/queues/{queue}/jobs/{id}``),
 ``unmatched`` for a path no route takes: its cardinality is bounded by the route table.
 """
@@ -25,7 +31,7 @@ log = logging.getLogger("redispool.http")
 audit = logging.getLogger("redispool.audit")
 
 Scope = dict[str, Any]
-NOTES = "redispool.notes"   # scope key: what routes tell the log line (role, long_poll)
+NOTES = "redispool.notes"   # scope key: what routes tell the log line (role, long_poll, stream)
 SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
 CONVERTER = re.compile(r"\{(\w+):\w+\}")
@@ -37,7 +43,7 @@ def clean(text: str) -> str:
 
 
 def note(request: Any, **facts: Any) -> None:
-    """Tell the request's log line a fact (``role``, ``long_poll``)."""
+    """Tell the request's log line a fact (``role``, ``long_poll``, ``stream``)."""
     notes = request.scope.get(NOTES)
     if notes is not None:
         notes.update(facts)
@@ -67,9 +73,10 @@ class Access:
 
     async def __call__(self, scope: Scope, receive: Callable[..., Awaitable[Any]],
                        send: Callable[..., Awaitable[Any]]) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        socket = scope["type"] == "websocket"
         started = time.perf_counter()
         given = _header(scope, b"x-request-id")
         rid = given if given is not None and SANE_ID.fullmatch(given) else uuid.uuid4().hex
@@ -79,24 +86,28 @@ class Access:
 
         async def sending(message: dict[str, Any]) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            kind = message["type"]
+            if kind in ("http.response.start", "websocket.http.response.start", "websocket.accept"):
+                status = message.get("status", 101)
                 message = {**message, "headers": [*message.get("headers", []),
                                                   (b"x-request-id", rid.encode())]}
+            elif kind == "websocket.close" and status == 0:
+                status = 403   # closed before the upgrade: refused with 403
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         except Exception:
             log.exception("%s %s: unhandled error (rid=%s)", scope.get("method"), clean(scope.get("path", "")), rid)
-            if status == 0:
+            if status == 0 and not socket:   # a WebSocket's server answers 500 itself
                 await _answer_500(scope, sending)
             status = status or 500
         finally:
             seconds = time.perf_counter() - started
-            method, route = scope.get("method", "?"), route_label(scope)
+            method, route = scope.get("method", "GET" if socket else "?"), route_label(scope)
             shown = status or 499  # nothing sent: the client went away first
-            self.metrics.observe(method, route, shown, seconds, long_poll=bool(notes.get("long_poll")))
+            self.metrics.observe(method, route, shown, seconds, long_poll=bool(notes.get("long_poll")),
+                                 stream=bool(notes.get("stream")) or (socket and status == 101))
             log.info("%s %s %d %.1fms client=%s role=%s rid=%s", clean(method), clean(scope.get("path", "")),
                      shown, seconds * 1000, client_of(scope), notes.get("role", "-"), rid)
 

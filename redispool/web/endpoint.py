@@ -26,7 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -114,9 +114,9 @@ class Dialect:
         return self.render(status, code, template[0].format_map(vars(exc)) if template else str(exc))
 
 
-def check_role(request: Request, tokens: dict[str, str] | None, needed: str) -> str:
-    """The role of the request's bearer token; Unauthorized or Forbidden when it may not
-    do what needs ``needed``. The access log is told the role."""
+def check_role(request: HTTPConnection, tokens: dict[str, str] | None, needed: str) -> str:
+    """The role of the request's (or WebSocket handshake's) bearer token; Unauthorized or
+    Forbidden when it may not do what needs ``needed``. The access log is told the role."""
     role = role_of(request.headers.get("authorization"), tokens)
     note(request, role=role or "-")
     if role is None:

@@ -18,6 +18,11 @@ action. Without tokens (everyone is admin) this middleware is what stands betwee
   a rebound name never matches. ``/healthz`` is exempt (it tells nothing).
 - **Origin** (no tokens). A request that carries ``Origin`` (browsers send it on every
   cross-origin request and every POST) must come from this server's own origin, else 403.
+
+A WebSocket handshake gets the same Host and Origin checks: browsers let any page open a
+WebSocket to any address (no CORS), sending its ``Origin``, so without tokens this is
+what keeps them from reading the events of ``/v1/ws``. It is refused with the same
+status and body (or a close with 1008 where the server cannot send an HTTP answer).
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ class Guard:
 
     async def __call__(self, scope: Scope, receive: Callable[..., Awaitable[Any]],
                        send: Callable[..., Awaitable[Any]]) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             refused = self.refusal(scope)
             if refused is not None:
                 status, code, message = refused
@@ -62,7 +67,7 @@ class Guard:
         headers = _headers(scope)
         if self.no_tokens and path != "/healthz":
             host = headers.get("host")
-            if host is not None and not self.host_ok(host, scope.get("server"), scope.get("scheme", "http")):
+            if host is not None and not self.host_ok(host, scope.get("server"), _scheme(scope)):
                 return 421, "wrong_host", (f"this server answers to localhost or its address, not {host!r} "
                                            "(without tokens; see --allow-host)")
             origin = headers.get("origin")
@@ -91,6 +96,12 @@ class Guard:
         if server and _loopback(server[0]):  # reached on loopback: the port it was reached on
             return port == int(server[1])
         return True
+
+
+def _scheme(scope: Scope) -> str:
+    """The request's scheme as a page's origin names it (a WebSocket's ``ws``: ``http``)."""
+    scheme = str(scope.get("scheme", "http"))
+    return {"ws": "http", "wss": "https"}.get(scheme, scheme)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -141,7 +152,7 @@ def _same_origin(origin: str, scope: Scope, host: str | None) -> bool:
     and port of its Host header (default ports spelt out or not)."""
     if host is None:
         return False
-    scheme = scope.get("scheme", "http")
+    scheme = _scheme(scope)
     try:
         given = urlsplit(origin.strip().lower())
         given_port = given.port or DEFAULT_PORT.get(given.scheme)
@@ -152,12 +163,19 @@ def _same_origin(origin: str, scope: Scope, host: str | None) -> bool:
 
 
 async def _answer(scope: Scope, send: Callable[..., Awaitable[Any]], status: int, code: str, message: str) -> None:
-    """A JSON error on the APIs, plain text elsewhere (the dashboard)."""
+    """A JSON error on the APIs, plain text elsewhere (the dashboard); to a WebSocket
+    handshake as its denial response, or a close with 1008 where the server has none."""
     path = scope.get("path", "")
     if path.startswith(("/v1/", "/compat/")):
         body, media = json.dumps({"error": code, "message": message}).encode(), b"application/json"
     else:
         body, media = f"{message}\n".encode(), b"text/plain; charset=utf-8"
-    await send({"type": "http.response.start", "status": status,
+    prefix = "http"
+    if scope["type"] == "websocket":
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008, "reason": code})
+            return
+        prefix = "websocket.http"
+    await send({"type": f"{prefix}.response.start", "status": status,
                 "headers": [(b"content-type", media), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{prefix}.response.body", "body": body})

@@ -1,7 +1,8 @@
 """Request metrics of ``redispool serve``: requests by method, route and status, their
 latency, and the duration of long-polls (kept apart, so that waiting for jobs does not
 read as slow answers), alongside the queue figures (``redispool.metrics``). The access
-middleware (access.py) observes every response."""
+middleware (access.py) observes every response; a stream's (Server-Sent Events, a
+WebSocket) is counted but not timed: how long a client follows events is no latency."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -28,9 +29,11 @@ class Metrics:
                                     "redispool_http_request_seconds", ["method", "route"], registry=self.registry,
                                     buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60))
 
-    def observe(self, method: str, route: str, status: int, seconds: float, long_poll: bool = False) -> None:
+    def observe(self, method: str, route: str, status: int, seconds: float, long_poll: bool = False,
+                stream: bool = False) -> None:
         self.requests.labels(method, route, str(status)).inc()
-        (self.long_polls if long_poll else self.latency).labels(method, route).observe(seconds)
+        if not stream:
+            (self.long_polls if long_poll else self.latency).labels(method, route).observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -5,9 +5,9 @@ Each event is ``id:`` (the resume token: ``redispool.events``' cursor; for one q
 bare event id), optionally ``event:`` (its type), and one ``data:`` line of JSON (the
 Event), so clients that keep only the last ``data:`` line still get it whole.
 
-A stream waits in Redis (one blocked XREAD of every log it follows, on a connection of
-its own: the only connection it holds; its other reads share the engine's pool) and
-writes a comment line when it has sent nothing for ``KEEPALIVE_S``, so proxies and
+A stream waits in Redis (feed.py's ``follow``, which the WebSocket view shares: one
+blocked XREAD of every log it follows, on a connection of its own; its other reads share
+the engine's pool) and writes a comment line when it has sent nothing for ``KEEPALIVE_S``, so proxies and
 clients with a read timeout keep it open. It ends when the client goes away and at
 shutdown (``LoopEngines.interrupt``, which SIGTERM triggers), cleanly: the last frame is
 complete.
@@ -30,21 +30,17 @@ from typing import Any
 from starlette.requests import Request
 
 from .. import blocking, tojson
-from ..aio import async_client
-from ..errors import REDIS_TROUBLE, RedispoolError
-from ..events import CLUSTER_SKEW_MS, MAX_SEQ, Cursor, now_cursor, read_queues
+from ..events import CLUSTER_SKEW_MS, MAX_SEQ, Cursor, now_cursor
 from ..models import Event
+from .feed import ALL_WAIT_S, Feed
+from .feed import follow as feed_follow
 from .waiting import LoopEngines
 
 KEEPALIVE_S = 10.0      # a comment after this long without a frame (the SPEC's bound is 15 s)
-WAIT_S = 5.0            # one blocked read of named queues
-ALL_WAIT_S = 1.0        # ... of every queue: the list is read again after it, so a new queue shows within 1 s
-BATCH = 100             # events per read and log
-RETRY_S = 1.0           # pause after Redis trouble
 BEHIND = "behind"       # the type of the frame a skip sends
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MEDIA_TYPE = "text/event-stream"
-TROUBLE: tuple[type[BaseException], ...] = (RedispoolError, *REDIS_TROUBLE)
+__all__ = ["ALL_WAIT_S", "follow", "frame", "present", "resume_token"]
 
 
 def frame(event: Event, token: str, *, named: bool = True) -> str:
@@ -78,47 +74,27 @@ async def follow(waits: LoopEngines, request: Request, queues: Sequence[str], cu
     ``job``: only that job's events (the others advance the cursor unseen); ``named``,
     ``pace_s``, ``skip``: see ``frame`` and the module's docstring."""
     aio = waits.get()
-    single = len(queues) == 1
-    client = async_client(aio.engine, max_connections=None)   # a blocked read holds its connection
-    try:
-        async with waits.stop_for(request.receive) as stop:
-            yield ": connected\n\n"
-            sent = time.monotonic()
-            while not stop.done():
-                started = time.monotonic()
-                following = list(queues) or await aio.queues()
-                read = asyncio.ensure_future(read_queues(aio, client, following, cursor, limit=BATCH,
-                                                       block=WAIT_S if queues else ALL_WAIT_S))
-                either: set[asyncio.Future[Any]] = {read, stop}
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                if not read.done():
-                    read.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await read
-                    break
-                try:
-                    events = read.result()
-                    for event in events:
-                        cursor = Cursor(event.id, "" if single else event.queue)
-                        if job is None or event.job_id == job:
-                            yield frame(event, cursor.token, named=named)
-                            sent = time.monotonic()
-                    if skip and len(events) >= BATCH:   # more are waiting: the page looks again instead
-                        cursor = await present(aio, client)
-                        yield _behind(cursor, named)
-                        sent = time.monotonic()
-                except TROUBLE:   # Redis trouble: say so (a comment) and read again shortly
-                    yield ": redis unavailable, retrying\n\n"
-                    await asyncio.wait({stop}, timeout=RETRY_S)
-                    continue
-                if time.monotonic() - sent >= KEEPALIVE_S:
-                    yield ": ping\n\n"
-                    sent = time.monotonic()
-                if events and pace_s > 0:
-                    await asyncio.wait({stop}, timeout=max(0.0, started + pace_s - time.monotonic()))
-    finally:
-        with contextlib.suppress(Exception):
-            await client.aclose()
+    feed = Feed(queues, cursor, job)
+    async with waits.stop_for(request.receive) as stop, contextlib.aclosing(feed_follow(aio, feed, stop)) as reads:
+        yield ": connected\n\n"
+        sent = read_at = time.monotonic()
+        async for read in reads:
+            if isinstance(read, BaseException):   # Redis trouble: say so; the feed reads again shortly
+                yield ": redis unavailable, retrying\n\n"
+                continue
+            for event, token in read:
+                yield frame(event, token, named=named)
+                sent = time.monotonic()
+            if skip and feed.full:   # more are waiting: the page looks again instead
+                feed.cursor = await present(aio, aio.client)
+                yield _behind(feed.cursor, named)
+                sent = time.monotonic()
+            if time.monotonic() - sent >= KEEPALIVE_S:
+                yield ": ping\n\n"
+                sent = time.monotonic()
+            if read and pace_s > 0:
+                await asyncio.wait({stop}, timeout=max(0.0, read_at + pace_s - time.monotonic()))
+            read_at = time.monotonic()
 
 
 def _behind(cursor: Cursor, named: bool) -> str:

@@ -7,7 +7,11 @@ uvicorn runs one loop; Starlette's test client may run each request on a new one
 ``redis.asyncio`` connection belongs to the loop that opened it, so the engine is made
 again when the loop changes. ``stop_for(request)`` is what ends a long-poll early: the
 client going away, or ``interrupt()`` at shutdown (then every waiting claim answers at
-once with no job, while other requests finish normally).
+once with no job, while other requests finish normally). A WebSocket reads its client's
+messages itself, so its ``stop_for(None)`` watches for the shutdown only.
+``interrupt(settle=S)`` also waits up to S seconds for the waits to have ended, so that
+``redispool serve`` closes its connections only after every stream sent its last frame
+(a WebSocket its own close, 1001, not the server's 1012).
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ class LoopEngines:
         self._aio: AsyncEngine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutdown: asyncio.Event | None = None
+        self._open: set[asyncio.Future[None]] = set()   # one per stop_for under way: done when it ends
 
     def get(self) -> AsyncEngine:
         loop = asyncio.get_running_loop()
@@ -40,9 +45,10 @@ class LoopEngines:
         return self._aio
 
     @contextlib.asynccontextmanager
-    async def stop_for(self, receive: Receive) -> AsyncIterator[asyncio.Future[str]]:
+    async def stop_for(self, receive: Receive | None) -> AsyncIterator[asyncio.Future[str]]:
         """A future done with GONE when the client disconnects (``receive`` is the ASGI
-        receive of a request whose body was read) or with SHUTDOWN at ``interrupt()``."""
+        receive of a request whose body was read; None: not watched) or with SHUTDOWN at
+        ``interrupt()``."""
         self.get()
         shutdown = self._shutdown
         assert shutdown is not None   # get() made it for this loop
@@ -52,7 +58,7 @@ class LoopEngines:
             stop.set_result(SHUTDOWN)
 
         async def watch() -> None:
-            gone = asyncio.ensure_future(_disconnect(receive))
+            gone = asyncio.ensure_future(_disconnect(receive) if receive is not None else loop.create_future())
             shut = asyncio.ensure_future(shutdown.wait())
             try:
                 done, _ = await asyncio.wait({gone, shut}, return_when=asyncio.FIRST_COMPLETED)
@@ -63,18 +69,26 @@ class LoopEngines:
                 shut.cancel()
 
         watcher = asyncio.ensure_future(watch())
+        ended: asyncio.Future[None] = loop.create_future()
+        self._open.add(ended)
         try:
             yield stop
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            ended.set_result(None)
+            self._open.discard(ended)
 
-    async def interrupt(self) -> None:
-        """Shutting down: end every wait now (their claims answer with no jobs)."""
+    async def interrupt(self, settle: float = 0.0) -> None:
+        """Shutting down: end every wait now (their claims answer with no jobs), and give
+        them up to ``settle`` s to have ended."""
         self.closing = True
         if self._shutdown is not None and self._loop is asyncio.get_running_loop():
             self._shutdown.set()
+            open_here = {f for f in self._open if f.get_loop() is self._loop}
+            if settle > 0 and open_here:
+                await asyncio.wait(open_here, timeout=settle)
 
     async def close(self) -> None:
         if self._aio is not None and self._loop is asyncio.get_running_loop():
