@@ -1,4 +1,4 @@
-"""docker-compose.yml: Redis with AOF, a scheduler, a sweeper and a worker, every command
+"""docker-compose.yml: Redis with AOF, a scheduler, a sweeper, a deliverer and a worker, every command
 of which exists in the CLI. (Nothing is started: `docker compose config` checks the file
 where a compose binary is installed.)"""
 from __future__ import annotations
@@ -23,19 +23,20 @@ def compose() -> dict:
 
 def test_services(compose):
     services = compose["services"]
-    assert set(services) == {"redis", "scheduler", "sweeper", "worker"}
+    assert set(services) == {"redis", "scheduler", "sweeper", "deliverer", "worker"}
     redis_cmd = services["redis"]["command"]
     assert redis_cmd[0] == "redis-server" and redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
-    for name in ("scheduler", "sweeper", "worker"):
+    for name, command in (("scheduler", "scheduler"), ("sweeper", "sweeper"), ("deliverer", "deliver"),
+                          ("worker", "worker")):
         service = services[name]
         assert service["environment"]["REDISPOOL_URL"] == "redis://redis:6379/0"
         assert "redis" in service["depends_on"]
         assert service["build"] == "."
-        assert service["command"][0] == name
+        assert service["command"][0] == command
 
 
 def test_every_command_exists_in_the_cli(compose):
-    for name in ("scheduler", "sweeper", "worker"):
+    for name in ("scheduler", "sweeper", "deliverer", "worker"):
         command = compose["services"][name]["command"]
         options = [arg for arg in command if arg.startswith("--")]
         result = CliRunner().invoke(cli, [command[0], "--help"])

@@ -301,3 +301,29 @@ def test_cli_webhook_commands(redis_url):
     invoke(redis_url, prefix, "webhook", "rm", "h", code=2)
     out = invoke(redis_url, prefix, "cue", "add", "q", "c", "0 3 * * *", "--url", "https://example.com/c").output
     assert "posted to https://example.com/c" in out
+
+
+def readme_receiver():
+    """The README's ``verified`` function, as written there."""
+    from support import ROOT
+    text = (ROOT / "README.md").read_text()
+    start = text.index("import hashlib, hmac, time")
+    code = text[start:text.index("```", start)]
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    return scope["verified"]
+
+
+def test_the_readme_receiver_verifies_a_real_delivery(on_redis):
+    verified = readme_receiver()
+    with receiving() as receiver:
+        on_redis.add_webhook("h", receiver.url, events=["enqueued"], secret="whsec_readme")
+        on_redis.enqueue("q", {"n": 1})
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: receiver.requests, what="a delivery")
+    r = receiver.requests[0]
+    assert verified("whsec_readme", r.headers, r.body)
+    assert not verified("whsec_other", r.headers, r.body)
+    assert not verified("whsec_readme", r.headers, r.body + b" ")
+    old = dict(r.headers, **{"X-Redispool-Timestamp": str(int(time.time()) - 3600)})
+    assert not verified("whsec_readme", old, r.body)
