@@ -156,7 +156,7 @@ class Router:
             self.next_reclaim = time.monotonic() + RECLAIM_EVERY_S
             for queue in queues:
                 created += self._route(hooks, queue, self._reclaim(queue))
-        for queue, entries in self._read(queues, block).items():
+        for queue, entries in self.read(queues, block).items():
             created += self._route(hooks, queue, entries)
         return created
 
@@ -182,8 +182,7 @@ class Router:
         if self.cluster:
             out = {}
             for key in keys:
-                reply = self.engine.scripts.command(*head, "STREAMS", key, ">")
-                out.update(self._entries(reply, keys))
+                out.update(self._entries(self.engine.scripts.command(*head, "STREAMS", key, ">"), keys))
             if not any(out.values()):
                 time.sleep(min(block, CLUSTER_PAUSE_S))
             return out
@@ -191,6 +190,18 @@ class Router:
         with self.engine.scripts.boundary():
             reply = blocking.call(self.engine.client, next(iter(keys)), command, block)
         return self._entries(reply, keys)
+
+    def read(self, queues: list[str], block: float) -> dict[str, list[Any]]:
+        """``_read``, making the groups again when a log lost its group (the queue was
+        removed, or Redis lost its data): the read of the other logs must not stall."""
+        try:
+            return self._read(queues, block)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.info("a queue's event log lost its consumer group; making the groups again")
+            self.grouped.clear()
+            return {}
 
     @staticmethod
     def _entries(reply: Any, keys: dict[str, str]) -> dict[str, list[Any]]:

@@ -327,3 +327,22 @@ def test_the_readme_receiver_verifies_a_real_delivery(on_redis):
     assert not verified("whsec_readme", r.headers, r.body + b" ")
     old = dict(r.headers, **{"X-Redispool-Timestamp": str(int(time.time()) - 3600)})
     assert not verified("whsec_readme", old, r.body)
+
+
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
+def test_a_log_that_lost_its_group_does_not_stall_the_others(backend, request):
+    """A queue's log deleted under the router (the queue removed, Redis data lost): the
+    router makes the groups again and every other queue's events still go out."""
+    url = request.getfixturevalue("redis_url" if backend == "redis" else "cluster_url")
+    engine = redispool.connect(url, prefix=f"ng{uuid.uuid4().hex[:8]}", backoff_base=0.05, backoff_cap=0.2)
+    with receiving() as receiver:
+        engine.add_webhook("h", receiver.url, events=["enqueued"])
+        engine.enqueue("a", 1)
+        engine.enqueue("b", 1)
+        with running(Deliverer(engine)):
+            wait_for(lambda: len(receiver.requests) == 2, what="both delivered")
+            engine.scripts.command("DEL", engine.keys("a").events)
+            engine.enqueue("b", 2)
+            engine.enqueue("a", 2)
+            wait_for(lambda: len(receiver.requests) == 4, what="both queues delivered again")
+    engine.close()
