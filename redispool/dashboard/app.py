@@ -1,4 +1,4 @@
-"""The web dashboard: overview, workers, queues, jobs, cues, enqueue, and the actions.
+"""The web dashboard: overview, workers, queues, jobs, cues, webhooks, enqueue, and the actions.
 
 ``create_dashboard(engine, tokens=...)`` returns a Starlette app (``redispool serve``
 mounts it at ``/``). Roles are those of the HTTP API: ``admin`` sees and acts, ``read``
@@ -9,8 +9,8 @@ Every action is a POST carrying a CSRF token that must match the ``rp_csrf`` coo
 Pages never fetch a whole state: lists are pages of 50, and the overview shows 50 queues
 at a time; what the live pages read is shared between tabs for ``cache_s`` (figures.py).
 The overview, a queue and a job look again when their queues' event logs say something
-changed (``/dashboard/events``, live.py), and every ``fallback_s`` besides; the workers
-and cues pages, which time changes too, every ``refresh_s``.
+changed (``/dashboard/events``, live.py), and every ``fallback_s`` besides; the workers,
+cues and webhooks pages (hooks.py), which time changes too, every ``refresh_s``.
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from ..web.auth import allows, cookie_role, same, token_role
 from ..web.endpoint import call
 from ..web.waiting import LoopEngines
 from . import figures, live
+from .hooks import WebhookPages, shown
 from .views import STATES, Page, age, chart, e, kept, pager, table, u, when
 
 PAGE_SIZE = 50
@@ -77,7 +78,7 @@ def create_dashboard(engine: Engine, *, tokens: Mapping[str, str] | None = None,
     return Starlette(routes=dash.routes(), exception_handlers={Forbidden: dash.forbidden})
 
 
-class _Dashboard:
+class _Dashboard(WebhookPages):
     def __init__(self, engine: Engine, tokens: dict[str, str] | None, worker_timeout: float,
                  refresh_s: float, secure: bool, cache_s: float = 1.0, *, fallback_s: float = 30.0,
                  waits: LoopEngines | None = None) -> None:
@@ -102,6 +103,7 @@ class _Dashboard:
             Route(live.PATH, self.events, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
             get("/", self.overview), get("/workers", self.workers), get("/cues", self.cues),
+            get("/webhooks", self.webhooks), get("/webhooks/{name}", self.webhook),
             get("/enqueue", self.enqueue_page), get("/find", self.find),
             get("/queues/{queue}", self.queue), get("/queues/{queue}/jobs/{job_id:path}", self.job),
             Route("/enqueue", self.enqueue, methods=["POST"]),
@@ -113,6 +115,7 @@ class _Dashboard:
             post("/queues/{queue}/jobs/{job_id:path}/cancel", lambda r, p: self.job_action(r, "cancel")),
             post("/queues/{queue}/jobs/{job_id:path}/delete", lambda r, p: self.job_action(r, "delete")),
             post("/cues/{queue}/{name}/{verb}", self.cue_action),
+            post("/webhooks/{name}/remove", self.webhook_remove),
         ]
 
     def role(self, request: Request) -> str | None:
@@ -425,7 +428,9 @@ class _Dashboard:
                        + p.button(f"{base}/run", "Run now")
                        + p.button(f"{base}/remove", "Remove", danger=True, confirm=f"Remove cue {c.name}?"))
             paused = '<span class="badge paused">paused</span>' if c.paused else "active"
-            rows.append([f'<a href="/queues/{u(c.queue)}">{e(c.queue)}</a>', e(c.name), f"<code>{e(c.cron)}</code>",
+            target = f'<br><span class="muted">POSTed to <code>{e(shown(c.url, 80))}</code></span>' if c.url else ""
+            rows.append([f'<a href="/queues/{u(c.queue)}">{e(c.queue)}</a>', e(c.name) + target,
+                         f"<code>{e(c.cron)}</code>",
                          e(c.tz), e(when(c.next_fire_at, c.tz)), e(when(c.next_fire_at)),
                          e(when(c.last_fire_at, c.tz)), e(c.misfire), paused, buttons])
         body = ('<h1>Cues</h1><div id="cues-live" data-live>'

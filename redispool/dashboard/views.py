@@ -1,5 +1,6 @@
 """HTML of the dashboard pages. Every value that comes from Redis (payloads, errors,
-results, queue, cue and worker names) goes through ``e()``: it is shown, never run."""
+results, queue, cue, worker and webhook names, URLs, receivers' answers) goes through
+``e()``: it is shown, never run."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,8 @@ from zoneinfo import ZoneInfo
 from ..tojson import jsonable
 
 STATES = ("ready", "scheduled", "leased", "done", "dead", "cancelled")
-NAV = (("/", "Overview"), ("/workers", "Workers"), ("/cues", "Cues"), ("/enqueue", "Enqueue"))
+NAV = (("/", "Overview"), ("/workers", "Workers"), ("/cues", "Cues"), ("/webhooks", "Webhooks"),
+       ("/enqueue", "Enqueue"))
 
 
 def e(value: Any) -> str:

@@ -6,7 +6,7 @@ release), the registry and the reads run on ``redispool.aio.AsyncEngine`` -- the
 own calls and reply parsers on ``redis.asyncio`` -- so no request holds a thread; the
 long-poll of a claim (``wait`` up to 30 s) blocks in Redis (BZPOPMIN on the queue's
 wake-up marker) and ends early, giving back what it leased, when the client goes away.
-Rare administrative calls (cancel, pause, replay, purge, cues) run the sync Engine on
+Rare administrative calls (cancel, pause, replay, purge, cues, webhooks) run the sync Engine on
 Starlette's thread pool. Routes are listed once, in ``routes_of``, which builds both the
 app and its OpenAPI document.
 """
@@ -25,7 +25,16 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from .. import validate
 from ..aio import GIVE_UP, AsyncEngine, ServerBusy, pool_exhausted
 from ..engine import Engine, JobSpec
-from ..errors import REDIS_TROUBLE, ConnectionFailed, CueNotFound, JobNotFound, LeaseLost, RedisFull, RedispoolError
+from ..errors import (
+    REDIS_TROUBLE,
+    ConnectionFailed,
+    CueNotFound,
+    JobNotFound,
+    LeaseLost,
+    RedisFull,
+    RedispoolError,
+    WebhookNotFound,
+)
 from ..keys import STATES, check_queue
 from ..models import Job, Lease
 from ..web import endpoint, outage
@@ -36,6 +45,7 @@ from ..web.endpoint import Dialect, Forbidden, Unauthorized, call
 from ..web.metrics import Metrics
 from ..web.waiting import GONE, LoopEngines
 from ..web.workers import HttpWorkers
+from ..webhooks import LOG_MAX
 from . import bodies, events, wire, ws
 from .openapi import document
 
@@ -60,6 +70,7 @@ DIALECT = Dialect(render=error, errors={
     Forbidden: (403, "forbidden"),
     JobNotFound: (404, "not_found"),
     CueNotFound: (404, "not_found"),
+    WebhookNotFound: (404, "not_found"),
     LeaseLost: (409, "lease_lost"),
     BodyTooLarge: (413, "too_large"),
     RedispoolError: (400, "bad_input"),   # BadInput, InvalidQueueName, InvalidOption, PayloadError, ...
@@ -326,6 +337,30 @@ class Api:
             return {"job_id": result} if verb == "run" else {"ok": True}
         return act
 
+    async def list_webhooks(self, request: Request, body: Any) -> Any:
+        return [wire.webhook(w) for w in await call(self.engine.webhooks)]
+
+    async def put_webhook(self, request: Request, body: Any) -> Any:
+        b = fields(body, bodies.WEBHOOK)
+        if b["queues"] == []:   # a webhook of no queue would never deliver anything
+            raise BadInput("queues must name one or more queues (null, or no field: every queue)")
+        return wire.webhook(await call(lambda: self.engine.add_webhook(request.path_params["name"], **b)))
+
+    async def get_webhook(self, request: Request, body: Any) -> Any:
+        name = request.path_params["name"]
+        found = await call(self.engine.get_webhook, name)
+        if found is None:
+            raise WebhookNotFound(f"no webhook {name!r}")
+        return wire.webhook(found)
+
+    async def delete_webhook(self, request: Request, body: Any) -> Any:
+        await call(self.engine.remove_webhook, request.path_params["name"])
+        return {"removed": True}
+
+    async def list_deliveries(self, request: Request, body: Any) -> Any:
+        limit = _int(request.query_params.get("limit"), 100, "limit", 1, LOG_MAX)
+        return [wire.delivery(d) for d in await call(self.engine.deliveries, request.path_params["name"], limit=limit)]
+
     async def list_workers(self, request: Request, body: Any) -> Any:
         return [wire.worker(w) for w in await self.aio.workers(timeout=self.worker_timeout)]
 
@@ -346,15 +381,18 @@ class Api:
 
 
 def _int(value: str | None, default: int, name: str, low: int, high: int) -> int:
+    """A query parameter of ASCII digits in [low, high] (``str.isdigit`` also takes '²' and
+    '①', which ``int`` refuses, and ``int`` takes other scripts' digits)."""
     if value is None:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(high)) or not low <= int(value) <= high:
         raise BadInput(f"{name} must be an integer in [{low}, {high}]")
     return int(value)
 
 
 Q = "/v1/queues/{queue}"
 J = Q + "/jobs/{id:path}"
+W = "/v1/webhooks/{name}"
 
 
 def routes_of(api: Api) -> list[tuple[str, str, str, Callable[..., Awaitable[Any]], int, str]]:
@@ -383,6 +421,11 @@ def routes_of(api: Api) -> list[tuple[str, str, str, Callable[..., Awaitable[Any
         ("POST", Q + "/cues/{name}/pause", "admin", api.cue_verb("pause"), 200, "Pause a cue"),
         ("POST", Q + "/cues/{name}/resume", "admin", api.cue_verb("resume"), 200, "Resume a cue"),
         ("POST", Q + "/cues/{name}/run", "admin", api.cue_verb("run"), 200, "Run a cue now"),
+        ("GET", "/v1/webhooks", "read", api.list_webhooks, 200, "Every webhook"),
+        ("PUT", W, "admin", api.put_webhook, 200, "Create or replace a webhook"),
+        ("GET", W, "read", api.get_webhook, 200, "One webhook"),
+        ("DELETE", W, "admin", api.delete_webhook, 200, "Remove a webhook (its waiting deliveries are dropped)"),
+        ("GET", W + "/deliveries", "read", api.list_deliveries, 200, "A webhook's latest delivery attempts"),
         ("GET", "/v1/workers", "read", api.list_workers, 200, "Live workers"),
         ("GET", "/v1/events", "read", events.handler(api), 200, "Queues' events as Server-Sent Events"),
     ]

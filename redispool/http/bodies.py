@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from .. import defaults, validate
+from ..models import EVENT_TYPES
+from ..signing import SCHEMES
 from ..web.body import REQUIRED, Field, Spec, body_schema
+from ..webhooks import DEFAULT_EVENTS, MAX_ATTEMPTS, URL_MAX
 
-NAME = r"^[A-Za-z0-9_.:-]{1,128}$"             # queue and cue names (keys.QUEUE_NAME)
+NAME = r"^[A-Za-z0-9_.:-]{1,128}$"             # queue, cue and webhook names (keys.QUEUE_NAME)
 IDENT = r"^[^\s\x00-\x1f\x7f]{1,256}$"         # unique keys, worker ids (validate.identifier)
 JOB_ID = r"^[^\s\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f0-9][^\s\x00-\x1f\x7f]*$"  # not all digits
 MAX_ITEMS = 1000   # jobs per batch, items per ack, jobs per claim (defaults.BATCH_MAX)
@@ -71,6 +74,10 @@ HEARTBEAT: Spec = {"token": TOKEN, "lease": LEASE, "worker_id": OWN_WORKER_ID}
 RELEASE: Spec = {"token": TOKEN, "worker_id": OWN_WORKER_ID}
 REPLAY: Spec = {"ids": Field((list, None), None, {"items": {"type": "string", "pattern": IDENT},
                                                   "maxItems": 100_000})}
+URL = {"maxLength": URL_MAX, "description": "an absolute http:// or https:// URL"}
+SECRET = Field((str, None), None, {"maxLength": 1024, "description":
+                                   "signs every request (HMAC-SHA256); never shown again"})
+SCHEME = Field((str,), "redispool", {"enum": list(SCHEMES), "description": "the requests' headers and body"})
 CUE: Spec = {
     "cron": Field((str,), REQUIRED, {"description": "5 fields, or 6 with seconds first"}),
     "tz": (str, "UTC"),
@@ -79,6 +86,20 @@ CUE: Spec = {
     "misfire": Field((str,), "skip", {"enum": ["skip", "catch_up"]}),
     "max_attempts": Field((int,), defaults.MAX_ATTEMPTS, ATTEMPTS),
     "lease": LEASE,
+    "url": Field((str, None), None, {**URL, "description": "a webhook cue: each fire is POSTed here by "
+                                                           "`redispool deliver` instead of going to the workers"}),
+    "secret": SECRET,
+    "scheme": SCHEME,
+}
+WEBHOOK: Spec = {
+    "url": Field((str,), REQUIRED, URL),
+    "events": Field((list,), list(DEFAULT_EVENTS), {"minItems": 1, "items": {"type": "string",
+                                                                              "enum": list(EVENT_TYPES)}}),
+    "queues": Field((list, None), None, {"minItems": 1, "items": {"type": "string", "pattern": NAME},
+                                         "description": "deliver these queues' events only (null: every queue)"}),
+    "secret": SECRET,
+    "scheme": SCHEME,
+    "max_attempts": Field((int,), MAX_ATTEMPTS, ATTEMPTS),
 }
 
 # bodies the document names (components/schemas), as the routes refer to them
@@ -97,4 +118,5 @@ BODIES: dict[tuple[str, str], Spec] = {
     ("POST", J + "/release"): RELEASE,
     ("POST", Q + "/replay"): REPLAY,
     ("PUT", Q + "/cues/{name}"): CUE,
+    ("PUT", "/v1/webhooks/{name}"): WEBHOOK,
 }

@@ -12,7 +12,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..keys import STATES
+from ..models import EVENT_TYPES
+from ..signing import SCHEMES
 from ..web.body import Spec, body_schema
+from ..webhooks import LOG_MAX
 from . import bodies
 from .bodies import NAME, ref
 
@@ -58,7 +61,24 @@ SCHEMAS: dict[str, Any] = {
         "tz": {"type": "string"}, "next_fire_at": TIME, "paused": {"type": "boolean"}, "payload": ANY,
         "priority": {"type": "integer"}, "misfire": {"type": "string", "enum": ["skip", "catch_up"]},
         "max_attempts": {"type": "integer"}, "lease": nullable({"type": "number"}),
-        "last_fire_at": nullable(TIME)}),
+        "last_fire_at": nullable(TIME),
+        "url": nullable({"type": "string", "description": "a webhook cue's URL (null: the queue's workers get "
+                                                          "its fires)"})}),
+    "Webhook": record({
+        "name": {"type": "string"}, "url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}},
+        "queues": nullable({"type": "array", "items": {"type": "string"}, "description": "null: every queue"}),
+        "signed": {"type": "boolean", "description": "whether it has a secret (which is never sent)"},
+        "scheme": {"type": "string", "enum": list(SCHEMES)}, "max_attempts": {"type": "integer"},
+        "created_at": TIME}),
+    "Delivery": record({
+        "id": {"type": "string"}, "webhook": {"type": "string"}, "event": {"type": "string"},
+        "queue": {"type": "string"}, "job_id": nullable({"type": "string"}), "attempt": {"type": "integer"},
+        "status": {"type": "string", "enum": ["success", "failed", "dead"]},
+        "code": nullable({"type": "integer", "description": "the HTTP status (null: no answer)"}),
+        "error": nullable({"type": "string"}),
+        "response": {"type": "string", "description": "the first 1 KiB of the answer"},
+        "duration_ms": {"type": "number"}, "at": TIME}),
     "Worker": record({
         "id": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
         "queues": {"type": "array", "items": {"type": "string"}}, "started_at": TIME, "last_heartbeat": TIME,
@@ -125,6 +145,11 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/queues/{queue}/cues/{name}/pause"): record({"ok": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/cues/{name}/resume"): record({"ok": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/cues/{name}/run"): record({"job_id": {"type": "string"}}),
+    ("GET", "/v1/webhooks"): array_of("Webhook"),
+    ("PUT", "/v1/webhooks/{name}"): ref("Webhook"),
+    ("GET", "/v1/webhooks/{name}"): ref("Webhook"),
+    ("DELETE", "/v1/webhooks/{name}"): record({"removed": {"type": "boolean"}}),
+    ("GET", "/v1/webhooks/{name}/deliveries"): {**array_of("Delivery"), "description": "newest first"},
     ("GET", "/v1/workers"): array_of("Worker"),
 }
 
@@ -135,12 +160,15 @@ QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
         {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": r"^[0-9]{1,12}$"}}],
     ("DELETE", "/v1/queues/{queue}/jobs"): [
         {"name": "state", "in": "query", "required": True, "schema": STATE}],
+    ("GET", "/v1/webhooks/{name}/deliveries"): [
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": LOG_MAX,
+                                                    "default": 100}}],
 }
 
 PATH_PARAMS = {"queue": {"type": "string", "pattern": NAME}, "name": {"type": "string", "pattern": NAME},
                "id": {"type": "string", "minLength": 1, "maxLength": 256}}
 ERRORS = {"400": "bad input (nothing was written)", "401": "no or unknown token",
-          "403": "the token's role may not use this route", "404": "unknown job, cue or route",
+          "403": "the token's role may not use this route", "404": "unknown job, cue, webhook or route",
           "409": "lease_lost: the token is stale (nothing was changed)", "413": "body over the limit",
           "503": "unavailable: Redis unreachable; busy: no Redis connection came free in time",
           "507": "redis_full: Redis is at maxmemory (nothing was written; retry once memory is freed)"}

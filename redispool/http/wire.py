@@ -1,13 +1,14 @@
-"""The native API's JSON records: leased jobs, job infos, cues and workers as ``/v1``
-sends them. Bodies are read and checked by ``redispool.web.body`` (with the field specs of
-``bodies.py``); payloads and results go out through its ``deliverable``/``jsonable``, so
-what JSON cannot carry is sent in the tagged forms of ``redispool.tojson``.
+"""The native API's JSON records: leased jobs, job infos, cues, workers, webhooks and their
+deliveries as ``/v1`` sends them. Bodies are read and checked by ``redispool.web.body``
+(with the field specs of ``bodies.py``); payloads and results go out through its
+``deliverable``/``jsonable``, so what JSON cannot carry is sent in the tagged forms of
+``redispool.tojson``.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..models import CueInfo, Job, JobInfo, WorkerInfo
+from ..models import CueInfo, DeliveryInfo, Job, JobInfo, WebhookInfo, WorkerInfo
 from ..web.body import deliverable, jsonable
 
 
@@ -30,10 +31,22 @@ def info(i: JobInfo) -> dict[str, Any]:
 def cue(c: CueInfo) -> dict[str, Any]:
     return {"queue": c.queue, "name": c.name, "cron": c.cron, "tz": c.tz, "next_fire_at": c.next_fire_at,
             "paused": c.paused, "payload": jsonable(c.payload), "priority": c.priority, "misfire": c.misfire,
-            "max_attempts": c.max_attempts, "lease": c.lease, "last_fire_at": c.last_fire_at}
+            "max_attempts": c.max_attempts, "lease": c.lease, "last_fire_at": c.last_fire_at, "url": c.url}
 
 
 def worker(w: WorkerInfo) -> dict[str, Any]:
     return {"id": w.id, "host": w.host, "pid": w.pid, "queues": w.queues, "started_at": w.started_at,
             "last_heartbeat": w.last_heartbeat, "jobs_in_progress": w.jobs_in_progress,
             "processed": w.processed, "failed": w.failed}
+
+
+def webhook(w: WebhookInfo) -> dict[str, Any]:
+    """A webhook; its secret is never sent (``signed`` says whether it has one)."""
+    return {"name": w.name, "url": w.url, "events": w.events, "queues": w.queues, "signed": w.signed,
+            "scheme": w.scheme, "max_attempts": w.max_attempts, "created_at": w.created_at}
+
+
+def delivery(d: DeliveryInfo) -> dict[str, Any]:
+    return {"id": d.id, "webhook": d.webhook, "event": d.event, "queue": d.queue, "job_id": d.job_id,
+            "attempt": d.attempt, "status": d.status, "code": d.code, "error": d.error, "response": d.response,
+            "duration_ms": d.duration_ms, "at": d.at}

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import redispool  # noqa: E402
 from redispool.http import create_app  # noqa: E402
 from redispool.http.openapi import BODIES, SCHEMAS  # noqa: E402
+from redispool.models import DeliveryInfo  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TOKEN = "fuzz-admin-token"
@@ -32,12 +33,19 @@ RUNS: list[str] = []
 
 @pytest.fixture(autouse=True, scope="module")
 def seeded():
-    """Jobs, a dead job and a cue, so fuzzed ids and names sometimes hit something."""
+    """Jobs, a dead job, cues and a webhook with deliveries, so fuzzed ids and names
+    sometimes hit something."""
     ENGINE.enqueue_many("q", [{"n": i} for i in range(5)])
     ENGINE.enqueue("q", b"\x00bytes", job_id="j-1")
     [job] = ENGINE.claim("q", "w", limit=1)
     ENGINE.fail(job, "boom", retry=False)
     ENGINE.add_cue("q", "nightly", "0 3 * * *")
+    ENGINE.add_cue("q", "ping", "0 3 * * *", url="https://example.com/cue", secret="s")
+    ENGINE.add_webhook("nightly", "https://example.com/hook", secret="s")
+    for n, (code, error) in enumerate([(200, None), (None, "timed out"), (500, "HTTP 500")]):
+        ENGINE.log_delivery(DeliveryInfo(id=f"hook:nightly:q:{n}-0", webhook="nightly", event="completed",
+                                         queue="q", job_id=str(n), attempt=1, status="failed" if error else "success",
+                                         code=code, error=error, response="\x00<b>é" * n, duration_ms=1.5, at=1e9))
     yield
     print(f"\nschemathesis: {len(RUNS)} cases")
 
@@ -73,3 +81,23 @@ def test_body_schemas_list_exactly_the_accepted_fields():
             assert "unknown field" not in r.text, (method, path, field, r.text)
         r = client.request(method, url, json={"surely_not_a_field": 1})
         assert r.status_code == 400 and "unknown field" in r.json()["message"], (method, path, r.text)
+
+
+def test_webhook_answers_match_the_document():
+    """The webhook routes' answers for a webhook that exists, with deliveries of every
+    outcome, and a webhook cue in the cue list (the fuzzer's names rarely hit one)."""
+    ENGINE.add_webhook("seen", "https://example.com/seen", queues=["q"], secret="s", scheme="cueapi")
+    ENGINE.add_cue("q", "seen", "0 3 * * *", url="https://example.com/seen-cue")
+    for n, (status, code) in enumerate([("success", 204), ("failed", 503), ("dead", None)]):
+        ENGINE.log_delivery(DeliveryInfo(id=f"hook:seen:q:{n}-0", webhook="seen", event="dead", queue="q",
+                                         job_id=None if code is None else str(n), attempt=n + 1, status=status,
+                                         code=code, error=None if code == 204 else "no", response="",
+                                         duration_ms=0, at=1e9))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for path, method, params in [("/v1/webhooks", "GET", {}), ("/v1/webhooks/{name}", "GET", {"name": "seen"}),
+                                 ("/v1/webhooks/{name}/deliveries", "GET", {"name": "seen"}),
+                                 ("/v1/cues", "GET", {}), ("/v1/webhooks/{name}", "DELETE", {"name": "seen"})]:
+        case = SCHEMA[path][method].Case(path_parameters=params, headers=auth)
+        response = case.call_and_validate(checks=CHECKS)
+        assert response.status_code == 200 and ("seen" in response.text or method == "DELETE"), (method, path)
+    assert ENGINE.get_webhook("seen") is None

@@ -94,6 +94,13 @@ def test_every_route(served):
         assert engine.get("mail", run["job_id"]).payload == {"k": 1}
         assert [c["name"] for c in http.get("/v1/cues").json()] == ["tick"]
         assert http.delete(q + "/cues/tick").json() == {"removed": True}
+        hook = http.put("/v1/webhooks/ops", json={"url": "https://example.com/h", "secret": "s", "queues": ["mail"]})
+        assert hook.json()["signed"] and "secret" not in hook.json()
+        assert [w["name"] for w in http.get("/v1/webhooks").json()] == ["ops"]
+        assert http.get("/v1/webhooks/ops").json() == hook.json()
+        assert http.get("/v1/webhooks/ops/deliveries", params={"limit": 5}).json() == []
+        assert http.delete("/v1/webhooks/ops").json() == {"removed": True}
+        assert http.get("/v1/webhooks/ops").status_code == 404 and engine.webhooks() == []
         assert http.get("/healthz").json() == {"status": "ok"}
         metrics = http.get("/metrics").text
         assert 'redispool_queue_jobs{queue="mail",state="done"} 2.0' in metrics
@@ -122,6 +129,9 @@ ROUTES = [
     ("POST", "/v1/queues/r/pause", None, "admin"), ("POST", "/v1/queues/r/replay", {}, "admin"),
     ("DELETE", "/v1/queues/r/jobs/1", None, "admin"), ("DELETE", "/v1/queues/r/jobs?state=dead", None, "admin"),
     ("PUT", "/v1/queues/r/cues/c", {"cron": "0 0 * * *"}, "admin"),
+    ("GET", "/v1/webhooks", None, "read"), ("PUT", "/v1/webhooks/h", {"url": "http://127.0.0.1:9/x"}, "admin"),
+    ("GET", "/v1/webhooks/h", None, "read"), ("GET", "/v1/webhooks/h/deliveries", None, "read"),
+    ("DELETE", "/v1/webhooks/h", None, "admin"),
 ]
 RANK = {"read": 0, "worker": 1, "admin": 2}
 
