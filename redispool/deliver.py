@@ -10,7 +10,12 @@ A deliverer is two loops in one process, and any number of deliverers may run:
 - a ``Worker`` on ``_webhooks`` POSTs each job: a 2xx answer within ``TIMEOUT_S``
   completes it, anything else fails it, retried with backoff and ``dead`` after the
   last attempt, visible and replayable like any job. Redirects are not followed and at
-  most 1 KiB of an answer is kept.
+  most 1 KiB of an answer is kept. The POSTs read the webhooks' definitions through a
+  cache (``Definitions``) refreshed at most every ``DEFINITIONS_TTL_S``: a removed
+  webhook's deliveries still waiting are dropped, and a changed URL or secret is used,
+  within that time (a webhook the cache does not know yet is looked up at once). Each
+  delivery's "claimed" and "done" lines are logged at DEBUG (its outcome is in the
+  webhook's delivery log; a failed attempt is logged at WARNING, a dead one at ERROR).
 
 Events trimmed from a log (``events_max``) before a deliverer read them cannot be
 delivered: the router logs how far it fell behind.
@@ -19,11 +24,13 @@ from __future__ import annotations
 
 import http.client
 import logging
+import math
 import os
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -53,6 +60,7 @@ RECLAIM_EVERY_S = 15.0     # how often a router looks for events a dead delivere
 RECLAIM_IDLE_S = 30.0      # ... pending at least this long
 TROUBLE_PAUSE_S = 1.0
 CONCURRENCY = 32
+DEFINITIONS_TTL_S = 1.0    # the POSTs' definitions are at most this old (see the module's docstring)
 TROUBLE: tuple[type[BaseException], ...] = (*REDIS_TROUBLE, RedispoolError)
 log = logging.getLogger("redispool.deliver")
 
@@ -126,6 +134,86 @@ class Poster:
             conn.close()
 
 
+class Definitions:
+    """Webhook definitions for the POSTs, shared by a deliverer's threads: one HGETALL at
+    most every ``ttl`` s instead of one per delivery. A name it does not hold is read again
+    at once, so a webhook added since is never taken for a removed one."""
+
+    def __init__(self, engine: Engine, ttl: float = DEFINITIONS_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.clock = clock
+        self._hooks: dict[str, dict[str, Any]] = {}
+        self._read_at = -math.inf       # when (clock) the held definitions were asked for
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """Webhook ``name``'s definition as read at most ``ttl`` s ago (None: removed)."""
+        hooks = self._hooks
+        if self.clock() - self._read_at >= self.ttl or name not in hooks:
+            hooks = self._refresh(name)
+        return hooks.get(name)
+
+    def _refresh(self, name: str) -> dict[str, Any]:
+        asked = self.clock()
+        with self._lock:   # one thread reads; the others waiting here take what it read
+            if self._read_at >= asked or (asked - self._read_at < self.ttl and name in self._hooks):
+                return self._hooks
+            started = self.clock()
+            self._hooks = self.engine.webhook_definitions()
+            self._read_at = started
+            return self._hooks
+
+
+class _Row:
+    __slots__ = ("record", "written", "error")
+
+    def __init__(self, record: DeliveryInfo) -> None:
+        self.record = record
+        self.written = False
+        self.error: BaseException | None = None
+
+
+class DeliveryLog:
+    """Writes each attempt's outcome to its webhook's delivery log before the attempt's job
+    is settled, in one round trip for the attempts that finish together (group commit): a
+    thread that finds no write under way writes every row waiting; the others wait for
+    the write that holds theirs and share its outcome (an error fails each of their jobs)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._waiting: list[_Row] = []
+        self._writing = False
+        self._changed = threading.Condition()
+
+    def write(self, record: DeliveryInfo) -> None:
+        """Return once ``record`` is written (DeliveryFailed if its write failed)."""
+        row = _Row(record)
+        rows: list[_Row] = []
+        with self._changed:
+            self._waiting.append(row)
+            while self._writing and not row.written:
+                self._changed.wait()
+            if not row.written:        # this thread writes what is waiting, its own row included
+                self._writing = True
+                rows, self._waiting = self._waiting, []
+        if rows:
+            error = None
+            try:
+                self.engine.log_deliveries([r.record for r in rows])
+            except Exception as exc:
+                error = exc
+            with self._changed:
+                for r in rows:
+                    r.written, r.error = True, error
+                self._writing = False
+                self._changed.notify_all()
+        if row.error is not None:
+            raise DeliveryFailed(f"the delivery log was not written: {type(row.error).__name__}: {row.error}"
+                                 ) from row.error
+
+
 # ---------------------------------------------------------------------- routing
 def delivery_job_id(webhook: str, event: Event) -> str:
     return f"hook:{webhook}:{event.queue}:{event.id}"
@@ -156,7 +244,12 @@ class Router:
             self.next_reclaim = time.monotonic() + RECLAIM_EVERY_S
             for queue in queues:
                 created += self._route(hooks, queue, self._reclaim(queue))
-        for queue, entries in self.read(queues, block).items():
+        read = self.read(queues, block)
+        if any(read.values()):
+            # what the read brought is routed by the webhooks of now: one added while the
+            # read waited gets the events written after it, like every other
+            hooks = self.engine.webhook_definitions()
+        for queue, entries in read.items():
             created += self._route(hooks, queue, entries)
         return created
 
@@ -275,9 +368,11 @@ class Deliverer:
                  worker_id: str | None = None, log_format: str = "text") -> None:
         self.engine = engine
         self.poster = Poster(timeout)
+        self.definitions = Definitions(engine)
+        self.delivery_log = DeliveryLog(engine)
         self.router = Router(engine)
         self.worker = Worker(engine, [DELIVERY_QUEUE], concurrency=concurrency, lease=timeout * 3,
-                             worker_id=worker_id, log_format=log_format)
+                             worker_id=worker_id, log_format=log_format, job_log_level=logging.DEBUG)
         self.worker.process(self.deliver)
         self._stop = threading.Event()
 
@@ -320,13 +415,13 @@ class Deliverer:
         name, event = payload.get("webhook"), payload.get("event")
         if not isinstance(name, str) or not isinstance(event, dict):
             raise DeliveryFailed("not a delivery job (no webhook and event in its payload)")
-        definition = self.engine.webhook_definitions().get(name)
+        definition = self.definitions.get(name)
         if definition is None:
             return {"skipped": f"the webhook {name!r} was removed"}
         delivery = Delivery(id=job.id, event=event["type"], queue=event["queue"], job_id=event.get("job_id") or "",
                             at=event["at"], data=event.get("data") or {}, attempt=job.attempt)
         answer = self._post(definition, delivery)
-        self.engine.log_delivery(DeliveryInfo(
+        self.delivery_log.write(DeliveryInfo(
             id=job.id, webhook=name, event=delivery.event, queue=delivery.queue, job_id=event.get("job_id"),
             attempt=job.attempt, status="success" if answer.ok else "dead" if job.attempt >= job.max_attempts
             else "failed", code=answer.code, error=answer.error, response=answer.body.decode("utf-8", "replace"),

@@ -11,7 +11,7 @@ written after it was added (its ``since``), so adding one never replays history.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -141,9 +141,18 @@ class WebhooksMixin(EngineBase):
 
     def log_delivery(self, record: DeliveryInfo) -> None:
         """Keep one attempt's outcome in its webhook's capped log."""
-        key = webhook_log_key(self.prefix, record.webhook)
-        row = json.dumps(record.__dict__, separators=(",", ":"))
-        self.scripts.pipeline([("LPUSH", key, row), ("LTRIM", key, 0, LOG_MAX - 1)])
+        self.log_deliveries([record])
+
+    def log_deliveries(self, records: Sequence[DeliveryInfo]) -> None:
+        """Keep attempts' outcomes (oldest first) in their webhooks' capped logs: one round
+        trip, one LPUSH and LTRIM per webhook."""
+        rows: dict[str, list[str]] = {}
+        for record in records:
+            rows.setdefault(webhook_log_key(self.prefix, record.webhook), []).append(
+                json.dumps(record.__dict__, separators=(",", ":")))
+        if rows:
+            self.scripts.pipeline([command for key, values in rows.items()
+                                   for command in (("LPUSH", key, *values), ("LTRIM", key, 0, LOG_MAX - 1))])
 
 
 def _str(value: Any) -> str:

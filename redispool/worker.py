@@ -149,7 +149,10 @@ class Worker:
     200/503 on ``health_host:health_port`` (default host 127.0.0.1; containers pass
     0.0.0.0) while Redis is reachable / unreachable; ``log_format``: "text" or "json";
     ``beat_interval``: seconds between registry refreshes; ``idle_wait``: seconds one
-    wait of an idle worker lasts (also how long it may take to notice ``stop()``).
+    wait of an idle worker lasts (also how long it may take to notice ``stop()``);
+    ``job_log_level``: the level of each job's "claimed" and "done" lines (a failure's
+    line is WARNING or ERROR whatever it is; ``redispool deliver``, which keeps each
+    attempt in its webhook's delivery log, writes them at DEBUG).
     """
 
     _run: _Run  # made by run()
@@ -158,7 +161,7 @@ class Worker:
                  lease: float = defaults.LEASE_S, *, worker_id: str | None = None,
                  grace: float = 30.0, batch: int | None = None, health_port: int | None = None,
                  health_host: str = "127.0.0.1", log_format: str = "text",
-                 beat_interval: float = 5.0, idle_wait: float = 2.0) -> None:
+                 beat_interval: float = 5.0, idle_wait: float = 2.0, job_log_level: int = INFO) -> None:
         if isinstance(queues, str):
             raise TypeError("queues must be a list of queue names, not a string")
         self.queues: list[str] = list(dict.fromkeys(check_queue(q) for q in queues))
@@ -169,7 +172,7 @@ class Worker:
         self.id: str = validate.worker_id(worker_id or f"{self.host}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
         self._set(concurrency=concurrency, lease=lease, grace=grace, batch=batch, health_port=health_port,
                   health_host=health_host, log_format=log_format, beat_interval=beat_interval,
-                  idle_wait=idle_wait)
+                  idle_wait=idle_wait, job_log_level=job_log_level)
         self.processed = 0   # jobs finished (done or failed) since run() started
         self.failed = 0      # of those, the failed ones
         self._handlers: dict[str, Handler] = {}
@@ -181,7 +184,7 @@ class Worker:
 
     def _set(self, *, concurrency: int, lease: float, grace: float, batch: int | None,
              health_port: int | None, health_host: str, log_format: str, beat_interval: float,
-             idle_wait: float) -> None:
+             idle_wait: float, job_log_level: int) -> None:
         """Check every option, then set them all (nothing changes when one is bad): the one
         path for both ``__init__`` and ``override``."""
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -199,6 +202,8 @@ class Worker:
             raise InvalidOption(f"health_port must be a port number, got {health_port!r}")
         if not isinstance(health_host, str) or not health_host:
             raise InvalidOption(f"health_host must be a host name or address, got {health_host!r}")
+        if isinstance(job_log_level, bool) or not isinstance(job_log_level, int) or not 0 <= job_log_level <= 50:
+            raise InvalidOption(f"job_log_level must be a logging level such as logging.INFO, got {job_log_level!r}")
         log = EventLog(logging.getLogger("redispool.worker"), log_format, self.id)
         self.concurrency = concurrency
         self.lease = float(lease)
@@ -209,6 +214,7 @@ class Worker:
         self.health_port = health_port
         self.health_host = health_host
         self.log_format = log_format
+        self.job_log_level = job_log_level
         self.log = log
 
     def override(self, *, concurrency: int | None = None, lease: float | None = None,
@@ -226,7 +232,7 @@ class Worker:
                   health_port=self.health_port if health_port is None else health_port,
                   health_host=self.health_host if health_host is None else health_host,
                   log_format=self.log_format if log_format is None else log_format,
-                  beat_interval=self.beat_interval, idle_wait=self.idle_wait)
+                  beat_interval=self.beat_interval, idle_wait=self.idle_wait, job_log_level=self.job_log_level)
 
     # ------------------------------------------------------------------ set-up
     @overload
@@ -497,12 +503,13 @@ class Worker:
     def _acked(self, done: list[Outcome], done_ok: list[bool], failed: list[Outcome],
                states: list[str | None]) -> None:
         log = self.log
-        verbose = log.enabled(INFO)
+        level = self.job_log_level
+        verbose = log.enabled(level)
         for outcome, ok in zip(done, done_ok):
             if ok:
                 self.processed += 1
                 if verbose:
-                    log.event(INFO, "done", outcome.job, duration_ms=_ms(outcome.seconds))
+                    log.event(level, "done", outcome.job, duration_ms=_ms(outcome.seconds))
             else:
                 log.event(WARNING, "lease lost", outcome.job, note="result not stored")
         for outcome, state in zip(failed, states):
@@ -559,14 +566,15 @@ class Worker:
         run = self._run
         next_beat = math.inf
         now = time.monotonic()
-        verbose = self.log.enabled(INFO)
+        level = self.job_log_level
+        verbose = self.log.enabled(level)
         for job in jobs:
             running = _Running(job, now + job.lease / 2)
             run.running[(job.queue, job.token)] = running
             run.rotation.started(job.queue)
             next_beat = min(next_beat, running.next_beat)
             if verbose:
-                self.log.event(INFO, "claimed", job)
+                self.log.event(level, "claimed", job)
             handler, runner = run.routes[job.queue]
             runner.submit(job, handler)
         run.next_lease_beat = min(run.next_lease_beat, next_beat)

@@ -14,8 +14,9 @@ import uuid
 import pytest
 
 import redispool
-from redispool.deliver import Deliverer, Poster, Router
+from redispool.deliver import Definitions, Deliverer, DeliveryFailed, DeliveryLog, Poster, Router, delivery_job_id
 from redispool.keys import DELIVERY_QUEUE
+from redispool.models import DeliveryInfo
 from redispool.signing import SCHEMES, verify
 
 from support.cli import cli_process, invoke
@@ -255,6 +256,90 @@ def test_events_a_dead_router_read_are_reclaimed(on_redis, monkeypatch):
         with running(Deliverer(on_redis)):
             wait_for(lambda: receiver.requests, what="the reclaimed event delivered")
     assert len(receiver.requests) == 1
+
+
+def test_cached_definitions_see_a_removal_within_their_ttl_and_a_new_webhook_at_once(on_redis):
+    """The POSTs read definitions at most every ttl s (DEFINITIONS_TTL_S): a removed
+    webhook may be POSTed to until then, never after; a name not held is read at once."""
+    reads, now = [], [0.0]
+    read = on_redis.webhook_definitions
+    on_redis.webhook_definitions = lambda: (reads.append(1), read())[1]
+    definitions = Definitions(on_redis, ttl=1.0, clock=lambda: now[0])
+    on_redis.add_webhook("h", "http://127.0.0.1:9/h")
+    assert definitions.get("h")["url"] == "http://127.0.0.1:9/h" and len(reads) == 1
+    on_redis.remove_webhook("h")
+    now[0] = 0.9
+    assert definitions.get("h") is not None and len(reads) == 1     # within the ttl: the cached one
+    on_redis.add_webhook("new", "http://127.0.0.1:9/new")
+    assert definitions.get("new") is not None and len(reads) == 2   # unknown: read at once
+    now[0] = 2.0
+    assert definitions.get("h") is None and len(reads) == 3         # the ttl ran out: removed
+
+
+def test_a_removed_webhooks_waiting_deliveries_are_dropped(on_redis):
+    with receiving() as receiver:
+        on_redis.add_webhook("h", receiver.url, events=["enqueued"])
+        job_id = on_redis.enqueue("q", 1)
+        router = Router(on_redis)
+        wait_for(lambda: router.step(block=0.1) or on_redis.stats(DELIVERY_QUEUE)["ready"], what="the event routed")
+        on_redis.remove_webhook("h")
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: on_redis.stats(DELIVERY_QUEUE)["done"] == 1, what="the delivery settled")
+    [done] = on_redis.jobs(DELIVERY_QUEUE, "done")
+    assert done.result == {"skipped": "the webhook 'h' was removed"} and job_id in done.id
+    assert receiver.requests == []
+
+
+def test_a_webhook_added_while_the_router_waits_gets_the_events_after_it(on_redis):
+    on_redis.add_webhook("a", "http://127.0.0.1:9/a", events=["enqueued"])
+    on_redis.enqueue("q", 0)
+    router = Router(on_redis)
+    wait_for(lambda: router.step(block=0.1), what="the first event routed")
+    waiting = router._read
+
+    def read(queues, block):   # the router holds its definitions and waits for events: a webhook comes
+        on_redis.add_webhook("b", "http://127.0.0.1:9/b", events=["enqueued"])
+        on_redis.enqueue("q", 1)
+        return waiting(queues, block)
+
+    router._read = read
+    assert router.step(block=1) == 2
+    event = on_redis.events("q")[-1]
+    assert on_redis.get(DELIVERY_QUEUE, delivery_job_id("b", event)) is not None
+
+
+def test_delivery_log_rows_written_together_share_one_round_trip(on_redis):
+    on_redis.add_webhook("h", "http://127.0.0.1:9/h")
+    writes, gate, entered = [], threading.Event(), threading.Event()
+    write = on_redis.log_deliveries
+
+    def log_deliveries(records):
+        writes.append([r.attempt for r in records])
+        if len(writes) == 1:       # the first write waits while the others queue up
+            entered.set()
+            gate.wait(10)
+        write(records)
+
+    on_redis.log_deliveries = log_deliveries
+    log = DeliveryLog(on_redis)
+    row = lambda n: DeliveryInfo(id=f"d{n}", webhook="h", event="completed", queue="q", job_id=str(n),  # noqa: E731
+                                 attempt=n, status="success", code=200, error=None, response="", duration_ms=1.0,
+                                 at=time.time())
+    first = threading.Thread(target=log.write, args=(row(1),))
+    first.start()
+    entered.wait(10)
+    others = [threading.Thread(target=log.write, args=(row(n),)) for n in (2, 3, 4)]
+    for t in others:
+        t.start()
+    wait_for(lambda: len(log._waiting) == 3, what="three rows waiting")
+    gate.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert writes[0] == [1] and sorted(writes[1]) == [2, 3, 4] and len(writes) == 2
+    assert sorted(d.attempt for d in on_redis.deliveries("h")) == [1, 2, 3, 4]
+    on_redis.log_deliveries = lambda records: 1 / 0
+    with pytest.raises(DeliveryFailed, match="the delivery log was not written: ZeroDivisionError"):
+        log.write(row(5))
 
 
 # ---------------------------------------------------------------------- processes

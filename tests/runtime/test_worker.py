@@ -358,6 +358,25 @@ def test_text_log_lines_carry_queue_and_job_id(engine, caplog):
     assert any(m.startswith(f"done queue=q job_id={job_id} attempt=1 duration_ms=") for m in messages)
 
 
+def test_job_log_level_sets_the_level_of_claimed_and_done_lines_only(redis_engine, caplog):
+    caplog.set_level(logging.DEBUG, logger="redispool.worker")
+    ok_id = redis_engine.enqueue("q", "ok")
+    bad_id = redis_engine.enqueue("q", "bad", max_attempts=1)
+    worker = Worker(redis_engine, queues=["q"], job_log_level=logging.DEBUG, **QUICK)
+
+    @worker.process
+    def handle(job):
+        if job.payload == "bad":
+            raise RuntimeError("bad")
+
+    worker.run(burst=True)
+    levels = {(r.event, getattr(r, "job_id", None)): r.levelno for r in worker_events(caplog)}
+    assert levels[("claimed", ok_id)] == levels[("done", ok_id)] == levels[("claimed", bad_id)] == logging.DEBUG
+    assert levels[("dead", bad_id)] == logging.ERROR and levels[("worker started", None)] == logging.INFO
+    with pytest.raises(redispool.InvalidOption):
+        Worker(redis_engine, queues=["q"], job_log_level="debug")
+
+
 # ---------------------------------------------------------------- health and outages
 def health(port: int) -> int | None:
     try:
