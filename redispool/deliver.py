@@ -227,6 +227,7 @@ class Router:
         self.engine = engine
         self.consumer = consumer or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.grouped: set[str] = set()
+        self.warned: dict[str, str] = {}   # queue -> the group position whose loss was reported
         self.next_reclaim = 0.0
         self.cluster = blocking.is_cluster(engine.client)
 
@@ -317,21 +318,25 @@ class Router:
         return [e for e in reply[1] if e and e[1] is not None]   # deleted entries come back as None
 
     def _behind(self, queue: str, key: str) -> None:
-        """Log when the log was trimmed past what the group had read (events lost)."""
+        """Log (once per loss) when the log was trimmed past what the group had read: more
+        entries are unread (the group's ``lag``, Redis 7) than the log still holds, so
+        events were lost. (Unknown lag, or an older Redis: nothing is said.)"""
         try:
+            length = int(self.engine.scripts.command("XLEN", key))
             groups = self.engine.scripts.command("XINFO", "GROUPS", key)
-            first = self.engine.scripts.command("XRANGE", key, "-", "+", "COUNT", 1)
         except redis.ResponseError:
             return
         for group in groups:
             fields = group if isinstance(group, dict) else dict(zip(group[::2], group[1::2]))
             fields = {_text(k): v for k, v in fields.items()}
-            if _text(fields.get("name")) != GROUP or not first:
+            lag = fields.get("lag")
+            if _text(fields.get("name")) != GROUP or lag is None or int(lag) <= length:
                 continue
-            last, oldest = _id(_text(fields.get("last-delivered-id"))), _id(_text(first[0][0]))
-            if last < oldest and last != (0, 0):
-                log.warning("deliverers fell behind queue=%s: events up to %s were trimmed from its log "
-                            "(events_max) before they were delivered", queue, _text(first[0][0]))
+            read = _text(fields.get("last-delivered-id"))
+            if self.warned.get(queue) != read:
+                self.warned[queue] = read
+                log.warning("deliverers fell behind queue=%s: %d events after %s were trimmed from its log "
+                            "(events_max) before they were delivered", queue, int(lag) - length, read)
 
     def _route(self, hooks: dict[str, dict[str, Any]], queue: str, entries: list[Any]) -> int:
         if not entries:
@@ -353,11 +358,6 @@ class Router:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _id(event_id: str) -> tuple[int, int]:
-    ms, _, seq = event_id.partition("-")
-    return (int(ms or 0), int(seq or 0))
 
 
 # ---------------------------------------------------------------------- the daemon

@@ -431,3 +431,19 @@ def test_a_log_that_lost_its_group_does_not_stall_the_others(backend, request):
             engine.enqueue("a", 2)
             wait_for(lambda: len(receiver.requests) == 4, what="both queues delivered again")
     engine.close()
+
+
+def test_falling_behind_the_log_is_logged_once_and_only_when_events_were_lost(redis_url, caplog):
+    engine = redispool.connect(redis_url, prefix=f"fb{uuid.uuid4().hex[:8]}", events_max=5)
+    engine.add_webhook("h", "http://127.0.0.1:9/x", events=["enqueued"])
+    router = Router(engine)
+    engine.enqueue("q", 0)
+    router.step(block=0.1)          # the group exists and has read everything: nothing lost
+    engine.scripts.command("XTRIM", engine.keys("q").events, "MAXLEN", 0)   # trimmed after being read
+    router._behind("q", engine.keys("q").events)
+    assert "fell behind" not in caplog.text
+    engine.enqueue_many("q", list(range(300)))   # trimmed to ~5 before the router reads them
+    router._behind("q", engine.keys("q").events)
+    router._behind("q", engine.keys("q").events)
+    assert caplog.text.count("fell behind queue=q") == 1
+    engine.close()
