@@ -17,8 +17,9 @@
 -- ARGV[3] lease_ms          lease of jobs that have none of their own
 -- ARGV[4] events_max        cap of the event log rp:{q}:events (0 = no events)
 -- Returns: flat array: wait_ms, now_ms, scheduler_at, sweeper_at, then id, token, attempt,
---          max_attempts, lease_ms, payload per job; wait_ms is the time until the next
---          scheduled job when nothing was claimed (-1: none scheduled, or paused);
+--          max_attempts, lease_ms, timeout_ms (0 = none of its own), payload per job;
+--          wait_ms is the time until the next scheduled job when nothing was claimed
+--          (-1: none scheduled, or paused);
 --          scheduler_at / sweeper_at are the ms for ZADD rp:due:<daemon> LT (-1 = none;
 --          see flush_plan), as in ack's reply
 local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], marker = KEYS[4],

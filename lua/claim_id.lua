@@ -17,9 +17,9 @@
 -- ARGV[3] lease_ms          lease of a job that has none of its own
 -- ARGV[4] events_max        cap of the event log rp:{q}:events (0 = no events)
 -- Returns: flat array as claim's: wait_ms (always -1), now_ms, scheduler_at, sweeper_at
---          (see claim), then id, token, attempt, max_attempts, lease_ms, payload when the
---          job was leased (nothing more when it is not ready, the queue is paused, or the
---          job was damaged and went to dead)
+--          (see claim), then id, token, attempt, max_attempts, lease_ms, timeout_ms,
+--          payload when the job was leased (nothing more when it is not ready, the queue
+--          is paused, or the job was damaged and went to dead)
 local q = { ready = KEYS[1], leased = KEYS[2], marker = KEYS[3], meta = KEYS[4], counts = KEYS[5],
             dead = KEYS[6], unique = KEYS[7], jprefix = KEYS[8], events = KEYS[9],
             events_max = tonumber(ARGV[4]) }
@@ -30,9 +30,9 @@ local out = { -1, now, -1, -1 }
 if redis.call('HEXISTS', q.meta, 'paused') == 1 then return out end
 if redis.call('ZREM', q.ready, id) == 0 then return out end
 local token = next_seq(q, 1)
-local attempt, max_attempts, lease, payload = lease_job(q, id, worker, lease_ms, token, now)
+local attempt, max_attempts, lease, timeout_ms, payload = lease_job(q, id, worker, lease_ms, token, now)
 if attempt then
-  out = { -1, now, -1, -1, id, token, attempt, max_attempts, lease, payload }
+  out = { -1, now, -1, -1, id, token, attempt, max_attempts, lease, timeout_ms, payload }
 end
 set_marker(q)
 flush_counts(q, now)

@@ -14,10 +14,11 @@
 -- ARGV[2] m                 number of option sets: 1 (every job has the same options) or n
 --                           (job i has set i)
 -- ARGV[3] events_max        cap of the event log rp:{q}:events (0 = no events)
--- ARGV[4..] m option sets of 9 values: job_id ('' = generate; with m = 1 only when
+-- ARGV[4..] m option sets of 10 values: job_id ('' = generate; with m = 1 only when
 --           n = 1), unique_key ('' = none; likewise), priority, delay_ms (-1 = none),
 --           run_at_ms (-1 = none), max_attempts, lease_ms (0 = worker's), backoff_base_ms
---           (0 = engine's), backoff_cap_ms (0 = engine's); then the n payloads (msgpack)
+--           (0 = engine's), backoff_cap_ms (0 = engine's), timeout_ms (0 = the worker's);
+--           then the n payloads (msgpack)
 -- Returns: flat array of id, created (1 new, 0 existing) per job, then new_queue (1: the
 --          queue's counter started from zero, so the caller registers it in rp:queues)
 --          and scheduler_at (ms for ZADD rp:due:scheduler LT, -1 = none; see flush_plan)
@@ -33,18 +34,19 @@ local scheduled_ids = {}
 local seq = next_seq(q, n)   -- one counter number per job: its id if generated, its place in ready
 local ready = {}             -- score, id pairs, added with one ZADD per 1000 jobs
 local m = tonumber(ARGV[2])
-local first_payload = 4 + m * 9
+local first_payload = 4 + m * 10
 local o, id_arg, ukey_arg
 local function options(b)
   local delay_ms, run_at = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   if delay_ms >= 0 then run_at = now + delay_ms end
   o = { priority = tonumber(ARGV[b + 2]), run_at = run_at, max_attempts = ARGV[b + 5],
-        lease_ms = ARGV[b + 6], backoff_base_ms = ARGV[b + 7], backoff_cap_ms = ARGV[b + 8] }
+        lease_ms = ARGV[b + 6], backoff_base_ms = ARGV[b + 7], backoff_cap_ms = ARGV[b + 8],
+        timeout_ms = ARGV[b + 9] }
   id_arg, ukey_arg = ARGV[b], ARGV[b + 1]
 end
 if m == 1 then options(4) end
 for i = 0, n - 1 do
-  if m ~= 1 then options(4 + i * 9) end
+  if m ~= 1 then options(4 + i * 10) end
   o.payload = ARGV[first_payload + i]
   local id, created, state = create_job(q, id_arg, ukey_arg, o, now, seq + i, ready)
   if created then

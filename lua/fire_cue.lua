@@ -23,7 +23,8 @@
 -- ARGV[8] max_attempts      job max attempts
 -- ARGV[9] lease_ms          job lease (0 = the worker's)
 -- ARGV[10] events_max       cap of the event log rp:{q}:events (0 = no events)
--- ARGV[11..] fire_ms        one job per fire time
+-- ARGV[11] timeout_ms       job timeout (0 = the worker's)
+-- ARGV[12..] fire_ms        one job per fire time
 -- Returns: number of jobs created, or -1 when another scheduler fired first or the cue
 --          was changed or removed (nothing written)
 local q = { cues = KEYS[1], cue_next = KEYS[2], ready = KEYS[3], scheduled = KEYS[4],
@@ -39,9 +40,9 @@ if not stored or tonumber(stored) ~= tonumber(ARGV[3]) then return -1 end
 local now = now_ms()
 local o = { payload = ARGV[6], priority = tonumber(ARGV[7]), run_at = -1,
             max_attempts = ARGV[8], lease_ms = ARGV[9], backoff_base_ms = '0',
-            backoff_cap_ms = '0' }
+            backoff_cap_ms = '0', timeout_ms = ARGV[11] }
 local created = 0
-for i = 11, #ARGV do
+for i = 12, #ARGV do
   local _, new = create_job(q, 'cue:' .. name .. ':' .. ARGV[i], '', o, now)
   if new then created = created + 1 end
 end

@@ -316,14 +316,16 @@ local function malformed(f)
 end
 
 -- Lease job `id`, just taken out of ready, to `worker` with fencing token `token`;
--- returns attempt, max_attempts, lease_ms, payload. claim and claim_id share this step.
+-- returns attempt, max_attempts, lease_ms, timeout_ms (0 = none of its own), payload.
+-- claim and claim_id share this step. The progress of an earlier attempt is cleared:
+-- progress (field pg) belongs to the attempt that reported it.
 -- A damaged job hash (payload or max_attempts missing, a number field that is not one)
 -- goes to dead with an error instead: every field is checked before the first write, so
 -- no script error can leave the job in no set. Returns nil for such a job, and for an id
 -- whose hash is gone.
 local function lease_job(q, id, worker, lease_ms, token, now)
   local jkey = q.jprefix .. id
-  local f = redis.call('HMGET', jkey, 'p', 'm', 'l', 'a', 'bb', 'bc')
+  local f = redis.call('HMGET', jkey, 'p', 'm', 'l', 'a', 'bb', 'bc', 'to', 'pg')
   local wrong = malformed(f)
   if wrong then
     if redis.call('EXISTS', jkey) == 1 then
@@ -335,14 +337,15 @@ local function lease_job(q, id, worker, lease_ms, token, now)
   local attempt = redis.call('HINCRBY', jkey, 'a', 1)
   local lease = f[3] and finite(f[3]) or lease_ms
   redis.call('HSET', jkey, 's', 'leased', 't', token, 'w', worker, 'u', now)
+  if f[8] then redis.call('HDEL', jkey, 'pg') end
   redis.call('ZADD', q.leased, now + lease, id)
   plan('sweeper_at', now + lease)
   emit(q, 'claimed', id, 'a', attempt, 'w', worker)
-  return attempt, finite(f[2]), lease, f[1]
+  return attempt, finite(f[2]), lease, finite(f[7]) or 0, f[1]
 end
 
 -- Lease up to `limit` ready jobs to `worker`, appending id, token, attempt, max_attempts,
--- lease_ms, payload per job to `out`. Due scheduled jobs are promoted first, so delayed
+-- lease_ms, timeout_ms, payload per job to `out`. Due scheduled jobs are promoted first, so delayed
 -- jobs run without a scheduler daemon. A damaged job goes to dead (lease_job).
 local function claim_jobs(q, worker, limit, lease_ms, now, out)
   if redis.call('HEXISTS', q.meta, 'paused') == 1 then
@@ -356,13 +359,14 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out)
     local token = next_seq(q, #popped / 2)
     for i = 1, #popped, 2 do
       local id, tok = popped[i], token + (i - 1) / 2
-      local attempt, max_attempts, lease, payload = lease_job(q, id, worker, lease_ms, tok, now)
+      local attempt, max_attempts, lease, timeout_ms, payload = lease_job(q, id, worker, lease_ms, tok, now)
       if attempt then
         out[#out + 1] = id
         out[#out + 1] = tok
         out[#out + 1] = attempt
         out[#out + 1] = max_attempts
         out[#out + 1] = lease
+        out[#out + 1] = timeout_ms
         out[#out + 1] = payload
         claimed = claimed + 1
       end
@@ -449,7 +453,7 @@ end
 -- digits, so the two cannot collide) unless that id exists or an
 -- unfinished job holds unique key `ukey` ('' = none). `o` holds payload, priority,
 -- run_at (ms, -1 = now), and the strings max_attempts, lease_ms, backoff_base_ms,
--- backoff_cap_ms ('0' = not set). `seq` (optional) is a counter number the caller
+-- backoff_cap_ms, timeout_ms ('0' or nil = not set). `seq` (optional) is a counter number the caller
 -- reserved for this job (its id if generated, and its place in ready); `ready_out`
 -- (optional) collects score, id of a ready job for the caller's one ZADD of a batch.
 -- Returns id, created (true/false), state.
@@ -468,12 +472,15 @@ local function create_job(q, id, ukey, o, now, seq, ready_out)
   local state = o.run_at > now and 'scheduled' or 'ready'
   local jkey = q.jprefix .. id
   redis.call('HSET', jkey, 'p', o.payload, 's', state, 'm', o.max_attempts, 'c', now)
-  if o.priority ~= 0 or o.lease_ms ~= '0' or o.backoff_base_ms ~= '0' or o.backoff_cap_ms ~= '0' then
+  local timeout_ms = o.timeout_ms or '0'
+  if o.priority ~= 0 or o.lease_ms ~= '0' or o.backoff_base_ms ~= '0' or o.backoff_cap_ms ~= '0'
+      or timeout_ms ~= '0' then
     local f = {}
     if o.priority ~= 0 then f[#f + 1] = 'r'; f[#f + 1] = o.priority end
     if o.lease_ms ~= '0' then f[#f + 1] = 'l'; f[#f + 1] = o.lease_ms end
     if o.backoff_base_ms ~= '0' then f[#f + 1] = 'bb'; f[#f + 1] = o.backoff_base_ms end
     if o.backoff_cap_ms ~= '0' then f[#f + 1] = 'bc'; f[#f + 1] = o.backoff_cap_ms end
+    if timeout_ms ~= '0' then f[#f + 1] = 'to'; f[#f + 1] = timeout_ms end
     redis.call('HSET', jkey, unpack(f))
   end
   if ukey ~= '' then

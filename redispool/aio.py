@@ -174,6 +174,8 @@ class AsyncEngine:
     async def _claim_now(self, op: Op[ops.Claimed]) -> ops.Claimed:
         claimed = await self.run(op)
         await self.bury(claimed.broken)
+        for job in claimed.jobs:
+            job.engine = self.engine   # job.progress() is sync: it writes through the Engine
         return claimed
 
     async def claim(self, queue: str, worker_id: str, *, limit: int = 1, lease: float | None = None,
@@ -245,6 +247,10 @@ class AsyncEngine:
     async def release(self, job: LeaseRef) -> None:
         await self.run(ops.release(self.engine, job))
 
+    async def progress(self, job: LeaseRef, value: float, message: str | None = None) -> float:
+        """``Engine.progress``: record a leased job's progress, fenced by its lease."""
+        return await self.run(ops.progress(self.engine, job, value, message))
+
     async def ack(self, queue: str, *, completed: Iterable[tuple[LeaseRef, Any]] = (),
                   failed: Iterable[Sequence[Any]] = (), worker_id: str | None = None, limit: int = 0,
                   lease: float | None = None) -> AckResult:
@@ -261,6 +267,8 @@ class AsyncEngine:
                 exc.result = given_back.result   # what the primary applied
             raise
         await self.bury(acked.broken)
+        for job in acked.result.jobs:
+            job.engine = self.engine
         return acked.result
 
     # ------------------------------------------------------------------ the worker registry

@@ -247,6 +247,8 @@ def load_worker(target: str) -> Worker:
 @click.option("--concurrency", type=click.IntRange(1), help="jobs in progress at once (default: the Worker's)")
 @click.option("--lease", type=float, help="seconds each claimed job is leased for")
 @click.option("--grace", type=float, help="seconds in-flight jobs get to finish on shutdown")
+@click.option("--timeout", type=float,
+              help="seconds one attempt of a job without a timeout of its own may run (default: the Worker's)")
 @click.option("--health-port", type=click.IntRange(0, 65535), help="serve 200/503 health on this port")
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="serve Prometheus metrics (queue figures, as redispool serve) on this port")
@@ -263,7 +265,7 @@ def load_worker(target: str) -> Worker:
 def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: float | None,
            grace: float | None, health_port: int | None, log_format: str, burst: bool,
            metrics_port: int | None = None, health_host: str = "127.0.0.1",
-           burst_wait: float = 30.0, **retention: Any) -> None:
+           burst_wait: float = 30.0, timeout: float | None = None, **retention: Any) -> None:
     """Run the redispool.Worker at TARGET (MODULE:ATTR) until SIGTERM/SIGINT.
 
     The app's own redispool.connect() sees --url/--prefix through REDISPOOL_URL and
@@ -275,6 +277,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
         validate.lease_ms(lease)
     if grace is not None:
         validate.seconds_to_ms(grace, "grace")
+    validate.timeout_ms(timeout)
     validate.seconds_to_ms(burst_wait, "burst_wait")
     setup_logging(ctx.meta["log_level"], log_format)
     o = obj()
@@ -283,7 +286,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
     os.environ[defaults.PREFIX_ENV] = o.prefix
     w = load_worker(target)
     w.override(concurrency=concurrency, lease=lease, grace=grace, health_port=health_port,
-               health_host=health_host, log_format=log_format)
+               health_host=health_host, log_format=log_format, timeout=timeout)
     for attr, value in keep.items():  # the app engine's defaults, as --concurrency overrides its Worker's
         setattr(w.engine, attr, value)
     if metrics_port is not None:
@@ -333,11 +336,12 @@ def sweeper(ctx: click.Context, /, interval: float, worker_timeout: float, **ret
 @click.option("--unique-key", help="no second unfinished job with this key")
 @click.option("--max-attempts", type=int, default=defaults.MAX_ATTEMPTS, show_default=True)
 @click.option("--lease", type=float, help="this job's lease in seconds")
+@click.option("--timeout", type=float, help="seconds one attempt may run (default: the worker's)")
 @click.option("--job-id", help="a custom job id (not all digits)")
 @json_option
 def enqueue(queue: str, payload_json: str | None, priority: int, delay: float | None,
             unique_key: str | None, max_attempts: int, lease: float | None, job_id: str | None,
-            as_json_: bool) -> None:
+            as_json_: bool, timeout: float | None = None) -> None:
     """Add a job to QUEUE with PAYLOAD_JSON (- reads it from stdin, @FILE from a file);
     prints its id. For a duplicate --job-id or a --unique-key an unfinished job holds, it
     prints the existing job's id and says so on stderr (--json: {"id", "created"})."""
@@ -346,7 +350,7 @@ def enqueue(queue: str, payload_json: str | None, priority: int, delay: float | 
     payload = read_json(payload_json, "PAYLOAD_JSON")
     job_id, created = obj().engine().enqueue_or_get(
         queue, payload, priority=priority, delay=delay, unique_key=unique_key, max_attempts=max_attempts,
-        lease=lease, job_id=job_id)
+        lease=lease, job_id=job_id, timeout=timeout)
     if as_json_:
         return as_json({"id": job_id, "created": created})
     click.echo(job_id)
@@ -400,9 +404,15 @@ def job(queue: str, job_id: str, as_json_: bool) -> None:
         return as_json(info)
     for name in ("id", "queue", "state", "attempts", "max_attempts", "priority", "unique_key", "worker_id"):
         click.echo(f"{name:<16} {getattr(info, name)}")
+    if info.timeout is not None:
+        click.echo(f"{'timeout':<16} {info.timeout:g} s")
     for name in ("created_at", "updated_at", "run_at", "lease_expires_at", "finished_at"):
         if getattr(info, name):
             click.echo(f"{name:<16} {when(getattr(info, name))} UTC")
+    if info.progress is not None:
+        p = info.progress
+        click.echo(f"{'progress':<16} {p['value']:g}%" + (f" {p['message']}" if p["message"] else "")
+                   + f" (at {when(p['at'])} UTC)")
     dropped = "<dropped by the queue's retention: {} bytes>"
     click.echo(f"{'payload':<16} " + (dropped.format(info.payload_dropped) if info.payload_dropped is not None
                                       else tojson.dumps(info.payload)))
@@ -562,6 +572,7 @@ def cue() -> None:
 @click.option("--priority", type=int, default=0)
 @click.option("--max-attempts", type=int, default=defaults.MAX_ATTEMPTS, show_default=True)
 @click.option("--lease", type=float)
+@click.option("--timeout", type=float, help="seconds one attempt of each fire's job may run")
 @click.option("--url", help="POST each fire here (by `redispool deliver`) instead of to QUEUE's workers")
 @click.option("--secret", envvar="REDISPOOL_WEBHOOK_SECRET",
               help="with --url: sign the requests with this secret (default $REDISPOOL_WEBHOOK_SECRET)")
@@ -569,7 +580,7 @@ def cue() -> None:
               show_default=True, help="with --url: headers and body of the requests")
 def cue_add(queue: str, name: str, cron: str, tz: str, payload_json: str | None, misfire: str,
             priority: int, max_attempts: int, lease: float | None, url: str | None = None,
-            secret: str | None = None, scheme: str = "redispool") -> None:
+            secret: str | None = None, scheme: str = "redispool", timeout: float | None = None) -> None:
     """Create or replace cue NAME of QUEUE firing at CRON (5 fields, or 6 with seconds first)."""
     from .cron import Schedule, check_zone
     from .keys import check_queue
@@ -578,7 +589,7 @@ def cue_add(queue: str, name: str, cron: str, tz: str, payload_json: str | None,
     payload = read_json(payload_json, "--payload")
     info = obj().engine().add_cue(queue, name, cron, tz=tz, payload=payload, priority=priority,
                                   misfire=misfire, max_attempts=max_attempts, lease=lease, url=url,
-                                  secret=secret if url else None, scheme=scheme)
+                                  secret=secret if url else None, scheme=scheme, timeout=timeout)
     click.echo(f"cue {queue}/{name} next fires at {when(info.next_fire_at)} UTC"
                + (f", posted to {info.url}" if info.url else ""))
 

@@ -90,7 +90,8 @@ class CuesMixin(EngineBase):
                        priority=d.get("priority", 0), misfire=d.get("misfire", "skip"),
                        max_attempts=d.get("max_attempts", defaults.MAX_ATTEMPTS),
                        lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None,
-                       last_fire_at=d["last"] / 1000 if d.get("last") else None, url=d.get("url"))
+                       last_fire_at=d["last"] / 1000 if d.get("last") else None, url=d.get("url"),
+                       timeout=d["timeout_ms"] / 1000 if d.get("timeout_ms") else None)
 
     def get_cue(self, queue: str, name: str) -> CueInfo | None:
         """One cue, or None when the queue has no cue of that name."""
@@ -130,13 +131,14 @@ class CuesMixin(EngineBase):
     def add_cue(self, queue: str, name: str, cron: str, *, tz: str = "UTC", payload: Any = None,
                 priority: int = 0, misfire: str = "skip", max_attempts: int = defaults.MAX_ATTEMPTS,
                 lease: float | None = None, url: str | None = None, secret: str | None = None,
-                scheme: str = "redispool") -> CueInfo:
+                scheme: str = "redispool", timeout: float | None = None) -> CueInfo:
         """Create or replace a cue. Replacing one keeps its paused state, and its next
         fire time when cron and tz are unchanged (so re-adding cues at every deploy
         neither skips nor repeats a fire). With ``url`` each fire is POSTed there by the
         deliverer (signed with ``secret`` in the framing of ``scheme``) instead of going
         to the queue's workers; a 2xx answer completes the fire's job, anything else
-        fails it, retried up to ``max_attempts``."""
+        fails it, retried up to ``max_attempts``. ``timeout``: each fire's job's timeout
+        (seconds one attempt may run; None: the worker's)."""
         check_queue(queue)
         check_cue_name(name)
         if queue == DELIVERY_QUEUE:
@@ -150,6 +152,8 @@ class CuesMixin(EngineBase):
             "priority": validate.priority(priority), "max_attempts": validate.max_attempts(max_attempts),
             "lease_ms": validate.lease_ms(lease),
         }
+        if timeout is not None:   # (absent: a cue stored before timeouts reads the same)
+            definition["timeout_ms"] = validate.timeout_ms(timeout)
         home, stored, other = queue, name, (DELIVERY_QUEUE, f"{queue}/{name}")
         if url is not None:
             definition.update(url=check_url(url), secret=check_secret(secret), scheme=check_scheme(scheme).name)
@@ -213,7 +217,8 @@ class CuesMixin(EngineBase):
         job_id = f"cue:{stored}:{now}-run" if home == DELIVERY_QUEUE else None   # the deliverer reads the cue from it
         return self.enqueue(home, _payload(d, queue, name), priority=d.get("priority", 0),
                             max_attempts=d.get("max_attempts", defaults.MAX_ATTEMPTS),
-                            lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None, job_id=job_id)
+                            lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None, job_id=job_id,
+                            timeout=d["timeout_ms"] / 1000 if d.get("timeout_ms") else None)
 
     # ------------------------------------------------------------------ firing
     def fire_due_cues(self, queue: str) -> int:
@@ -249,7 +254,7 @@ class CuesMixin(EngineBase):
         new = json.dumps(dict(d, last=fires[-1]), separators=(",", ":"), sort_keys=True)
         created = self.run(ops.fire_cue(self, queue, name, raw, due_ms, new, next_ms, base64.b64decode(d["payload"]),
                                         d.get("priority", 0), d.get("max_attempts", defaults.MAX_ATTEMPTS),
-                                        d.get("lease_ms", 0), fires))
+                                        d.get("lease_ms", 0), d.get("timeout_ms", 0), fires))
         if created > 0:
             log.info("cue fired queue=%s cue=%s jobs=%d fire_at=%s next_at=%s", queue, name, created,
                      fires[-1] / 1000, next_ms / 1000)

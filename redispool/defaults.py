@@ -9,6 +9,8 @@ LEASE_S = 30.0
 LEASE_MAX_S = 43_200.0           # 12 hours
 MAX_ATTEMPTS = 3
 PRIORITY_MAX = 1000              # priorities are integers in [-1000, 1000]
+TIMEOUT_MAX_S = 604_800.0        # a job's timeout (longest one attempt may run): at most 7 days
+PROGRESS_MESSAGE_MAX = 500       # characters of a progress message (job.progress)
 
 BACKOFF_BASE_S = 1.0             # retry n waits about base * 2**(n-1), jittered
 BACKOFF_CAP_S = 3600.0

@@ -106,11 +106,12 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
     def job_spec(payload: Any = None, *, priority: int = 0, delay: float | None = None,
                  run_at: datetime | float | None = None, max_attempts: int = defaults.MAX_ATTEMPTS,
                  lease: float | None = None, unique_key: str | None = None, job_id: str | None = None,
-                 backoff_base: float | None = None, backoff_cap: float | None = None) -> JobSpec:
+                 backoff_base: float | None = None, backoff_cap: float | None = None,
+                 timeout: float | None = None) -> JobSpec:
         """One job for ``enqueue_specs``: the payload encoded, every option checked."""
         return ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
-                            backoff_cap=backoff_cap)
+                            backoff_cap=backoff_cap, timeout=timeout)
 
     def enqueue_specs(self, queue: str, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
         """Create jobs from ``job_spec``s in one round trip; returns (id, created) per job
@@ -124,40 +125,43 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
                 delay: float | None = None, run_at: datetime | float | None = None,
                 max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
                 unique_key: str | None = None, job_id: str | None = None,
-                backoff_base: float | None = None, backoff_cap: float | None = None) -> str:
+                backoff_base: float | None = None, backoff_cap: float | None = None,
+                timeout: float | None = None) -> str:
         """Add one job; returns its id (the existing job's id for a duplicate job_id or
-        an unfinished job holding ``unique_key``; ``enqueue_or_get`` tells them apart)."""
+        an unfinished job holding ``unique_key``; ``enqueue_or_get`` tells them apart).
+        ``timeout``: the longest one attempt may run (seconds; None: the worker's)."""
         return self.enqueue_or_get(queue, payload, priority=priority, delay=delay, run_at=run_at,
                                    max_attempts=max_attempts, lease=lease, unique_key=unique_key,
-                                   job_id=job_id, backoff_base=backoff_base, backoff_cap=backoff_cap)[0]
+                                   job_id=job_id, backoff_base=backoff_base, backoff_cap=backoff_cap,
+                                   timeout=timeout)[0]
 
     def enqueue_or_get(self, queue: str, payload: Any = None, *, priority: int = 0,
                        delay: float | None = None, run_at: datetime | float | None = None,
                        max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
                        unique_key: str | None = None, job_id: str | None = None,
-                       backoff_base: float | None = None,
-                       backoff_cap: float | None = None) -> tuple[str, bool]:
+                       backoff_base: float | None = None, backoff_cap: float | None = None,
+                       timeout: float | None = None) -> tuple[str, bool]:
         """``enqueue`` that says whether it created the job: ``(id, True)`` for a new job,
         ``(existing id, False)`` for a duplicate job_id or a held ``unique_key`` (nothing
         is written then)."""
         check_queue(queue)
         spec = ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
-                            backoff_cap=backoff_cap)
+                            backoff_cap=backoff_cap, timeout=timeout)
         return self.run(ops.enqueue(self, queue, [spec.payload], [spec.options]))[0]
 
     def enqueue_many(self, queue: str, payloads: Iterable[Any], *, priority: int = 0,
                      delay: float | None = None, run_at: datetime | float | None = None,
                      max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
-                     backoff_base: float | None = None,
-                     backoff_cap: float | None = None) -> list[str]:
+                     backoff_base: float | None = None, backoff_cap: float | None = None,
+                     timeout: float | None = None) -> list[str]:
         """Add many jobs with the same options in one round trip; returns their ids."""
         check_queue(queue)
         payloads = list(payloads)
         if not payloads:
             return []
         options = ops.job_options(priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
-                                  lease=lease, backoff_base=backoff_base, backoff_cap=backoff_cap)
+                                  lease=lease, backoff_base=backoff_base, backoff_cap=backoff_cap, timeout=timeout)
         encode = codec.encode
         op = ops.enqueue(self, queue, [encode(p, check=True) for p in payloads], [options])
         return [job_id for job_id, _ in self.run(op)]
@@ -173,6 +177,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
     def _claim_now(self, op: Op[ops.Claimed]) -> ops.Claimed:
         claimed = self.run(op)
         self.bury(claimed.broken)
+        for job in claimed.jobs:
+            job.engine = self   # job.progress() writes through the engine that leased it
         return claimed
 
     def claim(self, queue: str, worker_id: str, *, limit: int = 1, lease: float | None = None,
@@ -250,6 +256,12 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
         """Give a leased job back to ready without counting the attempt."""
         return self.run(ops.release(self, job))
 
+    def progress(self, job: LeaseRef, value: float, message: str | None = None) -> float:
+        """Record how far a leased job's attempt has got (``value`` in [0, 100], an optional
+        ``message``), fenced by its lease: LeaseLost when the lease is gone. Appends a
+        ``progress`` event. Returns the time recorded (unix s, Redis clock)."""
+        return self.run(ops.progress(self, job, value, message))
+
     def ack(self, queue: str, *, completed: Iterable[tuple[LeaseRef, Any]] = (),
             failed: Iterable[Sequence[Any]] = (), worker_id: str | None = None, limit: int = 0,
             lease: float | None = None) -> AckResult:
@@ -269,6 +281,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
                 exc.result = given_back.result   # what the primary applied
             raise
         self.bury(acked.broken)
+        for job in acked.result.jobs:
+            job.engine = self
         return acked.result
 
     # ------------------------------------------------------------------ inspecting

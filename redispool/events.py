@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import blocking, defaults
@@ -22,9 +22,19 @@ from .errors import InvalidOption
 from .keys import check_queue
 from .models import Event
 
+
+def number(text: str) -> int | float:
+    """A progress value as sent: an int when it was one, else a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 # stream field -> (Event.data key, converter); t (type) and j (job id) are Event's own
-FIELDS: dict[str, tuple[str, type]] = {"a": ("attempt", int), "w": ("worker_id", str), "e": ("error", str),
-                                       "s": ("state", str), "p": ("previous", str), "r": ("priority", int)}
+FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "a": ("attempt", int), "w": ("worker_id", str), "e": ("error", str), "s": ("state", str),
+    "p": ("previous", str), "r": ("priority", int), "v": ("value", number), "m": ("message", str)}
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 LATEST = "$"            # ``after=LATEST``: only events appended after the read starts
 

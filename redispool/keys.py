@@ -50,10 +50,12 @@ from the objects below: ``rp:{q}:ready`` is ``QueueKeys.ready`` (``rp:{q}:job:``
 
 Job hash fields (one letter to keep a queued job small): p payload (msgpack), s state,
 a attempts, m max_attempts, r priority (absent = 0), c created ms, u updated ms,
-l lease ms (absent = worker's), bb/bc backoff base/cap ms, k unique key, t lease token,
-w worker id, x lease expiry ms, res result (msgpack), e errors (JSON, latest first),
-pd / rd size in bytes of the payload / result a done job no longer holds (its queue's
-retention dropped it).
+l lease ms (absent = worker's), bb/bc backoff base/cap ms, to timeout ms (the longest one
+attempt may run; absent = the worker's), k unique key, t lease token, w worker id,
+x lease expiry ms, res result (msgpack), e errors (JSON, latest first), pg the current
+(or last) attempt's progress (JSON {"v": value, "m": message, "at": ms}; progress.lua
+writes it, the next lease clears it), pd / rd size in bytes of the payload / result a
+done job no longer holds (its queue's retention dropped it).
 """
 from __future__ import annotations
 

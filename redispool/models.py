@@ -1,9 +1,13 @@
 """The records the Engine hands out."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
 class State(str, Enum):
@@ -47,7 +51,11 @@ class Lease:
 
 @dataclass
 class Job:
-    """A leased job as a worker sees it; ``token`` fences this lease."""
+    """A leased job as a worker sees it; ``token`` fences this lease.
+
+    ``timeout``: the longest this attempt may run (seconds; the job's own, else in a
+    ``Worker`` the worker's default; None: no limit). ``engine``: the Engine that leased
+    it, which ``progress`` writes through (None for a Job built by hand)."""
 
     id: str
     queue: str
@@ -58,6 +66,22 @@ class Job:
     worker_id: str
     lease: float                  # seconds this lease lasts
     lease_expires_at: float       # unix seconds, Redis clock
+    timeout: float | None = None
+    engine: Engine | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, value: float, message: str | None = None) -> None:
+        """Record how far this attempt has got: ``value`` a number in [0, 100], ``message``
+        optional text (at most 500 characters). Fenced by this lease: LeaseLost when it is
+        gone (stop working on the job then); InvalidOption for a bad value (nothing written).
+        A Redis round trip: in an ``async def`` handler use ``await job.progress_async(...)``."""
+        if self.engine is None:
+            raise RuntimeError("this Job has no engine to report progress through (it was not leased by one)")
+        self.engine.progress(self, value, message)
+
+    async def progress_async(self, value: float, message: str | None = None) -> None:
+        """``progress`` from an ``async def`` handler: the round trip runs on a thread, so
+        the event loop (and the worker's other async jobs) never waits for Redis."""
+        await asyncio.to_thread(self.progress, value, message)
 
 
 @dataclass
@@ -100,6 +124,9 @@ class JobInfo:
     # payload / result then read None, which is not the value the job had
     payload_dropped: int | None = None
     result_dropped: int | None = None
+    timeout: float | None = None          # seconds one attempt may run, if the job was given a timeout
+    # the last progress its current (or last) attempt reported: {"value", "message", "at"}
+    progress: dict[str, Any] | None = None
 
 
 @dataclass
@@ -119,6 +146,7 @@ class CueInfo:
     lease: float | None = None
     last_fire_at: float | None = None
     url: str | None = None        # a webhook cue: each fire is POSTed here by the deliverer
+    timeout: float | None = None  # its jobs' timeout (seconds one attempt may run)
 
 
 @dataclass
@@ -141,7 +169,8 @@ class Event:
     """One entry of a queue's event log (``Engine.events``): ``id`` orders the log and
     is usable as ``after``; ``type`` is one of ``EVENT_TYPES``; ``job_id`` is None for a
     queue's own events (paused, resumed); ``at`` is unix seconds (Redis clock, ms);
-    ``data`` holds what applies: attempt, worker_id, error, state, previous, priority."""
+    ``data`` holds what applies: attempt, worker_id, error, state, previous, priority,
+    value and message (progress)."""
 
     id: str
     queue: str
@@ -155,7 +184,7 @@ class Event:
                 "at": self.at, "data": self.data}
 
 
-EVENT_TYPES = ("enqueued", "claimed", "completed", "failed", "dead", "released", "expired",
+EVENT_TYPES = ("enqueued", "claimed", "progress", "completed", "failed", "dead", "released", "expired",
                "cancelled", "replayed", "paused", "resumed")
 
 

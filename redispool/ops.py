@@ -29,8 +29,10 @@ from .models import AckResult, Job, JobInfo, LeaseRef, WorkerInfo
 T = TypeVar("T")
 TERMINAL = ("done", "dead", "cancelled")
 # claim.lua's reply (and ack.lua's, after its results): wait_ms, now_ms, scheduler_at,
-# sweeper_at, then 6 values per job
+# sweeper_at, then 7 values per job (id, token, attempt, max_attempts, lease_ms,
+# timeout_ms, payload)
 CLAIM_JOBS_AT = 4
+PER_JOB = 7
 Followup = tuple[str, str, str, int]   # (command, key, queue, score): sadd | zadd_lt
 
 
@@ -130,6 +132,7 @@ class JobOptions(NamedTuple):
     lease_ms: int
     backoff_base_ms: int
     backoff_cap_ms: int
+    timeout_ms: int = 0
 
 
 class JobSpec(NamedTuple):
@@ -142,7 +145,8 @@ class JobSpec(NamedTuple):
 def job_options(*, priority: int = 0, delay: float | None = None, run_at: datetime | float | None = None,
                 max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
                 unique_key: str | None = None, job_id: str | None = None,
-                backoff_base: float | None = None, backoff_cap: float | None = None) -> JobOptions:
+                backoff_base: float | None = None, backoff_cap: float | None = None,
+                timeout: float | None = None) -> JobOptions:
     """Check a job's options (InvalidOption) and convert them for enqueue.lua."""
     if delay is not None and run_at is not None:
         raise InvalidOption("give delay or run_at, not both")
@@ -155,7 +159,8 @@ def job_options(*, priority: int = 0, delay: float | None = None, run_at: dateti
         validate.max_attempts(max_attempts),
         validate.lease_ms(lease),
         0 if backoff_base is None else validate.seconds_to_ms(backoff_base, "backoff_base", allow_zero=False),
-        0 if backoff_cap is None else validate.seconds_to_ms(backoff_cap, "backoff_cap", allow_zero=False))
+        0 if backoff_cap is None else validate.seconds_to_ms(backoff_cap, "backoff_cap", allow_zero=False),
+        validate.timeout_ms(timeout))
 
 
 def job_spec(payload: Any, **options: Any) -> JobSpec:
@@ -198,13 +203,14 @@ def decode_jobs(queue: str, worker: str, reply: Sequence[Any], start: int) -> Cl
     """claim.lua's job list starting at ``start`` (after wait_ms, now_ms and the planned times)."""
     now_ms = int(reply[start - 3])
     claimed = Claimed([], [], int(reply[start - CLAIM_JOBS_AT]))
-    for i in range(start, len(reply), 6):
-        lease_ms = int(reply[i + 4])
+    for i in range(start, len(reply), PER_JOB):
+        lease_ms, timeout_ms = int(reply[i + 4]), int(reply[i + 5])
         job = Job(id=_str(reply[i]), queue=queue, payload=None, attempt=int(reply[i + 2]),
                   max_attempts=int(reply[i + 3]), token=str(reply[i + 1]), worker_id=worker,
-                  lease=lease_ms / 1000, lease_expires_at=(now_ms + lease_ms) / 1000)
+                  lease=lease_ms / 1000, lease_expires_at=(now_ms + lease_ms) / 1000,
+                  timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
         try:
-            job.payload = codec.decode(reply[i + 5])
+            job.payload = codec.decode(reply[i + 6])
         except Exception as exc:  # never hand a worker a payload it cannot read
             claimed.broken.append((job, f"{type(exc).__name__}: {exc}"))
             continue
@@ -273,6 +279,19 @@ def heartbeat(s: Settings, queue: str, jobs: Sequence[LeaseRef], lease: float | 
         job_lease = getattr(job, "lease", None)
         args += [job.id, job.token, lease_ms or (round(job_lease * 1000) if job_lease else s.lease_ms)]
     return Op("heartbeat", queue_keys(s.prefix, queue), args, _expiries)
+
+
+def progress(s: Settings, job: LeaseRef, value: float, message: str | None = None) -> Op[float]:
+    """Record a leased job's progress (validate.progress checks it first); the parser gives
+    the time recorded (unix s), or raises LeaseLost."""
+    value_text, message_text = validate.progress(value, message)
+
+    def parse(reply: Any) -> float:
+        if not reply:
+            raise lease_lost(job)
+        return int(reply) / 1000
+    return Op("progress", queue_keys(s.prefix, job.queue), [s.events_max, job.id, job.token, value_text,
+                                                             message_text], parse)
 
 
 def release(s: Settings, job: LeaseRef) -> Op[None]:
@@ -346,6 +365,7 @@ def job_info(queue: str, job_id: str, fields: dict[Any, Any], score: Any = None)
     except Exception as exc:
         result = f"<undecodable result: {exc}>"
     updated = num("u") / 1000
+    timeout = num("to")
     dropped = {name: num(key) if f.get(key) is not None else None for name, key in
                (("payload_dropped", "pd"), ("result_dropped", "rd"))}
     return JobInfo(
@@ -356,7 +376,20 @@ def job_info(queue: str, job_id: str, fields: dict[Any, Any], score: Any = None)
         unique_key=text(f.get("k")), lease=lease / 1000 if lease else None,
         run_at=score_s if state == "scheduled" else None,
         lease_expires_at=score_s if state == "leased" else None,
-        finished_at=(updated or None) if state in TERMINAL else None, **dropped)
+        finished_at=(updated or None) if state in TERMINAL else None, **dropped,
+        timeout=timeout / 1000 if timeout > 0 else None, progress=progress_of(f.get("pg")))
+
+
+def progress_of(raw: Any) -> dict[str, Any] | None:
+    """Job hash field pg (progress.lua's JSON) as ``{"value", "message", "at"}``; None when
+    absent or unreadable."""
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+        return {"value": record["v"], "message": record.get("m"), "at": int(record["at"]) / 1000}
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
 
 
 def jobs(s: Settings, queue: str, state: str, max_jobs: int = 100, offset: int = 0) -> Op[list[JobInfo]]:
@@ -566,12 +599,13 @@ def due_cues(s: Settings, queue: str, max_cues: int) -> Op[DueCues]:
 
 
 def fire_cue(s: Settings, queue: str, name: str, expected: str, due_ms: int, definition: str, next_ms: int,
-             payload: bytes, priority: int, max_attempts: int, lease_ms: int, fires: Sequence[int]) -> Op[int]:
+             payload: bytes, priority: int, max_attempts: int, lease_ms: int, timeout_ms: int,
+             fires: Sequence[int]) -> Op[int]:
     """Fire a cue once per fire time (compare-and-set on ``expected`` and ``due_ms``):
     the jobs created, or -1 when another scheduler fired first or the cue changed."""
     return Op("fire_cue", queue_keys(s.prefix, queue),
               [name, expected, due_ms, definition, next_ms, payload, priority, max_attempts, lease_ms, s.events_max,
-               *fires], int)
+               timeout_ms, *fires], int)
 
 
 # ---------------------------------------------------------------------- the worker registry

@@ -5,6 +5,11 @@ A runner takes (job, handler) pairs and reports one ``Outcome`` per job through 
 ``report`` callback, from its own thread. Handlers never touch Redis state themselves:
 the worker acknowledges outcomes in batches. Threads are daemons, so a job that outlives
 the worker's grace period cannot keep the process from exiting.
+
+``cancel(job)`` is how the worker stops an attempt past its timeout: the async runner
+cancels the job's task (its ``finally`` blocks run; the Outcome that follows is the
+worker's to discard); a thread cannot be stopped from outside, so the thread runner's
+``cancel`` does nothing and its Outcome comes whenever the handler returns.
 """
 from __future__ import annotations
 
@@ -45,6 +50,8 @@ class Runner(Protocol):
     ``report`` callback the runner was made with."""
 
     def submit(self, job: Job, handler: Handler) -> None: ...
+
+    def cancel(self, job: Job) -> None: ...
 
     def close(self) -> None: ...
 
@@ -93,6 +100,10 @@ class ThreadRunner:
     def submit(self, job: Job, handler: Handler) -> None:
         self._inbox.put((job, handler))
 
+    def cancel(self, job: Job) -> None:
+        """Nothing: a thread cannot be stopped from outside (the worker keeps its slot busy
+        until the handler returns, and discards what it returns)."""
+
     def _loop(self) -> None:
         while True:
             item = self._inbox.get()
@@ -117,7 +128,8 @@ class AsyncRunner:
 
     def __init__(self, report: Callable[[Outcome], None], name: str = "redispool-async") -> None:
         self._report = report
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}   # by (queue, token)
+        self._timed_out: set[tuple[str, str]] = set()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
@@ -126,22 +138,41 @@ class AsyncRunner:
         self.loop.call_soon_threadsafe(self._start, job, handler)
 
     def _start(self, job: Job, handler: Handler) -> None:
+        key = (job.queue, job.token)
         task = self.loop.create_task(self._run(job, handler))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._forget(key))
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self._tasks.pop(key, None)
+        self._timed_out.discard(key)
+
+    def cancel(self, job: Job) -> None:
+        """Cancel the job's task (from any thread); the worker hears an Outcome once the
+        task has ended, so it knows the slot is free."""
+        self.loop.call_soon_threadsafe(self._cancel, (job.queue, job.token))
+
+    def _cancel(self, key: tuple[str, str]) -> None:
+        task = self._tasks.get(key)
+        if task is not None:
+            self._timed_out.add(key)
+            task.cancel()
 
     async def _run(self, job: Job, handler: Handler) -> None:
         started = time.perf_counter()
         try:
             outcome = succeeded(job, await handler(job), started)
-        except asyncio.CancelledError:
-            return  # only close() cancels, after the worker gave the job back
+        except asyncio.CancelledError as exc:
+            key = (job.queue, job.token)
+            if key not in self._timed_out:
+                return  # close() cancelled it, after the worker gave the job back
+            outcome = failed(job, exc, started)  # the worker failed it already: this frees the slot
         except BaseException as exc:
             outcome = failed(job, exc, started)
         self._report(outcome)
 
     async def _cancel_all(self) -> None:
-        tasks = list(self._tasks)
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -34,6 +34,26 @@ def lease_ms(lease: float | None) -> int:
     return seconds_to_ms(lease, "lease", maximum=defaults.LEASE_MAX_S, allow_zero=False)
 
 
+def timeout_ms(timeout: float | None) -> int:
+    """A job's timeout (the longest one attempt may run) in (0, 7 days]; 0 for None (the
+    worker's)."""
+    if timeout is None:
+        return 0
+    return seconds_to_ms(timeout, "timeout", maximum=defaults.TIMEOUT_MAX_S, allow_zero=False)
+
+
+def progress(value: float, message: str | None) -> tuple[str, str]:
+    """A progress report as progress.lua takes it: the value (a number in [0, 100]) as
+    text, and the message ('' for None, at most PROGRESS_MESSAGE_MAX characters)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= 100:
+        raise InvalidOption(f"progress value must be a number in [0, 100], got {value!r}")
+    if message is not None and (not isinstance(message, str) or len(message) > defaults.PROGRESS_MESSAGE_MAX):
+        raise InvalidOption(f"progress message must be text of at most {defaults.PROGRESS_MESSAGE_MAX} "
+                            f"characters, got {message!r:.80}")
+    return (str(value) if isinstance(value, int) else repr(float(value))), message or ""
+
+
 def priority(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or abs(value) > defaults.PRIORITY_MAX:
         raise InvalidOption(f"priority must be an integer in [-{defaults.PRIORITY_MAX}, "

@@ -30,6 +30,13 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
 - Every in-flight job's lease is extended at lease/2 (one ``heartbeat_many`` per queue).
   A job whose lease was lost (it expired, or the sweeper took it back) is dropped: its
   result will not be stored, and the job runs again elsewhere.
+- Timeouts: an attempt still running after its timeout (the job's own, else the worker's
+  ``timeout``) is failed with ``TimeoutError: ...`` through the usual ack, with its lease
+  token, so its retry policy applies at once. An async handler's task is cancelled. A
+  sync handler's thread cannot be stopped: what it returns later is discarded (its lease
+  is settled, so fencing would refuse it anyway), and its slot stays busy until it
+  returns, so ``concurrency`` keeps bounding the threads in use and a new job never waits
+  for a thread.
 - The worker registers itself, refreshes the registration every ``beat_interval`` seconds
   (jobs in progress, processed/failed counts) and deregisters when it stops.
 - SIGTERM/SIGINT (handled when ``run()`` runs in the main thread) or ``stop()``: claim
@@ -96,12 +103,20 @@ H = TypeVar("H", bound=Handler)  # @worker.process returns the handler it was gi
 
 
 class _Running:
-    """A job in progress: when its lease is due for a heartbeat, and whether it was lost."""
+    """A job in progress: when its lease is due for a heartbeat, whether it was lost, when
+    its attempt times out (monotonic; inf: never) and whether it did (its handler still
+    holds the slot, its outcome is settled already)."""
 
-    __slots__ = ("job", "next_beat", "lost")
+    __slots__ = ("job", "next_beat", "lost", "deadline", "timed_out")
 
-    def __init__(self, job: Job, next_beat: float) -> None:
+    def __init__(self, job: Job, next_beat: float, deadline: float) -> None:
         self.job, self.next_beat, self.lost = job, next_beat, False
+        self.deadline, self.timed_out = deadline, False
+
+    @property
+    def live(self) -> bool:
+        """Its outcome is still to come and to be stored."""
+        return not (self.lost or self.timed_out)
 
 
 class _WakeUp(enum.Enum):
@@ -138,6 +153,7 @@ class _Run:
     reported: tuple[int, int] = (0, 0)  # processed/failed already sent to the registry
     next_lease_beat: float = math.inf
     next_registry_beat: float = 0.0
+    next_deadline: float = math.inf    # the earliest timeout of a job in progress (monotonic)
 
 
 class Worker:
@@ -152,7 +168,9 @@ class Worker:
     wait of an idle worker lasts (also how long it may take to notice ``stop()``);
     ``job_log_level``: the level of each job's "claimed" and "done" lines (a failure's
     line is WARNING or ERROR whatever it is; ``redispool deliver``, which keeps each
-    attempt in its webhook's delivery log, writes them at DEBUG).
+    attempt in its webhook's delivery log, writes them at DEBUG); ``timeout``: seconds
+    one attempt of a job without a timeout of its own may run (None: no limit; see the
+    module docstring for what happens to a sync handler past it).
     """
 
     _run: _Run  # made by run()
@@ -161,7 +179,8 @@ class Worker:
                  lease: float = defaults.LEASE_S, *, worker_id: str | None = None,
                  grace: float = 30.0, batch: int | None = None, health_port: int | None = None,
                  health_host: str = "127.0.0.1", log_format: str = "text",
-                 beat_interval: float = 5.0, idle_wait: float = 2.0, job_log_level: int = INFO) -> None:
+                 beat_interval: float = 5.0, idle_wait: float = 2.0, job_log_level: int = INFO,
+                 timeout: float | None = None) -> None:
         if isinstance(queues, str):
             raise TypeError("queues must be a list of queue names, not a string")
         self.queues: list[str] = list(dict.fromkeys(check_queue(q) for q in queues))
@@ -172,7 +191,7 @@ class Worker:
         self.id: str = validate.worker_id(worker_id or f"{self.host}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
         self._set(concurrency=concurrency, lease=lease, grace=grace, batch=batch, health_port=health_port,
                   health_host=health_host, log_format=log_format, beat_interval=beat_interval,
-                  idle_wait=idle_wait, job_log_level=job_log_level)
+                  idle_wait=idle_wait, job_log_level=job_log_level, timeout=timeout)
         self.processed = 0   # jobs finished (done or failed) since run() started
         self.failed = 0      # of those, the failed ones
         self._handlers: dict[str, Handler] = {}
@@ -184,7 +203,7 @@ class Worker:
 
     def _set(self, *, concurrency: int, lease: float, grace: float, batch: int | None,
              health_port: int | None, health_host: str, log_format: str, beat_interval: float,
-             idle_wait: float, job_log_level: int) -> None:
+             idle_wait: float, job_log_level: int, timeout: float | None) -> None:
         """Check every option, then set them all (nothing changes when one is bad): the one
         path for both ``__init__`` and ``override``."""
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -193,6 +212,7 @@ class Worker:
         validate.seconds_to_ms(grace, "grace")
         validate.seconds_to_ms(beat_interval, "beat_interval", allow_zero=False)
         validate.seconds_to_ms(idle_wait, "idle_wait", allow_zero=False)
+        validate.timeout_ms(timeout)
         if batch is None:
             batch = min(concurrency, defaults.BATCH_MAX)
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= defaults.BATCH_MAX:
@@ -211,6 +231,7 @@ class Worker:
         self.batch = batch
         self.beat_interval = float(beat_interval)
         self.idle_wait = float(idle_wait)
+        self.timeout = None if timeout is None else float(timeout)
         self.health_port = health_port
         self.health_host = health_host
         self.log_format = log_format
@@ -219,7 +240,8 @@ class Worker:
 
     def override(self, *, concurrency: int | None = None, lease: float | None = None,
                  grace: float | None = None, health_port: int | None = None,
-                 health_host: str | None = None, log_format: str | None = None) -> None:
+                 health_host: str | None = None, log_format: str | None = None,
+                 timeout: float | None = None) -> None:
         """Change options of a Worker that has not run yet (``redispool worker --lease ...``
         over the app's own), checked as ``__init__`` checks them; None keeps an option.
         A new ``concurrency`` also sets ``batch`` to match, as ``__init__`` does without one."""
@@ -232,7 +254,8 @@ class Worker:
                   health_port=self.health_port if health_port is None else health_port,
                   health_host=self.health_host if health_host is None else health_host,
                   log_format=self.log_format if log_format is None else log_format,
-                  beat_interval=self.beat_interval, idle_wait=self.idle_wait, job_log_level=self.job_log_level)
+                  beat_interval=self.beat_interval, idle_wait=self.idle_wait, job_log_level=self.job_log_level,
+                  timeout=self.timeout if timeout is None else timeout)
 
     # ------------------------------------------------------------------ set-up
     @overload
@@ -370,7 +393,7 @@ class Worker:
             return min(run.retry_at - now, MAX_SLEEP_S)
         if run.finished or (run.rotation and self._free() > 0 and not run.stopping):
             return 0.0
-        wake = min(run.next_lease_beat, run.next_registry_beat, run.rotation.next_due())
+        wake = min(run.next_lease_beat, run.next_registry_beat, run.rotation.next_due(), run.next_deadline)
         return max(0.0, min(wake - now, MAX_SLEEP_S))
 
     def _free(self) -> int:
@@ -401,6 +424,10 @@ class Worker:
         if running is None:
             return  # given back at shutdown already
         self._run.rotation.finished(job.queue)
+        if running.timed_out:
+            self.log.event(INFO, "late result discarded", job, reason="timed out",
+                           outcome="done" if outcome.ok else outcome.error, duration_ms=_ms(outcome.seconds))
+            return
         if running.lost:
             self.log.event(DEBUG, "result discarded", job, reason="lease lost")
             return
@@ -524,8 +551,8 @@ class Worker:
 
     def _burst_over(self) -> bool:
         run = self._run
-        if run.running or run.finished or run.rotation:
-            return False
+        if run.finished or run.rotation or any(not r.timed_out for r in run.running.values()):
+            return False  # (a timed-out sync handler's thread is not waited for)
         if run.rotation.next_due() - time.monotonic() <= run.burst_wait:
             return False  # a retry or delayed job falls due soon: wait for it
         left = 0
@@ -569,8 +596,12 @@ class Worker:
         level = self.job_log_level
         verbose = self.log.enabled(level)
         for job in jobs:
-            running = _Running(job, now + job.lease / 2)
+            if job.timeout is None:
+                job.timeout = self.timeout   # the handler sees the limit that applies
+            deadline = now + job.timeout if job.timeout is not None else math.inf
+            running = _Running(job, now + job.lease / 2, deadline)
             run.running[(job.queue, job.token)] = running
+            run.next_deadline = min(run.next_deadline, deadline)
             run.rotation.started(job.queue)
             next_beat = min(next_beat, running.next_beat)
             if verbose:
@@ -581,10 +612,38 @@ class Worker:
 
     def _periodic(self) -> None:
         now = time.monotonic()
+        if now >= self._run.next_deadline:
+            self._time_out(now)
         if now >= self._run.next_lease_beat:
             self._beat_leases(now)
         if now >= self._run.next_registry_beat:
             self._beat_registry(now)
+
+    def _time_out(self, now: float) -> None:
+        """Fail the attempts past their timeout (acked with the next ack of their queue,
+        with their lease token) and cancel those that can be (async handlers)."""
+        run = self._run
+        next_deadline = math.inf
+        for running in run.running.values():
+            if not running.live:
+                continue
+            if running.deadline > now:
+                next_deadline = min(next_deadline, running.deadline)
+                continue
+            running.timed_out = True
+            job = running.job
+            timeout = job.timeout or 0.0   # set: the deadline is finite
+            error = f"TimeoutError: the attempt ran longer than its timeout of {timeout:g} s"
+            lists = run.finished.get(job.queue)
+            if lists is None:
+                lists = run.finished[job.queue] = ([], [])
+            lists[1].append(Outcome(job, False, None, error, None, now - running.deadline + timeout))
+            handler, runner = run.routes[job.queue]
+            runner.cancel(job)
+            self.log.event(WARNING, "timed out", job, timeout_s=timeout,
+                           note="task cancelled" if is_async(handler) else
+                           "its thread runs on, holding a slot; what it returns is discarded")
+        run.next_deadline = next_deadline
 
     def _beat_leases(self, now: float) -> None:
         """Extend the leases that are due (or nearly), one call per queue."""
@@ -592,7 +651,7 @@ class Worker:
         due: dict[str, list[_Running]] = {}
         next_beat = math.inf
         for running in run.running.values():
-            if running.lost:
+            if not running.live:
                 continue
             if running.next_beat <= now + min(1.0, running.job.lease / 8):
                 due.setdefault(running.job.queue, []).append(running)
@@ -626,7 +685,7 @@ class Worker:
         try:
             if not run.registered:
                 self._register()
-            jobs = [f"{r.job.queue}/{r.job.id}" for r in run.running.values() if not r.lost]
+            jobs = [f"{r.job.queue}/{r.job.id}" for r in run.running.values() if r.live]
             processed, failed = self.processed, self.failed
             if not self.engine.beat_worker(self.id, jobs_in_progress=jobs,
                                            processed=processed - run.reported[0],
@@ -664,9 +723,11 @@ class Worker:
         """Let in-flight jobs finish within the grace period, still acking and heartbeating."""
         run = self._run
         deadline = time.monotonic() + self.grace
-        if run.running or run.finished:
+        def busy() -> bool:  # a timed-out handler's thread is not waited for: its outcome is settled
+            return bool(run.finished) or any(not r.timed_out for r in run.running.values())
+        if busy():
             self.log.event(INFO, "stopping", in_flight=len(run.running), grace_s=self.grace)
-        while run.running or run.finished:
+        while busy():
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -685,7 +746,7 @@ class Worker:
         if run.finished:
             run.retry_at = 0.0
             self._move_jobs()
-        left = [r.job for r in run.running.values() if not r.lost]
+        left = [r.job for r in run.running.values() if r.live]
         run.running.clear()
         self._release(left)
         for runner in run.runners:

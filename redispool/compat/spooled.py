@@ -7,7 +7,8 @@ Mounted at ``/compat/spooled``, so the official SDK works after one change::
 Everything ``SpooledClient`` and ``SpooledWorker`` use to produce jobs and run the
 worker lifecycle translates to one or two Engine calls (the native API's Lua scripts):
 
-    POST /jobs, /jobs/bulk          enqueue (idempotency_key = unique_key)
+    POST /jobs, /jobs/bulk          enqueue (idempotency_key = unique_key, timeout_seconds =
+                                    timeout: 300 when not given, as the service)
     POST /jobs/claim                claim (lease_duration_secs = lease)
     POST /jobs/{id}/complete|fail|heartbeat   complete / fail / heartbeat, lease_id = token
     GET|DELETE /jobs/{id}, POST /jobs/{id}/retry, GET /jobs, /jobs/status, /jobs/stats
@@ -68,6 +69,7 @@ WORKER_LEASE_S = 30                # told to workers at registration ...
 WORKER_HEARTBEAT_S = 10            # ... with how often to heartbeat themselves
 FAIL_ERROR_MAX = 2048
 LIST_MAX = 100
+DEFAULT_TIMEOUT_S = 300            # the service's timeout_seconds when a job names none
 UNSUPPORTED = ("expires_at", "tags", "parent_job_id", "completion_webhook", "completion_webhook_secret")
 
 
@@ -112,9 +114,14 @@ def summary(info: JobInfo) -> dict[str, Any]:
             "started_at": None, "completed_at": iso(info.finished_at if info.state == "done" else None)}
 
 
+def timeout_seconds(timeout: float | None) -> int:
+    """A job's timeout as this protocol's whole seconds (0: none)."""
+    return max(1, round(timeout)) if timeout else 0
+
+
 def job_record(info: JobInfo) -> dict[str, Any]:
     return {**summary(info), "organization_id": ORGANIZATION, "payload": jsonable(info.payload),
-            "result": jsonable(info.result), "timeout_seconds": 0,
+            "result": jsonable(info.result), "timeout_seconds": timeout_seconds(info.timeout),
             "expires_at": None, "tags": None, "parent_job_id": None, "completion_webhook": None,
             "assigned_worker_id": info.worker_id if info.state == "leased" else None, "lease_id": None,
             "lease_expires_at": iso(info.lease_expires_at), "idempotency_key": info.unique_key,
@@ -125,7 +132,8 @@ def claimed(job: Job) -> dict[str, Any]:
     """A leased job as a claim answers it (Undeliverable when its payload nests too deep)."""
     deliverable(job.payload)
     return {"id": public_id(job.queue, job.id), "queue_name": job.queue, "payload": jsonable(job.payload),
-            "retry_count": job.attempt - 1, "max_retries": job.max_attempts - 1, "timeout_seconds": 0,
+            "retry_count": job.attempt - 1, "max_retries": job.max_attempts - 1,
+            "timeout_seconds": timeout_seconds(job.timeout),
             "lease_expires_at": iso(job.lease_expires_at), "lease_id": job.token}
 
 
@@ -186,7 +194,7 @@ class SpooledApi:
         return Refusal(409, "LEASE_EXPIRED", "the lease expired or another worker holds the job now")
 
     # ------------------------------------------------------------------ producing
-    def _spec(self, item: dict[str, Any], *, max_retries: int, priority: int) -> JobSpec:
+    def _spec(self, item: dict[str, Any], *, max_retries: int, priority: int, timeout: int) -> JobSpec:
         for name in UNSUPPORTED:
             if item.get(name) is not None:
                 raise Refusal(400, "VALIDATION_ERROR", f"{name} is not supported by redispool")
@@ -198,17 +206,18 @@ class SpooledApi:
         return self.engine.job_spec(
             check_depth(item.get("payload")), priority=_in_range(priority, -100, 100, "priority"), delay=None,
             run_at=run_at, max_attempts=_in_range(max_retries, 0, 100, "max_retries") + 1, lease=None,
-            unique_key=item.get("idempotency_key"), job_id=None, backoff_base=None, backoff_cap=None)
+            unique_key=item.get("idempotency_key"), job_id=None, backoff_base=None, backoff_cap=None,
+            timeout=timeout)
 
     CREATE = {"queue_name": (str, REQUIRED), "payload": (Any, None), "priority": (int, 0),
-              "max_retries": (int, 3), "timeout_seconds": (int, 300), "scheduled_at": (str, None),
+              "max_retries": (int, 3), "timeout_seconds": (int, DEFAULT_TIMEOUT_S), "scheduled_at": (str, None),
               "idempotency_key": (str, None), **{name: (Any, None) for name in UNSUPPORTED}}
 
     async def create(self, request: Request, body: Any) -> Any:
         b = fields(body, self.CREATE)
         queue = check_queue(b["queue_name"])
-        _in_range(b["timeout_seconds"], 1, 86400, "timeout_seconds")
-        spec = self._spec(b, max_retries=b["max_retries"], priority=b["priority"])
+        timeout = _in_range(b["timeout_seconds"], 1, 86400, "timeout_seconds")
+        spec = self._spec(b, max_retries=b["max_retries"], priority=b["priority"], timeout=timeout)
         [(job_id, created)] = await call(self.engine.enqueue_specs, queue, [spec])
         return JSONResponse({"id": public_id(queue, job_id), "created": created},
                             status_code=201 if created else 200)
@@ -223,8 +232,9 @@ class SpooledApi:
         queue = check_queue(b["queue_name"])
         if not 1 <= len(b["jobs"]) <= LIST_MAX:
             raise Refusal(400, "VALIDATION_ERROR", f"jobs must hold 1 to {LIST_MAX} jobs")
+        timeout = DEFAULT_TIMEOUT_S
         if b["default_timeout_seconds"] is not None:
-            _in_range(b["default_timeout_seconds"], 1, 86400, "default_timeout_seconds")
+            timeout = _in_range(b["default_timeout_seconds"], 1, 86400, "default_timeout_seconds")
         priority = b["default_priority"] if b["default_priority"] is not None else 0
         retries = b["default_max_retries"] if b["default_max_retries"] is not None else 3
         specs, indexes, failed = [], [], []
@@ -232,7 +242,7 @@ class SpooledApi:
             try:
                 item = fields(raw, self.ITEM, f"jobs[{index}]")
                 own = item["priority"] if item["priority"] is not None else priority
-                specs.append(self._spec(item, max_retries=retries, priority=own))
+                specs.append(self._spec(item, max_retries=retries, priority=own, timeout=timeout))
                 indexes.append(index)
             except RedispoolError as exc:
                 failed.append({"index": index, "job_id": None, "created": None,

@@ -38,7 +38,7 @@ from ..web.endpoint import call
 from ..web.waiting import LoopEngines
 from . import figures, live
 from .hooks import WebhookPages, shown
-from .views import STATES, Page, age, chart, e, kept, pager, table, u, when
+from .views import STATES, Page, age, chart, e, kept, pager, progress_bar, table, u, when
 
 PAGE_SIZE = 50
 STATIC = Path(__file__).resolve().parent / "static"
@@ -396,12 +396,15 @@ class _Dashboard(WebhookPages):
                   ("queue", f'<a href="/queues/{u(name)}">{e(name)}</a>'),
                   ("attempts", f"{info.attempts} of {info.max_attempts}"), ("priority", e(info.priority)),
                   ("lease", e(f"{info.lease:g}s" if info.lease else "the worker's")),
+                  ("timeout", e(f"{info.timeout:g}s" if info.timeout else "the worker's")),
                   ("unique key", e(info.unique_key or "-")), ("worker", e(info.worker_id or "-")),
                   ("created", e(when(info.created_at))), ("updated", e(when(info.updated_at)))]
         for label, value in (("runs at", info.run_at), ("lease expires", info.lease_expires_at),
                              ("finished", info.finished_at)):
             if value:
                 fields.append((label, e(when(value))))
+        if info.progress is not None:
+            fields.append(("progress", progress_bar(info.progress)))
         kv = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in fields)
         errors = table(["attempt", "at", "error"],
                        [[e(a), e(when(at)), f"<pre>{e(err)}</pre>"] for a, err, at in info.errors],

@@ -59,6 +59,15 @@ def kept(value: Any, dropped: int | None) -> str:
     return pretty(value) if dropped is None else f"<dropped by the queue's retention: {dropped} bytes>"
 
 
+def progress_bar(progress: dict[str, Any]) -> str:
+    """A job's last progress report (``JobInfo.progress``): a bar, the value, its message
+    and when it came."""
+    value = progress["value"]
+    message = f" {e(progress['message'])}" if progress.get("message") else ""
+    return (f'<progress max="100" value="{e(value)}"></progress> {e(f"{value:g}")}%{message}'
+            f' <span class="muted">at {e(when(progress["at"]))}</span>')
+
+
 def pretty(value: Any) -> str:
     """A payload or result as the API and the CLI write it (bytes, NaN tagged)."""
     return json.dumps(jsonable(value), indent=2, ensure_ascii=False)

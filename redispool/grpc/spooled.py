@@ -5,7 +5,8 @@ So its official ``SpooledGrpcClient`` (``spooled[grpc]``) runs unchanged against
 (compat/spooled.py): job ids are ``<queue>~<id>``, ``lease_id`` is the fencing token,
 ready = PENDING, scheduled = SCHEDULED (FAILED while it waits for a retry), leased =
 PROCESSING, done = COMPLETED, dead = DEADLETTER, cancelled = CANCELLED; ``max_retries``
-is max_attempts - 1 and ``retry_count`` the attempts made before the current one.
+is max_attempts - 1 and ``retry_count`` the attempts made before the current one;
+``timeout_seconds`` is the job's timeout (0 at Enqueue: the service's 300).
 
 - A stale or foreign ``lease_id`` is ``FAILED_PRECONDITION "Lease expired"`` (what the
   client turns into its lease-lost error); a finished job ``FAILED_PRECONDITION "Job is
@@ -36,6 +37,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from .. import validate
 from ..aio import GIVE_UP, AsyncEngine
+from ..compat.spooled import DEFAULT_TIMEOUT_S, timeout_seconds
 from ..errors import LeaseLost
 from ..keys import check_queue
 from ..models import Job, JobInfo, Lease
@@ -111,7 +113,8 @@ def leased_job(j: Job) -> Any:
     check_depth(j.payload)
     return pb.Job(id=public_id(j.queue, j.id), organization_id="redispool", queue_name=j.queue,
                   status=S.JOB_STATUS_PROCESSING, payload=_struct(j.payload), retry_count=j.attempt - 1,
-                  max_retries=j.max_attempts - 1, started_at=_ts(time.time()),
+                  max_retries=j.max_attempts - 1, timeout_seconds=timeout_seconds(j.timeout),
+                  started_at=_ts(time.time()),
                   lease_expires_at=_ts(j.lease_expires_at), assigned_worker_id=j.worker_id, lease_id=j.token)
 
 
@@ -123,6 +126,7 @@ def job_of(i: JobInfo) -> Any:
     return pb.Job(id=public_id(i.queue, i.id), organization_id="redispool", queue_name=i.queue, status=status,
                   payload=_struct(i.payload), result=_struct(i.result), retry_count=retries,
                   max_retries=i.max_attempts - 1, last_error=i.error or "", priority=i.priority,
+                  timeout_seconds=timeout_seconds(i.timeout),
                   created_at=_ts(i.created_at), scheduled_at=_ts(i.run_at),
                   completed_at=_ts(i.finished_at if i.state == "done" else None),
                   lease_expires_at=_ts(i.lease_expires_at),
@@ -283,7 +287,7 @@ class QueueService(rpc.QueueServiceServicer):
             aio = self.core.aio()
             spec = job_args(aio.engine, payload, priority=request.priority, delay=None, run_at=run_at,
                             max_attempts=retries + 1, lease=None, unique_key=request.idempotency_key or None,
-                            job_id=None)
+                            job_id=None, timeout=request.timeout_seconds or DEFAULT_TIMEOUT_S)
             [(job_id, created)] = await aio.enqueue_specs(queue, [spec])
             return pb.EnqueueResponse(job_id=public_id(queue, job_id), created=created)
         return await _unary(context, self.tokens, "worker", work)

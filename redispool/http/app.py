@@ -189,7 +189,7 @@ class Api:
         return {"jobs": await self._claim(request, queue, fields(body, bodies.CLAIM))}
 
     def _lease(self, request: Request, body: dict[str, Any], check_worker: bool = True) -> Lease:
-        """The lease a /complete, /fail, /heartbeat or /release names (with its worker id
+        """The lease a /complete, /fail, /heartbeat, /release or /progress names (with its worker id
         checked, unless ``check_worker`` is False: a release gives the job back whatever)."""
         if not body["token"]:
             raise BadInput("token must be the lease token the claim returned")
@@ -225,6 +225,12 @@ class Api:
         await self.aio.release(lease)
         await self.workers.settled(request, b["worker_id"], lease.queue, f"{lease.queue}/{lease.id}", failed=None)
         return {"state": "ready"}
+
+    async def progress(self, request: Request, body: Any) -> Any:
+        b = fields(body, bodies.PROGRESS)
+        lease = self._lease(request, b)
+        at = await self.aio.progress(lease, b["value"], b["message"])
+        return {"value": b["value"], "message": b["message"], "at": at}
 
     async def ack(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
@@ -406,6 +412,7 @@ def routes_of(api: Api) -> list[tuple[str, str, str, Callable[..., Awaitable[Any
         ("POST", J + "/fail", "worker", api.fail, 200, "Fail a leased job (retry or dead)"),
         ("POST", J + "/heartbeat", "worker", api.heartbeat, 200, "Extend a lease"),
         ("POST", J + "/release", "worker", api.release, 200, "Give a lease back"),
+        ("POST", J + "/progress", "worker", api.progress, 200, "Record how far a leased job has got"),
         ("GET", "/v1/queues", "read", api.list_queues, 200, "Every queue with its counts"),
         ("GET", Q, "read", api.queue_stats, 200, "A queue's stats"),
         ("GET", Q + "/jobs", "read", api.list_jobs, 200, "A page of one state's jobs"),

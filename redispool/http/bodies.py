@@ -30,6 +30,8 @@ PAYLOAD = {"description": "any JSON value nested at most 100 levels deep (deeper
 SECONDS = {"minimum": 0, "maximum": validate.MAX_SECONDS}
 LEASE = Field((float, None), None, {"exclusiveMinimum": True, "minimum": 0, "maximum": defaults.LEASE_MAX_S,
                                     "description": "seconds, at most 12 hours"})
+TIMEOUT = Field((float, None), None, {"exclusiveMinimum": True, "minimum": 0, "maximum": defaults.TIMEOUT_MAX_S,
+                                      "description": "seconds one attempt may run (null: the worker's)"})
 WORKER_ID = {"pattern": IDENT, "maxLength": 256, "description": "your worker's id: registers it in the worker registry"}
 TOKEN = Field((str,), REQUIRED, {"minLength": 1, "description": "the lease token the claim returned"})
 OWN_WORKER_ID = Field((str, None), None, WORKER_ID)
@@ -47,6 +49,7 @@ NEW_JOB: Spec = {
     "unique_key": Field((str, None), None, {"pattern": IDENT, "maxLength": 256}),
     "job_id": Field((str, None), None, {"pattern": JOB_ID, "maxLength": 256, "description":
                                         "your own id (not all digits); an existing id returns that job"}),
+    "timeout": TIMEOUT,
 }
 BATCH: Spec = {"jobs": Field((list,), REQUIRED, {"minItems": 1, "maxItems": MAX_ITEMS, "items": ref("NewJob")})}
 CLAIM: Spec = {
@@ -72,6 +75,11 @@ FAIL: Spec = {"token": TOKEN, "error": (str, REQUIRED), "retry": (bool, True),
               "worker_id": OWN_WORKER_ID}
 HEARTBEAT: Spec = {"token": TOKEN, "lease": LEASE, "worker_id": OWN_WORKER_ID}
 RELEASE: Spec = {"token": TOKEN, "worker_id": OWN_WORKER_ID}
+PROGRESS: Spec = {"token": TOKEN,
+                  "value": Field((float,), REQUIRED, {"minimum": 0, "maximum": 100, "description":
+                                                      "how far the attempt has got, 0 to 100"}),
+                  "message": Field((str, None), None, {"maxLength": defaults.PROGRESS_MESSAGE_MAX}),
+                  "worker_id": OWN_WORKER_ID}
 REPLAY: Spec = {"ids": Field((list, None), None, {"items": {"type": "string", "pattern": IDENT},
                                                   "maxItems": 100_000})}
 URL = {"maxLength": URL_MAX, "description": "an absolute http:// or https:// URL"}
@@ -90,6 +98,7 @@ CUE: Spec = {
                                                            "`redispool deliver` instead of going to the workers"}),
     "secret": SECRET,
     "scheme": SCHEME,
+    "timeout": TIMEOUT,
 }
 WEBHOOK: Spec = {
     "url": Field((str,), REQUIRED, URL),
@@ -116,6 +125,7 @@ BODIES: dict[tuple[str, str], Spec] = {
     ("POST", J + "/fail"): FAIL,
     ("POST", J + "/heartbeat"): HEARTBEAT,
     ("POST", J + "/release"): RELEASE,
+    ("POST", J + "/progress"): PROGRESS,
     ("POST", Q + "/replay"): REPLAY,
     ("PUT", Q + "/cues/{name}"): CUE,
     ("PUT", "/v1/webhooks/{name}"): WEBHOOK,

@@ -33,6 +33,8 @@ def record(properties: dict[str, Any]) -> dict[str, Any]:
 
 TIME = {"type": "number", "description": "unix seconds"}
 STATE = {"type": "string", "enum": list(STATES)}
+TIMEOUT = nullable({"type": "number", "description": "seconds one attempt may run (null: the job has no "
+                                                     "timeout of its own)"})
 
 SCHEMAS: dict[str, Any] = {
     "Error": record({"error": {"type": "string", "enum": [
@@ -43,7 +45,7 @@ SCHEMAS: dict[str, Any] = {
     "Lease": record({
         "id": {"type": "string"}, "queue": {"type": "string"}, "payload": ANY,
         "attempt": {"type": "integer"}, "max_attempts": {"type": "integer"}, "token": {"type": "string"},
-        "lease_expires_at": TIME}),
+        "lease_expires_at": TIME, "timeout": TIMEOUT}),
     "JobInfo": record({
         "id": {"type": "string"}, "queue": {"type": "string"}, "state": STATE, "payload": ANY,
         "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}, "priority": {"type": "integer"},
@@ -54,8 +56,11 @@ SCHEMAS: dict[str, Any] = {
                                      "bytes of the payload the queue's retention dropped when the job was done"}),
         "result_dropped": nullable({"type": "integer", "description":
                                     "bytes of the result not stored (over the queue's result_max)"}),
+        "timeout": TIMEOUT, "progress": nullable(ref("Progress")),
         "errors": {"type": "array", "items": record({
             "attempt": {"type": "integer"}, "error": {"type": "string"}, "at": TIME})}}),
+    "Progress": record({"value": {"type": "number", "minimum": 0, "maximum": 100},
+                        "message": nullable({"type": "string"}), "at": TIME}),
     "Cue": record({
         "queue": {"type": "string"}, "name": {"type": "string"}, "cron": {"type": "string"},
         "tz": {"type": "string"}, "next_fire_at": TIME, "paused": {"type": "boolean"}, "payload": ANY,
@@ -63,7 +68,8 @@ SCHEMAS: dict[str, Any] = {
         "max_attempts": {"type": "integer"}, "lease": nullable({"type": "number"}),
         "last_fire_at": nullable(TIME),
         "url": nullable({"type": "string", "description": "a webhook cue's URL (null: the queue's workers get "
-                                                          "its fires)"})}),
+                                                          "its fires)"}),
+        "timeout": TIMEOUT}),
     "Webhook": record({
         "name": {"type": "string"}, "url": {"type": "string"},
         "events": {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}},
@@ -127,6 +133,7 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
                                                                     "enum": ["scheduled", "dead"]}}),
     ("POST", "/v1/queues/{queue}/jobs/{id}/heartbeat"): record({"lease_expires_at": TIME}),
     ("POST", "/v1/queues/{queue}/jobs/{id}/release"): record({"state": {"type": "string", "enum": ["ready"]}}),
+    ("POST", "/v1/queues/{queue}/jobs/{id}/progress"): ref("Progress"),
     ("GET", "/v1/queues"): {"type": "array", "items": record({
         "name": {"type": "string"}, "paused": {"type": "boolean"},
         "counts": record({s: {"type": "integer"} for s in STATES})})},

@@ -15,7 +15,8 @@ from ..web.body import deliverable, jsonable
 def job(j: Job) -> dict[str, Any]:
     """A leased job as the claim routes send it (Undeliverable: see ``deliverable``)."""
     return {"id": j.id, "queue": j.queue, "payload": deliverable(j.payload), "attempt": j.attempt,
-            "max_attempts": j.max_attempts, "token": j.token, "lease_expires_at": j.lease_expires_at}
+            "max_attempts": j.max_attempts, "token": j.token, "lease_expires_at": j.lease_expires_at,
+            "timeout": j.timeout}
 
 
 def info(i: JobInfo) -> dict[str, Any]:
@@ -25,13 +26,15 @@ def info(i: JobInfo) -> dict[str, Any]:
             "created_at": i.created_at, "updated_at": i.updated_at, "unique_key": i.unique_key,
             "run_at": i.run_at, "lease_expires_at": i.lease_expires_at, "finished_at": i.finished_at,
             "payload_dropped": i.payload_dropped, "result_dropped": i.result_dropped,
+            "timeout": i.timeout, "progress": i.progress,
             "errors": [{"attempt": a, "error": e, "at": at} for a, e, at in i.errors]}
 
 
 def cue(c: CueInfo) -> dict[str, Any]:
     return {"queue": c.queue, "name": c.name, "cron": c.cron, "tz": c.tz, "next_fire_at": c.next_fire_at,
             "paused": c.paused, "payload": jsonable(c.payload), "priority": c.priority, "misfire": c.misfire,
-            "max_attempts": c.max_attempts, "lease": c.lease, "last_fire_at": c.last_fire_at, "url": c.url}
+            "max_attempts": c.max_attempts, "lease": c.lease, "last_fire_at": c.last_fire_at, "url": c.url,
+            "timeout": c.timeout}
 
 
 def worker(w: WorkerInfo) -> dict[str, Any]:

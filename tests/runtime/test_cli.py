@@ -128,6 +128,8 @@ def test_workers_command(run, engine_for):
     ["enqueue", "q", "1", "--job-id", "123"],
     ["enqueue", "q", "1", "--max-attempts", "0"],
     ["enqueue", "q", "1", "--delay", "-5"],
+    ["enqueue", "q", "1", "--timeout", "0"],
+    ["cue", "add", "q", "c", "* * * * *", "--timeout", "-1"],
     ["stats", "bad!q"],
     ["stats", "q", "--limit", "3"],
     ["job", "q", "nope"],
@@ -163,7 +165,7 @@ def test_bad_input_is_one_line_and_exit_2(run, engine_for, args):
     assert engine_for.client.keys(f"{engine_for.prefix}:{{q}}:job:*") == []
 
 
-@pytest.mark.parametrize("option", [["--lease", "0"], ["--lease", "50000"], ["--grace", "-1"]])
+@pytest.mark.parametrize("option", [["--lease", "0"], ["--lease", "50000"], ["--grace", "-1"], ["--timeout", "0"]])
 def test_worker_options_are_checked_before_the_app_is_imported(run, tmp_path, monkeypatch, option):
     marker, module = tmp_path / "imported", f"markapp_{uuid.uuid4().hex}"
     (tmp_path / f"{module}.py").write_text(f"open({str(marker)!r}, 'w').close()\nworker = None\n")

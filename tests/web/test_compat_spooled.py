@@ -203,6 +203,25 @@ def test_bulk_cancel_list_and_status(client, server, queue):
         ids[0]: "pending", ids[1]: "pending", ids[2]: "cancelled"}
 
 
+def test_timeout_seconds_is_the_jobs_timeout(client, server, queue):
+    """The service's timeout_seconds (300 when not given) is stored as the job's timeout
+    and answered as it is: by GET /jobs/{id} and in the claim, whose SDK worker enforces it."""
+    _, engine, _ = server
+    own = client.jobs.create({"queue_name": queue, "payload": {}, "timeout_seconds": 120}).id
+    default = client.jobs.create({"queue_name": queue, "payload": {}}).id
+    bulk = client.jobs.bulk_enqueue({"queue_name": queue, "default_timeout_seconds": 45,
+                                     "jobs": [{"payload": {"n": 1}}]}).succeeded[0].job_id
+    native = engine.enqueue(queue, {"n": 2}, timeout=0.2)
+    assert [client.jobs.get(i).timeout_seconds for i in (own, default, bulk)] == [120, 300, 45]
+    assert [engine.get(queue, i.split("~", 1)[1]).timeout for i in (own, default, bulk)] == [120, 300, 45]
+    assert client.jobs.get(f"{queue}~{native}").timeout_seconds == 1, "whole seconds, never 0 for a timeout"
+    claimed = client.jobs.claim({"queue_name": queue, "worker_id": "w-timeout", "limit": 10}).jobs
+    assert {j.id: j.timeout_seconds for j in claimed} == {own: 120, default: 300, bulk: 45, f"{queue}~{native}": 1}
+    assert raw(server, "POST", "/jobs", json={"queue_name": queue, "timeout_seconds": 0}).status_code == 400
+    assert raw(server, "POST", "/jobs", json={"queue_name": queue, "timeout_seconds": 86401}).status_code == 400
+    assert engine.stats(queue)["totals"]["enqueued"] == 4
+
+
 def test_thousand_jobs_two_worker_processes_one_killed(client, server, queue, redis_url, tmp_path):
     """1,000 jobs from the SDK; two SpooledWorker processes drain them; one is SIGKILLed
     mid-job. Every job ends done, none is completed twice."""

@@ -15,9 +15,10 @@ XSS = "<script>alert(1)</script>"
 
 @pytest.fixture
 def system(engine):
-    ids = engine.enqueue_many("emails", [{"to": XSS}] * 3, max_attempts=1)
+    ids = engine.enqueue_many("emails", [{"to": XSS}] * 3, max_attempts=1, timeout=90)
     jobs = engine.claim("emails", "w", limit=2)
     engine.fail(jobs[0], f"ValueError: {XSS}")
+    jobs[1].progress(75, XSS)
     engine.complete(jobs[1], XSS)
     engine.add_cue("emails", "nightly", "0 3 * * *", tz="Europe/Berlin")
     engine.register_worker("w-1", host="box", pid=7, queues=["emails"])
@@ -44,6 +45,9 @@ def test_every_page_renders_and_escapes(system):
         assert "<script>alert" not in r.text, f"{path} shows a payload unescaped"
     job = c.get(f"/queues/emails/jobs/{ids[0]}").text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in job and "ValueError" in job
+    assert "<dt>timeout</dt><dd>90s</dd>" in job and "<progress" not in job
+    done = c.get(f"/queues/emails/jobs/{ids[1]}").text
+    assert '<progress max="100" value="75"></progress> 75% &lt;script&gt;' in done
     assert "w-1" in c.get("/workers").text
     assert "Europe/Berlin" in c.get("/cues").text
     assert c.get("/queues/emails/jobs/nope").status_code == 404

@@ -64,10 +64,14 @@ def test_enqueue_get_job_and_queue_stats(client, engine, queue):
     job = client.queue.get_job(r.job_id).job
     assert (job.status, job.payload, job.priority, job.max_retries, job.idempotency_key) == \
         ("pending", {"a": 1, "b": [1, 2]}, 3, 2, "k1")
+    assert job.timeout_seconds == 300 and info.timeout == 300, "the service's default timeout"
+    timed = client.queue.enqueue(queue, {"t": 1}, timeout_seconds=90)
+    assert client.queue.get_job(timed.job_id).job.timeout_seconds == 90
+    assert engine.get(queue, timed.job_id.split("~", 1)[1]).timeout == 90
     assert client.queue.get_job(f"{queue}~nope").job is None
     assert client.queue.get_job("not-an-id").job is None
     stats = client.queue.get_queue_stats(queue)
-    assert (stats.queue_name, stats.pending, stats.processing, stats.total) == (queue, 1, 0, 1)
+    assert (stats.queue_name, stats.pending, stats.processing, stats.total) == (queue, 2, 0, 2)
     with pytest.raises(errors.ValidationError):
         client.queue.enqueue("bad queue!", {})
 
@@ -78,7 +82,7 @@ def test_dequeue_complete_fail_renew_and_stale_leases(client, engine, queue):
     assert client.queue.dequeue(f"{queue}-empty", "w1").jobs == []
     jobs = client.queue.dequeue(queue, "w1", batch_size=5, lease_duration_secs=30).jobs
     assert len(jobs) == 3 and all(j.status == "processing" and j.lease_id and j.assigned_worker_id == "w1"
-                                  for j in jobs)
+                                  and j.timeout_seconds == 300 for j in jobs)
     a, b, c = jobs
     renewed = client.queue.renew_lease(a.id, "w1", 120, lease_id=a.lease_id)
     assert renewed.success and renewed.new_expires_at.timestamp() > time.time() + 100
