@@ -48,10 +48,21 @@ def progress(value: float, message: str | None) -> tuple[str, str]:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not 0 <= value <= 100:
         raise InvalidOption(f"progress value must be a number in [0, 100], got {value!r}")
-    if message is not None and (not isinstance(message, str) or len(message) > defaults.PROGRESS_MESSAGE_MAX):
+    if message is not None and (not isinstance(message, str) or len(message) > defaults.PROGRESS_MESSAGE_MAX
+                                or not _utf8(message)):
         raise InvalidOption(f"progress message must be text of at most {defaults.PROGRESS_MESSAGE_MAX} "
                             f"characters, got {message!r:.80}")
     return (str(value) if isinstance(value, int) else repr(float(value))), message or ""
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be stored as UTF-8 (a lone surrogate, which JSON's ``\\ud800``
+    decodes to, cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def priority(value: int) -> int:

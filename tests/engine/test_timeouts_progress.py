@@ -142,7 +142,7 @@ def test_progress_appends_an_event(make_engine):
 
 @pytest.mark.parametrize("value,message", [
     (-1, None), (100.5, None), (math.nan, None), (math.inf, None), (True, None), ("50", None), (None, None),
-    (50, "x" * 501), (50, 7)])
+    (50, "x" * 501), (50, 7), (50, "\ud800")])
 def test_bad_progress_is_refused_and_nothing_is_written(engine, value, message):
     job_id = engine.enqueue("q", 1)
     job = claim_one(engine)

@@ -4,6 +4,8 @@ stale), refused with 400 for bad values (nothing written); the body declared onc
 OpenAPI document shows what the route checks."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("starlette")
@@ -76,11 +78,11 @@ def test_progress_with_a_stale_token_is_409_and_changes_nothing(api, engine):
 @pytest.mark.parametrize("body", [
     {"value": 101}, {"value": -0.5}, {"value": "50"}, {"value": True}, {"value": None}, {},
     {"value": 5, "message": "x" * 501}, {"value": 5, "message": 7}, {"value": 5, "colour": "red"},
-    {"value": 5, "token": ""}, {"value": 5, "worker_id": "has space"}])
+    {"value": 5, "token": ""}, {"value": 5, "worker_id": "has space"}, {"value": 5, "message": "\ud800"}])
 def test_bad_progress_is_400_and_writes_nothing(api, engine, body):
     job_id = engine.enqueue("q", 1)
     job = claim(api)
-    r = api.post(url(f"/jobs/{job_id}/progress"), json={"token": job["token"], **body})
+    r = api.post(url(f"/jobs/{job_id}/progress"), content=json.dumps({"token": job["token"], **body}))
     assert r.status_code == 400 and r.json()["error"] == "bad_input", r.text
     assert engine.get("q", job_id).progress is None
     assert "progress" not in [e.type for e in engine.events("q")]
