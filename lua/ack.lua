@@ -16,6 +16,10 @@
 -- KEYS[11] rp:{q}:config    hash  the queue's stored retention (wins over ARGV)  r
 -- KEYS[12] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- KEYS[13] rp:{q}:events   stream the queue's event log         w
+-- KEYS[14] rp:{q}:waiting    zset  jobs waiting for parents          rw
+-- KEYS[15] rp:{q}:cancelled  zset  cancelled jobs (children of failed parents)  w
+-- KEYS[16] rp:{q}:children:  prefix of parents' child sets           rw
+-- KEYS[17] rp:{q}:outbox     zset  parents' outcomes for children in other queues  w
 -- ARGV[1] done_ttl_ms       keep done jobs this long (default)
 -- ARGV[2] done_max          keep at most this many done jobs (default)
 -- ARGV[3] dead_ttl_ms       keep dead jobs this long (default)
@@ -33,8 +37,10 @@
 -- Returns: flat array: one result per completion (1 done, 0 lease lost), one per failure
 --          (new state or 0), then wait_ms, now_ms, scheduler_at, sweeper_at (ms for
 --          ZADD rp:due:<daemon> LT, -1 = none; see flush_plan) and the claimed jobs as
---          claim returns them
-local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], done = KEYS[4], dead = KEYS[5],
+--          claim returns them; a scheduler_at equal to now_ms may mean entries in
+--          rp:{q}:outbox for children in other queues (the caller drains it)
+local q = { waiting = KEYS[14], cancelled = KEYS[15], children = KEYS[16], outbox = KEYS[17],
+            ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], done = KEYS[4], dead = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
             config = KEYS[11], minutes = KEYS[12], events = KEYS[13],
             events_max = tonumber(ARGV[11]) }

@@ -1,4 +1,4 @@
--- cancel: scheduled | ready | leased -> cancelled
+-- cancel: waiting | scheduled | ready | leased -> cancelled (children: waiting -> cancelled)
 -- Cancels an unfinished job. A worker holding its lease loses it (its complete/fail
 -- raise LeaseLost). Finished jobs are left as they are.
 -- KEYS[1] rp:{q}:scheduled  zset  delayed jobs by run time          rw
@@ -11,20 +11,25 @@
 -- KEYS[8] rp:{q}:job:       prefix of job hashes                    rw
 -- KEYS[9] rp:{q}:config     hash  the queue's stored retention (wins over ARGV)  r
 -- KEYS[10] rp:{q}:events   stream the queue's event log         w
+-- KEYS[11] rp:{q}:waiting    zset  jobs waiting for parents          rw
+-- KEYS[12] rp:{q}:children:  prefix of parents' child sets           rw
+-- KEYS[13] rp:{q}:outbox     zset  parents' outcomes for children in other queues  w
 -- ARGV[1] id                job id
 -- ARGV[2] done_ttl_ms       keep cancelled jobs this long (done retention; default)
 -- ARGV[3] done_max          keep at most this many cancelled jobs (default)
 -- ARGV[4] events_max        cap of the event log rp:{q}:events (0 = no events)
--- Returns: 1 cancelled, 0 already finished
+-- Returns: array: 1 cancelled / 0 already finished, scheduler_at (see flush_plan) and
+--          outboxed (see complete)
 -- Errors: NOT_FOUND when the job does not exist
-local q = { scheduled = KEYS[1], ready = KEYS[2], leased = KEYS[3], cancelled = KEYS[4],
+local q = { waiting = KEYS[11], children = KEYS[12], outbox = KEYS[13],
+            scheduled = KEYS[1], ready = KEYS[2], leased = KEYS[3], cancelled = KEYS[4],
             marker = KEYS[5], meta = KEYS[6], unique = KEYS[7], jprefix = KEYS[8], config = KEYS[9], events = KEYS[10],
             events_max = tonumber(ARGV[4]) }
 local id = ARGV[1]
 
 local state = redis.call('HGET', q.jprefix .. id, 's')
 if not state then return redis.error_reply('NOT_FOUND no job ' .. id) end
-if TERMINAL[state] or not q[state] then return 0 end
+if TERMINAL[state] or not q[state] then return { 0, -1, 0 } end
 local now = now_ms()
 redis.call('ZREM', q[state], id)
 finish(q, id, 'cancelled', now)
@@ -33,4 +38,4 @@ if state == 'ready' then set_marker(q) end
 local r = retention(q, tonumber(ARGV[2]), tonumber(ARGV[3]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 trim(q, q.cancelled, done_ttl_ms, done_max, now, 10)
-return 1
+return { 1, flush_plan(q), outboxed }

@@ -1,4 +1,4 @@
--- enqueue: (new) -> ready | scheduled
+-- enqueue: (new) -> ready | scheduled | waiting
 -- Creates a batch of jobs. A job whose job_id exists already, or whose unique_key is held
 -- by an unfinished job, is not created: the existing id is returned instead.
 -- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
@@ -10,6 +10,9 @@
 -- KEYS[6] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[7] rp:{q}:job:       prefix of job hashes                    rw
 -- KEYS[8] rp:{q}:events    stream the queue's event log         w
+-- KEYS[9] rp:{q}:waiting    zset  jobs waiting for parents          rw
+-- KEYS[10] rp:{q}:children: prefix of parents' child sets           rw
+-- KEYS[11] rp:{q}:cancelled zset  cancelled jobs (a parent already failed)  w
 -- ARGV[1] n                 number of jobs
 -- ARGV[2] m                 number of option sets: 1 (every job has the same options) or n
 --                           (job i has set i)
@@ -18,13 +21,17 @@
 --           n = 1), unique_key ('' = none; likewise), priority, delay_ms (-1 = none),
 --           run_at_ms (-1 = none), max_attempts, lease_ms (0 = worker's), backoff_base_ms
 --           (0 = engine's), backoff_cap_ms (0 = engine's), timeout_ms (0 = the worker's);
---           then the n payloads (msgpack)
+--           then the n payloads (msgpack); then, only for jobs with dependencies, per job:
+--           mode ('all' | 'any'; '' = none), k, and k parents as queue, id pairs (a job with
+--           a mode waits; parents of this queue are linked here, those of other queues by
+--           the caller, link.lua)
+-- Errors: NOT_FOUND when a parent of this queue does not exist (nothing written)
 -- Returns: flat array of id, created (1 new, 0 existing) per job, then new_queue (1: the
 --          queue's counter started from zero, so the caller registers it in rp:queues)
 --          and scheduler_at (ms for ZADD rp:due:scheduler LT, -1 = none; see flush_plan)
 local q = { ready = KEYS[1], scheduled = KEYS[2], marker = KEYS[3], meta = KEYS[4],
             unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7], events = KEYS[8],
-            events_max = tonumber(ARGV[3]) }
+            waiting = KEYS[9], children = KEYS[10], cancelled = KEYS[11], events_max = tonumber(ARGV[3]) }
 local n = tonumber(ARGV[1])
 
 local now = now_ms()
@@ -39,18 +46,54 @@ local o, id_arg, ukey_arg
 local function options(b)
   local delay_ms, run_at = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   if delay_ms >= 0 then run_at = now + delay_ms end
-  o = { priority = tonumber(ARGV[b + 2]), run_at = run_at, max_attempts = ARGV[b + 5],
+  o = { priority = tonumber(ARGV[b + 2]), run_at = run_at, delay_ms = delay_ms, max_attempts = ARGV[b + 5],
         lease_ms = ARGV[b + 6], backoff_base_ms = ARGV[b + 7], backoff_cap_ms = ARGV[b + 8],
         timeout_ms = ARGV[b + 9] }
   id_arg, ukey_arg = ARGV[b], ARGV[b + 1]
+end
+-- dependencies: every parent of this queue must exist before anything is written
+local name = queue_name(q)
+local deps = {}
+local d_at = first_payload + n
+if ARGV[d_at] then
+  for i = 0, n - 1 do
+    local mode, k = ARGV[d_at], tonumber(ARGV[d_at + 1])
+    local parents = {}
+    for j = 1, k do
+      local pq, pid = ARGV[d_at + 2 * j], ARGV[d_at + 2 * j + 1]
+      parents[j] = { pq, pid }
+      if pq == name and redis.call('EXISTS', q.jprefix .. pid) == 0 then
+        return redis.error_reply('NOT_FOUND no parent job ' .. pid .. ' in queue ' .. pq)
+      end
+    end
+    if mode ~= '' then deps[i] = { mode = mode, parents = parents } end
+    d_at = d_at + 2 + 2 * k
+  end
+end
+-- Link waiting job `id` to its parents of this queue; a parent already finished counts now.
+local function link_parents(id, d)
+  local jkey = q.jprefix .. id
+  redis.call('HSET', jkey, 'dm', d.mode, 'dt', #d.parents, 'dep', cjson.encode(d.parents))
+  for _, p in ipairs(d.parents) do
+    if p[1] == name then
+      local ps = redis.call('HGET', q.jprefix .. p[2], 's')
+      if TERMINAL[ps] then
+        resolve(q, id, name .. '/' .. p[2], ps, now, false)
+      else
+        redis.call('SADD', q.children .. p[2], name .. '\n' .. id)
+      end
+    end
+  end
 end
 if m == 1 then options(4) end
 for i = 0, n - 1 do
   if m ~= 1 then options(4 + i * 10) end
   o.payload = ARGV[first_payload + i]
+  o.waiting = deps[i] ~= nil
   local id, created, state = create_job(q, id_arg, ukey_arg, o, now, seq + i, ready)
   if created then
-    if state == 'ready' then became_ready = true else scheduled_ids[id] = true end
+    if state == 'ready' then became_ready = true elseif state == 'scheduled' then scheduled_ids[id] = true end
+    if deps[i] then link_parents(id, deps[i]) end
   end
   out[#out + 1] = id
   out[#out + 1] = created and 1 or 0

@@ -11,6 +11,7 @@ local MARKER = 'm'                    -- the one member of rp:{q}:marker (claime
 local EVENT_ERROR_CHARS = 500         -- an error is cut to this in the event log (the job keeps it whole)
 local tally = {}                      -- counter increments, written once by flush_counts
 local planned = {}                    -- earliest new daemon work by meta field, see flush_plan
+local outboxed = 0                    -- 1 once settle wrote to rp:{q}:outbox (the caller drains it)
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -190,12 +191,113 @@ end
 
 -- Move a job that has left its live set into terminal `state` (its set is q[state]):
 -- stamp it, drop its lease token and free its unique key for new jobs.
-local function finish(q, id, state, now)
+local function close_job(q, id, state, now)
   local jkey = q.jprefix .. id
   redis.call('ZADD', q[state], now, id)
   redis.call('HSET', jkey, 's', state, 'u', now)
   redis.call('HDEL', jkey, 't')
   free_unique(q, jkey, id)
+end
+
+-- Dependencies (keys.py has the layout): a waiting job's hash holds dm (mode 'all' /
+-- 'any'), dt (its parents), dd / df (parents done / failed so far), dx (parents from other
+-- queues already applied, '\n'-separated: resolve.lua runs once per parent), dep (the
+-- parents, JSON [[queue, id], ...]) and wd / wa (its delay ms / run time ms, applied on release).
+
+-- The queue's name, from its key prefix rp:{q}:job: (queue names have no braces).
+local function queue_name(q)
+  return string.match(q.jprefix, '{(.*)}:job:$')
+end
+
+-- waiting -> ready | scheduled: its parents allow job `id` to run now (or after its delay).
+local function release_waiting(q, id, now)
+  local jkey = q.jprefix .. id
+  redis.call('ZREM', q.waiting, id)
+  local f = redis.call('HMGET', jkey, 'wd', 'wa')
+  local run_at = -1
+  if f[1] then run_at = now + (finite(f[1]) or 0) elseif f[2] then run_at = finite(f[2]) or -1 end
+  if run_at > now then
+    redis.call('ZADD', q.scheduled, run_at, id)
+    redis.call('HSET', jkey, 's', 'scheduled', 'u', now)
+    plan('scheduler_at', run_at)
+    wake_if_earliest(q, id)
+    emit(q, 'enqueued', id, 's', 'scheduled', 'p', 'waiting')
+  else
+    make_ready(q, id, next_seq(q, 1), now)
+    wake(q)
+    emit(q, 'enqueued', id, 's', 'ready', 'p', 'waiting')
+  end
+end
+
+-- Apply "parent `parent` (text queue/id) ended `outcome`" (done, dead, cancelled) to job
+-- `id` if it is waiting: release it when its mode's condition is met, cancel it when it
+-- can no longer be. With `once`, a parent already applied to it is skipped (the cross-queue
+-- hand-off may deliver twice). Returns true when the job was cancelled (its own children
+-- are the caller's to settle).
+local function resolve(q, id, parent, outcome, now, once)
+  local jkey = q.jprefix .. id
+  local f = redis.call('HMGET', jkey, 's', 'dm', 'dt', 'dx')
+  if f[1] ~= 'waiting' then return false end
+  if once then
+    local seen = f[4] or '\n'
+    if string.find(seen, '\n' .. parent .. '\n', 1, true) then return false end
+    redis.call('HSET', jkey, 'dx', seen .. parent .. '\n')
+  end
+  local total = finite(f[3]) or 1
+  if outcome == 'done' then
+    local done = redis.call('HINCRBY', jkey, 'dd', 1)
+    if f[2] == 'any' or done >= total then release_waiting(q, id, now) end
+    return false
+  end
+  local failed = redis.call('HINCRBY', jkey, 'df', 1)
+  if f[2] == 'any' and failed < total then return false end
+  local err = 'DependencyFailed: parent ' .. parent .. ' is ' .. outcome
+  redis.call('ZREM', q.waiting, id)
+  push_error(jkey, 0, err, now)
+  close_job(q, id, 'cancelled', now)
+  emit(q, 'cancelled', id, 'p', 'waiting', 'e', err)
+  return true
+end
+
+-- Tell the children of job `id`, which just ended `outcome`, in rp:{q}:children:<id>
+-- (members "queue\nid"): a child of this queue is released or cancelled here, in the
+-- finishing script (the children of a cancelled child in turn); for a child of another
+-- queue (another slot) an entry "queue\nid\nparent id\noutcome" goes to rp:{q}:outbox,
+-- applied in the child's slot by resolve.lua (Engine._drain_outbox: at once by the
+-- finishing engine, else by the scheduler, whose visit this plans now).
+local function settle(q, id, outcome, now)
+  local name = queue_name(q)
+  local work = { id, outcome }
+  local i = 1
+  while i < #work do
+    local pid, out = work[i], work[i + 1]
+    i = i + 2
+    local ckey = q.children .. pid
+    local members = redis.call('SMEMBERS', ckey)
+    if #members > 0 then
+      redis.call('DEL', ckey)
+      for _, m in ipairs(members) do
+        local sep = string.find(m, '\n', 1, true)
+        local cq, cid = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+        if cq == name then
+          if resolve(q, cid, name .. '/' .. pid, out, now, false) then
+            work[#work + 1] = cid
+            work[#work + 1] = 'cancelled'
+          end
+        else
+          redis.call('ZADD', q.outbox, now, m .. '\n' .. pid .. '\n' .. out)
+          plan('scheduler_at', now)
+          outboxed = 1
+        end
+      end
+    end
+  end
+end
+
+-- close_job, then (in a script that declares rp:{q}:children:) settle the job's children.
+local function finish(q, id, state, now)
+  close_job(q, id, state, now)
+  if q.children then settle(q, id, state, now) end
 end
 
 -- -> dead: job `id`, out of its live set, is finished as dead and counted; its event
@@ -470,6 +572,7 @@ local function create_job(q, id, ukey, o, now, seq, ready_out)
     return id, false, redis.call('HGET', q.jprefix .. id, 's')
   end
   local state = o.run_at > now and 'scheduled' or 'ready'
+  if o.waiting then state = 'waiting' end
   local jkey = q.jprefix .. id
   redis.call('HSET', jkey, 'p', o.payload, 's', state, 'm', o.max_attempts, 'c', now)
   local timeout_ms = o.timeout_ms or '0'
@@ -487,7 +590,11 @@ local function create_job(q, id, ukey, o, now, seq, ready_out)
     redis.call('HSET', jkey, 'k', ukey)
     redis.call('HSET', q.unique, ukey, id)
   end
-  if state == 'ready' then
+  if state == 'waiting' then
+    redis.call('ZADD', q.waiting, now, id)
+    if o.delay_ms and o.delay_ms >= 0 then redis.call('HSET', jkey, 'wd', o.delay_ms)
+    elseif o.run_at > now then redis.call('HSET', jkey, 'wa', o.run_at) end
+  elseif state == 'ready' then
     seq = seq or next_seq(q, 1)
     local score = -o.priority * PRIORITY_SPAN + (seq % PRIORITY_SPAN)
     if ready_out then
@@ -501,7 +608,8 @@ local function create_job(q, id, ukey, o, now, seq, ready_out)
     plan('scheduler_at', o.run_at)
   end
   count('enqueued', 1)
-  if o.priority ~= 0 then emit(q, 'enqueued', id, 's', state, 'r', o.priority)
+  if state == 'waiting' then emit(q, 'waiting', id, 's', state)
+  elseif o.priority ~= 0 then emit(q, 'enqueued', id, 's', state, 'r', o.priority)
   else emit(q, 'enqueued', id, 's', state) end
   return id, true, state
 end

@@ -12,10 +12,12 @@
 -- KEYS[8] rp:{q}:counts     hash  lifetime totals                   r
 -- KEYS[9] rp:{q}:job:       prefix of job hashes                    r
 -- KEYS[10] rp:{q}:config    hash  the queue's stored settings       r
+-- KEYS[11] rp:{q}:waiting   zset  jobs waiting for parents          r
 -- Returns: array: six counts (in KEYS order), paused (1/0), latency_ms, now_ms, the
---          config hash as one array of name, value pairs, then the counts hash as
---          name, value pairs
-local q = { ready = KEYS[2], meta = KEYS[7], counts = KEYS[8], jprefix = KEYS[9], config = KEYS[10] }
+--          config hash as one array of name, value pairs, the waiting count, then the
+--          counts hash as name, value pairs
+local q = { ready = KEYS[2], meta = KEYS[7], counts = KEYS[8], jprefix = KEYS[9], config = KEYS[10],
+            waiting = KEYS[11] }
 
 local now = now_ms()
 local out = {}
@@ -35,5 +37,6 @@ end
 out[8] = now - oldest
 out[9] = now
 out[10] = redis.call('HGETALL', q.config)
+out[11] = redis.call('ZCARD', q.waiting)
 for _, v in ipairs(redis.call('HGETALL', q.counts)) do out[#out + 1] = v end
 return out

@@ -17,6 +17,10 @@
 -- KEYS[11] rp:{q}:config    hash  the queue's stored retention         r
 -- KEYS[12] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- KEYS[13] rp:{q}:events   stream the queue's event log         w
+-- KEYS[14] rp:{q}:waiting    zset  jobs waiting for parents          rw
+-- KEYS[15] rp:{q}:scheduled  zset  delayed jobs (released children) w
+-- KEYS[16] rp:{q}:children:  prefix of parents' child sets           rw
+-- KEYS[17] rp:{q}:outbox     zset  parents' outcomes for children in other queues  w
 -- ARGV[1] budget            max jobs to requeue in this call
 -- ARGV[2] done_ttl_ms       retention of done and cancelled jobs (default)
 -- ARGV[3] done_max          (default)
@@ -26,9 +30,10 @@
 -- ARGV[7] plan              1: store the sweeper's next visit (earliest lease expiry or
 --                           retention trim) in meta sweeper_at (HDEL when there is none)
 -- ARGV[8] events_max        cap of the event log rp:{q}:events (0 = no events)
--- Returns: { moved, next_ms }: jobs moved out of leased, and with plan the next visit
---          (-1 = none)
-local q = { leased = KEYS[1], ready = KEYS[2], done = KEYS[3], dead = KEYS[4], cancelled = KEYS[5],
+-- Returns: { moved, next_ms, scheduler_at, outboxed }: jobs moved out of leased, with plan
+--          the next visit (-1 = none), then see complete (children of jobs gone dead)
+local q = { waiting = KEYS[14], scheduled = KEYS[15], children = KEYS[16], outbox = KEYS[17],
+            leased = KEYS[1], ready = KEYS[2], done = KEYS[3], dead = KEYS[4], cancelled = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
             config = KEYS[11], minutes = KEYS[12], events = KEYS[13],
             events_max = tonumber(ARGV[8]) }
@@ -78,4 +83,4 @@ if planning then
   end
   store_plan(q, 'sweeper_at', next_ms)
 end
-return { moved, next_ms }
+return { moved, next_ms, flush_plan(q), outboxed }

@@ -152,6 +152,9 @@ class AsyncEngine:
         reply = await self.scripts.call(op)
         if op.followups is not None:
             await self.engine.unsent.send_async(self.scripts, op.followups(reply))
+        if op.drains is not None:
+            for queue in op.drains(reply):
+                await asyncio.to_thread(self.engine._drain_outbox, queue)
         return op.parse(reply)
 
     async def ping(self) -> bool:
@@ -167,6 +170,8 @@ class AsyncEngine:
         check_queue(queue)
         if not specs:
             return []
+        if any(spec.deps for spec in specs):   # parents in other queues take more than one call
+            return await asyncio.to_thread(self.engine.enqueue_specs, queue, specs)
         return await self.run(ops.enqueue(self.engine, queue, [spec.payload for spec in specs],
                                           [spec.options for spec in specs]))
 

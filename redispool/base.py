@@ -12,12 +12,14 @@ import logging
 import threading
 from typing import Any, TypeVar
 
+from . import ops
 from .errors import ConnectionFailed, NotDurable, RedisFull
 from .keys import QueueKeys, due_key, queue_keys, queues_key
 from .ops import Followup, Op, Settings, commands
 from .scripts import AsyncScripts, Scripts
 
 T = TypeVar("T")
+OUTBOX_BATCH = 500    # outbox entries taken per read (_drain_outbox)
 UNSENT_MAX = 10_000   # follow-ups kept for a retry after Redis trouble (then left to reconciliation)
 TROUBLE = (ConnectionFailed, RedisFull)   # what a follow-up swallows: the write happened
 log = logging.getLogger("redispool.engine")
@@ -84,7 +86,45 @@ class EngineBase(Settings):
             raise
         if op.followups is not None:
             self.send_followups(op.followups(reply))
+        if op.drains is not None:
+            for queue in op.drains(reply):
+                self._drain_outbox(queue)
         return op.parse(reply)
+
+    def _drain_outbox(self, queue: str, budget: int = OUTBOX_BATCH) -> int:
+        """Hand the outcomes in ``queue``'s rp:{q}:outbox to the children waiting in other
+        queues (resolve.lua in each child's slot; each child and parent counts once, so any
+        number of engines and schedulers may drain at once), then remove them; a child
+        cancelled there may fill its own queue's outbox, drained in turn. Returns the
+        outcomes applied. Run by the engine that finished the parents (at once), the
+        scheduler (the entries make the queue due) and the sweeper."""
+        applied = 0
+        pending = [queue]
+        while pending:
+            source = pending.pop()
+            outbox = self.keys(source).outbox
+            while True:
+                entries = self.scripts.command("ZRANGE", outbox, 0, budget - 1)
+                if not entries:
+                    break
+                by_queue: dict[str, list[tuple[str, str, str]]] = {}
+                for raw in entries:
+                    parts = (raw.decode() if isinstance(raw, bytes) else raw).split("\n")
+                    if len(parts) == 4:
+                        cq, cid, pid, outcome = parts
+                        by_queue.setdefault(cq, []).append((cid, f"{source}/{pid}", outcome))
+                for cq, outcomes in by_queue.items():
+                    op = ops.resolve(self, cq, outcomes)
+                    reply = self.scripts.call(op)
+                    if op.followups is not None:
+                        self.send_followups(op.followups(reply))
+                    applied += op.parse(reply)
+                    if op.drains is not None and op.drains(reply) and cq not in pending:
+                        pending.append(cq)
+                self.scripts.command("ZREM", outbox, *entries)
+                if len(entries) < budget:
+                    break
+        return applied
 
     def send_followups(self, followups: list[Followup]) -> None:
         """Send the plain commands a writer script's reply asked for; Redis trouble keeps

@@ -22,7 +22,7 @@ from . import blocking, codec, defaults, ops, validate
 from .base import Unsent
 from .connection import engine_options
 from .cues import CuesMixin
-from .errors import InvalidOption, LeaseLost, NotDurable
+from .errors import InvalidOption, JobNotFound, LeaseLost, NotDurable
 from .events import EventsMixin
 from .history import HistoryMixin
 from .keys import check_queue, queues_key
@@ -107,11 +107,14 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
                  run_at: datetime | float | None = None, max_attempts: int = defaults.MAX_ATTEMPTS,
                  lease: float | None = None, unique_key: str | None = None, job_id: str | None = None,
                  backoff_base: float | None = None, backoff_cap: float | None = None,
-                 timeout: float | None = None) -> JobSpec:
-        """One job for ``enqueue_specs``: the payload encoded, every option checked."""
+                 timeout: float | None = None, depends_on: Iterable[Any] | None = None,
+                 dependency_mode: str = "all", queue: str = "") -> JobSpec:
+        """One job for ``enqueue_specs``: the payload encoded, every option checked. A bare
+        id in ``depends_on`` names a job of ``queue`` (give the queue it goes to)."""
         return ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
-                            backoff_cap=backoff_cap, timeout=timeout)
+                            backoff_cap=backoff_cap, timeout=timeout, queue=queue, depends_on=depends_on,
+                            dependency_mode=dependency_mode)
 
     def enqueue_specs(self, queue: str, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
         """Create jobs from ``job_spec``s in one round trip; returns (id, created) per job
@@ -119,52 +122,86 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
         check_queue(queue)
         if not specs:
             return []
-        return self.run(ops.enqueue(self, queue, [spec.payload for spec in specs], [spec.options for spec in specs]))
+        return self._enqueue(queue, [spec.payload for spec in specs], [spec.options for spec in specs],
+                             [spec.deps for spec in specs])
+
+    def _enqueue(self, queue: str, payloads: Sequence[bytes], options: Sequence[ops.JobOptions],
+                 deps: Sequence[ops.Deps | None] = ()) -> list[tuple[str, bool]]:
+        """enqueue.lua, and for parents in other queues (other slots on a Cluster) their
+        check before it (JobNotFound, nothing written) and link.lua after it: a parent that
+        finished meanwhile, or before, hands its outcome over through its outbox."""
+        foreign = {p for d in deps if d is not None for p in d[1] if p[0] != queue}
+        if foreign:
+            parents = sorted(foreign)
+            found = self.scripts.pipeline([("EXISTS", self.keys(pq).job(pid)) for pq, pid in parents])
+            missing = [f"{pq}/{pid}" for (pq, pid), n in zip(parents, found) if not n]
+            if missing:
+                raise JobNotFound(f"no parent job {', '.join(missing)}")
+        created = self.run(ops.enqueue(self, queue, payloads, options, deps))
+        if foreign:
+            links: dict[str, list[tuple[str, str, str]]] = {}
+            for (job_id, new), d in zip(created, deps):
+                if new and d is not None:
+                    for pq, pid in d[1]:
+                        if pq != queue:
+                            links.setdefault(pq, []).append((pid, queue, job_id))
+            for pq, triples in links.items():
+                if self.run(ops.link(self, pq, triples)):
+                    self._drain_outbox(pq)
+        return created
 
     def enqueue(self, queue: str, payload: Any = None, *, priority: int = 0,
                 delay: float | None = None, run_at: datetime | float | None = None,
                 max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
                 unique_key: str | None = None, job_id: str | None = None,
                 backoff_base: float | None = None, backoff_cap: float | None = None,
-                timeout: float | None = None) -> str:
+                timeout: float | None = None, depends_on: Iterable[Any] | None = None,
+                dependency_mode: str = "all") -> str:
         """Add one job; returns its id (the existing job's id for a duplicate job_id or
         an unfinished job holding ``unique_key``; ``enqueue_or_get`` tells them apart).
-        ``timeout``: the longest one attempt may run (seconds; None: the worker's)."""
+        ``timeout``: the longest one attempt may run (seconds; None: the worker's).
+        With ``depends_on`` (job ids of ``queue``, or (queue, id) pairs) it waits until
+        every parent (``dependency_mode="any"``: one) is done; JobNotFound for an unknown parent."""
         return self.enqueue_or_get(queue, payload, priority=priority, delay=delay, run_at=run_at,
                                    max_attempts=max_attempts, lease=lease, unique_key=unique_key,
                                    job_id=job_id, backoff_base=backoff_base, backoff_cap=backoff_cap,
-                                   timeout=timeout)[0]
+                                   timeout=timeout, depends_on=depends_on, dependency_mode=dependency_mode)[0]
 
     def enqueue_or_get(self, queue: str, payload: Any = None, *, priority: int = 0,
                        delay: float | None = None, run_at: datetime | float | None = None,
                        max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
                        unique_key: str | None = None, job_id: str | None = None,
                        backoff_base: float | None = None, backoff_cap: float | None = None,
-                       timeout: float | None = None) -> tuple[str, bool]:
+                       timeout: float | None = None, depends_on: Iterable[Any] | None = None,
+                       dependency_mode: str = "all") -> tuple[str, bool]:
         """``enqueue`` that says whether it created the job: ``(id, True)`` for a new job,
         ``(existing id, False)`` for a duplicate job_id or a held ``unique_key`` (nothing
         is written then)."""
         check_queue(queue)
         spec = ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
-                            backoff_cap=backoff_cap, timeout=timeout)
-        return self.run(ops.enqueue(self, queue, [spec.payload], [spec.options]))[0]
+                            backoff_cap=backoff_cap, timeout=timeout, queue=queue, depends_on=depends_on,
+                            dependency_mode=dependency_mode)
+        return self._enqueue(queue, [spec.payload], [spec.options], [spec.deps])[0]
 
     def enqueue_many(self, queue: str, payloads: Iterable[Any], *, priority: int = 0,
                      delay: float | None = None, run_at: datetime | float | None = None,
                      max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
                      backoff_base: float | None = None, backoff_cap: float | None = None,
-                     timeout: float | None = None) -> list[str]:
-        """Add many jobs with the same options in one round trip; returns their ids."""
+                     timeout: float | None = None, depends_on: Iterable[Any] | None = None,
+                     dependency_mode: str = "all") -> list[str]:
+        """Add many jobs with the same options (and parents) in one round trip; returns their ids."""
         check_queue(queue)
         payloads = list(payloads)
         if not payloads:
             return []
         options = ops.job_options(priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                                   lease=lease, backoff_base=backoff_base, backoff_cap=backoff_cap, timeout=timeout)
+        deps = ops.dependencies(queue, depends_on, dependency_mode)
         encode = codec.encode
-        op = ops.enqueue(self, queue, [encode(p, check=True) for p in payloads], [options])
-        return [job_id for job_id, _ in self.run(op)]
+        encoded = [encode(p, check=True) for p in payloads]
+        return [job_id for job_id, _ in self._enqueue(queue, encoded, [options], [deps] * len(encoded)
+                                                      if deps else ())]
 
     # ------------------------------------------------------------------ consuming
     def bury(self, broken: Sequence[tuple[Job, str]]) -> None:

@@ -3,6 +3,7 @@
 Layout (prefix ``rp``, queue ``q``); every key of one queue carries the hash tag ``{q}`` so
 each Lua script touches a single Redis Cluster slot:
 
+    rp:{q}:waiting     zset  job ids waiting for their parents (depends_on), by enqueue time
     rp:{q}:ready       zset  job ids; score = -priority * 2**42 + seq (higher priority first, FIFO)
     rp:{q}:scheduled   zset  job ids by run time (ms)
     rp:{q}:leased      zset  job ids by lease expiry (ms)
@@ -21,6 +22,16 @@ each Lua script touches a single Redis Cluster slot:
                              change, written by the script that makes it, capped near
                              the engine's events_max (XADD MAXLEN ~)
     rp:{q}:job:<id>    hash  one job (fields below)
+    rp:{q}:children:<id> set  the children waiting for job <id>, "<child queue>\n<child id>";
+                             settled (released / cancelled, then deleted) by the script
+                             that finishes <id>: complete, fail, ack, sweep, cancel
+    rp:{q}:outbox      zset  "<child queue>\n<child id>\n<parent id>\n<outcome>" by time (ms):
+                             outcomes of this queue's jobs for children in other queues
+                             (other slots); Engine._drain_outbox applies each in the
+                             child's slot (resolve.lua, once per child and parent) and
+                             removes it; the finishing engine drains at once, the scheduler
+                             (due at once: the entry plans scheduler_at) and the sweeper
+                             after a crash
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
     rp:{q}:cueapi      hash  cue id -> cueapi record (JSON): the cueapi compat layer's
@@ -55,7 +66,10 @@ attempt may run; absent = the worker's), k unique key, t lease token, w worker i
 x lease expiry ms, res result (msgpack), e errors (JSON, latest first), pg the current
 (or last) attempt's progress (JSON {"v": value, "m": message, "at": ms}; progress.lua
 writes it, the next lease clears it), pd / rd size in bytes of the payload / result a
-done job no longer holds (its queue's retention dropped it).
+done job no longer holds (its queue's retention dropped it). A job enqueued with depends_on: dm mode (all / any), dt
+number of parents, dd / df parents done / failed so far, dx parents of other queues applied
+("\n"-separated queue/id), dep the parents (JSON [[queue, id], ...]), wd / wa its delay ms
+/ run time ms (applied when it is released).
 """
 from __future__ import annotations
 
@@ -65,7 +79,7 @@ from functools import lru_cache
 from .errors import InvalidOption, InvalidQueueName
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
-STATES = ("scheduled", "ready", "leased", "done", "dead", "cancelled")
+STATES = ("waiting", "scheduled", "ready", "leased", "done", "dead", "cancelled")
 
 
 def check_queue(queue: object) -> str:
@@ -80,7 +94,7 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi", "events", "bound")
+                 "cueapi", "events", "waiting", "children_prefix", "outbox", "bound")
 
     prefix: str
     queue: str
@@ -102,6 +116,9 @@ class QueueKeys:
     cue_next: str
     cueapi: str
     events: str
+    waiting: str
+    children_prefix: str
+    outbox: str
     bound: dict[str, list[str]]   # script name -> its KEYS (scripts.py fills it)
 
     def __init__(self, prefix: str, queue: str) -> None:
@@ -111,8 +128,9 @@ class QueueKeys:
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
         for name in STATES + ("marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                              "cueapi", "events"):
+                              "cueapi", "events", "outbox"):
             setattr(self, name, self.base + name)
+        self.children_prefix = self.base + "children:"
 
     def state(self, state: str) -> str:
         """The sorted set holding jobs in ``state``."""

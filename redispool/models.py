@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 class State(str, Enum):
     """Where a job is; each value is also the suffix of that state's Redis key."""
 
+    WAITING = "waiting"        # for its parents (depends_on)
     SCHEDULED = "scheduled"
     READY = "ready"
     LEASED = "leased"
@@ -127,6 +128,9 @@ class JobInfo:
     timeout: float | None = None          # seconds one attempt may run, if the job was given a timeout
     # the last progress its current (or last) attempt reported: {"value", "message", "at"}
     progress: dict[str, Any] | None = None
+    # a job enqueued with depends_on: its parents as (queue, id) and "all" / "any"
+    depends_on: list[tuple[str, str]] | None = None
+    dependency_mode: str | None = None
 
 
 @dataclass
@@ -184,7 +188,7 @@ class Event:
                 "at": self.at, "data": self.data}
 
 
-EVENT_TYPES = ("enqueued", "claimed", "progress", "completed", "failed", "dead", "released", "expired",
+EVENT_TYPES = ("enqueued", "waiting", "claimed", "progress", "completed", "failed", "dead", "released", "expired",
                "cancelled", "replayed", "paused", "resumed")
 
 

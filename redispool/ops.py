@@ -57,14 +57,16 @@ def _reply(reply: Any) -> Any:
 @dataclass(slots=True)
 class Op(Generic[T]):
     """One script run: ``script``, the object its header's KEYS are read from by name,
-    ``args`` (ARGV), ``parse`` (reply -> result) and ``followups`` (reply -> the plain
-    commands to send after it; None: none)."""
+    ``args`` (ARGV), ``parse`` (reply -> result), ``followups`` (reply -> the plain
+    commands to send after it; None: none) and ``drains`` (reply -> the queues whose
+    rp:{q}:outbox to drain next: children of finished jobs waiting in other queues)."""
 
     script: str
     keys: Any
     args: list[Any]
     parse: Callable[[Any], T] = _reply
     followups: Callable[[Any], list[Followup]] | None = None
+    drains: Callable[[Any], list[str]] | None = None
 
 
 # ---------------------------------------------------------------------- shared pieces
@@ -135,11 +137,46 @@ class JobOptions(NamedTuple):
     timeout_ms: int = 0
 
 
+Parent = tuple[str, str]                       # (queue, job id)
+Deps = tuple[str, tuple[Parent, ...]]         # (dependency mode, parents)
+DEPENDENCY_MODES = ("all", "any")
+
+
 class JobSpec(NamedTuple):
-    """One job to create: its encoded payload and its options (``job_spec``)."""
+    """One job to create: its encoded payload, its options and its dependencies (``job_spec``)."""
 
     payload: bytes
     options: JobOptions
+    deps: Deps | None = None
+
+
+def dependencies(queue: str, depends_on: Iterable[Any] | None, mode: str = "all") -> Deps | None:
+    """Check ``depends_on`` (job ids of ``queue`` or (queue, id) pairs) and ``mode``
+    (InvalidOption); None without parents. A parent named twice counts once."""
+    if mode not in DEPENDENCY_MODES:
+        raise InvalidOption(f"dependency_mode must be 'all' or 'any', got {mode!r}")
+    if depends_on is None:
+        return None
+    if isinstance(depends_on, (str, bytes)) or not isinstance(depends_on, Iterable):
+        raise InvalidOption(f"depends_on must be a list of job ids or (queue, job id) pairs, got {depends_on!r}")
+    parents: dict[Parent, None] = {}
+    for item in depends_on:
+        if isinstance(item, str):
+            pq, pid = queue, item
+        elif isinstance(item, int) and not isinstance(item, bool):   # a generated id as a number
+            pq, pid = queue, str(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            pq, pid = check_queue(item[0]), item[1]
+            if isinstance(pid, int) and not isinstance(pid, bool):
+                pid = str(pid)
+        else:
+            raise InvalidOption(f"a parent in depends_on is a job id or a (queue, job id) pair, got {item!r}")
+        parents[(pq, validate.identifier(pid, "parent job id"))] = None
+    if not parents:
+        raise InvalidOption("depends_on needs at least one parent (or None)")
+    if len(parents) > defaults.BATCH_MAX:
+        raise InvalidOption(f"depends_on takes at most {defaults.BATCH_MAX} parents, got {len(parents)}")
+    return mode, tuple(parents)
 
 
 def job_options(*, priority: int = 0, delay: float | None = None, run_at: datetime | float | None = None,
@@ -163,9 +200,12 @@ def job_options(*, priority: int = 0, delay: float | None = None, run_at: dateti
         validate.timeout_ms(timeout))
 
 
-def job_spec(payload: Any, **options: Any) -> JobSpec:
-    """A checked job: ``payload`` encoded (PayloadError) and ``job_options(**options)``."""
-    return JobSpec(codec.encode(payload, check=True), job_options(**options))
+def job_spec(payload: Any, *, queue: str = "", depends_on: Iterable[Any] | None = None,
+             dependency_mode: str = "all", **options: Any) -> JobSpec:
+    """A checked job: ``payload`` encoded (PayloadError), ``job_options(**options)`` and
+    its parents (a bare id names a job of ``queue``, the queue it is enqueued to)."""
+    deps = dependencies(queue, depends_on, dependency_mode)
+    return JobSpec(codec.encode(payload, check=True), job_options(**options), deps)
 
 
 def _created(reply: Sequence[Any]) -> list[tuple[str, bool]]:
@@ -173,18 +213,44 @@ def _created(reply: Sequence[Any]) -> list[tuple[str, bool]]:
     return [(_str(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply) - 2, 2)]
 
 
-def enqueue(s: Settings, queue: str, payloads: Sequence[bytes], options: Sequence[JobOptions]
-            ) -> Op[list[tuple[str, bool]]]:
+def enqueue(s: Settings, queue: str, payloads: Sequence[bytes], options: Sequence[JobOptions],
+            deps: Sequence[Deps | None] = ()) -> Op[list[tuple[str, bool]]]:
     """Create one job per encoded payload (at least one) in one call: ``options`` holds
-    one option set for them all (``enqueue_many``) or one per payload (``enqueue_specs``)."""
+    one option set for them all (``enqueue_many``) or one per payload (``enqueue_specs``);
+    ``deps`` none, or each job's dependencies (None: it has none)."""
     if len(options) not in (1, len(payloads)):
         raise InvalidOption(f"{len(payloads)} jobs take 1 or {len(payloads)} option sets, got {len(options)}")
     args: list[Any] = [len(payloads), len(options), s.events_max]
     for option_set in options:
         args.extend(option_set)
     args.extend(payloads)
+    if any(d is not None for d in deps):
+        for d in deps:
+            if d is None:
+                args += ["", 0]
+            else:
+                args += [d[0], len(d[1])]
+                for pq, pid in d[1]:
+                    args += [pq, pid]
     return Op("enqueue", queue_keys(s.prefix, queue), args, _created,
               lambda r: followups(s.prefix, queue, new_queue=r[-2], scheduler_at=r[-1]))
+
+
+def link(s: Settings, queue: str, links: Sequence[tuple[str, str, str]]) -> Op[bool]:
+    """Record children of other queues (parent id, child queue, child id) under their
+    parents of ``queue``; True when a parent had finished already (its outcome went to
+    the outbox: drain ``queue``)."""
+    args = [value for triple in links for value in triple]
+    return Op("link", queue_keys(s.prefix, queue), args, lambda r: int(r[0]) == 1,
+              lambda r: followups(s.prefix, queue, scheduler_at=r[1]))
+
+
+def resolve(s: Settings, queue: str, outcomes: Sequence[tuple[str, str, str]]) -> Op[int]:
+    """Apply parents' outcomes (child id, "parent queue/parent id", outcome) to waiting
+    jobs of ``queue``, each (child, parent) once; the parser gives how many were new."""
+    args: list[Any] = [s.events_max, *(value for triple in outcomes for value in triple)]
+    return Op("resolve", queue_keys(s.prefix, queue), args, lambda r: int(r[0]),
+              lambda r: followups(s.prefix, queue, scheduler_at=r[1]), _drains(queue, 2))
 
 
 # ---------------------------------------------------------------------- consuming
@@ -246,7 +312,13 @@ def complete(s: Settings, job: LeaseRef, result: Any = None) -> Op[None]:
         if reply[0] != 1:
             raise lease_lost(job)
     return Op("complete", queue_keys(s.prefix, job.queue),
-              [s.done_ttl_ms, s.done_max, s.events_max, 1, job.id, job.token, codec.encode(result, "result")], parse)
+              [s.done_ttl_ms, s.done_max, s.events_max, 1, job.id, job.token, codec.encode(result, "result")], parse,
+              lambda r: followups(s.prefix, job.queue, scheduler_at=r[-2]), _drains(job.queue))
+
+
+def _drains(queue: str, at: int = -1) -> Callable[[Any], list[str]]:
+    """The queue to drain when the reply's ``outboxed`` (at ``at``) is 1 (complete, fail, cancel, sweep)."""
+    return lambda r: [queue] if int(r[at]) == 1 else []
 
 
 def _fail_args(job: LeaseRef, error: Any, retry: bool, delay: float | None) -> list[Any]:
@@ -263,7 +335,7 @@ def fail(s: Settings, job: LeaseRef, error: Any, retry: bool = True, delay: floa
     args = [s.dead_ttl_ms, s.dead_max, s.backoff_base_ms, s.backoff_cap_ms, random.getrandbits(31), s.events_max, 1,
             *_fail_args(job, error, retry, delay)]
     return Op("fail", queue_keys(s.prefix, job.queue), args, parse,
-              lambda r: followups(s.prefix, job.queue, scheduler_at=r[-1]))
+              lambda r: followups(s.prefix, job.queue, scheduler_at=r[-2]), _drains(job.queue))
 
 
 def _expiries(reply: Sequence[Any]) -> list[float | None]:
@@ -334,7 +406,10 @@ def ack(s: Settings, queue: str, completed: Iterable[tuple[LeaseRef, Any]] = (),
                            failed=[text(r) if r != 0 else None for r in reply[nc:nc + nf]],
                            jobs=claimed.jobs, wait=wait_ms / 1000 if wait_ms >= 0 else None)
         return Acked(result, claimed.broken)
-    return Op("ack", queue_keys(s.prefix, queue), args, parse, _claim_followups(s, queue, nc + nf))
+    def drains(reply: Sequence[Any]) -> list[str]:   # a child outcome plans the scheduler at now
+        at = nc + nf
+        return [queue] if nc + nf and int(reply[at + 2]) >= 0 and int(reply[at + 2]) <= int(reply[at + 1]) else []
+    return Op("ack", queue_keys(s.prefix, queue), args, parse, _claim_followups(s, queue, nc + nf), drains)
 
 
 # ---------------------------------------------------------------------- inspecting
@@ -368,6 +443,10 @@ def job_info(queue: str, job_id: str, fields: dict[Any, Any], score: Any = None)
     timeout = num("to")
     dropped = {name: num(key) if f.get(key) is not None else None for name, key in
                (("payload_dropped", "pd"), ("result_dropped", "rd"))}
+    try:
+        parents = [(str(pq), str(pid)) for pq, pid in json.loads(f["dep"])] if f.get("dep") else None
+    except (TypeError, ValueError):
+        parents = None
     return JobInfo(
         id=job_id, queue=queue, state=state, payload=payload,
         attempts=num("a"), max_attempts=num("m", 1), priority=num("r"), result=result,
@@ -377,7 +456,8 @@ def job_info(queue: str, job_id: str, fields: dict[Any, Any], score: Any = None)
         run_at=score_s if state == "scheduled" else None,
         lease_expires_at=score_s if state == "leased" else None,
         finished_at=(updated or None) if state in TERMINAL else None, **dropped,
-        timeout=timeout / 1000 if timeout > 0 else None, progress=progress_of(f.get("pg")))
+        timeout=timeout / 1000 if timeout > 0 else None, progress=progress_of(f.get("pg")),
+        depends_on=parents, dependency_mode=text(f.get("dm")))
 
 
 def progress_of(raw: Any) -> dict[str, Any] | None:
@@ -438,11 +518,12 @@ def stats(s: Settings, queue: str) -> Op[dict[str, Any]]:
     """Jobs per state, paused, latency, lifetime totals and retention of ``queue``."""
     def parse(reply: Sequence[Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"queue": queue}
-        out.update({state: int(n) for state, n in zip(STATES, reply[:6])})
+        out.update({state: int(n) for state, n in zip(STATES[1:], reply[:6])})
+        out["waiting"] = int(reply[10])
         out["paused"] = reply[6] == 1
         out["latency"] = int(reply[7]) / 1000
         totals = {name: 0 for name in ("enqueued", "completed", "failed", "retried", "dead")}
-        totals.update({_str(reply[i]): int(reply[i + 1]) for i in range(10, len(reply), 2)})
+        totals.update({_str(reply[i]): int(reply[i + 1]) for i in range(11, len(reply), 2)})
         out["totals"] = totals
         config = reply[9]
         out["retention"] = retention_of(s, dict(zip(config[::2], config[1::2])))
@@ -454,7 +535,7 @@ def stats(s: Settings, queue: str) -> Op[dict[str, Any]]:
 def cancel(s: Settings, queue: str, job_id: str) -> Op[bool]:
     """Cancel an unfinished job: True, or False when it has finished (JobNotFound if none)."""
     return Op("cancel", queue_keys(s.prefix, queue), [job_id, s.done_ttl_ms, s.done_max, s.events_max],
-              lambda r: r == 1)
+              lambda r: r[0] == 1, lambda r: followups(s.prefix, queue, scheduler_at=r[1]), _drains(queue))
 
 
 class Replayed(NamedTuple):
@@ -503,7 +584,8 @@ def sweep(s: Settings, queue: str, budget: int, worker: str | None = None, plan:
     """Requeue expired leases (every lease of ``worker``) and trim finished jobs:
     (moved, with ``plan`` the sweeper's next visit or -1)."""
     args = [budget, s.done_ttl_ms, s.done_max, s.dead_ttl_ms, s.dead_max, worker or "", int(plan), s.events_max]
-    return Op("sweep", queue_keys(s.prefix, queue), args, _moved)
+    return Op("sweep", queue_keys(s.prefix, queue), args, _moved,
+              lambda r: followups(s.prefix, queue, scheduler_at=r[2]), _drains(queue))
 
 
 def set_retention(s: Settings, queue: str, *, done_ttl: float | None = None, done_max: int | None = None,

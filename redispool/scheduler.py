@@ -1,7 +1,8 @@
 """The scheduler daemon: promotes due delayed jobs and fires due cues.
 
 Each step visits only the queues whose planned time in ``rp:due:scheduler`` has come (the
-earliest scheduled job or cue fire; see queues.py and daemon.py): it fires their due cues,
+earliest scheduled job, cue fire or outbox entry; see queues.py and daemon.py): it hands
+on outcomes of finished parents to children in other queues (Engine._drain_outbox), fires their due cues,
 promotes their due delayed jobs, and stores when each next has work. Any number of
 schedulers may run: promoting is one atomic script, and each cue fire is a compare-and-set
 on the cue's stored next fire time, so every fire time makes one job. Between steps it
@@ -29,10 +30,12 @@ class Scheduler(Daemon):
         super().__init__(engine, interval=interval, reconcile_every=reconcile_every)
 
     def visit(self, queue: str) -> tuple[int, int]:
-        """Fire the queue's due cues, then promote its due delayed jobs; returns the jobs
-        fired plus promoted, and the queue's next planned time (ms, -1: none)."""
+        """Hand on the outcomes in the queue's outbox (children waiting in other queues),
+        fire its due cues, then promote its due delayed jobs; returns the jobs fired plus
+        promoted plus outcomes applied, and the queue's next planned time (ms, -1: none)."""
+        applied = self.engine._drain_outbox(queue)
         fired, _ = self.engine._fire_due(queue)
         promoted, next_ms = self.engine._promote(queue, plan=True)
         if promoted:
             self.log.info("promoted queue=%s moved=%d", queue, promoted)
-        return fired + promoted, next_ms
+        return applied + fired + promoted, next_ms

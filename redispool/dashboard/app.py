@@ -389,7 +389,7 @@ class _Dashboard(WebhookPages):
         actions = ""
         if info.state == "dead":
             actions += p.button(f"{base}/retry", "Retry")
-        if info.state in ("scheduled", "ready", "leased"):
+        if info.state in ("waiting", "scheduled", "ready", "leased"):
             actions += p.button(f"{base}/cancel", "Cancel", danger=True)
         actions += p.button(f"{base}/delete", "Delete", danger=True, confirm=f"Delete job {job_id} for good?")
         fields = [("state", f'<span class="badge {e(info.state)}">{e(info.state)}</span>'),

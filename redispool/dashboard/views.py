@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from ..tojson import jsonable
 
-STATES = ("ready", "scheduled", "leased", "done", "dead", "cancelled")
+STATES = ("waiting", "ready", "scheduled", "leased", "done", "dead", "cancelled")
 NAV = (("/", "Overview"), ("/workers", "Workers"), ("/cues", "Cues"), ("/webhooks", "Webhooks"),
        ("/enqueue", "Enqueue"))
 

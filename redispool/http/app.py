@@ -106,16 +106,16 @@ class Api:
         return check_queue(request.path_params["queue"])
 
     # ------------------------------------------------------------------ producing
-    def _spec(self, body: dict[str, Any], where: str = "payload") -> JobSpec:
+    def _spec(self, queue: str, body: dict[str, Any], where: str = "payload") -> JobSpec:
         o = {k: v for k, v in body.items() if k != "payload"}
         payload = check_depth(body["payload"], where)  # what is stored can be handed back
-        return self.engine.job_spec(payload, backoff_base=None, backoff_cap=None, **o)
+        return self.engine.job_spec(payload, backoff_base=None, backoff_cap=None, queue=queue, **o)
 
     async def enqueue(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
         if body is EMPTY:   # no body is not a null job
             raise BadInput("the body is empty: send a JSON object")
-        spec = self._spec(fields(body, bodies.NEW_JOB))
+        spec = self._spec(queue, fields(body, bodies.NEW_JOB))
         [(job_id, created)] = await self.aio.enqueue_specs(queue, [spec])
         return JSONResponse({"id": job_id, "created": created}, status_code=201 if created else 200)
 
@@ -124,7 +124,7 @@ class Api:
         jobs = fields(body, bodies.BATCH)["jobs"]
         if not 1 <= len(jobs) <= MAX_ITEMS:
             raise BadInput(f"jobs must hold 1 to {MAX_ITEMS} jobs")
-        specs = [self._spec(fields(j, bodies.NEW_JOB, f"jobs[{i}]"), f"jobs[{i}].payload")
+        specs = [self._spec(queue, fields(j, bodies.NEW_JOB, f"jobs[{i}]"), f"jobs[{i}].payload")
                  for i, j in enumerate(jobs)]
         out = await self.aio.enqueue_specs(queue, specs)
         return JSONResponse({"ids": [job_id for job_id, _ in out]}, status_code=201)

@@ -50,6 +50,11 @@ NEW_JOB: Spec = {
     "job_id": Field((str, None), None, {"pattern": JOB_ID, "maxLength": 256, "description":
                                         "your own id (not all digits); an existing id returns that job"}),
     "timeout": TIMEOUT,
+    "depends_on": Field((list, None), None, {"maxItems": MAX_ITEMS, "description":
+                                             "parents: job ids of this queue or [queue, id] pairs; the job "
+                                             "waits until they are done"}),
+    "dependency_mode": Field((str,), "all", {"enum": ["all", "any"], "description":
+                                             "all: every parent done; any: the first one"}),
 }
 BATCH: Spec = {"jobs": Field((list,), REQUIRED, {"minItems": 1, "maxItems": MAX_ITEMS, "items": ref("NewJob")})}
 CLAIM: Spec = {

@@ -108,7 +108,7 @@ def test_tables_are_aligned(run, engine_for):
     engine_for.enqueue_many("q", [1] * 12)
     engine_for.enqueue("a-much-longer-queue-name", 1, delay=60)
     header, *rows = run("stats").stdout.splitlines()
-    assert len(rows) == 2 and header.split()[:3] == ["queue", "scheduled", "ready"]
+    assert len(rows) == 2 and header.split()[:4] == ["queue", "waiting", "scheduled", "ready"]
     for row in rows:
         assert columns(row) == columns(header), (header, row)
 
