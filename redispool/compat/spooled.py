@@ -60,9 +60,9 @@ log = logging.getLogger("redispool.compat.spooled")
 
 SEP = "~"                          # <queue>~<job id>
 ORGANIZATION = "redispool"         # the one "organization" of a self-hosted server
-STATUS = {"scheduled": "scheduled", "ready": "pending", "leased": "processing", "done": "completed",
-          "dead": "deadletter", "cancelled": "cancelled"}
-STATE_OF = {v: k for k, v in STATUS.items()} | {"failed": "scheduled"}
+STATUS = {"waiting": "pending", "scheduled": "scheduled", "ready": "pending", "leased": "processing",
+          "done": "completed", "dead": "deadletter", "cancelled": "cancelled"}
+STATE_OF = {v: k for k, v in STATUS.items()} | {"failed": "scheduled"}   # pending: ready (set last)
 MAX_CLAIM = 100
 LEASE_RANGE_S = (5, 3600)
 WORKER_LEASE_S = 30                # told to workers at registration ...

@@ -51,7 +51,8 @@ from .stubs import spooled_pb2_grpc as rpc
 SEP = "~"
 SERVICES = ("spooled.v1.QueueService", "spooled.v1.WorkerService")
 S = pb.JobStatus
-STATUS = {"scheduled": S.JOB_STATUS_SCHEDULED, "ready": S.JOB_STATUS_PENDING, "leased": S.JOB_STATUS_PROCESSING,
+STATUS = {"waiting": S.JOB_STATUS_PENDING,
+          "scheduled": S.JOB_STATUS_SCHEDULED, "ready": S.JOB_STATUS_PENDING, "leased": S.JOB_STATUS_PROCESSING,
           "done": S.JOB_STATUS_COMPLETED, "dead": S.JOB_STATUS_DEADLETTER, "cancelled": S.JOB_STATUS_CANCELLED}
 LEASE_S, LEASE_RANGE_S = 30, (5, 3600)
 HEARTBEAT_S = 10
