@@ -25,6 +25,8 @@
 --           mode ('all' | 'any'; '' = none), k, and k parents as queue, id pairs (a job with
 --           a mode waits; parents of this queue are linked here, those of other queues by
 --           the caller, link.lua)
+--           A parent of this queue may be a job of this batch with its own job_id, earlier
+--           in the batch (workflows create a graph's nodes of one queue in one call).
 -- Errors: NOT_FOUND when a parent of this queue does not exist (nothing written)
 -- Returns: flat array of id, created (1 new, 0 existing) per job, then new_queue (1: the
 --          queue's counter started from zero, so the caller registers it in rp:queues)
@@ -55,6 +57,13 @@ end
 local name = queue_name(q)
 local deps = {}
 local d_at = first_payload + n
+local batch = {}   -- job_id given in this batch -> its position
+if m ~= 1 and ARGV[d_at] then
+  for i = 0, n - 1 do
+    local jid = ARGV[4 + i * 10]
+    if jid ~= '' and batch[jid] == nil then batch[jid] = i end
+  end
+end
 if ARGV[d_at] then
   for i = 0, n - 1 do
     local mode, k = ARGV[d_at], tonumber(ARGV[d_at + 1])
@@ -62,7 +71,7 @@ if ARGV[d_at] then
     for j = 1, k do
       local pq, pid = ARGV[d_at + 2 * j], ARGV[d_at + 2 * j + 1]
       parents[j] = { pq, pid }
-      if pq == name and redis.call('EXISTS', q.jprefix .. pid) == 0 then
+      if pq == name and not (batch[pid] and batch[pid] < i) and redis.call('EXISTS', q.jprefix .. pid) == 0 then
         return redis.error_reply('NOT_FOUND no parent job ' .. pid .. ' in queue ' .. pq)
       end
     end

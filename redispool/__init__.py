@@ -28,17 +28,19 @@ from .errors import (
     RedisFull,
     RedispoolError,
     WebhookNotFound,
+    WorkflowNotFound,
 )
 from .errors import mask_url as _mask_url
-from .models import CueInfo, DeliveryInfo, Event, Job, JobInfo, State, WebhookInfo, WorkerInfo
+from .models import CueInfo, DeliveryInfo, Event, Job, JobInfo, State, WebhookInfo, WorkerInfo, Workflow
 from .scheduler import Scheduler
 from .sweeper import Sweeper
 from .worker import Worker
 
 __all__ = [
     "connect", "Engine", "Worker", "Scheduler", "Sweeper", "AckResult",
-    "Job", "JobInfo", "CueInfo", "WorkerInfo", "State", "Event", "WebhookInfo", "DeliveryInfo",
-    "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "WebhookNotFound", "InvalidQueueName",
+    "Job", "JobInfo", "CueInfo", "WorkerInfo", "State", "Event", "WebhookInfo", "DeliveryInfo", "Workflow",
+    "RedispoolError", "LeaseLost", "JobNotFound", "CueNotFound", "WebhookNotFound", "WorkflowNotFound",
+    "InvalidQueueName",
     "PayloadError",
     "InvalidCron", "InvalidOption", "ConnectionFailed", "NotDurable", "RedisFull", "QueueNotEmpty",
 ]

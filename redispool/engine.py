@@ -33,12 +33,14 @@ from .registry import WorkersMixin
 from .retention import RetentionMixin
 from .scripts import Scripts
 from .webhooks import WebhooksMixin
+from .workflows import WorkflowsMixin
 
 __all__ = ["AckResult", "Engine", "JobSpec"]
 log = logging.getLogger("redispool.engine")
 
 
-class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin, WebhooksMixin, QueuesMixin):
+class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin, WebhooksMixin, WorkflowsMixin,
+             QueuesMixin):
     """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
 
     def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,

@@ -29,6 +29,10 @@ class CueNotFound(RedispoolError, LookupError):
     """No cue with that name exists in that queue."""
 
 
+class WorkflowNotFound(RedispoolError, LookupError):
+    """No workflow with that id exists."""
+
+
 class WebhookNotFound(RedispoolError, LookupError):
     """No webhook with that name exists."""
 

@@ -50,6 +50,15 @@ each Lua script touches a single Redis Cluster slot:
                              deliveries and webhook cues' fires are jobs of the queue
                              ``_webhooks`` (a webhook cue of queue q is the cue ``q/<name>``
                              there, so its fire and its job share a slot)
+    rp:workflow:{<id>} hash  one workflow (workflows.py): name, created (ms), nodes (JSON:
+                             [key, queue, job id, [parent keys], mode] per node), digest (of
+                             what was asked, so a repeated creation with the same id goes on
+                             and a different one is refused), cancelled (ms); its own slot:
+                             the status is computed from the nodes' states when read
+    rp:workflows       zset  workflow ids by creation time (ms); global, plain commands only
+    rp:{_workflows}:...      the queue ``_workflows`` holds each workflow's gate job (id =
+                             the workflow id): its first nodes wait for it, and it is
+                             completed after every node exists (all or nothing)
     rp:{#workers}:index      zset  worker ids by last heartbeat (ms)
     rp:{#workers}:w:<id>     hash  one worker's registration and counters
 
@@ -183,6 +192,16 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
 def queues_key(prefix: str) -> str:
     """Global set of queue names (touched by plain commands only, never by a script)."""
     return f"{prefix}:queues"
+
+
+def workflow_key(prefix: str, workflow_id: str) -> str:
+    """One workflow's record (a hash in its own slot; plain commands only)."""
+    return f"{prefix}:workflow:{{{workflow_id}}}"
+
+
+def workflows_key(prefix: str) -> str:
+    """Global zset of workflow ids by creation time (ms; plain commands only)."""
+    return f"{prefix}:workflows"
 
 
 def due_key(prefix: str, daemon: str) -> str:

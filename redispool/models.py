@@ -98,6 +98,30 @@ class AckResult:
     wait: float | None = None
 
 
+WORKFLOW_STATUSES = ("running", "completed", "failed", "cancelled")
+
+
+@dataclass
+class Workflow:
+    """A workflow (``Engine.enqueue_workflow``): its jobs by key as (queue, job id).
+
+    ``status``: running, completed (every node done), failed (a node dead, or cancelled
+    while the workflow was not) or cancelled (``cancel_workflow``); computed from the
+    nodes' states when read. ``states``: each node's state (None: gone, trimmed by
+    retention, or not created by a creation that died); ``depends_on``: each node's
+    parents by key; ``dependency_mode`` per key. ``created_at``: unix seconds."""
+
+    id: str
+    name: str
+    status: str
+    jobs: dict[str, tuple[str, str]]
+    created_at: float
+    states: dict[str, str | None] = field(default_factory=dict)
+    depends_on: dict[str, list[str]] = field(default_factory=dict)
+    dependency_mode: dict[str, str] = field(default_factory=dict)
+    cancelled_at: float | None = None
+
+
 @dataclass
 class JobInfo:
     """A job's full stored record (``Engine.get`` / ``Engine.jobs``)."""
