@@ -106,6 +106,7 @@ class _Dashboard(WebhookPages):
             get("/webhooks", self.webhooks), get("/webhooks/{name}", self.webhook),
             get("/enqueue", self.enqueue_page), get("/find", self.find),
             get("/queues/{queue}", self.queue), get("/queues/{queue}/jobs/{job_id:path}", self.job),
+            get("/workflows/{workflow_id:path}", self.workflow),
             Route("/enqueue", self.enqueue, methods=["POST"]),
             post("/queues/{queue}/pause", lambda r, p: self.queue_action(r, "pause")),
             post("/queues/{queue}/resume", lambda r, p: self.queue_action(r, "resume")),
@@ -116,6 +117,7 @@ class _Dashboard(WebhookPages):
             post("/queues/{queue}/jobs/{job_id:path}/delete", lambda r, p: self.job_action(r, "delete")),
             post("/cues/{queue}/{name}/{verb}", self.cue_action),
             post("/webhooks/{name}/remove", self.webhook_remove),
+            post("/workflows/{workflow_id:path}/cancel", self.workflow_cancel),
         ]
 
     def role(self, request: Request) -> str | None:
@@ -405,6 +407,13 @@ class _Dashboard(WebhookPages):
                 fields.append((label, e(when(value))))
         if info.progress is not None:
             fields.append(("progress", progress_bar(info.progress)))
+        if info.depends_on:
+            parents = ", ".join(f'<a href="/queues/{u(pq)}/jobs/{u(pid)}">{e(pq)}/{e(pid)}</a>'
+                                for pq, pid in info.depends_on)
+            fields.append(("depends on", f"{parents} ({e(info.dependency_mode or 'all')})"))
+        flow = self.engine.workflow_of(name, job_id)
+        if flow is not None:
+            fields.append(("workflow", f'<a href="/workflows/{u(flow)}">{e(flow)}</a>'))
         kv = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in fields)
         errors = table(["attempt", "at", "error"],
                        [[e(a), e(when(at)), f"<pre>{e(err)}</pre>"] for a, err, at in info.errors],
@@ -415,6 +424,42 @@ class _Dashboard(WebhookPages):
                 f'<h2>Result</h2><pre>{e(kept(info.result, info.result_dropped))}</pre>'
                 f'<h2>Errors (latest first, last 10 attempts)</h2>{errors}</div>')
         return p.layout(f"Job {job_id}", body, feed=feed)
+
+    def workflow(self, request: Request, p: Page) -> str:
+        """A workflow: its status, then its nodes (queue, job, state, what each waits for)."""
+        flow = self.engine.workflow(request.path_params["workflow_id"])   # WorkflowNotFound: the 404 page
+        rows = []
+        for key, (queue, job_id) in flow.jobs.items():
+            state = flow.states.get(key)
+            badge = f'<span class="badge {e(state)}">{e(state)}</span>' if state else '<span class="muted">gone</span>'
+            parents = ", ".join(e(k) for k in flow.depends_on.get(key, [])) or '<span class="muted">-</span>'
+            if len(flow.depends_on.get(key, [])) > 1:
+                parents += f' <span class="muted">({e(flow.dependency_mode.get(key, "all"))})</span>'
+            rows.append([e(key), f'<a href="/queues/{u(queue)}">{e(queue)}</a>',
+                         f'<a href="/queues/{u(queue)}/jobs/{u(job_id)}">{e(job_id)}</a>', badge, parents])
+        counts: dict[str, int] = {}
+        for state in flow.states.values():
+            counts[state or "gone"] = counts.get(state or "gone", 0) + 1
+        summary = ", ".join(f"{n} {e(state)}" for state, n in sorted(counts.items()))
+        actions = ""
+        if flow.status == "running":
+            actions = p.button(f"/workflows/{u(flow.id)}/cancel", "Cancel workflow", danger=True,
+                               confirm=f"Cancel every unfinished job of workflow {flow.id}?")
+        fields = [("status", f'<span class="badge {e(flow.status)}">{e(flow.status)}</span>'),
+                  ("name", e(flow.name)), ("id", f"<code>{e(flow.id)}</code>"),
+                  ("created", e(when(flow.created_at))), ("jobs", f"{len(flow.jobs)}: {summary}")]
+        if flow.cancelled_at:
+            fields.append(("cancelled", e(when(flow.cancelled_at))))
+        kv = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in fields)
+        body = (f'<h1>Workflow {e(flow.name)}</h1><div class="actions">{actions}</div><dl class="kv">{kv}</dl>'
+                "<h2>Jobs (parents first)</h2>"
+                + table(["key", "queue", "job", "state", "depends on"], rows, empty="no jobs"))
+        return p.layout(f"Workflow {flow.name}", body)
+
+    def workflow_cancel(self, request: Request, form: Form) -> str:
+        flow_id = request.path_params["workflow_id"]
+        n = self.engine.cancel_workflow(flow_id)
+        return _with(f"/workflows/{u(flow_id)}", msg=f"cancelled {n} job(s)")
 
     def find(self, request: Request, p: Page) -> Response:
         name = _queue(request.query_params.get("queue", ""))

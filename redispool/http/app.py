@@ -34,6 +34,7 @@ from ..errors import (
     RedisFull,
     RedispoolError,
     WebhookNotFound,
+    WorkflowNotFound,
 )
 from ..keys import STATES, check_queue
 from ..models import Job, Lease
@@ -71,6 +72,7 @@ DIALECT = Dialect(render=error, errors={
     JobNotFound: (404, "not_found"),
     CueNotFound: (404, "not_found"),
     WebhookNotFound: (404, "not_found"),
+    WorkflowNotFound: (404, "not_found"),
     LeaseLost: (409, "lease_lost"),
     BodyTooLarge: (413, "too_large"),
     RedispoolError: (400, "bad_input"),   # BadInput, InvalidQueueName, InvalidOption, PayloadError, ...
@@ -303,6 +305,32 @@ class Api:
         cancelled = await call(self.engine.cancel, queue, job_id)
         return {"cancelled": cancelled}
 
+    # ------------------------------------------------------------------ workflows
+    async def create_workflow(self, request: Request, body: Any) -> Any:
+        if body is EMPTY:
+            raise BadInput("the body is empty: send a JSON object")
+        b = fields(body, bodies.WORKFLOW)
+        jobs = b["jobs"]
+        if not 1 <= len(jobs) <= bodies.WORKFLOW_MAX:
+            raise BadInput(f"jobs must hold 1 to {bodies.WORKFLOW_MAX} jobs")
+        nodes = []
+        for i, j in enumerate(jobs):
+            node = fields(j, bodies.WORKFLOW_NODE, f"jobs[{i}]")
+            node["payload"] = check_depth(node["payload"], f"jobs[{i}].payload")
+            nodes.append(node)
+        made = await call(self.engine.enqueue_workflow, b["name"], nodes, workflow_id=b["workflow_id"])
+        return JSONResponse(wire.workflow(made), status_code=201)
+
+    async def list_workflows(self, request: Request, body: Any) -> Any:
+        limit = _int(request.query_params.get("limit"), 20, "limit", 1, 1000)
+        return [wire.workflow(w) for w in await call(self.engine.workflows, limit)]
+
+    async def get_workflow(self, request: Request, body: Any) -> Any:
+        return wire.workflow(await call(self.engine.workflow, request.path_params["id"]))
+
+    async def cancel_workflow(self, request: Request, body: Any) -> Any:
+        return {"cancelled": await call(self.engine.cancel_workflow, request.path_params["id"])}
+
     async def pause(self, request: Request, body: Any) -> Any:
         return {"changed": await call(self.engine.pause, self.queue(request))}
 
@@ -434,6 +462,11 @@ def routes_of(api: Api) -> list[tuple[str, str, str, Callable[..., Awaitable[Any
         ("DELETE", W, "admin", api.delete_webhook, 200, "Remove a webhook (its waiting deliveries are dropped)"),
         ("GET", W + "/deliveries", "read", api.list_deliveries, 200, "A webhook's latest delivery attempts"),
         ("GET", "/v1/workers", "read", api.list_workers, 200, "Live workers"),
+        ("POST", "/v1/workflows", "worker", api.create_workflow, 201, "Create a workflow (all or nothing)"),
+        ("GET", "/v1/workflows", "read", api.list_workflows, 200, "The latest workflows, newest first"),
+        ("GET", "/v1/workflows/{id}", "read", api.get_workflow, 200, "A workflow with its nodes' states"),
+        ("POST", "/v1/workflows/{id}/cancel", "admin", api.cancel_workflow, 200,
+         "Cancel every unfinished node of a workflow"),
         ("GET", "/v1/events", "read", events.handler(api), 200, "Queues' events as Server-Sent Events"),
     ]
 

@@ -116,8 +116,32 @@ WEBHOOK: Spec = {
     "max_attempts": Field((int,), MAX_ATTEMPTS, ATTEMPTS),
 }
 
+WORKFLOW_MAX = 1000   # nodes per workflow over HTTP (a body stays within its 1 MB; Python takes 10,000)
+WORKFLOW_NODE: Spec = {
+    "key": Field((str,), REQUIRED, {"pattern": IDENT, "maxLength": 256, "description":
+                                    "the node's name in the workflow, used by depends_on"}),
+    "queue": Field((str,), REQUIRED, {"pattern": NAME, "maxLength": 128}),
+    "payload": Field((Any,), None, PAYLOAD),
+    "depends_on": Field((list,), [], {"maxItems": WORKFLOW_MAX, "items": {"type": "string"},
+                                      "description": "keys of other nodes of the workflow"}),
+    "dependency_mode": NEW_JOB["dependency_mode"],
+    "priority": NEW_JOB["priority"],
+    "delay": NEW_JOB["delay"],
+    "run_at": NEW_JOB["run_at"],
+    "max_attempts": NEW_JOB["max_attempts"],
+    "lease": LEASE,
+    "timeout": TIMEOUT,
+}
+WORKFLOW: Spec = {
+    "name": Field((str,), REQUIRED, {"minLength": 1, "maxLength": 256}),
+    "jobs": Field((list,), REQUIRED, {"minItems": 1, "maxItems": WORKFLOW_MAX, "items": ref("WorkflowNode")}),
+    "workflow_id": Field((str, None), None, {"pattern": JOB_ID, "maxLength": 200, "description":
+                                             "your own id: the same id again finishes a creation that failed "
+                                             "half way (a different workflow under it is a 400)"}),
+}
+
 # bodies the document names (components/schemas), as the routes refer to them
-NAMED: dict[str, Spec] = {"NewJob": NEW_JOB, "Claim": CLAIM}
+NAMED: dict[str, Spec] = {"NewJob": NEW_JOB, "Claim": CLAIM, "WorkflowNode": WORKFLOW_NODE}
 
 Q = "/v1/queues/{queue}"
 J = Q + "/jobs/{id}"
@@ -134,4 +158,5 @@ BODIES: dict[tuple[str, str], Spec] = {
     ("POST", Q + "/replay"): REPLAY,
     ("PUT", Q + "/cues/{name}"): CUE,
     ("PUT", "/v1/webhooks/{name}"): WEBHOOK,
+    ("POST", "/v1/workflows"): WORKFLOW,
 }

@@ -46,6 +46,15 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "queue": {"type": "string"}, "payload": ANY,
         "attempt": {"type": "integer"}, "max_attempts": {"type": "integer"}, "token": {"type": "string"},
         "lease_expires_at": TIME, "timeout": TIMEOUT}),
+    "Workflow": record({
+        "id": {"type": "string"}, "name": {"type": "string"},
+        "status": {"type": "string", "enum": ["running", "completed", "failed", "cancelled"]},
+        "created_at": TIME, "cancelled_at": nullable(TIME),
+        "jobs": {"type": "object", "description": "the nodes by key", "additionalProperties": record({
+            "queue": {"type": "string"}, "id": {"type": "string"},
+            "state": nullable({**STATE, "description": "null: gone (trimmed by retention) or never created"}),
+            "depends_on": {"type": "array", "items": {"type": "string"}},
+            "dependency_mode": {"type": "string", "enum": ["all", "any"]}})}}),
     "JobInfo": record({
         "id": {"type": "string"}, "queue": {"type": "string"}, "state": STATE, "payload": ANY,
         "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}, "priority": {"type": "integer"},
@@ -158,6 +167,11 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("DELETE", "/v1/webhooks/{name}"): record({"removed": {"type": "boolean"}}),
     ("GET", "/v1/webhooks/{name}/deliveries"): {**array_of("Delivery"), "description": "newest first"},
     ("GET", "/v1/workers"): array_of("Worker"),
+    ("POST", "/v1/workflows"): ref("Workflow"),
+    ("GET", "/v1/workflows"): array_of("Workflow"),
+    ("GET", "/v1/workflows/{id}"): ref("Workflow"),
+    ("POST", "/v1/workflows/{id}/cancel"): record({"cancelled": {"type": "integer", "description":
+                                                                 "nodes cancelled by this call"}}),
 }
 
 QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
@@ -167,6 +181,8 @@ QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
         {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": r"^[0-9]{1,12}$"}}],
     ("DELETE", "/v1/queues/{queue}/jobs"): [
         {"name": "state", "in": "query", "required": True, "schema": STATE}],
+    ("GET", "/v1/workflows"): [
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}}],
     ("GET", "/v1/webhooks/{name}/deliveries"): [
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": LOG_MAX,
                                                     "default": 100}}],
@@ -175,7 +191,7 @@ QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
 PATH_PARAMS = {"queue": {"type": "string", "pattern": NAME}, "name": {"type": "string", "pattern": NAME},
                "id": {"type": "string", "minLength": 1, "maxLength": 256}}
 ERRORS = {"400": "bad input (nothing was written)", "401": "no or unknown token",
-          "403": "the token's role may not use this route", "404": "unknown job, cue, webhook or route",
+          "403": "the token's role may not use this route", "404": "unknown job, cue, webhook, workflow or route",
           "409": "lease_lost: the token is stale (nothing was changed)", "413": "body over the limit",
           "503": "unavailable: Redis unreachable; busy: no Redis connection came free in time",
           "507": "redis_full: Redis is at maxmemory (nothing was written; retry once memory is freed)"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import CueInfo, DeliveryInfo, Job, JobInfo, WebhookInfo, WorkerInfo
+from ..models import CueInfo, DeliveryInfo, Job, JobInfo, WebhookInfo, WorkerInfo, Workflow
 from ..web.body import deliverable, jsonable
 
 
@@ -53,3 +53,12 @@ def delivery(d: DeliveryInfo) -> dict[str, Any]:
     return {"id": d.id, "webhook": d.webhook, "event": d.event, "queue": d.queue, "job_id": d.job_id,
             "attempt": d.attempt, "status": d.status, "code": d.code, "error": d.error, "response": d.response,
             "duration_ms": d.duration_ms, "at": d.at}
+
+
+def workflow(w: Workflow) -> dict[str, Any]:
+    return {"id": w.id, "name": w.name, "status": w.status, "created_at": w.created_at,
+            "cancelled_at": w.cancelled_at,
+            "jobs": {key: {"queue": queue, "id": job_id, "state": w.states.get(key),
+                           "depends_on": w.depends_on.get(key, []),
+                           "dependency_mode": w.dependency_mode.get(key, "all")}
+                     for key, (queue, job_id) in w.jobs.items()}}

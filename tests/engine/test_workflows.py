@@ -145,3 +145,62 @@ def test_bad_workflows_are_refused_with_nothing_written(engine, jobs, says):
         engine.enqueue_workflow("bad", jobs)
     assert isinstance(caught.value, ValueError)
     assert keys_of(engine) == before
+
+
+def test_http_routes(engine):
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from redispool.http import create_app
+    tokens = {"a": "admin", "w": "worker", "r": "read"}
+    api = TestClient(create_app(engine, tokens=tokens, dashboard=False), base_url="http://127.0.0.1",
+                     headers={"Content-Type": "application/json"})
+
+    def as_(role):
+        return {"Authorization": f"Bearer {dict(admin='a', worker='w', read='r')[role]}"}
+    body = {"name": "diamond", "jobs": DIAMOND}
+    assert api.post("/v1/workflows", json=body, headers=as_("read")).status_code == 403
+    r = api.post("/v1/workflows", json=body, headers=as_("worker"))
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["status"] == "running" and made["jobs"]["index"]["depends_on"] == ["parse", "thumbs"]
+    assert made["jobs"]["fetch"]["state"] == "ready"
+    got = api.get(f"/v1/workflows/{made['id']}", headers=as_("read")).json()
+    assert got["jobs"]["thumbs"] == {"queue": "media", "id": made["jobs"]["thumbs"]["id"], "state": "waiting",
+                                     "depends_on": ["fetch"], "dependency_mode": "all"}
+    assert [w["id"] for w in api.get("/v1/workflows?limit=5", headers=as_("read")).json()] == [made["id"]]
+    bad = api.post("/v1/workflows", json={"name": "x", "jobs": [{"key": "a", "queue": "q", "depends_on": ["a"]}]},
+                   headers=as_("worker"))
+    assert bad.status_code == 400 and "cycle" in bad.json()["message"]
+    assert api.post("/v1/workflows", json={"name": "x", "jobs": [{"key": "a", "queue": "q", "colour": 1}]},
+                    headers=as_("worker")).status_code == 400
+    assert api.get("/v1/workflows/nope", headers=as_("read")).status_code == 404
+    assert api.post(f"/v1/workflows/{made['id']}/cancel", headers=as_("worker")).status_code == 403
+    assert api.post(f"/v1/workflows/{made['id']}/cancel", headers=as_("admin")).json() == {"cancelled": 4}
+    assert api.get(f"/v1/workflows/{made['id']}", headers=as_("read")).json()["status"] == "cancelled"
+    schema = api.get("/openapi.json").json()
+    assert "/v1/workflows/{id}/cancel" in schema["paths"] and "WorkflowNode" in schema["components"]["schemas"]
+
+
+def test_dashboard_page_renders_and_escapes(engine):
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from redispool.dashboard import create_dashboard
+    xss = "<script>alert(1)</script>"
+    wf = engine.enqueue_workflow(xss, [{"key": "a<b>", "queue": "q", "payload": xss},
+                                       {"key": "c", "queue": "q", "depends_on": ["a<b>"]}],
+                                 workflow_id="wf<i>")
+    c = TestClient(create_dashboard(engine), follow_redirects=False)
+    page = c.get("/workflows/wf<i>")
+    assert page.status_code == 200 and "<script>alert" not in page.text and "<b>" not in page.text
+    assert "&lt;script&gt;" in page.text and "a&lt;b&gt;" in page.text and "running" in page.text
+    assert f'/queues/q/jobs/{wf.jobs["c"][1].replace("<", "%3C").replace(">", "%3E")}' in page.text
+    job = c.get(f"/queues/q/jobs/{wf.jobs['c'][1]}").text
+    assert 'href="/workflows/wf%3Ci%3E"' in job and "<dt>depends on</dt>" in job
+    assert c.get("/workflows/nope").status_code == 404
+    c.get("/")
+    cancel = c.post("/workflows/wf<i>/cancel", data={"csrf": c.cookies.get("rp_csrf")})
+    assert cancel.status_code == 303, cancel.text
+    assert engine.workflow("wf<i>").status == "cancelled"
+    assert "cancelled" in c.get("/workflows/wf<i>").text
