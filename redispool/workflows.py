@@ -122,9 +122,12 @@ class WorkflowsMixin(EngineBase):
             self.scripts.pipeline([
                 ("HSET", record, "name", name, "created", now_ms, "digest", digest, "nodes", json.dumps(nodes)),
                 ("ZADD", workflows_key(self.prefix), "NX", now_ms, wid)])
-        self.enqueue_specs(GATE_QUEUE, [ops.job_spec({"workflow": wid, "name": name}, job_id=wid)])
+        self.enqueue_specs(GATE_QUEUE, [ops.job_spec({"workflow": wid, "name": name}, job_id=wid,
+                                                   max_attempts=1_000_000)])   # an expired open never buries it
         self._create_nodes(nodes, specs)
-        job = self.claim_id(GATE_QUEUE, wid, GATE_WORKER)    # open the gate: the first nodes go ready
+        # open the gate: the first nodes go ready (a short lease: a process that dies right
+        # here leaves the gate to the sweeper, ready again for a repeated creation to open)
+        job = self.claim_id(GATE_QUEUE, wid, GATE_WORKER, lease=5.0)
         if job is not None:
             self.complete(job)
         if old is not None:   # a creation finished again: some nodes may have run

@@ -204,3 +204,17 @@ def test_dashboard_page_renders_and_escapes(engine):
     assert cancel.status_code == 303, cancel.text
     assert engine.workflow("wf<i>").status == "cancelled"
     assert "cancelled" in c.get("/workflows/wf<i>").text
+
+
+def test_enqueue_specs_takes_a_parent_earlier_in_the_same_batch(engine):
+    from redispool import JobNotFound
+    specs = [engine.job_spec("a", job_id="c-a"), engine.job_spec("b", job_id="c-b", depends_on=["c-a"], queue="q"),
+             engine.job_spec("c", job_id="c-c", depends_on=["c-b"], queue="q")]
+    assert engine.enqueue_specs("q", specs) == [("c-a", True), ("c-b", True), ("c-c", True)]
+    assert [engine.get("q", i).state for i in ("c-a", "c-b", "c-c")] == ["ready", "waiting", "waiting"]
+    run_one(engine, "q")
+    assert engine.get("q", "c-b").state == "ready"
+    later = [engine.job_spec("x", job_id="l-x", depends_on=["l-y"], queue="q"), engine.job_spec("y", job_id="l-y")]
+    with pytest.raises(JobNotFound):       # a parent later in the batch is not there yet: nothing written
+        engine.enqueue_specs("q", later)
+    assert engine.get("q", "l-y") is None
