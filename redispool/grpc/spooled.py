@@ -37,7 +37,6 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from .. import validate
 from ..aio import GIVE_UP, AsyncEngine
-from ..compat.spooled import DEFAULT_TIMEOUT_S, timeout_seconds
 from ..errors import LeaseLost
 from ..keys import check_queue
 from ..models import Job, JobInfo, Lease
@@ -59,6 +58,13 @@ HEARTBEAT_S = 10
 MAX_DEQUEUE = 100
 BLOCK_S = 30.0
 LOST = "Lease expired"
+
+DEFAULT_TIMEOUT_S = 300   # the service's timeout_seconds when a job names none (as compat/spooled.py)
+
+
+def timeout_seconds(timeout: float | None) -> int:
+    """A job's timeout as this protocol's whole seconds (0: none)."""
+    return max(1, round(timeout)) if timeout else 0
 
 
 def public_id(queue: str, job_id: str) -> str:
