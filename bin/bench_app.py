@@ -1,7 +1,9 @@
 """The no-op worker app bin/bench runs as a real `redispool worker` process.
 
 Its handler returns how long the job waited (now - payload["t"]) when the payload carries
-an enqueue time, so the benchmark can read pickup latency from the results.
+an enqueue time, so the benchmark can read pickup latency from the results, and the
+server time (ms) of the claim that leased the job when the payload asks (``"claim_ms"``:
+bin/bench_limits.py).
 """
 import os
 import time
@@ -17,4 +19,6 @@ def handle(job):
     payload = job.payload
     if isinstance(payload, dict) and "t" in payload:
         return time.time() - payload["t"]
+    if isinstance(payload, dict) and payload.get("claim_ms"):
+        return round((job.lease_expires_at - job.lease) * 1000)
     return None

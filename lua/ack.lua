@@ -1,7 +1,9 @@
 -- ack: leased -> done | scheduled | dead, then ready -> leased
 -- Finish-and-fetch-next for batching workers: completes and fails many leased jobs (each
 -- only if its token still holds a live lease) and, when limit > 0, leases the next batch
--- in the same call, so a busy worker needs about one round trip per batch.
+-- in the same call, so a busy worker needs about one round trip per batch. Finishing jobs
+-- under the queue's concurrency cap wakes a blocked claimer (rearm); the next batch obeys
+-- the queue's limits as claim does.
 -- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
 -- KEYS[1] rp:{q}:ready      zset  ready jobs                       rw
 -- KEYS[2] rp:{q}:leased     zset  leased jobs by expiry            rw
@@ -13,13 +15,14 @@
 -- KEYS[8] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[9] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
--- KEYS[11] rp:{q}:config    hash  the queue's stored retention (wins over ARGV)  r
+-- KEYS[11] rp:{q}:config    hash  the queue's stored retention (wins over ARGV) and limits  r
 -- KEYS[12] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- KEYS[13] rp:{q}:events   stream the queue's event log         w
 -- KEYS[14] rp:{q}:waiting    zset  jobs waiting for parents          rw
 -- KEYS[15] rp:{q}:cancelled  zset  cancelled jobs (children of failed parents)  w
 -- KEYS[16] rp:{q}:children:  prefix of parents' child sets           rw
 -- KEYS[17] rp:{q}:outbox     zset  parents' outcomes for children in other queues  w
+-- KEYS[18] rp:{q}:ratelog  list  claim times (ms) in the rate window, newest first  rw
 -- ARGV[1] done_ttl_ms       keep done jobs this long (default)
 -- ARGV[2] done_max          keep at most this many done jobs (default)
 -- ARGV[3] dead_ttl_ms       keep dead jobs this long (default)
@@ -35,14 +38,14 @@
 -- ARGV[13..] per completion: id, token, result; then nf, then per failure: id, token,
 --           error, retry (1/0), delay_ms (-1 = backoff)
 -- Returns: flat array: one result per completion (1 done, 0 lease lost), one per failure
---          (new state or 0), then wait_ms, now_ms, scheduler_at, sweeper_at (ms for
---          ZADD rp:due:<daemon> LT, -1 = none; see flush_plan) and the claimed jobs as
---          claim returns them; a scheduler_at equal to now_ms may mean entries in
+--          (new state or 0), then wait_ms (as claim's), now_ms, scheduler_at, sweeper_at
+--          (ms for ZADD rp:due:<daemon> LT, -1 = none; see flush_plan) and the claimed
+--          jobs as claim returns them; a scheduler_at equal to now_ms may mean entries in
 --          rp:{q}:outbox for children in other queues (the caller drains it)
 local q = { waiting = KEYS[14], cancelled = KEYS[15], children = KEYS[16], outbox = KEYS[17],
             ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], done = KEYS[4], dead = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
-            config = KEYS[11], minutes = KEYS[12], events = KEYS[13],
+            config = KEYS[11], minutes = KEYS[12], events = KEYS[13], ratelog = KEYS[18],
             events_max = tonumber(ARGV[11]) }
 local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
@@ -53,6 +56,8 @@ local worker, limit, lease_ms = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local nc = tonumber(ARGV[12])
 
 local now = now_ms()
+local lim = limits(q)
+local leased_before = lim.concurrency and redis.call('ZCARD', q.leased)
 local out = {}
 complete_listed(q, ARGV, 13, nc, now, r, out)
 local fb = 13 + nc * 3
@@ -65,9 +70,10 @@ out[wait_at] = -1
 out[wait_at + 1] = now
 out[wait_at + 2] = -1
 out[wait_at + 3] = -1
+rearm(q, lim, leased_before)
 if limit > 0 then
-  local claimed = claim_jobs(q, worker, limit, lease_ms, now, out)
-  if claimed == 0 and redis.call('HEXISTS', q.meta, 'paused') == 0 then out[wait_at] = next_due_in(q, now) end
+  local claimed, wait_ms = claim_jobs(q, worker, limit, lease_ms, now, out, lim)
+  if claimed == 0 then out[wait_at] = wait_ms end
 end
 flush_counts(q, now)
 out[wait_at + 2], out[wait_at + 3] = flush_plan(q)

@@ -1,6 +1,7 @@
 -- cancel: waiting | scheduled | ready | leased -> cancelled (children: waiting -> cancelled)
 -- Cancels an unfinished job. A worker holding its lease loses it (its complete/fail
--- raise LeaseLost). Finished jobs are left as they are.
+-- raise LeaseLost). Finished jobs are left as they are. A cancelled lease frees a slot of
+-- the queue's concurrency cap, so the marker is set again when jobs are ready.
 -- KEYS[1] rp:{q}:scheduled  zset  delayed jobs by run time          rw
 -- KEYS[2] rp:{q}:ready      zset  ready jobs                       rw
 -- KEYS[3] rp:{q}:leased     zset  leased jobs by expiry            rw
@@ -9,7 +10,7 @@
 -- KEYS[6] rp:{q}:meta       hash  paused flag                      r
 -- KEYS[7] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[8] rp:{q}:job:       prefix of job hashes                    rw
--- KEYS[9] rp:{q}:config     hash  the queue's stored retention (wins over ARGV)  r
+-- KEYS[9] rp:{q}:config     hash  the queue's stored retention (wins over ARGV) and limits  r
 -- KEYS[10] rp:{q}:events   stream the queue's event log         w
 -- KEYS[11] rp:{q}:waiting    zset  jobs waiting for parents          rw
 -- KEYS[12] rp:{q}:children:  prefix of parents' child sets           rw
@@ -34,7 +35,7 @@ local now = now_ms()
 redis.call('ZREM', q[state], id)
 finish(q, id, 'cancelled', now)
 emit(q, 'cancelled', id, 'p', state)
-if state == 'ready' then set_marker(q) end
+if state == 'ready' or state == 'leased' then set_marker(q, capped(q, limits(q))) end
 local r = retention(q, tonumber(ARGV[2]), tonumber(ARGV[3]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 trim(q, q.cancelled, done_ttl_ms, done_max, now, 10)

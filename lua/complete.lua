@@ -2,13 +2,14 @@
 -- Completes a batch of leased jobs, each only if its token still holds a live lease, then
 -- trims the done set to its retention (age and count). The queue's stored retention
 -- (rp:{q}:config) wins over the ARGV defaults, and may drop payloads and big results.
+-- When the queue's concurrency cap was reached, a freed slot wakes a blocked claimer.
 -- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
 -- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[2] rp:{q}:done       zset  done jobs by finish time         rw
 -- KEYS[3] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[4] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[5] rp:{q}:job:       prefix of job hashes                    rw
--- KEYS[6] rp:{q}:config     hash  the queue's stored retention         r
+-- KEYS[6] rp:{q}:config     hash  the queue's stored retention and limits  r
 -- KEYS[7] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- KEYS[8] rp:{q}:events    stream the queue's event log         w
 -- KEYS[9] rp:{q}:waiting    zset  jobs waiting for parents          rw
@@ -37,8 +38,11 @@ local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 
 local now = now_ms()
+local lim = limits(q)
+local leased_before = lim.concurrency and redis.call('ZCARD', q.leased)
 local out = {}
 complete_listed(q, ARGV, 5, n, now, r, out)
+rearm(q, lim, leased_before)
 trim(q, q.done, done_ttl_ms, done_max, now, 2 * n + 10)
 flush_counts(q, now)
 out[#out + 1] = flush_plan(q)

@@ -13,6 +13,8 @@
 -- KEYS[9] rp:{q}:waiting    zset  jobs waiting for parents          rw
 -- KEYS[10] rp:{q}:children: prefix of parents' child sets           rw
 -- KEYS[11] rp:{q}:cancelled zset  cancelled jobs (a parent already failed)  w
+-- KEYS[12] rp:{q}:config    hash  the queue's limits (no wake-up at the concurrency cap)  r
+-- KEYS[13] rp:{q}:leased    zset  leased jobs (against the cap)     r
 -- ARGV[1] n                 number of jobs
 -- ARGV[2] m                 number of option sets: 1 (every job has the same options) or n
 --                           (job i has set i)
@@ -33,7 +35,8 @@
 --          and scheduler_at (ms for ZADD rp:due:scheduler LT, -1 = none; see flush_plan)
 local q = { ready = KEYS[1], scheduled = KEYS[2], marker = KEYS[3], meta = KEYS[4],
             unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7], events = KEYS[8],
-            waiting = KEYS[9], children = KEYS[10], cancelled = KEYS[11], events_max = tonumber(ARGV[3]) }
+            waiting = KEYS[9], children = KEYS[10], cancelled = KEYS[11],
+            config = KEYS[12], leased = KEYS[13], events_max = tonumber(ARGV[3]) }
 local n = tonumber(ARGV[1])
 
 local now = now_ms()

@@ -1,7 +1,8 @@
 -- fail: leased -> scheduled (retry) | dead (children: waiting -> cancelled)
 -- Fails a batch of leased jobs, each only if its token still holds a live lease. A job
 -- with attempts left and retry on is scheduled after its delay (or exponential backoff
--- with jitter); otherwise it is dead. Records the error of the attempt on the job.
+-- with jitter); otherwise it is dead. Records the error of the attempt on the job. When
+-- the queue's concurrency cap was reached, a freed slot wakes a blocked claimer.
 -- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
 -- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[2] rp:{q}:scheduled  zset  delayed jobs by run time          w
@@ -10,7 +11,7 @@
 -- KEYS[5] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[6] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[7] rp:{q}:job:       prefix of job hashes                    rw
--- KEYS[8] rp:{q}:config     hash  the queue's stored retention (wins over ARGV)  r
+-- KEYS[8] rp:{q}:config     hash  the queue's stored retention (wins over ARGV) and limits  r
 -- KEYS[9] rp:{q}:meta       hash  the daemons' planned times        rw
 -- KEYS[10] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- KEYS[11] rp:{q}:events   stream the queue's event log         w
@@ -43,8 +44,11 @@ math.randomseed(tonumber(ARGV[5]))
 local n = tonumber(ARGV[7])
 
 local now = now_ms()
+local lim = limits(q)
+local leased_before = lim.concurrency and redis.call('ZCARD', q.leased)
 local out = {}
 fail_listed(q, ARGV, 8, n, base_ms, cap_ms, now, out)
+rearm(q, lim, leased_before)
 trim(q, q.dead, dead_ttl_ms, dead_max, now, 2 * n + 10)
 flush_counts(q, now)
 out[#out + 1] = flush_plan(q)

@@ -132,18 +132,98 @@ local function next_seq(q, n)
   return redis.call('HINCRBY', q.meta, 'seq', n) - n + 1
 end
 
--- Wake blocked claimers: jobs were just made ready (unless the queue is paused).
+-- Flow control (Engine.set_limits): the queue's limits, from its rp:{q}:config hash (`q.config`)
+-- when the script has it: { rate, per_ms } (at most `rate` claims in any `per_ms` window) and
+-- `concurrency` (at most that many leased at once); each nil when not set (or damaged).
+local function limits(q)
+  if not q.config then return {} end
+  local c = redis.call('HMGET', q.config, 'rate', 'per_ms', 'concurrency')
+  local rate, per_ms, cap = finite(c[1]), finite(c[2]), finite(c[3])
+  local out = {}
+  if rate and per_ms and rate >= 1 and per_ms >= 1 then out.rate, out.per_ms = math.floor(rate), per_ms end
+  if cap and cap >= 1 then out.concurrency = math.floor(cap) end
+  return out
+end
+
+-- True when the queue's concurrency cap (limits `lim`) is reached: a claim leases nothing
+-- now, and a finishing job sets the marker again (rearm).
+local function capped(q, lim)
+  return lim.concurrency ~= nil and redis.call('ZCARD', q.leased) >= lim.concurrency
+end
+
+-- Wake blocked claimers: jobs were just made ready (unless the queue is paused, or its
+-- concurrency cap is reached when the script knows its limits: then a finishing job wakes them).
 local function wake(q)
-  if redis.call('HEXISTS', q.meta, 'paused') == 0 then redis.call('ZADD', q.marker, 0, MARKER) end
+  if redis.call('HEXISTS', q.meta, 'paused') == 0 and not capped(q, limits(q)) then
+    redis.call('ZADD', q.marker, 0, MARKER)
+  end
 end
 
 -- Add the wake-up marker when jobs are ready and the queue is not paused, else remove it.
-local function set_marker(q)
-  if redis.call('HEXISTS', q.meta, 'paused') == 0 and redis.call('ZCARD', q.ready) > 0 then
+-- It is also removed when `full` says the queue's concurrency cap is reached (capped()):
+-- a finishing job sets it again (rearm). The rate never removes it: a claimer it wakes
+-- learns when the window allows the next claim.
+local function set_marker(q, full)
+  if redis.call('HEXISTS', q.meta, 'paused') == 0 and redis.call('ZCARD', q.ready) > 0 and not full then
     redis.call('ZADD', q.marker, 0, MARKER)
   else
     redis.call('ZREM', q.marker, MARKER)
   end
+end
+
+-- After leased jobs finished (complete, fail, ack): when the concurrency cap held claimers
+-- back (`leased_before`, the leased count before, at the cap) and a slot is free now, set
+-- the marker so that a blocked claimer wakes and takes it.
+local function rearm(q, lim, leased_before)
+  if lim.concurrency and leased_before and leased_before >= lim.concurrency
+     and redis.call('ZCARD', q.leased) < lim.concurrency then
+    set_marker(q)
+  end
+end
+
+-- The rate limit's sliding log q.ratelog (a list: the server time in ms of each claim,
+-- newest first) without the claims older than the window `per_ms`, dropped from its
+-- tail; returns how many claims remain in the window. The tail is read in chunks that
+-- grow from `chunk` (about what one claim leases, so a steady drain reads one).
+local function window_claims(q, per_ms, now, chunk)
+  local cutoff = now - per_ms
+  while true do
+    local tail = redis.call('LRANGE', q.ratelog, -chunk, -1)
+    local old = 0
+    for i = #tail, 1, -1 do
+      if tonumber(tail[i]) > cutoff then break end
+      old = old + 1
+    end
+    if old > 0 then redis.call('LTRIM', q.ratelog, 0, -old - 1) end
+    if old < chunk then return redis.call('LLEN', q.ratelog) end
+    chunk = math.min(chunk * 4, 4096)
+  end
+end
+
+-- How many of `want` jobs the queue's limits `lim` let a claim lease now, and when they let
+-- none because of the rate, the ms until the window allows min(want, rate) claims (else -1).
+-- The window holds at most `rate` claims in any `per_ms`: a claim at `now` is allowed while
+-- fewer than `rate` claims happened after now - per_ms. `leased`: the leased count, when
+-- the caller has read it.
+local function allowance(q, lim, want, now, leased)
+  if lim.concurrency then
+    want = math.min(want, lim.concurrency - (leased or redis.call('ZCARD', q.leased)))
+    if want <= 0 then return 0, -1 end
+  end
+  if not lim.rate then return want, -1 end
+  local free = lim.rate - window_claims(q, lim.per_ms, now, math.max(8, want))
+  if free > 0 then return math.min(want, free), -1 end
+  -- the window allows `need` more once its need-th oldest claim of the last `rate` left it
+  local need = math.min(want, lim.rate)
+  local at = tonumber(redis.call('LINDEX', q.ratelog, lim.rate - need))
+  return 0, math.max(1, at + lim.per_ms - now)
+end
+
+-- Record `n` claims at `now` in the rate limit's sliding log.
+local function note_claims(q, n, now)
+  local times = {}
+  for i = 1, n do times[i] = now end
+  redis.call('LPUSH', q.ratelog, unpack(times))
 end
 
 -- Wake blocked claimers when job `id` became the earliest scheduled job, so they
@@ -446,43 +526,62 @@ local function lease_job(q, id, worker, lease_ms, token, now)
   return attempt, finite(f[2]), lease, finite(f[7]) or 0, f[1]
 end
 
--- Lease up to `limit` ready jobs to `worker`, appending id, token, attempt, max_attempts,
--- lease_ms, timeout_ms, payload per job to `out`. Due scheduled jobs are promoted first, so delayed
--- jobs run without a scheduler daemon. A damaged job goes to dead (lease_job).
-local function claim_jobs(q, worker, limit, lease_ms, now, out)
-  if redis.call('HEXISTS', q.meta, 'paused') == 1 then
-    redis.call('ZREM', q.marker, MARKER)
-    return 0
-  end
-  promote_due(q, now, 1000)
-  local popped = redis.call('ZPOPMIN', q.ready, limit)
-  local claimed = 0
-  if #popped > 0 then
-    local token = next_seq(q, #popped / 2)
-    for i = 1, #popped, 2 do
-      local id, tok = popped[i], token + (i - 1) / 2
-      local attempt, max_attempts, lease, timeout_ms, payload = lease_job(q, id, worker, lease_ms, tok, now)
-      if attempt then
-        out[#out + 1] = id
-        out[#out + 1] = tok
-        out[#out + 1] = attempt
-        out[#out + 1] = max_attempts
-        out[#out + 1] = lease
-        out[#out + 1] = timeout_ms
-        out[#out + 1] = payload
-        claimed = claimed + 1
-      end
-    end
-  end
-  set_marker(q)
-  return claimed
-end
-
 -- Milliseconds until the earliest scheduled job is due (0 if due now), -1 if none.
 local function next_due_in(q, now)
   local first = first_score(q.scheduled)
   if not first then return -1 end
   return math.max(0, first - now)
+end
+
+-- Lease up to `limit` ready jobs to `worker`, within the queue's limits `lim` (limits(),
+-- read when not given), appending id, token, attempt, max_attempts, lease_ms, timeout_ms,
+-- payload per job to `out`. Due scheduled jobs are promoted first, so delayed jobs run without a
+-- scheduler daemon. A damaged job goes to dead (lease_job). Returns the number leased and, when none, the
+-- claim's wait_ms: the ms until the rate window allows a claim when the rate held it
+-- back, else until the earliest scheduled job is due; -1 when there is nothing to wait
+-- for (nothing scheduled, or paused) or the marker will say (the concurrency cap with jobs
+-- ready: a finishing job sets it, rearm).
+local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
+  if redis.call('HEXISTS', q.meta, 'paused') == 1 then
+    redis.call('ZREM', q.marker, MARKER)
+    return 0, -1
+  end
+  promote_due(q, now, 1000)
+  lim = lim or limits(q)
+  local leased = lim.concurrency and redis.call('ZCARD', q.leased)
+  local allowed, rate_wait = allowance(q, lim, limit, now, leased)
+  local claimed = 0
+  if allowed > 0 then
+    local popped = redis.call('ZPOPMIN', q.ready, allowed)
+    if #popped > 0 then
+      local token = next_seq(q, #popped / 2)
+      for i = 1, #popped, 2 do
+        local id, tok = popped[i], token + (i - 1) / 2
+        local attempt, max_attempts, lease, timeout_ms, payload = lease_job(q, id, worker, lease_ms, tok, now)
+        if attempt then
+          out[#out + 1] = id
+          out[#out + 1] = tok
+          out[#out + 1] = attempt
+          out[#out + 1] = max_attempts
+          out[#out + 1] = lease
+          out[#out + 1] = timeout_ms
+          out[#out + 1] = payload
+          claimed = claimed + 1
+        end
+      end
+    end
+    if claimed > 0 and lim.rate then note_claims(q, claimed, now) end
+  end
+  if rate_wait >= 0 then
+    -- held back by the rate: the marker stays as it is (a claimer it wakes learns when)
+    if redis.call('ZCARD', q.ready) > 0 then return 0, rate_wait end
+    redis.call('ZREM', q.marker, MARKER)
+    local due = next_due_in(q, now)
+    return 0, due >= 0 and math.max(due, rate_wait) or -1
+  end
+  set_marker(q, leased and leased + claimed >= lim.concurrency)
+  if claimed > 0 or redis.call('ZCARD', q.ready) > 0 then return claimed, -1 end
+  return 0, next_due_in(q, now)
 end
 
 -- Complete job `id` if `token` holds its lease, keeping what the queue's retention `r`

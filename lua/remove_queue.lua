@@ -1,6 +1,6 @@
 -- remove_queue: empty queue -> (deleted)
 -- Deletes every key of a queue that has no scheduled, ready or leased job and no cue: its
--- finished jobs, counters, history, event log, unique keys, settings (paused flag, retention) and
+-- finished jobs, counters, history, event log, unique keys, settings (paused flag, retention, limits) and
 -- the daemons' planned times. With any unfinished job or cue it changes nothing. The caller then removes the
 -- queue from rp:queues and rp:due:* (plain commands) and re-reads meta: a job enqueued
 -- right after this script recreates meta, and the caller registers the queue again.
@@ -17,10 +17,11 @@
 -- KEYS[11] rp:{q}:unique    hash  unique_key -> job id              w
 -- KEYS[12] rp:{q}:counts    hash  lifetime totals                   w
 -- KEYS[13] rp:{q}:cueapi    hash  cueapi compat records of the queue's cues  w
--- KEYS[14] rp:{q}:config    hash  the queue's stored retention      w
+-- KEYS[14] rp:{q}:config    hash  the queue's stored retention and limits  w
 -- KEYS[15] rp:{q}:job:      prefix of job hashes                    w
 -- KEYS[16] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- KEYS[17] rp:{q}:events    stream the queue's event log          w
+-- KEYS[18] rp:{q}:ratelog   list  the rate limit's claim times      w
 -- Returns: { removed, scheduled, ready, leased, cues }: removed 1 (keys deleted), 0 (the
 --          queue had no keys), or -1 (not empty: nothing changed; the counts say why)
 local q = { scheduled = KEYS[1], ready = KEYS[2], leased = KEYS[3], cue_next = KEYS[4], cues = KEYS[5],
@@ -39,4 +40,5 @@ end
 for i = 1, 14 do deleted = deleted + redis.call('DEL', KEYS[i]) end
 deleted = deleted + redis.call('DEL', KEYS[16])
 deleted = deleted + redis.call('DEL', KEYS[17])
+deleted = deleted + redis.call('DEL', KEYS[18])
 return { deleted > 0 and 1 or 0, 0, 0, 0, 0 }

@@ -14,7 +14,7 @@
 -- KEYS[8] rp:{q}:unique     hash  unique_key -> job id              rw
 -- KEYS[9] rp:{q}:counts     hash  lifetime totals                   w
 -- KEYS[10] rp:{q}:job:      prefix of job hashes                    rw
--- KEYS[11] rp:{q}:config    hash  the queue's stored retention         r
+-- KEYS[11] rp:{q}:config    hash  the queue's stored retention and limits  r
 -- KEYS[12] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- KEYS[13] rp:{q}:events   stream the queue's event log         w
 -- KEYS[14] rp:{q}:waiting    zset  jobs waiting for parents          rw
@@ -61,7 +61,7 @@ if #ids > 0 then
   for i, id in ipairs(ids) do
     if expire_job(q, id, reason, seq + i - 1, now) then moved = moved + 1 end
   end
-  set_marker(q)
+  set_marker(q, capped(q, limits(q)))
 end
 trim(q, q.done, done_ttl_ms, done_max, now, budget)
 trim(q, q.cancelled, done_ttl_ms, done_max, now, budget)

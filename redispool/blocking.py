@@ -26,6 +26,11 @@ from redis.exceptions import AskError, MovedError, TryAgainError
 
 from .connection import READ_TIMEOUT_S
 
+# Redis checks a blocked command's timeout on its timer (hz 10: every 100 ms) when nothing
+# else wakes it, so an idle server answers a BZPOPMIN that timed out up to this late. A
+# wait that must end on time (a delayed job falls due, the rate window opens) blocks until
+# this long before and sleeps the rest in the client (Engine.claim, the worker's waiter).
+TIMEOUT_LAG_S = 0.1
 REDIRECT_TRIES = 5          # MOVED replies followed before giving up ...
 REDIRECT_PAUSE_S = 0.05     # ... and the pause after ASK/TRYAGAIN (a slot being migrated)
 

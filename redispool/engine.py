@@ -26,6 +26,7 @@ from .errors import InvalidOption, JobNotFound, LeaseLost, NotDurable
 from .events import EventsMixin
 from .history import HistoryMixin
 from .keys import check_queue, queues_key
+from .limits import LimitsMixin
 from .models import AckResult, Job, JobInfo, Lease, LeaseRef
 from .ops import JobSpec, Op
 from .queues import QueuesMixin
@@ -39,8 +40,8 @@ __all__ = ["AckResult", "Engine", "JobSpec"]
 log = logging.getLogger("redispool.engine")
 
 
-class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin, WebhooksMixin, WorkflowsMixin,
-             QueuesMixin):
+class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin, EventsMixin, WebhooksMixin,
+             WorkflowsMixin, QueuesMixin):
     """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
 
     def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,
@@ -222,8 +223,10 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
 
     def claim(self, queue: str, worker_id: str, *, limit: int = 1, lease: float | None = None,
               block: float | None = None) -> list[Job]:
-        """Lease up to ``limit`` ready jobs. With ``block`` seconds, wait that long for a
-        job when none is ready, woken by the queue's marker (no polling)."""
+        """Lease up to ``limit`` ready jobs (fewer, or none, over the queue's limits). With
+        ``block`` seconds, wait that long for a job when none is ready, woken by the
+        queue's marker or when the earliest scheduled job falls due or the rate limit's
+        window allows a claim (no polling)."""
         op = ops.claim(self, queue, worker_id, limit, lease)
         deadline = None if block is None else time.monotonic() + validate.seconds_to_ms(block, "block") / 1000
         while True:
@@ -233,15 +236,18 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            if claimed.wait_ms >= 0:
-                remaining = min(remaining, claimed.wait_ms / 1000 + 0.001)
-            self.wait_for_jobs([queue], remaining)
+            if 0 <= claimed.wait_ms / 1000 < remaining:  # a delayed job or the rate window: on time
+                self._wait_until([queue], time.monotonic() + claimed.wait_ms / 1000 + 0.001)
+            else:
+                self.wait_for_jobs([queue], remaining)
 
     def claim_with_due(self, queue: str, worker_id: str, *, limit: int = 1,
                        lease: float | None = None) -> tuple[list[Job], float | None]:
         """``claim()`` without waiting that also says, when it leased nothing, in how many
-        seconds the queue's earliest scheduled job falls due (None: none is scheduled, the
-        queue is paused, or jobs were leased): a worker waiting on several queues wakes then."""
+        seconds to claim again: when the rate limit's window allows a claim (if the rate
+        held it back), else when the queue's earliest scheduled job falls due (None: none
+        is scheduled, the queue is paused, jobs were leased, or the marker will wake the
+        claimer): a worker waiting on several queues wakes then."""
         claimed = self._claim_now(ops.claim(self, queue, worker_id, limit, lease))
         wait_ms = claimed.wait_ms
         return claimed.jobs, (wait_ms / 1000 if wait_ms >= 0 and not claimed.jobs else None)
@@ -264,6 +270,14 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
             return None
         marker = ops.text(popped[0])
         return next(q for q, m in zip(queues, markers) if m == marker)
+
+    def _wait_until(self, queues: Sequence[str], due: float) -> None:
+        """Wait for a marker of ``queues`` until ``due`` (``time.monotonic()``) and not
+        later: blocked until blocking.TIMEOUT_LAG_S before it, the rest slept here."""
+        left = due - time.monotonic() - blocking.TIMEOUT_LAG_S
+        if left > 0 and self.wait_for_jobs(queues, left):
+            return
+        time.sleep(max(0.0, due - time.monotonic()))
 
     def rewake(self, queue: str) -> None:
         """Set ``queue``'s wake-up marker again after popping it without claiming, so
@@ -343,7 +357,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, EventsMixin,
 
     def stats(self, queue: str) -> dict[str, Any]:
         """Jobs per state, ``paused``, ``latency`` (seconds the oldest ready job has
-        waited) and ``totals`` (lifetime enqueued/completed/failed/retried/dead)."""
+        waited), ``totals`` (lifetime enqueued/completed/failed/retried/dead),
+        ``retention`` and ``limits`` (``limits()``)."""
         return self.run(ops.stats(self, queue))
 
     def queues(self) -> list[str]:

@@ -15,6 +15,11 @@ each Lua script touches a single Redis Cluster slot:
                              sweeper_at (ms: when each daemon next has work in the queue,
                              as in rp:due:<daemon>; see queues.py)
     rp:{q}:unique      hash  unique_key -> job id, while that job is unfinished
+    rp:{q}:config      hash  the queue's settings, read by the scripts: retention
+                             (retention.py) and limits (limits.py: rate, per_ms, concurrency)
+    rp:{q}:ratelog     list  the rate limit's sliding log: the server time (ms) of each
+                             claim in the last per_ms, newest first, at most `rate` of them
+                             (each claim drops what left the window; deleted with the rate)
     rp:{q}:counts      hash  lifetime totals: enqueued, completed, failed, retried, dead
     rp:{q}:minutes     hash  "<minute>:d" / "<minute>:f": jobs done / attempts failed per
                              minute (unix ms // 60000), ~3 hours
@@ -103,7 +108,7 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi", "events", "waiting", "children_prefix", "outbox", "bound")
+                 "cueapi", "events", "waiting", "children_prefix", "outbox", "ratelog", "bound")
 
     prefix: str
     queue: str
@@ -128,6 +133,7 @@ class QueueKeys:
     waiting: str
     children_prefix: str
     outbox: str
+    ratelog: str
     bound: dict[str, list[str]]   # script name -> its KEYS (scripts.py fills it)
 
     def __init__(self, prefix: str, queue: str) -> None:
@@ -137,7 +143,7 @@ class QueueKeys:
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
         for name in STATES + ("marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                              "cueapi", "events", "outbox"):
+                              "cueapi", "events", "outbox", "ratelog"):
             setattr(self, name, self.base + name)
         self.children_prefix = self.base + "children:"
 

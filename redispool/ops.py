@@ -514,8 +514,26 @@ def retention_of(s: Settings, raw: dict[Any, Any]) -> dict[str, Any]:
     return out
 
 
+def limits_of(raw: dict[Any, Any]) -> dict[str, Any]:
+    """A queue's limits from its rp:{q}:config hash (``Engine.limits``): rate, per
+    (seconds), concurrency; None where none is stored (or the field is damaged, which the
+    scripts ignore too)."""
+    fields = {_str(k): _str(v) for k, v in raw.items()}
+
+    def number(name: str) -> int | None:
+        try:
+            value = int(fields[name])
+        except (KeyError, ValueError):
+            return None
+        return value if value >= 1 else None
+    rate, per_ms, concurrency = number("rate"), number("per_ms"), number("concurrency")
+    if rate is None or per_ms is None:
+        rate = per_ms = None
+    return {"rate": rate, "per": None if per_ms is None else per_ms / 1000, "concurrency": concurrency}
+
+
 def stats(s: Settings, queue: str) -> Op[dict[str, Any]]:
-    """Jobs per state, paused, latency, lifetime totals and retention of ``queue``."""
+    """Jobs per state, paused, latency, lifetime totals, retention and limits of ``queue``."""
     def parse(reply: Sequence[Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"queue": queue}
         out.update({state: int(n) for state, n in zip(STATES[1:], reply[:6])})
@@ -527,6 +545,7 @@ def stats(s: Settings, queue: str) -> Op[dict[str, Any]]:
         out["totals"] = totals
         config = reply[9]
         out["retention"] = retention_of(s, dict(zip(config[::2], config[1::2])))
+        out["limits"] = limits_of(dict(zip(config[::2], config[1::2])))
         return out
     return Op("stats", queue_keys(s.prefix, queue), [], parse)
 
@@ -609,6 +628,11 @@ def set_retention(s: Settings, queue: str, *, done_ttl: float | None = None, don
     if result_max is not None:
         fields += ["result_max", _count(result_max, "result_max", validate.MAX_MS)]
     return Op("set_retention", queue_keys(s.prefix, queue), fields)
+
+
+def set_limits(s: Settings, queue: str, rate: str, per_ms: str, concurrency: str) -> Op[Any]:
+    """Store ``queue``'s limits, checked by ``limits.check_limits`` ('' = none)."""
+    return Op("set_limits", queue_keys(s.prefix, queue), [rate, per_ms, concurrency])
 
 
 def remove_queue(s: Settings, queue: str) -> Op[bool]:

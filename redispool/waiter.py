@@ -4,8 +4,9 @@ The worker asks the Waiter to watch the queues it believes empty. The Waiter sit
 blocking Redis call (BZPOPMIN on those queues' wake-up markers) and wakes when a marker
 is set (a job was made ready, or became the earliest scheduled one) or when the earliest
 known due time of a scheduled job among the watched queues comes: the worker passes the
-due times its claims reported, so delayed jobs and retries run on time without a
-scheduler, on one queue or on many. A wait that times out claims nothing: the markers
+due times its claims reported (a delayed job's, or when the queue's rate limit lets it
+claim again), so delayed jobs and retries run on time without a scheduler, on one queue
+or on many. A wait that times out claims nothing: the markers
 stay set until someone pops them, so nothing is missed and an idle worker makes no
 calls besides its blocking waits.
 
@@ -32,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .blocking import TIMEOUT_LAG_S
 from .models import Job
 
 if TYPE_CHECKING:
@@ -190,8 +192,13 @@ class Waiter:
         else:
             soonest = None
         name = None
+        # a due time is kept to the ms: Redis may end a BZPOPMIN up to TIMEOUT_LAG_S late
+        lag = TIMEOUT_LAG_S if soonest is not None and self._watchers is None else 0.0
         while name is None and (left := end - time.monotonic()) > 0.0005:
-            name = self._block(queues, min(left, BLOCK_MAX_S))
+            if left <= lag:
+                time.sleep(left)
+                break
+            name = self._block(queues, min(left - lag, BLOCK_MAX_S))
         wake = Wake(name, limit, popped=name is not None)
         if name is None:
             if soonest is None:

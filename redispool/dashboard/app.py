@@ -38,7 +38,7 @@ from ..web.endpoint import call
 from ..web.waiting import LoopEngines
 from . import figures, live
 from .hooks import WebhookPages, shown
-from .views import STATES, Page, age, chart, e, kept, pager, progress_bar, table, u, when
+from .views import STATES, Page, age, chart, e, kept, limits_form, pager, progress_bar, table, u, when
 
 PAGE_SIZE = 50
 STATIC = Path(__file__).resolve().parent / "static"
@@ -111,7 +111,7 @@ class _Dashboard(WebhookPages):
             post("/queues/{queue}/pause", lambda r, p: self.queue_action(r, "pause")),
             post("/queues/{queue}/resume", lambda r, p: self.queue_action(r, "resume")),
             post("/queues/{queue}/purge", self.purge), post("/queues/{queue}/retry-all", self.retry_all),
-            post("/queues/{queue}/bulk", self.bulk),
+            post("/queues/{queue}/bulk", self.bulk), post("/queues/{queue}/limits", self.set_limits),
             post("/queues/{queue}/jobs/{job_id:path}/retry", lambda r, p: self.job_action(r, "retry")),
             post("/queues/{queue}/jobs/{job_id:path}/cancel", lambda r, p: self.job_action(r, "cancel")),
             post("/queues/{queue}/jobs/{job_id:path}/delete", lambda r, p: self.job_action(r, "delete")),
@@ -373,6 +373,7 @@ class _Dashboard(WebhookPages):
                              cls="bulk")
         paused = ' <span class="badge paused">paused</span>' if s["paused"] else ""
         body = (f'<h1>Queue {e(name)}{paused}</h1><div class="actions">{actions}{find}</div>'
+                + limits_form(p, q, s["limits"]) +
                 f'<div id="queue-tabs" data-live><div class="tabs">{tabs}</div>'
                 f'<p class="muted">latency {s["latency"]:.1f}s · lifetime: '
                 + " · ".join(f"{k} {v:,}" for k, v in s["totals"].items()) + "</p></div>"
@@ -581,6 +582,26 @@ class _Dashboard(WebhookPages):
         else:
             raise Refused(f"unknown bulk action {verb!r}")
         return f"/queues/{u(name)}?" + urlencode({"state": state, "msg": f"{verb}: {n} of {len(ids)} job(s)"})
+
+    def set_limits(self, request: Request, form: Form) -> str:
+        """Store the queue's limits from the form (an empty field: no such limit), or clear them."""
+        name = _queue(request.path_params["queue"])
+        if form.get("action") == "clear":
+            self.engine.set_limits(name)
+            return f"/queues/{u(name)}?" + urlencode({"msg": f"{name}: limits cleared"})
+        values: dict[str, Any] = {}
+        for field, convert in (("rate", int), ("per", float), ("concurrency", int)):
+            text = str(form.get(field, "")).strip()
+            if text:
+                try:
+                    values[field] = convert(text)
+                except ValueError:
+                    raise Refused(f"{field} must be a {'whole ' if convert is int else ''}number, "
+                                  f"got {text[:40]!r}") from None
+        if "per" in values and "rate" not in values:
+            raise Refused("per is the window of a rate: give a rate too")
+        self.engine.set_limits(name, **values)
+        return f"/queues/{u(name)}?" + urlencode({"msg": f"{name}: limits saved"})
 
     def job_action(self, request: Request, verb: str) -> str:
         name, job_id = _queue(request.path_params["queue"]), request.path_params["job_id"]

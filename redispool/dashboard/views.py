@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from html import escape
 from typing import Any
@@ -167,3 +167,22 @@ def pager(base: str, params: dict[str, Any], page: int, more: bool,
     if more:
         links.append(f'<a class="button" href="{e(base)}?{e(urlencode({**params, "page": page + 1}))}">{labels[1]}</a>')
     return f'<div class="actions">{"".join(links)}</div>'
+
+
+def limits_form(p: Page, q: str, limits: Mapping[str, Any]) -> str:
+    """The queue's limits in words, and for admins the form that sets or clears them."""
+    rate, per, cap = limits["rate"], limits["per"], limits["concurrency"]
+    said = " · ".join(filter(None, (f"at most {rate:,} claims per {per:g}s" if rate is not None else "",
+                                    f"at most {cap:,} leased at once" if cap is not None else ""))) or "none"
+    if not p.admin:
+        return f'<p class="muted">limits: {e(said)}</p>'
+
+    def box(field: str, label: str, value: Any) -> str:
+        shown = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        return (f'<label for="limit-{field}">{label}</label> <input type="text" id="limit-{field}" '
+                f'name="{field}" value="{e(shown)}" size="6">')
+    fields = box("rate", "claims", rate) + " " + box("per", "per (s)", per) + " · " + box("concurrency", "at once", cap)
+    clear = '<button name="action" value="clear">Clear limits</button>' if said != "none" else ""
+    return (f'<div class="limits"><span class="muted">limits: {e(said)}</span> '
+            + p.form(f"{q}/limits", f'{fields} <button name="action" value="save">Save limits</button>{clear}')
+            + "</div>")

@@ -337,6 +337,14 @@ class Api:
     async def resume(self, request: Request, body: Any) -> Any:
         return {"changed": await call(self.engine.resume, self.queue(request))}
 
+    async def get_limits(self, request: Request, body: Any) -> Any:
+        return await call(self.engine.limits, self.queue(request))
+
+    async def put_limits(self, request: Request, body: Any) -> Any:
+        """Replace the queue's limits (both: an absent or null one is removed)."""
+        b = fields(body, bodies.LIMITS)
+        return await call(lambda: self.engine.set_limits(self.queue(request), **b))
+
     async def replay(self, request: Request, body: Any) -> Any:
         ids = fields(body, bodies.REPLAY)["ids"]
         if ids is not None and not all(isinstance(i, str) for i in ids):
@@ -450,6 +458,8 @@ def routes_of(api: Api) -> list[tuple[str, str, str, Callable[..., Awaitable[Any
         ("POST", Q + "/pause", "admin", api.pause, 200, "Pause a queue"),
         ("POST", Q + "/resume", "admin", api.resume, 200, "Resume a queue"),
         ("POST", Q + "/replay", "admin", api.replay, 200, "Replay dead jobs"),
+        ("GET", Q + "/limits", "read", api.get_limits, 200, "A queue's limits (rate, concurrency)"),
+        ("PUT", Q + "/limits", "admin", api.put_limits, 200, "Replace a queue's limits"),
         ("GET", "/v1/cues", "read", api.list_cues, 200, "Every cue"),
         ("PUT", Q + "/cues/{name}", "admin", api.put_cue, 200, "Create or replace a cue"),
         ("DELETE", Q + "/cues/{name}", "admin", api.delete_cue, 200, "Remove a cue"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import defaults, validate
+from .. import defaults, limits, validate
 from ..models import EVENT_TYPES
 from ..signing import SCHEMES
 from ..web.body import REQUIRED, Field, Spec, body_schema
@@ -115,6 +115,16 @@ WEBHOOK: Spec = {
     "scheme": SCHEME,
     "max_attempts": Field((int,), MAX_ATTEMPTS, ATTEMPTS),
 }
+LIMITS: Spec = {
+    "rate": Field((int, None), None, {"minimum": 1, "maximum": limits.RATE_MAX,
+                                      "description": "at most this many claims in any window of `per` seconds "
+                                                     "(null: no rate limit)"}),
+    "per": Field((float,), 1.0, {"exclusiveMinimum": True, "minimum": 0, "maximum": validate.MAX_SECONDS,
+                                 "description": "the rate's window in seconds"}),
+    "concurrency": Field((int, None), None, {"minimum": 1, "maximum": limits.CONCURRENCY_MAX,
+                                             "description": "at most this many jobs leased at once, across every "
+                                                            "worker (null: no cap)"}),
+}
 
 WORKFLOW_MAX = 1000   # nodes per workflow over HTTP (a body stays within its 1 MB; Python takes 10,000)
 WORKFLOW_NODE: Spec = {
@@ -159,4 +169,5 @@ BODIES: dict[tuple[str, str], Spec] = {
     ("PUT", Q + "/cues/{name}"): CUE,
     ("PUT", "/v1/webhooks/{name}"): WEBHOOK,
     ("POST", "/v1/workflows"): WORKFLOW,
+    ("PUT", Q + "/limits"): LIMITS,
 }

@@ -103,7 +103,12 @@ SCHEMAS: dict[str, Any] = {
         "queue": {"type": "string"}, **{s: {"type": "integer"} for s in STATES},
         "paused": {"type": "boolean"},
         "latency": {"type": "number", "description": "seconds the oldest ready job waited"},
-        "totals": record({e: {"type": "integer"} for e in ("enqueued", "completed", "failed", "retried", "dead")})}),
+        "totals": record({e: {"type": "integer"} for e in ("enqueued", "completed", "failed", "retried", "dead")}),
+        "limits": ref("Limits")}),
+    "Limits": record({
+        "rate": nullable({"type": "integer", "description": "claims allowed in any window of `per` seconds"}),
+        "per": nullable({"type": "number", "description": "the rate's window in seconds (null without a rate)"}),
+        "concurrency": nullable({"type": "integer", "description": "jobs leased at once, at most"})}),
 }
 
 
@@ -155,6 +160,8 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/queues/{queue}/pause"): record({"changed": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/resume"): record({"changed": {"type": "boolean"}}),
     ("POST", "/v1/queues/{queue}/replay"): record({"replayed": {"type": "integer"}}),
+    ("GET", "/v1/queues/{queue}/limits"): ref("Limits"),
+    ("PUT", "/v1/queues/{queue}/limits"): ref("Limits"),
     ("GET", "/v1/cues"): array_of("Cue"),
     ("PUT", "/v1/queues/{queue}/cues/{name}"): ref("Cue"),
     ("DELETE", "/v1/queues/{queue}/cues/{name}"): record({"removed": {"type": "boolean"}}),

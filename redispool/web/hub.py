@@ -7,7 +7,8 @@ connections (and exhaust any pool long before). Here each queue with waiters has
 watcher task instead: ``BZPOPMIN`` on the marker on the hub's own connection (read with
 wait + read timeout, blocking.py); when it pops the marker it wakes, oldest first, as
 many waiters as the ready jobs can serve (their claim limits summed), and each of those
-claims with an ordinary script call. A waiter that finds nothing waits again. The claim
+claims with an ordinary script call (under a concurrency cap, only as many as the cap has
+free slots: the queue's limits, limits.py). A waiter that finds nothing waits again. The claim
 script sets the marker again while jobs remain, so the watcher wakes the next ones. A
 marker popped with nobody left to wake is put back, so another claimer of the queue (a
 Python worker blocking on the same marker) does not sleep through a ready job.
@@ -114,7 +115,7 @@ class WaitHub:
                     popped = await blocking.bzpopmin_async(self.client, [k.marker], WATCH_S)
                     if popped is None:
                         continue
-                    ready = int(await self.client.zcard(k.ready))
+                    ready = await self._claimable(k)
                 except asyncio.CancelledError:
                     raise
                 except _TROUBLE as exc:
@@ -130,6 +131,16 @@ class WaitHub:
             self._watchers.pop(queue, None)
             if not self._waiters.get(queue):
                 self._waiters.pop(queue, None)
+
+    async def _claimable(self, k: Any) -> int:
+        """How many jobs a claim could lease now: the ready ones, at most the free slots
+        of the queue's concurrency cap (the rate is the claim script's to say)."""
+        ready = int(await self.client.zcard(k.ready))
+        cap = await self.client.hget(k.config, "concurrency")
+        if ready and cap is not None:
+            with contextlib.suppress(ValueError):
+                ready = min(ready, max(0, int(cap) - int(await self.client.zcard(k.leased))))
+        return ready
 
     async def _restore(self, queue: str) -> None:
         """Put back a marker taken for nobody (when jobs are ready or scheduled)."""

@@ -12,6 +12,7 @@ TIMED_SETS = ("scheduled", "leased", "done", "dead", "cancelled", "scheduler", "
 
 
 def scenario(engine: redispool.Engine) -> None:
+    engine.set_limits("q", rate=100, per=2, concurrency=10)
     engine.enqueue_many("q", range(5), priority=2)
     engine.enqueue("q", "u", unique_key="k1", max_attempts=1)
     engine.enqueue("q", "later", delay=3600, job_id="later")

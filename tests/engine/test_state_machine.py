@@ -3,7 +3,9 @@
 After every step: every job is in exactly one state, each state's set holds exactly the
 model's jobs, and no job is lost or duplicated. Leases are either long (never expire in a
 run) or 1 ms (expired by the time anything else touches them); retries back off 1 ms, so
-every step that sleeps 3 ms first knows exactly which jobs are due or expired.
+every step that sleeps 3 ms first knows exactly which jobs are due or expired. The queue's
+limits change at random too: a concurrency cap (counting expired leases until swept) and
+a rate whose window (an hour) outlasts a run, so the model counts every claim in it.
 """
 from __future__ import annotations
 
@@ -54,6 +56,9 @@ class QueueMachine(RuleBasedStateMachine):
                                         backoff_base=0.001, backoff_cap=0.001)
         self.jobs: dict[str, ModelJob] = {}
         self.handles: dict[str, redispool.Job] = {}
+        self.rate: int | None = None
+        self.concurrency: int | None = None
+        self.in_window = 0           # claims in the rate's window (all since the rate was set)
 
     def teardown(self):
         if hasattr(self, "engine"):
@@ -85,8 +90,14 @@ class QueueMachine(RuleBasedStateMachine):
         tick()
         self.promote_due_in_model()
         ready = {i: self.jobs[i] for i in self.ids("ready")}
+        allowed = min(limit, len(ready))
+        if self.concurrency is not None:
+            allowed = min(allowed, max(0, self.concurrency - len(self.ids("leased"))))
+        if self.rate is not None:
+            allowed = min(allowed, max(0, self.rate - self.in_window))
         got = self.engine.claim("q", "w", limit=limit, lease=SHORT if short else LONG)
-        assert len(got) == min(limit, len(ready))
+        assert len(got) == allowed
+        self.in_window += len(got)
         claimed = {j.id for j in got}
         assert claimed <= set(ready), "claimed a job that was not ready"
         if claimed and len(claimed) < len(ready):
@@ -188,6 +199,16 @@ class QueueMachine(RuleBasedStateMachine):
         assert self.engine.cancel("q", job_id) is live
         if live:
             model.state = "cancelled"
+
+    @rule(rate=st.sampled_from([None, 1, 3, 6]), concurrency=st.sampled_from([None, 1, 2, 4]))
+    def set_limits(self, rate, concurrency):
+        if rate is None or self.rate is None:
+            self.in_window = 0   # no rate before or now: no log of claims
+        else:
+            self.in_window = min(self.in_window, rate)   # the log is cut to the new rate
+        self.rate, self.concurrency = rate, concurrency
+        assert self.engine.set_limits("q", rate=rate, per=3600, concurrency=concurrency) == {
+            "rate": rate, "per": 3600.0 if rate else None, "concurrency": concurrency}
 
     # ---------------------------------------------------------------- invariants
     @invariant()
