@@ -111,16 +111,14 @@ def handle(job):
 
 @pytest.mark.slow
 def test_worker_processes_and_http_claimers_never_exceed_the_limits(private_server, tmp_path):
-    rate, per_ms, cap, n = 10, 500, 4, 60
+    rate, per_ms, cap, n = 10, 500, 4, 100
     url, prefix = private_server.url, "procs"
     engine = redispool.connect(url, prefix=prefix)
     client = redis.Redis(port=private_server.port)
     engine.set_limits("lim", rate=rate, per=per_ms / 1000, concurrency=cap)
-    engine.enqueue_many("lim", range(n))
     (tmp_path / "limitsapp.py").write_text(LIMITS_APP)
-    procs = [cli_process("--url", url, "--prefix", prefix, "worker", "limitsapp:worker", cwd=tmp_path,
-                         stdout=None, stderr=None) for _ in range(3)]
     served = Served(url, prefix).wait_ready()
+    procs: list = []
     leased_max, http_claims, stop = [0], [], threading.Event()
 
     def sample() -> None:
@@ -142,6 +140,10 @@ def test_worker_processes_and_http_claimers_never_exceed_the_limits(private_serv
     try:
         for t in threads:
             t.start()
+        engine.enqueue_many("lim", range(n))   # 5 s of jobs at the rate: the HTTP claimers start,
+        wait_for(lambda: http_claims, what="a first HTTP claim")   # the worker processes join them
+        procs += [cli_process("--url", url, "--prefix", prefix, "worker", "limitsapp:worker", cwd=tmp_path,
+                              stdout=None, stderr=None) for _ in range(3)]
         wait_for(lambda: engine.stats("lim")["done"] == n, timeout=60, what="every job done")
         stop.set()
         for t in threads:
