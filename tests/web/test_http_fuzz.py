@@ -1,9 +1,19 @@
 """Property-based fuzzing of every route from the OpenAPI document (schemathesis): whatever
 the body, parameters and token, no 5xx, the status is a documented one, and the response
 matches its schema. Data that breaks the schema must be refused with a 4xx. Also checks
-that the body schemas list exactly the fields the handlers accept."""
+that the body schemas list exactly the fields the handlers accept.
+
+The suite's run is derandomized (the same cases on every run, no example database), so a
+CI verdict depends on the code, not the dice. ``bin/fuzz`` explores instead: it sets
+``REDISPOOL_FUZZ_EXAMPLES`` (examples per route, generated at random) and
+``REDISPOOL_FUZZ_SEED`` (a random seed it prints, so that a failure can be replayed)."""
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
+import pkgutil
+import random
 import uuid
 
 import pytest
@@ -11,6 +21,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis import checks  # noqa: E402
+from schemathesis.config import SchemathesisConfig  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import redispool  # noqa: E402
@@ -19,13 +30,23 @@ from redispool.http.openapi import BODIES, SCHEMAS  # noqa: E402
 from redispool.models import DeliveryInfo  # noqa: E402
 
 pytestmark = pytest.mark.slow
+# Hypothesis mixes in constants it reads from the loaded modules of this project: load all
+# of redispool first, so the cases are the same whether this file runs alone or in the suite.
+for _module in pkgutil.walk_packages(redispool.__path__, "redispool."):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_module.name)
 TOKEN = "fuzz-admin-token"
+EXPLORE = int(os.environ.get("REDISPOOL_FUZZ_EXAMPLES") or 0)   # bin/fuzz; 0: the suite's fixed run
+SEED = int(os.environ.get("REDISPOOL_FUZZ_SEED") or random.getrandbits(32)) if EXPLORE else None
+FUZZ = settings(max_examples=EXPLORE or 60, derandomize=not EXPLORE, database=None, deadline=None,
+                suppress_health_check=list(HealthCheck))
 ENGINE = redispool.connect(f"memory://fuzz-{uuid.uuid4().hex}", prefix="fz")
 APP = create_app(ENGINE, tokens={TOKEN: "admin"}, dashboard=False)
 # GET /v1/events is a stream that ends only when its client goes away, which the test
 # client never does: tests/web/test_http_events.py covers it over a real server. GET
 # /v1/ws is a WebSocket, which the fuzzer cannot open: tests/web/test_http_ws.py.
-SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path=["/v1/events", "/v1/ws"])
+SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP, config=SchemathesisConfig(seed=SEED)) \
+    .exclude(path=["/v1/events", "/v1/ws"])
 CHECKS = (checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_schema_conformance, checks.negative_data_rejection)
 RUNS: list[str] = []
@@ -47,11 +68,11 @@ def seeded():
                                          queue="q", job_id=str(n), attempt=1, status="failed" if error else "success",
                                          code=code, error=error, response="\x00<b>é" * n, duration_ms=1.5, at=1e9))
     yield
-    print(f"\nschemathesis: {len(RUNS)} cases")
+    print(f"\nschemathesis: {len(RUNS)} cases" + (f", {EXPLORE} per route, seed {SEED}" if EXPLORE else ""))
 
 
 @SCHEMA.parametrize()
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@FUZZ
 def test_every_route_against_the_document(case):
     case.headers = {**(case.headers or {}), "Authorization": f"Bearer {TOKEN}"}
     _no_long_polls(case.body)
