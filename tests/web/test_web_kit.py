@@ -17,6 +17,7 @@ import redispool  # noqa: E402
 from redispool.compat import create_cueapi_app, create_spooled_app  # noqa: E402
 from redispool.errors import JobNotFound, LeaseLost, RedispoolError  # noqa: E402
 from redispool.http import create_app  # noqa: E402
+from redispool.web.body import BadJson, loads  # noqa: E402
 from redispool.web.endpoint import Dialect  # noqa: E402
 
 PACKAGE = Path(redispool.__file__).resolve().parent
@@ -187,3 +188,34 @@ def test_a_body_of_whitespace_alone_is_not_an_empty_body(engine, path, body):
     bad_input = 422 if path.startswith("/compat/spooled") else 400  # each protocol's own code
     assert r.status_code == bad_input and "not valid JSON" in r.text, (r.status_code, r.text)
     assert engine.stats("q")["ready"] == 0
+
+
+@pytest.mark.parametrize("path,body,code", [
+    ("/v1/queues/q/jobs", rb'{"job_id": "a\ud800"}', lambda b: b["error"]),
+    ("/v1/queues/q/claim", rb'{"worker_id": "w\udc00"}', lambda b: b["error"]),
+    ("/v1/queues/q/jobs", b'{"payload": {"k": "\xed\xa0\x80"}}', lambda b: b["error"]),   # the UTF-8 bytes of one
+    ("/compat/spooled/api/v1/workers/register", rb'{"queue_name": "q", "hostname": "\ud800"}',
+     lambda b: b["code"]),
+    ("/compat/cueapi/v1/cues", rb'{"name": "\udfff", "transport": "worker", "schedule": {"cron": "* * * * *"}}',
+     lambda b: b["error"]["code"]),
+])
+def test_a_lone_surrogate_in_a_body_is_bad_json_on_every_face(engine, path, body, code):
+    """JSON can write half a UTF-16 pair (``"\\ud800"``), which is no character: Redis,
+    msgpack and the answer cannot encode it. It was a 500 on every face; now the body is
+    not valid JSON, in each face's words, and nothing is written."""
+    c = TestClient(create_app(engine), base_url="http://127.0.0.1")
+    r = c.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422) and code(r.json()) in ("bad_input", "VALIDATION_ERROR", "invalid_json"), \
+        (r.status_code, r.text)
+    assert "surrogate" in r.text
+    assert engine.stats("q")["ready"] == 0 and engine.workers() == [] and engine.cues() == []
+
+
+def test_a_surrogate_pair_and_an_escaped_backslash_are_still_json():
+    """A pair is one character; ``"\\\\ud800"`` is six; a lone one is refused however written."""
+    assert loads(rb'["\ud83d\ude00", "\\ud800"]') == ["\U0001F600", "\\ud800"]
+    assert loads('{"k": "\u00e9"}'.encode()) == {"k": "\u00e9"}
+    utf16 = '"\ud800"'.encode("utf-16", "surrogatepass")
+    for bad in (rb'"\ud800"', rb'{"\uDC00": 1}', b'"\xed\xb0\x80"', '"\ud800"', utf16):
+        with pytest.raises(BadJson, match="surrogate"):
+            loads(bad)
