@@ -45,7 +45,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import codec, validate
-from ..cron import Schedule
+from ..cron import Schedule, check_zone
 from ..engine import Engine
 from ..errors import CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedispoolError
 from ..keys import check_queue, cueapi_key
@@ -167,13 +167,13 @@ class CueapiApi:
             cron = sch["cron"] or old["cron"]
             if not cron:
                 raise Refusal(400, "invalid_schedule", "a recurring schedule needs cron")
-            Schedule(cron, sch["timezone"])
+            Schedule(cron, check_zone(sch["timezone"]))   # new cues: IANA names only, as the native API's
             return {"type": "recurring", "cron": cron, "at": None, "timezone": sch["timezone"]}
         if kind == "once":
             at = sch["at"] or old["at"]
             if not at:
                 raise Refusal(400, "invalid_schedule", "a one-time schedule needs at")
-            Schedule("* * * * *", sch["timezone"])   # the zone must exist
+            check_zone(sch["timezone"])
             parse_time(at, "schedule.at", "invalid_schedule")
             return {"type": "once", "cron": None, "at": at, "timezone": sch["timezone"]}
         raise Refusal(400, "invalid_schedule", "schedule.type must be 'recurring' or 'once'")

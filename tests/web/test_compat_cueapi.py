@@ -250,6 +250,10 @@ def test_auth_and_roles(server):
     ("POST", "/v1/cues", {"name": "w", "transport": "worker",
                           "schedule": {"type": "recurring", "cron": "* * * * *", "timezone": "Mars/Base"}},
      400, "invalid_schedule"),
+    *[("POST", "/v1/cues", {"name": "w", "transport": "worker", "schedule": {**schedule, "timezone": tz}},
+       400, "invalid_schedule")   # a directory of the zone files, a name too long for a file: were 503s
+      for schedule in ({"type": "recurring", "cron": "* * * * *"}, {"type": "once", "at": "2030-01-01T00:00:00Z"})
+      for tz in ("Etc", "a" * 300, "localtime")],   # and each host's own clock: not for a new cue (native's rule)
     ("POST", "/v1/cues", {"name": "w", "transport": "worker", "schedule": {"type": "once", "at": "soon"}}, 400,
      "invalid_schedule"),
     ("POST", "/v1/cues", {"transport": "worker", "schedule": {"type": "once"}}, 422, "validation_error"),
