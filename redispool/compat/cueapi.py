@@ -422,6 +422,8 @@ class CueapiApi:
         for name in ("result", "error"):
             if b[name] is not None and len(b[name]) > TEXT_MAX:
                 raise Refusal(400, "validation_error", f"{name} must be at most {TEXT_MAX} characters")
+        # stored as the job's result: what is stored can be handed back (as /v1's)
+        kept = check_depth({k: v for k, v in b.items() if k not in ("success", "error") and v is not None}, "result")
         state, token, worker = await self._lease(execution_id)
         if state != "leased" or token is None:
             info = await call(self.engine.get, self.queue, execution_id)
@@ -429,7 +431,6 @@ class CueapiApi:
                 raise Refusal(409, "outcome_already_recorded", "Outcome already recorded for this execution")
             raise Refusal(409, "execution_not_claimed", "Execution has not been claimed")
         lease = Lease(execution_id, self.queue, token)
-        kept = {k: v for k, v in b.items() if k not in ("success", "error") and v is not None}
         try:
             if b["success"]:
                 await call(self.engine.complete, lease, kept or None)

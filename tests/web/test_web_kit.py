@@ -219,3 +219,37 @@ def test_a_surrogate_pair_and_an_escaped_backslash_are_still_json():
     for bad in (rb'"\ud800"', rb'{"\uDC00": 1}', b'"\xed\xb0\x80"', '"\ud800"', utf16):
         with pytest.raises(BadJson, match="surrogate"):
             loads(bad)
+
+
+def nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_a_result_that_could_not_be_handed_back_is_refused_on_the_compat_faces(engine):
+    """As /v1's /complete: a result nested deeper than 100 levels is bad input and the
+    lease stands (spooled's /complete and cueapi's /outcome stored it, and every read
+    showed ``$undeliverable`` in its place)."""
+    c = TestClient(create_app(engine), base_url="http://127.0.0.1")
+    sp = "/compat/spooled/api/v1"
+    engine.enqueue("q", 1)
+    [job] = c.post(sp + "/jobs/claim", json={"queue_name": "q", "worker_id": "w"}).json()["jobs"]
+    done = {"worker_id": "w", "lease_id": job["lease_id"]}
+    r = c.post(f"{sp}/jobs/{job['id']}/complete", json={**done, "result": nested(101)})
+    assert r.status_code == 400 and r.json()["code"] == "VALIDATION_ERROR" and "100 levels" in r.text, r.text
+    assert c.post(f"{sp}/jobs/{job['id']}/complete", json={**done, "result": nested(100)}).status_code == 200
+    assert engine.get("q", job["id"].split("~")[1]).result == nested(100)
+
+    engine.enqueue("cueapi", {"task": "t"}, job_id="cue:c1:1000")
+    claim = c.post("/compat/cueapi/v1/executions/claim", json={"worker_id": "w"})
+    assert claim.status_code == 200, claim.text
+    out = "/compat/cueapi/v1/executions/cue:c1:1000/outcome"
+    for deep in ({"metadata": {"m": nested(99)}}, {"artifacts": nested(100)}):   # stored as {"metadata": ...}
+        r = c.post(out, json={"success": True, **deep})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "validation_error" and "100 levels" in r.text, \
+            r.text
+    assert engine.get("cueapi", "cue:c1:1000").state == "leased"
+    assert c.post(out, json={"success": True, "metadata": {"m": nested(98)}}).status_code == 200
+    assert engine.get("cueapi", "cue:c1:1000").result == {"metadata": {"m": nested(98)}}
