@@ -47,7 +47,7 @@ from starlette.routing import Route
 from .. import codec, validate
 from ..cron import Schedule, check_zone
 from ..engine import Engine
-from ..errors import CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedispoolError
+from ..errors import CueNotFound, InvalidCron, InvalidOption, JobNotFound, LeaseLost, RedispoolError
 from ..keys import check_queue, cueapi_key
 from ..models import Job, JobInfo, Lease
 from ..web import endpoint
@@ -174,7 +174,10 @@ class CueapiApi:
             if not at:
                 raise Refusal(400, "invalid_schedule", "a one-time schedule needs at")
             check_zone(sch["timezone"])
-            parse_time(at, "schedule.at", "invalid_schedule")
+            try:   # checked here, before anything is written: _apply must not fail half-way
+                validate.run_at_ms(parse_time(at, "schedule.at", "invalid_schedule"))
+            except InvalidOption as exc:
+                raise Refusal(400, "invalid_schedule", f"schedule.at is out of range: {exc}") from None
             return {"type": "once", "cron": None, "at": at, "timezone": sch["timezone"]}
         raise Refusal(400, "invalid_schedule", "schedule.type must be 'recurring' or 'once'")
 

@@ -149,6 +149,24 @@ def test_a_one_time_cue_is_one_scheduled_job(sdk, server):
     assert [j.state for j in engine.jobs(QUEUE, "cancelled", limit=100) if j.id == ex["execution_id"]] == ["cancelled"]
 
 
+@pytest.mark.parametrize("at", ["1960-01-01T00:00:00Z", "9999-01-01T00:00:00Z"])   # before 1970; past year ~5100
+def test_a_one_time_cue_out_of_range_is_refused_and_changes_nothing(sdk, server, at):
+    """An ``at`` the engine cannot schedule is an invalid schedule, found before anything
+    is written: an update with one answered 400 but had already rewritten the cue, and
+    deleted its pending job (or removed its recurring cue)."""
+    _, engine, _ = server
+    once = sdk.cues.create("once-kept", at="2030-01-01T00:00:00Z", transport="worker")
+    nightly = sdk.cues.create("nightly-kept", cron="0 3 * * *", transport="worker")
+    with pytest.raises(InvalidScheduleError):
+        sdk.cues.create("once-never", at=at, transport="worker")
+    for cue in (once, nightly):
+        r = call(server, "PATCH", f"/v1/cues/{cue.id}", key=ADMIN, json={"schedule": {"type": "once", "at": at}})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_schedule", r.text
+        assert sdk.cues.get(cue.id).schedule == cue.schedule and sdk.cues.get(cue.id).status == "active"
+    assert len(fires_of(engine, once.id, "scheduled")) == 1 and engine.get_cue(QUEUE, nightly.id) is not None
+    assert [c.name for c in sdk.cues.list().cues] == ["once-kept", "nightly-kept"]
+
+
 def test_claim_heartbeat_and_write_once_outcomes(sdk, server):
     _, engine, _ = server
     cue = sdk.cues.create("ticks", cron="* * * * * *", transport="worker", payload={"task": "tick"},
