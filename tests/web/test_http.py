@@ -160,6 +160,16 @@ def test_bad_input_is_400_and_writes_nothing(api, engine, path, body):
     assert engine.stats("q")["ready"] == 0 and engine.workers() == []
 
 
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=%C2%B2", "cursor=-1", "cursor=%E2%91%A0",
+                                   "cursor=%D9%A3", "cursor=%EF%BC%91", "cursor=1000000000000", "cursor=" + "9" * 5000])
+def test_a_page_query_outside_the_document_is_400(api, query):
+    """limit 1-1000 and cursor ``^[0-9]{1,12}$``, as /openapi.json says: digits of other
+    scripts ('²', '①') and a number past Python's 4,300 digits were 500s; Arabic-Indic and
+    fullwidth digits, and a 13-digit cursor, were taken."""
+    r = api.get(url(f"/jobs?{query}"))
+    assert r.status_code == 400 and r.json()["error"] == "bad_input", r.text
+
+
 def test_bad_queue_name_and_too_large_body(api, engine):
     assert api.post("/v1/queues/bad%20q/jobs", json={}).status_code == 400
     assert api.post(url("/jobs"), content=b"x" * (2 << 20)).status_code == 413
