@@ -124,9 +124,11 @@ def _paging(q: Any) -> tuple[int, int]:
 
 
 def fire_of(job_id: str) -> tuple[str, int] | None:
-    """(cue id, fire ms) of a job id ``cue:<cue id>:<fire ms>``, else None."""
+    """(cue id, fire ms) of a job id ``cue:<cue id>:<fire ms>``, else None: any producer may
+    put a job in the queue, so the ms must be ASCII digits of a time the engine can hold."""
     parts = job_id.split(":")
-    if len(parts) == 3 and parts[0] == "cue" and parts[2].isdigit():
+    if len(parts) == 3 and parts[0] == "cue" and parts[2].isascii() and parts[2].isdigit() \
+            and len(parts[2]) <= 15 and int(parts[2]) <= validate.MAX_SECONDS * 1000:
         return parts[1], int(parts[2])
     return None
 

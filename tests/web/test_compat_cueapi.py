@@ -304,6 +304,20 @@ def test_bad_requests_answer_in_the_services_shape(server, method, path, body, s
     assert engine.cues(QUEUE) == cues_before
 
 
+@pytest.mark.parametrize("job_id", ["cue:x:99999999999999999999", "cue:x:\u00b2", "cue:x:\u0663"])
+def test_a_job_id_like_a_fire_but_not_one_is_listed_as_a_plain_execution(sdk, server, job_id):
+    """Any producer may put a job in the cueapi queue: an id shaped ``cue:<id>:<ms>`` whose
+    ms is past any date ('99...9': 503 'Redis cannot be reached', from the OSError of a
+    time that large) or other digits than ASCII ('²': 500) broke every listing."""
+    _, engine, _ = server
+    engine.enqueue(QUEUE, {"task": "t"}, job_id=job_id)
+    r = call(server, "GET", "/v1/executions", key=ADMIN)
+    assert r.status_code == 200, r.text
+    [ex] = [e for e in r.json()["executions"] if e["id"] == job_id]
+    assert ex["cue_id"] is None and ex["status"] == "pending"
+    assert call(server, "GET", "/v1/executions/" + job_id, key=ADMIN).json()["id"] == job_id
+
+
 def test_nothing_to_claim_is_409(sdk, server):
     r = call(server, "POST", "/v1/executions/claim", json={"worker_id": "w"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "claim_failed"
