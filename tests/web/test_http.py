@@ -160,6 +160,15 @@ def test_bad_input_is_400_and_writes_nothing(api, engine, path, body):
     assert engine.stats("q")["ready"] == 0 and engine.workers() == []
 
 
+@pytest.mark.parametrize("job_id", ["\u00b2", "\u0661\u0662", "\u2460"])
+def test_a_job_id_of_other_digits_than_ascii_is_a_custom_id(api, engine, job_id):
+    """The document's job_id pattern refuses ids of ASCII digits only (generated ids are
+    those); '²', '١٢' and '①' are not, but passed str.isdigit and were refused."""
+    r = api.post(url("/jobs"), json={"payload": 1, "job_id": job_id})
+    assert r.status_code == 201 and r.json()["id"] == job_id, r.text
+    assert engine.get("q", job_id).payload == 1
+
+
 @pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=%C2%B2", "cursor=-1", "cursor=%E2%91%A0",
                                    "cursor=%D9%A3", "cursor=%EF%BC%91", "cursor=1000000000000", "cursor=" + "9" * 5000])
 def test_a_page_query_outside_the_document_is_400(api, query):
