@@ -79,7 +79,8 @@ FAIL: Spec = {"token": TOKEN, "error": (str, REQUIRED), "retry": (bool, True),
                                                    "retry after this many seconds (else backoff)"}),
               "worker_id": OWN_WORKER_ID}
 HEARTBEAT: Spec = {"token": TOKEN, "lease": LEASE, "worker_id": OWN_WORKER_ID}
-RELEASE: Spec = {"token": TOKEN, "worker_id": OWN_WORKER_ID}
+RELEASE: Spec = {"token": TOKEN, "worker_id": Field((str, None), None, {
+    "description": "your worker's id, to take the job off its list; not checked: the job goes back whatever"})}
 PROGRESS: Spec = {"token": TOKEN,
                   "value": Field((float,), REQUIRED, {"minimum": 0, "maximum": 100, "description":
                                                       "how far the attempt has got, 0 to 100"}),
