@@ -2,7 +2,8 @@
 
 - ``read_json``: the request's JSON body, at most ``MAX_BODY`` bytes (1 MiB), NaN and
   Infinity refused (Python's json takes them; a Go or Node client would then get a string
-  or fail), as is a string with a lone UTF-16 surrogate (``"\ud800"``: JSON can write
+  or fail), as is a number past the range of a double (Python reads ``1e400`` as Infinity)
+  and a string with a lone UTF-16 surrogate (``"\ud800"``: JSON can write
   half a pair, which is no character, and neither Redis, msgpack nor the answer can
   encode it), ``EMPTY`` when there is none.
 - ``fields``: one body checked against a field spec, name -> ``Field`` or
@@ -111,16 +112,24 @@ def _not_json(constant: str) -> Any:
     raise BadJson(f"the body holds {constant}, which is not JSON (send numbers, or null)")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise BadJson(f"the body holds the number {text[:20]}{'...' if len(text) > 20 else ''}, past the range "
+                      "of a double (JSON numbers are read as doubles)")
+    return value
+
+
 # a surrogate as JSON writes it (\uD800-\uDFFF), and as UTF-8 bytes (ED A0-BF: never valid UTF-8)
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def loads(raw: bytes | str) -> Any:
-    """Strict JSON: NaN/Infinity refused (BadJson), as are text that is not JSON and a
-    string holding a lone surrogate."""
+    """Strict JSON: NaN/Infinity refused (BadJson), as are text that is not JSON, a number
+    past the range of a double and a string holding a lone surrogate."""
     try:
-        value = json.loads(raw, parse_constant=_not_json)
+        value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except BadJson:
         raise
     except (ValueError, UnicodeDecodeError) as exc:

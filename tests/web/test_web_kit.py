@@ -253,3 +253,18 @@ def test_a_result_that_could_not_be_handed_back_is_refused_on_the_compat_faces(e
     assert engine.get("cueapi", "cue:c1:1000").state == "leased"
     assert c.post(out, json={"success": True, "metadata": {"m": nested(98)}}).status_code == 200
     assert engine.get("cueapi", "cue:c1:1000").result == {"metadata": {"m": nested(98)}}
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1E+309", b"1" + b"0" * 400 + b".5", b"2" + b"0" * 250 + b"e60"])
+def test_a_number_past_the_range_of_a_double_is_not_json_here(engine, number):
+    """Python's json reads it as Infinity: a payload of 1e400 was stored and handed back
+    as ``{"$float": "Infinity"}``, and a delay of 1e400 answered 'got Infinity'."""
+    with pytest.raises(BadJson, match="range of a double"):
+        loads(b'{"payload": %s}' % number)
+    assert loads(b"[1e308, 1e-400, 1" + b"0" * 400 + b"]") == [1e308, 0.0, 10 ** 400]   # a tiny one is 0; ints stay
+    c = TestClient(create_app(engine), base_url="http://127.0.0.1", headers={"Content-Type": "application/json"})
+    r = c.post("/v1/queues/q/jobs", content=b'{"payload": %s}' % number)
+    assert r.status_code == 400 and "range of a double" in r.json()["message"], r.text
+    r = c.post("/compat/spooled/api/v1/jobs", content=b'{"queue_name": "q", "payload": [%s]}' % number)
+    assert r.status_code == 422 and "range of a double" in r.json()["message"], r.text
+    assert engine.stats("q")["ready"] == 0
