@@ -264,6 +264,26 @@ def test_openapi_matches_the_routes(api):
     assert "/healthz" in doc["paths"] and "/metrics" in doc["paths"]
 
 
+@pytest.mark.parametrize("headers,status", [
+    ({"Content-Type": "text/plain"}, 415),
+    ({"Host": "rebound.example"}, 421),
+    ({"Origin": "http://other.example"}, 403),
+])
+def test_the_guards_refusals_are_in_the_document(engine, headers, status):
+    """The guard answers before any route (web/guard.py): its statuses and codes are
+    answers of every /v1 route, so the document lists them (415 and 421 were missing, and
+    no code of the guard was in the Error schema's list)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    c = client(engine)   # no tokens: every check of the guard is on
+    doc = c.get("/openapi.json").json()
+    r = c.post(url("/jobs"), content=b"{}", headers=headers)
+    assert r.status_code == status, r.text
+    responses = doc["paths"]["/v1/queues/{queue}/jobs"]["post"]["responses"]
+    assert str(status) in responses
+    jsonschema.validate(r.json(), {**doc["components"]["schemas"]["Error"], "components": doc["components"]})
+    assert engine.stats("q")["ready"] == 0
+
+
 def test_health_and_metrics(api, engine):
     engine.enqueue("q", 1)
     assert api.get("/healthz").json() == {"status": "ok"}
