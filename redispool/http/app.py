@@ -341,6 +341,8 @@ class Api:
         ids = fields(body, bodies.REPLAY)["ids"]
         if ids is not None and not all(isinstance(i, str) for i in ids):
             raise BadInput("ids must be a list of job id strings")
+        if ids is not None and len(ids) > bodies.MAX_REPLAY:
+            raise BadInput(f"at most {bodies.MAX_REPLAY} ids per replay (or none: every dead job)")
         return {"replayed": await call(self.engine.replay_dead, self.queue(request), ids)}
 
     async def purge(self, request: Request, body: Any) -> Any:

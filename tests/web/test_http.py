@@ -153,6 +153,7 @@ def test_batch_enqueue_and_listing(api, engine):
     ("/claim", json.dumps({"worker_id": "w", "wait": 31}).encode()),
     ("/claim", json.dumps({"worker_id": "w", "lease": 50000}).encode()),
     ("/ack", json.dumps({"complete": [{"id": "1"}]}).encode()),
+    ("/replay", json.dumps({"ids": ["1"] * 100_001}).encode()),   # the document's maxItems (was 200)
 ])
 def test_bad_input_is_400_and_writes_nothing(api, engine, path, body):
     r = api.post(url(path), content=body)
