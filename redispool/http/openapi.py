@@ -1,6 +1,6 @@
 """The OpenAPI 3.0 document of ``redispool serve``: every route of the route table with its
 request body, query parameters and responses as JSON Schema, so clients can be generated
-from it and schemathesis can fuzz the server against it (tests/test_http_fuzz.py).
+from it and schemathesis can fuzz the server against it (tests/web/test_http_fuzz.py).
 
 The body schemas come from the handlers' own field specs (bodies.py), so they list
 exactly the fields the handlers accept (any other field is a 400), with the ranges the
