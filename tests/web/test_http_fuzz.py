@@ -93,7 +93,7 @@ def _live_leases(case) -> None:
     queue = (case.path_parameters or {}).get("queue")
     if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue) or not isinstance(case.body, dict):
         return
-    if case.operation.path.endswith(("/complete", "/fail", "/heartbeat", "/release")):
+    if case.operation.path.endswith(("/complete", "/fail", "/heartbeat", "/release", "/progress")):
         job_id = case.path_parameters.get("id")
         if _live(job_id, case.body.get("token")) and (job := _lease(queue)):
             case.path_parameters["id"], case.body["token"] = job.id, job.token
