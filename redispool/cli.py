@@ -129,6 +129,8 @@ def parse_json(text: str | None, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         fail(f"{what} is not valid JSON: {exc}")
+    except RecursionError:
+        fail(f"{what} nests deeper than JSON can be read here")
 
 
 def when(seconds: float | None) -> str:

@@ -56,7 +56,7 @@ class Schedule:
             raise InvalidCron(f"tz must be a time zone name, got {tz!r}")
         try:
             self.zone = ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a directory, a name too long
             raise InvalidCron(f"unknown time zone {tz!r}") from exc
         self.cron = " ".join(cron.split())
         self.tz = tz

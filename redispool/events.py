@@ -35,7 +35,7 @@ def number(text: str) -> int | float:
 FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "a": ("attempt", int), "w": ("worker_id", str), "e": ("error", str), "s": ("state", str),
     "p": ("previous", str), "r": ("priority", int), "v": ("value", number), "m": ("message", str)}
-EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")   # ASCII: \d takes other scripts' digits too
 LATEST = "$"            # ``after=LATEST``: only events appended after the read starts
 
 
@@ -43,9 +43,18 @@ def _str(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def is_event_id(text: str) -> bool:
+    """Whether ``text`` is an id Redis takes to read after: two numbers of 64 bits, not
+    both the largest (no id follows it: an exclusive XRANGE start is refused)."""
+    if not EVENT_ID.fullmatch(text):
+        return False
+    ms, seq = (int(part) for part in text.split("-"))
+    return ms <= MAX_SEQ and seq <= MAX_SEQ and (ms, seq) != (MAX_SEQ, MAX_SEQ)
+
+
 def check_after(after: str | None) -> str | None:
     """``after`` if it is an event id (or ``LATEST``) or None, else InvalidOption."""
-    if after is None or after == LATEST or (isinstance(after, str) and EVENT_ID.fullmatch(after)):
+    if after is None or after == LATEST or (isinstance(after, str) and is_event_id(after)):
         return after
     raise InvalidOption(f"after must be an event id such as '1700000000000-0', got {after!r}")
 
@@ -162,7 +171,7 @@ class Cursor:
     @classmethod
     def parse(cls, token: str) -> Cursor:
         event_id, _, queue = token.strip().partition("@")
-        if not EVENT_ID.fullmatch(event_id) or (queue and not check_queue_name(queue)):
+        if not is_event_id(event_id) or (queue and not check_queue_name(queue)):
             raise InvalidOption(f"not an event id: {token!r}")
         return cls(event_id, queue)
 

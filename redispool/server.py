@@ -25,6 +25,8 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 
 from . import defaults
 from .compat import create_cueapi_app, create_spooled_app
+from .compat.cueapi import error as cueapi_error
+from .compat.spooled import error as spooled_error
 from .dashboard import create_dashboard
 from .engine import Engine
 from .http.app import Api, error, openapi, routes_of, unavailable, websocket_routes
@@ -96,7 +98,8 @@ def create_app(engine: Engine, *, tokens: dict[str, str] | None = None,
         yield
         await api.waits.close()
 
-    guard = Middleware(Guard, no_tokens=tokens is None, allow_hosts=allow_hosts)
+    guard = Middleware(Guard, no_tokens=tokens is None, allow_hosts=allow_hosts,   # refusals in each face's shape
+                       renders={"/v1/": error, "/compat/spooled/": spooled_error, "/compat/cueapi/": cueapi_error})
     access = Middleware(Access, metrics=api.metrics)   # outside the guard: its refusals are logged too
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed}, lifespan=lifespan,
                     middleware=[access, guard])

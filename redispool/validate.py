@@ -119,6 +119,6 @@ def worker_id(value: object) -> str:
 def job_id(value: str | None) -> str:
     """A custom job id: like a unique key, but never all digits (generated ids are)."""
     value = identifier(value, "job_id")
-    if value.isdigit():
+    if value.isascii() and value.isdigit():   # ('²'.isdigit() is true, and no generated id)
         raise InvalidOption(f"a custom job_id cannot be all digits (those are generated ids), got {value!r}")
     return value

@@ -38,7 +38,10 @@ def check_name(name: object) -> str:
 
 
 def check_url(url: object) -> str:
-    """An absolute http(s) URL with a host, else InvalidOption."""
+    """An absolute http(s) URL with a host that can be sent and looked up, else
+    InvalidOption: http.client refuses control characters and spaces anywhere in it, and
+    a host name whose IDNA form fails (an empty label, one past 63 characters) cannot be
+    resolved, so such a webhook would never deliver."""
     if not isinstance(url, str) or len(url) > URL_MAX:
         raise InvalidOption(f"the URL must be text of at most {URL_MAX} characters, got {url!r}")
     try:
@@ -46,8 +49,12 @@ def check_url(url: object) -> str:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
         raise InvalidOption(f"invalid URL {url!r}: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c in url for c in " \r\n\t"):
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c <= " " or c == "\x7f" for c in url):
         raise InvalidOption(f"the URL must be an absolute http:// or https:// URL, got {url!r}")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise InvalidOption(f"the URL's host {parts.hostname!r} is no host name") from None
     return url
 
 

@@ -45,9 +45,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import codec, validate
-from ..cron import Schedule
+from ..cron import Schedule, check_zone
 from ..engine import Engine
-from ..errors import CueNotFound, InvalidCron, JobNotFound, LeaseLost, RedispoolError
+from ..errors import CueNotFound, InvalidCron, InvalidOption, JobNotFound, LeaseLost, RedispoolError
 from ..keys import check_queue, cueapi_key
 from ..models import Job, JobInfo, Lease
 from ..web import endpoint
@@ -124,9 +124,11 @@ def _paging(q: Any) -> tuple[int, int]:
 
 
 def fire_of(job_id: str) -> tuple[str, int] | None:
-    """(cue id, fire ms) of a job id ``cue:<cue id>:<fire ms>``, else None."""
+    """(cue id, fire ms) of a job id ``cue:<cue id>:<fire ms>``, else None: any producer may
+    put a job in the queue, so the ms must be ASCII digits of a time the engine can hold."""
     parts = job_id.split(":")
-    if len(parts) == 3 and parts[0] == "cue" and parts[2].isdigit():
+    if len(parts) == 3 and parts[0] == "cue" and parts[2].isascii() and parts[2].isdigit() \
+            and len(parts[2]) <= 15 and int(parts[2]) <= validate.MAX_SECONDS * 1000:
         return parts[1], int(parts[2])
     return None
 
@@ -167,14 +169,17 @@ class CueapiApi:
             cron = sch["cron"] or old["cron"]
             if not cron:
                 raise Refusal(400, "invalid_schedule", "a recurring schedule needs cron")
-            Schedule(cron, sch["timezone"])
+            Schedule(cron, check_zone(sch["timezone"]))   # new cues: IANA names only, as the native API's
             return {"type": "recurring", "cron": cron, "at": None, "timezone": sch["timezone"]}
         if kind == "once":
             at = sch["at"] or old["at"]
             if not at:
                 raise Refusal(400, "invalid_schedule", "a one-time schedule needs at")
-            Schedule("* * * * *", sch["timezone"])   # the zone must exist
-            parse_time(at, "schedule.at", "invalid_schedule")
+            check_zone(sch["timezone"])
+            try:   # checked here, before anything is written: _apply must not fail half-way
+                validate.run_at_ms(parse_time(at, "schedule.at", "invalid_schedule"))
+            except InvalidOption as exc:
+                raise Refusal(400, "invalid_schedule", f"schedule.at is out of range: {exc}") from None
             return {"type": "once", "cron": None, "at": at, "timezone": sch["timezone"]}
         raise Refusal(400, "invalid_schedule", "schedule.type must be 'recurring' or 'once'")
 
@@ -422,6 +427,8 @@ class CueapiApi:
         for name in ("result", "error"):
             if b[name] is not None and len(b[name]) > TEXT_MAX:
                 raise Refusal(400, "validation_error", f"{name} must be at most {TEXT_MAX} characters")
+        # stored as the job's result: what is stored can be handed back (as /v1's)
+        kept = check_depth({k: v for k, v in b.items() if k not in ("success", "error") and v is not None}, "result")
         state, token, worker = await self._lease(execution_id)
         if state != "leased" or token is None:
             info = await call(self.engine.get, self.queue, execution_id)
@@ -429,7 +436,6 @@ class CueapiApi:
                 raise Refusal(409, "outcome_already_recorded", "Outcome already recorded for this execution")
             raise Refusal(409, "execution_not_claimed", "Execution has not been claimed")
         lease = Lease(execution_id, self.queue, token)
-        kept = {k: v for k, v in b.items() if k not in ("success", "error") and v is not None}
         try:
             if b["success"]:
                 await call(self.engine.complete, lease, kept or None)

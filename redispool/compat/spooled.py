@@ -274,6 +274,7 @@ class SpooledApi:
 
     async def complete(self, request: Request, body: Any) -> Any:
         b = fields(body, {**self.ACK, "result": (Any, None)})
+        check_depth(b["result"], "result")   # what is stored can be handed back (as /v1's)
         queue, job_id = split_id(request.path_params["id"])
         try:
             await call(self.engine.complete, Lease(job_id, queue, b["lease_id"]), b["result"])

@@ -34,6 +34,7 @@ from ..keys import QUEUE_NAME
 from ..web import outage
 from ..web.access import audit, clean, note
 from ..web.auth import allows, cookie_role, same, token_role
+from ..web.body import BadInput, check_depth, loads
 from ..web.endpoint import call
 from ..web.waiting import LoopEngines
 from . import figures, live
@@ -525,10 +526,10 @@ class _Dashboard(WebhookPages):
         queue = form.get("queue", "").strip()
         if not QUEUE_NAME.fullmatch(queue):
             errors["queue"] = "1-128 characters of A-Za-z0-9_.:-"
-        try:
-            payload = json.loads(form.get("payload", "") or "null")
-        except json.JSONDecodeError as exc:
-            errors["payload"] = f"not valid JSON: {exc}"
+        try:   # read as the API reads a body: strict JSON, nested at most 100 levels (it can be handed back)
+            payload = check_depth(loads(form.get("payload", "") or "null"))
+        except BadInput as exc:
+            errors["payload"] = str(exc).replace("the body", "the payload")
         for name, convert in (("priority", int), ("delay", float), ("max_attempts", int), ("lease", float)):
             text = form.get(name, "").strip()
             if text:

@@ -288,7 +288,7 @@ class Api:
         state = q.get("state", "ready")
         if state not in STATES:
             raise BadInput(f"state must be one of {', '.join(STATES)}")
-        limit, cursor = _int(q.get("limit"), 100, "limit", 1, 1000), _int(q.get("cursor"), 0, "cursor", 0, 10**12)
+        limit, cursor = _int(q.get("limit"), 100, "limit", 1, 1000), _int(q.get("cursor"), 0, "cursor", 0, 10**12 - 1)
         infos = await self.aio.jobs(queue, state, limit=limit + 1, offset=cursor)
         more = len(infos) > limit
         return {"jobs": [wire.info(i) for i in infos[:limit]], "cursor": str(cursor + limit) if more else None}
@@ -349,6 +349,8 @@ class Api:
         ids = fields(body, bodies.REPLAY)["ids"]
         if ids is not None and not all(isinstance(i, str) for i in ids):
             raise BadInput("ids must be a list of job id strings")
+        if ids is not None and len(ids) > bodies.MAX_REPLAY:
+            raise BadInput(f"at most {bodies.MAX_REPLAY} ids per replay (or none: every dead job)")
         return {"replayed": await call(self.engine.replay_dead, self.queue(request), ids)}
 
     async def purge(self, request: Request, body: Any) -> Any:

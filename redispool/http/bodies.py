@@ -20,6 +20,7 @@ IDENT = r"^[^\s\x00-\x1f\x7f]{1,256}$"         # unique keys, worker ids (valida
 JOB_ID = r"^[^\s\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f0-9][^\s\x00-\x1f\x7f]*$"  # not all digits
 MAX_ITEMS = 1000   # jobs per batch, items per ack, jobs per claim (defaults.BATCH_MAX)
 MAX_WAIT_S = 30.0  # the longest long-poll
+MAX_REPLAY = 100_000   # ids per replay
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -69,8 +70,10 @@ ACK_DONE: Spec = {"id": Field((str,), REQUIRED, {"minLength": 1}), "token": TOKE
 ACK_FAILED: Spec = {"id": Field((str,), REQUIRED, {"minLength": 1}), "token": TOKEN, "error": (str, REQUIRED),
                     "retry": (bool, True), "delay": Field((float, None), None, SECONDS)}
 ACK: Spec = {
-    "complete": Field((list,), [], {"maxItems": MAX_ITEMS, "items": body_schema(ACK_DONE)}),
-    "fail": Field((list,), [], {"maxItems": MAX_ITEMS, "items": body_schema(ACK_FAILED)}),
+    "complete": Field((list,), [], {"maxItems": MAX_ITEMS, "items": body_schema(ACK_DONE),
+                                    "description": f"at most {MAX_ITEMS} items in complete and fail together"}),
+    "fail": Field((list,), [], {"maxItems": MAX_ITEMS, "items": body_schema(ACK_FAILED),
+                                "description": f"at most {MAX_ITEMS} items in complete and fail together"}),
     "claim": Field((dict, None), None, ref("Claim")),
 }
 COMPLETE: Spec = {"token": TOKEN, "result": Field((Any,), None, PAYLOAD), "worker_id": OWN_WORKER_ID}
@@ -79,14 +82,15 @@ FAIL: Spec = {"token": TOKEN, "error": (str, REQUIRED), "retry": (bool, True),
                                                    "retry after this many seconds (else backoff)"}),
               "worker_id": OWN_WORKER_ID}
 HEARTBEAT: Spec = {"token": TOKEN, "lease": LEASE, "worker_id": OWN_WORKER_ID}
-RELEASE: Spec = {"token": TOKEN, "worker_id": OWN_WORKER_ID}
+RELEASE: Spec = {"token": TOKEN, "worker_id": Field((str, None), None, {
+    "description": "your worker's id, to take the job off its list; not checked: the job goes back whatever"})}
 PROGRESS: Spec = {"token": TOKEN,
                   "value": Field((float,), REQUIRED, {"minimum": 0, "maximum": 100, "description":
                                                       "how far the attempt has got, 0 to 100"}),
                   "message": Field((str, None), None, {"maxLength": defaults.PROGRESS_MESSAGE_MAX}),
                   "worker_id": OWN_WORKER_ID}
 REPLAY: Spec = {"ids": Field((list, None), None, {"items": {"type": "string", "pattern": IDENT},
-                                                  "maxItems": 100_000})}
+                                                  "maxItems": MAX_REPLAY})}
 URL = {"maxLength": URL_MAX, "description": "an absolute http:// or https:// URL"}
 SECRET = Field((str, None), None, {"maxLength": 1024, "description":
                                    "signs every request (HMAC-SHA256); never shown again"})

@@ -1,6 +1,6 @@
 """The OpenAPI 3.0 document of ``redispool serve``: every route of the route table with its
 request body, query parameters and responses as JSON Schema, so clients can be generated
-from it and schemathesis can fuzz the server against it (tests/test_http_fuzz.py).
+from it and schemathesis can fuzz the server against it (tests/web/test_http_fuzz.py).
 
 The body schemas come from the handlers' own field specs (bodies.py), so they list
 exactly the fields the handlers accept (any other field is a 400), with the ranges the
@@ -39,7 +39,7 @@ TIMEOUT = nullable({"type": "number", "description": "seconds one attempt may ru
 SCHEMAS: dict[str, Any] = {
     "Error": record({"error": {"type": "string", "enum": [
         "bad_input", "unauthorized", "forbidden", "not_found", "lease_lost", "too_large", "unavailable", "busy",
-        "redis_full", "upgrade_required"]},
+        "redis_full", "upgrade_required", "unsupported_media_type", "wrong_host", "cross_origin"]},
         "message": {"type": "string"}}),
     **{name: body_schema(spec) for name, spec in bodies.NAMED.items()},
     "Lease": record({
@@ -197,11 +197,16 @@ QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
 
 PATH_PARAMS = {"queue": {"type": "string", "pattern": NAME}, "name": {"type": "string", "pattern": NAME},
                "id": {"type": "string", "minLength": 1, "maxLength": 256}}
+# with the refusals of the guard in front of every route (web/guard.py): 415, 421, and 403 cross_origin
 ERRORS = {"400": "bad input (nothing was written)", "401": "no or unknown token",
-          "403": "the token's role may not use this route", "404": "unknown job, cue, webhook, workflow or route",
+          "403": "the token's role may not use this route; cross_origin: without tokens, a request from "
+                 "another web page", "404": "unknown job, cue, webhook, workflow or route",
           "409": "lease_lost: the token is stale (nothing was changed)", "413": "body over the limit",
+          "415": "unsupported_media_type: a body not declared Content-Type: application/json",
+          "421": "wrong_host: without tokens, a Host header that does not name this server (see --allow-host)",
           "503": "unavailable: Redis unreachable; busy: no Redis connection came free in time",
           "507": "redis_full: Redis is at maxmemory (nothing was written; retry once memory is freed)"}
+BODY_ONLY = ("415",)   # the guard checks the media type of POST, PUT, PATCH and DELETE
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -222,7 +227,8 @@ def document(routes: Iterable[tuple[str, str, str, int, str]], *, title: str = "
                            for p, s in PATH_PARAMS.items() if "{" + p + "}" in path] + QUERY.get(key, []),
             "security": [{"bearer": []}],
             "responses": {str(status): _json(RESPONSES.get(key, {"type": "object"}), "success"),
-                          **{code: _json(ref("Error"), text) for code, text in ERRORS.items()}},
+                          **{code: _json(ref("Error"), text) for code, text in ERRORS.items()
+                             if method != "GET" or code not in BODY_ONLY}},
         }
         if key == ("GET", "/v1/events"):  # a stream, not one JSON document
             op["responses"]["200"] = {"description": "Server-Sent Events: `id:`, `event:` and one `data:` line "

@@ -2,7 +2,10 @@
 
 - ``read_json``: the request's JSON body, at most ``MAX_BODY`` bytes (1 MiB), NaN and
   Infinity refused (Python's json takes them; a Go or Node client would then get a string
-  or fail), ``EMPTY`` when there is none.
+  or fail), as is a number past the range of a double (Python reads ``1e400`` as Infinity)
+  and a string with a lone UTF-16 surrogate (``"\ud800"``: JSON can write
+  half a pair, which is no character, and neither Redis, msgpack nor the answer can
+  encode it), ``EMPTY`` when there is none.
 - ``fields``: one body checked against a field spec, name -> ``Field`` or
   ``(allowed types..., default)``. ``strict`` (the native API): an unknown field or a null
   where none is allowed is bad input. Not strict (the hosted services' protocols, whose
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,10 +112,24 @@ def _not_json(constant: str) -> Any:
     raise BadJson(f"the body holds {constant}, which is not JSON (send numbers, or null)")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise BadJson(f"the body holds the number {text[:20]}{'...' if len(text) > 20 else ''}, past the range "
+                      "of a double (JSON numbers are read as doubles)")
+    return value
+
+
+# a surrogate as JSON writes it (\uD800-\uDFFF), and as UTF-8 bytes (ED A0-BF: never valid UTF-8)
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def loads(raw: bytes | str) -> Any:
-    """Strict JSON: NaN/Infinity refused (BadJson), as is text that is not JSON."""
+    """Strict JSON: NaN/Infinity refused (BadJson), as are text that is not JSON, a number
+    past the range of a double and a string holding a lone surrogate."""
     try:
-        return json.loads(raw, parse_constant=_not_json)
+        value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except BadJson:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
@@ -119,6 +137,36 @@ def loads(raw: bytes | str) -> Any:
     except RecursionError:
         raise BadJson(f"the body nests deeper than JSON can be read here (keep payloads within "
                       f"{MAX_DEPTH} levels)") from None
+    if _may_hold_surrogates(raw) and _holds_surrogate(value):
+        raise BadJson("the body is not valid JSON: a string holds a lone UTF-16 surrogate (U+D800-U+DFFF), "
+                      "which is no character")
+    return value
+
+
+def _may_hold_surrogates(raw: bytes | str) -> bool:
+    """False when ``raw`` cannot hold a surrogate (the usual case, checked at C speed)."""
+    if isinstance(raw, str):
+        return bool(_SURROGATE.search(raw)) or "\\u" in raw
+    if json.detect_encoding(raw) != "utf-8":   # UTF-16/32 JSON: walk it
+        return True
+    return bool(_ESCAPED_SURROGATE.search(raw))
+
+
+def _holds_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value has a surrogate in a string or key (iterative: no
+    input exhausts the stack). A valid pair was decoded to its one character."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 async def read_json(request: Request, *, max_depth: int | None = None, limit: int = MAX_BODY) -> Any:

@@ -23,17 +23,24 @@ A WebSocket handshake gets the same Host and Origin checks: browsers let any pag
 WebSocket to any address (no CORS), sending its ``Origin``, so without tokens this is
 what keeps them from reading the events of ``/v1/ws``. It is refused with the same
 status and body (or a close with 1008 where the server cannot send an HTTP answer).
+
+Each refusal is answered in the error shape of the face it was meant for (``renders``:
+path prefix -> that face's error response; the server passes them, as this kit imports
+no face), else as ``{"error", "message"}`` on the APIs and plain text elsewhere.
 """
 from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.responses import Response
+
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]]
+Render = Callable[[int, str, str], Response]   # (status, code, message) -> a face's error response
 
 JSON_TYPES = ("application/json",)
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
@@ -44,12 +51,14 @@ DEFAULT_PORT = {"http": 80, "https": 443}
 class Guard:
     """The checks above, before the app sees the request. ``no_tokens``: the server runs
     without tokens; ``allow_hosts``: extra names (``name`` or ``name:port``) its Host
-    header may carry then."""
+    header may carry then; ``renders``: each face's error response by path prefix."""
 
-    def __init__(self, app: ASGIApp, *, no_tokens: bool, allow_hosts: Iterable[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, *, no_tokens: bool, allow_hosts: Iterable[str] = (),
+                 renders: Mapping[str, Render] | None = None) -> None:
         self.app = app
         self.no_tokens = no_tokens
         self.allow_hosts = {h.strip().lower() for h in allow_hosts if h.strip()}
+        self.renders = sorted((renders or {}).items(), key=lambda item: -len(item[0]))   # longest prefix first
 
     async def __call__(self, scope: Scope, receive: Callable[..., Awaitable[Any]],
                        send: Callable[..., Awaitable[Any]]) -> None:
@@ -57,7 +66,9 @@ class Guard:
             refused = self.refusal(scope)
             if refused is not None:
                 status, code, message = refused
-                await _answer(scope, send, status, code, message)
+                path = scope.get("path", "")
+                render = next((r for prefix, r in self.renders if path.startswith(prefix)), None)
+                await _answer(scope, send, status, code, message, render)
                 return
         await self.app(scope, receive, send)
 
@@ -162,11 +173,16 @@ def _same_origin(origin: str, scope: Scope, host: str | None) -> bool:
     return name is not None and (given.scheme, given.hostname, given_port) == (scheme, name, port)
 
 
-async def _answer(scope: Scope, send: Callable[..., Awaitable[Any]], status: int, code: str, message: str) -> None:
-    """A JSON error on the APIs, plain text elsewhere (the dashboard); to a WebSocket
-    handshake as its denial response, or a close with 1008 where the server has none."""
+async def _answer(scope: Scope, send: Callable[..., Awaitable[Any]], status: int, code: str, message: str,
+                  render: Render | None = None) -> None:
+    """The face's own error (``render``), else a JSON error on the APIs, plain text
+    elsewhere (the dashboard); to a WebSocket handshake as its denial response, or a
+    close with 1008 where the server has none."""
     path = scope.get("path", "")
-    if path.startswith(("/v1/", "/compat/")):
+    if render is not None:
+        response = render(status, code, message)
+        body, media = bytes(response.body), response.headers.get("content-type", "application/json").encode()
+    elif path.startswith(("/v1/", "/compat/")):
         body, media = json.dumps({"error": code, "message": message}).encode(), b"application/json"
     else:
         body, media = f"{message}\n".encode(), b"text/plain; charset=utf-8"

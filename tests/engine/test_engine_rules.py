@@ -12,6 +12,7 @@ import pytest
 import redispool
 from redispool import tojson
 from redispool.aio import AsyncEngine
+from redispool.cron import Schedule
 
 BAD_IDS = ["worker 1", "", "a" * 257, "tab\tid", "new\nline", None, 5]
 GOOD_IDS = ["w-1", "héllo.42", "a" * 256, "host:1234:abc"]
@@ -74,6 +75,14 @@ def test_a_new_cue_takes_iana_zone_names_only(engine, tz):
     with pytest.raises(redispool.InvalidCron, match="IANA"):
         engine.add_cue("q", "c", "0 3 * * *", tz=tz)
     assert engine.cues() == [] and keys_of(engine) == []
+
+
+@pytest.mark.parametrize("tz", ["Etc", "America", "a" * 300])
+def test_a_zone_name_that_is_no_zone_file_is_an_invalid_cron(tz):
+    """A directory of the zone files, or a name too long for a file: ZoneInfo raises an
+    OSError, which the web faces answered as Redis trouble (503)."""
+    with pytest.raises(redispool.InvalidCron, match="unknown time zone"):
+        Schedule("* * * * *", tz)
 
 
 @pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "Australia/Lord_Howe", "US/Eastern", "Etc/GMT+5"])

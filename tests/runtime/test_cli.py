@@ -413,6 +413,8 @@ def test_payload_from_stdin_and_from_a_file(run, engine_for, tmp_path, redis_url
     assert engine_for.get_cue("big", "from-file").payload == payload == engine_for.get_cue("big", "from-stdin").payload
     err = run("enqueue", "big", "-", input="{broken", code=2).stderr
     assert "PAYLOAD_JSON (from stdin) is not valid JSON" in err
+    deep = run("enqueue", "big", "-", input="[" * 100_000 + "]" * 100_000, code=2).stderr   # was a traceback
+    assert "nests deeper than JSON can be read" in deep and "Traceback" not in deep
     assert engine_for.stats("big")["ready"] == 3
 
 

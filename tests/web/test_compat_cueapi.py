@@ -149,6 +149,24 @@ def test_a_one_time_cue_is_one_scheduled_job(sdk, server):
     assert [j.state for j in engine.jobs(QUEUE, "cancelled", limit=100) if j.id == ex["execution_id"]] == ["cancelled"]
 
 
+@pytest.mark.parametrize("at", ["1960-01-01T00:00:00Z", "9999-01-01T00:00:00Z"])   # before 1970; past year ~5100
+def test_a_one_time_cue_out_of_range_is_refused_and_changes_nothing(sdk, server, at):
+    """An ``at`` the engine cannot schedule is an invalid schedule, found before anything
+    is written: an update with one answered 400 but had already rewritten the cue, and
+    deleted its pending job (or removed its recurring cue)."""
+    _, engine, _ = server
+    once = sdk.cues.create("once-kept", at="2030-01-01T00:00:00Z", transport="worker")
+    nightly = sdk.cues.create("nightly-kept", cron="0 3 * * *", transport="worker")
+    with pytest.raises(InvalidScheduleError):
+        sdk.cues.create("once-never", at=at, transport="worker")
+    for cue in (once, nightly):
+        r = call(server, "PATCH", f"/v1/cues/{cue.id}", key=ADMIN, json={"schedule": {"type": "once", "at": at}})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_schedule", r.text
+        assert sdk.cues.get(cue.id).schedule == cue.schedule and sdk.cues.get(cue.id).status == "active"
+    assert len(fires_of(engine, once.id, "scheduled")) == 1 and engine.get_cue(QUEUE, nightly.id) is not None
+    assert [c.name for c in sdk.cues.list().cues] == ["once-kept", "nightly-kept"]
+
+
 def test_claim_heartbeat_and_write_once_outcomes(sdk, server):
     _, engine, _ = server
     cue = sdk.cues.create("ticks", cron="* * * * * *", transport="worker", payload={"task": "tick"},
@@ -250,6 +268,10 @@ def test_auth_and_roles(server):
     ("POST", "/v1/cues", {"name": "w", "transport": "worker",
                           "schedule": {"type": "recurring", "cron": "* * * * *", "timezone": "Mars/Base"}},
      400, "invalid_schedule"),
+    *[("POST", "/v1/cues", {"name": "w", "transport": "worker", "schedule": {**schedule, "timezone": tz}},
+       400, "invalid_schedule")   # a directory of the zone files, a name too long for a file: were 503s
+      for schedule in ({"type": "recurring", "cron": "* * * * *"}, {"type": "once", "at": "2030-01-01T00:00:00Z"})
+      for tz in ("Etc", "a" * 300, "localtime")],   # and each host's own clock: not for a new cue (native's rule)
     ("POST", "/v1/cues", {"name": "w", "transport": "worker", "schedule": {"type": "once", "at": "soon"}}, 400,
      "invalid_schedule"),
     ("POST", "/v1/cues", {"transport": "worker", "schedule": {"type": "once"}}, 422, "validation_error"),
@@ -280,6 +302,20 @@ def test_bad_requests_answer_in_the_services_shape(server, method, path, body, s
     err = r.json()["error"]
     assert (err["code"], err["status"]) == (code, status) and err["message"]
     assert engine.cues(QUEUE) == cues_before
+
+
+@pytest.mark.parametrize("job_id", ["cue:x:99999999999999999999", "cue:x:\u00b2", "cue:x:\u0663"])
+def test_a_job_id_like_a_fire_but_not_one_is_listed_as_a_plain_execution(sdk, server, job_id):
+    """Any producer may put a job in the cueapi queue: an id shaped ``cue:<id>:<ms>`` whose
+    ms is past any date ('99...9': 503 'Redis cannot be reached', from the OSError of a
+    time that large) or other digits than ASCII ('²': 500) broke every listing."""
+    _, engine, _ = server
+    engine.enqueue(QUEUE, {"task": "t"}, job_id=job_id)
+    r = call(server, "GET", "/v1/executions", key=ADMIN)
+    assert r.status_code == 200, r.text
+    [ex] = [e for e in r.json()["executions"] if e["id"] == job_id]
+    assert ex["cue_id"] is None and ex["status"] == "pending"
+    assert call(server, "GET", "/v1/executions/" + job_id, key=ADMIN).json()["id"] == job_id
 
 
 def test_nothing_to_claim_is_409(sdk, server):

@@ -114,6 +114,18 @@ def test_enqueue_form_shows_bad_json_and_writes_nothing(engine):
     assert job.payload == {"a": [1, 2]} and job.priority == 3
 
 
+@pytest.mark.parametrize("payload", ["[" * 101 + "]" * 101, "[" * 100_000 + "]" * 100_000, "NaN", "[1e400]",
+                                     '"\\ud800"'])
+def test_enqueue_form_refuses_a_payload_the_api_refuses(engine, payload):
+    """The form reads its payload as the API reads a body (web.body): nested past 100
+    levels (stored, then shown as $undeliverable; 100,000 levels: a RecursionError, 500),
+    NaN, a number past a double, a lone surrogate are shown next to the field."""
+    c = client(engine)
+    r = c.post("/enqueue", data={"csrf": csrf_of(c), "queue": "forms", "payload": payload})
+    assert r.status_code == 400 and 'id="payload-error"' in r.text, r.text[:300]
+    assert engine.queues() == []
+
+
 def test_read_role_sees_no_buttons_and_cannot_act(system):
     engine, ids = system
     c = client(engine, tokens={"admin-secret": "admin", "look-secret": "read"})

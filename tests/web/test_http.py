@@ -153,11 +153,48 @@ def test_batch_enqueue_and_listing(api, engine):
     ("/claim", json.dumps({"worker_id": "w", "wait": 31}).encode()),
     ("/claim", json.dumps({"worker_id": "w", "lease": 50000}).encode()),
     ("/ack", json.dumps({"complete": [{"id": "1"}]}).encode()),
+    ("/replay", json.dumps({"ids": ["1"] * 100_001}).encode()),   # the document's maxItems (was 200)
 ])
 def test_bad_input_is_400_and_writes_nothing(api, engine, path, body):
     r = api.post(url(path), content=body)
     assert r.status_code == 400 and r.json()["error"] == "bad_input" and r.json()["message"]
     assert engine.stats("q")["ready"] == 0 and engine.workers() == []
+
+
+@pytest.mark.parametrize("job_id", ["\u00b2", "\u0661\u0662", "\u2460"])
+def test_a_job_id_of_other_digits_than_ascii_is_a_custom_id(api, engine, job_id):
+    """The document's job_id pattern refuses ids of ASCII digits only (generated ids are
+    those); '²', '١٢' and '①' are not, but passed str.isdigit and were refused."""
+    r = api.post(url("/jobs"), json={"payload": 1, "job_id": job_id})
+    assert r.status_code == 201 and r.json()["id"] == job_id, r.text
+    assert engine.get("q", job_id).payload == 1
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=%C2%B2", "cursor=-1", "cursor=%E2%91%A0",
+                                   "cursor=%D9%A3", "cursor=%EF%BC%91", "cursor=1000000000000", "cursor=" + "9" * 5000])
+def test_a_page_query_outside_the_document_is_400(api, query):
+    """limit 1-1000 and cursor ``^[0-9]{1,12}$``, as /openapi.json says: digits of other
+    scripts ('²', '①') and a number past Python's 4,300 digits were 500s; Arabic-Indic and
+    fullwidth digits, and a 13-digit cursor, were taken."""
+    r = api.get(url(f"/jobs?{query}"))
+    assert r.status_code == 400 and r.json()["error"] == "bad_input", r.text
+
+
+@pytest.mark.parametrize("worker_id", ["has space", "x" * 257, ""])
+def test_a_release_gives_the_job_back_whatever_its_worker_id_and_the_document_says_so(api, engine, worker_id):
+    """A release is not refused for its worker_id (the job goes back; the registry write
+    is best effort): the document gave it the claim's pattern, so the fuzzer, once it held
+    live leases, found schema-invalid releases answered 200."""
+    jsonschema = pytest.importorskip("jsonschema")
+    engine.enqueue("q", 1)
+    [job] = api.post(url("/claim"), json={"worker_id": "w"}).json()["jobs"]
+    body = {"token": job["token"], "worker_id": worker_id}
+    r = api.post(url(f"/jobs/{job['id']}/release"), json=body)
+    assert r.status_code == 200 and engine.get("q", job["id"]).state == "ready", r.text
+    doc = api.get("/openapi.json").json()
+    schema = doc["paths"]["/v1/queues/{queue}/jobs/{id}/release"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    jsonschema.validate(body, schema)   # what the server takes, the document takes
 
 
 def test_bad_queue_name_and_too_large_body(api, engine):
@@ -226,6 +263,26 @@ def test_openapi_matches_the_routes(api):
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() if p.startswith("/v1/") for m in ops}
     assert served == documented
     assert "/healthz" in doc["paths"] and "/metrics" in doc["paths"]
+
+
+@pytest.mark.parametrize("headers,status", [
+    ({"Content-Type": "text/plain"}, 415),
+    ({"Host": "rebound.example"}, 421),
+    ({"Origin": "http://other.example"}, 403),
+])
+def test_the_guards_refusals_are_in_the_document(engine, headers, status):
+    """The guard answers before any route (web/guard.py): its statuses and codes are
+    answers of every /v1 route, so the document lists them (415 and 421 were missing, and
+    no code of the guard was in the Error schema's list)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    c = client(engine)   # no tokens: every check of the guard is on
+    doc = c.get("/openapi.json").json()
+    r = c.post(url("/jobs"), content=b"{}", headers=headers)
+    assert r.status_code == status, r.text
+    responses = doc["paths"]["/v1/queues/{queue}/jobs"]["post"]["responses"]
+    assert str(status) in responses
+    jsonschema.validate(r.json(), {**doc["components"]["schemas"]["Error"], "components": doc["components"]})
+    assert engine.stats("q")["ready"] == 0
 
 
 def test_health_and_metrics(api, engine):

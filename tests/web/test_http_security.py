@@ -183,6 +183,28 @@ Promise.allSettled(shots).then(r => {{ window.outcome = r.map(x => x.value); doc
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed")
+@pytest.mark.parametrize("headers,status,code", [
+    ({"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+    ({"Host": "rebound.example:8080", **JSON}, 421, "wrong_host"),
+    ({"Origin": "http://evil.example", **JSON}, 403, "cross_origin"),
+])
+@pytest.mark.parametrize("path,shape", [
+    ("/v1/queues/q/jobs", lambda body: (body["error"], body["message"])),
+    ("/compat/spooled/api/v1/jobs", lambda body: (body["code"], body["message"])),
+    ("/compat/cueapi/v1/cues", lambda body: (body["error"]["code"], body["error"]["message"])),
+])
+def test_the_guard_refuses_in_each_protocols_own_error_shape(engine, headers, status, code, path, shape):
+    """The hosted services' clients read their own error shapes: the guard answered the
+    compat faces in the native one (``{"error": CODE}`` where spooled's clients read
+    ``{"code"}`` and cueapi's ``{"error": {"code", "message", "status"}}``)."""
+    r = local(engine, 8080).post(path, content=b"{}", headers=headers)
+    assert r.status_code == status, r.text
+    got, message = shape(r.json())
+    assert got == code and message, r.text
+    if path.startswith("/compat/cueapi"):
+        assert r.json()["error"]["status"] == status
+
+
 def test_cross_origin_page_in_chromium_changes_nothing(redis_url, attacker_site):
     """The probe's page (§3), from another origin in a real browser, against a no-token
     server on loopback: simple requests, form posts (a text/plain form forging a JSON

@@ -72,6 +72,9 @@ BAD = [
     {"url": "http://x", "scheme": "nope"}, {"url": "http://x", "max_attempts": 0},
     {"url": "http://x", "max_attempts": True}, {"url": "http://x", "secret": 5},
     {"url": "http://x", "secret": "s" * 1025}, {"url": "http://x", "extra": 1}, [1],
+    # what http.client cannot send (control characters) or resolve (a label past 63 characters): never delivered
+    {"url": "http://x/a\x01"}, {"url": "http://x/\x7f"}, {"url": "http://ex\x00ample.com/"},
+    {"url": "http://" + "a" * 64 + ".example/"}, {"url": "http://a..b/"},
 ]
 
 

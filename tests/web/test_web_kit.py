@@ -17,6 +17,7 @@ import redispool  # noqa: E402
 from redispool.compat import create_cueapi_app, create_spooled_app  # noqa: E402
 from redispool.errors import JobNotFound, LeaseLost, RedispoolError  # noqa: E402
 from redispool.http import create_app  # noqa: E402
+from redispool.web.body import BadJson, loads  # noqa: E402
 from redispool.web.endpoint import Dialect  # noqa: E402
 
 PACKAGE = Path(redispool.__file__).resolve().parent
@@ -186,4 +187,84 @@ def test_a_body_of_whitespace_alone_is_not_an_empty_body(engine, path, body):
     r = c.post(path, content=body, headers={"Content-Type": "application/json"})
     bad_input = 422 if path.startswith("/compat/spooled") else 400  # each protocol's own code
     assert r.status_code == bad_input and "not valid JSON" in r.text, (r.status_code, r.text)
+    assert engine.stats("q")["ready"] == 0
+
+
+@pytest.mark.parametrize("path,body,code", [
+    ("/v1/queues/q/jobs", rb'{"job_id": "a\ud800"}', lambda b: b["error"]),
+    ("/v1/queues/q/claim", rb'{"worker_id": "w\udc00"}', lambda b: b["error"]),
+    ("/v1/queues/q/jobs", b'{"payload": {"k": "\xed\xa0\x80"}}', lambda b: b["error"]),   # the UTF-8 bytes of one
+    ("/compat/spooled/api/v1/workers/register", rb'{"queue_name": "q", "hostname": "\ud800"}',
+     lambda b: b["code"]),
+    ("/compat/cueapi/v1/cues", rb'{"name": "\udfff", "transport": "worker", "schedule": {"cron": "* * * * *"}}',
+     lambda b: b["error"]["code"]),
+])
+def test_a_lone_surrogate_in_a_body_is_bad_json_on_every_face(engine, path, body, code):
+    """JSON can write half a UTF-16 pair (``"\\ud800"``), which is no character: Redis,
+    msgpack and the answer cannot encode it. It was a 500 on every face; now the body is
+    not valid JSON, in each face's words, and nothing is written."""
+    c = TestClient(create_app(engine), base_url="http://127.0.0.1")
+    r = c.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422) and code(r.json()) in ("bad_input", "VALIDATION_ERROR", "invalid_json"), \
+        (r.status_code, r.text)
+    assert "surrogate" in r.text
+    assert engine.stats("q")["ready"] == 0 and engine.workers() == [] and engine.cues() == []
+
+
+def test_a_surrogate_pair_and_an_escaped_backslash_are_still_json():
+    """A pair is one character; ``"\\\\ud800"`` is six; a lone one is refused however written."""
+    assert loads(rb'["\ud83d\ude00", "\\ud800"]') == ["\U0001F600", "\\ud800"]
+    assert loads('{"k": "\u00e9"}'.encode()) == {"k": "\u00e9"}
+    utf16 = '"\ud800"'.encode("utf-16", "surrogatepass")
+    for bad in (rb'"\ud800"', rb'{"\uDC00": 1}', b'"\xed\xb0\x80"', '"\ud800"', utf16):
+        with pytest.raises(BadJson, match="surrogate"):
+            loads(bad)
+
+
+def nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_a_result_that_could_not_be_handed_back_is_refused_on_the_compat_faces(engine):
+    """As /v1's /complete: a result nested deeper than 100 levels is bad input and the
+    lease stands (spooled's /complete and cueapi's /outcome stored it, and every read
+    showed ``$undeliverable`` in its place)."""
+    c = TestClient(create_app(engine), base_url="http://127.0.0.1")
+    sp = "/compat/spooled/api/v1"
+    engine.enqueue("q", 1)
+    [job] = c.post(sp + "/jobs/claim", json={"queue_name": "q", "worker_id": "w"}).json()["jobs"]
+    done = {"worker_id": "w", "lease_id": job["lease_id"]}
+    r = c.post(f"{sp}/jobs/{job['id']}/complete", json={**done, "result": nested(101)})
+    assert r.status_code == 400 and r.json()["code"] == "VALIDATION_ERROR" and "100 levels" in r.text, r.text
+    assert c.post(f"{sp}/jobs/{job['id']}/complete", json={**done, "result": nested(100)}).status_code == 200
+    assert engine.get("q", job["id"].split("~")[1]).result == nested(100)
+
+    engine.enqueue("cueapi", {"task": "t"}, job_id="cue:c1:1000")
+    claim = c.post("/compat/cueapi/v1/executions/claim", json={"worker_id": "w"})
+    assert claim.status_code == 200, claim.text
+    out = "/compat/cueapi/v1/executions/cue:c1:1000/outcome"
+    for deep in ({"metadata": {"m": nested(99)}}, {"artifacts": nested(100)}):   # stored as {"metadata": ...}
+        r = c.post(out, json={"success": True, **deep})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "validation_error" and "100 levels" in r.text, \
+            r.text
+    assert engine.get("cueapi", "cue:c1:1000").state == "leased"
+    assert c.post(out, json={"success": True, "metadata": {"m": nested(98)}}).status_code == 200
+    assert engine.get("cueapi", "cue:c1:1000").result == {"metadata": {"m": nested(98)}}
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1E+309", b"1" + b"0" * 400 + b".5", b"2" + b"0" * 250 + b"e60"])
+def test_a_number_past_the_range_of_a_double_is_not_json_here(engine, number):
+    """Python's json reads it as Infinity: a payload of 1e400 was stored and handed back
+    as ``{"$float": "Infinity"}``, and a delay of 1e400 answered 'got Infinity'."""
+    with pytest.raises(BadJson, match="range of a double"):
+        loads(b'{"payload": %s}' % number)
+    assert loads(b"[1e308, 1e-400, 1" + b"0" * 400 + b"]") == [1e308, 0.0, 10 ** 400]   # a tiny one is 0; ints stay
+    c = TestClient(create_app(engine), base_url="http://127.0.0.1", headers={"Content-Type": "application/json"})
+    r = c.post("/v1/queues/q/jobs", content=b'{"payload": %s}' % number)
+    assert r.status_code == 400 and "range of a double" in r.json()["message"], r.text
+    r = c.post("/compat/spooled/api/v1/jobs", content=b'{"queue_name": "q", "payload": [%s]}' % number)
+    assert r.status_code == 422 and "range of a double" in r.json()["message"], r.text
     assert engine.stats("q")["ready"] == 0
