@@ -284,11 +284,12 @@ class Api:
 
     async def list_jobs(self, request: Request, body: Any) -> Any:
         queue = self.queue(request)
-        q = request.query_params
-        state = q.get("state", "ready")
+        state = _query(request, "state")
+        state = "ready" if state is None else state
         if state not in STATES:
             raise BadInput(f"state must be one of {', '.join(STATES)}")
-        limit, cursor = _int(q.get("limit"), 100, "limit", 1, 1000), _int(q.get("cursor"), 0, "cursor", 0, 10**12 - 1)
+        limit = _int(_query(request, "limit"), 100, "limit", 1, 1000)
+        cursor = _int(_query(request, "cursor"), 0, "cursor", 0, 10**12 - 1)
         infos = await self.aio.jobs(queue, state, limit=limit + 1, offset=cursor)
         more = len(infos) > limit
         return {"jobs": [wire.info(i) for i in infos[:limit]], "cursor": str(cursor + limit) if more else None}
@@ -322,7 +323,7 @@ class Api:
         return JSONResponse(wire.workflow(made), status_code=201)
 
     async def list_workflows(self, request: Request, body: Any) -> Any:
-        limit = _int(request.query_params.get("limit"), 20, "limit", 1, 1000)
+        limit = _int(_query(request, "limit"), 20, "limit", 1, 1000)
         return [wire.workflow(w) for w in await call(self.engine.workflows, limit)]
 
     async def get_workflow(self, request: Request, body: Any) -> Any:
@@ -354,7 +355,7 @@ class Api:
         return {"replayed": await call(self.engine.replay_dead, self.queue(request), ids)}
 
     async def purge(self, request: Request, body: Any) -> Any:
-        state = request.query_params.get("state")
+        state = _query(request, "state")
         if state not in STATES:
             raise BadInput(f"give ?state= one of {', '.join(STATES)}")
         return {"purged": await call(self.engine.purge, self.queue(request), state)}
@@ -402,7 +403,7 @@ class Api:
         return {"removed": True}
 
     async def list_deliveries(self, request: Request, body: Any) -> Any:
-        limit = _int(request.query_params.get("limit"), 100, "limit", 1, LOG_MAX)
+        limit = _int(_query(request, "limit"), 100, "limit", 1, LOG_MAX)
         return [wire.delivery(d) for d in await call(self.engine.deliveries, request.path_params["name"], limit=limit)]
 
     async def list_workers(self, request: Request, body: Any) -> Any:
@@ -422,6 +423,16 @@ class Api:
     async def metrics_text(self, request: Request, body: Any) -> Any:
         text, content_type = await call(self.metrics.render)
         return Response(text, media_type=content_type)
+
+
+def _query(request: Request, name: str) -> str | None:
+    """A query parameter given once at most: each of the document's is one value, so of
+    several none is taken (the last was, silently: a purge of ?state=dead&state=ready
+    purged the ready jobs)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise BadInput(f"give {name} once, not {len(values)} times")
+    return values[0] if values else None
 
 
 def _int(value: str | None, default: int, name: str, low: int, high: int) -> int:

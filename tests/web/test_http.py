@@ -197,6 +197,22 @@ def test_a_release_gives_the_job_back_whatever_its_worker_id_and_the_document_sa
     jsonschema.validate(body, schema)   # what the server takes, the document takes
 
 
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/v1/queues/q/jobs?limit=&limit=2"), ("GET", "/v1/queues/q/jobs?state=dead&state=ready"),
+    ("GET", "/v1/queues/q/jobs?cursor=0&cursor=1"), ("DELETE", "/v1/queues/q/jobs?state=dead&state=ready"),
+    ("GET", "/v1/workflows?limit=1&limit=2"), ("GET", "/v1/webhooks/h/deliveries?limit=1&limit=2"),
+])
+def test_a_query_parameter_given_twice_is_400(api, engine, method, path):
+    """Each query parameter of the document is one value: the last of several was used
+    silently (the fuzzer's ?limit=&limit=2 answered 200), and a purge of
+    ?state=dead&state=ready purged the ready jobs."""
+    engine.enqueue("q", 1)
+    engine.add_webhook("h", "https://example.com/h")
+    r = api.request(method, path)
+    assert r.status_code == 400 and r.json()["error"] == "bad_input", r.text
+    assert engine.stats("q")["ready"] == 1
+
+
 def test_bad_queue_name_and_too_large_body(api, engine):
     assert api.post("/v1/queues/bad%20q/jobs", json={}).status_code == 400
     assert api.post(url("/jobs"), content=b"x" * (2 << 20)).status_code == 413
