@@ -56,7 +56,7 @@ local worker, limit, lease_ms = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local nc = tonumber(ARGV[12])
 
 local now = now_ms()
-local lim = limits(q)
+local lim = r.lim   -- read with the retention
 local leased_before = lim.concurrency and redis.call('ZCARD', q.leased)
 local out = {}
 complete_listed(q, ARGV, 13, nc, now, r, out)

@@ -38,7 +38,7 @@ local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 
 local now = now_ms()
-local lim = limits(q)
+local lim = r.lim   -- read with the retention
 local leased_before = lim.concurrency and redis.call('ZCARD', q.leased)
 local out = {}
 complete_listed(q, ARGV, 5, n, now, r, out)

@@ -44,7 +44,7 @@ math.randomseed(tonumber(ARGV[5]))
 local n = tonumber(ARGV[7])
 
 local now = now_ms()
-local lim = limits(q)
+local lim = r.lim   -- read with the retention
 local leased_before = lim.concurrency and redis.call('ZCARD', q.leased)
 local out = {}
 fail_listed(q, ARGV, 8, n, base_ms, cap_ms, now, out)

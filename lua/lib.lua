@@ -38,16 +38,28 @@ local function first_score(set)
   return first[2] and tonumber(first[2]) or nil
 end
 
+-- A queue's limits from its stored config values (strings or nil): { rate, per_ms } (at
+-- most `rate` claims in any `per_ms` window) and `concurrency` (at most that many leased
+-- at once); each nil when not set (or damaged).
+local function limits_of(rate, per_ms, cap)
+  rate, per_ms, cap = finite(rate), finite(per_ms), finite(cap)
+  local out = {}
+  if rate and per_ms and rate >= 1 and per_ms >= 1 then out.rate, out.per_ms = math.floor(rate), per_ms end
+  if cap and cap >= 1 then out.concurrency = math.floor(cap) end
+  return out
+end
+
 -- The queue's retention: a setting stored in rp:{q}:config (Engine.set_retention) wins
 -- over the caller's default (its engine's). Returns a table with done_ttl_ms, done_max,
--- dead_ttl_ms, dead_max, drop_payload (true: a done job's payload is deleted) and
--- result_max (bytes; nil: a result of any size is kept).
+-- dead_ttl_ms, dead_max, drop_payload (true: a done job's payload is deleted), result_max
+-- (bytes; nil: a result of any size is kept) and lim, the queue's limits (as limits()
+-- returns them: the same HMGET reads both).
 local function retention(q, done_ttl_ms, done_max, dead_ttl_ms, dead_max)
   local c = redis.call('HMGET', q.config, 'done_ttl_ms', 'done_max', 'dead_ttl_ms', 'dead_max',
-                       'drop_payload', 'result_max')
+                       'drop_payload', 'result_max', 'rate', 'per_ms', 'concurrency')
   return { done_ttl_ms = finite(c[1]) or done_ttl_ms, done_max = finite(c[2]) or done_max,
            dead_ttl_ms = finite(c[3]) or dead_ttl_ms, dead_max = finite(c[4]) or dead_max,
-           drop_payload = c[5] == '1', result_max = finite(c[6]) }
+           drop_payload = c[5] == '1', result_max = finite(c[6]), lim = limits_of(c[7], c[8], c[9]) }
 end
 
 local function count(name, n)
@@ -57,8 +69,9 @@ end
 -- Write the tally to the lifetime totals, and the jobs done and failed to this minute's
 -- fields of the queue's minute histogram, q.minutes (rp:{q}:minutes: a script that
 -- finishes jobs declares it among its KEYS). Fields "<minute>:d" / "<minute>:f" (minute = unix ms //
--- 60000); the first write of a minute deletes the fields 61-181 minutes old, and the key
--- expires 2 hours after the last write, so it holds at most about 3 hours.
+-- 60000); the first write of a minute deletes the fields 61-181 minutes old and sets the
+-- key to expire 2 hours later (so 2 hours after the minute of its last write), so it
+-- holds at most about 3 hours.
 local function flush_counts(q, now)
   for name, n in pairs(tally) do
     if n ~= 0 then redis.call('HINCRBY', q.counts, name, n) end
@@ -77,8 +90,8 @@ local function flush_counts(q, now)
       old[#old + 1] = i .. ':f'
     end
     redis.call('HDEL', minutes, unpack(old))
+    redis.call('PEXPIRE', minutes, 7200000)
   end
-  redis.call('PEXPIRE', minutes, 7200000)
 end
 
 -- Append an event to the queue's event log q.events (rp:{q}:events, a stream) unless
@@ -138,11 +151,7 @@ end
 local function limits(q)
   if not q.config then return {} end
   local c = redis.call('HMGET', q.config, 'rate', 'per_ms', 'concurrency')
-  local rate, per_ms, cap = finite(c[1]), finite(c[2]), finite(c[3])
-  local out = {}
-  if rate and per_ms and rate >= 1 and per_ms >= 1 then out.rate, out.per_ms = math.floor(rate), per_ms end
-  if cap and cap >= 1 then out.concurrency = math.floor(cap) end
-  return out
+  return limits_of(c[1], c[2], c[3])
 end
 
 -- True when the queue's concurrency cap (limits `lim`) is reached: a claim leases nothing
@@ -162,9 +171,10 @@ end
 -- Add the wake-up marker when jobs are ready and the queue is not paused, else remove it.
 -- It is also removed when `full` says the queue's concurrency cap is reached (capped()):
 -- a finishing job sets it again (rearm). The rate never removes it: a claimer it wakes
--- learns when the window allows the next claim.
-local function set_marker(q, full)
-  if redis.call('HEXISTS', q.meta, 'paused') == 0 and redis.call('ZCARD', q.ready) > 0 and not full then
+-- learns when the window allows the next claim. `running`: the caller has just seen that
+-- the queue is not paused (the check is not repeated).
+local function set_marker(q, full, running)
+  if (running or redis.call('HEXISTS', q.meta, 'paused') == 0) and not full and redis.call('ZCARD', q.ready) > 0 then
     redis.call('ZADD', q.marker, 0, MARKER)
   else
     redis.call('ZREM', q.marker, MARKER)
@@ -397,16 +407,30 @@ local function drop_job(q, id)
 end
 
 -- Delete at most `budget` jobs of terminal set `set` that are older than ttl_ms or
--- beyond the newest max_count; returns how many were deleted.
+-- beyond the newest max_count; returns how many were deleted. (Oldest first: the set is
+-- scored by finish time, so the jobs to delete are always a prefix of it.)
 local function trim(q, set, ttl_ms, max_count, now, budget)
-  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. (now - ttl_ms), 'LIMIT', 0, budget)
-  local over = redis.call('ZCARD', set) - #ids - max_count
-  if over > 0 then
-    ids = redis.call('ZRANGE', set, 0, math.min(#ids + over, budget) - 1)
+  local total = redis.call('ZCARD', set)
+  if total == 0 then return 0 end
+  local over, cutoff = total - max_count, now - ttl_ms
+  local ids
+  if over > 0 then   -- the oldest `over` go whatever their age; then those past the ttl
+    local first = redis.call('ZRANGE', set, 0, budget - 1, 'WITHSCORES')
+    ids = {}
+    for i = 1, #first, 2 do
+      if #ids >= over and tonumber(first[i + 1]) >= cutoff then break end
+      ids[#ids + 1] = first[i]
+    end
+  else
+    ids = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. cutoff, 'LIMIT', 0, budget)
   end
   if #ids == 0 then return 0 end
-  for _, id in ipairs(ids) do redis.call('DEL', q.jprefix .. id) end
-  redis.call('ZREM', set, unpack(ids))
+  local jkeys = {}
+  for i, id in ipairs(ids) do jkeys[i] = q.jprefix .. id end
+  for i = 1, #ids, 1000 do
+    redis.call('DEL', unpack(jkeys, i, math.min(i + 999, #ids)))
+    redis.call('ZREM', set, unpack(ids, i, math.min(i + 999, #ids)))
+  end
   return #ids
 end
 
@@ -504,8 +528,9 @@ end
 -- A damaged job hash (payload or max_attempts missing, a number field that is not one)
 -- goes to dead with an error instead: every field is checked before the first write, so
 -- no script error can leave the job in no set. Returns nil for such a job, and for an id
--- whose hash is gone.
-local function lease_job(q, id, worker, lease_ms, token, now)
+-- whose hash is gone. With `leases` (a table) the job's expiry, id pair is appended to it
+-- for the caller's one ZADD of rp:{q}:leased for a batch, instead of a ZADD of its own.
+local function lease_job(q, id, worker, lease_ms, token, now, leases)
   local jkey = q.jprefix .. id
   local f = redis.call('HMGET', jkey, 'p', 'm', 'l', 'a', 'bb', 'bc', 'to', 'pg')
   local wrong = malformed(f)
@@ -516,11 +541,16 @@ local function lease_job(q, id, worker, lease_ms, token, now)
     end
     return nil
   end
-  local attempt = redis.call('HINCRBY', jkey, 'a', 1)
+  local attempt = (whole(f[4]) or 0) + 1   -- malformed() let only a whole number or none through
   local lease = f[3] and finite(f[3]) or lease_ms
-  redis.call('HSET', jkey, 's', 'leased', 't', token, 'w', worker, 'u', now)
+  redis.call('HSET', jkey, 'a', attempt, 's', 'leased', 't', token, 'w', worker, 'u', now)
   if f[8] then redis.call('HDEL', jkey, 'pg') end
-  redis.call('ZADD', q.leased, now + lease, id)
+  if leases then
+    leases[#leases + 1] = now + lease
+    leases[#leases + 1] = id
+  else
+    redis.call('ZADD', q.leased, now + lease, id)
+  end
   plan('sweeper_at', now + lease)
   emit(q, 'claimed', id, 'a', attempt, 'w', worker)
   return attempt, finite(f[2]), lease, finite(f[7]) or 0, f[1]
@@ -555,9 +585,10 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
     local popped = redis.call('ZPOPMIN', q.ready, allowed)
     if #popped > 0 then
       local token = next_seq(q, #popped / 2)
+      local leases = {}
       for i = 1, #popped, 2 do
         local id, tok = popped[i], token + (i - 1) / 2
-        local attempt, max_attempts, lease, timeout_ms, payload = lease_job(q, id, worker, lease_ms, tok, now)
+        local attempt, max_attempts, lease, timeout_ms, payload = lease_job(q, id, worker, lease_ms, tok, now, leases)
         if attempt then
           out[#out + 1] = id
           out[#out + 1] = tok
@@ -569,6 +600,7 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
           claimed = claimed + 1
         end
       end
+      if #leases > 0 then redis.call('ZADD', q.leased, unpack(leases)) end
     end
     if claimed > 0 and lim.rate then note_claims(q, claimed, now) end
   end
@@ -579,32 +611,9 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
     local due = next_due_in(q, now)
     return 0, due >= 0 and math.max(due, rate_wait) or -1
   end
-  set_marker(q, leased and leased + claimed >= lim.concurrency)
+  set_marker(q, leased and leased + claimed >= lim.concurrency, true)
   if claimed > 0 or redis.call('ZCARD', q.ready) > 0 then return claimed, -1 end
   return 0, next_due_in(q, now)
-end
-
--- Complete job `id` if `token` holds its lease, keeping what the queue's retention `r`
--- (retention()) allows: a result over r.result_max bytes is not stored (its size goes to
--- field rd), and with r.drop_payload the payload is deleted (its size goes to field pd).
--- Returns true, or false when the lease is lost.
-local function complete_job(q, id, token, result, now, r)
-  if not held(q, id, token, now) then return false end
-  local jkey = q.jprefix .. id
-  redis.call('ZREM', q.leased, id)
-  if r.result_max and #result > r.result_max then
-    redis.call('HSET', jkey, 'rd', #result)
-  else
-    redis.call('HSET', jkey, 'res', result)
-  end
-  if r.drop_payload then
-    redis.call('HSET', jkey, 'pd', redis.call('HSTRLEN', jkey, 'p'))
-    redis.call('HDEL', jkey, 'p')
-  end
-  finish(q, id, 'done', now)
-  count('completed', 1)
-  emit(q, 'completed', id)
-  return true
 end
 
 -- Fail job `id` if `token` holds its lease: retry it (scheduled after `delay_ms`, or the
@@ -633,10 +642,56 @@ local function fail_job(q, id, token, err, retry, delay_ms, base_ms, cap_ms, now
 end
 
 -- Complete the `n` jobs listed in `list` from index `b` as id, token, result triples,
--- appending 1 (done) or 0 (lease lost) per job to `out` (complete's and ack's ARGV).
+-- each only if its token holds a live lease, appending 1 (done) or 0 (lease lost) per job
+-- to `out` (complete's and ack's ARGV). What the queue's retention `r` (retention())
+-- allows is kept: a result over r.result_max bytes is not stored (its size goes to field
+-- rd), and with r.drop_payload the payload is deleted (its size goes to field pd).
+-- A batch pays once for what it can: one ZMSCORE reads the leases, one ZREM / ZADD moves
+-- the jobs from leased to done, one EXISTS tells whether any of them has children to settle.
 local function complete_listed(q, list, b, n, now, r, out)
-  for i = b, b + 3 * (n - 1), 3 do
-    out[#out + 1] = complete_job(q, list[i], list[i + 1], list[i + 2], now, r) and 1 or 0
+  if n == 0 then return end
+  local ids = {}
+  for i = 1, n do ids[i] = list[b + 3 * (i - 1)] end
+  local expiry = redis.call('ZMSCORE', q.leased, unpack(ids))
+  local parents = false
+  if q.children then
+    local ckeys = {}
+    for i = 1, n do ckeys[i] = q.children .. ids[i] end
+    parents = redis.call('EXISTS', unpack(ckeys)) > 0
+  end
+  local done = {}
+  for i = 1, n do
+    local id, token, result = ids[i], list[b + 3 * i - 2], list[b + 3 * i - 1]
+    local jkey = q.jprefix .. id
+    local f = redis.call('HMGET', jkey, 't', 'k')
+    if f[1] == token and expiry[i] and tonumber(expiry[i]) > now then
+      local field, value = 'res', result
+      if r.result_max and #result > r.result_max then field, value = 'rd', #result end
+      if r.drop_payload then
+        redis.call('HSET', jkey, field, value, 's', 'done', 'u', now, 'pd', redis.call('HSTRLEN', jkey, 'p'))
+        redis.call('HDEL', jkey, 't', 'p')
+      else
+        redis.call('HSET', jkey, field, value, 's', 'done', 'u', now)
+        redis.call('HDEL', jkey, 't')
+      end
+      if f[2] and redis.call('HGET', q.unique, f[2]) == id then redis.call('HDEL', q.unique, f[2]) end
+      done[#done + 1] = id
+      if parents then settle(q, id, 'done', now) end
+      count('completed', 1)
+      emit(q, 'completed', id)
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+  end
+  if #done > 0 then
+    redis.call('ZREM', q.leased, unpack(done))
+    local scored = {}
+    for i, id in ipairs(done) do
+      scored[2 * i - 1] = now
+      scored[2 * i] = id
+    end
+    redis.call('ZADD', q.done, unpack(scored))
   end
 end
 
