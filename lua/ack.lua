@@ -46,7 +46,7 @@ local q = { waiting = KEYS[14], cancelled = KEYS[15], children = KEYS[16], outbo
             ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], done = KEYS[4], dead = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
             config = KEYS[11], minutes = KEYS[12], events = KEYS[13], ratelog = KEYS[18],
-            events_max = tonumber(ARGV[11]) }
+            events_max = tonumber(ARGV[11]), defer_trim = true }
 local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
 local dead_ttl_ms, dead_max = r.dead_ttl_ms, r.dead_max

@@ -28,7 +28,7 @@
 --          see flush_plan), as in ack's reply
 local q = { ready = KEYS[1], leased = KEYS[2], scheduled = KEYS[3], marker = KEYS[4],
             meta = KEYS[5], unique = KEYS[6], counts = KEYS[7], dead = KEYS[8], jprefix = KEYS[9], events = KEYS[10],
-            config = KEYS[11], ratelog = KEYS[12], events_max = tonumber(ARGV[4]) }
+            config = KEYS[11], ratelog = KEYS[12], events_max = tonumber(ARGV[4]), defer_trim = true }
 local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
 local now = now_ms()

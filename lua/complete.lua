@@ -32,7 +32,7 @@ local q = { waiting = KEYS[9], ready = KEYS[10], scheduled = KEYS[11], marker = 
             cancelled = KEYS[14], children = KEYS[15], outbox = KEYS[16],
             leased = KEYS[1], done = KEYS[2], unique = KEYS[3], counts = KEYS[4], jprefix = KEYS[5],
             config = KEYS[6], minutes = KEYS[7], events = KEYS[8],
-            events_max = tonumber(ARGV[3]) }
+            events_max = tonumber(ARGV[3]), defer_trim = true }
 local n = tonumber(ARGV[4])
 local r = retention(q, tonumber(ARGV[1]), tonumber(ARGV[2]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max

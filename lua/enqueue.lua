@@ -36,7 +36,7 @@
 local q = { ready = KEYS[1], scheduled = KEYS[2], marker = KEYS[3], meta = KEYS[4],
             unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7], events = KEYS[8],
             waiting = KEYS[9], children = KEYS[10], cancelled = KEYS[11],
-            config = KEYS[12], leased = KEYS[13], events_max = tonumber(ARGV[3]) }
+            config = KEYS[12], leased = KEYS[13], events_max = tonumber(ARGV[3]), defer_trim = true }
 local n = tonumber(ARGV[1])
 
 local now = now_ms()

@@ -12,6 +12,22 @@ local EVENT_ERROR_CHARS = 500         -- an error is cut to this in the event lo
 local tally = {}                      -- counter increments, written once by flush_counts
 local planned = {}                    -- earliest new daemon work by meta field, see flush_plan
 local outboxed = 0                    -- 1 once settle wrote to rp:{q}:outbox (the caller drains it)
+local emitted = 0                     -- events emit appended without trimming (q.defer_trim)
+
+local numtext = {}                    -- num's texts of this run, by value
+
+-- Number `n` as the text a command receives for it (redis.call formats a number with
+-- "%.17g"), formatted once per value per script run: formatting a number costs more
+-- than the command it goes to, and a batch passes the same few (now, a lease expiry,
+-- attempt 1) many times.
+local function num(n)
+  local text = numtext[n]
+  if not text then
+    text = string.format('%.17g', n)
+    numtext[n] = text
+  end
+  return text
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -66,13 +82,18 @@ local function count(name, n)
   tally[name] = (tally[name] or 0) + n
 end
 
--- Write the tally to the lifetime totals, and the jobs done and failed to this minute's
+-- Trim the event log once for the events appended by emit (q.defer_trim). Write the tally
+-- to the lifetime totals, and the jobs done and failed to this minute's
 -- fields of the queue's minute histogram, q.minutes (rp:{q}:minutes: a script that
 -- finishes jobs declares it among its KEYS). Fields "<minute>:d" / "<minute>:f" (minute = unix ms //
 -- 60000); the first write of a minute deletes the fields 61-181 minutes old and sets the
 -- key to expire 2 hours later (so 2 hours after the minute of its last write), so it
 -- holds at most about 3 hours.
 local function flush_counts(q, now)
+  if emitted > 0 then
+    redis.call('XTRIM', q.events, 'MAXLEN', '~', q.events_max)
+    emitted = 0
+  end
   for name, n in pairs(tally) do
     if n ~= 0 then redis.call('HINCRBY', q.counts, name, n) end
   end
@@ -100,9 +121,16 @@ end
 -- (a attempt, w worker id, e error, s state after it, p state before it, r priority).
 -- The entry id is the server time in ms and orders the log; MAXLEN ~ keeps about
 -- events_max entries (Redis drops whole stream nodes, so trimming costs next to nothing).
+-- A script that sets q.defer_trim trims once, in flush_counts, instead of on every XADD
+-- (it must call flush_counts before it returns).
 local function emit(q, type, id, ...)
   if q.events_max == 0 then return end
-  redis.call('XADD', q.events, 'MAXLEN', '~', q.events_max, '*', 't', type, 'j', id, ...)
+  if q.defer_trim then
+    redis.call('XADD', q.events, '*', 't', type, 'j', id, ...)
+    emitted = emitted + 1
+  else
+    redis.call('XADD', q.events, 'MAXLEN', '~', q.events_max, '*', 't', type, 'j', id, ...)
+  end
 end
 
 -- Daemon work created at `at_ms` (field 'scheduler_at': a scheduled job or cue fire;
@@ -250,7 +278,7 @@ local function make_ready(q, id, seq, now)
   if not f[1] then return false end
   local priority = finite(f[2]) or 0
   redis.call('ZADD', q.ready, -priority * PRIORITY_SPAN + (seq % PRIORITY_SPAN), id)
-  redis.call('HSET', jkey, 's', 'ready', 'u', now)
+  redis.call('HSET', jkey, 's', 'ready', 'u', num(now))
   return true
 end
 
@@ -283,8 +311,8 @@ end
 -- stamp it, drop its lease token and free its unique key for new jobs.
 local function close_job(q, id, state, now)
   local jkey = q.jprefix .. id
-  redis.call('ZADD', q[state], now, id)
-  redis.call('HSET', jkey, 's', state, 'u', now)
+  redis.call('ZADD', q[state], num(now), id)
+  redis.call('HSET', jkey, 's', state, 'u', num(now))
   redis.call('HDEL', jkey, 't')
   free_unique(q, jkey, id)
 end
@@ -543,16 +571,16 @@ local function lease_job(q, id, worker, lease_ms, token, now, leases)
   end
   local attempt = (whole(f[4]) or 0) + 1   -- malformed() let only a whole number or none through
   local lease = f[3] and finite(f[3]) or lease_ms
-  redis.call('HSET', jkey, 'a', attempt, 's', 'leased', 't', token, 'w', worker, 'u', now)
+  redis.call('HSET', jkey, 'a', num(attempt), 's', 'leased', 't', token, 'w', worker, 'u', num(now))
   if f[8] then redis.call('HDEL', jkey, 'pg') end
   if leases then
-    leases[#leases + 1] = now + lease
+    leases[#leases + 1] = num(now + lease)
     leases[#leases + 1] = id
   else
-    redis.call('ZADD', q.leased, now + lease, id)
+    redis.call('ZADD', q.leased, num(now + lease), id)
   end
   plan('sweeper_at', now + lease)
-  emit(q, 'claimed', id, 'a', attempt, 'w', worker)
+  emit(q, 'claimed', id, 'a', num(attempt), 'w', worker)
   return attempt, finite(f[2]), lease, finite(f[7]) or 0, f[1]
 end
 
@@ -668,10 +696,10 @@ local function complete_listed(q, list, b, n, now, r, out)
       local field, value = 'res', result
       if r.result_max and #result > r.result_max then field, value = 'rd', #result end
       if r.drop_payload then
-        redis.call('HSET', jkey, field, value, 's', 'done', 'u', now, 'pd', redis.call('HSTRLEN', jkey, 'p'))
+        redis.call('HSET', jkey, field, value, 's', 'done', 'u', num(now), 'pd', redis.call('HSTRLEN', jkey, 'p'))
         redis.call('HDEL', jkey, 't', 'p')
       else
-        redis.call('HSET', jkey, field, value, 's', 'done', 'u', now)
+        redis.call('HSET', jkey, field, value, 's', 'done', 'u', num(now))
         redis.call('HDEL', jkey, 't')
       end
       if f[2] and redis.call('HGET', q.unique, f[2]) == id then redis.call('HDEL', q.unique, f[2]) end
@@ -688,7 +716,7 @@ local function complete_listed(q, list, b, n, now, r, out)
     redis.call('ZREM', q.leased, unpack(done))
     local scored = {}
     for i, id in ipairs(done) do
-      scored[2 * i - 1] = now
+      scored[2 * i - 1] = num(now)
       scored[2 * i] = id
     end
     redis.call('ZADD', q.done, unpack(scored))
@@ -721,14 +749,14 @@ local function create_job(q, id, ukey, o, now, seq, ready_out)
   end
   if id == '' then
     seq = seq or next_seq(q, 1)    -- generated ids are numbers; custom ids never are
-    id = tostring(seq)
+    id = num(seq)
   elseif redis.call('EXISTS', q.jprefix .. id) == 1 then
     return id, false, redis.call('HGET', q.jprefix .. id, 's')
   end
   local state = o.run_at > now and 'scheduled' or 'ready'
   if o.waiting then state = 'waiting' end
   local jkey = q.jprefix .. id
-  redis.call('HSET', jkey, 'p', o.payload, 's', state, 'm', o.max_attempts, 'c', now)
+  redis.call('HSET', jkey, 'p', o.payload, 's', state, 'm', o.max_attempts, 'c', num(now))
   local timeout_ms = o.timeout_ms or '0'
   if o.priority ~= 0 or o.lease_ms ~= '0' or o.backoff_base_ms ~= '0' or o.backoff_cap_ms ~= '0'
       or timeout_ms ~= '0' then
@@ -752,7 +780,7 @@ local function create_job(q, id, ukey, o, now, seq, ready_out)
     seq = seq or next_seq(q, 1)
     local score = -o.priority * PRIORITY_SPAN + (seq % PRIORITY_SPAN)
     if ready_out then
-      ready_out[#ready_out + 1] = score
+      ready_out[#ready_out + 1] = num(score)   -- the id's text when priority is 0
       ready_out[#ready_out + 1] = id
     else
       redis.call('ZADD', q.ready, score, id)
