@@ -17,13 +17,17 @@ local emitted = 0                     -- events emit appended without trimming (
 local numtext = {}                    -- num's texts of this run, by value
 
 -- Number `n` as the text a command receives for it (redis.call formats a number with
--- "%.17g"), formatted once per value per script run: formatting a number costs more
--- than the command it goes to, and a batch passes the same few (now, a lease expiry,
--- attempt 1) many times.
+-- "%.17g", through glibc's float path: that costs more than most commands it goes to),
+-- formatted once per value per script run (a batch passes the same few, such as now, a
+-- lease expiry or attempt 1, many times), a whole number as an integer (the same text).
 local function num(n)
   local text = numtext[n]
   if not text then
-    text = string.format('%.17g', n)
+    if n == math.floor(n) and n > -1e15 and n < 1e15 then
+      text = string.format('%d', n)   -- the same text for a whole number, without the float path
+    else
+      text = string.format('%.17g', n)
+    end
     numtext[n] = text
   end
   return text
@@ -91,18 +95,18 @@ end
 -- holds at most about 3 hours.
 local function flush_counts(q, now)
   if emitted > 0 then
-    redis.call('XTRIM', q.events, 'MAXLEN', '~', q.events_max)
+    redis.call('XTRIM', q.events, 'MAXLEN', '~', num(q.events_max))
     emitted = 0
   end
   for name, n in pairs(tally) do
-    if n ~= 0 then redis.call('HINCRBY', q.counts, name, n) end
+    if n ~= 0 then redis.call('HINCRBY', q.counts, name, num(n)) end
   end
   local done, failed = tally.completed or 0, tally.failed or 0
   if done == 0 and failed == 0 then return end
   local minutes = q.minutes
   local m = math.floor((now or now_ms()) / 60000)
   local first = false
-  if done > 0 then first = redis.call('HINCRBY', minutes, m .. ':d', done) == done end
+  if done > 0 then first = redis.call('HINCRBY', minutes, num(m) .. ':d', num(done)) == done end
   if failed > 0 then first = redis.call('HINCRBY', minutes, m .. ':f', failed) == failed or first end
   if first then
     local old = {}
@@ -170,7 +174,7 @@ end
 
 -- Reserve n numbers of the queue's counter (ids, ready order, lease tokens); returns the first.
 local function next_seq(q, n)
-  return redis.call('HINCRBY', q.meta, 'seq', n) - n + 1
+  return redis.call('HINCRBY', q.meta, 'seq', num(n)) - n + 1
 end
 
 -- Flow control (Engine.set_limits): the queue's limits, from its rp:{q}:config hash (`q.config`)
@@ -441,16 +445,11 @@ local function trim(q, set, ttl_ms, max_count, now, budget)
   local total = redis.call('ZCARD', set)
   if total == 0 then return 0 end
   local over, cutoff = total - max_count, now - ttl_ms
-  local ids
-  if over > 0 then   -- the oldest `over` go whatever their age; then those past the ttl
-    local first = redis.call('ZRANGE', set, 0, budget - 1, 'WITHSCORES')
-    ids = {}
-    for i = 1, #first, 2 do
-      if #ids >= over and tonumber(first[i + 1]) >= cutoff then break end
-      ids[#ids + 1] = first[i]
-    end
-  else
-    ids = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. cutoff, 'LIMIT', 0, budget)
+  local ids, n = {}, math.min(math.max(over, 0), budget)
+  if n > 0 then ids = redis.call('ZRANGE', set, 0, num(n - 1)) end   -- the oldest `over`, whatever their age
+  if n < budget then   -- then those past the ttl (no scores read: Redis 7.0 formats each with sprintf)
+    local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. num(cutoff), 'LIMIT', num(n), num(budget - n))
+    for _, id in ipairs(old) do ids[#ids + 1] = id end
   end
   if #ids == 0 then return 0 end
   local jkeys = {}
@@ -528,7 +527,7 @@ end
 
 -- Move due scheduled jobs (at most `budget`) to ready; returns how many moved.
 local function promote_due(q, now, budget)
-  local ids = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, budget)
+  local ids = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', num(now), 'LIMIT', 0, num(budget))
   if #ids == 0 then return 0 end
   redis.call('ZREM', q.scheduled, unpack(ids))
   local seq = next_seq(q, #ids)
@@ -571,7 +570,7 @@ local function lease_job(q, id, worker, lease_ms, token, now, leases)
   end
   local attempt = (whole(f[4]) or 0) + 1   -- malformed() let only a whole number or none through
   local lease = f[3] and finite(f[3]) or lease_ms
-  redis.call('HSET', jkey, 'a', num(attempt), 's', 'leased', 't', token, 'w', worker, 'u', num(now))
+  redis.call('HSET', jkey, 'a', num(attempt), 's', 'leased', 't', num(token), 'w', worker, 'u', num(now))
   if f[8] then redis.call('HDEL', jkey, 'pg') end
   if leases then
     leases[#leases + 1] = num(now + lease)
@@ -610,12 +609,14 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
   local allowed, rate_wait = allowance(q, lim, limit, now, leased)
   local claimed = 0
   if allowed > 0 then
-    local popped = redis.call('ZPOPMIN', q.ready, allowed)
+    -- ZRANGE + ZREMRANGEBYRANK, not ZPOPMIN: Redis 7.0 formats every score it replies with sprintf
+    local popped = redis.call('ZRANGE', q.ready, 0, num(allowed - 1))
     if #popped > 0 then
-      local token = next_seq(q, #popped / 2)
+      redis.call('ZREMRANGEBYRANK', q.ready, 0, num(#popped - 1))
+      local token = next_seq(q, #popped)
       local leases = {}
-      for i = 1, #popped, 2 do
-        local id, tok = popped[i], token + (i - 1) / 2
+      for i = 1, #popped do
+        local id, tok = popped[i], token + i - 1
         local attempt, max_attempts, lease, timeout_ms, payload = lease_job(q, id, worker, lease_ms, tok, now, leases)
         if attempt then
           out[#out + 1] = id
