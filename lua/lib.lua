@@ -688,12 +688,26 @@ local function complete_listed(q, list, b, n, now, r, out)
     for i = 1, n do ckeys[i] = q.children .. ids[i] end
     parents = redis.call('EXISTS', unpack(ckeys)) > 0
   end
-  local done = {}
+  -- first the checks (reads), then the first write: ZREM, which a Redis at maxmemory still
+  -- runs (no deny-oom flag), after which the script may write on, so a full Redis still
+  -- finishes jobs (and frees memory)
+  local held, ukeys, seen = {}, {}, {}
   for i = 1, n do
-    local id, token, result = ids[i], list[b + 3 * i - 2], list[b + 3 * i - 1]
-    local jkey = q.jprefix .. id
-    local f = redis.call('HMGET', jkey, 't', 'k')
-    if f[1] == token and expiry[i] and tonumber(expiry[i]) > now then
+    local id = ids[i]
+    if not seen[id] and expiry[i] and tonumber(expiry[i]) > now then
+      local f = redis.call('HMGET', q.jprefix .. id, 't', 'k')
+      if f[1] == list[b + 3 * i - 2] then
+        seen[id] = true
+        held[#held + 1] = id
+        ukeys[i] = f[2] or false
+      end
+    end
+  end
+  if #held > 0 then redis.call('ZREM', q.leased, unpack(held)) end
+  for i = 1, n do
+    local id, result = ids[i], list[b + 3 * i - 1]
+    if ukeys[i] ~= nil then
+      local jkey = q.jprefix .. id
       local field, value = 'res', result
       if r.result_max and #result > r.result_max then field, value = 'rd', #result end
       if r.drop_payload then
@@ -703,8 +717,8 @@ local function complete_listed(q, list, b, n, now, r, out)
         redis.call('HSET', jkey, field, value, 's', 'done', 'u', num(now))
         redis.call('HDEL', jkey, 't')
       end
-      if f[2] and redis.call('HGET', q.unique, f[2]) == id then redis.call('HDEL', q.unique, f[2]) end
-      done[#done + 1] = id
+      local k = ukeys[i]
+      if k and redis.call('HGET', q.unique, k) == id then redis.call('HDEL', q.unique, k) end
       if parents then settle(q, id, 'done', now) end
       count('completed', 1)
       emit(q, 'completed', id)
@@ -713,10 +727,9 @@ local function complete_listed(q, list, b, n, now, r, out)
       out[#out + 1] = 0
     end
   end
-  if #done > 0 then
-    redis.call('ZREM', q.leased, unpack(done))
+  if #held > 0 then
     local scored = {}
-    for i, id in ipairs(done) do
+    for i, id in ipairs(held) do
       scored[2 * i - 1] = num(now)
       scored[2 * i] = id
     end
