@@ -33,7 +33,8 @@ attempts made before the current one.
 Errors are ``{"code", "message"}`` with the service's statuses: 400 VALIDATION_ERROR
 (a value out of range), 422 (a field missing or of the wrong type), 401, 403, 404
 NOT_FOUND, 409 LEASE_EXPIRED (stale or foreign ``lease_id``) or CONFLICT (the job has
-finished), 413, 503 (Redis unreachable).
+finished), 413, 503 (Redis unreachable). The key is checked before the route: a request
+without a valid key gets 401 on an unknown route too, never a 404.
 """
 from __future__ import annotations
 

@@ -164,15 +164,21 @@ def queue_routes(api: SpooledApi) -> list[BaseRoute]:
     queues = QueuesApi(api)
     engine = api.engine
 
+    async def redis_answers() -> bool:
+        try:
+            return await call(engine.ping)
+        except Exception:  # noqa: BLE001 - whatever the trouble, the answer is "not healthy"
+            return False
+
     async def health(request: Request) -> Response:
-        ok = await call(engine.ping)
+        ok = await redis_answers()
         return JSONResponse({"status": "healthy" if ok else "degraded", "database": ok, "cache": ok})
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
     async def ready(request: Request) -> Response:
-        ok = await call(engine.ping)
+        ok = await redis_answers()
         return JSONResponse({"status": "ready" if ok else "unavailable"}, status_code=200 if ok else 503)
 
     v1 = "/api/v1/queues"

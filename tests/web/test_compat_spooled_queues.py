@@ -58,6 +58,24 @@ def test_health(client, server):
         assert raw(server, "GET", path, key=None).status_code == 200, "no key needed, as the service"
 
 
+def test_health_while_redis_is_down():
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    from starlette.testclient import TestClient
+
+    import redispool
+    from redispool.compat import create_spooled_app
+    down = redispool.Engine(redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)),
+                            url="redis://localhost:1/0")
+    with TestClient(create_spooled_app(down)) as c:
+        health = c.get("/health")
+        assert health.status_code == 200 and health.json() == {"status": "degraded", "database": False,
+                                                                "cache": False}
+        assert c.get("/health/live").status_code == 200
+        assert c.get("/health/ready").status_code == 503
+
+
 # ---------------------------------------------------------------------- queues
 def test_queue_config_becomes_the_queues_job_defaults_and_limit(client, server, queue):
     _, engine, _ = server
