@@ -22,6 +22,7 @@
 -- KEYS[16] rp:{q}:minutes   hash  jobs done / failed per minute     w
 -- KEYS[17] rp:{q}:events    stream the queue's event log          w
 -- KEYS[18] rp:{q}:ratelog   list  the rate limit's claim times      w
+-- KEYS[19] rp:{q}:expiring  zset  jobs with an expiry (entries of finished jobs)  w
 -- Returns: { removed, scheduled, ready, leased, cues }: removed 1 (keys deleted), 0 (the
 --          queue had no keys), or -1 (not empty: nothing changed; the counts say why)
 local q = { scheduled = KEYS[1], ready = KEYS[2], leased = KEYS[3], cue_next = KEYS[4], cues = KEYS[5],
@@ -41,4 +42,5 @@ for i = 1, 14 do deleted = deleted + redis.call('DEL', KEYS[i]) end
 deleted = deleted + redis.call('DEL', KEYS[16])
 deleted = deleted + redis.call('DEL', KEYS[17])
 deleted = deleted + redis.call('DEL', KEYS[18])
+deleted = deleted + redis.call('DEL', KEYS[19])
 return { deleted > 0 and 1 or 0, 0, 0, 0, 0 }

@@ -11,12 +11,19 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:dead        zset  job ids by finish time (ms), trimmed by age and count
     rp:{q}:cancelled   zset  job ids by cancel time (ms), trimmed like done
     rp:{q}:marker      zset  one member while jobs are ready; blocked claimers BZPOPMIN it
-    rp:{q}:meta        hash  seq (id/order/token counter), paused, scheduler_at and
+    rp:{q}:meta        hash  seq (id/order/token counter), paused (with paused_at ms and
+                             paused_reason while it lasts), scheduler_at and
                              sweeper_at (ms: when each daemon next has work in the queue,
                              as in rp:due:<daemon>; see queues.py)
     rp:{q}:unique      hash  unique_key -> job id, while that job is unfinished
     rp:{q}:config      hash  the queue's settings, read by the scripts: retention
-                             (retention.py) and limits (limits.py: rate, per_ms, concurrency)
+                             (retention.py) and limits (limits.py: rate, per_ms, concurrency);
+                             and the defaults of jobs enqueued without their own
+                             (queue_config.py: max_attempts, timeout_ms; applied by the
+                             callers that take them, not by a script)
+    rp:{q}:expiring    zset  ids of jobs enqueued with an expiry, by it (ms): the sweeper
+                             cancels those not leased by then (an entry of a job leased
+                             or finished meanwhile is just dropped then)
     rp:{q}:ratelog     list  the rate limit's sliding log: the server time (ms) of each
                              claim in the last per_ms, newest first, at most `rate` of them
                              (each claim drops what left the window; deleted with the rate)
@@ -75,6 +82,7 @@ from the objects below: ``rp:{q}:ready`` is ``QueueKeys.ready`` (``rp:{q}:job:``
 
 Job hash fields (one letter to keep a queued job small): p payload (msgpack), s state,
 a attempts, m max_attempts, r priority (absent = 0), c created ms, u updated ms,
+ex expiry ms (absent = none: not leased by then, it is cancelled), tg tags (JSON),
 l lease ms (absent = worker's), bb/bc backoff base/cap ms, to timeout ms (the longest one
 attempt may run; absent = the worker's), k unique key, t lease token, w worker id,
 x lease expiry ms, res result (msgpack), e errors (JSON, latest first), pg the current
@@ -108,7 +116,7 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi", "events", "waiting", "children_prefix", "outbox", "ratelog", "bound")
+                 "cueapi", "events", "waiting", "children_prefix", "outbox", "ratelog", "expiring", "bound")
 
     prefix: str
     queue: str
@@ -134,6 +142,7 @@ class QueueKeys:
     children_prefix: str
     outbox: str
     ratelog: str
+    expiring: str
     bound: dict[str, list[str]]   # script name -> its KEYS (scripts.py fills it)
 
     def __init__(self, prefix: str, queue: str) -> None:
@@ -143,7 +152,7 @@ class QueueKeys:
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
         for name in STATES + ("marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                              "cueapi", "events", "outbox", "ratelog"):
+                              "cueapi", "events", "outbox", "ratelog", "expiring"):
             setattr(self, name, self.base + name)
         self.children_prefix = self.base + "children:"
 

@@ -155,6 +155,9 @@ class JobInfo:
     # a job enqueued with depends_on: its parents as (queue, id) and "all" / "any"
     depends_on: list[tuple[str, str]] | None = None
     dependency_mode: str | None = None
+    # enqueued with expires_at: unix seconds after which it is cancelled unless leased before
+    expires_at: float | None = None
+    tags: Any = None                      # enqueued with tags: a list of strings or a JSON object
 
 
 @dataclass
