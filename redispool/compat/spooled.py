@@ -39,9 +39,10 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .. import defaults, validate
 from ..aio import GIVE_UP
@@ -53,6 +54,7 @@ from ..web import endpoint
 from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, check_depth, deliverable, jsonable
 from ..web.delivery import rendered
 from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
+from ..web.waiting import LoopEngines
 from ..web.workers import HttpWorkers, OnThreads
 from .common import ENVELOPE_DEPTH, FOREVER_S, fields, iso, parse_time, same_trouble
 
@@ -511,9 +513,12 @@ class SpooledApi:
         return self._worker_json(await self._worker(request.path_params["id"]), full=True)
 
 
-def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlette:
+def create_app(engine: Engine, tokens: dict[str, str] | None = None, *, waits: LoopEngines | None = None) -> Starlette:
     """The spooled protocol as an ASGI app; mount it at ``/compat/spooled`` (its routes
-    live under ``/api/v1``, where the SDK puts them)."""
+    live under ``/api/v1``, where the SDK puts them). ``waits``: the server's, so that
+    its shutdown ends the realtime streams too (spooled_realtime.py)."""
+    from .spooled_auth import AuthRoutes, TokenAuth
+    from .spooled_realtime import Realtime
     api = SpooledApi(engine, tokens)
     v1 = "/api/v1"
     J = v1 + "/jobs/{id:path}"
@@ -539,10 +544,13 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlett
         api.route("POST", v1 + "/workers/{id}/deregister", "worker", api.deregister),
         api.route("GET", v1 + "/workers/{id}", "read", api.get_worker),
     ]
+    every: list[BaseRoute] = [*routes, *AuthRoutes(DIALECT, tokens).routes(v1),
+                              *Realtime(api, waits or LoopEngines(engine)).routes(v1)]
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error(404, "NOT_FOUND", f"no route {request.method} {request.url.path} in the spooled protocol")
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app = Starlette(routes=every, exception_handlers={404: not_found, 405: not_found},
+                    middleware=[Middleware(TokenAuth, tokens=tokens)])   # login tokens count as their keys
     app.state.api = api
     return app
