@@ -262,6 +262,8 @@ class CueapiApi:
         s = record["schedule"]
         if record.get("transport") == "webhook":
             self._webhook_cue(record)
+            if old and old["schedule"]["type"] == "once" and s["type"] == "recurring":
+                self.engine.resume_cue(q, record["id"])   # a one-time cue's was paused
         elif s["type"] == "recurring":
             self.engine.add_cue(q, record["id"], s["cron"], tz=s["timezone"], payload=record["payload"],
                                 max_attempts=record["retry"]["max_attempts"])

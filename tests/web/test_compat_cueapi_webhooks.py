@@ -168,3 +168,13 @@ def test_fire_idempotency_key_holds_for_the_same_request_and_refuses_another(sdk
     claimable = sdk._get("/v1/executions/claimable")["executions"]
     assert {e["execution_id"]: e["payload"] for e in claimable if e["cue_id"] == cue.id} == {
         first["id"]: {"task": "t", "x": 2}, other["id"]: {"task": "t", "x": 2}}
+
+
+def test_a_one_time_webhook_cue_made_recurring_fires_on_its_schedule(sdk, server):
+    with receiving() as receiver:
+        cue = sdk.cues.create("later-then-often", at=datetime.now(timezone.utc) + timedelta(hours=1),
+                              callback=receiver.url)
+        assert sdk.cues.get(cue.id).status == "active" and not receiver.requests
+        assert sdk.cues.update(cue.id, cron="* * * * * *").schedule.type == "recurring"
+        wait_for(lambda: receiver.requests, 20, "a fire of the new schedule")
+        assert receiver.requests[0].json["name"] == "later-then-often"
