@@ -4,6 +4,8 @@ events of jobs enqueued, claimed, completed and failed, worker events and pings,
 service's frames, with the official client unchanged."""
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,10 @@ pytest.importorskip("sseclient")
 pytest.importorskip("websockets")
 from spooled import SpooledClient  # noqa: E402
 from spooled.errors import AuthenticationError, AuthorizationError  # noqa: E402
+from spooled.realtime.sse import AsyncSSEClient  # noqa: E402
 from spooled.realtime.unified import ConnectionState, SubscriptionFilter  # noqa: E402
+from spooled.realtime.websocket import SubscriptionFilter as WsFilter  # noqa: E402
+from spooled.realtime.websocket import WebSocketClient, WebSocketConnectionOptions  # noqa: E402
 from spooled.utils.jwt import decode_jwt_exp  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
@@ -137,20 +142,43 @@ def test_realtime_gets_the_job_events(server, client, queue, kind):
         rt.disconnect()
 
 
-@pytest.mark.parametrize("kind", ["sse", "websocket"])
-def test_realtime_filtered_by_queue(server, client, queue, kind):
-    rt, seen = realtime(client, kind, SubscriptionFilter(queue=queue))
+def test_realtime_sse_filtered_by_queue(server, client, queue):
+    rt, seen = realtime(client, "sse", SubscriptionFilter(queue=queue))
     rt.connect()
     try:
         seen.wait("ping")
-        if kind == "websocket":   # the subscribe goes after the handshake, unacknowledged: a ping answers after it
-            rt._ws.send('{"cmd": "ping"}')
-            wait_for(lambda: len(seen.of("ping")) >= 2, 15, "the second ping")
         client.jobs.create({"queue_name": queue + "-other", "payload": {}})
         lifecycle(client, queue, seen)
         assert not [d for t, d in seen.events if t.startswith("job.") and d["queue_name"] != queue]
     finally:
         rt.disconnect()
+
+
+def websocket_client(server, client: SpooledClient, subscribe: SubscriptionFilter) -> tuple[WebSocketClient, Seen]:
+    """The SDK's standalone WebSocket client on a login token, subscribed (its ping is
+    answered after the subscribe: a barrier, as the service sends no acks)."""
+    base, _, _ = server
+    token = client.get_jwt_token()
+    ws = WebSocketClient(WebSocketConnectionOptions(ws_url=base.replace("http", "ws") + "/compat/spooled",
+                                                    token=token, auto_reconnect=False))
+    seen = Seen()
+    ws.on_event(seen)
+    ws.connect()
+    seen.wait("ping")
+    ws.subscribe(WsFilter(queue=subscribe.queue, job_id=subscribe.job_id))
+    ws.ping()
+    wait_for(lambda: len(seen.of("ping")) >= 2, 15, "the answer to ping")
+    return ws, seen
+
+
+def test_websocket_filtered_by_queue(server, client, queue):
+    ws, seen = websocket_client(server, client, SubscriptionFilter(queue=queue))
+    try:
+        client.jobs.create({"queue_name": queue + "-other", "payload": {}})
+        lifecycle(client, queue, seen)
+        assert not [d for t, d in seen.events if t.startswith("job.") and d["queue_name"] != queue]
+    finally:
+        ws.disconnect()
 
 
 def test_sse_job_stream_starts_with_the_status_and_ends_with_the_job(server, client, queue):
@@ -183,23 +211,33 @@ def test_sse_unknown_job_is_an_error_event_and_the_end(server, client, queue):
 
 def test_websocket_job_filter_and_unsubscribe(server, client, queue):
     job_id = client.jobs.create({"queue_name": queue, "payload": {}}).id
-    rt, seen = realtime(client, "websocket", SubscriptionFilter(job_id=job_id))
-    rt.connect()
+    ws, seen = websocket_client(server, client, SubscriptionFilter(job_id=job_id))
     try:
-        rt._ws.send('{"cmd": "PING"}')   # commands in any case; it answers after the subscribe
-        wait_for(lambda: len(seen.of("ping")) >= 2, 15, "the answer to ping")
         other = client.jobs.create({"queue_name": queue, "payload": {}}).id
         [job] = client.jobs.claim({"queue_name": queue, "worker_id": "w1"}).jobs
         assert job.id == job_id
         seen.wait("job.status_changed", job_id=job_id, new_status="processing")
         assert not [d for t, d in seen.events if t.startswith("job.") and d["job_id"] == other]
-        rt.unsubscribe(SubscriptionFilter(job_id=job_id))   # no filter left: every queue
-        rt._ws.send('{"cmd": "ping"}')
+        ws.unsubscribe(WsFilter(job_id=job_id))   # no filter left: every queue
+        ws.ping()
         wait_for(lambda: len(seen.of("ping")) >= 3, 15, "the answer to ping")
         client.jobs.cancel(other)
         seen.wait("job.status_changed", job_id=other, old_status="pending", new_status="cancelled")
     finally:
-        rt.disconnect()
+        ws.disconnect()
+
+
+def test_websocket_commands_in_any_case_and_bad_ones_get_an_error_event(server, client):
+    base, _, _ = server
+    with connect(base.replace("http", "ws") + f"/compat/spooled/api/v1/ws?token={READ}") as sock:
+        assert json.loads(sock.recv(timeout=10))["type"] == "Ping"
+        sock.send('{"cmd": "PING"}')
+        assert json.loads(sock.recv(timeout=10))["type"] == "Ping"
+        sock.send('{"cmd": "subscribe", "job_id": "no-tilde"}')
+        got = json.loads(sock.recv(timeout=10))
+        assert got["type"] == "Error" and got["data"]["message"]
+        sock.send("not json")
+        assert json.loads(sock.recv(timeout=10))["type"] == "Error"
 
 
 @pytest.mark.parametrize("kind", ["sse", "websocket"])
@@ -229,3 +267,31 @@ def test_realtime_refuses_a_bad_token(server):
     # a raw API key works as the token too (the SDK's own scripts pass one)
     with connect(base.replace("http", "ws") + f"/compat/spooled/api/v1/ws?token={READ}") as ws:
         assert '"Ping"' in ws.recv(timeout=10)
+
+
+def test_async_sse_client_reads_a_jobs_stream_to_its_end(server, client, queue):
+    """AsyncSSEClient keeps only the last ``data:`` line of an event: each is one line."""
+    base, _, _ = server
+    job_id = client.jobs.create({"queue_name": queue, "payload": {}}).id
+    token = client.get_jwt_token()
+
+    def finish() -> None:
+        [job] = client.jobs.claim({"queue_name": queue, "worker_id": "w1"}).jobs
+        client.jobs.fail(job.id, {"worker_id": "w1", "lease_id": job.lease_id, "error": "once"})   # a retry waits
+        client.jobs.cancel(job.id)
+
+    async def read() -> list[tuple[str, dict]]:
+        sse = AsyncSSEClient(base + "/compat/spooled", token, job_id=job_id, auto_reconnect=False)
+        got = []
+        async for event in sse.events():   # ends when the server closes the finished job's stream
+            if event.type == "ping":   # the first frame of every stream
+                continue
+            got.append((event.type, event.data))
+            if len(got) == 1:
+                await asyncio.to_thread(finish)
+        return got
+
+    got = asyncio.run(asyncio.wait_for(read(), 30))
+    assert [(t, d.get("old_status"), d.get("new_status")) for t, d in got] == [
+        ("job.status_changed", "", "pending"), ("job.status_changed", "pending", "processing"),
+        ("job.status_changed", "processing", "scheduled"), ("job.status_changed", "scheduled", "cancelled")]
