@@ -14,6 +14,8 @@ worker lifecycle translates to one or two Engine calls (the native API's Lua scr
     GET|DELETE /jobs/{id}, POST /jobs/{id}/retry, GET /jobs, /jobs/status, /jobs/stats
     GET /jobs/dlq, POST /jobs/dlq/retry|purge   dead jobs: list, replay_dead, purge
     POST /workers/register, /workers/{id}/heartbeat|deregister, GET /workers[/{id}]
+    POST /auth/login|refresh|validate, GET /auth/me   login tokens (spooled_auth.py)
+    GET /events[?queue=], /events/jobs/{id}, /ws      realtime, on the event logs (spooled_realtime.py)
 
 Job ids: this protocol names a job without its queue, so the id handed out is
 ``<queue>~<job id>``. Queue names cannot hold ``~``, so the first ``~`` splits it, and

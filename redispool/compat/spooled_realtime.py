@@ -57,12 +57,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .. import tojson
 from ..errors import RedispoolError
 from ..events import Cursor
-from ..http.ws import refuse
 from ..keys import check_queue
 from ..models import Event
 from ..web import sse
 from ..web.access import note
-from ..web.endpoint import Forbidden, Unauthorized, check_role
+from ..web.endpoint import Forbidden, Unauthorized, check_role, refuse
 from ..web.feed import TROUBLE, Feed, Sent, follow
 from ..web.waiting import LoopEngines
 from .common import iso
