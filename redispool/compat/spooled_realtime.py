@@ -69,6 +69,7 @@ from .spooled import STATUS, SpooledApi, error, public_id, split_id
 
 WORKER_POLL_S = 2.0       # how often an unfiltered stream reads the worker registry
 PING_S = 30.0             # a socket's Ping
+RESULT_MAX = 512 * 1024   # bytes of a JobCompleted's result (the SDK's socket takes frames of 1 MiB at most)
 KEEPALIVE_S = sse.KEEPALIVE_S
 TERMINAL = ("completed", "deadletter", "cancelled")
 DOTTED = {"JobCreated": "job.created", "JobStatusChange": "job.status", "JobCompleted": "job.completed",
@@ -175,8 +176,9 @@ class Watch:
                 if out["type"] == "JobCompleted" and event.job_id is not None:
                     with contextlib.suppress(*TROUBLE):
                         info = await self.aio.get(event.queue, event.job_id)
-                        if info is not None:
-                            out["data"]["result"] = tojson.jsonable(info.result)
+                        result = tojson.jsonable(info.result) if info is not None else None
+                        if len(tojson.dumps(result)) <= RESULT_MAX:   # else left out: see RESULT_MAX
+                            out["data"]["result"] = result
                 outs.append(out)
         return outs
 
