@@ -16,12 +16,16 @@ import pytest
 pytest.importorskip("spooled")
 pytest.importorskip("sseclient")
 pytest.importorskip("websockets")
-from spooled import SpooledClient  # noqa: E402
+from spooled import AsyncSpooledClient, SpooledClient  # noqa: E402
 from spooled.errors import AuthenticationError, AuthorizationError  # noqa: E402
 from spooled.realtime.sse import AsyncSSEClient  # noqa: E402
 from spooled.realtime.unified import ConnectionState, SubscriptionFilter  # noqa: E402
+from spooled.realtime.websocket import (  # noqa: E402
+    AsyncWebSocketClient,
+    WebSocketClient,
+    WebSocketConnectionOptions,
+)
 from spooled.realtime.websocket import SubscriptionFilter as WsFilter  # noqa: E402
-from spooled.realtime.websocket import WebSocketClient, WebSocketConnectionOptions  # noqa: E402
 from spooled.utils.jwt import decode_jwt_exp  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
@@ -295,3 +299,30 @@ def test_async_sse_client_reads_a_jobs_stream_to_its_end(server, client, queue):
     assert [(t, d.get("old_status"), d.get("new_status")) for t, d in got] == [
         ("job.status_changed", "", "pending"), ("job.status_changed", "pending", "processing"),
         ("job.status_changed", "processing", "scheduled"), ("job.status_changed", "scheduled", "cancelled")]
+
+
+def test_async_websocket_client_and_the_async_clients_login(server, queue):
+    """AsyncSpooledClient logs in; AsyncWebSocketClient subscribes to a queue and reads."""
+    base, _, _ = server
+
+    async def run() -> list[tuple[str, dict]]:
+        async with AsyncSpooledClient(api_key=ADMIN, base_url=base + "/compat/spooled") as client:
+            token = await client.get_jwt_token()
+            ws = AsyncWebSocketClient(WebSocketConnectionOptions(
+                ws_url=base.replace("http", "ws") + "/compat/spooled", token=token, auto_reconnect=False))
+            await ws.connect()
+            await ws.subscribe(WsFilter(queue=queue))
+            await ws.ping()   # answered after the subscribe
+            got: list[tuple[str, dict]] = []
+            async for event in ws.events():
+                got.append((event.type, event.data))
+                if [t for t, _ in got].count("ping") == 2 and len(got) == 2:
+                    await client.jobs.create({"queue_name": queue + "-other", "payload": {}})
+                    await client.jobs.create({"queue_name": queue, "payload": {"n": 1}})
+                if event.type == "job.created":
+                    break
+            await ws.disconnect()
+            return got
+
+    got = asyncio.run(asyncio.wait_for(run(), 30))
+    assert [t for t, _ in got] == ["ping", "ping", "job.created"] and got[2][1]["queue_name"] == queue
