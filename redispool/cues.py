@@ -31,7 +31,7 @@ from .errors import CueNotFound, InvalidCron, InvalidOption
 from .keys import DELIVERY_QUEUE, QUEUE_NAME, check_queue
 from .models import CueInfo
 from .signing import scheme as check_scheme
-from .webhooks import check_secret, check_url
+from .webhooks import check_headers, check_method, check_secret, check_url
 
 MISFIRE = ("skip", "catch_up")
 CAS_TRIES = 20
@@ -131,14 +131,17 @@ class CuesMixin(EngineBase):
     def add_cue(self, queue: str, name: str, cron: str, *, tz: str = "UTC", payload: Any = None,
                 priority: int = 0, misfire: str = "skip", max_attempts: int = defaults.MAX_ATTEMPTS,
                 lease: float | None = None, url: str | None = None, secret: str | None = None,
-                scheme: str = "redispool", timeout: float | None = None) -> CueInfo:
+                scheme: str = "redispool", timeout: float | None = None, label: str | None = None,
+                headers: dict[str, str] | None = None, method: str = "POST") -> CueInfo:
         """Create or replace a cue. Replacing one keeps its paused state, and its next
         fire time when cron and tz are unchanged (so re-adding cues at every deploy
         neither skips nor repeats a fire). With ``url`` each fire is POSTed there by the
         deliverer (signed with ``secret`` in the framing of ``scheme``) instead of going
         to the queue's workers; a 2xx answer completes the fire's job, anything else
-        fails it, retried up to ``max_attempts``. ``timeout``: each fire's job's timeout
-        (seconds one attempt may run; None: the worker's)."""
+        fails it, retried up to ``max_attempts``; ``headers`` are added to each request,
+        sent with ``method``, and ``label`` names the cue in the framing of schemes that
+        carry a name (cueapi's). ``timeout``: each fire's job's timeout (seconds one
+        attempt may run; None: the worker's)."""
         check_queue(queue)
         check_cue_name(name)
         if queue == DELIVERY_QUEUE:
@@ -157,9 +160,13 @@ class CuesMixin(EngineBase):
         home, stored, other = queue, name, (DELIVERY_QUEUE, f"{queue}/{name}")
         if url is not None:
             definition.update(url=check_url(url), secret=check_secret(secret), scheme=check_scheme(scheme).name)
+            if label is not None and (not isinstance(label, str) or not 1 <= len(label) <= 255):
+                raise InvalidOption(f"label must be text of 1 to 255 characters, got {label!r}")
+            extra = {"label": label, "headers": check_headers(headers), "method": check_method(method)}
+            definition.update({k: v for k, v in extra.items() if v not in (None, "POST")})
             home, stored, other = DELIVERY_QUEUE, f"{queue}/{name}", (queue, name)
-        elif secret is not None:
-            raise InvalidOption("a secret signs a webhook cue's requests: give the cue a url too")
+        elif secret is not None or label is not None or headers or method != "POST":
+            raise InvalidOption("a secret, label, headers and method are a webhook cue's: give the cue a url too")
 
         def change(old: Definition | None, now: int, old_next: int | None) -> tuple[Definition, int]:
             new = dict(definition, paused=bool(old and old.get("paused")), last=old and old.get("last"))

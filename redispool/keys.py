@@ -48,6 +48,9 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
     rp:{q}:cueapi      hash  cue id -> cueapi record (JSON): the cueapi compat layer's
                              names, one-time schedules and retry settings of its cues
+    rp:{q}:cueapi_secret string  the cueapi layer's webhook signing secret
+    rp:{q}:cueapi_fire:<cue id>:<sha256 of key>  string  a fire's answer under its
+                             idempotency key (JSON), for 24 h
     rp:queues          set   every queue in use (global, no hash tag; registered again by
                              the first enqueue after Redis lost its data, removed by
                              remove_queue)
@@ -240,6 +243,17 @@ def cueapi_key(prefix: str, queue: str) -> str:
     """Hash of the cueapi compat layer's cue records (cue id -> JSON), under the queue's
     tag (plain HGET/HSET only; the cues themselves are ordinary cues of that queue)."""
     return queue_keys(prefix, queue).cueapi
+
+
+def cueapi_secret_key(prefix: str, queue: str) -> str:
+    """String: the cueapi compat layer's webhook signing secret (``whsec_`` + 64 hex)."""
+    return queue_keys(prefix, queue).base + "cueapi_secret"
+
+
+def cueapi_fire_key(prefix: str, queue: str, cue_id: str, digest: str) -> str:
+    """String (24 h TTL): what a cueapi ``fire`` with an idempotency key answered, under
+    the key's SHA-256 ``digest``, as JSON ``{fingerprint, response}``."""
+    return queue_keys(prefix, queue).base + f"cueapi_fire:{cue_id}:{digest}"
 
 
 DELIVERY_QUEUE = "_webhooks"   # the deliverer's own queue: every webhook delivery and webhook cue fire

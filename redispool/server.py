@@ -75,7 +75,7 @@ def create_app(engine: Engine, *, tokens: dict[str, str] | None = None,
         Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/v1/{rest:path}", no_route, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
-        Mount("/compat/spooled", create_spooled_app(engine, tokens)),   # hosted services' clients, unchanged
+        Mount("/compat/spooled", create_spooled_app(engine, tokens, waits=api.waits)),   # hosted services' clients
         Mount("/compat/cueapi", create_cueapi_app(engine, tokens)),
     ]
     if dashboard:

@@ -61,7 +61,12 @@ def _spooled(d: Delivery) -> dict[str, Any]:
 
 def _cueapi(d: Delivery) -> dict[str, Any]:
     return {"attempt": d.attempt, "cue_id": d.data.get("cue", ""), "execution_id": d.job_id,
-            "name": d.data.get("cue", ""), "payload": d.data.get("payload"), "scheduled_for": _iso(d.at)}
+            "name": d.data.get("name") or d.data.get("cue", ""), "payload": d.data.get("payload"),
+            "scheduled_for": _iso(d.at)}
+
+
+def _cueapi_headers(d: Delivery) -> dict[str, str]:
+    return {"X-CueAPI-Cue-Id": str(d.data.get("cue", "")), "X-CueAPI-Scheduled-For": _iso(d.at)}
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class Scheme:
     user_agent: str
     envelope: Callable[[Delivery], Any]
     serialise: Callable[[Any], bytes]
+    extra: Callable[[Delivery], dict[str, str]] | None = None   # more headers of the delivery
 
     def request(self, delivery: Delivery, secret: str | None, now: float | None = None
                 ) -> tuple[bytes, dict[str, str]]:
@@ -89,6 +95,8 @@ class Scheme:
                               (self.attempt, str(delivery.attempt))):
             if header:
                 headers[header] = value
+        if self.extra is not None:
+            headers.update(self.extra(delivery))
         if secret:
             headers[self.signature] = self.prefix + sign(secret, stamp, body)
         return body, headers
@@ -100,7 +108,7 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme("spooled", "X-Spooled-Signature", "sha256=", "X-Spooled-Timestamp", "X-Spooled-Event",
            None, "X-Spooled-Delivery-Attempt", "Spooled-OutgoingWebhook/1.0", _spooled, _compact),
     Scheme("cueapi", "X-CueAPI-Signature", "v1=", "X-CueAPI-Timestamp", None, "X-CueAPI-Execution-Id",
-           "X-CueAPI-Attempt", "CueAPI/1.0", _cueapi, _python_sorted),
+           "X-CueAPI-Attempt", "CueAPI/1.0", _cueapi, _python_sorted, _cueapi_headers),
 )}
 
 

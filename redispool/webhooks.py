@@ -11,6 +11,7 @@ written after it was added (its ``since``), so adding one never replays history.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,6 +57,33 @@ def check_url(url: object) -> str:
     except UnicodeError:
         raise InvalidOption(f"the URL's host {parts.hostname!r} is no host name") from None
     return url
+
+
+METHODS = ("POST", "PUT", "PATCH", "GET")
+HEADERS_MAX = 20
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")   # an HTTP header name
+_OWN = ("content-type", "content-length", "host", "user-agent", "transfer-encoding", "connection")
+
+
+def check_method(method: object) -> str:
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise InvalidOption(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return method.upper()
+
+
+def check_headers(headers: object) -> dict[str, str] | None:
+    """Extra request headers of a webhook cue: at most 20, names HTTP tokens (not the
+    ones the deliverer sets itself), values printable text of at most 1,024 characters."""
+    if headers is None or headers == {}:
+        return None
+    if not isinstance(headers, dict) or len(headers) > HEADERS_MAX:
+        raise InvalidOption(f"headers must be an object of at most {HEADERS_MAX} names and values")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name) or name.lower() in _OWN:
+            raise InvalidOption(f"invalid header name {name!r}")
+        if not isinstance(value, str) or len(value) > 1024 or any(c < " " and c != "\t" or c == "\x7f" for c in value):
+            raise InvalidOption(f"the value of header {name!r} must be printable text of at most 1024 characters")
+    return dict(headers)
 
 
 def check_events(events: Iterable[str]) -> list[str]:

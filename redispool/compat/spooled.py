@@ -20,6 +20,8 @@ worker lifecycle translates to one or two Engine calls (the native API's Lua scr
     GET /queues[/{name}[/stats]], PUT /queues/{name}/config, POST /queues/{name}/pause|resume,
     DELETE /queues/{name}                   queues (spooled_queues.py): job defaults,
                                             set_limits, pause/resume, remove_queue
+    POST /auth/login|refresh|validate, GET /auth/me   login tokens (spooled_auth.py)
+    GET /events[?queue=], /events/jobs/{id}, /ws      realtime, on the event logs (spooled_realtime.py)
 
 Job ids: this protocol names a job without its queue, so the id handed out is
 ``<queue>~<job id>``. Queue names cannot hold ``~``, so the first ``~`` splits it, and
@@ -46,6 +48,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -61,6 +64,7 @@ from ..web.auth import role_of
 from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, check_depth, deliverable, jsonable
 from ..web.delivery import rendered
 from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
+from ..web.waiting import LoopEngines
 from ..web.workers import HttpWorkers, OnThreads
 from .common import ENVELOPE_DEPTH, FOREVER_S, fields, iso, parse_time, same_trouble
 
@@ -569,10 +573,13 @@ class SpooledApi:
         return self._worker_json(await self._worker(request.path_params["id"]), full=True)
 
 
-def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlette:
+def create_app(engine: Engine, tokens: dict[str, str] | None = None, *, waits: LoopEngines | None = None) -> Starlette:
     """The spooled protocol as an ASGI app; mount it at ``/compat/spooled`` (its routes
-    live under ``/api/v1``, where the SDK puts them)."""
-    from .spooled_queues import queue_routes  # it imports this module
+    live under ``/api/v1``, where the SDK puts them). ``waits``: the server's, so that
+    its shutdown ends the realtime streams too (spooled_realtime.py)."""
+    from .spooled_auth import AuthRoutes, TokenAuth
+    from .spooled_queues import queue_routes  # (they import this module)
+    from .spooled_realtime import Realtime
     api = SpooledApi(engine, tokens)
     v1 = "/api/v1"
     J = v1 + "/jobs/{id:path}"
@@ -599,8 +606,9 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlett
         api.route("POST", v1 + "/workers/{id}/deregister", "worker", api.deregister),
         api.route("GET", v1 + "/workers/{id}", "read", api.get_worker),
     ]
-
     routes += queue_routes(api)          # /health*, /queues (spooled_queues.py)
+    every: list[BaseRoute] = [*routes, *AuthRoutes(DIALECT, tokens).routes(v1),
+                              *Realtime(api, waits or LoopEngines(engine)).routes(v1)]
 
     async def not_found(request: Request, exc: Exception) -> Response:
         # the key is checked before the route, as the service does: a bad key learns nothing
@@ -608,6 +616,7 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlett
             return DIALECT.answer(Unauthorized("no valid key"), request)
         return error(404, "NOT_FOUND", f"no route {request.method} {request.url.path} in the spooled protocol")
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app = Starlette(routes=every, exception_handlers={404: not_found, 405: not_found},
+                    middleware=[Middleware(TokenAuth, tokens=tokens)])   # login tokens count as their keys
     app.state.api = api
     return app

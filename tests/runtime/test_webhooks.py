@@ -239,6 +239,33 @@ def test_the_cueapi_scheme_is_a_table_entry(on_redis):
     assert set(SCHEMES) >= {"redispool", "spooled", "cueapi"}
 
 
+def test_a_webhook_cue_sends_its_headers_with_its_method_and_names_itself(on_redis):
+    with receiving() as receiver:
+        on_redis.add_cue("r", "c", "0 3 * * *", payload={"a": 1}, url=receiver.url, secret="whsec_x", scheme="cueapi",
+                         label="Nightly report", headers={"Authorization": "Bearer rcv", "X-Team": "ops"},
+                         method="put")
+        job_id = on_redis.run_cue("r", "c")
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: receiver.requests, what="the fire sent")
+    r = receiver.requests[0]
+    assert r.method == "PUT" and r.headers["Authorization"] == "Bearer rcv" and r.headers["X-Team"] == "ops"
+    assert r.json["name"] == "Nightly report" and r.json["cue_id"] == "c" and r.json["execution_id"] == job_id
+    assert r.headers["X-CueAPI-Cue-Id"] == "c" and r.headers["X-CueAPI-Scheduled-For"] == r.json["scheduled_for"]
+    assert verify("whsec_x", r.headers, r.body, scheme_name="cueapi")
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"method": "DELETE"}, {"headers": {"Content-Type": "text/plain"}}, {"headers": {"Bad Name": "v"}},
+    {"headers": {"X-A": "line\nbreak"}}, {"headers": {f"X-{i}": "v" for i in range(21)}}, {"label": ""},
+])
+def test_bad_webhook_cue_options_are_refused(engine, kwargs):
+    with pytest.raises(redispool.InvalidOption):
+        engine.add_cue("q", "c", "* * * * *", url="http://127.0.0.1:9/c", **kwargs)
+    with pytest.raises(redispool.InvalidOption):   # and none of them without a url
+        engine.add_cue("q", "c", "* * * * *", **{k: v for k, v in kwargs.items() if k != "method"} or {"method": "PUT"})
+    assert engine.cues("q") == []
+
+
 def test_two_deliverers_deliver_each_event_once(fast, make_engine):
     other = make_engine(backoff_base=0.05, backoff_cap=0.2)   # every backend: the groups split the events
     with receiving() as receiver:

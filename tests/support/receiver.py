@@ -15,6 +15,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
     @property
     def json(self) -> Any:
@@ -48,7 +49,7 @@ def receiving(answer: Callable[[Received], tuple[int, bytes, dict[str, str]]] | 
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            got = Received(self.path, dict(self.headers.items()), body)
+            got = Received(self.path, dict(self.headers.items()), body, self.command)
             with receiver.lock:
                 receiver.requests.append(got)
             status, text, extra = receiver.answer(got)
@@ -58,6 +59,8 @@ def receiving(answer: Callable[[Received], tuple[int, bytes, dict[str, str]]] | 
             self.send_header("Content-Length", str(len(text)))
             self.end_headers()
             self.wfile.write(text)
+
+        do_PUT = do_PATCH = do_POST  # noqa: N815 - a webhook cue's method may be either
 
         def log_message(self, *args: Any) -> None:
             pass
