@@ -39,6 +39,8 @@ each Lua script touches a single Redis Cluster slot:
                              after a crash
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
+    rp:{q}:cue_runs:<name> list  the cue's latest runs (fires and run_cue), newest first,
+                             "<ms>:<job id>", at most CUE_RUNS_MAX (100); deleted with the cue
     rp:{q}:cueapi      hash  cue id -> cueapi record (JSON): the cueapi compat layer's
                              names, one-time schedules and retry settings of its cues
     rp:queues          set   every queue in use (global, no hash tag; registered again by
@@ -108,7 +110,7 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi", "events", "waiting", "children_prefix", "outbox", "ratelog", "bound")
+                 "cueapi", "events", "waiting", "children_prefix", "cue_runs_prefix", "outbox", "ratelog", "bound")
 
     prefix: str
     queue: str
@@ -132,6 +134,7 @@ class QueueKeys:
     events: str
     waiting: str
     children_prefix: str
+    cue_runs_prefix: str
     outbox: str
     ratelog: str
     bound: dict[str, list[str]]   # script name -> its KEYS (scripts.py fills it)
@@ -146,6 +149,7 @@ class QueueKeys:
                               "cueapi", "events", "outbox", "ratelog"):
             setattr(self, name, self.base + name)
         self.children_prefix = self.base + "children:"
+        self.cue_runs_prefix = self.base + "cue_runs:"
 
     def state(self, state: str) -> str:
         """The sorted set holding jobs in ``state``."""

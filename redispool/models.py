@@ -175,6 +175,7 @@ class CueInfo:
     last_fire_at: float | None = None
     url: str | None = None        # a webhook cue: each fire is POSTed here by the deliverer
     timeout: float | None = None  # its jobs' timeout (seconds one attempt may run)
+    runs: int = 0                 # its runs so far: fire times fired and run_cue calls
 
 
 @dataclass
