@@ -53,6 +53,8 @@ each Lua script touches a single Redis Cluster slot:
     rp:webhooks        hash  webhook name -> definition (JSON: url, events, queues, secret,
                              scheme, max_attempts, since ms); global, plain commands only
     rp:webhook:<name>:log list its latest delivery attempts (JSON, newest first, capped)
+    rp:webhook:<name>:failures string  its consecutive failed deliveries (a delivery that
+                             ended dead counts one, a successful one resets it to 0)
     rp:{q}:events (consumer group "deliver")  where the deliverers are in each queue's log;
                              deliveries and webhook cues' fires are jobs of the queue
                              ``_webhooks`` (a webhook cue of queue q is the cue ``q/<name>``
@@ -243,6 +245,11 @@ DELIVERY_QUEUE = "_webhooks"   # the deliverer's own queue: every webhook delive
 def webhooks_key(prefix: str) -> str:
     """Hash of webhook name -> definition (JSON); global, plain commands only."""
     return f"{prefix}:webhooks"
+
+
+def webhook_failures_key(prefix: str, name: str) -> str:
+    """One webhook's count of consecutive failed deliveries (a string; plain commands only)."""
+    return f"{prefix}:webhook:{name}:failures"
 
 
 def webhook_log_key(prefix: str, name: str) -> str:
