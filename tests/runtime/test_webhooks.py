@@ -476,7 +476,7 @@ def test_a_webhook_disables_itself_after_consecutive_failed_deliveries(on_redis)
             up["ok"] = False
             for n in (4, 5):
                 on_redis.enqueue("a", n)
-                wait_for(lambda: on_redis.stats(DELIVERY_QUEUE)["dead"] == n - 2, what=f"delivery {n} dead")
+                wait_for(lambda n=n: on_redis.stats(DELIVERY_QUEUE)["dead"] == n - 2, what=f"delivery {n} dead")
             info = on_redis.get_webhook("h")
             assert (info.enabled, info.failures) == (False, 2) and info.auto_disabled_at is not None
             up["ok"] = True
