@@ -52,6 +52,9 @@ each Lua script touches a single Redis Cluster slot:
                              lease expiry or retention trim); global, plain commands only
     rp:webhooks        hash  webhook name -> definition (JSON: url, events, queues, secret,
                              scheme, max_attempts, since ms); global, plain commands only
+    rp:spooled:<kind>  hash  the spooled compat layer's own fields of its schedules (cues),
+                             workflows and outgoing webhooks: id -> JSON (name, description,
+                             tags, metadata, ...); kind = schedules | workflows | webhooks
     rp:webhook:<name>:log list its latest delivery attempts (JSON, newest first, capped)
     rp:webhook:<name>:failures string  its consecutive failed deliveries (a delivery that
                              ended dead counts one, a successful one resets it to 0)
@@ -245,6 +248,12 @@ DELIVERY_QUEUE = "_webhooks"   # the deliverer's own queue: every webhook delive
 def webhooks_key(prefix: str) -> str:
     """Hash of webhook name -> definition (JSON); global, plain commands only."""
     return f"{prefix}:webhooks"
+
+
+def spooled_key(prefix: str, kind: str) -> str:
+    """The spooled compat layer's records of one kind (``schedules``, ``workflows``,
+    ``webhooks``): a global hash, id -> JSON, plain commands only."""
+    return f"{prefix}:spooled:{kind}"
 
 
 def webhook_failures_key(prefix: str, name: str) -> str:

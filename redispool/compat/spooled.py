@@ -14,6 +14,9 @@ worker lifecycle translates to one or two Engine calls (the native API's Lua scr
     GET|DELETE /jobs/{id}, POST /jobs/{id}/retry, GET /jobs, /jobs/status, /jobs/stats
     GET /jobs/dlq, POST /jobs/dlq/retry|purge   dead jobs: list, replay_dead, purge
     POST /workers/register, /workers/{id}/heartbeat|deregister, GET /workers[/{id}]
+    /schedules[/{id}[/pause|resume|trigger|history]]   cues (spooled_schedules.py)
+    /workflows[/{id}[/cancel]], /jobs/{id}/dependencies   workflows, depends_on (spooled_workflows.py)
+    /outgoing-webhooks[/{id}[/test|deliveries|retry/{delivery}]]   webhooks, deliverer (spooled_webhooks.py)
 
 Job ids: this protocol names a job without its queue, so the id handed out is
 ``<queue>~<job id>``. Queue names cannot hold ``~``, so the first ``~`` splits it, and
@@ -514,10 +517,16 @@ class SpooledApi:
 def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlette:
     """The spooled protocol as an ASGI app; mount it at ``/compat/spooled`` (its routes
     live under ``/api/v1``, where the SDK puts them)."""
+    from .spooled_schedules import Schedules
+    from .spooled_webhooks import Webhooks
+    from .spooled_workflows import Workflows
+
     api = SpooledApi(engine, tokens)
     v1 = "/api/v1"
     J = v1 + "/jobs/{id:path}"
+    resources = [*Schedules(api).routes(v1), *Workflows(api).routes(v1), *Webhooks(api).routes(v1)]
     routes = [
+        *resources,   # first: /jobs/{id}/dependencies before /jobs/{id}
         api.route("POST", v1 + "/jobs", "worker", api.create),
         api.route("GET", v1 + "/jobs", "read", api.list_jobs),
         api.route("POST", v1 + "/jobs/bulk", "worker", api.bulk),
