@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 import redispool
@@ -28,7 +29,7 @@ from support.processes import terminate  # noqa: E402
 from support.receiver import Received, receiving  # noqa: E402
 from support.waiting import running, wait_for  # noqa: E402
 
-ADMIN = "sp_live_admin_0123456789"
+ADMIN, READ = "sp_live_admin_0123456789", "sp_live_read_0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -379,3 +380,29 @@ def test_webhook_errors(client):
     with pytest.raises(NotFoundError):
         client.webhooks.update("wh_missing", {"name": "y"})
     assert "x" not in [w.name for w in client.webhooks.list()]
+
+
+def test_roles_and_the_services_error_shape_on_the_new_routes(server, queue):
+    base, _, _ = server
+
+    def raw(method: str, path: str, key: str | None, **kw) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.request(method, base + "/compat/spooled/api/v1" + path, headers=headers, timeout=10, **kw)
+
+    schedule = {"name": "n", "cron_expression": "0 0 * * *", "queue_name": queue, "payload_template": None}
+    hook = {"name": "n", "url": "http://127.0.0.1:9/x", "events": ["job.created"]}
+    for method, path, body in (("POST", "/schedules", schedule), ("POST", "/outgoing-webhooks", hook),
+                               ("POST", "/workflows/wf-x/cancel", None), ("POST", "/schedules/sch_x/trigger", None)):
+        r = raw(method, path, READ, json=body)
+        assert (r.status_code, r.json()["code"]) == (403, "ACCESS_DENIED"), path
+        r = raw(method, path, None, json=body)
+        assert (r.status_code, r.json()["code"]) == (401, "UNAUTHORIZED"), path
+    for path in ("/schedules", "/workflows", "/outgoing-webhooks"):
+        assert raw("GET", path, READ).status_code == 200, path
+    for path in ("/schedules/sch_x", "/workflows/wf-x", "/outgoing-webhooks/wh_x", f"/jobs/{queue}~1/dependencies"):
+        r = raw("GET", path, READ)
+        assert r.status_code == 404 and set(r.json()) == {"code", "message"} and r.json()["code"] == "NOT_FOUND"
+    r = raw("POST", "/schedules", ADMIN, json={**schedule, "priority": 101})
+    assert (r.status_code, r.json()["code"]) == (400, "VALIDATION_ERROR")
+    r = raw("POST", "/workflows", ADMIN, json={"name": "x"})
+    assert (r.status_code, r.json()["code"]) == (422, "VALIDATION_ERROR")
