@@ -108,7 +108,7 @@ def test_schedules_create_read_update_pause_trigger_history_delete(client, serve
                                      "payload_template": {"tick": True}})
     assert {x.id for x in client.schedules.list({"queue_name": queue})} == {made.id, every.id}
     with scheduler(redis_url, prefix):
-        wait_for(lambda: client.schedules.get(every.id).run_count >= 1, what="the scheduler fired the schedule")
+        wait_for(lambda: client.schedules.get(every.id).run_count >= 1, 30, what="the scheduler fired the schedule")
     client.schedules.pause(every.id)
     fired = client.schedules.get(every.id)
     assert fired.last_run_at is not None and not fired.is_active
@@ -207,14 +207,14 @@ def test_a_workflow_runs_its_jobs_in_dependency_order(client, server, queue):
     assert first.id == ids["fetch"] and claim_one(client, queue) is None   # parse is not claimable yet
     assert client.workflows.get(made.workflow_id).status == "running"
     client.jobs.complete(first.id, {"worker_id": "w-wf", "lease_id": first.lease_id, "result": {"n": 1}})
-    wait_for(lambda: client.workflows.jobs.get_dependencies(ids["thumbs"]).dependencies_met, what="thumbs released")
+    wait_for(lambda: client.workflows.jobs.get_dependencies(ids["thumbs"]).dependencies_met, 30, what="thumbs released")
     parse = claim_one(client, queue)
     assert parse.id == ids["parse"] and client.workflows.jobs.get_dependencies(ids["parse"]).dependencies[0].completed
     # parse fails for good: index ("any") still runs once thumbs is done
     client.jobs.fail(parse.id, {"worker_id": "w-wf", "lease_id": parse.lease_id, "error": "bad input"})
     thumbs = claim_one(client, other)
     client.jobs.complete(thumbs.id, {"worker_id": "w-wf", "lease_id": thumbs.lease_id})
-    wait_for(lambda: claim_one(client, queue) is not None, what="index released by thumbs")
+    wait_for(lambda: claim_one(client, queue) is not None, 30, what="index released by thumbs")
     detail = client.workflows.get(made.workflow_id)
     assert detail.status == "failed" and detail.failed_jobs == 1 and detail.completed_jobs == 2
     assert {w.id for w in client.workflows.list({"status": "failed"})} >= {made.workflow_id}
@@ -230,7 +230,7 @@ def test_a_failed_parent_cancels_its_children_and_cancel_and_retry(client, serve
     ids = {m.key: m.job_id for m in made.job_ids}
     a = claim_one(client, queue)
     client.jobs.fail(a.id, {"worker_id": "w-wf", "lease_id": a.lease_id, "error": "boom"})
-    wait_for(lambda: client.jobs.get(ids["c"]).status == "cancelled", what="the children cancelled")
+    wait_for(lambda: client.jobs.get(ids["c"]).status == "cancelled", 30, what="the children cancelled")
     b = client.jobs.get(ids["b"])
     assert b.status == "cancelled" and "parent" in b.last_error and native(ids["a"])[1] in b.last_error
     assert client.workflows.get(made.workflow_id).status == "failed"
@@ -282,7 +282,7 @@ def test_outgoing_webhooks_deliver_signed_events_and_are_managed(client, server,
         [job] = client.jobs.claim({"queue_name": queue, "worker_id": "w-hook", "limit": 1}).jobs
         client.jobs.complete(job.id, {"worker_id": "w-hook", "lease_id": job.lease_id, "result": {"ok": 1}})
         with running(Deliverer(deliverer)):
-            wait_for(lambda: len(receiver.requests) >= 2, what="two deliveries")
+            wait_for(lambda: len(receiver.requests) >= 2, 30, what="two deliveries")
             ping = client.webhooks.test(hook.id)
         completed, created = sorted(receiver.requests[:2], key=lambda r: r.json["event"])
         for r in (created, completed):
@@ -315,7 +315,7 @@ def test_outgoing_webhooks_deliver_signed_events_and_are_managed(client, server,
         seen = len(receiver.requests)
         client.jobs.create({"queue_name": queue, "payload": {"n": 2}})
         with running(Deliverer(deliverer)):
-            wait_for(lambda: len(receiver.requests) > seen, what="the unsigned delivery")
+            wait_for(lambda: len(receiver.requests) > seen, 30, what="the unsigned delivery")
         assert "X-Spooled-Signature" not in receiver.requests[-1].headers
         client.webhooks.delete(hook.id)
         with pytest.raises(NotFoundError):
@@ -331,7 +331,7 @@ def test_failed_deliveries_are_retried_counted_and_auto_disable_the_webhook(clie
                                        "secret": "s3"})
         made = client.jobs.create({"queue_name": queue, "payload": {"n": 1}})
         with running(Deliverer(deliverer)):
-            wait_for(lambda: engine.stats(DELIVERY_QUEUE)["dead"] >= 1, what="the delivery dead after 5 attempts")
+            wait_for(lambda: engine.stats(DELIVERY_QUEUE)["dead"] >= 1, 30, what="the delivery dead after 5 attempts")
         [failed] = client.webhooks.get_deliveries(hook.id)
         assert (failed.status, failed.attempts, failed.status_code, failed.response_body) == ("failed", 5, 500, "down")
         assert failed.payload["data"]["job_id"] == made.id and failed.event == "job.created"
@@ -346,7 +346,7 @@ def test_failed_deliveries_are_retried_counted_and_auto_disable_the_webhook(clie
         with pytest.raises(ConflictError):
             client.webhooks.retry_delivery(hook.id, failed.id)   # queued again already: not failed now
         with running(Deliverer(deliverer)):
-            wait_for(lambda: client.webhooks.get_deliveries(hook.id)[0].status == "success", what="the retry")
+            wait_for(lambda: client.webhooks.get_deliveries(hook.id)[0].status == "success", 30, what="the retry")
         assert client.webhooks.get(hook.id).failure_count == 0
         with pytest.raises(NotFoundError):
             client.webhooks.retry_delivery(hook.id, "hook:nope:q:1-0")
@@ -358,7 +358,7 @@ def test_failed_deliveries_are_retried_counted_and_auto_disable_the_webhook(clie
         up["ok"] = False
         client.jobs.create({"queue_name": queue, "payload": {"n": 2}})
         with running(Deliverer(deliverer)):
-            wait_for(lambda: not client.webhooks.get(hook.id).enabled, what="auto-disabled")
+            wait_for(lambda: not client.webhooks.get(hook.id).enabled, 30, what="auto-disabled")
         got = client.webhooks.get(hook.id)
         assert (got.enabled, got.last_status, got.failure_count) == (False, "auto_disabled", 1)
         again = client.webhooks.update(hook.id, {"enabled": True})
