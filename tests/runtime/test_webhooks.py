@@ -389,6 +389,12 @@ def test_cli_webhook_commands(redis_url):
     listed = json.loads(invoke(redis_url, prefix, "webhook", "list", "--json").output)
     assert listed[0]["name"] == "h" and listed[0]["signed"] is True and "secret" not in listed[0]
     assert json.loads(invoke(redis_url, prefix, "webhook", "deliveries", "h", "--json").output) == []
+    out = invoke(redis_url, prefix, "webhook", "add", "off", "https://example.com/y", "--disabled",
+                 "--disable-after", "20").output
+    assert out.strip().endswith("(disabled)")
+    [off] = [w for w in json.loads(invoke(redis_url, prefix, "webhook", "list", "--json").output) if w["name"] == "off"]
+    assert (off["enabled"], off["disable_after"], off["failures"]) == (False, 20, 0)
+    assert "failures" in invoke(redis_url, prefix, "webhook", "list").output
     invoke(redis_url, prefix, "webhook", "add", "x", "ftp://nope", code=2)
     invoke(redis_url, prefix, "webhook", "rm", "h")
     invoke(redis_url, prefix, "webhook", "rm", "h", code=2)
