@@ -12,6 +12,9 @@ the queue's workers: it is kept as the cue ``<queue>/<name>`` of the deliverer's
 receiver's answer settles each one. The methods here take the cue's own queue and name
 either way.
 
+Each run (a fire, or ``run_cue``) is logged in the cue's run log, the latest
+``defaults.CUE_RUNS_MAX`` (``cue_runs``), and counted in its definition (``CueInfo.runs``).
+
 Misfires (the scheduler was down when fire times passed): ``skip`` fires once for the
 missed times and moves on to the next future time; ``catch_up`` fires one job per missed
 time, the latest ``defaults.CATCH_UP_MAX`` (100) of them at most.
@@ -19,6 +22,7 @@ time, the latest ``defaults.CATCH_UP_MAX`` (100) of them at most.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -91,7 +95,7 @@ class CuesMixin(EngineBase):
                        max_attempts=d.get("max_attempts", defaults.MAX_ATTEMPTS),
                        lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None,
                        last_fire_at=d["last"] / 1000 if d.get("last") else None, url=d.get("url"),
-                       timeout=d["timeout_ms"] / 1000 if d.get("timeout_ms") else None)
+                       timeout=d["timeout_ms"] / 1000 if d.get("timeout_ms") else None, runs=d.get("runs", 0))
 
     def get_cue(self, queue: str, name: str) -> CueInfo | None:
         """One cue, or None when the queue has no cue of that name."""
@@ -169,7 +173,8 @@ class CuesMixin(EngineBase):
             raise InvalidOption("a secret, label, headers and method are a webhook cue's: give the cue a url too")
 
         def change(old: Definition | None, now: int, old_next: int | None) -> tuple[Definition, int]:
-            new = dict(definition, paused=bool(old and old.get("paused")), last=old and old.get("last"))
+            new = dict(definition, paused=bool(old and old.get("paused")), last=old and old.get("last"),
+                       runs=old.get("runs", 0) if old else 0)
             if new["paused"]:
                 return new, -1
             same = old and old["cron"] == schedule.cron and old["tz"] == tz
@@ -222,10 +227,36 @@ class CuesMixin(EngineBase):
             raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
         d = json.loads(found[0][1])
         job_id = f"cue:{stored}:{now}-run" if home == DELIVERY_QUEUE else None   # the deliverer reads the cue from it
-        return self.enqueue(home, _payload(d, queue, name), priority=d.get("priority", 0),
+        made = self.enqueue(home, _payload(d, queue, name), priority=d.get("priority", 0),
                             max_attempts=d.get("max_attempts", defaults.MAX_ATTEMPTS),
                             lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None, job_id=job_id,
                             timeout=d["timeout_ms"] / 1000 if d.get("timeout_ms") else None)
+        # logged and counted after the job exists (a process dying in between loses the entry, not the job)
+        runs = self.keys(home).cue_runs_prefix + stored
+        self.scripts.pipeline([("LPUSH", runs, f"{now}:{made}"), ("LTRIM", runs, 0, defaults.CUE_RUNS_MAX - 1)])
+
+        def count(old: Definition | None, now: int, old_next: int | None) -> tuple[Definition, int]:
+            if old is None:
+                raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
+            return dict(old, runs=old.get("runs", 0) + 1), -1 if old.get("paused") else (
+                old_next if old_next is not None else Schedule(old["cron"], old["tz"]).next_after(now))
+        with contextlib.suppress(CueNotFound):   # removed meanwhile: the job stays, as for any cue
+            self._save_cue(home, stored, count)
+        return made
+
+    def cue_runs(self, queue: str, name: str, limit: int = 10) -> list[tuple[str, float]]:
+        """The cue's latest ``limit`` runs (its fires and ``run_cue``), newest first, as
+        (job id, unix seconds of the fire); the log keeps the latest
+        ``defaults.CUE_RUNS_MAX``. CueNotFound if there is no such cue."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= defaults.CUE_RUNS_MAX:
+            raise InvalidOption(f"limit must be an integer in [1, {defaults.CUE_RUNS_MAX}], got {limit!r}")
+        home, stored = self._home(queue, name)
+        rows = self.scripts.command("LRANGE", self.keys(home).cue_runs_prefix + stored, 0, limit - 1)
+        out = []
+        for row in rows:
+            ms, _, job_id = (row.decode() if isinstance(row, bytes) else str(row)).partition(":")
+            out.append((job_id, int(ms) / 1000))
+        return out
 
     # ------------------------------------------------------------------ firing
     def fire_due_cues(self, queue: str) -> int:
@@ -258,7 +289,8 @@ class CuesMixin(EngineBase):
         else:
             fires = [due_ms]
         next_ms = schedule.next_after(max(now, fires[-1]))
-        new = json.dumps(dict(d, last=fires[-1]), separators=(",", ":"), sort_keys=True)
+        new = json.dumps(dict(d, last=fires[-1], runs=d.get("runs", 0) + len(fires)), separators=(",", ":"),
+                         sort_keys=True)
         created = self.run(ops.fire_cue(self, queue, name, raw, due_ms, new, next_ms, base64.b64decode(d["payload"]),
                                         d.get("priority", 0), d.get("max_attempts", defaults.MAX_ATTEMPTS),
                                         d.get("lease_ms", 0), d.get("timeout_ms", 0), fires))

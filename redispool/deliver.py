@@ -417,6 +417,8 @@ class Deliverer:
         definition = self.definitions.get(name)
         if definition is None:
             return {"skipped": f"the webhook {name!r} was removed"}
+        if not definition.get("enabled", True):
+            return {"skipped": f"the webhook {name!r} is disabled"}
         delivery = Delivery(id=job.id, event=event["type"], queue=event["queue"], job_id=event.get("job_id") or "",
                             at=event["at"], data=event.get("data") or {}, attempt=job.attempt)
         answer = self._post(definition, delivery)

@@ -46,6 +46,8 @@ each Lua script touches a single Redis Cluster slot:
                              after a crash
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
+    rp:{q}:cue_runs:<name> list  the cue's latest runs (fires and run_cue), newest first,
+                             "<ms>:<job id>", at most CUE_RUNS_MAX (100); deleted with the cue
     rp:{q}:cueapi      hash  cue id -> cueapi record (JSON): the cueapi compat layer's
                              names, one-time schedules and retry settings of its cues
     rp:{q}:cueapi_secret string  the cueapi layer's webhook signing secret
@@ -60,7 +62,12 @@ each Lua script touches a single Redis Cluster slot:
                              lease expiry or retention trim); global, plain commands only
     rp:webhooks        hash  webhook name -> definition (JSON: url, events, queues, secret,
                              scheme, max_attempts, since ms); global, plain commands only
+    rp:spooled:<kind>  hash  the spooled compat layer's own fields of its schedules (cues),
+                             workflows and outgoing webhooks: id -> JSON (name, description,
+                             tags, metadata, ...); kind = schedules | workflows | webhooks
     rp:webhook:<name>:log list its latest delivery attempts (JSON, newest first, capped)
+    rp:webhook:<name>:failures string  its consecutive failed deliveries (a delivery that
+                             ended dead counts one, a successful one resets it to 0)
     rp:{q}:events (consumer group "deliver")  where the deliverers are in each queue's log;
                              deliveries and webhook cues' fires are jobs of the queue
                              ``_webhooks`` (a webhook cue of queue q is the cue ``q/<name>``
@@ -119,7 +126,8 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi", "events", "waiting", "children_prefix", "outbox", "ratelog", "expiring", "bound")
+                 "cueapi", "events", "waiting", "children_prefix", "cue_runs_prefix", "outbox", "ratelog",
+                 "expiring", "bound")
 
     prefix: str
     queue: str
@@ -143,6 +151,7 @@ class QueueKeys:
     events: str
     waiting: str
     children_prefix: str
+    cue_runs_prefix: str
     outbox: str
     ratelog: str
     expiring: str
@@ -158,6 +167,7 @@ class QueueKeys:
                               "cueapi", "events", "outbox", "ratelog", "expiring"):
             setattr(self, name, self.base + name)
         self.children_prefix = self.base + "children:"
+        self.cue_runs_prefix = self.base + "cue_runs:"
 
     def state(self, state: str) -> str:
         """The sorted set holding jobs in ``state``."""
@@ -262,6 +272,17 @@ DELIVERY_QUEUE = "_webhooks"   # the deliverer's own queue: every webhook delive
 def webhooks_key(prefix: str) -> str:
     """Hash of webhook name -> definition (JSON); global, plain commands only."""
     return f"{prefix}:webhooks"
+
+
+def spooled_key(prefix: str, kind: str) -> str:
+    """The spooled compat layer's records of one kind (``schedules``, ``workflows``,
+    ``webhooks``): a global hash, id -> JSON, plain commands only."""
+    return f"{prefix}:spooled:{kind}"
+
+
+def webhook_failures_key(prefix: str, name: str) -> str:
+    """One webhook's count of consecutive failed deliveries (a string; plain commands only)."""
+    return f"{prefix}:webhook:{name}:failures"
 
 
 def webhook_log_key(prefix: str, name: str) -> str:

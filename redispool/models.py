@@ -178,6 +178,7 @@ class CueInfo:
     last_fire_at: float | None = None
     url: str | None = None        # a webhook cue: each fire is POSTed here by the deliverer
     timeout: float | None = None  # its jobs' timeout (seconds one attempt may run)
+    runs: int = 0                 # its runs so far: fire times fired and run_cue calls
 
 
 @dataclass
@@ -222,7 +223,9 @@ EVENT_TYPES = ("enqueued", "waiting", "claimed", "progress", "completed", "faile
 @dataclass
 class WebhookInfo:
     """A webhook (``add_webhook``): where matching events are POSTed. ``queues`` None means
-    every queue; ``secret`` is never handed out, ``signed`` says whether there is one."""
+    every queue; ``secret`` is never handed out, ``signed`` says whether there is one.
+    ``failures`` counts deliveries that ended dead since the last successful one; at
+    ``disable_after`` of them the deliverer disables the webhook (``auto_disabled_at``)."""
 
     name: str
     url: str
@@ -232,6 +235,10 @@ class WebhookInfo:
     scheme: str = "redispool"
     max_attempts: int = 5
     created_at: float = 0.0
+    enabled: bool = True              # False: matching events are not delivered
+    disable_after: int = 0            # consecutive failed deliveries that disable it (0: never)
+    failures: int = 0                 # consecutive failed deliveries so far (dead ones)
+    auto_disabled_at: float | None = None   # when the deliverer disabled it (unix seconds)
 
 
 @dataclass

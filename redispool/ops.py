@@ -739,7 +739,7 @@ def fire_cue(s: Settings, queue: str, name: str, expected: str, due_ms: int, def
     the jobs created, or -1 when another scheduler fired first or the cue changed."""
     return Op("fire_cue", queue_keys(s.prefix, queue),
               [name, expected, due_ms, definition, next_ms, payload, priority, max_attempts, lease_ms, s.events_max,
-               timeout_ms, *fires], int)
+               timeout_ms, defaults.CUE_RUNS_MAX, *fires], int)
 
 
 # ---------------------------------------------------------------------- the worker registry

@@ -53,7 +53,8 @@ _HEADER_KEY = re.compile(r"^-- KEYS\[\d+\]\s+(\S+)", re.M)
 _DURABLE = re.compile(r"^-- Durable: yes\b", re.M)
 _LIB_FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.M | re.S)
 # header key patterns whose attribute is not their last part (keys.py has the table)
-_KEY_NAMES = {"job:": "job_prefix", "children:": "children_prefix", "<state>": "state", "w:<id>": "worker",
+_KEY_NAMES = {"job:": "job_prefix", "children:": "children_prefix", "cue_runs:": "cue_runs_prefix",
+              "<state>": "state", "w:<id>": "worker",
               "w:": "worker_prefix", "due:<daemon>": "due"}
 REDIRECT_TRIES = 20        # durable calls on a cluster: MOVED/ASK/TRYAGAIN retries ...
 REDIRECT_PAUSE_S = 0.05    # ... this far apart (a slot migration or failover in progress)

@@ -22,6 +22,9 @@ worker lifecycle translates to one or two Engine calls (the native API's Lua scr
                                             set_limits, pause/resume, remove_queue
     POST /auth/login|refresh|validate, GET /auth/me   login tokens (spooled_auth.py)
     GET /events[?queue=], /events/jobs/{id}, /ws      realtime, on the event logs (spooled_realtime.py)
+    /schedules[/{id}[/pause|resume|trigger|history]]   cues (spooled_schedules.py)
+    /workflows[/{id}[/cancel]], /jobs/{id}/dependencies   workflows, depends_on (spooled_workflows.py)
+    /outgoing-webhooks[/{id}[/test|deliveries|retry/{delivery}]]   webhooks, deliverer (spooled_webhooks.py)
 
 Job ids: this protocol names a job without its queue, so the id handed out is
 ``<queue>~<job id>``. Queue names cannot hold ``~``, so the first ``~`` splits it, and
@@ -580,10 +583,16 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None, *, waits: L
     from .spooled_auth import AuthRoutes, TokenAuth
     from .spooled_queues import queue_routes  # (they import this module)
     from .spooled_realtime import Realtime
+    from .spooled_schedules import Schedules
+    from .spooled_webhooks import Webhooks
+    from .spooled_workflows import Workflows
+
     api = SpooledApi(engine, tokens)
     v1 = "/api/v1"
     J = v1 + "/jobs/{id:path}"
+    resources = [*Schedules(api).routes(v1), *Workflows(api).routes(v1), *Webhooks(api).routes(v1)]
     routes: list[BaseRoute] = [
+        *resources,   # first: /jobs/{id}/dependencies before /jobs/{id}
         api.route("POST", v1 + "/jobs", "worker", api.create),
         api.route("GET", v1 + "/jobs", "read", api.list_jobs),
         api.route("POST", v1 + "/jobs/bulk", "worker", api.bulk),

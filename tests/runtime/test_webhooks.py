@@ -416,6 +416,12 @@ def test_cli_webhook_commands(redis_url):
     listed = json.loads(invoke(redis_url, prefix, "webhook", "list", "--json").output)
     assert listed[0]["name"] == "h" and listed[0]["signed"] is True and "secret" not in listed[0]
     assert json.loads(invoke(redis_url, prefix, "webhook", "deliveries", "h", "--json").output) == []
+    out = invoke(redis_url, prefix, "webhook", "add", "off", "https://example.com/y", "--disabled",
+                 "--disable-after", "20").output
+    assert out.strip().endswith("(disabled)")
+    [off] = [w for w in json.loads(invoke(redis_url, prefix, "webhook", "list", "--json").output) if w["name"] == "off"]
+    assert (off["enabled"], off["disable_after"], off["failures"]) == (False, 20, 0)
+    assert "failures" in invoke(redis_url, prefix, "webhook", "list").output
     invoke(redis_url, prefix, "webhook", "add", "x", "ftp://nope", code=2)
     invoke(redis_url, prefix, "webhook", "rm", "h")
     invoke(redis_url, prefix, "webhook", "rm", "h", code=2)
@@ -482,3 +488,52 @@ def test_falling_behind_the_log_is_logged_once_and_only_when_events_were_lost(re
     router._behind("q", engine.keys("q").events)
     assert caplog.text.count("fell behind queue=q") == 1
     engine.close()
+
+
+def test_a_webhook_disables_itself_after_consecutive_failed_deliveries(on_redis):
+    up = {"ok": True}
+    with receiving(lambda r: (200, b"ok", {}) if up["ok"] else (500, b"down", {})) as receiver:
+        on_redis.add_webhook("h", receiver.url, events=["enqueued"], max_attempts=1, disable_after=2)
+        assert on_redis.get_webhook("h").disable_after == 2 and on_redis.get_webhook("h").enabled
+        with running(Deliverer(on_redis)):
+            on_redis.enqueue("a", 1)
+            wait_for(lambda: on_redis.stats(DELIVERY_QUEUE)["done"] == 1, what="the first delivered")
+            up["ok"] = False
+            on_redis.enqueue("a", 2)
+            wait_for(lambda: on_redis.get_webhook("h").failures == 1, what="one failed delivery counted")
+            assert on_redis.get_webhook("h").enabled
+            up["ok"] = True       # a success resets the count
+            on_redis.enqueue("a", 3)
+            wait_for(lambda: on_redis.stats(DELIVERY_QUEUE)["done"] == 2, what="the third delivered")
+            assert on_redis.get_webhook("h").failures == 0
+            up["ok"] = False
+            for n in (4, 5):
+                on_redis.enqueue("a", n)
+                wait_for(lambda n=n: on_redis.stats(DELIVERY_QUEUE)["dead"] == n - 2, what=f"delivery {n} dead")
+            info = on_redis.get_webhook("h")
+            assert (info.enabled, info.failures) == (False, 2) and info.auto_disabled_at is not None
+            up["ok"] = True
+            on_redis.enqueue("a", 6)                 # not routed while disabled
+            seen = len(receiver.requests)
+            on_redis.add_webhook("h", receiver.url, events=["enqueued"], max_attempts=1, disable_after=2)
+            info = on_redis.get_webhook("h")
+            assert (info.enabled, info.failures, info.auto_disabled_at) == (True, 0, None)
+            on_redis.enqueue("a", 7)
+            wait_for(lambda: any(r.json["data"].get("state") and r.json["job_id"] for r in receiver.requests[seen:]),
+                     what="delivered again once enabled")
+    payloads = [on_redis.get("a", r.json["job_id"]).payload for r in receiver.requests]
+    assert 6 not in payloads and payloads[-1] == 7
+
+
+def test_a_disabled_webhook_drops_its_waiting_deliveries(on_redis):
+    with receiving() as receiver:
+        on_redis.add_webhook("h", receiver.url, events=["enqueued"])
+        on_redis.enqueue("a", 1)
+        Router(on_redis).step(block=0.1)               # routed while enabled ...
+        on_redis.add_webhook("h", receiver.url, events=["enqueued"], enabled=False)   # ... then disabled
+        assert not on_redis.get_webhook("h").enabled
+        with running(Deliverer(on_redis)):
+            wait_for(lambda: on_redis.stats(DELIVERY_QUEUE)["done"] == 1, what="the delivery settled")
+    assert receiver.requests == []
+    [done] = on_redis.jobs(DELIVERY_QUEUE, "done")
+    assert "disabled" in done.result["skipped"]
