@@ -37,6 +37,8 @@ FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "p": ("previous", str), "r": ("priority", int), "v": ("value", number), "m": ("message", str)}
 EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")   # ASCII: \d takes other scripts' digits too
 LATEST = "$"            # ``after=LATEST``: only events appended after the read starts
+JOB_SCAN_PAGE = 1000    # job_events reads the log this many entries at a time
+SINCE_MARGIN_MS = 1000  # ... from this long before the job's creation
 
 
 def _str(value: Any) -> str:
@@ -128,6 +130,27 @@ class EventsMixin(EngineBase):
         with self.scripts.boundary():
             reply = blocking.call(self.client, key, read_command(key, after, limit, block), block)
         return from_read(queue, reply)
+
+    def job_events(self, queue: str, job_id: str, *, since: float | None = None) -> tuple[list[Event], float | None]:
+        """The events of job ``job_id`` that ``queue``'s log still holds, oldest first, and
+        the time (unix seconds) of the oldest event the log keeps (None: it keeps none):
+        what happened before that was trimmed (or written by an engine with
+        ``events_max=0``). ``since``: the job's creation; the scan starts a second earlier
+        (the script's clock and the stream's may differ by that little), which leaves out
+        the events of a former job of the same id. A scan of the log, so at most about
+        ``events_max`` entries, read ``JOB_SCAN_PAGE`` at a time."""
+        key = self.keys(check_queue(queue)).events
+        oldest = self.scripts.command("XRANGE", key, "-", "+", "COUNT", 1)
+        kept = to_event(queue, oldest[0]).at if oldest else None
+        start = "-" if since is None else f"{max(0, round(since * 1000) - SINCE_MARGIN_MS)}-0"
+        found: list[Event] = []
+        while True:
+            entries = self.scripts.command("XRANGE", key, start, "+", "COUNT", JOB_SCAN_PAGE)
+            events = [to_event(queue, e) for e in entries]
+            found.extend(e for e in events if e.job_id == job_id)
+            if len(entries) < JOB_SCAN_PAGE:
+                return found, kept
+            start = "(" + events[-1].id
 
     def latest_events(self, queue: str, limit: int = 100) -> list[Event]:
         """The ``limit`` newest events of ``queue``'s log, oldest first (a tail to follow on

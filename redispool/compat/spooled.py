@@ -16,6 +16,8 @@ worker lifecycle translates to one or two Engine calls (the native API's Lua scr
     POST /workers/register, /workers/{id}/heartbeat|deregister, GET /workers[/{id}]
     tags, expires_at of POST /jobs          the job's tags (GET /jobs?tag=) and expires_at
     PUT /jobs/{id}/priority                 set_priority (set_priority.lua)
+    GET /jobs/{id}/history                  the job's events in its queue's log, and what its record
+                                            adds for the part trimmed (spooled_history.py)
     GET /health, /health/live, /health/ready   Redis answers (no key needed; spooled_queues.py)
     GET /queues[/{name}[/stats]], PUT /queues/{name}/config, POST /queues/{name}/pause|resume,
     DELETE /queues/{name}                   queues (spooled_queues.py): job defaults,
@@ -572,7 +574,8 @@ class SpooledApi:
 def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlette:
     """The spooled protocol as an ASGI app; mount it at ``/compat/spooled`` (its routes
     live under ``/api/v1``, where the SDK puts them)."""
-    from .spooled_queues import queue_routes  # it imports this module
+    from .spooled_history import JobHistory  # these import this module
+    from .spooled_queues import queue_routes
     api = SpooledApi(engine, tokens)
     v1 = "/api/v1"
     J = v1 + "/jobs/{id:path}"
@@ -591,6 +594,7 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlett
         api.route("POST", J + "/heartbeat", "worker", api.heartbeat),
         api.route("POST", J + "/retry", "admin", api.retry),
         api.route("PUT", J + "/priority", "admin", api.boost_priority),
+        api.route("GET", J + "/history", "read", JobHistory(api).get),   # before GET J, which takes any path
         api.route("GET", J, "read", api.get),
         api.route("DELETE", J, "admin", api.cancel),
         api.route("GET", v1 + "/workers", "read", api.list_workers),
