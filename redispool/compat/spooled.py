@@ -55,7 +55,7 @@ from starlette.routing import BaseRoute, Route
 from .. import defaults, validate
 from ..aio import GIVE_UP
 from ..engine import Engine, JobSpec
-from ..errors import CueNotFound, JobNotFound, LeaseLost, RedispoolError
+from ..errors import CueNotFound, InvalidOption, JobNotFound, LeaseLost, RedispoolError
 from ..keys import STATES, check_queue
 from ..models import Job, JobInfo, Lease, WorkerInfo
 from ..web import endpoint
@@ -137,6 +137,23 @@ def has_tag(tags: Any, tag: str) -> bool:
 def timeout_seconds(timeout: float | None) -> int:
     """A job's timeout as this protocol's whole seconds (0: none)."""
     return max(1, round(timeout)) if timeout else 0
+
+
+def job_options(stored: dict[str, Any] | None, max_retries: int | None, timeout: int | None) -> tuple[int, int]:
+    """(max_retries, timeout_seconds) of a job: those it names, else its queue's job
+    defaults (``stored``: ``Engine.job_defaults``, set by PUT /queues/{name}/config), else
+    the service's 3 and 300; InvalidOption out of the service's ranges. The REST and the
+    gRPC face (grpc/spooled.py) both take a job's options through here."""
+    if max_retries is None:
+        attempts = stored["max_attempts"] if stored else None
+        max_retries = min(attempts - 1, 100) if attempts is not None else DEFAULT_MAX_RETRIES
+    if timeout is None:
+        timeout = timeout_seconds(stored["timeout"]) if stored and stored["timeout"] is not None else DEFAULT_TIMEOUT_S
+    if not 0 <= max_retries <= 100:
+        raise InvalidOption(f"max_retries must be in [0, 100], got {max_retries}")
+    if not 1 <= timeout <= 86400:
+        raise InvalidOption(f"timeout_seconds must be in [1, 86400], got {timeout}")
+    return max_retries, timeout
 
 
 def job_record(info: JobInfo) -> dict[str, Any]:
@@ -240,10 +257,7 @@ class SpooledApi:
     async def _queue_defaults(self, queue: str) -> tuple[int, int]:
         """(max_retries, timeout_seconds) for a job of ``queue`` that names neither: the
         queue's (PUT /queues/{name}/config), else the service's 3 and 300."""
-        stored = await call(self.engine.job_defaults, queue)
-        retries = stored["max_attempts"] - 1 if stored["max_attempts"] is not None else DEFAULT_MAX_RETRIES
-        timeout = timeout_seconds(stored["timeout"]) if stored["timeout"] is not None else DEFAULT_TIMEOUT_S
-        return min(retries, 100), timeout
+        return job_options(await call(self.engine.job_defaults, queue), None, None)
 
     CREATE = {"queue_name": (str, REQUIRED), "payload": (Any, None), "priority": (int, 0),
               "max_retries": (int, None, None), "timeout_seconds": (int, None, None), "scheduled_at": (str, None),
@@ -254,11 +268,8 @@ class SpooledApi:
         b = fields(body, self.CREATE)
         queue = check_queue(b["queue_name"])
         retries, timeout = b["max_retries"], b["timeout_seconds"]
-        if retries is None or timeout is None:
-            default_retries, default_timeout = await self._queue_defaults(queue)
-            retries = default_retries if retries is None else retries
-            timeout = default_timeout if timeout is None else timeout
-        timeout = _in_range(timeout, 1, 86400, "timeout_seconds")
+        stored = await call(self.engine.job_defaults, queue) if retries is None or timeout is None else None
+        retries, timeout = job_options(stored, retries, timeout)
         spec = self._spec(b, max_retries=retries, priority=b["priority"], timeout=timeout)
         [(job_id, created)] = await call(self.engine.enqueue_specs, queue, [spec])
         return JSONResponse({"id": public_id(queue, job_id), "created": created},
