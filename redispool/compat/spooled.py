@@ -16,6 +16,9 @@ worker lifecycle translates to one or two Engine calls (the native API's Lua scr
     POST /workers/register, /workers/{id}/heartbeat|deregister, GET /workers[/{id}]
     tags, expires_at of POST /jobs          the job's tags (GET /jobs?tag=) and expires_at
     PUT /jobs/{id}/priority                 set_priority (set_priority.lua)
+    POST /webhooks/{org_id}/custom, GET /webhooks/deliveries   inbound webhooks as jobs, and their
+                                            log (spooled_ingest.py)
+    GET /metrics (beside /api/v1)           the server's /metrics (server.py)
     GET /jobs/{id}/history                  the job's events in its queue's log, and what its record
                                             adds for the part trimmed (spooled_history.py)
     GET /health, /health/live, /health/ready   Redis answers (no key needed; spooled_queues.py)
@@ -79,6 +82,7 @@ WORKER_LEASE_S = 30                # told to workers at registration ...
 WORKER_HEARTBEAT_S = 10            # ... with how often to heartbeat themselves
 FAIL_ERROR_MAX = 2048
 LIST_MAX = 100
+SCAN_PAGE, SCAN_MAX = 500, 20_000  # a filtered list reads jobs this many at a time, at most this many
 DEFAULT_TIMEOUT_S = 300            # the service's timeout_seconds when a job names none
 UNSUPPORTED = ("parent_job_id", "completion_webhook", "completion_webhook_secret")
 PRIORITY_CLAMP = 1000              # PUT /jobs/{id}/priority clamps to [-1000, 1000], as the service
@@ -403,13 +407,21 @@ class SpooledApi:
 
     async def _page(self, queues: list[str], states: list[str], offset: int, limit: int,
                     keep: Callable[[JobInfo], bool] = lambda info: True) -> tuple[list[JobInfo], bool]:
-        """Jobs of ``states`` in ``queues`` (in that order), one page, and whether more follow."""
+        """Jobs of ``states`` in ``queues`` (in that order), one page, and whether more follow.
+        With a filter (``keep``) the jobs are read SCAN_PAGE at a time until the page is
+        full, at most SCAN_MAX of them per request."""
         found: list[JobInfo] = []
-        want = offset + limit + 1
+        want, scanned = offset + limit + 1, 0
         for queue in queues:
             for state in states:
-                infos = await call(self.engine.jobs, queue, state, limit=want)
-                found.extend(i for i in infos if keep(i))
+                start = 0
+                while len(found) < want and scanned < SCAN_MAX:
+                    infos = await call(self.engine.jobs, queue, state, limit=max(want, SCAN_PAGE), offset=start)
+                    scanned += len(infos)
+                    start += len(infos)
+                    found.extend(i for i in infos if keep(i))
+                    if len(infos) < max(want, SCAN_PAGE):
+                        break
                 if len(found) >= want:
                     break
             if len(found) >= want:
@@ -436,15 +448,32 @@ class SpooledApi:
         if unknown:
             raise Refusal(400, "VALIDATION_ERROR", f"unknown status {unknown[0]!r}")
         states = list(dict.fromkeys(STATE_OF[s] for s in wanted)) or list(STATES)
-        statuses = set(wanted)
-        job_type, tag = q.get("job_type"), q.get("tag")
+        statuses, matches = set(wanted), self._filter(request)
 
         def keep(info: JobInfo) -> bool:
-            return ((not statuses or _status(info) in statuses)
-                    and (job_type is None or _job_type(info.payload) == job_type)
-                    and (tag is None or has_tag(info.tags, tag)))
+            return (not statuses or _status(info) in statuses) and matches(info)
         items, more = await self._page(await self._queues(q.get("queue_name")), states, offset, limit, keep)
         return self._listed(items, more)
+
+    @staticmethod
+    def _filter(request: Request) -> Callable[[JobInfo], bool]:
+        """The list filters besides status: job_type (exact), tag, q (case-insensitive: the
+        id starts with it, or the queue name or job_type holds it), created_after
+        (inclusive) and created_before (exclusive)."""
+        q = request.query_params
+        job_type, tag, text = q.get("job_type"), q.get("tag"), (q.get("q") or "").lower()
+        after = parse_time(q["created_after"], "created_after", "VALIDATION_ERROR") if q.get("created_after") else None
+        before = parse_time(q["created_before"], "created_before", "VALIDATION_ERROR") \
+            if q.get("created_before") else None
+
+        def keep(info: JobInfo) -> bool:
+            kind = _job_type(info.payload)
+            return ((job_type is None or kind == job_type) and (tag is None or has_tag(info.tags, tag))
+                    and (not text or public_id(info.queue, info.id).lower().startswith(text)
+                         or text in info.queue.lower() or text in kind.lower())
+                    and (after is None or info.created_at >= after)
+                    and (before is None or info.created_at < before))
+        return keep
 
     async def batch_status(self, request: Request, body: Any) -> Any:
         ids = [i for i in request.query_params.get("ids", "").split(",") if i]
@@ -472,9 +501,8 @@ class SpooledApi:
 
     async def dlq(self, request: Request, body: Any) -> Any:
         limit, offset = self._paging(request)
-        tag = request.query_params.get("tag")
         items, more = await self._page(await self._queues(request.query_params.get("queue_name")), ["dead"],
-                                       offset, limit, lambda info: tag is None or has_tag(info.tags, tag))
+                                       offset, limit, self._filter(request))
         return self._listed(items, more)
 
     async def dlq_retry(self, request: Request, body: Any) -> Any:
@@ -586,6 +614,7 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlett
     """The spooled protocol as an ASGI app; mount it at ``/compat/spooled`` (its routes
     live under ``/api/v1``, where the SDK puts them)."""
     from .spooled_history import JobHistory  # these import this module
+    from .spooled_ingest import ingest_routes
     from .spooled_queues import queue_routes
     api = SpooledApi(engine, tokens)
     v1 = "/api/v1"
@@ -616,6 +645,7 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlett
     ]
 
     routes += queue_routes(api)          # /health*, /queues (spooled_queues.py)
+    routes += ingest_routes(api, v1)     # /webhooks/{org_id}/custom, /webhooks/deliveries (spooled_ingest.py)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         # the key is checked before the route, as the service does: a bad key learns nothing

@@ -2,6 +2,8 @@
 unchanged, against ``redispool serve`` on a real redis-server."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
 
@@ -132,3 +134,83 @@ def test_history_of_an_unknown_job_or_without_a_key(client, server, queue):
     assert raw(server, "GET", f"/api/v1/jobs/{job}/history?limit=501").status_code == 400
     with pytest.raises(AuthenticationError):
         SpooledClient(api_key="sp_live_wrong_000000000", base_url=server[0] + "/compat/spooled").jobs.history(job)
+
+
+# ---------------------------------------------------------------------- ingest
+def test_ingest_custom_enqueues_a_job_and_logs_it(client, server, queue):
+    r = client.ingest.custom("org_from_the_cloud", {"queue_name": queue, "payload": {"order": 7},
+                                                    "event_type": "order.paid", "idempotency_key": "o7",
+                                                    "priority": 9})
+    assert (r.queue_name, r.status) == (queue, "created") and r.job_id.startswith(queue + "~")
+    job = client.jobs.get(r.job_id)
+    assert (job.payload, job.priority, job.idempotency_key, job.status) == ({"order": 7}, 9, "o7", "pending")
+    again = client.ingest.custom("any", {"queue_name": queue, "payload": {"order": 7}, "idempotency_key": "o7"})
+    assert (again.job_id, again.status) == (r.job_id, "duplicate")
+    log = client.webhooks.list_inbound_deliveries({"queue_name": queue})
+    assert [(d.job_id, d.status, d.event_type, d.provider, d.matched_queue) for d in log] == [
+        (r.job_id, "duplicate", "custom", "custom", queue), (r.job_id, "created", "order.paid", "custom", queue)]
+    assert [d.status for d in client.webhooks.list_inbound_deliveries({"queue_name": queue, "status": "created"})] \
+        == ["created"]
+    assert client.webhooks.list_inbound_deliveries({"queue_name": queue, "limit": 1, "offset": 1})[0].status \
+        == "created"
+    assert client.webhooks.list_inbound_deliveries({"queue_name": queue, "since": log[0].created_at}) \
+        [0].id == log[0].id
+
+
+def test_ingest_takes_the_queues_job_defaults(client, queue):
+    client.queues.update_config(queue, {"max_retries": 6, "default_timeout": 33})
+    job = client.jobs.get(client.ingest.custom("o", {"queue_name": queue, "payload": 1}).job_id)
+    assert (job.max_retries, job.timeout_seconds, job.payload) == (6, 33, 1)
+
+
+def test_ingest_needs_a_worker_token_in_either_header(server, queue):
+    body = {"queue_name": queue, "payload": {}}
+    path = "/api/v1/webhooks/o/custom"
+    assert raw(server, "POST", path, key=None, json=body).status_code == 401
+    assert raw(server, "POST", path, key=None, json=body, headers={"X-Webhook-Token": "wrong"}).status_code == 401
+    assert raw(server, "POST", path, key=READ, json=body).status_code == 403
+    third_party = raw(server, "POST", path, key=None, json=body, headers={"X-Webhook-Token": WORKER})
+    assert third_party.status_code == 200 and third_party.json()["status"] == "created"
+    assert raw(server, "POST", path, key=WORKER, json={"payload": {}}).status_code == 422
+    assert raw(server, "POST", path, key=WORKER, json={"queue_name": "bad queue!", "payload": {}}).status_code == 400
+    assert raw(server, "GET", "/api/v1/webhooks/deliveries?status=maybe").status_code == 400
+
+
+# ---------------------------------------------------------------------- metrics
+def test_metrics_get(client, server, queue):
+    client.jobs.create({"queue_name": queue, "payload": {}})
+    text = client.metrics.get()
+    assert "redispool_http_requests" in text and queue in text
+    assert "redispool_http_requests" in client.metrics.get(token=READ)
+    with pytest.raises(AuthenticationError):
+        client.metrics.get(token="not-a-token")
+
+
+# ---------------------------------------------------------------------- list filters
+def test_jobs_list_filters_by_text_and_creation_time(client, server, queue):
+    _, engine, _ = server
+    first = client.jobs.create({"queue_name": queue, "payload": {"job_type": "Send-Email"}}).id
+    second = client.jobs.create({"queue_name": queue, "payload": {"job_type": "resize"}}).id
+    born = client.jobs.get(second).created_at
+    ids = lambda **kw: [j.id for j in client.jobs.list({"queue_name": queue, **kw})]  # noqa: E731
+    assert ids(q="send-") == [first], "job_type holds it, whatever the case"
+    assert ids(q=queue.upper()) == [first, second], "the queue name holds it"
+    assert ids(q=second) == [second], "the id starts with it"
+    assert ids(created_after=born) == [second] and ids(created_before=born) == [first]
+    many = [s.id for s in (client.jobs.create({"queue_name": queue, "payload": {"job_type": "bulk"}})
+                           for _ in range(3))]
+    engine.enqueue_many(queue, [{"job_type": "noise"}] * 600)   # a filter finds its jobs past the first page read
+    last = client.jobs.create({"queue_name": queue, "payload": {"job_type": "needle"}}).id
+    assert ids(job_type="needle") == [last] and ids(q="needle") == [last]
+    assert ids(job_type="bulk", limit=2) == many[:2]
+
+
+def test_dlq_list_filters_alike(client, queue):
+    for kind in ("keep", "other"):
+        client.jobs.create({"queue_name": queue, "payload": {"job_type": kind}, "max_retries": 0})
+        work(client, queue, "w", fail="dead")
+    [dead] = client.jobs.dlq.list({"queue_name": queue, "q": "KEEP"})
+    assert dead.job_type == "keep"
+    later = dead.created_at + timedelta(hours=1)
+    assert client.jobs.dlq.list({"queue_name": queue, "created_after": later}) == []
+    assert len(client.jobs.dlq.list({"queue_name": queue, "created_before": later})) == 2
