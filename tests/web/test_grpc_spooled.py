@@ -223,3 +223,16 @@ def test_enqueue_takes_tags_and_the_queues_job_defaults(client, engine, served, 
         client.queue.enqueue(queue, {}, max_retries=101)
     with pytest.raises(errors.ValidationError):
         client.queue.enqueue(queue, {}, timeout_seconds=86401)
+
+
+def test_the_rest_clients_grpc_property_reaches_the_same_server(served, queue):
+    """``SpooledClient(grpc_address=...).grpc``: the REST client's own gRPC client (no TLS
+    on localhost, as the SDK decides), against the same ``redispool serve``."""
+    from spooled import SpooledClient
+
+    with SpooledClient(api_key=TOKENS["worker"], base_url=served.base + "/compat/spooled",
+                       grpc_address=f"localhost:{served.grpc_port}") as rest:
+        r = rest.grpc.queue.enqueue(queue, {"via": "grpc"}, tags={"k": "v"})
+        job = rest.jobs.get(r.job_id)
+        assert (job.payload, job.tags, job.status) == ({"via": "grpc"}, {"k": "v"}, "pending")
+        rest.grpc.close()
