@@ -326,6 +326,10 @@ class AsyncEngine:
             raise self.scripts.error(exc) from exc
         return events.from_read(queue, reply)
 
+    async def job_defaults(self, queue: str) -> dict[str, Any]:
+        """``Engine.job_defaults`` on the async client (one HMGET)."""
+        return self.engine._defaults_reply(await self.scripts.command(*self.engine._defaults_read(queue)))
+
     async def queues(self) -> list[str]:
         members = await self.scripts.command("SMEMBERS", queues_key(self.engine.prefix))
         return sorted(str(ops.text(q)) for q in members)

@@ -68,6 +68,10 @@ each Lua script touches a single Redis Cluster slot:
     rp:webhook:<name>:log list its latest delivery attempts (JSON, newest first, capped)
     rp:webhook:<name>:failures string  its consecutive failed deliveries (a delivery that
                              ended dead counts one, a successful one resets it to 0)
+    rp:spooled:inbound stream the spooled compat layer's inbound webhook log (POST
+                             /webhooks/{org}/custom): one entry per job it took, fields q
+                             queue, j job id, s created/duplicate, e event type; capped near
+                             1,000 (XADD MAXLEN ~); global, plain commands only
     rp:{q}:events (consumer group "deliver")  where the deliverers are in each queue's log;
                              deliveries and webhook cues' fires are jobs of the queue
                              ``_webhooks`` (a webhook cue of queue q is the cue ``q/<name>``
@@ -288,3 +292,8 @@ def webhook_failures_key(prefix: str, name: str) -> str:
 def webhook_log_key(prefix: str, name: str) -> str:
     """List of one webhook's latest delivery attempts (JSON, newest first, capped)."""
     return f"{prefix}:webhook:{name}:log"
+
+
+def spooled_inbound_key(prefix: str) -> str:
+    """Stream of the spooled compat layer's inbound webhook log; global, plain commands only."""
+    return f"{prefix}:spooled:inbound"

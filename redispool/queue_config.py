@@ -51,9 +51,15 @@ class QueueConfigMixin(EngineBase):
         """``{"max_attempts", "timeout", "created_at", "updated_at"}`` stored for ``queue``
         (None: not set; timeout in seconds; the times, unix seconds, of the first and the
         last ``set_job_defaults``). A damaged field reads as not set."""
+        return self._defaults_reply(self.scripts.command(*self._defaults_read(queue)))
+
+    def _defaults_read(self, queue: str) -> list[Any]:
+        """The HMGET that ``job_defaults`` sends (``AsyncEngine.job_defaults`` sends it too)."""
         check_queue(queue)
-        names = (*DEFAULT_FIELDS, "defaults_created_ms", "defaults_updated_ms")
-        raw = self.scripts.command("HMGET", self.keys(queue).config, *names)
+        return ["HMGET", self.keys(queue).config, *DEFAULT_FIELDS, "defaults_created_ms", "defaults_updated_ms"]
+
+    @staticmethod
+    def _defaults_reply(raw: list[Any]) -> dict[str, Any]:
         numbers = []
         for value in raw:
             try:

@@ -16,6 +16,11 @@ worker lifecycle translates to one or two Engine calls (the native API's Lua scr
     POST /workers/register, /workers/{id}/heartbeat|deregister, GET /workers[/{id}]
     tags, expires_at of POST /jobs          the job's tags (GET /jobs?tag=) and expires_at
     PUT /jobs/{id}/priority                 set_priority (set_priority.lua)
+    POST /webhooks/{org_id}/custom, GET /webhooks/deliveries   inbound webhooks as jobs, and their
+                                            log (spooled_ingest.py)
+    GET /metrics (beside /api/v1)           the server's /metrics (server.py)
+    GET /jobs/{id}/history                  the job's events in its queue's log, and what its record
+                                            adds for the part trimmed (spooled_history.py)
     GET /health, /health/live, /health/ready   Redis answers (no key needed; spooled_queues.py)
     GET /queues[/{name}[/stats]], PUT /queues/{name}/config, POST /queues/{name}/pause|resume,
     DELETE /queues/{name}                   queues (spooled_queues.py): job defaults,
@@ -59,7 +64,7 @@ from starlette.routing import BaseRoute, Route
 from .. import defaults, validate
 from ..aio import GIVE_UP
 from ..engine import Engine, JobSpec
-from ..errors import CueNotFound, JobNotFound, LeaseLost, RedispoolError
+from ..errors import CueNotFound, InvalidOption, JobNotFound, LeaseLost, RedispoolError
 from ..keys import STATES, check_queue
 from ..models import Job, JobInfo, Lease, WorkerInfo
 from ..web import endpoint
@@ -84,6 +89,7 @@ WORKER_LEASE_S = 30                # told to workers at registration ...
 WORKER_HEARTBEAT_S = 10            # ... with how often to heartbeat themselves
 FAIL_ERROR_MAX = 2048
 LIST_MAX = 100
+SCAN_PAGE, SCAN_MAX = 500, 20_000  # a filtered list reads jobs this many at a time, at most this many
 DEFAULT_TIMEOUT_S = 300            # the service's timeout_seconds when a job names none
 UNSUPPORTED = ("parent_job_id", "completion_webhook", "completion_webhook_secret")
 PRIORITY_CLAMP = 1000              # PUT /jobs/{id}/priority clamps to [-1000, 1000], as the service
@@ -142,6 +148,23 @@ def has_tag(tags: Any, tag: str) -> bool:
 def timeout_seconds(timeout: float | None) -> int:
     """A job's timeout as this protocol's whole seconds (0: none)."""
     return max(1, round(timeout)) if timeout else 0
+
+
+def job_options(stored: dict[str, Any] | None, max_retries: int | None, timeout: int | None) -> tuple[int, int]:
+    """(max_retries, timeout_seconds) of a job: those it names, else its queue's job
+    defaults (``stored``: ``Engine.job_defaults``, set by PUT /queues/{name}/config), else
+    the service's 3 and 300; InvalidOption out of the service's ranges. The REST and the
+    gRPC face (grpc/spooled.py) both take a job's options through here."""
+    if max_retries is None:
+        attempts = stored["max_attempts"] if stored else None
+        max_retries = min(attempts - 1, 100) if attempts is not None else DEFAULT_MAX_RETRIES
+    if timeout is None:
+        timeout = timeout_seconds(stored["timeout"]) if stored and stored["timeout"] is not None else DEFAULT_TIMEOUT_S
+    if not 0 <= max_retries <= 100:
+        raise InvalidOption(f"max_retries must be in [0, 100], got {max_retries}")
+    if not 1 <= timeout <= 86400:
+        raise InvalidOption(f"timeout_seconds must be in [1, 86400], got {timeout}")
+    return max_retries, timeout
 
 
 def job_record(info: JobInfo) -> dict[str, Any]:
@@ -245,10 +268,7 @@ class SpooledApi:
     async def _queue_defaults(self, queue: str) -> tuple[int, int]:
         """(max_retries, timeout_seconds) for a job of ``queue`` that names neither: the
         queue's (PUT /queues/{name}/config), else the service's 3 and 300."""
-        stored = await call(self.engine.job_defaults, queue)
-        retries = stored["max_attempts"] - 1 if stored["max_attempts"] is not None else DEFAULT_MAX_RETRIES
-        timeout = timeout_seconds(stored["timeout"]) if stored["timeout"] is not None else DEFAULT_TIMEOUT_S
-        return min(retries, 100), timeout
+        return job_options(await call(self.engine.job_defaults, queue), None, None)
 
     CREATE = {"queue_name": (str, REQUIRED), "payload": (Any, None), "priority": (int, 0),
               "max_retries": (int, None, None), "timeout_seconds": (int, None, None), "scheduled_at": (str, None),
@@ -259,11 +279,8 @@ class SpooledApi:
         b = fields(body, self.CREATE)
         queue = check_queue(b["queue_name"])
         retries, timeout = b["max_retries"], b["timeout_seconds"]
-        if retries is None or timeout is None:
-            default_retries, default_timeout = await self._queue_defaults(queue)
-            retries = default_retries if retries is None else retries
-            timeout = default_timeout if timeout is None else timeout
-        timeout = _in_range(timeout, 1, 86400, "timeout_seconds")
+        stored = await call(self.engine.job_defaults, queue) if retries is None or timeout is None else None
+        retries, timeout = job_options(stored, retries, timeout)
         spec = self._spec(b, max_retries=retries, priority=b["priority"], timeout=timeout)
         [(job_id, created)] = await call(self.engine.enqueue_specs, queue, [spec])
         return JSONResponse({"id": public_id(queue, job_id), "created": created},
@@ -397,13 +414,21 @@ class SpooledApi:
 
     async def _page(self, queues: list[str], states: list[str], offset: int, limit: int,
                     keep: Callable[[JobInfo], bool] = lambda info: True) -> tuple[list[JobInfo], bool]:
-        """Jobs of ``states`` in ``queues`` (in that order), one page, and whether more follow."""
+        """Jobs of ``states`` in ``queues`` (in that order), one page, and whether more follow.
+        With a filter (``keep``) the jobs are read SCAN_PAGE at a time until the page is
+        full, at most SCAN_MAX of them per request."""
         found: list[JobInfo] = []
-        want = offset + limit + 1
+        want, scanned = offset + limit + 1, 0
         for queue in queues:
             for state in states:
-                infos = await call(self.engine.jobs, queue, state, limit=want)
-                found.extend(i for i in infos if keep(i))
+                start = 0
+                while len(found) < want and scanned < SCAN_MAX:
+                    infos = await call(self.engine.jobs, queue, state, limit=max(want, SCAN_PAGE), offset=start)
+                    scanned += len(infos)
+                    start += len(infos)
+                    found.extend(i for i in infos if keep(i))
+                    if len(infos) < max(want, SCAN_PAGE):
+                        break
                 if len(found) >= want:
                     break
             if len(found) >= want:
@@ -430,15 +455,32 @@ class SpooledApi:
         if unknown:
             raise Refusal(400, "VALIDATION_ERROR", f"unknown status {unknown[0]!r}")
         states = list(dict.fromkeys(STATE_OF[s] for s in wanted)) or list(STATES)
-        statuses = set(wanted)
-        job_type, tag = q.get("job_type"), q.get("tag")
+        statuses, matches = set(wanted), self._filter(request)
 
         def keep(info: JobInfo) -> bool:
-            return ((not statuses or _status(info) in statuses)
-                    and (job_type is None or _job_type(info.payload) == job_type)
-                    and (tag is None or has_tag(info.tags, tag)))
+            return (not statuses or _status(info) in statuses) and matches(info)
         items, more = await self._page(await self._queues(q.get("queue_name")), states, offset, limit, keep)
         return self._listed(items, more)
+
+    @staticmethod
+    def _filter(request: Request) -> Callable[[JobInfo], bool]:
+        """The list filters besides status: job_type (exact), tag, q (case-insensitive: the
+        id starts with it, or the queue name or job_type holds it), created_after
+        (inclusive) and created_before (exclusive)."""
+        q = request.query_params
+        job_type, tag, text = q.get("job_type"), q.get("tag"), (q.get("q") or "").lower()
+        after = parse_time(q["created_after"], "created_after", "VALIDATION_ERROR") if q.get("created_after") else None
+        before = parse_time(q["created_before"], "created_before", "VALIDATION_ERROR") \
+            if q.get("created_before") else None
+
+        def keep(info: JobInfo) -> bool:
+            kind = _job_type(info.payload)
+            return ((job_type is None or kind == job_type) and (tag is None or has_tag(info.tags, tag))
+                    and (not text or public_id(info.queue, info.id).lower().startswith(text)
+                         or text in info.queue.lower() or text in kind.lower())
+                    and (after is None or info.created_at >= after)
+                    and (before is None or info.created_at < before))
+        return keep
 
     async def batch_status(self, request: Request, body: Any) -> Any:
         ids = [i for i in request.query_params.get("ids", "").split(",") if i]
@@ -466,9 +508,8 @@ class SpooledApi:
 
     async def dlq(self, request: Request, body: Any) -> Any:
         limit, offset = self._paging(request)
-        tag = request.query_params.get("tag")
         items, more = await self._page(await self._queues(request.query_params.get("queue_name")), ["dead"],
-                                       offset, limit, lambda info: tag is None or has_tag(info.tags, tag))
+                                       offset, limit, self._filter(request))
         return self._listed(items, more)
 
     async def dlq_retry(self, request: Request, body: Any) -> Any:
@@ -580,8 +621,10 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None, *, waits: L
     """The spooled protocol as an ASGI app; mount it at ``/compat/spooled`` (its routes
     live under ``/api/v1``, where the SDK puts them). ``waits``: the server's, so that
     its shutdown ends the realtime streams too (spooled_realtime.py)."""
-    from .spooled_auth import AuthRoutes, TokenAuth
-    from .spooled_queues import queue_routes  # (they import this module)
+    from .spooled_auth import AuthRoutes, TokenAuth  # (these import this module)
+    from .spooled_history import JobHistory
+    from .spooled_ingest import ingest_routes
+    from .spooled_queues import queue_routes
     from .spooled_realtime import Realtime
     from .spooled_schedules import Schedules
     from .spooled_webhooks import Webhooks
@@ -607,6 +650,7 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None, *, waits: L
         api.route("POST", J + "/heartbeat", "worker", api.heartbeat),
         api.route("POST", J + "/retry", "admin", api.retry),
         api.route("PUT", J + "/priority", "admin", api.boost_priority),
+        api.route("GET", J + "/history", "read", JobHistory(api).get),   # before GET J, which takes any path
         api.route("GET", J, "read", api.get),
         api.route("DELETE", J, "admin", api.cancel),
         api.route("GET", v1 + "/workers", "read", api.list_workers),
@@ -616,6 +660,7 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None, *, waits: L
         api.route("GET", v1 + "/workers/{id}", "read", api.get_worker),
     ]
     routes += queue_routes(api)          # /health*, /queues (spooled_queues.py)
+    routes += ingest_routes(api, v1)     # /webhooks/{org_id}/custom, /webhooks/deliveries (spooled_ingest.py)
     every: list[BaseRoute] = [*routes, *AuthRoutes(DIALECT, tokens).routes(v1),
                               *Realtime(api, waits or LoopEngines(engine)).routes(v1)]
 
