@@ -12,7 +12,7 @@ many jobs it can take). Four tasks serve it on the server's event loop, no threa
 - the *reader* takes credits and acks in order: an ack's items are settled with one
   script call per queue (``AsyncEngine.ack``: fencing token per item) and answered
   with one ``AckResults``, its items in the ack's order (completed, then failed, then
-  released);
+  released, then progress: one script call each, the job stays leased);
 - the *keeper* extends the leases of the jobs the stream holds every third of the
   lease (one script call per queue), so an open stream is its jobs' heartbeat;
 - the *registry* writer sends what changed (jobs taken and settled, processed, failed)
@@ -39,6 +39,7 @@ from typing import Any
 
 from .. import defaults, validate
 from ..aio import GIVE_UP, AsyncEngine
+from ..errors import LeaseLost
 from ..keys import check_queue
 from .borrowed import MAX_DEPTH, BadInput, check_depth, deliverable, loads, rendered
 from .status import trouble
@@ -113,7 +114,8 @@ def job_message(job: Any, make: Any = pb.Job) -> Any:
     """The ``Job`` of a leased job (Undeliverable when its payload cannot be JSON), made by
     ``make`` (a repeated field's ``add``: built in place)."""
     return make(queue=job.queue, id=job.id, token=job.token, payload=payload_text(job.payload),
-                attempt=job.attempt, max_attempts=job.max_attempts, lease_expires_at=job.lease_expires_at)
+                attempt=job.attempt, max_attempts=job.max_attempts, lease_expires_at=job.lease_expires_at,
+                timeout=job.timeout or 0.0)
 
 
 def _json_text(text: str, what: str) -> Any:
@@ -285,6 +287,9 @@ class WorkStream:
                 add(queue=ref.queue, id=ref.id, ok=True, state=state)
         for ref in ack.released:
             add(**await self._give(ref))
+        if ack.progress:
+            for fields in await asyncio.gather(*(self._progress(p) for p in ack.progress)):
+                add(**fields)
         self.changes.processed += processed
         self.changes.failed += failed_n
         self.changed.set()
@@ -316,6 +321,23 @@ class WorkStream:
             return {"queue": ref.queue, "id": ref.id, "ok": False, "error": trouble(exc) or "unavailable"}
         self._settled(ref)
         return {"queue": ref.queue, "id": ref.id, "ok": True, "state": "ready"}
+
+    async def _progress(self, p: Any) -> dict[str, Any]:
+        """Record one job's progress (fenced by its token; the job stays leased): the
+        fields of its ``AckResult``."""
+        ref = p.job
+        try:
+            self._check_queue(ref.queue)
+            if not ref.id or not ref.token:
+                raise BadInput("a job ref needs its queue, id and token")
+            await self.aio.progress(Held(ref.queue, ref.id, ref.token), p.value, p.message or None)
+        except LeaseLost:
+            return {"queue": ref.queue, "id": ref.id, "ok": False, "error": "lease_lost"}
+        except ValueError as exc:   # an id, token, value or message refused (before any write)
+            return {"queue": ref.queue, "id": ref.id, "ok": False, "error": f"bad_input: {exc}"}
+        except GIVE_UP as exc:
+            return {"queue": ref.queue, "id": ref.id, "ok": False, "error": trouble(exc) or "unavailable"}
+        return {"queue": ref.queue, "id": ref.id, "ok": True, "state": "leased"}
 
     def _settled(self, ref: Any) -> None:
         key = (ref.queue, ref.id)
