@@ -285,6 +285,24 @@ class AsyncEngine:
     async def release(self, job: LeaseRef) -> None:
         await self.run(ops.release(self.engine, job))
 
+    async def release_many(self, jobs: Sequence[LeaseRef]) -> list[Exception | None]:
+        """Give many leased jobs back to ready in one round trip (a release script call
+        each, pipelined): per job None, or its error (LeaseLost when its lease is gone).
+        Redis trouble raises. With durable writes on, one ``release`` after the other."""
+        if self.durable and self.engine.scripts.durable("release"):
+            out: list[Exception | None] = []
+            for job in jobs:
+                try:
+                    await self.release(job)
+                    out.append(None)
+                except RedispoolError as exc:
+                    out.append(exc)
+            return out
+        calls = [(self.engine.scripts.bind(op.script, op.keys), op.args)
+                 for op in (ops.release(self.engine, job) for job in jobs)]
+        replies = await self.scripts.run_many("release", calls) if calls else []
+        return [r if isinstance(r, Exception) else None for r in replies]
+
     async def progress(self, job: LeaseRef, value: float, message: str | None = None) -> float:
         """``Engine.progress``: record a leased job's progress, fenced by its lease."""
         return await self.run(ops.progress(self.engine, job, value, message))

@@ -53,6 +53,7 @@ REGISTRY_S = 0.25              # the registration's writes at most this often (a
                                # and per pushed batch was two script calls a pickup)
 MAX_QUEUES = 100
 RELEASING = 4                      # releases in flight per stream: a burst would open new pooled connections
+RELEASE_CHUNK = 500                # releases pipelined in one round trip when a stream ends
 _END = object()
 
 
@@ -188,12 +189,12 @@ class WorkStream:
             task.cancel()
         held, self.held = list(self.held.values()), {}
         started = time.monotonic()
-        await asyncio.gather(*(self._release(h) for h in held))
+        await self._release_all(held)
         took = time.monotonic() - started
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(puller, 10)
         late, self.held = list(self.held.values()), {}   # none expected: a claim ending after stop releases
-        await asyncio.gather(*(self._release(h) for h in late))
+        await self._release_all(late)
         held += late
         log.info("stream of worker %s ended: %d job(s) it held released (in %.0f ms)", self.worker_id, len(held),
                  took * 1000)
@@ -203,6 +204,17 @@ class WorkStream:
         self.changed.set()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(registry, 10)
+
+    async def _release_all(self, held: list[Held]) -> None:
+        """Give ``held`` back at once: ``RELEASE_CHUNK`` releases per round trip (a lease
+        already gone is fine). Best effort: on Redis trouble, one at a time, and what
+        cannot be released comes back when its lease expires."""
+        for i in range(0, len(held), RELEASE_CHUNK):
+            chunk = held[i:i + RELEASE_CHUNK]
+            try:
+                await self.aio.release_many(chunk)
+            except GIVE_UP:
+                await asyncio.gather(*(self._release(h) for h in chunk))
 
     async def _release(self, h: Any) -> None:
         async with self._releasing:
