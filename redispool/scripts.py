@@ -368,6 +368,30 @@ class AsyncScripts:
         except redis.ResponseError as exc:
             raise lua_error(exc) from None
 
+    async def run_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Run script ``name`` once per (keys, args) in ``calls``, pipelined: one round trip
+        (loading it again after NOSCRIPT). Per call its raw reply, or its error in place
+        (a script's error reply mapped as ``run`` maps it); Redis trouble raises."""
+        s = self.scripts
+        for keys, _ in calls:
+            if len(keys) != s._nkeys[name]:
+                raise AssertionError(f"{name}.lua takes {s._nkeys[name]} keys, got {len(keys)}")
+        for loaded in (False, True):
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.execute_command("EVALSHA", s.sha(name), len(keys), *keys, *args)
+                replies = list(await pipe.execute(raise_on_error=False))
+                if not loaded and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                    await self.client.script_load(s.text(name))
+                    continue
+            except RedispoolError:
+                raise
+            except REDIS_TROUBLE as exc:
+                raise self.error(exc) from exc
+            return [lua_error(r) if isinstance(r, redis.ResponseError) else r for r in replies]
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def error(self, exc: BaseException) -> Exception:
         """The redispool error for Redis trouble on the async client."""
         if pool_exhausted(exc):

@@ -197,15 +197,23 @@ class Core:
     async def deliver(self, queue: str, worker_id: str, host: str, jobs: list[Job]) -> list[Any]:
         """Jobs as messages (one that cannot be a Struct goes to dead alone) and the
         worker's registration told (best effort: the jobs are delivered regardless)."""
-        aio = self.aio()
+        out, sent = await self.messages(jobs)
+        await self.took(worker_id, host, queue, sent)
+        return out
+
+    async def messages(self, jobs: list[Job]) -> tuple[list[Any], list[Job]]:
+        """Jobs as messages, with the jobs sent; one that cannot be a Struct goes to dead alone."""
         # a payload too deep, or one a Struct cannot hold (TypeError), goes to dead alone
         out, sent, broken = rendered(jobs, leased_job, (ValueError, TypeError))
         if broken:
-            await aio.bury(broken)
+            await self.aio().bury(broken)
+        return out, sent
+
+    async def took(self, worker_id: str, host: str, queue: str, sent: list[Job]) -> None:
+        """Tell the worker's registration it holds ``sent`` (best effort)."""
         taken = {f"{queue}/{j.id}": j.lease_expires_at for j in sent}
         with contextlib.suppress(*GIVE_UP):
             await self.seen(worker_id, host, queue, taken=taken)
-        return out
 
     async def seen(self, worker_id: str, host: str, queue: str, **changes: Any) -> None:
         aio = self.aio()
@@ -362,34 +370,39 @@ class QueueService(rpc.QueueServiceServicer):
                     with contextlib.suppress(*GIVE_UP):
                         await core.aio().release(jobs[0])
                     return
-                [message] = await core.deliver(queue, worker_id, host, jobs) or [None]
-                if message is None:
+                out, sent = await core.messages(jobs)
+                if not out:
                     continue
-                yield message
-                await self._until_settled(jobs[0], stop)
+                # the registration is told as the job goes out, not before (a round trip
+                # on every pickup); it is written long before the worker's Complete
+                telling = asyncio.ensure_future(core.took(worker_id, host, queue, sent))
+                key = (jobs[0].queue, jobs[0].id)
+                settled = core.settled.setdefault(key, asyncio.Event())   # before its Complete can come
+                try:
+                    yield out[0]
+                    await telling
+                    await self._until_settled(jobs[0], stop, settled)
+                finally:
+                    core.settled.pop(key, None)
         finally:
             ending.cancel()
 
-    async def _until_settled(self, job: Any, stop: asyncio.Future[None]) -> None:
-        """Wait until ``job`` is no longer leased to this stream's worker: woken by this
-        server's Complete/Fail/RenewLease, else looked at when its lease runs out."""
-        key = (job.queue, job.id)
-        event = self.core.settled.setdefault(key, asyncio.Event())
+    async def _until_settled(self, job: Any, stop: asyncio.Future[None], event: asyncio.Event) -> None:
+        """Wait until ``job`` is no longer leased to this stream's worker: woken (``event``,
+        set since the job went out) by this server's Complete/Fail/RenewLease, else looked
+        at when its lease runs out."""
         expires = job.lease_expires_at
-        try:
-            while not stop.done():
-                woken: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
-                await asyncio.wait({woken, stop}, timeout=max(0.01, expires - time.time() + 0.05),
-                                   return_when=asyncio.FIRST_COMPLETED)
-                woken.cancel()
-                event.clear()
-                info = await self.core.aio().get(job.queue, job.id)
-                if info is None or info.state != "leased" or info.worker_id != job.worker_id \
-                        or not info.lease_expires_at or info.lease_expires_at < time.time():
-                    return
-                expires = info.lease_expires_at
-        finally:
-            self.core.settled.pop(key, None)
+        while not stop.done():
+            woken: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
+            await asyncio.wait({woken, stop}, timeout=max(0.01, expires - time.time() + 0.05),
+                               return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            event.clear()
+            info = await self.core.aio().get(job.queue, job.id)
+            if info is None or info.state != "leased" or info.worker_id != job.worker_id \
+                    or not info.lease_expires_at or info.lease_expires_at < time.time():
+                return
+            expires = info.lease_expires_at
 
     async def ProcessJobs(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
         await require(context, self.tokens, "worker")
