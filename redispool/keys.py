@@ -37,6 +37,11 @@ each Lua script touches a single Redis Cluster slot:
                              removes it; the finishing engine drains at once, the scheduler
                              (due at once: the entry plans scheduler_at) and the sweeper
                              after a crash
+    rp:{q}:linking     zset  waiting jobs with parents in other queues, by creation time
+                             (ms): enqueue adds them, the creator links them at once (link
+                             in each parent's slot), and the scheduler links each again once
+                             LINK_GRACE_S old (link is idempotent), then removes it, so a
+                             creator that died before linking leaves no child waiting forever
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
     rp:{q}:cueapi      hash  cue id -> cueapi record (JSON): the cueapi compat layer's
@@ -108,7 +113,8 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi", "events", "waiting", "children_prefix", "outbox", "ratelog", "bound")
+                 "cueapi", "events", "waiting", "children_prefix", "outbox", "linking", "ratelog",
+                 "bound")
 
     prefix: str
     queue: str
@@ -133,6 +139,7 @@ class QueueKeys:
     waiting: str
     children_prefix: str
     outbox: str
+    linking: str
     ratelog: str
     bound: dict[str, list[str]]   # script name -> its KEYS (scripts.py fills it)
 
@@ -143,7 +150,7 @@ class QueueKeys:
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
         for name in STATES + ("marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                              "cueapi", "events", "outbox", "ratelog"):
+                              "cueapi", "events", "outbox", "linking", "ratelog"):
             setattr(self, name, self.base + name)
         self.children_prefix = self.base + "children:"
 

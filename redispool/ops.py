@@ -571,9 +571,13 @@ def replay_dead(s: Settings, queue: str, budget: int, skip: int = 0, ids: Sequen
     return Op("replay_dead", queue_keys(s.prefix, queue), [budget, skip, s.events_max, *ids], parse)
 
 
-def purge(s: Settings, queue: str, state: str, budget: int) -> Op[int]:
-    """Delete up to ``budget`` jobs of ``state`` for good; the parser gives how many."""
-    return Op("purge", StateKeys(queue_keys(s.prefix, queue), str(state)), [budget], int)
+def purge(s: Settings, queue: str, state: str, budget: int) -> Op[tuple[int, int]]:
+    """Delete up to ``budget`` jobs of ``state`` for good; the parser gives (deleted, taken
+    from the set: the caller repeats while it is ``budget``). An unfinished job's waiting
+    children are cancelled (those of other queues through the outbox, drained)."""
+    return Op("purge", StateKeys(queue_keys(s.prefix, queue), str(state)), [budget, s.events_max],
+              lambda r: (int(r[0]), int(r[1])), lambda r: followups(s.prefix, queue, scheduler_at=r[2]),
+              _drains(queue))
 
 
 def pause(s: Settings, queue: str) -> Op[bool]:
@@ -652,8 +656,10 @@ def remove_queue(s: Settings, queue: str) -> Op[bool]:
 
 
 def delete_job(s: Settings, queue: str, job_id: str) -> Op[bool]:
-    """Delete one job for good, whatever its state: True, or False when there is none."""
-    return Op("delete_job", queue_keys(s.prefix, check_queue(queue)), [str(job_id)], lambda r: r == 1)
+    """Delete one job for good, whatever its state: True, or False when there is none. An
+    unfinished job's waiting children are cancelled (as ``purge``)."""
+    return Op("delete_job", queue_keys(s.prefix, check_queue(queue)), [str(job_id), s.events_max],
+              lambda r: int(r[0]) == 1, lambda r: followups(s.prefix, queue, scheduler_at=r[1]), _drains(queue))
 
 
 def due_queues(s: Settings, daemon: str, max_queues: int) -> Op[tuple[int, int, list[str]]]:
