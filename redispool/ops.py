@@ -641,13 +641,14 @@ def set_limits(s: Settings, queue: str, rate: str, per_ms: str, concurrency: str
 
 def remove_queue(s: Settings, queue: str) -> Op[bool]:
     """Delete an unused queue's keys: True when it had some; QueueNotEmpty (nothing changed)
-    while it has scheduled, ready or leased jobs or cues."""
+    while it has waiting, scheduled, ready or leased jobs or cues."""
     def parse(reply: Sequence[Any]) -> bool:
-        removed, scheduled, ready, leased, cues = (int(x) for x in reply)
+        removed, scheduled, ready, leased, cues, waiting = (int(x) for x in reply)
         if removed < 0:
-            found = [f"{n} {what}" for n, what in ((scheduled, "scheduled"), (ready, "ready"),
+            found = [f"{n} {what}" for n, what in ((waiting, "waiting"), (scheduled, "scheduled"), (ready, "ready"),
                                                    (leased, "leased")) if n]
-            jobs = f"{' and '.join(found)} job{'s' if scheduled + ready + leased > 1 else ''}" if found else ""
+            total = waiting + scheduled + ready + leased
+            jobs = f"{' and '.join(found)} job{'s' if total > 1 else ''}" if found else ""
             cue_text = f"{cues} cue{'s' if cues > 1 else ''}" if cues else ""
             raise QueueNotEmpty(f"queue {queue!r} has {' and '.join(filter(None, (jobs, cue_text)))}: "
                                 "nothing removed (cancel or purge its jobs and remove its cues first)")
