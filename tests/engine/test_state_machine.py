@@ -7,7 +7,8 @@ every step that sleeps 3 ms first knows exactly which jobs are due or expired. T
 limits change at random too: a concurrency cap (counting expired leases until swept) and
 a rate whose window (an hour) outlasts a run, so the model counts every claim in it.
 
-Jobs go to two queues, ``q`` and ``r``, and may depend on earlier jobs of either
+Each case starts from a small graph across two queues, ``q`` and ``r`` (a parent in each,
+a child of both, a grandchild), and later jobs may depend on earlier jobs of either
 (``depends_on``, ``dependency_mode`` "all"/"any"): the model keeps each child ``waiting``
 until its parents' outcomes allow it to run (then ``ready``, or ``scheduled`` when it was
 delayed) or make that impossible (then ``cancelled``, and its own children in turn),
@@ -78,8 +79,9 @@ def tick() -> None:
 class QueueMachine(RuleBasedStateMachine):
     base: redispool.Engine    # the test's engine: each case works under a prefix of its own
 
-    @initialize()
-    def setup(self):
+    @initialize(modes=st.tuples(st.sampled_from(["all", "any"]), st.sampled_from(["all", "any"])),
+                delayed=st.booleans())
+    def setup(self, modes, delayed):
         # a copy sharing the connection and loaded scripts (connecting loads every script,
         # which on memory:// costs more than a whole case)
         self.engine = copy.copy(self.base)
@@ -91,6 +93,15 @@ class QueueMachine(RuleBasedStateMachine):
         self.in_window = 0           # claims in the rate's window (all since the rate was set)
         self.releases: dict[Key, int] = {}    # "enqueued" events from waiting, per job
         self.read_to: dict[str, str] = {}     # the last event read, per queue
+        # every case starts from a small graph across both queues: a parent in each, a
+        # child of both in q, a grandchild in r (of the child and of q's parent)
+        p_q, p_r = ("q", self.engine.enqueue("q", "p")), ("r", self.engine.enqueue("r", "p"))
+        self.jobs[p_q], self.jobs[p_r] = ModelJob("ready", 0, 2), ModelJob("ready", 0, 2)
+        child = ("q", self.engine.enqueue("q", "c", depends_on=[p_q, p_r], dependency_mode=modes[0]))
+        self.jobs[child] = ModelJob("waiting", 0, 2, parents=(p_q, p_r), mode=modes[0])
+        grandchild = ("r", self.engine.enqueue("r", "g", depends_on=[child, p_q], dependency_mode=modes[1],
+                                               delay=3600 if delayed else None))
+        self.jobs[grandchild] = ModelJob("waiting", 0, 2, delayed=delayed, parents=(child, p_q), mode=modes[1])
 
     def teardown(self):
         if hasattr(self, "engine"):   # the case's keys go (the server is the session's)
@@ -158,7 +169,50 @@ class QueueMachine(RuleBasedStateMachine):
             if state in ("done", "dead", "cancelled") and self.apply(model, parent, state):
                 break
 
+    @precondition(lambda self: self.jobs)
+    @rule(queue=st.sampled_from(QUEUES), mode=st.sampled_from(["all", "any"]), delayed=st.booleans(),
+          data=st.data())
+    def enqueue_child(self, queue, mode, delayed, data):
+        """A job with one or two parents (``enqueue`` draws none as often as some)."""
+        live = [k for k in sorted(self.jobs) if self.jobs[k].state in LIVE]
+        pool = data.draw(st.sampled_from([live, sorted(self.jobs)]) if live else st.just(sorted(self.jobs)))
+        parents = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True), label="parents")
+        job_id = self.engine.enqueue(queue, "child", delay=3600 if delayed else None, depends_on=parents,
+                                     dependency_mode=mode)
+        model = self.jobs[(queue, job_id)] = ModelJob("waiting", 0, 1, delayed=delayed, parents=tuple(parents),
+                                                      mode=mode)
+        for parent in parents:
+            state = self.jobs[parent].state
+            if state in ("done", "dead", "cancelled") and self.apply(model, parent, state):
+                break
+
     # ---------------------------------------------------------------- consuming
+    @rule(queue=st.sampled_from(QUEUES))
+    def work_one(self, queue):
+        """A worker's whole turn: claim one job (long lease) and complete it at once."""
+        tick()
+        self.promote_due_in_model(queue)
+        ready = self.ids("ready", queue=queue)
+        capped = queue == "q" and (
+            (self.concurrency is not None and len(self.ids("leased", queue="q")) >= self.concurrency)
+            or (self.rate is not None and self.in_window >= self.rate))
+        got = self.engine.claim(queue, "w", limit=1, lease=LONG)
+        if not ready or capped:
+            assert got == []
+            return
+        [job] = got
+        key = (queue, job.id)
+        assert key in ready
+        if queue == "q":
+            self.in_window += 1
+        model = self.jobs[key]
+        model.attempts += 1
+        model.old_token, model.token = model.token, job.token
+        self.handles[key] = job
+        self.engine.complete(job, "ok")
+        model.state = "done"
+        self.finished(key, "done")
+
     @rule(queue=st.sampled_from(QUEUES), limit=st.integers(1, 3), short=st.booleans())
     def claim(self, queue, limit, short):
         tick()
@@ -269,26 +323,24 @@ class QueueMachine(RuleBasedStateMachine):
         assert self.engine.promote(queue) == self.promote_due_in_model(queue)
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data())
-    def cancel(self, data):
+    @rule(data=st.data(), delete=st.sampled_from([False, False, True]))
+    def cancel(self, data, delete):
+        """cancel, or (one time in three) delete_job: the job is gone, and an unfinished
+        one's children can no longer count on it."""
         key = data.draw(st.sampled_from(sorted(self.jobs)))
         model = self.jobs[key]
         live = model.state in LIVE
+        if delete:
+            del self.jobs[key]
+            self.handles.pop(key, None)
+            assert self.engine.delete_job(*key) is True
+            if live:
+                self.finished(key, "deleted")
+            return
         assert self.engine.cancel(*key) is live
         if live:
             model.state = "cancelled"
             self.finished(key, "cancelled")
-
-    @precondition(lambda self: self.jobs)
-    @rule(data=st.data())
-    def delete(self, data):
-        """delete_job: the job is gone; an unfinished one's children can no longer count on it."""
-        key = data.draw(st.sampled_from(sorted(self.jobs)))
-        model = self.jobs.pop(key)
-        self.handles.pop(key, None)
-        assert self.engine.delete_job(*key) is True
-        if model.state in LIVE:
-            self.finished(key, "deleted")
 
     @rule(rate=st.sampled_from([None, 1, 3, 6]), concurrency=st.sampled_from([None, 1, 2, 4]))
     def set_limits(self, rate, concurrency):
