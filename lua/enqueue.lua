@@ -16,6 +16,7 @@
 -- KEYS[12] rp:{q}:config    hash  the queue's limits (no wake-up at the concurrency cap)  r
 -- KEYS[13] rp:{q}:leased    zset  leased jobs (against the cap)     r
 -- KEYS[14] rp:{q}:expiring  zset  jobs with an expiry, by it (for the sweeper)  w
+-- KEYS[15] rp:{q}:linking   zset  jobs with parents in other queues, to link again  w
 -- ARGV[1] n                 number of jobs
 -- ARGV[2] m                 number of option sets: 1 (every job has the same options) or n
 --                           (job i has set i)
@@ -28,7 +29,7 @@
 --           then the n payloads (msgpack); then, only for jobs with dependencies, per job:
 --           mode ('all' | 'any'; '' = none), k, and k parents as queue, id pairs (a job with
 --           a mode waits; parents of this queue are linked here, those of other queues by
---           the caller, link.lua)
+--           the caller, link.lua, and again by the scheduler from rp:{q}:linking)
 --           A parent of this queue may be a job of this batch with its own job_id, earlier
 --           in the batch (workflows create a graph's nodes of one queue in one call).
 -- Errors: NOT_FOUND when a parent of this queue does not exist (nothing written)
@@ -39,7 +40,8 @@
 local q = { ready = KEYS[1], scheduled = KEYS[2], marker = KEYS[3], meta = KEYS[4],
             unique = KEYS[5], counts = KEYS[6], jprefix = KEYS[7], events = KEYS[8],
             waiting = KEYS[9], children = KEYS[10], cancelled = KEYS[11],
-            config = KEYS[12], leased = KEYS[13], expiring = KEYS[14], events_max = tonumber(ARGV[3]) }
+            config = KEYS[12], leased = KEYS[13], expiring = KEYS[14], linking = KEYS[15],
+            events_max = tonumber(ARGV[3]) }
 local OPTS = 12   -- values per option set
 local n = tonumber(ARGV[1])
 
@@ -87,9 +89,13 @@ if ARGV[d_at] then
   end
 end
 -- Link waiting job `id` to its parents of this queue; a parent already finished counts now.
+-- One with parents in other queues is listed in rp:{q}:linking (their links are the caller's;
+-- the scheduler's visit LINK_GRACE_MS later links it again, Engine._relink).
+local LINK_GRACE_MS = 5000   -- base.LINK_GRACE_S
 local function link_parents(id, d)
   local jkey = q.jprefix .. id
   redis.call('HSET', jkey, 'dm', d.mode, 'dt', #d.parents, 'dep', cjson.encode(d.parents))
+  local foreign = false
   for _, p in ipairs(d.parents) do
     if p[1] == name then
       local ps = redis.call('HGET', q.jprefix .. p[2], 's')
@@ -98,7 +104,13 @@ local function link_parents(id, d)
       else
         redis.call('SADD', q.children .. p[2], name .. '\n' .. id)
       end
+    else
+      foreign = true
     end
+  end
+  if foreign then
+    redis.call('ZADD', q.linking, now, id)
+    plan('scheduler_at', now + LINK_GRACE_MS)
   end
 end
 if m == 1 then options(4) end

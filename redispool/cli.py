@@ -803,4 +803,4 @@ def main() -> None:
 
 
 # commands in modules of their own register themselves on the group when imported
-from . import cli_events, cli_limits, cli_webhooks  # noqa: E402,F401
+from . import cli_events, cli_limits, cli_webhooks, cli_workflows  # noqa: E402,F401

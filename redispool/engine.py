@@ -422,12 +422,13 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         return replayed
 
     def purge(self, queue: str, state: str) -> int:
-        """Delete every job in ``state`` for good; returns how many."""
+        """Delete every job in ``state`` for good; returns how many. Waiting children of
+        the unfinished jobs deleted are cancelled (``DependencyFailed: ... is deleted``)."""
         total = 0
         while True:
-            moved = self.run(ops.purge(self, queue, state, defaults.BATCH_MAX))
-            total += moved
-            if moved < defaults.BATCH_MAX:
+            deleted, taken = self.run(ops.purge(self, queue, state, defaults.BATCH_MAX))
+            total += deleted
+            if taken < defaults.BATCH_MAX:
                 return total
 
     def pause(self, queue: str, reason: str | None = None) -> bool:

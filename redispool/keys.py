@@ -44,6 +44,11 @@ each Lua script touches a single Redis Cluster slot:
                              removes it; the finishing engine drains at once, the scheduler
                              (due at once: the entry plans scheduler_at) and the sweeper
                              after a crash
+    rp:{q}:linking     zset  waiting jobs with parents in other queues, by creation time
+                             (ms): enqueue adds them, the creator links them at once (link
+                             in each parent's slot), and the scheduler links each again once
+                             LINK_GRACE_S old (link is idempotent), then removes it, so a
+                             creator that died before linking leaves no child waiting forever
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
     rp:{q}:cue_runs:<name> list  the cue's latest runs (fires and run_cue), newest first,
@@ -130,8 +135,8 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi", "events", "waiting", "children_prefix", "cue_runs_prefix", "outbox", "ratelog",
-                 "expiring", "bound")
+                 "cueapi", "events", "waiting", "children_prefix", "cue_runs_prefix", "outbox", "linking",
+                 "ratelog", "expiring", "bound")
 
     prefix: str
     queue: str
@@ -157,6 +162,7 @@ class QueueKeys:
     children_prefix: str
     cue_runs_prefix: str
     outbox: str
+    linking: str
     ratelog: str
     expiring: str
     bound: dict[str, list[str]]   # script name -> its KEYS (scripts.py fills it)
@@ -168,7 +174,7 @@ class QueueKeys:
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
         for name in STATES + ("marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                              "cueapi", "events", "outbox", "ratelog", "expiring"):
+                              "cueapi", "events", "outbox", "linking", "ratelog", "expiring"):
             setattr(self, name, self.base + name)
         self.children_prefix = self.base + "children:"
         self.cue_runs_prefix = self.base + "cue_runs:"

@@ -121,6 +121,16 @@ class Workflow:
     dependency_mode: dict[str, str] = field(default_factory=dict)
     cancelled_at: float | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """As HTTP (``GET /v1/workflows/{id}``) and ``redispool workflow show --json`` send it:
+        ``jobs`` maps each key to its queue, id, state, parents and mode."""
+        return {"id": self.id, "name": self.name, "status": self.status, "created_at": self.created_at,
+                "cancelled_at": self.cancelled_at,
+                "jobs": {key: {"queue": queue, "id": job_id, "state": self.states.get(key),
+                               "depends_on": self.depends_on.get(key, []),
+                               "dependency_mode": self.dependency_mode.get(key, "all")}
+                         for key, (queue, job_id) in self.jobs.items()}}
+
 
 @dataclass
 class JobInfo:

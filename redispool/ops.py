@@ -588,9 +588,13 @@ def replay_dead(s: Settings, queue: str, budget: int, skip: int = 0, ids: Sequen
     return Op("replay_dead", queue_keys(s.prefix, queue), [budget, skip, s.events_max, *ids], parse)
 
 
-def purge(s: Settings, queue: str, state: str, budget: int) -> Op[int]:
-    """Delete up to ``budget`` jobs of ``state`` for good; the parser gives how many."""
-    return Op("purge", StateKeys(queue_keys(s.prefix, queue), str(state)), [budget], int)
+def purge(s: Settings, queue: str, state: str, budget: int) -> Op[tuple[int, int]]:
+    """Delete up to ``budget`` jobs of ``state`` for good; the parser gives (deleted, taken
+    from the set: the caller repeats while it is ``budget``). An unfinished job's waiting
+    children are cancelled (those of other queues through the outbox, drained)."""
+    return Op("purge", StateKeys(queue_keys(s.prefix, queue), str(state)), [budget, s.events_max],
+              lambda r: (int(r[0]), int(r[1])), lambda r: followups(s.prefix, queue, scheduler_at=r[2]),
+              _drains(queue))
 
 
 def pause(s: Settings, queue: str, reason: str | None = None) -> Op[bool]:
@@ -665,13 +669,14 @@ def set_limits(s: Settings, queue: str, rate: str, per_ms: str, concurrency: str
 
 def remove_queue(s: Settings, queue: str) -> Op[bool]:
     """Delete an unused queue's keys: True when it had some; QueueNotEmpty (nothing changed)
-    while it has scheduled, ready or leased jobs or cues."""
+    while it has waiting, scheduled, ready or leased jobs or cues."""
     def parse(reply: Sequence[Any]) -> bool:
-        removed, scheduled, ready, leased, cues = (int(x) for x in reply)
+        removed, scheduled, ready, leased, cues, waiting = (int(x) for x in reply)
         if removed < 0:
-            found = [f"{n} {what}" for n, what in ((scheduled, "scheduled"), (ready, "ready"),
+            found = [f"{n} {what}" for n, what in ((waiting, "waiting"), (scheduled, "scheduled"), (ready, "ready"),
                                                    (leased, "leased")) if n]
-            jobs = f"{' and '.join(found)} job{'s' if scheduled + ready + leased > 1 else ''}" if found else ""
+            total = waiting + scheduled + ready + leased
+            jobs = f"{' and '.join(found)} job{'s' if total > 1 else ''}" if found else ""
             cue_text = f"{cues} cue{'s' if cues > 1 else ''}" if cues else ""
             raise QueueNotEmpty(f"queue {queue!r} has {' and '.join(filter(None, (jobs, cue_text)))}: "
                                 "nothing removed (cancel or purge its jobs and remove its cues first)")
@@ -680,8 +685,10 @@ def remove_queue(s: Settings, queue: str) -> Op[bool]:
 
 
 def delete_job(s: Settings, queue: str, job_id: str) -> Op[bool]:
-    """Delete one job for good, whatever its state: True, or False when there is none."""
-    return Op("delete_job", queue_keys(s.prefix, check_queue(queue)), [str(job_id)], lambda r: r == 1)
+    """Delete one job for good, whatever its state: True, or False when there is none. An
+    unfinished job's waiting children are cancelled (as ``purge``)."""
+    return Op("delete_job", queue_keys(s.prefix, check_queue(queue)), [str(job_id), s.events_max],
+              lambda r: int(r[0]) == 1, lambda r: followups(s.prefix, queue, scheduler_at=r[1]), _drains(queue))
 
 
 def due_queues(s: Settings, daemon: str, max_queues: int) -> Op[tuple[int, int, list[str]]]:

@@ -57,9 +57,4 @@ def delivery(d: DeliveryInfo) -> dict[str, Any]:
 
 
 def workflow(w: Workflow) -> dict[str, Any]:
-    return {"id": w.id, "name": w.name, "status": w.status, "created_at": w.created_at,
-            "cancelled_at": w.cancelled_at,
-            "jobs": {key: {"queue": queue, "id": job_id, "state": w.states.get(key),
-                           "depends_on": w.depends_on.get(key, []),
-                           "dependency_mode": w.dependency_mode.get(key, "all")}
-                     for key, (queue, job_id) in w.jobs.items()}}
+    return w.to_dict()
