@@ -4,7 +4,12 @@ One Python client process (this one), no-op handler, loopback:
 - native Work stream drain: jobs/s with credit ``CREDIT``, every pushed batch acked in one
   Ack (and its credit given back) at once;
 - native Work stream pickup: an idle open stream, one job enqueued at a time, the time
-  from the enqueue call to the job's arrival (p50, p99);
+  from the enqueue call to the job's arrival (p50, p99). The enqueue runs on the event
+  loop's own thread (it blocks the loop for one round trip, before which the job cannot
+  arrive anyway): from a pool thread, the hop to it and back was measured too;
+- native Work stream break: a stream holding ``HELD`` jobs is cancelled (to the server,
+  a stream that broke), and the time from the cancel until all of them are ready again
+  (Redis read every millisecond);
 - spooled.v1 StreamJobs pickup (one job at a time, each settled by a unary Complete) and
   ProcessJobs round trips (dequeue, then complete, on one stream), through our copy of
   that service's stubs (descriptor-identical to its client's).
@@ -19,6 +24,7 @@ from typing import Any
 
 CREDIT = 1000
 PICKUPS = 200
+HELD = 100
 
 
 async def _work_drain(address: str, engine: Any, queue: str, jobs: int) -> dict[str, float]:
@@ -69,11 +75,10 @@ async def _work_pickup(address: str, engine: Any, queue: str) -> dict[str, float
         call = rpc.JobsStub(channel).Work(send())
         replies = call.__aiter__()
         pickups = []
-        loop = asyncio.get_running_loop()
         for k in range(PICKUPS):
             await asyncio.sleep(0.005)
             sent = time.perf_counter()
-            await loop.run_in_executor(None, engine.enqueue, queue, {"k": k})
+            engine.enqueue(queue, {"k": k})
             while True:
                 reply = await replies.__anext__()
                 if reply.WhichOneof("kind") == "jobs":
@@ -90,6 +95,36 @@ async def _work_pickup(address: str, engine: Any, queue: str) -> dict[str, float
             "grpc_work_pickup_p99_ms": pickups[int(len(pickups) * 0.99)] * 1000}
 
 
+async def _work_break(address: str, engine: Any, queue: str) -> dict[str, float]:
+    import grpc
+
+    from redispool.grpc.stubs import jobs_pb2 as pb
+    from redispool.grpc.stubs import jobs_pb2_grpc as rpc
+    engine.enqueue_many(queue, [{"n": k} for k in range(HELD)])
+    ready = engine.keys(queue).ready
+    async with grpc.aio.insecure_channel(address) as channel:
+        requests: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def send() -> Any:
+            while (item := await requests.get()) is not None:
+                yield item
+        await requests.put(pb.WorkRequest(open=pb.Open(queues=[queue], worker_id="bench-break", credit=HELD)))
+        call = rpc.JobsStub(channel).Work(send())
+        held = 0
+        async for reply in call:
+            held += len(reply.jobs.jobs)
+            if held >= HELD:
+                break
+        assert engine.client.zcard(ready) == 0
+        cancelled = time.perf_counter()
+        call.cancel()
+        while engine.client.zcard(ready) < HELD:
+            await asyncio.sleep(0.001)
+        back = time.perf_counter() - cancelled
+        await requests.put(None)
+    return {"grpc_broken_stream_jobs_ready_ms": back * 1000, "grpc_broken_stream_jobs": held}
+
+
 def _spooled(address: str, engine: Any, queue: str, rounds: int) -> dict[str, float]:
     import queue as queues
     import threading
@@ -103,7 +138,16 @@ def _spooled(address: str, engine: Any, queue: str, rounds: int) -> dict[str, fl
         stub = rpc.QueueServiceStub(channel)
         arrived: queues.Queue[Any] = queues.Queue()
         stream = stub.StreamJobs(pb.StreamJobsRequest(queue_name=queue, worker_id="bench-stream"))
-        threading.Thread(target=lambda: [arrived.put((time.perf_counter(), j)) for j in stream], daemon=True).start()
+
+        def read() -> None:
+            try:
+                for j in stream:
+                    arrived.put((time.perf_counter(), j))
+            except grpc.RpcError as exc:   # the bench's own cancel ends the stream: not an error
+                if exc.code() != grpc.StatusCode.CANCELLED:
+                    raise
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         time.sleep(0.2)
         pickups = []
         for k in range(PICKUPS):
@@ -114,6 +158,7 @@ def _spooled(address: str, engine: Any, queue: str, rounds: int) -> dict[str, fl
             pickups.append(at - sent)
             stub.Complete(pb.CompleteRequest(job_id=job.id, worker_id="bench-stream", lease_id=job.lease_id))
         stream.cancel()
+        reader.join(10)
         pickups.sort()
         out["grpc_streamjobs_pickup_p50_ms"] = statistics.median(pickups) * 1000
         out["grpc_streamjobs_pickup_p99_ms"] = pickups[int(len(pickups) * 0.99)] * 1000
@@ -140,5 +185,6 @@ def grpc_api(engine: Any, address: str, jobs: int) -> dict[str, float]:
     out: dict[str, float] = {}
     out.update(asyncio.run(_work_drain(address, engine, "bench-grpc-drain", jobs)))
     out.update(asyncio.run(_work_pickup(address, engine, "bench-grpc-pickup")))
+    out.update(asyncio.run(_work_break(address, engine, "bench-grpc-break")))
     out.update(_spooled(address, engine, "bench-grpc-spooled", min(jobs, 2000)))
     return out

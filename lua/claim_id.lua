@@ -15,6 +15,11 @@
 -- KEYS[9] rp:{q}:events    stream the queue's event log         w
 -- KEYS[10] rp:{q}:config   hash  the queue's limits (rate, per_ms, concurrency)  r
 -- KEYS[11] rp:{q}:ratelog  list  claim times (ms) in the rate window, newest first  rw
+-- KEYS[12] rp:{q}:cancelled  zset  a job cancelled for its expiry (lib's lease_job)  w
+-- KEYS[13] rp:{q}:waiting    zset  its children: jobs waiting for parents  rw
+-- KEYS[14] rp:{q}:children:  prefix of parents' child sets           rw
+-- KEYS[15] rp:{q}:outbox     zset  its outcome for children in other queues  w
+-- KEYS[16] rp:{q}:scheduled  zset  its children released with a delay  w
 -- ARGV[1] id                job id
 -- ARGV[2] worker_id         string
 -- ARGV[3] lease_ms          lease of a job that has none of its own
@@ -23,10 +28,12 @@
 --          ms until its window allows one), now_ms, scheduler_at, sweeper_at (see claim),
 --          then id, token, attempt, max_attempts, lease_ms, timeout_ms, payload when the
 --          job was leased (nothing more when it is not ready, the queue is paused, its
---          limits allow no claim now, or the job was damaged and went to dead)
+--          limits allow no claim now, the job was damaged and went to dead, or it was past
+--          its expiry and was cancelled)
 local q = { ready = KEYS[1], leased = KEYS[2], marker = KEYS[3], meta = KEYS[4], counts = KEYS[5],
             dead = KEYS[6], unique = KEYS[7], jprefix = KEYS[8], events = KEYS[9],
-            config = KEYS[10], ratelog = KEYS[11], events_max = tonumber(ARGV[4]) }
+            config = KEYS[10], ratelog = KEYS[11], events_max = tonumber(ARGV[4]),
+            cancelled = KEYS[12], waiting = KEYS[13], children = KEYS[14], outbox = KEYS[15], scheduled = KEYS[16] }
 local id, worker, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local now = now_ms()

@@ -548,6 +548,24 @@ local function malformed(f)
   return nil
 end
 
+-- Expiry (a job's expires_at; hash field ex, ms): a job not leased by then is never run.
+-- The lease step cancels it instead of leasing it (lease_job), and the sweeper cancels
+-- those still waiting, scheduled or ready at that time (sweep.lua reads rp:{q}:expiring,
+-- the jobs that have an expiry by that time; no other job is in it, so a job without an
+-- expiry costs nothing). A job leased before its expiry runs, retries included up to the
+-- next lease after it.
+local EXPIRABLE = { waiting = true, scheduled = true, ready = true }
+local EXPIRED_ERROR = 'expired: not claimed before its expires_at'
+local expired_at_claim = 0            -- jobs lease_job cancelled for their expiry in this call
+
+-- unleased -> cancelled: job `id`, out of its set (`state`), passed its expiry: cancel it
+-- with the reason as its error (its children are settled when the script declares them).
+local function expire_unclaimed(q, id, state, now)
+  push_error(q.jprefix .. id, 0, EXPIRED_ERROR, now)
+  finish(q, id, 'cancelled', now)
+  emit(q, 'cancelled', id, 'p', state, 'e', EXPIRED_ERROR)
+end
+
 -- Lease job `id`, just taken out of ready, to `worker` with fencing token `token`;
 -- returns attempt, max_attempts, lease_ms, timeout_ms (0 = none of its own), payload.
 -- claim and claim_id share this step. The progress of an earlier attempt is cleared:
@@ -555,11 +573,18 @@ end
 -- A damaged job hash (payload or max_attempts missing, a number field that is not one)
 -- goes to dead with an error instead: every field is checked before the first write, so
 -- no script error can leave the job in no set. Returns nil for such a job, and for an id
--- whose hash is gone. With `leases` (a table) the job's expiry, id pair is appended to it
--- for the caller's one ZADD of rp:{q}:leased for a batch, instead of a ZADD of its own.
+-- whose hash is gone, and for a job past its expiry (cancelled instead: expire_unclaimed).
+-- With `leases` (a table) the job's lease expiry, id pair is appended to it for the
+-- caller's one ZADD of rp:{q}:leased for a batch, instead of a ZADD of its own.
 local function lease_job(q, id, worker, lease_ms, token, now, leases)
   local jkey = q.jprefix .. id
-  local f = redis.call('HMGET', jkey, 'p', 'm', 'l', 'a', 'bb', 'bc', 'to', 'pg')
+  local f = redis.call('HMGET', jkey, 'p', 'm', 'l', 'a', 'bb', 'bc', 'to', 'pg', 'ex')
+  local ex = f[9] and finite(f[9])   -- expiry: past it, the job is cancelled, not leased
+  if ex and ex <= now then
+    expire_unclaimed(q, id, 'ready', now)
+    expired_at_claim = expired_at_claim + 1
+    return nil
+  end
   local wrong = malformed(f)
   if wrong then
     if redis.call('EXISTS', jkey) == 1 then
@@ -611,9 +636,10 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
   if allowed > 0 then
     -- ZRANGE + ZREMRANGEBYRANK, not ZPOPMIN: Redis 7.0 formats every score it replies with sprintf
     local popped = redis.call('ZRANGE', q.ready, 0, num(allowed - 1))
-    if #popped > 0 then
+    while #popped > 0 do
       redis.call('ZREMRANGEBYRANK', q.ready, 0, num(#popped - 1))
       local token = next_seq(q, #popped)
+      local skipped = expired_at_claim
       local leases = {}
       for i = 1, #popped do
         local id, tok = popped[i], token + i - 1
@@ -630,6 +656,11 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
         end
       end
       if #leases > 0 then redis.call('ZADD', q.leased, unpack(leases)) end
+      -- jobs cancelled for their expiry left room: take as many of the next ones
+      popped = {}
+      if expired_at_claim > skipped and claimed < allowed then
+        popped = redis.call('ZRANGE', q.ready, 0, num(allowed - claimed - 1))
+      end
     end
     if claimed > 0 and lim.rate then note_claims(q, claimed, now) end
   end
@@ -751,7 +782,8 @@ end
 -- digits, so the two cannot collide) unless that id exists or an
 -- unfinished job holds unique key `ukey` ('' = none). `o` holds payload, priority,
 -- run_at (ms, -1 = now), and the strings max_attempts, lease_ms, backoff_base_ms,
--- backoff_cap_ms, timeout_ms ('0' or nil = not set). `seq` (optional) is a counter number the caller
+-- backoff_cap_ms, timeout_ms, expires_at_ms ('0' or nil = not set; an expiry needs
+-- q.expiring) and tags (JSON; '' or nil = none). `seq` (optional) is a counter number the caller
 -- reserved for this job (its id if generated, and its place in ready); `ready_out`
 -- (optional) collects score, id of a ready job for the caller's one ZADD of a batch.
 -- Returns id, created (true/false), state.
@@ -772,14 +804,21 @@ local function create_job(q, id, ukey, o, now, seq, ready_out)
   local jkey = q.jprefix .. id
   redis.call('HSET', jkey, 'p', o.payload, 's', state, 'm', o.max_attempts, 'c', num(now))
   local timeout_ms = o.timeout_ms or '0'
+  local expires_ms, tags = o.expires_at_ms or '0', o.tags or ''   -- absent in fire_cue's options
   if o.priority ~= 0 or o.lease_ms ~= '0' or o.backoff_base_ms ~= '0' or o.backoff_cap_ms ~= '0'
-      or timeout_ms ~= '0' then
+      or timeout_ms ~= '0' or expires_ms ~= '0' or tags ~= '' then
     local f = {}
     if o.priority ~= 0 then f[#f + 1] = 'r'; f[#f + 1] = o.priority end
     if o.lease_ms ~= '0' then f[#f + 1] = 'l'; f[#f + 1] = o.lease_ms end
     if o.backoff_base_ms ~= '0' then f[#f + 1] = 'bb'; f[#f + 1] = o.backoff_base_ms end
     if o.backoff_cap_ms ~= '0' then f[#f + 1] = 'bc'; f[#f + 1] = o.backoff_cap_ms end
     if timeout_ms ~= '0' then f[#f + 1] = 'to'; f[#f + 1] = timeout_ms end
+    if tags ~= '' then f[#f + 1] = 'tg'; f[#f + 1] = tags end
+    if expires_ms ~= '0' then   -- expiry: indexed for the sweeper, which then visits the queue
+      f[#f + 1] = 'ex'; f[#f + 1] = expires_ms
+      redis.call('ZADD', q.expiring, expires_ms, id)
+      plan('sweeper_at', tonumber(expires_ms))
+    end
     redis.call('HSET', jkey, unpack(f))
   end
   if ukey ~= '' then

@@ -3,7 +3,8 @@
 -- "lease expired" (dead when it was the last attempt); with worker_id set, also takes
 -- back the live leases that worker holds (its registration expired). Then trims done,
 -- dead and cancelled to their retention, so idle queues shrink too: the queue's stored
--- retention (rp:{q}:config) wins over the caller's defaults.
+-- retention (rp:{q}:config) wins over the caller's defaults. Jobs whose expiry passed
+-- before they were leased (rp:{q}:expiring) are cancelled (lib's expire_unclaimed).
 -- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[2] rp:{q}:ready      zset  ready jobs                       w
 -- KEYS[3] rp:{q}:done       zset  done jobs by finish time         rw
@@ -21,6 +22,7 @@
 -- KEYS[15] rp:{q}:scheduled  zset  delayed jobs (released children) w
 -- KEYS[16] rp:{q}:children:  prefix of parents' child sets           rw
 -- KEYS[17] rp:{q}:outbox     zset  parents' outcomes for children in other queues  w
+-- KEYS[18] rp:{q}:expiring   zset  jobs with an expiry, by it         rw
 -- ARGV[1] budget            max jobs to requeue in this call
 -- ARGV[2] done_ttl_ms       retention of done and cancelled jobs (default)
 -- ARGV[3] done_max          (default)
@@ -36,7 +38,7 @@ local q = { waiting = KEYS[14], scheduled = KEYS[15], children = KEYS[16], outbo
             leased = KEYS[1], ready = KEYS[2], done = KEYS[3], dead = KEYS[4], cancelled = KEYS[5],
             marker = KEYS[6], meta = KEYS[7], unique = KEYS[8], counts = KEYS[9], jprefix = KEYS[10],
             config = KEYS[11], minutes = KEYS[12], events = KEYS[13],
-            events_max = tonumber(ARGV[8]) }
+            expiring = KEYS[18], events_max = tonumber(ARGV[8]) }
 local budget = tonumber(ARGV[1])
 local r = retention(q, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 local done_ttl_ms, done_max = r.done_ttl_ms, r.done_max
@@ -63,6 +65,19 @@ if #ids > 0 then
   end
   set_marker(q, capped(q, limits(q)))
 end
+-- expiry: cancel what is still unleased; an entry of a job leased or finished is dropped
+local expired = redis.call('ZRANGEBYSCORE', q.expiring, '-inf', now, 'LIMIT', 0, budget)
+if #expired > 0 then
+  for _, id in ipairs(expired) do
+    local state = redis.call('HGET', q.jprefix .. id, 's')
+    if EXPIRABLE[state] then
+      redis.call('ZREM', q[state], id)
+      expire_unclaimed(q, id, state, now)
+    end
+  end
+  redis.call('ZREM', q.expiring, unpack(expired))
+  set_marker(q, capped(q, limits(q)))
+end
 trim(q, q.done, done_ttl_ms, done_max, now, budget)
 trim(q, q.cancelled, done_ttl_ms, done_max, now, budget)
 trim(q, q.dead, dead_ttl_ms, dead_max, now, budget)
@@ -74,6 +89,7 @@ if planning then
     if first and (next_ms < 0 or first + add_ms < next_ms) then next_ms = first + add_ms end
   end
   at(q.leased, 0)
+  at(q.expiring, 0)
   at(q.done, done_ttl_ms + 1)
   at(q.cancelled, done_ttl_ms + 1)
   at(q.dead, dead_ttl_ms + 1)

@@ -8,6 +8,7 @@ follow-up commands the reply asks for (queues.py explains them).
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any, TypeVar
@@ -19,7 +20,9 @@ from .ops import Followup, Op, Settings, commands
 from .scripts import AsyncScripts, Scripts
 
 T = TypeVar("T")
-OUTBOX_BATCH = 500    # outbox entries taken per read (_drain_outbox)
+OUTBOX_BATCH = 500    # outbox entries taken per read (_drain_outbox), rp:{q}:linking entries per _relink
+LINK_GRACE_S = 5.0    # a cross-queue child is linked again by the scheduler once this old (_relink;
+                      # enqueue.lua's LINK_GRACE_MS plans that visit)
 UNSENT_MAX = 10_000   # follow-ups kept for a retry after Redis trouble (then left to reconciliation)
 TROUBLE = (ConnectionFailed, RedisFull)   # what a follow-up swallows: the write happened
 log = logging.getLogger("redispool.engine")
@@ -62,6 +65,10 @@ class Unsent:
                 await scripts.pipeline(commands(followups))
             except TROUBLE as exc:
                 self.keep(followups, exc)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class EngineBase(Settings):
@@ -125,6 +132,41 @@ class EngineBase(Settings):
                 if len(entries) < budget:
                     break
         return applied
+
+    def _relink(self, queue: str, budget: int = OUTBOX_BATCH) -> tuple[int, int]:
+        """Link again the children of ``queue`` with parents in other queues that were
+        created ``LINK_GRACE_S`` ago or more (rp:{q}:linking), then forget them: a creator
+        that died between enqueue.lua and link.lua left them unknown to their parents.
+        link.lua is idempotent (a parent still running lists the child once; a finished
+        one hands its outcome over again, applied once per child and parent), so racing
+        schedulers and a creator that did link are harmless. Returns the children linked
+        and when the next one is due (server ms, -1: none). Run by the scheduler's visit."""
+        k = self.keys(queue)
+        rows = self.scripts.command("ZRANGE", k.linking, 0, budget - 1, "WITHSCORES")
+        if not rows:
+            return 0, -1
+        seconds, micros = self.scripts.command("TIME")
+        cutoff = int(seconds) * 1000 + int(micros) // 1000 - round(LINK_GRACE_S * 1000)
+        due = [_text(member) for member, score in rows if float(score) <= cutoff]
+        young = [float(score) for _, score in rows if float(score) > cutoff]
+        next_ms = int(young[0]) + round(LINK_GRACE_S * 1000) if young else -1
+        if not due:
+            return 0, next_ms
+        links: dict[str, list[tuple[str, str, str]]] = {}
+        fields = self.scripts.pipeline([("HMGET", k.job(job_id), "s", "dep") for job_id in due])
+        for job_id, (state, dep) in zip(due, fields):
+            if state is None or _text(state) != "waiting" or dep is None:
+                continue
+            for pq, pid in json.loads(dep):
+                if pq != queue:
+                    links.setdefault(pq, []).append((pid, queue, job_id))
+        for pq, triples in links.items():
+            if self.run(ops.link(self, pq, triples)):
+                self._drain_outbox(pq)
+        self.scripts.command("ZREM", k.linking, *due)
+        if len(rows) == budget and not young:
+            next_ms = cutoff + round(LINK_GRACE_S * 1000)   # more than a budget: on at once
+        return sum(len(t) for t in links.values()), next_ms
 
     def send_followups(self, followups: list[Followup]) -> None:
         """Send the plain commands a writer script's reply asked for; Redis trouble keeps

@@ -7,6 +7,7 @@ URL (password masked) and exit 1; never a traceback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import logging
@@ -64,29 +65,37 @@ class Cli(click.Group):
             code = code if isinstance(code, int) else 0
         except click.exceptions.Exit as exc:
             code = exc.exit_code
-        except click.Abort:
-            click.echo("redispool: aborted", err=True)
-            code = 1
-        except click.ClickException as exc:
-            hint = " (see --help)" if isinstance(exc, click.UsageError) else ""
-            click.echo(f"redispool: error: {one_line(exc.format_message())}{hint}", err=True)
-            code = exc.exit_code
-        except (ConnectionFailed, RedisFull) as exc:   # Redis trouble, not the input: exit 1
-            click.echo(f"redispool: {one_line(exc)}", err=True)
-            code = 1
-        except REDIS_TROUBLE as exc:  # one that no Engine method wrapped
-            url = Context.current.url if Context.current else defaults.URL
-            click.echo(f"redispool: {one_line(from_redis(url, exc))}", err=True)
-            code = 1
-        except (RedispoolError, ValueError, LookupError, TypeError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            click.echo(f"redispool: error: {one_line(message)}", err=True)
-            code = 2
+        except Exception as exc:  # noqa: BLE001 (report() re-raises what it does not know)
+            code = report(exc)
         except KeyboardInterrupt:
             code = 130
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def report(exc: Exception) -> int:
+    """One stderr line for a command's error, and its exit status: 2 for bad input, 1 for
+    Redis trouble; an error it does not know is raised again (a bug: its traceback shows)."""
+    if isinstance(exc, click.Abort):
+        click.echo("redispool: aborted", err=True)
+        return 1
+    if isinstance(exc, click.ClickException):
+        hint = " (see --help)" if isinstance(exc, click.UsageError) else ""
+        click.echo(f"redispool: error: {one_line(exc.format_message())}{hint}", err=True)
+        return exc.exit_code
+    if isinstance(exc, (ConnectionFailed, RedisFull)):   # Redis trouble, not the input: exit 1
+        click.echo(f"redispool: {one_line(exc)}", err=True)
+        return 1
+    if isinstance(exc, REDIS_TROUBLE):  # one that no Engine method wrapped
+        url = Context.current.url if Context.current else defaults.URL
+        click.echo(f"redispool: {one_line(from_redis(url, exc))}", err=True)
+        return 1
+    if isinstance(exc, (RedispoolError, ValueError, LookupError, TypeError)):
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        click.echo(f"redispool: error: {one_line(message)}", err=True)
+        return 2
+    raise exc
 
 
 def one_line(message: object) -> str:
@@ -246,7 +255,11 @@ def load_worker(target: str) -> Worker:
 
 @cli.command()
 @click.argument("target")
-@click.option("--concurrency", type=click.IntRange(1), help="jobs in progress at once (default: the Worker's)")
+@click.option("--concurrency", type=click.IntRange(1),
+              help="jobs in progress at once in each process (default: the Worker's)")
+@click.option("--processes", type=click.IntRange(1), envvar="REDISPOOL_PROCESSES",
+              help="worker processes, each with its own --concurrency (env REDISPOOL_PROCESSES; "
+                   "default: one per CPU)")
 @click.option("--lease", type=float, help="seconds each claimed job is leased for")
 @click.option("--grace", type=float, help="seconds in-flight jobs get to finish on shutdown")
 @click.option("--timeout", type=float,
@@ -267,11 +280,14 @@ def load_worker(target: str) -> Worker:
 def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: float | None,
            grace: float | None, health_port: int | None, log_format: str, burst: bool,
            metrics_port: int | None = None, health_host: str = "127.0.0.1",
-           burst_wait: float = 30.0, timeout: float | None = None, **retention: Any) -> None:
+           burst_wait: float = 30.0, timeout: float | None = None, processes: int | None = None,
+           **retention: Any) -> None:
     """Run the redispool.Worker at TARGET (MODULE:ATTR) until SIGTERM/SIGINT.
 
     The app's own redispool.connect() sees --url/--prefix through REDISPOOL_URL and
-    REDISPOOL_PREFIX, which this command sets before importing it."""
+    REDISPOOL_PREFIX, which this command sets before importing it. With more than one
+    process (the default on a machine with several CPUs) this process supervises one
+    child per process, each running the worker with its own --concurrency."""
     from . import validate
     from .retention import engine_defaults
     keep = engine_defaults(**given(retention))  # before the app is imported: bad input costs no connection
@@ -291,16 +307,37 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
                health_host=health_host, log_format=log_format, timeout=timeout)
     for attr, value in keep.items():  # the app engine's defaults, as --concurrency overrides its Worker's
         setattr(w.engine, attr, value)
-    if metrics_port is not None:
-        try:
-            from .metrics import serve_metrics
-        except ImportError as exc:
-            fail(f"--metrics-port needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
-        try:
-            serve_metrics(w.engine, metrics_port, health_host)
-        except OSError as exc:
-            fail(f"--metrics-port {metrics_port} on {health_host}: {exc.strerror or exc}")
-    w.run(burst=burst, burst_wait=burst_wait)
+
+    def start(index: int | None = None) -> int:
+        if index is not None:
+            w.forked(index)   # its own worker id; the health port only in process 0
+        if metrics_port is not None and not index:
+            try:
+                from .metrics import serve_metrics
+            except ImportError as exc:
+                fail(f"--metrics-port needs the http extra: pip install 'redispool[http]' ({exc.name} is missing)")
+            try:
+                serve_metrics(w.engine, metrics_port, health_host)
+            except OSError as exc:
+                fail(f"--metrics-port {metrics_port} on {health_host}: {exc.strerror or exc}")
+        w.run(burst=burst, burst_wait=burst_wait)
+        return 0
+
+    from .processes import cpus, supervise
+    processes = processes or cpus()
+    if processes == 1:
+        start()
+        return
+    logging.getLogger("redispool.worker").info("starting %d worker processes (--processes)", processes)
+    ctx.exit(supervise([functools.partial(child, start, i) for i in range(processes)], burst=burst))
+
+
+def child(start: Callable[[int], int], index: int) -> int:
+    """Process ``index`` of ``worker --processes N``: the worker, with the CLI's error rule."""
+    try:
+        return start(index)
+    except Exception as exc:  # noqa: BLE001 (report() re-raises what it does not know)
+        return report(exc)
 
 
 @cli.command()
@@ -766,4 +803,4 @@ def main() -> None:
 
 
 # commands in modules of their own register themselves on the group when imported
-from . import cli_events, cli_limits, cli_webhooks  # noqa: E402,F401
+from . import cli_events, cli_limits, cli_webhooks, cli_workflows  # noqa: E402,F401

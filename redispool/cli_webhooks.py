@@ -46,14 +46,18 @@ def webhook() -> None:
 @click.option("--scheme", type=click.Choice(list(SCHEMES)), default="redispool", show_default=True,
               help="headers and body of the requests")
 @click.option("--max-attempts", type=int, default=MAX_ATTEMPTS, show_default=True)
+@click.option("--disabled", is_flag=True, help="keep it, but deliver nothing to it (add it again to enable it)")
+@click.option("--disable-after", type=int, default=0, show_default=True,
+              help="disable it after this many consecutive failed deliveries (0: never)")
 def webhook_add(name: str, url: str, events: tuple[str, ...], queues: tuple[str, ...], secret: str | None,
-                scheme: str, max_attempts: int) -> None:
+                scheme: str, max_attempts: int, disabled: bool, disable_after: int) -> None:
     """Create or replace webhook NAME posting to URL."""
     info = obj().engine().add_webhook(name, url, events=events, queues=queues or None, secret=secret,
-                                      scheme=scheme, max_attempts=max_attempts)
+                                      scheme=scheme, max_attempts=max_attempts, enabled=not disabled,
+                                      disable_after=disable_after)
     click.echo(f"webhook {info.name} posts {','.join(info.events)} of "
                f"{','.join(info.queues) if info.queues else 'every queue'} to {info.url}"
-               f"{' (signed)' if info.signed else ''}")
+               f"{' (signed)' if info.signed else ''}{'' if info.enabled else ' (disabled)'}")
 
 
 @webhook.command("rm")
@@ -71,9 +75,12 @@ def webhook_list(as_json_: bool) -> None:
     infos = obj().engine().webhooks()
     if as_json_:
         return as_json(infos)
-    table(["name", "url", "events", "queues", "signed", "scheme", "max_attempts", "created (UTC)"],
+    table(["name", "url", "events", "queues", "signed", "scheme", "max_attempts", "enabled", "failures",
+           "created (UTC)"],
           [[w.name, w.url, ",".join(w.events), ",".join(w.queues) if w.queues else "*",
-            "yes" if w.signed else "no", w.scheme, w.max_attempts, when(w.created_at)] for w in infos])
+            "yes" if w.signed else "no", w.scheme, w.max_attempts,
+            "yes" if w.enabled else "auto-disabled" if w.auto_disabled_at else "no", w.failures,
+            when(w.created_at)] for w in infos])
 
 
 @webhook.command("deliveries")

@@ -12,6 +12,9 @@ the queue's workers: it is kept as the cue ``<queue>/<name>`` of the deliverer's
 receiver's answer settles each one. The methods here take the cue's own queue and name
 either way.
 
+Each run (a fire, or ``run_cue``) is logged in the cue's run log, the latest
+``defaults.CUE_RUNS_MAX`` (``cue_runs``), and counted in its definition (``CueInfo.runs``).
+
 Misfires (the scheduler was down when fire times passed): ``skip`` fires once for the
 missed times and moves on to the next future time; ``catch_up`` fires one job per missed
 time, the latest ``defaults.CATCH_UP_MAX`` (100) of them at most.
@@ -19,6 +22,7 @@ time, the latest ``defaults.CATCH_UP_MAX`` (100) of them at most.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -31,7 +35,7 @@ from .errors import CueNotFound, InvalidCron, InvalidOption
 from .keys import DELIVERY_QUEUE, QUEUE_NAME, check_queue
 from .models import CueInfo
 from .signing import scheme as check_scheme
-from .webhooks import check_secret, check_url
+from .webhooks import check_headers, check_method, check_secret, check_url
 
 MISFIRE = ("skip", "catch_up")
 CAS_TRIES = 20
@@ -91,7 +95,7 @@ class CuesMixin(EngineBase):
                        max_attempts=d.get("max_attempts", defaults.MAX_ATTEMPTS),
                        lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None,
                        last_fire_at=d["last"] / 1000 if d.get("last") else None, url=d.get("url"),
-                       timeout=d["timeout_ms"] / 1000 if d.get("timeout_ms") else None)
+                       timeout=d["timeout_ms"] / 1000 if d.get("timeout_ms") else None, runs=d.get("runs", 0))
 
     def get_cue(self, queue: str, name: str) -> CueInfo | None:
         """One cue, or None when the queue has no cue of that name."""
@@ -131,14 +135,17 @@ class CuesMixin(EngineBase):
     def add_cue(self, queue: str, name: str, cron: str, *, tz: str = "UTC", payload: Any = None,
                 priority: int = 0, misfire: str = "skip", max_attempts: int = defaults.MAX_ATTEMPTS,
                 lease: float | None = None, url: str | None = None, secret: str | None = None,
-                scheme: str = "redispool", timeout: float | None = None) -> CueInfo:
+                scheme: str = "redispool", timeout: float | None = None, label: str | None = None,
+                headers: dict[str, str] | None = None, method: str = "POST") -> CueInfo:
         """Create or replace a cue. Replacing one keeps its paused state, and its next
         fire time when cron and tz are unchanged (so re-adding cues at every deploy
         neither skips nor repeats a fire). With ``url`` each fire is POSTed there by the
         deliverer (signed with ``secret`` in the framing of ``scheme``) instead of going
         to the queue's workers; a 2xx answer completes the fire's job, anything else
-        fails it, retried up to ``max_attempts``. ``timeout``: each fire's job's timeout
-        (seconds one attempt may run; None: the worker's)."""
+        fails it, retried up to ``max_attempts``; ``headers`` are added to each request,
+        sent with ``method``, and ``label`` names the cue in the framing of schemes that
+        carry a name (cueapi's). ``timeout``: each fire's job's timeout (seconds one
+        attempt may run; None: the worker's)."""
         check_queue(queue)
         check_cue_name(name)
         if queue == DELIVERY_QUEUE:
@@ -157,12 +164,17 @@ class CuesMixin(EngineBase):
         home, stored, other = queue, name, (DELIVERY_QUEUE, f"{queue}/{name}")
         if url is not None:
             definition.update(url=check_url(url), secret=check_secret(secret), scheme=check_scheme(scheme).name)
+            if label is not None and (not isinstance(label, str) or not 1 <= len(label) <= 255):
+                raise InvalidOption(f"label must be text of 1 to 255 characters, got {label!r}")
+            extra = {"label": label, "headers": check_headers(headers), "method": check_method(method)}
+            definition.update({k: v for k, v in extra.items() if v not in (None, "POST")})
             home, stored, other = DELIVERY_QUEUE, f"{queue}/{name}", (queue, name)
-        elif secret is not None:
-            raise InvalidOption("a secret signs a webhook cue's requests: give the cue a url too")
+        elif secret is not None or label is not None or headers or method != "POST":
+            raise InvalidOption("a secret, label, headers and method are a webhook cue's: give the cue a url too")
 
         def change(old: Definition | None, now: int, old_next: int | None) -> tuple[Definition, int]:
-            new = dict(definition, paused=bool(old and old.get("paused")), last=old and old.get("last"))
+            new = dict(definition, paused=bool(old and old.get("paused")), last=old and old.get("last"),
+                       runs=old.get("runs", 0) if old else 0)
             if new["paused"]:
                 return new, -1
             same = old and old["cron"] == schedule.cron and old["tz"] == tz
@@ -215,10 +227,36 @@ class CuesMixin(EngineBase):
             raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
         d = json.loads(found[0][1])
         job_id = f"cue:{stored}:{now}-run" if home == DELIVERY_QUEUE else None   # the deliverer reads the cue from it
-        return self.enqueue(home, _payload(d, queue, name), priority=d.get("priority", 0),
+        made = self.enqueue(home, _payload(d, queue, name), priority=d.get("priority", 0),
                             max_attempts=d.get("max_attempts", defaults.MAX_ATTEMPTS),
                             lease=d["lease_ms"] / 1000 if d.get("lease_ms") else None, job_id=job_id,
                             timeout=d["timeout_ms"] / 1000 if d.get("timeout_ms") else None)
+        # logged and counted after the job exists (a process dying in between loses the entry, not the job)
+        runs = self.keys(home).cue_runs_prefix + stored
+        self.scripts.pipeline([("LPUSH", runs, f"{now}:{made}"), ("LTRIM", runs, 0, defaults.CUE_RUNS_MAX - 1)])
+
+        def count(old: Definition | None, now: int, old_next: int | None) -> tuple[Definition, int]:
+            if old is None:
+                raise CueNotFound(f"no cue {name!r} in queue {queue!r}")
+            return dict(old, runs=old.get("runs", 0) + 1), -1 if old.get("paused") else (
+                old_next if old_next is not None else Schedule(old["cron"], old["tz"]).next_after(now))
+        with contextlib.suppress(CueNotFound):   # removed meanwhile: the job stays, as for any cue
+            self._save_cue(home, stored, count)
+        return made
+
+    def cue_runs(self, queue: str, name: str, limit: int = 10) -> list[tuple[str, float]]:
+        """The cue's latest ``limit`` runs (its fires and ``run_cue``), newest first, as
+        (job id, unix seconds of the fire); the log keeps the latest
+        ``defaults.CUE_RUNS_MAX``. CueNotFound if there is no such cue."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= defaults.CUE_RUNS_MAX:
+            raise InvalidOption(f"limit must be an integer in [1, {defaults.CUE_RUNS_MAX}], got {limit!r}")
+        home, stored = self._home(queue, name)
+        rows = self.scripts.command("LRANGE", self.keys(home).cue_runs_prefix + stored, 0, limit - 1)
+        out = []
+        for row in rows:
+            ms, _, job_id = (row.decode() if isinstance(row, bytes) else str(row)).partition(":")
+            out.append((job_id, int(ms) / 1000))
+        return out
 
     # ------------------------------------------------------------------ firing
     def fire_due_cues(self, queue: str) -> int:
@@ -251,7 +289,8 @@ class CuesMixin(EngineBase):
         else:
             fires = [due_ms]
         next_ms = schedule.next_after(max(now, fires[-1]))
-        new = json.dumps(dict(d, last=fires[-1]), separators=(",", ":"), sort_keys=True)
+        new = json.dumps(dict(d, last=fires[-1], runs=d.get("runs", 0) + len(fires)), separators=(",", ":"),
+                         sort_keys=True)
         created = self.run(ops.fire_cue(self, queue, name, raw, due_ms, new, next_ms, base64.b64decode(d["payload"]),
                                         d.get("priority", 0), d.get("max_attempts", defaults.MAX_ATTEMPTS),
                                         d.get("lease_ms", 0), d.get("timeout_ms", 0), fires))

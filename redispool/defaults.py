@@ -28,6 +28,7 @@ WORKER_TIMEOUT_S = 60.0
 DURABLE_TIMEOUT_S = 1.0          # durable=True: how long a write waits for a replica's ack
 
 CATCH_UP_MAX = 100               # misfire="catch_up" fires at most the latest 100 missed times
+CUE_RUNS_MAX = 100               # runs a cue's run log keeps (cue_runs)
 CUES_DUE_MAX = 100               # cues one scheduler step fires per queue at most
 SCHEDULER_INTERVAL_S = 1.0
 

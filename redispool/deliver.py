@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 import redis
 
 from . import blocking
-from .cues import _payload
 from .errors import REDIS_TROUBLE, RedispoolError
 from .events import to_event
 from .keys import DELIVERY_QUEUE
@@ -96,7 +95,7 @@ class Poster:
             pool = self._local.pool = {}
         return pool
 
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+    def post(self, url: str, body: bytes, headers: dict[str, str], method: str = "POST") -> Answer:
         parts = urlsplit(url)
         https = parts.scheme == "https"
         key = (parts.scheme, parts.hostname or "", parts.port or (443 if https else 80))
@@ -109,7 +108,7 @@ class Poster:
                 cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
                 conn = pool[key] = cls(key[1], key[2], timeout=self.timeout)
             try:
-                conn.request("POST", path, body=body, headers=headers)
+                conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read(READ_MAX)
                 if response.will_close or not response.isclosed():
@@ -418,6 +417,8 @@ class Deliverer:
         definition = self.definitions.get(name)
         if definition is None:
             return {"skipped": f"the webhook {name!r} was removed"}
+        if not definition.get("enabled", True):
+            return {"skipped": f"the webhook {name!r} is disabled"}
         delivery = Delivery(id=job.id, event=event["type"], queue=event["queue"], job_id=event.get("job_id") or "",
                             at=event["at"], data=event.get("data") or {}, attempt=job.attempt)
         answer = self._post(definition, delivery)
@@ -435,14 +436,18 @@ class Deliverer:
         if definition is None:
             return {"skipped": f"the cue {name!r} of queue {queue!r} was removed"}
         fire_ms = int(fired.split("-", 1)[0])
-        data = {"cue": name, "payload": _payload(definition, queue, name), "attempt": job.attempt}
+        # the fire's own payload (a cue's as it was when it fired, or a one-off fire's)
+        data = {"cue": name, "payload": job.payload, "attempt": job.attempt}
+        if definition.get("label"):
+            data["name"] = definition["label"]
         delivery = Delivery(id=job.id, event="cue", queue=queue, job_id=job.id, at=fire_ms / 1000, data=data,
                             attempt=job.attempt)
         return self._outcome(self._post(definition, delivery), definition["url"])
 
     def _post(self, definition: dict[str, Any], delivery: Delivery) -> Answer:
         body, headers = scheme(definition.get("scheme", "redispool")).request(delivery, definition.get("secret"))
-        return self.poster.post(definition["url"], body, headers)
+        headers.update(definition.get("headers") or {})   # a webhook cue's own, last
+        return self.poster.post(definition["url"], body, headers, definition.get("method", "POST"))
 
     @staticmethod
     def _outcome(answer: Answer, url: str) -> dict[str, Any]:

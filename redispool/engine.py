@@ -29,6 +29,7 @@ from .keys import check_queue, queues_key
 from .limits import LimitsMixin
 from .models import AckResult, Job, JobInfo, Lease, LeaseRef
 from .ops import JobSpec, Op
+from .queue_config import QueueConfigMixin
 from .queues import QueuesMixin
 from .registry import WorkersMixin
 from .retention import RetentionMixin
@@ -41,7 +42,7 @@ log = logging.getLogger("redispool.engine")
 
 
 class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin, EventsMixin, WebhooksMixin,
-             WorkflowsMixin, QueuesMixin):
+             WorkflowsMixin, QueuesMixin, QueueConfigMixin):
     """A redispool queue engine on one Redis (or Cluster) client. Thread-safe."""
 
     def __init__(self, client: Any, *, url: str = "", prefix: str = defaults.PREFIX,
@@ -111,13 +112,14 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
                  lease: float | None = None, unique_key: str | None = None, job_id: str | None = None,
                  backoff_base: float | None = None, backoff_cap: float | None = None,
                  timeout: float | None = None, depends_on: Iterable[Any] | None = None,
-                 dependency_mode: str = "all", queue: str = "") -> JobSpec:
+                 dependency_mode: str = "all", queue: str = "", expires_at: datetime | float | None = None,
+                 tags: Any = None) -> JobSpec:
         """One job for ``enqueue_specs``: the payload encoded, every option checked. A bare
         id in ``depends_on`` names a job of ``queue`` (give the queue it goes to)."""
         return ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
                             backoff_cap=backoff_cap, timeout=timeout, queue=queue, depends_on=depends_on,
-                            dependency_mode=dependency_mode)
+                            dependency_mode=dependency_mode, expires_at=expires_at, tags=tags)
 
     def enqueue_specs(self, queue: str, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
         """Create jobs from ``job_spec``s in one round trip; returns (id, created) per job
@@ -159,16 +161,21 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
                 unique_key: str | None = None, job_id: str | None = None,
                 backoff_base: float | None = None, backoff_cap: float | None = None,
                 timeout: float | None = None, depends_on: Iterable[Any] | None = None,
-                dependency_mode: str = "all") -> str:
+                dependency_mode: str = "all", expires_at: datetime | float | None = None,
+                tags: Any = None) -> str:
         """Add one job; returns its id (the existing job's id for a duplicate job_id or
         an unfinished job holding ``unique_key``; ``enqueue_or_get`` tells them apart).
         ``timeout``: the longest one attempt may run (seconds; None: the worker's).
         With ``depends_on`` (job ids of ``queue``, or (queue, id) pairs) it waits until
-        every parent (``dependency_mode="any"``: one) is done; JobNotFound for an unknown parent."""
+        every parent (``dependency_mode="any"``: one) is done; JobNotFound for an unknown parent.
+        ``expires_at`` (unix seconds or a datetime): a job not leased by then is never run, it
+        ends ``cancelled`` with the reason as its error (at the claim that finds it, or by the
+        sweeper). ``tags``: a list of strings or a JSON object, stored and handed back."""
         return self.enqueue_or_get(queue, payload, priority=priority, delay=delay, run_at=run_at,
                                    max_attempts=max_attempts, lease=lease, unique_key=unique_key,
                                    job_id=job_id, backoff_base=backoff_base, backoff_cap=backoff_cap,
-                                   timeout=timeout, depends_on=depends_on, dependency_mode=dependency_mode)[0]
+                                   timeout=timeout, depends_on=depends_on, dependency_mode=dependency_mode,
+                                   expires_at=expires_at, tags=tags)[0]
 
     def enqueue_or_get(self, queue: str, payload: Any = None, *, priority: int = 0,
                        delay: float | None = None, run_at: datetime | float | None = None,
@@ -176,7 +183,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
                        unique_key: str | None = None, job_id: str | None = None,
                        backoff_base: float | None = None, backoff_cap: float | None = None,
                        timeout: float | None = None, depends_on: Iterable[Any] | None = None,
-                       dependency_mode: str = "all") -> tuple[str, bool]:
+                       dependency_mode: str = "all", expires_at: datetime | float | None = None,
+                       tags: Any = None) -> tuple[str, bool]:
         """``enqueue`` that says whether it created the job: ``(id, True)`` for a new job,
         ``(existing id, False)`` for a duplicate job_id or a held ``unique_key`` (nothing
         is written then)."""
@@ -184,7 +192,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         spec = ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
                             backoff_cap=backoff_cap, timeout=timeout, queue=queue, depends_on=depends_on,
-                            dependency_mode=dependency_mode)
+                            dependency_mode=dependency_mode, expires_at=expires_at, tags=tags)
         return self._enqueue(queue, [spec.payload], [spec.options], [spec.deps])[0]
 
     def enqueue_many(self, queue: str, payloads: Iterable[Any], *, priority: int = 0,
@@ -414,19 +422,29 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         return replayed
 
     def purge(self, queue: str, state: str) -> int:
-        """Delete every job in ``state`` for good; returns how many."""
+        """Delete every job in ``state`` for good; returns how many. Waiting children of
+        the unfinished jobs deleted are cancelled (``DependencyFailed: ... is deleted``)."""
         total = 0
         while True:
-            moved = self.run(ops.purge(self, queue, state, defaults.BATCH_MAX))
-            total += moved
-            if moved < defaults.BATCH_MAX:
+            deleted, taken = self.run(ops.purge(self, queue, state, defaults.BATCH_MAX))
+            total += deleted
+            if taken < defaults.BATCH_MAX:
                 return total
 
-    def pause(self, queue: str) -> bool:
-        """Stop handing out jobs of ``queue``; True if it was running."""
-        op = ops.pause(self, queue)
+    def pause(self, queue: str, reason: str | None = None) -> bool:
+        """Stop handing out jobs of ``queue``; True if it was running. The time and the
+        ``reason`` are kept until it is resumed (``paused_info``)."""
+        op = ops.pause(self, queue, reason)
         self._register_queue(queue)
         return self.run(op)
+
+    def set_priority(self, queue: str, job_id: str, priority: int) -> int | None:
+        """Change the priority of a job not leased yet (waiting, scheduled or ready: a
+        ready job moves to its new band in place, keeping its place among equals);
+        returns its old priority, or None when it is leased or finished (nothing
+        changed). JobNotFound when there is no such job."""
+        changed, old = self.run(ops.set_priority(self, queue, job_id, priority))
+        return int(old) if changed else None
 
     def resume(self, queue: str) -> bool:
         """Hand out jobs of ``queue`` again; True if it was paused."""

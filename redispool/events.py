@@ -37,6 +37,8 @@ FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "p": ("previous", str), "r": ("priority", int), "v": ("value", number), "m": ("message", str)}
 EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")   # ASCII: \d takes other scripts' digits too
 LATEST = "$"            # ``after=LATEST``: only events appended after the read starts
+JOB_SCAN_PAGE = 2000    # job_events reads the log this many entries at a time
+SINCE_MARGIN_MS = 100   # ... from this long before the job's creation
 
 
 def _str(value: Any) -> str:
@@ -92,6 +94,16 @@ def to_event(queue: str, entry: Sequence[Any]) -> Event:
                  at=int(event_id.split("-", 1)[0]) / 1000, data=data)
 
 
+def _job_field(raw: Any) -> Any:
+    """The ``j`` field of a raw entry's fields (a dict, or a flat list), unparsed."""
+    if isinstance(raw, dict):
+        return raw.get(b"j", raw.get("j"))
+    for name, value in zip(raw[::2], raw[1::2]):
+        if name in (b"j", "j"):
+            return value
+    return None
+
+
 def range_command(key: str, after: str | None, limit: int) -> list[Any]:
     """XRANGE of the ``limit`` events after ``after`` (None: from the oldest kept)."""
     return ["XRANGE", key, "-" if after is None else "(" + after, "+", "COUNT", limit]
@@ -128,6 +140,27 @@ class EventsMixin(EngineBase):
         with self.scripts.boundary():
             reply = blocking.call(self.client, key, read_command(key, after, limit, block), block)
         return from_read(queue, reply)
+
+    def job_events(self, queue: str, job_id: str, *, since: float | None = None) -> tuple[list[Event], float | None]:
+        """The events of job ``job_id`` that ``queue``'s log still holds, oldest first, and
+        the time (unix seconds) of the oldest event the log keeps (None: it keeps none):
+        what happened before that was trimmed (or written by an engine with
+        ``events_max=0``). ``since``: the job's creation; the scan starts SINCE_MARGIN_MS
+        earlier (the script's TIME and the stream's clock may differ by that little within
+        one call), which leaves out the events of a former job of the same id. A scan of the log, so at most about
+        ``events_max`` entries, read ``JOB_SCAN_PAGE`` at a time."""
+        key = self.keys(check_queue(queue)).events
+        oldest = self.scripts.command("XRANGE", key, "-", "+", "COUNT", 1)
+        kept = to_event(queue, oldest[0]).at if oldest else None
+        start = "-" if since is None else f"{max(0, round(since * 1000) - SINCE_MARGIN_MS)}-0"
+        found: list[Event] = []
+        wanted = {job_id, job_id.encode()}   # the field as the client returns it, bytes or text
+        while True:
+            entries = self.scripts.command("XRANGE", key, start, "+", "COUNT", JOB_SCAN_PAGE)
+            found.extend(to_event(queue, e) for e in entries if _job_field(e[1]) in wanted)
+            if len(entries) < JOB_SCAN_PAGE:
+                return found, kept
+            start = "(" + _str(entries[-1][0])
 
     def latest_events(self, queue: str, limit: int = 100) -> list[Event]:
         """The ``limit`` newest events of ``queue``'s log, oldest first (a tail to follow on

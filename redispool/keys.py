@@ -11,12 +11,19 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:dead        zset  job ids by finish time (ms), trimmed by age and count
     rp:{q}:cancelled   zset  job ids by cancel time (ms), trimmed like done
     rp:{q}:marker      zset  one member while jobs are ready; blocked claimers BZPOPMIN it
-    rp:{q}:meta        hash  seq (id/order/token counter), paused, scheduler_at and
+    rp:{q}:meta        hash  seq (id/order/token counter), paused (with paused_at ms and
+                             paused_reason while it lasts), scheduler_at and
                              sweeper_at (ms: when each daemon next has work in the queue,
                              as in rp:due:<daemon>; see queues.py)
     rp:{q}:unique      hash  unique_key -> job id, while that job is unfinished
     rp:{q}:config      hash  the queue's settings, read by the scripts: retention
-                             (retention.py) and limits (limits.py: rate, per_ms, concurrency)
+                             (retention.py) and limits (limits.py: rate, per_ms, concurrency);
+                             and the defaults of jobs enqueued without their own
+                             (queue_config.py: max_attempts, timeout_ms; applied by the
+                             callers that take them, not by a script)
+    rp:{q}:expiring    zset  ids of jobs enqueued with an expiry, by it (ms): the sweeper
+                             cancels those not leased by then (an entry of a job leased
+                             or finished meanwhile is just dropped then)
     rp:{q}:ratelog     list  the rate limit's sliding log: the server time (ms) of each
                              claim in the last per_ms, newest first, at most `rate` of them
                              (each claim drops what left the window; deleted with the rate)
@@ -37,10 +44,20 @@ each Lua script touches a single Redis Cluster slot:
                              removes it; the finishing engine drains at once, the scheduler
                              (due at once: the entry plans scheduler_at) and the sweeper
                              after a crash
+    rp:{q}:linking     zset  waiting jobs with parents in other queues, by creation time
+                             (ms): enqueue adds them, the creator links them at once (link
+                             in each parent's slot), and the scheduler links each again once
+                             LINK_GRACE_S old (link is idempotent), then removes it, so a
+                             creator that died before linking leaves no child waiting forever
     rp:{q}:cues        hash  cue name -> cue definition (JSON)
     rp:{q}:cue_next    zset  cue names by next fire time (ms)
+    rp:{q}:cue_runs:<name> list  the cue's latest runs (fires and run_cue), newest first,
+                             "<ms>:<job id>", at most CUE_RUNS_MAX (100); deleted with the cue
     rp:{q}:cueapi      hash  cue id -> cueapi record (JSON): the cueapi compat layer's
                              names, one-time schedules and retry settings of its cues
+    rp:{q}:cueapi_secret string  the cueapi layer's webhook signing secret
+    rp:{q}:cueapi_fire:<cue id>:<sha256 of key>  string  a fire's answer under its
+                             idempotency key (JSON), for 24 h
     rp:queues          set   every queue in use (global, no hash tag; registered again by
                              the first enqueue after Redis lost its data, removed by
                              remove_queue)
@@ -50,7 +67,16 @@ each Lua script touches a single Redis Cluster slot:
                              lease expiry or retention trim); global, plain commands only
     rp:webhooks        hash  webhook name -> definition (JSON: url, events, queues, secret,
                              scheme, max_attempts, since ms); global, plain commands only
+    rp:spooled:<kind>  hash  the spooled compat layer's own fields of its schedules (cues),
+                             workflows and outgoing webhooks: id -> JSON (name, description,
+                             tags, metadata, ...); kind = schedules | workflows | webhooks
     rp:webhook:<name>:log list its latest delivery attempts (JSON, newest first, capped)
+    rp:webhook:<name>:failures string  its consecutive failed deliveries (a delivery that
+                             ended dead counts one, a successful one resets it to 0)
+    rp:spooled:inbound stream the spooled compat layer's inbound webhook log (POST
+                             /webhooks/{org}/custom): one entry per job it took, fields q
+                             queue, j job id, s created/duplicate, e event type; capped near
+                             1,000 (XADD MAXLEN ~); global, plain commands only
     rp:{q}:events (consumer group "deliver")  where the deliverers are in each queue's log;
                              deliveries and webhook cues' fires are jobs of the queue
                              ``_webhooks`` (a webhook cue of queue q is the cue ``q/<name>``
@@ -75,6 +101,7 @@ from the objects below: ``rp:{q}:ready`` is ``QueueKeys.ready`` (``rp:{q}:job:``
 
 Job hash fields (one letter to keep a queued job small): p payload (msgpack), s state,
 a attempts, m max_attempts, r priority (absent = 0), c created ms, u updated ms,
+ex expiry ms (absent = none: not leased by then, it is cancelled), tg tags (JSON),
 l lease ms (absent = worker's), bb/bc backoff base/cap ms, to timeout ms (the longest one
 attempt may run; absent = the worker's), k unique key, t lease token, w worker id,
 x lease expiry ms, res result (msgpack), e errors (JSON, latest first), pg the current
@@ -108,7 +135,8 @@ class QueueKeys:
 
     __slots__ = ("prefix", "queue", "base", "job_prefix", "ready", "scheduled", "leased", "done", "dead",
                  "cancelled", "marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                 "cueapi", "events", "waiting", "children_prefix", "outbox", "ratelog", "bound")
+                 "cueapi", "events", "waiting", "children_prefix", "cue_runs_prefix", "outbox", "linking",
+                 "ratelog", "expiring", "bound")
 
     prefix: str
     queue: str
@@ -132,8 +160,11 @@ class QueueKeys:
     events: str
     waiting: str
     children_prefix: str
+    cue_runs_prefix: str
     outbox: str
+    linking: str
     ratelog: str
+    expiring: str
     bound: dict[str, list[str]]   # script name -> its KEYS (scripts.py fills it)
 
     def __init__(self, prefix: str, queue: str) -> None:
@@ -143,9 +174,10 @@ class QueueKeys:
         self.base = f"{prefix}:{{{queue}}}:"
         self.job_prefix = self.base + "job:"
         for name in STATES + ("marker", "meta", "unique", "counts", "minutes", "config", "cues", "cue_next",
-                              "cueapi", "events", "outbox", "ratelog"):
+                              "cueapi", "events", "outbox", "linking", "ratelog", "expiring"):
             setattr(self, name, self.base + name)
         self.children_prefix = self.base + "children:"
+        self.cue_runs_prefix = self.base + "cue_runs:"
 
     def state(self, state: str) -> str:
         """The sorted set holding jobs in ``state``."""
@@ -233,6 +265,17 @@ def cueapi_key(prefix: str, queue: str) -> str:
     return queue_keys(prefix, queue).cueapi
 
 
+def cueapi_secret_key(prefix: str, queue: str) -> str:
+    """String: the cueapi compat layer's webhook signing secret (``whsec_`` + 64 hex)."""
+    return queue_keys(prefix, queue).base + "cueapi_secret"
+
+
+def cueapi_fire_key(prefix: str, queue: str, cue_id: str, digest: str) -> str:
+    """String (24 h TTL): what a cueapi ``fire`` with an idempotency key answered, under
+    the key's SHA-256 ``digest``, as JSON ``{fingerprint, response}``."""
+    return queue_keys(prefix, queue).base + f"cueapi_fire:{cue_id}:{digest}"
+
+
 DELIVERY_QUEUE = "_webhooks"   # the deliverer's own queue: every webhook delivery and webhook cue fire
 
 
@@ -241,6 +284,22 @@ def webhooks_key(prefix: str) -> str:
     return f"{prefix}:webhooks"
 
 
+def spooled_key(prefix: str, kind: str) -> str:
+    """The spooled compat layer's records of one kind (``schedules``, ``workflows``,
+    ``webhooks``): a global hash, id -> JSON, plain commands only."""
+    return f"{prefix}:spooled:{kind}"
+
+
+def webhook_failures_key(prefix: str, name: str) -> str:
+    """One webhook's count of consecutive failed deliveries (a string; plain commands only)."""
+    return f"{prefix}:webhook:{name}:failures"
+
+
 def webhook_log_key(prefix: str, name: str) -> str:
     """List of one webhook's latest delivery attempts (JSON, newest first, capped)."""
     return f"{prefix}:webhook:{name}:log"
+
+
+def spooled_inbound_key(prefix: str) -> str:
+    """Stream of the spooled compat layer's inbound webhook log; global, plain commands only."""
+    return f"{prefix}:spooled:inbound"

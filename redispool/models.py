@@ -121,6 +121,16 @@ class Workflow:
     dependency_mode: dict[str, str] = field(default_factory=dict)
     cancelled_at: float | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """As HTTP (``GET /v1/workflows/{id}``) and ``redispool workflow show --json`` send it:
+        ``jobs`` maps each key to its queue, id, state, parents and mode."""
+        return {"id": self.id, "name": self.name, "status": self.status, "created_at": self.created_at,
+                "cancelled_at": self.cancelled_at,
+                "jobs": {key: {"queue": queue, "id": job_id, "state": self.states.get(key),
+                               "depends_on": self.depends_on.get(key, []),
+                               "dependency_mode": self.dependency_mode.get(key, "all")}
+                         for key, (queue, job_id) in self.jobs.items()}}
+
 
 @dataclass
 class JobInfo:
@@ -155,6 +165,9 @@ class JobInfo:
     # a job enqueued with depends_on: its parents as (queue, id) and "all" / "any"
     depends_on: list[tuple[str, str]] | None = None
     dependency_mode: str | None = None
+    # enqueued with expires_at: unix seconds after which it is cancelled unless leased before
+    expires_at: float | None = None
+    tags: Any = None                      # enqueued with tags: a list of strings or a JSON object
 
 
 @dataclass
@@ -175,6 +188,7 @@ class CueInfo:
     last_fire_at: float | None = None
     url: str | None = None        # a webhook cue: each fire is POSTed here by the deliverer
     timeout: float | None = None  # its jobs' timeout (seconds one attempt may run)
+    runs: int = 0                 # its runs so far: fire times fired and run_cue calls
 
 
 @dataclass
@@ -219,7 +233,9 @@ EVENT_TYPES = ("enqueued", "waiting", "claimed", "progress", "completed", "faile
 @dataclass
 class WebhookInfo:
     """A webhook (``add_webhook``): where matching events are POSTed. ``queues`` None means
-    every queue; ``secret`` is never handed out, ``signed`` says whether there is one."""
+    every queue; ``secret`` is never handed out, ``signed`` says whether there is one.
+    ``failures`` counts deliveries that ended dead since the last successful one; at
+    ``disable_after`` of them the deliverer disables the webhook (``auto_disabled_at``)."""
 
     name: str
     url: str
@@ -229,6 +245,10 @@ class WebhookInfo:
     scheme: str = "redispool"
     max_attempts: int = 5
     created_at: float = 0.0
+    enabled: bool = True              # False: matching events are not delivered
+    disable_after: int = 0            # consecutive failed deliveries that disable it (0: never)
+    failures: int = 0                 # consecutive failed deliveries so far (dead ones)
+    auto_disabled_at: float | None = None   # when the deliverer disabled it (unix seconds)
 
 
 @dataclass

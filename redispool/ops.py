@@ -135,6 +135,8 @@ class JobOptions(NamedTuple):
     backoff_base_ms: int
     backoff_cap_ms: int
     timeout_ms: int = 0
+    expires_at_ms: int = 0   # 0: none (not leased by then, the job is cancelled)
+    tags: str = ""           # JSON, "": none
 
 
 Parent = tuple[str, str]                       # (queue, job id)
@@ -183,10 +185,12 @@ def job_options(*, priority: int = 0, delay: float | None = None, run_at: dateti
                 max_attempts: int = defaults.MAX_ATTEMPTS, lease: float | None = None,
                 unique_key: str | None = None, job_id: str | None = None,
                 backoff_base: float | None = None, backoff_cap: float | None = None,
-                timeout: float | None = None) -> JobOptions:
+                timeout: float | None = None, expires_at: datetime | float | None = None,
+                tags: Any = None) -> JobOptions:
     """Check a job's options (InvalidOption) and convert them for enqueue.lua."""
     if delay is not None and run_at is not None:
         raise InvalidOption("give delay or run_at, not both")
+    expires_at_ms = validate.run_at_ms(expires_at)
     return JobOptions(
         validate.job_id(job_id),
         validate.identifier(unique_key, "unique_key"),
@@ -197,7 +201,9 @@ def job_options(*, priority: int = 0, delay: float | None = None, run_at: dateti
         validate.lease_ms(lease),
         0 if backoff_base is None else validate.seconds_to_ms(backoff_base, "backoff_base", allow_zero=False),
         0 if backoff_cap is None else validate.seconds_to_ms(backoff_cap, "backoff_cap", allow_zero=False),
-        validate.timeout_ms(timeout))
+        validate.timeout_ms(timeout),
+        max(1, expires_at_ms) if expires_at is not None else 0,
+        validate.tags(tags))
 
 
 def job_spec(payload: Any, *, queue: str = "", depends_on: Iterable[Any] | None = None,
@@ -209,8 +215,8 @@ def job_spec(payload: Any, *, queue: str = "", depends_on: Iterable[Any] | None 
 
 
 def _created(reply: Sequence[Any]) -> list[tuple[str, bool]]:
-    """(id, created) per job; the last two values are the follow-ups."""
-    return [(_str(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply) - 2, 2)]
+    """(id, created) per job; the last three values are the follow-ups."""
+    return [(_str(reply[i]), reply[i + 1] == 1) for i in range(0, len(reply) - 3, 2)]
 
 
 def enqueue(s: Settings, queue: str, payloads: Sequence[bytes], options: Sequence[JobOptions],
@@ -233,7 +239,7 @@ def enqueue(s: Settings, queue: str, payloads: Sequence[bytes], options: Sequenc
                 for pq, pid in d[1]:
                     args += [pq, pid]
     return Op("enqueue", queue_keys(s.prefix, queue), args, _created,
-              lambda r: followups(s.prefix, queue, new_queue=r[-2], scheduler_at=r[-1]))
+              lambda r: followups(s.prefix, queue, new_queue=r[-3], scheduler_at=r[-2], sweeper_at=r[-1]))
 
 
 def link(s: Settings, queue: str, links: Sequence[tuple[str, str, str]]) -> Op[bool]:
@@ -457,7 +463,18 @@ def job_info(queue: str, job_id: str, fields: dict[Any, Any], score: Any = None)
         lease_expires_at=score_s if state == "leased" else None,
         finished_at=(updated or None) if state in TERMINAL else None, **dropped,
         timeout=timeout / 1000 if timeout > 0 else None, progress=progress_of(f.get("pg")),
-        depends_on=parents, dependency_mode=text(f.get("dm")))
+        depends_on=parents, dependency_mode=text(f.get("dm")),
+        expires_at=num("ex") / 1000 if f.get("ex") is not None else None, tags=tags_of(f.get("tg")))
+
+
+def tags_of(raw: Any) -> Any:
+    """Job hash field tg (JSON) decoded; None when absent or unreadable."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def progress_of(raw: Any) -> dict[str, Any] | None:
@@ -571,13 +588,28 @@ def replay_dead(s: Settings, queue: str, budget: int, skip: int = 0, ids: Sequen
     return Op("replay_dead", queue_keys(s.prefix, queue), [budget, skip, s.events_max, *ids], parse)
 
 
-def purge(s: Settings, queue: str, state: str, budget: int) -> Op[int]:
-    """Delete up to ``budget`` jobs of ``state`` for good; the parser gives how many."""
-    return Op("purge", StateKeys(queue_keys(s.prefix, queue), str(state)), [budget], int)
+def purge(s: Settings, queue: str, state: str, budget: int) -> Op[tuple[int, int]]:
+    """Delete up to ``budget`` jobs of ``state`` for good; the parser gives (deleted, taken
+    from the set: the caller repeats while it is ``budget``). An unfinished job's waiting
+    children are cancelled (those of other queues through the outbox, drained)."""
+    return Op("purge", StateKeys(queue_keys(s.prefix, queue), str(state)), [budget, s.events_max],
+              lambda r: (int(r[0]), int(r[1])), lambda r: followups(s.prefix, queue, scheduler_at=r[2]),
+              _drains(queue))
 
 
-def pause(s: Settings, queue: str) -> Op[bool]:
-    return Op("pause", queue_keys(s.prefix, queue), [s.events_max], lambda r: r == 1)
+def pause(s: Settings, queue: str, reason: str | None = None) -> Op[bool]:
+    if reason is not None and not isinstance(reason, str):
+        raise InvalidOption(f"reason must be a string, got {reason!r}")
+    return Op("pause", queue_keys(s.prefix, queue), [s.events_max, (reason or "")[:defaults.ERROR_MAX_CHARS]],
+              lambda r: r == 1)
+
+
+def set_priority(s: Settings, queue: str, job_id: str, priority: int) -> Op[tuple[bool, Any]]:
+    """Re-prioritise a job not leased yet: (True, old priority), or (False, its state)."""
+    def parse(reply: Sequence[Any]) -> tuple[bool, Any]:
+        return (True, int(reply[1])) if reply[0] == 1 else (False, text(reply[1]))
+    return Op("set_priority", queue_keys(s.prefix, check_queue(queue)),
+              [validate.identifier(job_id, "job id"), validate.priority(priority)], parse)
 
 
 def resume(s: Settings, queue: str) -> Op[bool]:
@@ -637,13 +669,14 @@ def set_limits(s: Settings, queue: str, rate: str, per_ms: str, concurrency: str
 
 def remove_queue(s: Settings, queue: str) -> Op[bool]:
     """Delete an unused queue's keys: True when it had some; QueueNotEmpty (nothing changed)
-    while it has scheduled, ready or leased jobs or cues."""
+    while it has waiting, scheduled, ready or leased jobs or cues."""
     def parse(reply: Sequence[Any]) -> bool:
-        removed, scheduled, ready, leased, cues = (int(x) for x in reply)
+        removed, scheduled, ready, leased, cues, waiting = (int(x) for x in reply)
         if removed < 0:
-            found = [f"{n} {what}" for n, what in ((scheduled, "scheduled"), (ready, "ready"),
+            found = [f"{n} {what}" for n, what in ((waiting, "waiting"), (scheduled, "scheduled"), (ready, "ready"),
                                                    (leased, "leased")) if n]
-            jobs = f"{' and '.join(found)} job{'s' if scheduled + ready + leased > 1 else ''}" if found else ""
+            total = waiting + scheduled + ready + leased
+            jobs = f"{' and '.join(found)} job{'s' if total > 1 else ''}" if found else ""
             cue_text = f"{cues} cue{'s' if cues > 1 else ''}" if cues else ""
             raise QueueNotEmpty(f"queue {queue!r} has {' and '.join(filter(None, (jobs, cue_text)))}: "
                                 "nothing removed (cancel or purge its jobs and remove its cues first)")
@@ -652,8 +685,10 @@ def remove_queue(s: Settings, queue: str) -> Op[bool]:
 
 
 def delete_job(s: Settings, queue: str, job_id: str) -> Op[bool]:
-    """Delete one job for good, whatever its state: True, or False when there is none."""
-    return Op("delete_job", queue_keys(s.prefix, check_queue(queue)), [str(job_id)], lambda r: r == 1)
+    """Delete one job for good, whatever its state: True, or False when there is none. An
+    unfinished job's waiting children are cancelled (as ``purge``)."""
+    return Op("delete_job", queue_keys(s.prefix, check_queue(queue)), [str(job_id), s.events_max],
+              lambda r: int(r[0]) == 1, lambda r: followups(s.prefix, queue, scheduler_at=r[1]), _drains(queue))
 
 
 def due_queues(s: Settings, daemon: str, max_queues: int) -> Op[tuple[int, int, list[str]]]:
@@ -711,7 +746,7 @@ def fire_cue(s: Settings, queue: str, name: str, expected: str, due_ms: int, def
     the jobs created, or -1 when another scheduler fired first or the cue changed."""
     return Op("fire_cue", queue_keys(s.prefix, queue),
               [name, expected, due_ms, definition, next_ms, payload, priority, max_attempts, lease_ms, s.events_max,
-               timeout_ms, *fires], int)
+               timeout_ms, defaults.CUE_RUNS_MAX, *fires], int)
 
 
 # ---------------------------------------------------------------------- the worker registry

@@ -34,7 +34,8 @@ from .ops import Followup, commands
 DAEMONS = ("scheduler", "sweeper")
 FIELD = {"scheduler": "scheduler_at", "sweeper": "sweeper_at"}
 # the keys whose presence means the daemon may have work in a queue (reconciliation)
-WORK_KEYS = {"scheduler": ("scheduled", "cue_next", "outbox"), "sweeper": ("leased", "done", "dead", "cancelled")}
+WORK_KEYS = {"scheduler": ("scheduled", "cue_next", "outbox", "linking"),
+             "sweeper": ("leased", "done", "dead", "cancelled", "expiring")}
 
 
 def _text(value: bytes | str) -> str:

@@ -31,11 +31,15 @@ class Scheduler(Daemon):
 
     def visit(self, queue: str) -> tuple[int, int]:
         """Hand on the outcomes in the queue's outbox (children waiting in other queues),
-        fire its due cues, then promote its due delayed jobs; returns the jobs fired plus
-        promoted plus outcomes applied, and the queue's next planned time (ms, -1: none)."""
+        fire its due cues, promote its due delayed jobs, then link again its children of
+        other queues' parents (``_relink``); returns the jobs fired plus promoted plus
+        outcomes applied plus children linked, and the queue's next planned time (ms, -1: none)."""
         applied = self.engine._drain_outbox(queue)
         fired, _ = self.engine._fire_due(queue)
         promoted, next_ms = self.engine._promote(queue, plan=True)
         if promoted:
             self.log.info("promoted queue=%s moved=%d", queue, promoted)
-        return applied + fired + promoted, next_ms
+        linked, link_ms = self.engine._relink(queue)
+        if link_ms >= 0 and (next_ms < 0 or link_ms < next_ms):
+            next_ms = link_ms
+        return applied + fired + promoted + linked, next_ms

@@ -30,6 +30,7 @@ the primary).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 import time
@@ -52,7 +53,8 @@ _HEADER_KEY = re.compile(r"^-- KEYS\[\d+\]\s+(\S+)", re.M)
 _DURABLE = re.compile(r"^-- Durable: yes\b", re.M)
 _LIB_FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.M | re.S)
 # header key patterns whose attribute is not their last part (keys.py has the table)
-_KEY_NAMES = {"job:": "job_prefix", "children:": "children_prefix", "<state>": "state", "w:<id>": "worker",
+_KEY_NAMES = {"job:": "job_prefix", "children:": "children_prefix", "cue_runs:": "cue_runs_prefix",
+              "<state>": "state", "w:<id>": "worker",
               "w:": "worker_prefix", "due:<daemon>": "due"}
 REDIRECT_TRIES = 20        # durable calls on a cluster: MOVED/ASK/TRYAGAIN retries ...
 REDIRECT_PAUSE_S = 0.05    # ... this far apart (a slot migration or failover in progress)
@@ -94,19 +96,26 @@ def read_header(body: str) -> Header:
     return Header(tuple(key_name(p) for p in _HEADER_KEY.findall(head)), bool(_DURABLE.search(head)))
 
 
+@functools.lru_cache(maxsize=4)
+def _lib_functions(lib: str) -> tuple[dict[str, re.Match[str]], re.Pattern[str] | None]:
+    """lib.lua's functions by name, and a pattern that finds calls of any of them."""
+    functions = {m.group(1): m for m in _LIB_FUNCTION.finditer(lib)}
+    calls = re.compile(r"\b(" + "|".join(map(re.escape, functions)) + r")\(") if functions else None
+    return functions, calls
+
+
 def with_lib(lib: str, body: str) -> str:
     """``body`` preceded by lib.lua's constants and just the lib functions it calls
     (directly or through other lib functions): defining all of them on every call would
     cost a few microseconds per script run."""
-    functions = {m.group(1): m for m in _LIB_FUNCTION.finditer(lib)}
+    functions, calls = _lib_functions(lib)
     needed: set[str] = set()
     pending = [body]
-    while pending:
-        text = pending.pop()
-        for name, match in functions.items():
-            if name not in needed and re.search(rf"\b{name}\(", text):
+    while pending and calls is not None:
+        for name in calls.findall(pending.pop()):
+            if name not in needed:
                 needed.add(name)
-                pending.append(match.group(0))
+                pending.append(functions[name].group(0))
     kept, last = [], 0
     for name, match in functions.items():
         kept.append(lib[last:match.start()])
@@ -115,6 +124,26 @@ def with_lib(lib: str, body: str) -> str:
         last = match.end()
     kept.append(lib[last:])
     return "".join(kept) + "\n" + body
+
+
+class Loaded(NamedTuple):
+    """One script as every Scripts holds it: its header, its text as loaded, its SHA."""
+
+    header: Header
+    text: str
+    sha: str
+
+
+@functools.lru_cache(maxsize=1)
+def loaded_scripts() -> dict[str, Loaded]:
+    """Every script, read and assembled once per process (each Engine shares them)."""
+    lib = read_script(LIB)
+    out = {}
+    for name in script_names():
+        body = read_script(name)
+        text = with_lib(lib, body)
+        out[name] = Loaded(read_header(body), text, hashlib.sha1(text.encode()).hexdigest())
+    return out
 
 
 class Scripts:
@@ -126,17 +155,11 @@ class Scripts:
         self.durable_timeout_ms = durable_timeout_ms
         self._cluster = _is_cluster(client)
         self._aof: dict[str, bool] = {}   # per primary: WAITAOF usable (7.2+ and AOF on)
-        lib = read_script(LIB)
-        self.headers: dict[str, Header] = {}
-        self._text: dict[str, str] = {}
-        self._sha: dict[str, str] = {}
-        self._nkeys: dict[str, int] = {}
-        for name in script_names():
-            body = read_script(name)
-            self.headers[name] = read_header(body)
-            self._nkeys[name] = len(self.headers[name].keys)
-            self._text[name] = with_lib(lib, body)
-            self._sha[name] = hashlib.sha1(self._text[name].encode()).hexdigest()
+        scripts = loaded_scripts()
+        self.headers = {name: s.header for name, s in scripts.items()}
+        self._text = {name: s.text for name, s in scripts.items()}
+        self._sha = {name: s.sha for name, s in scripts.items()}
+        self._nkeys = {name: len(s.header.keys) for name, s in scripts.items()}
 
     def text(self, name: str) -> str:
         """Script ``name`` as loaded (lib functions first)."""
@@ -344,6 +367,30 @@ class AsyncScripts:
             raise self.error(exc) from exc
         except redis.ResponseError as exc:
             raise lua_error(exc) from None
+
+    async def run_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Run script ``name`` once per (keys, args) in ``calls``, pipelined: one round trip
+        (loading it again after NOSCRIPT). Per call its raw reply, or its error in place
+        (a script's error reply mapped as ``run`` maps it); Redis trouble raises."""
+        s = self.scripts
+        for keys, _ in calls:
+            if len(keys) != s._nkeys[name]:
+                raise AssertionError(f"{name}.lua takes {s._nkeys[name]} keys, got {len(keys)}")
+        for loaded in (False, True):
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.execute_command("EVALSHA", s.sha(name), len(keys), *keys, *args)
+                replies = list(await pipe.execute(raise_on_error=False))
+                if not loaded and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                    await self.client.script_load(s.text(name))
+                    continue
+            except RedispoolError:
+                raise
+            except REDIS_TROUBLE as exc:
+                raise self.error(exc) from exc
+            return [lua_error(r) if isinstance(r, redis.ResponseError) else r for r in replies]
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def error(self, exc: BaseException) -> Exception:
         """The redispool error for Redis trouble on the async client."""

@@ -52,11 +52,13 @@ def create_app(engine: Engine, *, tokens: dict[str, str] | None = None,
     async def healthz(request: Request) -> Response:
         return await _plain(api.health, request)
 
-    async def metrics(request: Request) -> Response:
-        if not public_metrics and role_of(request.headers.get("authorization"), tokens) is None:
-            return error(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' header is required "
-                                              "(any role; or serve with --public-metrics)")
-        return await _plain(api.metrics_text, request)
+    def metrics_at(path: str, refuse: Callable[[int, str, str], Response], code: str) -> Route:
+        async def metrics(request: Request) -> Response:
+            if not public_metrics and role_of(request.headers.get("authorization"), tokens) is None:
+                return refuse(401, code, "a valid 'Authorization: Bearer TOKEN' header is required "
+                                         "(any role; or serve with --public-metrics)")
+            return await _plain(api.metrics_text, request)
+        return Route(path, metrics, methods=["GET"])
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(doc)
@@ -72,10 +74,11 @@ def create_app(engine: Engine, *, tokens: dict[str, str] | None = None,
 
     routes: list[Any] = [
         *api_routes,
-        Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]), metrics_at("/metrics", error, "unauthorized"),
+        metrics_at("/compat/spooled/metrics", spooled_error, "UNAUTHORIZED"),   # the spooled SDK's metrics.get()
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/v1/{rest:path}", no_route, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
-        Mount("/compat/spooled", create_spooled_app(engine, tokens)),   # hosted services' clients, unchanged
+        Mount("/compat/spooled", create_spooled_app(engine, tokens, waits=api.waits)),   # hosted services' clients
         Mount("/compat/cueapi", create_cueapi_app(engine, tokens)),
     ]
     if dashboard:

@@ -1,6 +1,7 @@
 """Checks of user-supplied options; each returns the value in the unit Lua wants (ms)."""
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime
@@ -122,3 +123,25 @@ def job_id(value: str | None) -> str:
     if value.isascii() and value.isdigit():   # ('²'.isdigit() is true, and no generated id)
         raise InvalidOption(f"a custom job_id cannot be all digits (those are generated ids), got {value!r}")
     return value
+
+
+TAGS_MAX_CHARS = 8192   # a job's tags as JSON
+
+
+def tags(value: object) -> str:
+    """A job's tags: a list of strings or a JSON object (a dict with string keys), stored
+    as compact JSON ('' for None); at most TAGS_MAX_CHARS of it."""
+    if value is None:
+        return ""
+    ok = (isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)) or \
+        (isinstance(value, dict) and all(isinstance(k, str) for k in value))
+    if not ok:
+        raise InvalidOption(f"tags must be a list of strings or an object with string keys, got {value!r:.80}")
+    try:
+        text = json.dumps(list(value) if isinstance(value, tuple) else value, separators=(",", ":"),
+                          allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidOption(f"tags must be JSON values: {exc}") from None
+    if len(text) > TAGS_MAX_CHARS:
+        raise InvalidOption(f"tags take at most {TAGS_MAX_CHARS} characters as JSON, got {len(text)}")
+    return text

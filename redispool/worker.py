@@ -188,7 +188,8 @@ class Worker:
             raise InvalidOption("a worker needs at least one queue")
         self.engine = pool
         self.host = socket.gethostname()
-        self.id: str = validate.worker_id(worker_id or f"{self.host}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+        self._id_given = worker_id is not None
+        self.id: str = validate.worker_id(worker_id or self._new_id())
         self._set(concurrency=concurrency, lease=lease, grace=grace, batch=batch, health_port=health_port,
                   health_host=health_host, log_format=log_format, beat_interval=beat_interval,
                   idle_wait=idle_wait, job_log_level=job_log_level, timeout=timeout)
@@ -200,6 +201,9 @@ class Worker:
         self._stop_requested = False
         self._started = False
         self._health: HealthServer | None = None
+
+    def _new_id(self) -> str:
+        return f"{self.host}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
 
     def _set(self, *, concurrency: int, lease: float, grace: float, batch: int | None,
              health_port: int | None, health_host: str, log_format: str, beat_interval: float,
@@ -237,6 +241,17 @@ class Worker:
         self.log_format = log_format
         self.job_log_level = job_log_level
         self.log = log
+
+    def forked(self, index: int) -> None:
+        """Become process ``index`` of ``redispool worker --processes N`` (called in the
+        forked child before ``run``): an id of its own (``worker_id`` given: that id with
+        ``.<index>``), and a health port only in process 0."""
+        if self._started:
+            raise RuntimeError("forked() is for a worker that has not run yet")
+        self.id = validate.worker_id(f"{self.id}.{index}" if self._id_given else self._new_id())
+        self.log = EventLog(self.log.logger, self.log_format, self.id)
+        if index:
+            self.health_port = None
 
     def override(self, *, concurrency: int | None = None, lease: float | None = None,
                  grace: float | None = None, health_port: int | None = None,

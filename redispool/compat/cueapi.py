@@ -35,6 +35,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
+import secrets
 import time
 import uuid
 from typing import Any
@@ -48,12 +50,13 @@ from .. import codec, validate
 from ..cron import Schedule, check_zone
 from ..engine import Engine
 from ..errors import CueNotFound, InvalidCron, InvalidOption, JobNotFound, LeaseLost, RedispoolError
-from ..keys import check_queue, cueapi_key
+from ..keys import DELIVERY_QUEUE, check_queue, cueapi_key, cueapi_secret_key
 from ..models import Job, JobInfo, Lease
 from ..web import endpoint
 from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, check_depth, jsonable
 from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
 from ..web.workers import HttpWorkers, OnThreads
+from ..webhooks import check_headers, check_method, check_url
 from .common import ENVELOPE_DEPTH, FOREVER_S, fields, iso, parse_time, same_trouble
 
 log = logging.getLogger("redispool.compat.cueapi")
@@ -63,6 +66,8 @@ CLAIM_LEASE_S = 900.0
 CLAIMABLE_MAX = 50
 TEXT_MAX = 2000
 DEFAULT_RETRY = {"max_attempts": 3, "backoff_minutes": [1, 5, 15]}
+NEVER = "0 0 1 1 *"    # the cron of a one-time webhook cue's (paused) native cue
+HTTP_STATUS = re.compile(r": HTTP ([0-9]{3})")
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -123,14 +128,50 @@ def _paging(q: Any) -> tuple[int, int]:
     return limit, offset
 
 
-def fire_of(job_id: str) -> tuple[str, int] | None:
-    """(cue id, fire ms) of a job id ``cue:<cue id>:<fire ms>``, else None: any producer may
-    put a job in the queue, so the ms must be ASCII digits of a time the engine can hold."""
-    parts = job_id.split(":")
-    if len(parts) == 3 and parts[0] == "cue" and parts[2].isascii() and parts[2].isdigit() \
-            and len(parts[2]) <= 15 and int(parts[2]) <= validate.MAX_SECONDS * 1000:
-        return parts[1], int(parts[2])
-    return None
+FIRE_ID = re.compile(r"cue:(?:(?P<home>[^:/]+)/)?(?P<cue>[^:/]+):(?P<ms>[0-9]{1,15})(?:-[a-z0-9]{1,32})?")
+
+
+def fire_of(job_id: str, home: str | None = None) -> tuple[str, int] | None:
+    """(cue id, fire ms) of an execution's job id, else None: ``cue:<cue id>:<fire ms>``
+    in the queue (a worker cue's), ``cue:<home>/<cue id>:<fire ms>`` in ``_webhooks`` (a
+    webhook cue's; ``home`` is the cueapi queue), either maybe ending ``-<suffix>`` (a
+    manual fire's). Any producer may put a job in a queue, so the ms must be ASCII
+    digits of a time the engine can hold."""
+    m = FIRE_ID.fullmatch(job_id)
+    if m is None or m["home"] != home or int(m["ms"]) > validate.MAX_SECONDS * 1000:
+        return None
+    return m["cue"], int(m["ms"])
+
+
+def _keeps_cue(record: dict[str, Any]) -> bool:
+    """Whether a cue has a native cue: a recurring one, and every webhook cue (a one-time
+    one's holds its URL and secret for the deliverer)."""
+    return record["schedule"]["type"] == "recurring" or record.get("transport") == "webhook"
+
+
+def delivered(info: JobInfo, fire: tuple[str, int] | None, status: str) -> dict[str, Any]:
+    """A webhook cue's execution: its fire's delivery job in ``_webhooks``. The receiver's
+    answer is the outcome: a 2xx completes the job (its result holds the status and the
+    answer's first 1 KiB), anything else fails the attempt (its error names the status)."""
+    result = info.result if isinstance(info.result, dict) else {}
+    code: int | None = result.get("status") if info.state == "done" else None
+    if code is None and info.error:
+        found = HTTP_STATUS.search(info.error)
+        code = int(found[1]) if found else None
+    outcome = None
+    if info.state == "done":
+        outcome = {"success": True, "result": result.get("response"), "error": None, "metadata": None,
+                   "recorded_at": iso(info.finished_at)}
+    elif info.state == "dead" or (info.state == "scheduled" and info.attempts):
+        outcome = {"success": False, "result": None, "error": info.error, "metadata": None,
+                   "recorded_at": iso(info.updated_at)}
+    return {"id": info.id, "cue_id": fire[0] if fire else None,
+            "scheduled_for": iso(fire[1] / 1000 if fire else info.created_at), "status": status,
+            "http_status": code, "attempts": info.attempts, "error_message": info.error,
+            "started_at": None, "delivered_at": iso(info.finished_at) if info.state == "done" else None,
+            "last_attempt_at": iso(info.updated_at) if info.attempts else None, "claimed_by_worker": None,
+            "outcome": outcome, "triggered_by": "manual_fire" if "-f" in info.id.rpartition(":")[2] else
+            "scheduled", "created_at": iso(info.created_at), "updated_at": iso(info.updated_at)}
 
 
 class CueapiApi:
@@ -148,6 +189,31 @@ class CueapiApi:
         return endpoint.route(DIALECT, self.tokens, method, path, role, handler, status)
 
     # ------------------------------------------------------------------ cues
+    def secret(self) -> str:
+        """The webhook signing secret (``whsec_`` + 64 hex), made on first use."""
+        key = cueapi_secret_key(self.engine.prefix, self.queue)
+        self.engine.scripts.command("SET", key, "whsec_" + secrets.token_hex(32), "NX")
+        return _text(self.engine.scripts.command("GET", key))
+
+    def regenerate_secret(self) -> str:
+        """A new secret; every webhook cue signs with it from now on."""
+        key = cueapi_secret_key(self.engine.prefix, self.queue)
+        self.engine.scripts.command("SET", key, "whsec_" + secrets.token_hex(32))
+        for record in read_records(self.engine, self.queue).values():
+            if record.get("transport") == "webhook":
+                self._webhook_cue(record)
+        return self.secret()
+
+    def _webhook_cue(self, record: dict[str, Any]) -> None:
+        """The native webhook cue of a webhook cue: it fires a recurring one; a one-time
+        one's is paused and holds the URL, secret and name the deliverer reads."""
+        s, cb = record["schedule"], record["callback"]
+        self.engine.add_cue(self.queue, record["id"], s["cron"] or NEVER, tz=s["timezone"], payload=record["payload"],
+                            max_attempts=record["retry"]["max_attempts"], url=cb["url"], secret=self.secret(),
+                            scheme="cueapi", label=record["name"], headers=cb["headers"] or None, method=cb["method"])
+        if s["type"] == "once":
+            self.engine.pause_cue(self.queue, record["id"])
+
     @staticmethod
     def _check_retry(retry: Any, old: dict[str, Any]) -> dict[str, Any]:
         r = fields(retry, {"max_attempts": (int, old["max_attempts"]),
@@ -188,22 +254,35 @@ class CueapiApi:
         recurring schedule, a scheduled job for a one-time one."""
         q = self.queue
         if old and old["schedule"]["type"] == "once":   # an unfired one-time job goes; a new one comes
-            unfired = self.engine.get(q, self._once_job(old))
+            unfired = self.engine.get(self.home(old)[0], self._once_job(old))
             if unfired is not None and unfired.state in ("scheduled", "ready"):
-                self.engine.delete_job(q, unfired.id)
-        if old and old["schedule"]["type"] == "recurring" and record["schedule"]["type"] != "recurring":
+                self.engine.delete_job(unfired.queue, unfired.id)
+        if old and _keeps_cue(old) and not _keeps_cue(record):
             self.engine.remove_cue(q, record["id"])
         s = record["schedule"]
-        if s["type"] == "recurring":
+        if record.get("transport") == "webhook":
+            self._webhook_cue(record)
+            if old and old["schedule"]["type"] == "once" and s["type"] == "recurring":
+                self.engine.resume_cue(q, record["id"])   # a one-time cue's was paused
+        elif s["type"] == "recurring":
             self.engine.add_cue(q, record["id"], s["cron"], tz=s["timezone"], payload=record["payload"],
                                 max_attempts=record["retry"]["max_attempts"])
-        else:
-            self.engine.enqueue(q, record["payload"], run_at=parse_time(s["at"], "at", "invalid_schedule"),
+        if s["type"] == "once":
+            self.engine.enqueue(self.home(record)[0], record["payload"],
+                                run_at=parse_time(s["at"], "at", "invalid_schedule"),
                                 max_attempts=record["retry"]["max_attempts"], job_id=self._once_job(record))
 
-    @staticmethod
-    def _once_job(record: dict[str, Any]) -> str:
-        return f"cue:{record['id']}:{round(parse_time(record['schedule']['at'], 'at', 'invalid_schedule') * 1000)}"
+    def home(self, record: dict[str, Any]) -> tuple[str, str]:
+        """(queue, job id prefix) of a cue's fires: its queue for a worker cue, the
+        deliverer's for a webhook cue (kept there as the native webhook cue
+        ``<queue>/<cue id>``)."""
+        if record.get("transport") == "webhook":
+            return DELIVERY_QUEUE, f"cue:{self.queue}/{record['id']}"
+        return self.queue, f"cue:{record['id']}"
+
+    def _once_job(self, record: dict[str, Any]) -> str:
+        at = round(parse_time(record['schedule']['at'], 'at', 'invalid_schedule') * 1000)
+        return f"{self.home(record)[1]}:{at}"
 
     def _cue_json(self, record: dict[str, Any]) -> dict[str, Any]:
         """The service's Cue shape of one record, with its state read from the engine."""
@@ -216,16 +295,16 @@ class CueapiApi:
                 next_run = None if info.paused else iso(info.next_fire_at)
                 last_run = iso(info.last_fire_at)
         else:
-            job = self.engine.get(self.queue, self._once_job(record))
+            job = self.engine.get(self.home(record)[0], self._once_job(record))
             if job is not None and job.state in ("scheduled", "ready"):
                 next_run = iso(job.run_at or job.created_at)
             else:
                 status = "completed"
                 last_run = iso(parse_time(s["at"], "at", "invalid_schedule"))
         return {"id": record["id"], "name": record["name"], "description": record.get("description"),
-                "status": status, "transport": "worker",
+                "status": status, "transport": record.get("transport", "worker"),
                 "schedule": {"type": s["type"], "cron": s["cron"], "at": s["at"], "timezone": s["timezone"]},
-                "callback": {"url": None, "method": "POST", "headers": {}},
+                "callback": record.get("callback") or {"url": None, "method": "POST", "headers": {}},
                 "payload": jsonable(record["payload"]), "retry": record["retry"], "next_run": next_run,
                 "last_run": last_run, "run_count": 0, "fired_count": 0, "on_failure": record.get("on_failure"),
                 "warning": None, "created_at": iso(record["created_at"]), "updated_at": iso(record["updated_at"])}
@@ -245,6 +324,22 @@ class CueapiApi:
         if any(r["name"] == name and r["id"] != cue_id for r in records.values()):
             raise Refusal(409, "duplicate_cue_name", f"a cue named {name!r} exists already")
 
+    @staticmethod
+    def _check_callback(transport: str, callback: Any, old: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """A webhook cue's callback ``{url, method, headers}`` (checked as the native
+        webhook cue's), None for a worker cue (which has none)."""
+        if transport == "worker":
+            if callback is not None:
+                raise Refusal(400, "validation_error", "a worker-transport cue has no callback")
+            return None
+        old = old or {"url": None, "method": "POST", "headers": {}}
+        cb = fields(callback, {"url": (str, old["url"]), "method": (str, old["method"]),
+                               "headers": (dict, old["headers"])}, "callback")
+        if cb["url"] is None:
+            raise Refusal(400, "validation_error", "a webhook cue needs callback.url")
+        return {"url": check_url(cb["url"]), "method": check_method(cb["method"]),
+                "headers": check_headers(cb["headers"]) or {}}
+
     def _check_name(self, name: str) -> str:
         if not 1 <= len(name) <= 255:
             raise Refusal(400, "validation_error", "name must be 1 to 255 characters")
@@ -252,11 +347,9 @@ class CueapiApi:
 
     async def create_cue(self, request: Request, body: Any) -> Any:
         b = fields(body, self.CUE)
-        if b["transport"] != "worker":
-            raise Refusal(400, "unsupported_transport",
-                                "redispool serves worker-transport cues only (transport: \"worker\")")
-        if b["callback"] is not None:
-            raise Refusal(400, "validation_error", "a worker-transport cue has no callback")
+        if b["transport"] not in ("worker", "webhook"):
+            raise Refusal(400, "unsupported_transport", "transport must be \"webhook\" or \"worker\"")
+        callback = self._check_callback(b["transport"], b["callback"])
         name = self._check_name(b["name"])
         schedule = self._check_schedule(b["schedule"])
         payload = check_depth(b["payload"] or {})
@@ -264,6 +357,7 @@ class CueapiApi:
         await self._name_taken(name)
         now = time.time()
         record = {"id": f"cue_{uuid.uuid4().hex[:12]}", "name": name, "description": b["description"],
+                  "transport": b["transport"], "callback": callback,
                   "schedule": schedule, "payload": payload, "on_failure": b["on_failure"],
                   "retry": self._check_retry(b["retry"], DEFAULT_RETRY), "created_at": now, "updated_at": now}
         await call(write_record, self.engine, self.queue, record)
@@ -292,11 +386,12 @@ class CueapiApi:
         b = fields(body, {"name": (str, None), "description": (str, None), "status": (str, None),
                           "schedule": (dict, None), "payload": (dict, None), "callback": (dict, None),
                           "retry": (dict, None), "on_failure": (dict, None)})
-        if b["callback"] is not None:
-            raise Refusal(400, "validation_error", "a worker-transport cue has no callback")
         if b["status"] not in (None, "active", "paused"):
             raise Refusal(400, "validation_error", "status must be 'active' or 'paused'")
         new = dict(record)
+        if b["callback"] is not None:
+            new["callback"] = self._check_callback(record.get("transport", "worker"), b["callback"],
+                                                   record.get("callback"))
         if b["name"] is not None:
             new["name"] = self._check_name(b["name"])
             await self._name_taken(new["name"], record["id"])
@@ -314,7 +409,7 @@ class CueapiApi:
             raise Refusal(400, "validation_error", "a one-time cue cannot be paused; delete it instead")
         new["updated_at"] = time.time()
         await call(write_record, self.engine, self.queue, new)
-        if any(new[k] != record[k] for k in ("schedule", "payload", "retry")):
+        if any(new.get(k) != record.get(k) for k in ("schedule", "payload", "retry", "callback", "name")):
             await call(self._apply, new, record)
         if b["status"] == "paused":
             await call(self.engine.pause_cue, self.queue, new["id"])
@@ -324,20 +419,20 @@ class CueapiApi:
 
     async def delete_cue(self, request: Request, body: Any) -> Any:
         record = await self._record(request.path_params["id"])
-        if record["schedule"]["type"] == "recurring":
+        if _keeps_cue(record):
             with contextlib.suppress(CueNotFound):
                 await call(self.engine.remove_cue, self.queue, record["id"])
-        await call(self._cancel_fires, record["id"])
+        await call(self._cancel_fires, record)
         await call(delete_record, self.engine, self.queue, record["id"])
         return None
 
-    def _cancel_fires(self, cue_id: str) -> None:
+    def _cancel_fires(self, record: dict[str, Any]) -> None:
         """Cancel the cue's fires nobody has claimed yet (a claimed one finishes as it may)."""
+        queue, prefix = self.home(record)
         for state in ("ready", "scheduled"):
-            for info in self.engine.jobs(self.queue, state, limit=1000):
-                fire = fire_of(info.id)
-                if fire is not None and fire[0] == cue_id:
-                    self.engine.cancel(self.queue, info.id)
+            for info in self.engine.jobs(queue, state, limit=1000):
+                if info.id.startswith(prefix + ":"):
+                    self.engine.cancel(queue, info.id)
 
     # ------------------------------------------------------------------ executions
     @staticmethod
@@ -461,8 +556,14 @@ class CueapiApi:
             delay = 60.0 * minutes[min(max(info.attempts, 1), len(minutes)) - 1]
         return self.engine.fail(lease, message, delay=delay)
 
+    def fire(self, info: JobInfo) -> tuple[str, int] | None:
+        """(cue id, fire ms) of an execution's job (in the queue or in ``_webhooks``)."""
+        return fire_of(info.id, self.queue if info.queue == DELIVERY_QUEUE else None)
+
     def _execution(self, info: JobInfo) -> dict[str, Any]:
-        fire = fire_of(info.id)
+        fire = self.fire(info)
+        if info.queue == DELIVERY_QUEUE:
+            return delivered(info, fire, self._status(info))
         outcome = None
         if info.state == "done":
             result = info.result if isinstance(info.result, dict) else {}
@@ -479,7 +580,9 @@ class CueapiApi:
                 "created_at": iso(info.created_at), "updated_at": iso(info.updated_at)}
 
     async def get_execution(self, request: Request, body: Any) -> Any:
-        info = await call(self.engine.get, self.queue, request.path_params["id"])
+        execution_id = request.path_params["id"]
+        webhook = execution_id.startswith(f"cue:{self.queue}/")
+        info = await call(self.engine.get, DELIVERY_QUEUE if webhook else self.queue, execution_id)
         if info is None:
             raise Refusal(404, "execution_not_found", "Execution not found")
         return self._execution(info)
@@ -495,10 +598,10 @@ class CueapiApi:
             raise Refusal(400, "validation_error", f"unknown status {status!r}")
         found = []
         states = self.STATES_OF[status] if status else ("leased", "ready", "scheduled", "done", "dead", "cancelled")
-        for state in states:
-            for info in await call(self.engine.jobs, self.queue, state, limit=1000):
-                fire = fire_of(info.id)
-                if cue_id and (fire is None or fire[0] != cue_id):
+        for queue, state in [(q, s) for s in states for q in (self.queue, DELIVERY_QUEUE)]:
+            for info in await call(self.engine.jobs, queue, state, limit=1000):
+                fire = self.fire(info)
+                if fire is None and queue == DELIVERY_QUEUE or cue_id and (fire is None or fire[0] != cue_id):
                     continue
                 if worker_id and info.worker_id != worker_id:
                     continue
@@ -547,10 +650,15 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None, *, queue: s
     """The cueapi worker protocol as an ASGI app; mount it at ``/compat/cueapi``. Its cues
     and executions live in ``queue``; a claim lasts ``claim_lease`` seconds unless the
     worker heartbeats."""
+    from .cueapi_fire import Fires
     api = CueapiApi(engine, tokens, queue, claim_lease)
+    fires = Fires(api)
     E = "/v1/executions/{id:path}"
     routes = [
         api.route("POST", "/v1/cues", "admin", api.create_cue, 201),
+        api.route("POST", "/v1/cues/{id}/fire", "admin", fires.fire),
+        api.route("GET", "/v1/auth/webhook-secret", "admin", fires.webhook_secret),
+        api.route("POST", "/v1/auth/webhook-secret/regenerate", "admin", fires.regenerate),
         api.route("GET", "/v1/cues", "read", api.list_cues),
         api.route("GET", "/v1/cues/{id}", "read", api.get_cue),
         api.route("PATCH", "/v1/cues/{id}", "admin", api.update_cue),

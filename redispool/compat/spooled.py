@@ -14,6 +14,22 @@ worker lifecycle translates to one or two Engine calls (the native API's Lua scr
     GET|DELETE /jobs/{id}, POST /jobs/{id}/retry, GET /jobs, /jobs/status, /jobs/stats
     GET /jobs/dlq, POST /jobs/dlq/retry|purge   dead jobs: list, replay_dead, purge
     POST /workers/register, /workers/{id}/heartbeat|deregister, GET /workers[/{id}]
+    tags, expires_at of POST /jobs          the job's tags (GET /jobs?tag=) and expires_at
+    PUT /jobs/{id}/priority                 set_priority (set_priority.lua)
+    POST /webhooks/{org_id}/custom, GET /webhooks/deliveries   inbound webhooks as jobs, and their
+                                            log (spooled_ingest.py)
+    GET /metrics (beside /api/v1)           the server's /metrics (server.py)
+    GET /jobs/{id}/history                  the job's events in its queue's log, and what its record
+                                            adds for the part trimmed (spooled_history.py)
+    GET /health, /health/live, /health/ready   Redis answers (no key needed; spooled_queues.py)
+    GET /queues[/{name}[/stats]], PUT /queues/{name}/config, POST /queues/{name}/pause|resume,
+    DELETE /queues/{name}                   queues (spooled_queues.py): job defaults,
+                                            set_limits, pause/resume, remove_queue
+    POST /auth/login|refresh|validate, GET /auth/me   login tokens (spooled_auth.py)
+    GET /events[?queue=], /events/jobs/{id}, /ws      realtime, on the event logs (spooled_realtime.py)
+    /schedules[/{id}[/pause|resume|trigger|history]]   cues (spooled_schedules.py)
+    /workflows[/{id}[/cancel]], /jobs/{id}/dependencies   workflows, depends_on (spooled_workflows.py)
+    /outgoing-webhooks[/{id}[/test|deliveries|retry/{delivery}]]   webhooks, deliverer (spooled_webhooks.py)
 
 Job ids: this protocol names a job without its queue, so the id handed out is
 ``<queue>~<job id>``. Queue names cannot hold ``~``, so the first ``~`` splits it, and
@@ -27,7 +43,8 @@ attempts made before the current one.
 Errors are ``{"code", "message"}`` with the service's statuses: 400 VALIDATION_ERROR
 (a value out of range), 422 (a field missing or of the wrong type), 401, 403, 404
 NOT_FOUND, 409 LEASE_EXPIRED (stale or foreign ``lease_id``) or CONFLICT (the job has
-finished), 413, 503 (Redis unreachable).
+finished), 413, 503 (Redis unreachable). The key is checked before the route: a request
+without a valid key gets 401 on an unknown route too, never a 404.
 """
 from __future__ import annotations
 
@@ -39,20 +56,23 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .. import defaults, validate
 from ..aio import GIVE_UP
 from ..engine import Engine, JobSpec
-from ..errors import CueNotFound, JobNotFound, LeaseLost, RedispoolError
+from ..errors import CueNotFound, InvalidOption, JobNotFound, LeaseLost, RedispoolError
 from ..keys import STATES, check_queue
 from ..models import Job, JobInfo, Lease, WorkerInfo
 from ..web import endpoint
+from ..web.auth import role_of
 from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, check_depth, deliverable, jsonable
 from ..web.delivery import rendered
 from ..web.endpoint import Dialect, Forbidden, Refusal, Unauthorized, call
+from ..web.waiting import LoopEngines
 from ..web.workers import HttpWorkers, OnThreads
 from .common import ENVELOPE_DEPTH, FOREVER_S, fields, iso, parse_time, same_trouble
 
@@ -69,8 +89,11 @@ WORKER_LEASE_S = 30                # told to workers at registration ...
 WORKER_HEARTBEAT_S = 10            # ... with how often to heartbeat themselves
 FAIL_ERROR_MAX = 2048
 LIST_MAX = 100
+SCAN_PAGE, SCAN_MAX = 500, 20_000  # a filtered list reads jobs this many at a time, at most this many
 DEFAULT_TIMEOUT_S = 300            # the service's timeout_seconds when a job names none
-UNSUPPORTED = ("expires_at", "tags", "parent_job_id", "completion_webhook", "completion_webhook_secret")
+UNSUPPORTED = ("parent_job_id", "completion_webhook", "completion_webhook_secret")
+PRIORITY_CLAMP = 1000              # PUT /jobs/{id}/priority clamps to [-1000, 1000], as the service
+DEFAULT_MAX_RETRIES = 3            # the service's max_retries when neither the job nor its queue names one
 
 
 def public_id(queue: str, job_id: str) -> str:
@@ -114,15 +137,40 @@ def summary(info: JobInfo) -> dict[str, Any]:
             "started_at": None, "completed_at": iso(info.finished_at if info.state == "done" else None)}
 
 
+def has_tag(tags: Any, tag: str) -> bool:
+    """The service's tag filter (Postgres ``tags ? tag``): a key of an object of tags, or
+    a string of a list of them."""
+    if isinstance(tags, dict):
+        return tag in tags
+    return isinstance(tags, list) and tag in tags
+
+
 def timeout_seconds(timeout: float | None) -> int:
     """A job's timeout as this protocol's whole seconds (0: none)."""
     return max(1, round(timeout)) if timeout else 0
 
 
+def job_options(stored: dict[str, Any] | None, max_retries: int | None, timeout: int | None) -> tuple[int, int]:
+    """(max_retries, timeout_seconds) of a job: those it names, else its queue's job
+    defaults (``stored``: ``Engine.job_defaults``, set by PUT /queues/{name}/config), else
+    the service's 3 and 300; InvalidOption out of the service's ranges. The REST and the
+    gRPC face (grpc/spooled.py) both take a job's options through here."""
+    if max_retries is None:
+        attempts = stored["max_attempts"] if stored else None
+        max_retries = min(attempts - 1, 100) if attempts is not None else DEFAULT_MAX_RETRIES
+    if timeout is None:
+        timeout = timeout_seconds(stored["timeout"]) if stored and stored["timeout"] is not None else DEFAULT_TIMEOUT_S
+    if not 0 <= max_retries <= 100:
+        raise InvalidOption(f"max_retries must be in [0, 100], got {max_retries}")
+    if not 1 <= timeout <= 86400:
+        raise InvalidOption(f"timeout_seconds must be in [1, 86400], got {timeout}")
+    return max_retries, timeout
+
+
 def job_record(info: JobInfo) -> dict[str, Any]:
     return {**summary(info), "organization_id": ORGANIZATION, "payload": jsonable(info.payload),
             "result": jsonable(info.result), "timeout_seconds": timeout_seconds(info.timeout),
-            "expires_at": None, "tags": None, "parent_job_id": None, "completion_webhook": None,
+            "expires_at": iso(info.expires_at), "tags": info.tags, "parent_job_id": None, "completion_webhook": None,
             "assigned_worker_id": info.worker_id if info.state == "leased" else None, "lease_id": None,
             "lease_expires_at": iso(info.lease_expires_at), "idempotency_key": info.unique_key,
             "updated_at": iso(info.updated_at)}
@@ -203,21 +251,37 @@ class SpooledApi:
             run_at = parse_time(item["scheduled_at"], "scheduled_at", "VALIDATION_ERROR")
             if run_at <= time.time():
                 run_at = None
+        expires_at = None
+        if item.get("expires_at") is not None:   # not claimed by then: cancelled, never run
+            if not isinstance(item["expires_at"], str):
+                raise FieldError("expires_at must be an ISO 8601 time string")
+            expires_at = parse_time(item["expires_at"], "expires_at", "VALIDATION_ERROR")
+        tags = item.get("tags")
+        if tags is not None:
+            check_depth(tags, "tags")
         return self.engine.job_spec(
             check_depth(item.get("payload")), priority=_in_range(priority, -100, 100, "priority"), delay=None,
             run_at=run_at, max_attempts=_in_range(max_retries, 0, 100, "max_retries") + 1, lease=None,
             unique_key=item.get("idempotency_key"), job_id=None, backoff_base=None, backoff_cap=None,
-            timeout=timeout)
+            timeout=timeout, expires_at=expires_at, tags=tags)
+
+    async def _queue_defaults(self, queue: str) -> tuple[int, int]:
+        """(max_retries, timeout_seconds) for a job of ``queue`` that names neither: the
+        queue's (PUT /queues/{name}/config), else the service's 3 and 300."""
+        return job_options(await call(self.engine.job_defaults, queue), None, None)
 
     CREATE = {"queue_name": (str, REQUIRED), "payload": (Any, None), "priority": (int, 0),
-              "max_retries": (int, 3), "timeout_seconds": (int, DEFAULT_TIMEOUT_S), "scheduled_at": (str, None),
-              "idempotency_key": (str, None), **{name: (Any, None) for name in UNSUPPORTED}}
+              "max_retries": (int, None, None), "timeout_seconds": (int, None, None), "scheduled_at": (str, None),
+              "idempotency_key": (str, None), "expires_at": (Any, None), "tags": (dict, list, None, None),
+              **{name: (Any, None) for name in UNSUPPORTED}}
 
     async def create(self, request: Request, body: Any) -> Any:
         b = fields(body, self.CREATE)
         queue = check_queue(b["queue_name"])
-        timeout = _in_range(b["timeout_seconds"], 1, 86400, "timeout_seconds")
-        spec = self._spec(b, max_retries=b["max_retries"], priority=b["priority"], timeout=timeout)
+        retries, timeout = b["max_retries"], b["timeout_seconds"]
+        stored = await call(self.engine.job_defaults, queue) if retries is None or timeout is None else None
+        retries, timeout = job_options(stored, retries, timeout)
+        spec = self._spec(b, max_retries=retries, priority=b["priority"], timeout=timeout)
         [(job_id, created)] = await call(self.engine.enqueue_specs, queue, [spec])
         return JSONResponse({"id": public_id(queue, job_id), "created": created},
                             status_code=201 if created else 200)
@@ -232,11 +296,12 @@ class SpooledApi:
         queue = check_queue(b["queue_name"])
         if not 1 <= len(b["jobs"]) <= LIST_MAX:
             raise Refusal(400, "VALIDATION_ERROR", f"jobs must hold 1 to {LIST_MAX} jobs")
-        timeout = DEFAULT_TIMEOUT_S
+        retries, timeout = await self._queue_defaults(queue)
         if b["default_timeout_seconds"] is not None:
             timeout = _in_range(b["default_timeout_seconds"], 1, 86400, "default_timeout_seconds")
         priority = b["default_priority"] if b["default_priority"] is not None else 0
-        retries = b["default_max_retries"] if b["default_max_retries"] is not None else 3
+        if b["default_max_retries"] is not None:
+            retries = b["default_max_retries"]
         specs, indexes, failed = [], [], []
         for index, raw in enumerate(b["jobs"]):
             try:
@@ -312,6 +377,21 @@ class SpooledApi:
     async def get(self, request: Request, body: Any) -> Any:
         return job_record(await self.info(request.path_params["id"]))
 
+    async def boost_priority(self, request: Request, body: Any) -> Any:
+        """PUT /jobs/{id}/priority: a pending or scheduled job re-prioritised in place
+        (a ready job keeps its place among jobs of its new priority); 404 for any other,
+        as the service. The value is clamped to the service's [-1000, 1000]."""
+        b = fields(body, {"priority": (int, REQUIRED)})
+        new = max(-PRIORITY_CLAMP, min(PRIORITY_CLAMP, b["priority"]))
+        queue, job_id = split_id(request.path_params["id"])
+        try:
+            old = await call(self.engine.set_priority, queue, job_id, new)
+        except JobNotFound:
+            old = None
+        if old is None:
+            raise Refusal(404, "NOT_FOUND", "Job not found or not in pending/scheduled state")
+        return {"job_id": request.path_params["id"], "old_priority": old, "new_priority": new}
+
     async def cancel(self, request: Request, body: Any) -> Any:
         queue, job_id = split_id(request.path_params["id"])
         try:
@@ -334,13 +414,21 @@ class SpooledApi:
 
     async def _page(self, queues: list[str], states: list[str], offset: int, limit: int,
                     keep: Callable[[JobInfo], bool] = lambda info: True) -> tuple[list[JobInfo], bool]:
-        """Jobs of ``states`` in ``queues`` (in that order), one page, and whether more follow."""
+        """Jobs of ``states`` in ``queues`` (in that order), one page, and whether more follow.
+        With a filter (``keep``) the jobs are read SCAN_PAGE at a time until the page is
+        full, at most SCAN_MAX of them per request."""
         found: list[JobInfo] = []
-        want = offset + limit + 1
+        want, scanned = offset + limit + 1, 0
         for queue in queues:
             for state in states:
-                infos = await call(self.engine.jobs, queue, state, limit=want)
-                found.extend(i for i in infos if keep(i))
+                start = 0
+                while len(found) < want and scanned < SCAN_MAX:
+                    infos = await call(self.engine.jobs, queue, state, limit=max(want, SCAN_PAGE), offset=start)
+                    scanned += len(infos)
+                    start += len(infos)
+                    found.extend(i for i in infos if keep(i))
+                    if len(infos) < max(want, SCAN_PAGE):
+                        break
                 if len(found) >= want:
                     break
             if len(found) >= want:
@@ -367,14 +455,32 @@ class SpooledApi:
         if unknown:
             raise Refusal(400, "VALIDATION_ERROR", f"unknown status {unknown[0]!r}")
         states = list(dict.fromkeys(STATE_OF[s] for s in wanted)) or list(STATES)
-        statuses = set(wanted)
-        job_type = q.get("job_type")
+        statuses, matches = set(wanted), self._filter(request)
 
         def keep(info: JobInfo) -> bool:
-            return ((not statuses or _status(info) in statuses)
-                    and (job_type is None or _job_type(info.payload) == job_type))
+            return (not statuses or _status(info) in statuses) and matches(info)
         items, more = await self._page(await self._queues(q.get("queue_name")), states, offset, limit, keep)
         return self._listed(items, more)
+
+    @staticmethod
+    def _filter(request: Request) -> Callable[[JobInfo], bool]:
+        """The list filters besides status: job_type (exact), tag, q (case-insensitive: the
+        id starts with it, or the queue name or job_type holds it), created_after
+        (inclusive) and created_before (exclusive)."""
+        q = request.query_params
+        job_type, tag, text = q.get("job_type"), q.get("tag"), (q.get("q") or "").lower()
+        after = parse_time(q["created_after"], "created_after", "VALIDATION_ERROR") if q.get("created_after") else None
+        before = parse_time(q["created_before"], "created_before", "VALIDATION_ERROR") \
+            if q.get("created_before") else None
+
+        def keep(info: JobInfo) -> bool:
+            kind = _job_type(info.payload)
+            return ((job_type is None or kind == job_type) and (tag is None or has_tag(info.tags, tag))
+                    and (not text or public_id(info.queue, info.id).lower().startswith(text)
+                         or text in info.queue.lower() or text in kind.lower())
+                    and (after is None or info.created_at >= after)
+                    and (before is None or info.created_at < before))
+        return keep
 
     async def batch_status(self, request: Request, body: Any) -> Any:
         ids = [i for i in request.query_params.get("ids", "").split(",") if i]
@@ -403,7 +509,7 @@ class SpooledApi:
     async def dlq(self, request: Request, body: Any) -> Any:
         limit, offset = self._paging(request)
         items, more = await self._page(await self._queues(request.query_params.get("queue_name")), ["dead"],
-                                       offset, limit)
+                                       offset, limit, self._filter(request))
         return self._listed(items, more)
 
     async def dlq_retry(self, request: Request, body: Any) -> Any:
@@ -511,13 +617,25 @@ class SpooledApi:
         return self._worker_json(await self._worker(request.path_params["id"]), full=True)
 
 
-def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlette:
+def create_app(engine: Engine, tokens: dict[str, str] | None = None, *, waits: LoopEngines | None = None) -> Starlette:
     """The spooled protocol as an ASGI app; mount it at ``/compat/spooled`` (its routes
-    live under ``/api/v1``, where the SDK puts them)."""
+    live under ``/api/v1``, where the SDK puts them). ``waits``: the server's, so that
+    its shutdown ends the realtime streams too (spooled_realtime.py)."""
+    from .spooled_auth import AuthRoutes, TokenAuth  # (these import this module)
+    from .spooled_history import JobHistory
+    from .spooled_ingest import ingest_routes
+    from .spooled_queues import queue_routes
+    from .spooled_realtime import Realtime
+    from .spooled_schedules import Schedules
+    from .spooled_webhooks import Webhooks
+    from .spooled_workflows import Workflows
+
     api = SpooledApi(engine, tokens)
     v1 = "/api/v1"
     J = v1 + "/jobs/{id:path}"
-    routes = [
+    resources = [*Schedules(api).routes(v1), *Workflows(api).routes(v1), *Webhooks(api).routes(v1)]
+    routes: list[BaseRoute] = [
+        *resources,   # first: /jobs/{id}/dependencies before /jobs/{id}
         api.route("POST", v1 + "/jobs", "worker", api.create),
         api.route("GET", v1 + "/jobs", "read", api.list_jobs),
         api.route("POST", v1 + "/jobs/bulk", "worker", api.bulk),
@@ -531,6 +649,8 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlett
         api.route("POST", J + "/fail", "worker", api.fail),
         api.route("POST", J + "/heartbeat", "worker", api.heartbeat),
         api.route("POST", J + "/retry", "admin", api.retry),
+        api.route("PUT", J + "/priority", "admin", api.boost_priority),
+        api.route("GET", J + "/history", "read", JobHistory(api).get),   # before GET J, which takes any path
         api.route("GET", J, "read", api.get),
         api.route("DELETE", J, "admin", api.cancel),
         api.route("GET", v1 + "/workers", "read", api.list_workers),
@@ -539,10 +659,18 @@ def create_app(engine: Engine, tokens: dict[str, str] | None = None) -> Starlett
         api.route("POST", v1 + "/workers/{id}/deregister", "worker", api.deregister),
         api.route("GET", v1 + "/workers/{id}", "read", api.get_worker),
     ]
+    routes += queue_routes(api)          # /health*, /queues (spooled_queues.py)
+    routes += ingest_routes(api, v1)     # /webhooks/{org_id}/custom, /webhooks/deliveries (spooled_ingest.py)
+    every: list[BaseRoute] = [*routes, *AuthRoutes(DIALECT, tokens).routes(v1),
+                              *Realtime(api, waits or LoopEngines(engine)).routes(v1)]
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        # the key is checked before the route, as the service does: a bad key learns nothing
+        if role_of(request.headers.get("authorization"), tokens) is None:
+            return DIALECT.answer(Unauthorized("no valid key"), request)
         return error(404, "NOT_FOUND", f"no route {request.method} {request.url.path} in the spooled protocol")
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app = Starlette(routes=every, exception_handlers={404: not_found, 405: not_found},
+                    middleware=[Middleware(TokenAuth, tokens=tokens)])   # login tokens count as their keys
     app.state.api = api
     return app

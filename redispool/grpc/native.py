@@ -49,7 +49,7 @@ def job_spec(engine: Engine, r: Any, where: str = "payload") -> JobSpec:
     payload = check_depth(loads(r.payload), where) if r.payload else None
     return job_args(engine, payload, priority=r.priority, delay=r.delay or None, run_at=None,
                     max_attempts=r.max_attempts or defaults.MAX_ATTEMPTS, lease=r.lease or None,
-                    unique_key=r.unique_key or None, job_id=r.job_id or None)
+                    unique_key=r.unique_key or None, job_id=r.job_id or None, timeout=r.timeout or None)
 
 
 class JobsService(rpc.JobsServicer):

@@ -6,7 +6,10 @@ So its official ``SpooledGrpcClient`` (``spooled[grpc]``) runs unchanged against
 ready = PENDING, scheduled = SCHEDULED (FAILED while it waits for a retry), leased =
 PROCESSING, done = COMPLETED, dead = DEADLETTER, cancelled = CANCELLED; ``max_retries``
 is max_attempts - 1 and ``retry_count`` the attempts made before the current one;
-``timeout_seconds`` is the job's timeout (0 at Enqueue: the service's 300).
+``timeout_seconds`` is the job's timeout. Enqueue takes a job's options as the REST face
+does (``compat.spooled.job_options``): ``max_retries``/``timeout_seconds`` 0 (not given)
+are the queue's job defaults (``PUT /queues/{name}/config``), else 3 and 300; ``tags``
+(a map) are stored as a JSON object, shown and filtered by the REST face.
 
 - A stale or foreign ``lease_id`` is ``FAILED_PRECONDITION "Lease expired"`` (what the
   client turns into its lease-lost error); a finished job ``FAILED_PRECONDITION "Job is
@@ -37,6 +40,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from .. import validate
 from ..aio import GIVE_UP, AsyncEngine
+from ..compat.spooled import job_options, timeout_seconds
 from ..errors import LeaseLost
 from ..keys import check_queue
 from ..models import Job, JobInfo, Lease
@@ -58,14 +62,6 @@ HEARTBEAT_S = 10
 MAX_DEQUEUE = 100
 BLOCK_S = 30.0
 LOST = "Lease expired"
-
-DEFAULT_TIMEOUT_S = 300   # the service's timeout_seconds when a job names none (as compat/spooled.py)
-
-
-def timeout_seconds(timeout: float | None) -> int:
-    """A job's timeout as this protocol's whole seconds (0: none)."""
-    return max(1, round(timeout)) if timeout else 0
-
 
 def public_id(queue: str, job_id: str) -> str:
     return f"{queue}{SEP}{job_id}"
@@ -201,15 +197,23 @@ class Core:
     async def deliver(self, queue: str, worker_id: str, host: str, jobs: list[Job]) -> list[Any]:
         """Jobs as messages (one that cannot be a Struct goes to dead alone) and the
         worker's registration told (best effort: the jobs are delivered regardless)."""
-        aio = self.aio()
+        out, sent = await self.messages(jobs)
+        await self.took(worker_id, host, queue, sent)
+        return out
+
+    async def messages(self, jobs: list[Job]) -> tuple[list[Any], list[Job]]:
+        """Jobs as messages, with the jobs sent; one that cannot be a Struct goes to dead alone."""
         # a payload too deep, or one a Struct cannot hold (TypeError), goes to dead alone
         out, sent, broken = rendered(jobs, leased_job, (ValueError, TypeError))
         if broken:
-            await aio.bury(broken)
+            await self.aio().bury(broken)
+        return out, sent
+
+    async def took(self, worker_id: str, host: str, queue: str, sent: list[Job]) -> None:
+        """Tell the worker's registration it holds ``sent`` (best effort)."""
         taken = {f"{queue}/{j.id}": j.lease_expires_at for j in sent}
         with contextlib.suppress(*GIVE_UP):
             await self.seen(worker_id, host, queue, taken=taken)
-        return out
 
     async def seen(self, worker_id: str, host: str, queue: str, **changes: Any) -> None:
         aio = self.aio()
@@ -281,20 +285,20 @@ class QueueService(rpc.QueueServiceServicer):
     async def Enqueue(self, request: Any, context: Any) -> Any:  # noqa: N802 - grpc's names
         async def work() -> Any:
             queue = check_queue(request.queue_name)
-            if request.tags:
-                raise _bad("tags are not supported by redispool")
             run_at = None
             if request.HasField("scheduled_at"):
                 run_at = request.scheduled_at.ToNanoseconds() / 1e9
                 run_at = run_at if run_at > time.time() else None
-            retries = request.max_retries if request.max_retries > 0 else 3
-            if request.timeout_seconds < 0 or request.timeout_seconds > 86400:
-                raise _bad("timeout_seconds must be in [0, 86400]")
             payload = check_depth(_plain(request.payload))
             aio = self.core.aio()
+            # 0 is "not given" on the wire: the queue's job defaults, else the service's 3 and 300
+            retries = request.max_retries if request.max_retries > 0 else None
+            timeout = request.timeout_seconds if request.timeout_seconds > 0 else None
+            stored = await aio.job_defaults(queue) if retries is None or timeout is None else None
+            retries, timeout = job_options(stored, retries, timeout)
             spec = job_args(aio.engine, payload, priority=request.priority, delay=None, run_at=run_at,
                             max_attempts=retries + 1, lease=None, unique_key=request.idempotency_key or None,
-                            job_id=None, timeout=request.timeout_seconds or DEFAULT_TIMEOUT_S)
+                            job_id=None, timeout=timeout, tags=dict(request.tags) or None)
             [(job_id, created)] = await aio.enqueue_specs(queue, [spec])
             return pb.EnqueueResponse(job_id=public_id(queue, job_id), created=created)
         return await _unary(context, self.tokens, "worker", work)
@@ -366,34 +370,39 @@ class QueueService(rpc.QueueServiceServicer):
                     with contextlib.suppress(*GIVE_UP):
                         await core.aio().release(jobs[0])
                     return
-                [message] = await core.deliver(queue, worker_id, host, jobs) or [None]
-                if message is None:
+                out, sent = await core.messages(jobs)
+                if not out:
                     continue
-                yield message
-                await self._until_settled(jobs[0], stop)
+                # the registration is told as the job goes out, not before (a round trip
+                # on every pickup); it is written long before the worker's Complete
+                telling = asyncio.ensure_future(core.took(worker_id, host, queue, sent))
+                key = (jobs[0].queue, jobs[0].id)
+                settled = core.settled.setdefault(key, asyncio.Event())   # before its Complete can come
+                try:
+                    yield out[0]
+                    await telling
+                    await self._until_settled(jobs[0], stop, settled)
+                finally:
+                    core.settled.pop(key, None)
         finally:
             ending.cancel()
 
-    async def _until_settled(self, job: Any, stop: asyncio.Future[None]) -> None:
-        """Wait until ``job`` is no longer leased to this stream's worker: woken by this
-        server's Complete/Fail/RenewLease, else looked at when its lease runs out."""
-        key = (job.queue, job.id)
-        event = self.core.settled.setdefault(key, asyncio.Event())
+    async def _until_settled(self, job: Any, stop: asyncio.Future[None], event: asyncio.Event) -> None:
+        """Wait until ``job`` is no longer leased to this stream's worker: woken (``event``,
+        set since the job went out) by this server's Complete/Fail/RenewLease, else looked
+        at when its lease runs out."""
         expires = job.lease_expires_at
-        try:
-            while not stop.done():
-                woken: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
-                await asyncio.wait({woken, stop}, timeout=max(0.01, expires - time.time() + 0.05),
-                                   return_when=asyncio.FIRST_COMPLETED)
-                woken.cancel()
-                event.clear()
-                info = await self.core.aio().get(job.queue, job.id)
-                if info is None or info.state != "leased" or info.worker_id != job.worker_id \
-                        or not info.lease_expires_at or info.lease_expires_at < time.time():
-                    return
-                expires = info.lease_expires_at
-        finally:
-            self.core.settled.pop(key, None)
+        while not stop.done():
+            woken: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
+            await asyncio.wait({woken, stop}, timeout=max(0.01, expires - time.time() + 0.05),
+                               return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            event.clear()
+            info = await self.core.aio().get(job.queue, job.id)
+            if info is None or info.state != "leased" or info.worker_id != job.worker_id \
+                    or not info.lease_expires_at or info.lease_expires_at < time.time():
+                return
+            expires = info.lease_expires_at
 
     async def ProcessJobs(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
         await require(context, self.tokens, "worker")

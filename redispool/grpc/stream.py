@@ -12,11 +12,13 @@ many jobs it can take). Four tasks serve it on the server's event loop, no threa
 - the *reader* takes credits and acks in order: an ack's items are settled with one
   script call per queue (``AsyncEngine.ack``: fencing token per item) and answered
   with one ``AckResults``, its items in the ack's order (completed, then failed, then
-  released);
+  released, then progress: one script call each, the job stays leased);
 - the *keeper* extends the leases of the jobs the stream holds every third of the
   lease (one script call per queue), so an open stream is its jobs' heartbeat;
 - the *registry* writer sends what changed (jobs taken and settled, processed, failed)
-  to the worker's registration, coalescing everything that happened during one write.
+  to the worker's registration, at most every ``REGISTRY_S`` (the first change and the
+  stream's end at once), coalescing everything that happened meanwhile: a job taken
+  and settled between two writes is never written.
 
 When the stream ends -- the worker half-closes, its connection breaks, the server shuts
 down -- what it still holds is released at once, so another worker gets those jobs
@@ -31,12 +33,13 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import defaults, validate
 from ..aio import GIVE_UP, AsyncEngine
+from ..errors import LeaseLost
 from ..keys import check_queue
 from .borrowed import MAX_DEPTH, BadInput, check_depth, deliverable, loads, rendered
 from .status import trouble
@@ -46,12 +49,15 @@ log = logging.getLogger("redispool.grpc")
 BLOCK_S = 30.0                 # one blocking claim's wait (then it claims again)
 RETRY_S = (0.05, 2.0)          # pause after Redis trouble in the puller: first, and at most
 BEAT_S = 10.0                  # the registration's beat while nothing else changes
+REGISTRY_S = 0.25              # the registration's writes at most this often (a write per ack
+                               # and per pushed batch was two script calls a pickup)
 MAX_QUEUES = 100
 RELEASING = 4                      # releases in flight per stream: a burst would open new pooled connections
+RELEASE_CHUNK = 500                # releases pipelined in one round trip when a stream ends
 _END = object()
 
 
-@dataclass
+@dataclass(slots=True)
 class Held:
     """A job the stream pushed and the worker has not acked: enough to extend and release it."""
 
@@ -88,13 +94,32 @@ def opened(request: Any) -> tuple[list[str], str, float | None, int]:
     return queues, worker_id, lease, o.credit
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """``json.dumps(value, separators=(",", ":"), allow_nan=False)`` at half its cost: json
+    builds an encoder on every call, this is the C one built once (without json's
+    check for cycles: a decoded payload has none, and a RecursionError is caught)."""
+    from json import encoder
+    make = getattr(encoder, "c_make_encoder", None)   # typeshed leaves the C part out
+    if make is None:  # pragma: no cover - CPython has it
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    c = make(None, _refuse, encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+    return lambda value: "".join(c(value, 0))
+
+
+_encode = _json_encoder()
+
+
 def payload_text(payload: Any) -> str:
     """A payload as JSON text, as the HTTP API sends it (Undeliverable when it nests too
     deep). Fast path: plain JSON values encode directly, and a text shorter than twice
     the depth limit cannot nest deeper than it; anything else (bytes, NaN, a long text)
     takes the HTTP API's checked way."""
     try:
-        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        text = _encode(payload)
     except (TypeError, ValueError, RecursionError):
         text = None
     if text is not None and len(text) <= 2 * MAX_DEPTH:
@@ -102,10 +127,12 @@ def payload_text(payload: Any) -> str:
     return json.dumps(deliverable(payload), separators=(",", ":"))
 
 
-def job_message(job: Any) -> Any:
-    """The ``Job`` of a leased job (Undeliverable when its payload cannot be JSON)."""
-    return pb.Job(queue=job.queue, id=job.id, token=job.token, payload=payload_text(job.payload),
-                  attempt=job.attempt, max_attempts=job.max_attempts, lease_expires_at=job.lease_expires_at)
+def job_message(job: Any, make: Any = pb.Job) -> Any:
+    """The ``Job`` of a leased job (Undeliverable when its payload cannot be JSON), made by
+    ``make`` (a repeated field's ``add``: built in place)."""
+    return make(queue=job.queue, id=job.id, token=job.token, payload=payload_text(job.payload),
+                attempt=job.attempt, max_attempts=job.max_attempts, lease_expires_at=job.lease_expires_at,
+                timeout=job.timeout or 0.0)
 
 
 def _json_text(text: str, what: str) -> Any:
@@ -125,6 +152,7 @@ class WorkStream:
         self.has_credit = asyncio.Event()
         self.stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.changes = Changes(queues=set(queues))
+        self.listed: set[str] = set()   # the jobs the registration lists (written)
         self.changed = asyncio.Event()
         self.changed.set()   # register at once
         self._tasks: list[asyncio.Task[Any]] = []
@@ -161,20 +189,32 @@ class WorkStream:
             task.cancel()
         held, self.held = list(self.held.values()), {}
         started = time.monotonic()
-        await asyncio.gather(*(self._release(h) for h in held))
+        await self._release_all(held)
         took = time.monotonic() - started
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(puller, 10)
         late, self.held = list(self.held.values()), {}   # none expected: a claim ending after stop releases
-        await asyncio.gather(*(self._release(h) for h in late))
+        await self._release_all(late)
         held += late
         log.info("stream of worker %s ended: %d job(s) it held released (in %.0f ms)", self.worker_id, len(held),
                  took * 1000)
-        self.changes.settled.update(f"{h.queue}/{h.id}" for h in held)
+        for h in held:
+            self._let_go(f"{h.queue}/{h.id}")
         self.closed = True   # the registry writer sends this last change, then ends
         self.changed.set()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(registry, 10)
+
+    async def _release_all(self, held: list[Held]) -> None:
+        """Give ``held`` back at once: ``RELEASE_CHUNK`` releases per round trip (a lease
+        already gone is fine). Best effort: on Redis trouble, one at a time, and what
+        cannot be released comes back when its lease expires."""
+        for i in range(0, len(held), RELEASE_CHUNK):
+            chunk = held[i:i + RELEASE_CHUNK]
+            try:
+                await self.aio.release_many(chunk)
+            except GIVE_UP:
+                await asyncio.gather(*(self._release(h) for h in chunk))
 
     async def _release(self, h: Any) -> None:
         async with self._releasing:
@@ -206,30 +246,34 @@ class WorkStream:
                 if kind == "credit":
                     self._set_credit(self.credit + request.credit)
                 elif kind == "ack":
-                    self.outbox.put_nowait(pb.WorkReply(results=await self._ack(request.ack)))
+                    self.outbox.put_nowait(await self._ack(request.ack))
                     self._end_if_drained()
                 # a second 'open' or an empty request changes nothing
         finally:
             self.outbox.put_nowait(_END)   # the worker half-closed (or went away)
 
     async def _ack(self, ack: Any) -> Any:
-        """Settle an ack's items; one result per item, in the ack's order."""
-        results: list[Any] = []
+        """Settle an ack's items: a ``WorkReply`` with one result per item, in the ack's order."""
         by_queue: dict[str, tuple[list[Any], list[Any]]] = defaultdict(lambda: ([], []))
         slots: list[tuple[str, int, Any]] = []   # where each item's result comes from
+        valid = self._valid_queues
         for c in ack.completed:
             ref = c.job
-            try:
-                self._check_queue(ref.queue)
-                if not ref.id or not ref.token:
-                    raise BadInput("a job ref needs its queue, id and token")
-                value = _json_text(c.result, "result")
-            except ValueError as exc:
-                slots.append(("bad", 0, (ref, str(exc))))
-                continue
-            done, _ = by_queue[ref.queue]
+            queue, job_id, token = ref.queue, ref.id, ref.token
+            if queue in valid and job_id and token and not c.result:
+                value = None   # the common item, checked at once
+            else:
+                try:
+                    self._check_queue(queue)
+                    if not job_id or not token:
+                        raise BadInput("a job ref needs its queue, id and token")
+                    value = _json_text(c.result, "result")
+                except ValueError as exc:
+                    slots.append(("bad", 0, (ref, str(exc))))
+                    continue
+            done = by_queue[queue][0]
             slots.append(("completed", len(done), ref))
-            done.append((Held(ref.queue, ref.id, ref.token), value))
+            done.append((Held(queue, job_id, token), value))
         for f in ack.failed:
             ref = f.job
             try:
@@ -247,31 +291,37 @@ class WorkStream:
             failed.append((Held(ref.queue, ref.id, ref.token), f.error, not f.no_retry, delay))
         outcome = dict(zip(by_queue, await asyncio.gather(
             *(self._ack_queue(q, done, failed) for q, (done, failed) in by_queue.items()))))
+        reply = pb.WorkReply()
+        reply.results.SetInParent()   # an empty ack gets its (empty) results too
+        add = reply.results.results.add   # built in place: a message passed to a constructor is copied
         processed = failed_n = 0
         for kind, index, item in slots:
             if kind == "bad":
                 ref, why = item
-                results.append(pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error=f"bad_input: {why}"))
+                add(queue=ref.queue, id=ref.id, ok=False, error=f"bad_input: {why}")
                 continue
             ref = item
             got = outcome[ref.queue]
             if isinstance(got, str):   # Redis trouble: not settled, the job stays held
-                results.append(pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error=got))
+                add(queue=ref.queue, id=ref.id, ok=False, error=got)
                 continue
             state = ("done" if got.completed[index] else None) if kind == "completed" else got.failed[index]
             self._settled(ref)
             if state is None:
-                results.append(pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error="lease_lost"))
+                add(queue=ref.queue, id=ref.id, ok=False, error="lease_lost")
             else:
                 processed += 1
                 failed_n += kind == "failed"
-                results.append(pb.AckResult(queue=ref.queue, id=ref.id, ok=True, state=state))
+                add(queue=ref.queue, id=ref.id, ok=True, state=state)
         for ref in ack.released:
-            results.append(await self._give(ref))
+            add(**await self._give(ref))
+        if ack.progress:
+            for fields in await asyncio.gather(*(self._progress(p) for p in ack.progress)):
+                add(**fields)
         self.changes.processed += processed
         self.changes.failed += failed_n
         self.changed.set()
-        return pb.AckResults(results=results)
+        return reply
 
     def _check_queue(self, queue: str) -> None:
         """check_queue, remembered per stream (an ack names the same few queues per item)."""
@@ -287,24 +337,48 @@ class WorkStream:
             log.warning("worker %s: ack on %s not settled: %s", self.worker_id, queue, exc)
             return trouble(exc) or "unavailable"
 
-    async def _give(self, ref: Any) -> Any:
-        """Release one job the worker hands back (only a job this stream holds with that token)."""
+    async def _give(self, ref: Any) -> dict[str, Any]:
+        """Release one job the worker hands back (only a job this stream holds with that
+        token): the fields of its ``AckResult``."""
         held = self.held.get((ref.queue, ref.id))
         if held is None or held.token != ref.token:
-            return pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error="lease_lost")
+            return {"queue": ref.queue, "id": ref.id, "ok": False, "error": "lease_lost"}
         try:
             await self.aio.release(held)
         except GIVE_UP as exc:
-            return pb.AckResult(queue=ref.queue, id=ref.id, ok=False, error=trouble(exc) or "unavailable")
+            return {"queue": ref.queue, "id": ref.id, "ok": False, "error": trouble(exc) or "unavailable"}
         self._settled(ref)
-        return pb.AckResult(queue=ref.queue, id=ref.id, ok=True, state="ready")
+        return {"queue": ref.queue, "id": ref.id, "ok": True, "state": "ready"}
+
+    async def _progress(self, p: Any) -> dict[str, Any]:
+        """Record one job's progress (fenced by its token; the job stays leased): the
+        fields of its ``AckResult``."""
+        ref = p.job
+        try:
+            self._check_queue(ref.queue)
+            if not ref.id or not ref.token:
+                raise BadInput("a job ref needs its queue, id and token")
+            await self.aio.progress(Held(ref.queue, ref.id, ref.token), p.value, p.message or None)
+        except LeaseLost:
+            return {"queue": ref.queue, "id": ref.id, "ok": False, "error": "lease_lost"}
+        except ValueError as exc:   # an id, token, value or message refused (before any write)
+            return {"queue": ref.queue, "id": ref.id, "ok": False, "error": f"bad_input: {exc}"}
+        except GIVE_UP as exc:
+            return {"queue": ref.queue, "id": ref.id, "ok": False, "error": trouble(exc) or "unavailable"}
+        return {"queue": ref.queue, "id": ref.id, "ok": True, "state": "leased"}
 
     def _settled(self, ref: Any) -> None:
-        held = self.held.get((ref.queue, ref.id))
+        key = (ref.queue, ref.id)
+        held = self.held.get(key)
         if held is not None and held.token == ref.token:
-            del self.held[(ref.queue, ref.id)]
-            self.changes.settled.add(f"{ref.queue}/{ref.id}")
-            self.changes.taken.pop(f"{ref.queue}/{ref.id}", None)
+            del self.held[key]
+            self._let_go(f"{ref.queue}/{ref.id}")
+
+    def _let_go(self, job: str) -> None:
+        """The stream no longer holds ``job`` (``queue/id``): the registration is told, unless
+        it was never told the stream took it (taken and let go between two writes)."""
+        if self.changes.taken.pop(job, None) is None or job in self.listed:
+            self.changes.settled.add(job)
 
     # ------------------------------------------------------------------ pushing jobs
     async def _pull(self) -> None:
@@ -355,17 +429,21 @@ class WorkStream:
         return keep
 
     async def _push(self, jobs: list[Any]) -> None:
-        out, sent, broken = rendered(jobs, job_message)
+        reply = pb.WorkReply()
+        add = reply.jobs.jobs.add   # built in place: a message passed to a constructor is copied
+        _, sent, broken = rendered(jobs, lambda job: job_message(job, add))
         if broken:
             await self.aio.bury(broken)
+        held, taken, settled = self.held, self.changes.taken, self.changes.settled
         for j in sent:
-            self.held[(j.queue, j.id)] = Held(j.queue, j.id, j.token)
-            self.changes.taken[f"{j.queue}/{j.id}"] = j.lease_expires_at
-            self.changes.settled.discard(f"{j.queue}/{j.id}")   # taken again since it was settled
+            held[(j.queue, j.id)] = Held(j.queue, j.id, j.token)
+            key = f"{j.queue}/{j.id}"
+            taken[key] = j.lease_expires_at
+            settled.discard(key)   # taken again since it was settled
         self._set_credit(self.credit - len(sent))
         self.changed.set()
-        if out:
-            self.outbox.put_nowait(pb.WorkReply(jobs=pb.JobBatch(jobs=out)))
+        if sent:
+            self.outbox.put_nowait(reply)
 
     # ------------------------------------------------------------------ leases and registry
     async def _keep(self) -> None:
@@ -393,23 +471,29 @@ class WorkStream:
                 continue                        # acked meanwhile
             if expires is None:                 # swept or taken over: its ack will say lease_lost
                 del self.held[(h.queue, h.id)]
-                self.changes.settled.add(key)
+                self._let_go(key)
             else:
                 self.changes.taken[key] = expires
 
     async def _registry(self) -> None:
-        """Send the registration what changed; one write covers all that happened during
-        the previous one. Best effort: the jobs' own state never depends on it."""
+        """Send the registration what changed, at most every ``REGISTRY_S`` (at once when
+        the stream ends); one write covers all that happened since the previous one. Best
+        effort: the jobs' own state never depends on it."""
+        loop = asyncio.get_running_loop()
+        next_at = 0.0
         while True:
             changed = asyncio.ensure_future(self.changed.wait())
             try:   # not wait_for: on 3.11 it may swallow a cancel that meets a wake-up
                 await asyncio.wait({changed}, timeout=BEAT_S)
             finally:
                 changed.cancel()
+            if (pause := next_at - loop.time()) > 0 and not self.stop.done():
+                await asyncio.wait({self.stop}, timeout=pause)   # the stream's end writes at once
             self.changed.clear()
             closed = self.closed
             try:
                 await self._beat()
+                next_at = loop.time() + REGISTRY_S
             except GIVE_UP as exc:
                 log.warning("worker %s: registration not updated: %s", self.worker_id, exc)
                 if not closed:
@@ -431,6 +515,8 @@ class WorkStream:
         except BaseException:
             self._merge_back(c)
             raise
+        self.listed |= c.taken.keys()
+        self.listed -= c.settled
 
     def _merge_back(self, c: Changes) -> None:
         """Changes a failed write did not deliver, kept for the next one."""

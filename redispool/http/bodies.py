@@ -118,6 +118,10 @@ WEBHOOK: Spec = {
     "secret": SECRET,
     "scheme": SCHEME,
     "max_attempts": Field((int,), MAX_ATTEMPTS, ATTEMPTS),
+    "enabled": Field((bool,), True, {"description": "false: kept, but nothing is delivered to it"}),
+    "disable_after": Field((int,), 0, {"minimum": 0, "maximum": 1_000_000,
+                                       "description": "disable it after this many consecutive failed "
+                                                      "deliveries (0: never)"}),
 }
 LIMITS: Spec = {
     "rate": Field((int, None), None, {"minimum": 1, "maximum": limits.RATE_MAX,

@@ -78,14 +78,18 @@ SCHEMAS: dict[str, Any] = {
         "last_fire_at": nullable(TIME),
         "url": nullable({"type": "string", "description": "a webhook cue's URL (null: the queue's workers get "
                                                           "its fires)"}),
-        "timeout": TIMEOUT}),
+        "timeout": TIMEOUT, "runs": {"type": "integer", "description": "its runs so far (fires and runs now)"}}),
     "Webhook": record({
         "name": {"type": "string"}, "url": {"type": "string"},
         "events": {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}},
         "queues": nullable({"type": "array", "items": {"type": "string"}, "description": "null: every queue"}),
         "signed": {"type": "boolean", "description": "whether it has a secret (which is never sent)"},
         "scheme": {"type": "string", "enum": list(SCHEMES)}, "max_attempts": {"type": "integer"},
-        "created_at": TIME}),
+        "created_at": TIME, "enabled": {"type": "boolean", "description": "false: nothing is delivered to it"},
+        "disable_after": {"type": "integer", "description": "consecutive failed deliveries that disable it "
+                                                             "(0: never)"},
+        "failures": {"type": "integer", "description": "consecutive failed (dead) deliveries so far"},
+        "auto_disabled_at": nullable({**TIME, "description": "when the deliverer disabled it"})}),
     "Delivery": record({
         "id": {"type": "string"}, "webhook": {"type": "string"}, "event": {"type": "string"},
         "queue": {"type": "string"}, "job_id": nullable({"type": "string"}), "attempt": {"type": "integer"},

@@ -34,7 +34,7 @@ def cue(c: CueInfo) -> dict[str, Any]:
     return {"queue": c.queue, "name": c.name, "cron": c.cron, "tz": c.tz, "next_fire_at": c.next_fire_at,
             "paused": c.paused, "payload": jsonable(c.payload), "priority": c.priority, "misfire": c.misfire,
             "max_attempts": c.max_attempts, "lease": c.lease, "last_fire_at": c.last_fire_at, "url": c.url,
-            "timeout": c.timeout}
+            "timeout": c.timeout, "runs": c.runs}
 
 
 def worker(w: WorkerInfo) -> dict[str, Any]:
@@ -46,7 +46,8 @@ def worker(w: WorkerInfo) -> dict[str, Any]:
 def webhook(w: WebhookInfo) -> dict[str, Any]:
     """A webhook; its secret is never sent (``signed`` says whether it has one)."""
     return {"name": w.name, "url": w.url, "events": w.events, "queues": w.queues, "signed": w.signed,
-            "scheme": w.scheme, "max_attempts": w.max_attempts, "created_at": w.created_at}
+            "scheme": w.scheme, "max_attempts": w.max_attempts, "created_at": w.created_at, "enabled": w.enabled,
+            "disable_after": w.disable_after, "failures": w.failures, "auto_disabled_at": w.auto_disabled_at}
 
 
 def delivery(d: DeliveryInfo) -> dict[str, Any]:
@@ -56,9 +57,4 @@ def delivery(d: DeliveryInfo) -> dict[str, Any]:
 
 
 def workflow(w: Workflow) -> dict[str, Any]:
-    return {"id": w.id, "name": w.name, "status": w.status, "created_at": w.created_at,
-            "cancelled_at": w.cancelled_at,
-            "jobs": {key: {"queue": queue, "id": job_id, "state": w.states.get(key),
-                           "depends_on": w.depends_on.get(key, []),
-                           "dependency_mode": w.dependency_mode.get(key, "all")}
-                     for key, (queue, job_id) in w.jobs.items()}}
+    return w.to_dict()

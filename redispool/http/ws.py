@@ -51,13 +51,12 @@ from ..events import Cursor, now_cursor
 from ..keys import check_queue
 from ..web import outage
 from ..web.body import BadInput, fields, loads
-from ..web.endpoint import Forbidden, Unauthorized, check_role
+from ..web.endpoint import Forbidden, Unauthorized, check_role, refuse
 from ..web.feed import TROUBLE, Feed, Sent, follow
 
 log = logging.getLogger("redispool.http")
 
 GOING_AWAY = 1001        # close code at shutdown
-POLICY = 1008            # ... of a refused handshake where no HTTP answer can be sent
 INTERNAL = 1011          # ... of a server bug
 MAX_MESSAGE = 64 * 1024  # bytes of one client message (uvicorn's ws_max_size: a bigger one closes with 1009)
 SUBSCRIBE = {"queues": (list, None, None), "job": (list, None, None), "after": (str, None, None)}
@@ -88,15 +87,6 @@ def handler(api: Any, render: Render) -> Callable[[WebSocket], Awaitable[None]]:
             with contextlib.suppress(Exception):
                 await websocket.close(INTERNAL, "internal error")
     return ws
-
-
-async def refuse(websocket: WebSocket, response: Response) -> None:
-    """Refuse the handshake: ``response`` as the HTTP answer where the server can send
-    one (the ASGI denial response), else a close with 1008."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(response)
-    else:
-        await websocket.close(POLICY, "unauthorized")
 
 
 class Session:

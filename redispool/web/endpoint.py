@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.websockets import WebSocket
 
 from ..errors import REDIS_TROUBLE, ConnectionFailed, RedisFull, RedispoolError
 from . import outage
@@ -124,6 +125,15 @@ def check_role(request: HTTPConnection, tokens: dict[str, str] | None, needed: s
     if not allows(role, needed):
         raise Forbidden(role, needed)
     return role
+
+
+async def refuse(websocket: WebSocket, response: Response) -> None:
+    """Refuse a WebSocket handshake: ``response`` as the HTTP answer where the server can
+    send one (the ASGI denial response), else a close with 1008 (policy violation)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(1008, "unauthorized")
 
 
 def route(dialect: Dialect, tokens: dict[str, str] | None, method: str, path: str, needed: str,

@@ -6,7 +6,8 @@ one Redis connection each, so a thousand waiting HTTP workers would need a thous
 connections (and exhaust any pool long before). Here each queue with waiters has one
 watcher task instead: ``BZPOPMIN`` on the marker on the hub's own connection (read with
 wait + read timeout, blocking.py); when it pops the marker it wakes, oldest first, as
-many waiters as the ready jobs can serve (their claim limits summed), and each of those
+many waiters as the ready jobs can serve (their claim limits summed; with one waiter,
+it wakes it without counting), and each of those
 claims with an ordinary script call (under a concurrency cap, only as many as the cap has
 free slots: the queue's limits, limits.py). A waiter that finds nothing waits again. The claim
 script sets the marker again while jobs remain, so the watcher wakes the next ones. A
@@ -115,7 +116,10 @@ class WaitHub:
                     popped = await blocking.bzpopmin_async(self.client, [k.marker], WATCH_S)
                     if popped is None:
                         continue
-                    ready = await self._claimable(k)
+                    # one waiter (a Work stream, a lone long-poll) is woken whatever is ready:
+                    # counting would add a round trip to every pickup
+                    waiting = len(self._waiters.get(queue) or ())
+                    ready = waiting if waiting <= 1 else await self._claimable(k)
                 except asyncio.CancelledError:
                     raise
                 except _TROUBLE as exc:
@@ -135,11 +139,15 @@ class WaitHub:
     async def _claimable(self, k: Any) -> int:
         """How many jobs a claim could lease now: the ready ones, at most the free slots
         of the queue's concurrency cap (the rate is the claim script's to say)."""
-        ready = int(await self.client.zcard(k.ready))
-        cap = await self.client.hget(k.config, "concurrency")
+        async with self.client.pipeline(transaction=False) as pipe:   # one round trip
+            pipe.zcard(k.ready)
+            pipe.hget(k.config, "concurrency")
+            pipe.zcard(k.leased)
+            ready, cap, leased = await pipe.execute()
+        ready = int(ready)
         if ready and cap is not None:
             with contextlib.suppress(ValueError):
-                ready = min(ready, max(0, int(cap) - int(await self.client.zcard(k.leased))))
+                ready = min(ready, max(0, int(cap) - int(leased)))
         return ready
 
     async def _restore(self, queue: str) -> None:

@@ -259,3 +259,34 @@ def test_three_scheduler_processes_fire_each_time_exactly_once(redis_url):
     logged = sum(int(n) for log in logs for n in re.findall(r"cue fired .*? jobs=(\d+)", log))
     assert logged == len(ids), "each fire logged by one scheduler"
     engine.close()
+
+
+def test_the_run_log_keeps_fires_and_runs_now_newest_first_and_goes_with_the_cue(engine):
+    engine.add_cue("q", "tick", "* * * * * *", payload=1)
+    assert engine.cue_runs("q", "tick") == [] and engine.get_cue("q", "tick").runs == 0
+    due = engine.get_cue("q", "tick").next_fire_at
+    time.sleep(max(0.0, due - time.time()) + 0.05)
+    assert engine.fire_due_cues("q") == 1
+    manual = engine.run_cue("q", "tick")
+    [(ran, ran_at), (fired, fired_at)] = engine.cue_runs("q", "tick")
+    assert ran == manual and fired == f"cue:tick:{round(fired_at * 1000)}"
+    assert fired_at == pytest.approx(due) and ran_at >= fired_at
+    assert {engine.get("q", ran).payload, engine.get("q", fired).payload} == {1}
+    assert engine.get_cue("q", "tick").runs == 2
+    assert engine.add_cue("q", "tick", "* * * * * *", payload=2).runs == 2, "re-adding keeps the count"
+    assert engine.cue_runs("q", "tick", limit=1) == [(ran, ran_at)]
+    with pytest.raises(redispool.InvalidOption):
+        engine.cue_runs("q", "tick", limit=0)
+    engine.remove_cue("q", "tick")
+    with pytest.raises(redispool.CueNotFound):
+        engine.cue_runs("q", "tick")
+    engine.add_cue("q", "tick", "* * * * * *")
+    assert engine.cue_runs("q", "tick") == [] and engine.get_cue("q", "tick").runs == 0
+
+
+def test_the_run_log_is_capped(engine, monkeypatch):
+    monkeypatch.setattr(redispool.defaults, "CUE_RUNS_MAX", 3)
+    engine.add_cue("q", "c", "0 0 1 1 *")
+    ids = [engine.run_cue("q", "c") for _ in range(5)]
+    assert [j for j, _ in engine.cue_runs("q", "c", limit=3)] == ids[::-1][:3]
+    assert engine.get_cue("q", "c").runs == 5

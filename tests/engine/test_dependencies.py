@@ -184,6 +184,87 @@ def test_cross_queue_exactly_once_under_racing_schedulers(engine):
     assert sorted(e.job_id for e in released) == sorted(children)
 
 
+@pytest.mark.parametrize("how", ["purge", "delete_job"])
+def test_a_deleted_unfinished_parent_cancels_the_children_it_held(engine, how):
+    """Purging or deleting a parent that had not finished: its children (this queue's and,
+    through the outbox, other queues') can no longer run. An "any" child with another
+    parent left keeps waiting; a finished parent deleted changes nothing."""
+    done = engine.enqueue("p", "done")
+    finish(engine, "p", done)
+    parent = engine.enqueue("p", "parent", delay=3600)
+    other = engine.enqueue("p", "other", delay=3600)
+    here = engine.enqueue("p", "here", depends_on=[parent])
+    grandchild = engine.enqueue("far", "grandchild", depends_on=[("p", here)])
+    there = engine.enqueue("far", "there", depends_on=[("p", parent), ("p", done)])
+    either = engine.enqueue("far", "either", depends_on=[("p", parent), ("p", other)], dependency_mode="any")
+    after_done = engine.enqueue("p", "after", depends_on=[done, other])
+    if how == "purge":
+        assert engine.purge("p", "scheduled") == 2           # parent and other
+    else:
+        assert engine.delete_job("p", done) is True          # finished: nothing to tell
+        assert state(engine, "p", after_done) == "waiting"
+        assert engine.delete_job("p", parent) is True
+    assert state(engine, "p", here) == "cancelled"
+    assert f"DependencyFailed: parent p/{parent} is deleted" in engine.get("p", here).error
+    assert state(engine, "far", grandchild) == "cancelled"     # its cancel crossed a queue
+    assert state(engine, "far", there) == "cancelled"
+    if how == "purge":
+        assert state(engine, "far", either) == "cancelled"     # both of its parents are gone
+        assert state(engine, "p", after_done) == "cancelled"
+    else:
+        assert state(engine, "far", either) == "waiting"       # "other" may still be done
+        [job] = engine.claim("p", "w") or [None]
+        assert job is None                                     # other is still delayed
+    for queue in ("p", "far"):
+        assert engine.client.zcard(engine.keys(queue).outbox) == 0
+
+
+def test_purging_waiting_children_with_their_parent_keeps_the_sets_whole(engine):
+    """Purging "waiting" where one purged job is the parent of another: the child, cancelled
+    by its parent's deletion earlier in the same call, is cancelled (not a ghost in a set)."""
+    root = engine.enqueue("q", "root", delay=3600)
+    first = engine.enqueue("q", "first", depends_on=[root])
+    second = engine.enqueue("q", "second", depends_on=[first])
+    assert engine.purge("q", "waiting") == 1
+    assert engine.get("q", first) is None and state(engine, "q", second) == "cancelled"
+    assert engine.client.zrange(engine.keys("q").cancelled, 0, -1) == [second.encode()]
+    assert engine.stats("q")["waiting"] == 0
+
+
+def created_unlinked(engine, queue, payload, parents, mode="all"):
+    """A child created by enqueue.lua whose creator died before link.lua ran."""
+    spec = engine.job_spec(payload, depends_on=parents, dependency_mode=mode, queue=queue)
+    [(child, created)] = engine.run(ops.enqueue(engine, queue, [spec.payload], [spec.options], [spec.deps]))
+    assert created
+    return child
+
+
+def test_a_child_whose_creator_died_before_linking_is_linked_by_the_scheduler(engine, monkeypatch):
+    running = engine.enqueue("p", "running")
+    finished = engine.enqueue("p", "finished")
+    finish(engine, "p", running)   # claims "running" first: it is the first ready
+    child = created_unlinked(engine, "kids", "a", [("p", running)])            # its parent finished unaware
+    waits = created_unlinked(engine, "kids", "b", [("p", finished), ("p", running)])
+    linked = engine.enqueue("kids", "c", depends_on=[("p", running)])         # linked as usual: released
+    assert [state(engine, "kids", j) for j in (child, waits, linked)] == ["waiting", "waiting", "ready"]
+    assert engine.client.zcard(engine.keys("kids").linking) == 3
+    scheduler = Scheduler(engine)
+    moved, next_ms = scheduler.visit("kids")
+    assert moved == 0 and next_ms > 0                           # not LINK_GRACE_S old yet: planned
+    planned = engine.client.zscore(f"{engine.prefix}:due:scheduler", "kids")
+    assert planned is not None                                  # enqueue planned the visit LINK_GRACE_S on
+    monkeypatch.setattr("redispool.base.LINK_GRACE_S", 0)
+    moved, _ = scheduler.visit("kids")
+    assert moved == 3                                           # three links made again, idempotently
+    assert state(engine, "kids", child) == "ready"
+    assert state(engine, "kids", waits) == "waiting"            # its other parent now knows it
+    assert engine.client.zcard(engine.keys("kids").linking) == 0
+    finish(engine, "p", finished)
+    assert state(engine, "kids", waits) == "ready"
+    released = [e.job_id for e in engine.events("kids", limit=100) if e.data.get("previous") == "waiting"]
+    assert sorted(released) == sorted([child, waits, linked])   # each released once
+
+
 def test_http_enqueue_with_depends_on(engine):
     pytest.importorskip("starlette")
     from starlette.testclient import TestClient

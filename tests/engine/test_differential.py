@@ -7,7 +7,7 @@ import uuid
 
 import redispool
 
-TIME_FIELDS = {b"c", b"u", b"scheduler_at", b"sweeper_at"}
+TIME_FIELDS = {b"c", b"u", b"scheduler_at", b"sweeper_at", b"paused_at"}
 TIMED_SETS = ("scheduled", "leased", "done", "dead", "cancelled", "scheduler", "sweeper")  # rp:due:<daemon> too
 
 
@@ -24,8 +24,12 @@ def scenario(engine: redispool.Engine) -> None:
     engine.release(jobs[3])
     engine.ack("q", worker_id="w2", limit=2)
     engine.cancel("q", "later")
-    engine.pause("other")
+    engine.pause("other", "maintenance")
     engine.replay_dead("q")
+    engine.enqueue("q", "tagged", tags={"team": "ops"}, expires_at=4_000_000_000, job_id="tagged")
+    engine.enqueue("q", "gone", tags=["a"], expires_at=1_000_000_000, job_id="gone")
+    engine.set_priority("q", "tagged", 7)
+    engine.claim("q", "w3", limit=3)   # cancels "gone" (expired), leases the next ones
 
 
 def dump(engine: redispool.Engine) -> dict:

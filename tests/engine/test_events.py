@@ -201,3 +201,27 @@ def test_several_queues_read_in_one_order_and_resume_exactly(engine):
     resumed = asyncio.run(read_all(Cursor("-".join(map(str, middle[0])), middle[1]), 3,
                                    len(expected) - len(expected) // 2))
     assert resumed == expected[len(expected) // 2:]
+
+
+def test_job_events_of_one_job_across_pages_and_the_oldest_kept(engine):
+    from redispool import events as events_module
+    first = engine.enqueue("q", 0)
+    engine.enqueue_many("q", range(events_module.JOB_SCAN_PAGE + 50))   # the job's events span two pages
+    [job] = engine.claim("q", "w")
+    assert job.id == first
+    engine.complete(job)
+    mine, kept = engine.job_events("q", first, since=engine.get("q", first).created_at)
+    assert [(e.type, e.job_id) for e in mine] == [("enqueued", first), ("claimed", first), ("completed", first)]
+    assert kept == mine[0].at, "the log keeps everything yet"
+    assert engine.job_events("q", "nope") == ([], kept)
+    assert engine.job_events("empty", "1") == ([], None)
+
+
+def test_job_events_leave_out_a_former_job_of_the_same_id(engine):
+    engine.client.xadd(engine.keys("q").events, {"t": "completed", "j": "x"}, id="1-0")   # a former x, long ago
+    engine.enqueue("q", 2, job_id="x")
+    created = engine.get("q", "x").created_at
+    mine, kept = engine.job_events("q", "x", since=created)
+    assert [e.type for e in mine] == ["enqueued"]
+    assert kept == 0.001, "the oldest entry kept is the one added at 1 ms"
+    assert [e.id for e in engine.job_events("q", "x")[0]][0] == "1-0", "without since: the whole log"

@@ -73,9 +73,9 @@ def test_enqueue_sends_one_option_set_or_one_per_job(engine):
     specs = [engine.job_spec(n, priority=2) for n in range(3)]
     payloads = [spec.payload for spec in specs]
     op = ops.enqueue(engine, "q", payloads, [ops.job_options(priority=2)])
-    assert op.args[:3] == [3, 1, engine.events_max] and len(op.args) == 3 + 10 + 3
+    assert op.args[:3] == [3, 1, engine.events_max] and len(op.args) == 3 + 12 + 3
     assert [created for _, created in engine.run(op)] == [True] * 3
     op = ops.enqueue(engine, "q", payloads, [spec.options for spec in specs])
-    assert op.args[:3] == [3, 3, engine.events_max] and len(op.args) == 3 + 30 + 3
+    assert op.args[:3] == [3, 3, engine.events_max] and len(op.args) == 3 + 36 + 3
     assert [created for _, created in engine.run(op)] == [True] * 3
     assert engine.stats("q")["ready"] == 6 and all(info.priority == 2 for info in engine.jobs("q", "ready"))

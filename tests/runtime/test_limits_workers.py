@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,19 +17,8 @@ from redispool import Worker
 
 from support.cli import cli_process
 from support.served import Served
-from support.servers import RedisServer
+from support.servers import calls
 from support.waiting import running, wait_for
-
-
-@pytest.fixture
-def private_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.stop()
-
-
-def calls(client: redis.Redis, command: str) -> int:
-    return client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
 
 
 def windows_ok(times: list[int], rate: int, per_ms: int) -> bool:

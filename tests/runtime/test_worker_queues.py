@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -15,20 +14,8 @@ import redis
 import redispool
 from redispool import Worker
 
-from support.servers import RedisServer
+from support.servers import calls
 from support.waiting import running, wait_for
-
-
-@pytest.fixture
-def private_server() -> Iterator[RedisServer]:
-    """A redis-server of this test alone, so INFO commandstats counts only its worker."""
-    server = RedisServer().start()
-    yield server
-    server.stop()
-
-
-def calls(client: redis.Redis, command: str) -> int:
-    return client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
 
 
 # ---------------------------------------------------------------- sharing the slots

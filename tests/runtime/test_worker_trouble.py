@@ -82,7 +82,7 @@ def test_durable_without_a_replica_counts_each_job_once_and_stops_promptly(redis
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "redispool", "--url", f"{redis_url}?durable=1&durable_timeout=0.2",
-             "--prefix", prefix, "worker", "durable_app:worker", "--grace", "60"],
+             "--prefix", prefix, "worker", "durable_app:worker", "--grace", "60", "--processes", "1"],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: all(plain.get("d", i).state == "done" for i in ids), timeout=30, what="every job done")

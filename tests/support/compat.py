@@ -65,3 +65,17 @@ def sweeper(redis_url: str, prefix: str, interval: float = 0.2) -> Iterator[subp
         yield proc
     finally:
         terminate(proc, 10)
+
+
+@contextlib.contextmanager
+def daemon(redis_url: str, prefix: str, *args: str) -> Iterator[subprocess.Popen]:
+    """A ``redispool <args>`` daemon process (``scheduler``, ``deliver`` ...) on that
+    prefix; its log goes to a file (a pipe nobody reads would fill and stall it)."""
+    sink = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "redispool", "--url", redis_url, "--prefix", prefix, *args],
+                            stdout=subprocess.DEVNULL, stderr=sink, env=dict(os.environ))
+    try:
+        yield proc
+    finally:
+        terminate(proc, 10)
+        sink.close()

@@ -90,11 +90,13 @@ class Worker:
     def credit(self, n: int) -> None:
         self.requests.put(pb.WorkRequest(credit=n))
 
-    def ack(self, completed: list[Any] = (), failed: list[Any] = (), released: list[Any] = ()) -> None:
+    def ack(self, completed: list[Any] = (), failed: list[Any] = (), released: list[Any] = (),
+            progress: list[tuple[Any, float, str]] = ()) -> None:
         self.requests.put(pb.WorkRequest(ack=pb.Ack(
             completed=[pb.Completed(job=ref(j), result='"ok"') for j in completed],
             failed=[pb.Failed(job=ref(j), error="boom") for j in failed],
-            released=[ref(j) for j in released])))
+            released=[ref(j) for j in released],
+            progress=[pb.Progress(job=ref(j), value=value, message=message) for j, value, message in progress])))
 
     def close(self) -> None:
         self.requests.put(None)

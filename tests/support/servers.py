@@ -42,6 +42,12 @@ def need(*programs: str) -> None:
             pytest.skip(f"{program} is not installed")
 
 
+def calls(client: redis.Redis, command: str) -> int:
+    """How many times ``command`` (lower case: "evalsha", "bzpopmin") ran on the server of
+    ``client`` (INFO commandstats): on a private server, what the test's processes sent."""
+    return client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
 def free_port(cluster: bool = False) -> int:
     """A free port; with ``cluster`` one whose bus port (port + 10000) is free as well."""
     while True:

@@ -262,7 +262,16 @@ def test_auth_and_roles(server):
 
 @pytest.mark.parametrize("method,path,body,status,code", [
     ("POST", "/v1/cues", {"name": "w", "schedule": {"type": "recurring", "cron": "* * * * *"}}, 400,
-     "unsupported_transport"),                                                  # webhook (the default)
+     "validation_error"),                                       # webhook (the default) needs a callback
+    ("POST", "/v1/cues", {"name": "w", "schedule": {"type": "recurring", "cron": "* * * * *"},
+                          "callback": {"url": "ftp://x.example/hook"}}, 400, "validation_error"),
+    ("POST", "/v1/cues", {"name": "w", "schedule": {"type": "recurring", "cron": "* * * * *"},
+                          "callback": {"url": "http://x.example/hook", "headers": {"Bad Name": "v"}}},
+     400, "validation_error"),
+    ("POST", "/v1/cues", {"name": "w", "transport": "pigeon", "schedule": {"type": "recurring", "cron": "* * * * *"}},
+     400, "unsupported_transport"),
+    ("POST", "/v1/cues/cue_nope/fire", {}, 404, "cue_not_found"),
+    ("POST", "/v1/auth/webhook-secret/regenerate", None, 400, "confirmation_required"),
     ("POST", "/v1/cues", {"name": "w", "transport": "worker", "schedule": {"type": "recurring", "cron": "61 * * * *"}},
      400, "invalid_schedule"),
     ("POST", "/v1/cues", {"name": "w", "transport": "worker",

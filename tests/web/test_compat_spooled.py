@@ -292,7 +292,7 @@ def test_auth_and_roles(server, queue):
     ("POST", "/jobs", {"queue_name": "q", "priority": "high"}, 422),                # wrong type
     ("POST", "/jobs", {"queue_name": "q", "priority": 101}, 400),                   # out of range
     ("POST", "/jobs", {"queue_name": "bad queue", "payload": 1}, 400),
-    ("POST", "/jobs", {"queue_name": "q", "tags": ["a"]}, 400),                     # not supported
+    ("POST", "/jobs", {"queue_name": "q", "parent_job_id": "x"}, 400),              # not supported
     ("POST", "/jobs", {"queue_name": "q", "scheduled_at": "tomorrow"}, 400),
     ("POST", "/jobs/bulk", {"queue_name": "q", "jobs": []}, 400),
     ("POST", "/jobs/claim", {"queue_name": "q", "worker_id": "w", "limit": 101}, 400),

@@ -146,6 +146,32 @@ def test_acks_are_fenced_per_item_in_order(stub, engine, queue):
     assert w.ended.wait(5)
 
 
+def test_the_job_carries_its_timeout_and_progress_is_an_ack_item(stub, engine, queue):
+    """A job's timeout (Enqueue's option) comes with it; progress items are fenced and
+    checked per item, answered after the others, and leave the job leased."""
+    timed = stub.Enqueue(pb.EnqueueRequest(queue=queue, payload='"t"', timeout=90), metadata=auth()).id
+    plain = stub.Enqueue(pb.EnqueueRequest(queue=queue, payload='"p"'), metadata=auth()).id
+    assert engine.get(queue, timed).timeout == 90 and engine.get(queue, plain).timeout is None
+    w = Worker(stub, [queue], "w-progress", credit=2)
+    wait_until(lambda: len(w.jobs) == 2)
+    by_id = {j.id: j for j in w.jobs}
+    a, b = by_id[timed], by_id[plain]
+    assert (a.timeout, b.timeout) == (90, 0)
+    stale = pb.Job(queue=queue, id=b.id, token="999999")
+    w.ack(completed=[b], progress=[(a, 40, "halfway"), (stale, 10, ""), (a, 150, ""), (b, 50, "")])
+    wait_until(lambda: w.results)
+    got = [(r.id, r.ok, r.state, r.error.split(":")[0]) for r in w.results[0].results]
+    assert got == [(b.id, True, "done", ""), (a.id, True, "leased", ""), (b.id, False, "", "lease_lost"),
+                   (a.id, False, "", "bad_input"), (b.id, False, "", "lease_lost")]
+    info = engine.get(queue, a.id)
+    assert info.state == "leased" and (info.progress["value"], info.progress["message"]) == (40, "halfway")
+    w.ack(completed=[a])
+    wait_until(lambda: len(w.results) == 2)
+    assert [(r.ok, r.state) for r in w.results[1].results] == [(True, "done")]
+    w.close()
+    assert w.ended.wait(5) and w.error is None
+
+
 def test_the_open_stream_keeps_leases_alive_and_gives_them_back_when_it_ends(stub, engine, queue):
     [job_id] = enqueue(stub, queue, 1)
     w = Worker(stub, [queue], "w-lease", credit=1, lease=1.0)

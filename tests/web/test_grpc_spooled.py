@@ -191,3 +191,48 @@ def test_register_heartbeat_deregister_gives_jobs_back(client, engine, queue):
         info = engine.get(queue, j.id.split("~", 1)[1])
         assert info.state == "ready" and info.attempts == 0
     assert not [w for w in engine.workers() if w.id == "dw-1"]
+
+
+def test_enqueue_takes_tags_and_the_queues_job_defaults(client, engine, served, queue):
+    """As POST /jobs: a job naming neither max_retries nor timeout_seconds (0 on the wire)
+    gets its queue's job defaults (PUT /queues/{name}/config), one naming them its own;
+    tags are kept, shown and filtered by the REST face."""
+    import httpx
+
+    def rest(method: str, path: str, role: str = "admin", **kw):
+        r = httpx.request(method, served.base + "/compat/spooled/api/v1" + path, timeout=10,
+                          headers={"Authorization": f"Bearer {TOKENS[role]}"}, **kw)
+        assert r.status_code < 300, r.text
+        return r.json()
+
+    plain = client.queue.get_job(client.queue.enqueue(queue, {"n": 0}).job_id).job
+    assert (plain.max_retries, plain.timeout_seconds) == (3, 300), "no queue defaults yet: the service's"
+    rest("PUT", f"/queues/{queue}/config", json={"max_retries": 7, "default_timeout": 45})
+    tagged = client.queue.enqueue(queue, {"n": 1}, tags={"team": "billing", "env": "prod"})
+    job = client.queue.get_job(tagged.job_id).job
+    assert (job.max_retries, job.timeout_seconds) == (7, 45)
+    info = engine.get(queue, tagged.job_id.split("~", 1)[1])
+    assert (info.max_attempts, info.timeout, info.tags) == (8, 45, {"team": "billing", "env": "prod"})
+    own = client.queue.get_job(client.queue.enqueue(queue, {"n": 2}, max_retries=1, timeout_seconds=10).job_id).job
+    assert (own.max_retries, own.timeout_seconds) == (1, 10)
+    half = client.queue.get_job(client.queue.enqueue(queue, {"n": 3}, timeout_seconds=20).job_id).job
+    assert (half.max_retries, half.timeout_seconds) == (7, 20)
+    assert rest("GET", f"/jobs/{tagged.job_id}", "read")["tags"] == {"team": "billing", "env": "prod"}
+    assert [j["id"] for j in rest("GET", f"/jobs?queue_name={queue}&tag=team", "read")] == [tagged.job_id]
+    with pytest.raises(errors.ValidationError):
+        client.queue.enqueue(queue, {}, max_retries=101)
+    with pytest.raises(errors.ValidationError):
+        client.queue.enqueue(queue, {}, timeout_seconds=86401)
+
+
+def test_the_rest_clients_grpc_property_reaches_the_same_server(served, queue):
+    """``SpooledClient(grpc_address=...).grpc``: the REST client's own gRPC client (no TLS
+    on localhost, as the SDK decides), against the same ``redispool serve``."""
+    from spooled import SpooledClient
+
+    with SpooledClient(api_key=TOKENS["worker"], base_url=served.base + "/compat/spooled",
+                       grpc_address=f"localhost:{served.grpc_port}") as rest:
+        r = rest.grpc.queue.enqueue(queue, {"via": "grpc"}, tags={"k": "v"})
+        job = rest.jobs.get(r.job_id)
+        assert (job.payload, job.tags, job.status) == ({"via": "grpc"}, {"k": "v"}, "pending")
+        rest.grpc.close()

@@ -90,6 +90,28 @@ def test_ack_spoils_only_the_stale_item_and_claims_the_next_batch(engine):
     run(go())
 
 
+def test_release_many_is_one_round_trip_and_spoils_only_the_stale_item(engine):
+    """release_many: each job back to ready (attempt not counted), a stale token's item is
+    its LeaseLost in place, and it loads the script again after a SCRIPT FLUSH."""
+    async def go():
+        a = AsyncEngine(engine)
+        try:
+            await a.enqueue_specs("q", [spec(engine, i) for i in range(3)])
+            jobs = await a.claim("q", "w1", limit=3)
+            stale = redispool.models.Lease(jobs[1].id, "q", "999999")
+            got = await a.release_many([jobs[0], stale])
+            assert got[0] is None and isinstance(got[1], redispool.LeaseLost)
+            assert [engine.get("q", j.id).state for j in jobs] == ["ready", "leased", "leased"]
+            if hasattr(engine.client, "script_flush"):
+                engine.client.script_flush()
+            assert await a.release_many(jobs[1:]) == [None, None]
+            assert {(engine.get("q", j.id).state, engine.get("q", j.id).attempts) for j in jobs} == {("ready", 0)}
+            assert await a.release_many([]) == []
+        finally:
+            await a.close()
+    run(go())
+
+
 def test_registry(engine):
     async def go():
         a = AsyncEngine(engine)

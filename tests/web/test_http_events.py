@@ -5,24 +5,10 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 
 import pytest
 
-import redispool
-
-from support.served import Served, tokens_file
 from support.sse import END, Stream
-
-
-@pytest.fixture
-def served(redis_url, tmp_path):
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    server = Served(redis_url, prefix, tokens_file=tokens_file(tmp_path)).wait_ready()
-    engine = redispool.connect(redis_url, prefix=prefix)
-    yield server, engine
-    engine.close()
-    server.stop()
 
 
 def test_one_queue_live(served):

@@ -23,18 +23,6 @@ from support.served import TOKENS, Served, tokens_file  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def served(redis_url, tmp_path):
-    prefix = f"srv{uuid.uuid4().hex[:8]}"
-    server = Served(redis_url, prefix, tokens_file=tokens_file(tmp_path)).wait_ready()
-    engine = redispool.connect(redis_url, prefix=prefix)
-    yield server, engine
-    code = server.stop()
-    engine.close()
-    assert code == 0, server.output
-    assert not any(token in server.output for token in TOKENS.values()), "a token reached the log"
-
-
 def test_every_route(served):
     server, engine = served
     q = "/v1/queues/mail"

@@ -36,7 +36,8 @@ def test_webhooks_are_created_read_replaced_and_removed(engine):
     assert r.status_code == 200 and "s3cret" not in r.text
     made = r.json()
     assert made == {"name": "ops", "url": "https://example.com/hook", "events": ["dead"], "queues": ["a", "b"],
-                    "signed": True, "scheme": "redispool", "max_attempts": 3, "created_at": made["created_at"]}
+                    "signed": True, "scheme": "redispool", "max_attempts": 3, "created_at": made["created_at"],
+                    "enabled": True, "disable_after": 0, "failures": 0, "auto_disabled_at": None}
     assert engine.get_webhook("ops").signed
     defaults = api.put("/v1/webhooks/all", json={"url": "http://127.0.0.1:9/x", "scheme": "spooled"}).json()
     assert (defaults["events"], defaults["queues"], defaults["signed"], defaults["max_attempts"]) == \
@@ -46,6 +47,10 @@ def test_webhooks_are_created_read_replaced_and_removed(engine):
     again = api.put("/v1/webhooks/ops", json={"url": "https://example.com/v2"}).json()
     assert again["created_at"] == made["created_at"] and not again["signed"] and again["queues"] is None
     assert api.get("/v1/webhooks/ops").json() == again
+    off = api.put("/v1/webhooks/ops", json={"url": "https://example.com/v2", "enabled": False,
+                                            "disable_after": 20}).json()
+    assert (off["enabled"], off["disable_after"]) == (False, 20) and not engine.get_webhook("ops").enabled
+    again = api.put("/v1/webhooks/ops", json={"url": "https://example.com/v2"}).json()
     assert api.get("/v1/webhooks/ops/deliveries").json() == []
     for n in range(3):
         engine.log_delivery(attempt("ops", n, status="failed" if n else "success", code=None if n else 200,
@@ -72,6 +77,8 @@ BAD = [
     {"url": "http://x", "scheme": "nope"}, {"url": "http://x", "max_attempts": 0},
     {"url": "http://x", "max_attempts": True}, {"url": "http://x", "secret": 5},
     {"url": "http://x", "secret": "s" * 1025}, {"url": "http://x", "extra": 1}, [1],
+    {"url": "http://x", "enabled": "yes"}, {"url": "http://x", "disable_after": -1},
+    {"url": "http://x", "disable_after": 1.5},
     # what http.client cannot send (control characters) or resolve (a label past 63 characters): never delivered
     {"url": "http://x/a\x01"}, {"url": "http://x/\x7f"}, {"url": "http://ex\x00ample.com/"},
     {"url": "http://" + "a" * 64 + ".example/"}, {"url": "http://a..b/"},

@@ -24,7 +24,7 @@ import redispool  # noqa: E402
 from redispool.http import create_app  # noqa: E402
 
 from support import ROOT  # noqa: E402
-from support.served import TOKENS, Served, tokens_file  # noqa: E402
+from support.served import TOKENS, Served  # noqa: E402
 from support.servers import RedisServer  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
 
@@ -218,17 +218,7 @@ def test_redis_trouble_is_told_once_and_the_subscription_goes_on(tmp_path):
         server.stop()
 
 
-# ---------------------------------------------------------------------- a real server
-@pytest.fixture
-def served(redis_url, tmp_path):
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    server = Served(redis_url, prefix, tokens_file=tokens_file(tmp_path)).wait_ready()
-    engine = redispool.connect(redis_url, prefix=prefix)
-    yield server, engine
-    engine.close()
-    server.stop()
-
-
+# ---------------------------------------------------------------------- a real server (`served`: conftest.py)
 def open_socket(server: Served, role: str | None = "read"):
     headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
     return connect(f"ws://127.0.0.1:{server.port}/v1/ws", additional_headers=headers, open_timeout=10)

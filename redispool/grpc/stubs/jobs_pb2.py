@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17redispool/v1/jobs.proto\x12\x0credispool.v1\"\x9a\x01\n\x0e\x45nqueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\r\n\x05\x64\x65lay\x18\x04 \x01(\x01\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\r\x12\r\n\x05lease\x18\x06 \x01(\x01\x12\x12\n\nunique_key\x18\x07 \x01(\t\x12\x0e\n\x06job_id\x18\x08 \x01(\t\"+\n\x0c\x45nqueueReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"P\n\x13\x45nqueueBatchRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12*\n\x04jobs\x18\x02 \x03(\x0b\x32\x1c.redispool.v1.EnqueueRequest\" \n\x11\x45nqueueBatchReply\x12\x0b\n\x03ids\x18\x01 \x03(\t\"m\n\x0bWorkRequest\x12\"\n\x04open\x18\x01 \x01(\x0b\x32\x12.redispool.v1.OpenH\x00\x12\x10\n\x06\x63redit\x18\x02 \x01(\rH\x00\x12 \n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x11.redispool.v1.AckH\x00\x42\x06\n\x04kind\"H\n\x04Open\x12\x0e\n\x06queues\x18\x01 \x03(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\r\n\x05lease\x18\x03 \x01(\x01\x12\x0e\n\x06\x63redit\x18\x04 \x01(\r\"2\n\x06JobRef\x12\r\n\x05queue\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\">\n\tCompleted\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.redispool.v1.JobRef\x12\x0e\n\x06result\x18\x02 \x01(\t\"[\n\x06\x46\x61iled\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.redispool.v1.JobRef\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x10\n\x08no_retry\x18\x03 \x01(\x08\x12\r\n\x05\x64\x65lay\x18\x04 \x01(\x01\"\x7f\n\x03\x41\x63k\x12*\n\tcompleted\x18\x01 \x03(\x0b\x32\x17.redispool.v1.Completed\x12$\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x14.redispool.v1.Failed\x12&\n\x08released\x18\x03 \x03(\x0b\x32\x14.redispool.v1.JobRef\"h\n\tWorkReply\x12&\n\x04jobs\x18\x01 \x01(\x0b\x32\x16.redispool.v1.JobBatchH\x00\x12+\n\x07results\x18\x02 \x01(\x0b\x32\x18.redispool.v1.AckResultsH\x00\x42\x06\n\x04kind\"\x81\x01\n\x03Job\x12\r\n\x05queue\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\r\x12\x18\n\x10lease_expires_at\x18\x07 \x01(\x01\"+\n\x08JobBatch\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.redispool.v1.Job\"P\n\tAckResult\x12\r\n\x05queue\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"6\n\nAckResults\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.redispool.v1.AckResult2\xdf\x01\n\x04Jobs\x12\x43\n\x07\x45nqueue\x12\x1c.redispool.v1.EnqueueRequest\x1a\x1a.redispool.v1.EnqueueReply\x12R\n\x0c\x45nqueueBatch\x12!.redispool.v1.EnqueueBatchRequest\x1a\x1f.redispool.v1.EnqueueBatchReply\x12>\n\x04Work\x12\x19.redispool.v1.WorkRequest\x1a\x17.redispool.v1.WorkReply(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17redispool/v1/jobs.proto\x12\x0credispool.v1\"\xab\x01\n\x0e\x45nqueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\r\n\x05\x64\x65lay\x18\x04 \x01(\x01\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\r\x12\r\n\x05lease\x18\x06 \x01(\x01\x12\x12\n\nunique_key\x18\x07 \x01(\t\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x12\x0f\n\x07timeout\x18\t \x01(\x01\"+\n\x0c\x45nqueueReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"P\n\x13\x45nqueueBatchRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12*\n\x04jobs\x18\x02 \x03(\x0b\x32\x1c.redispool.v1.EnqueueRequest\" \n\x11\x45nqueueBatchReply\x12\x0b\n\x03ids\x18\x01 \x03(\t\"m\n\x0bWorkRequest\x12\"\n\x04open\x18\x01 \x01(\x0b\x32\x12.redispool.v1.OpenH\x00\x12\x10\n\x06\x63redit\x18\x02 \x01(\rH\x00\x12 \n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x11.redispool.v1.AckH\x00\x42\x06\n\x04kind\"H\n\x04Open\x12\x0e\n\x06queues\x18\x01 \x03(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\r\n\x05lease\x18\x03 \x01(\x01\x12\x0e\n\x06\x63redit\x18\x04 \x01(\r\"2\n\x06JobRef\x12\r\n\x05queue\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\">\n\tCompleted\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.redispool.v1.JobRef\x12\x0e\n\x06result\x18\x02 \x01(\t\"[\n\x06\x46\x61iled\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.redispool.v1.JobRef\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x10\n\x08no_retry\x18\x03 \x01(\x08\x12\r\n\x05\x64\x65lay\x18\x04 \x01(\x01\"\xa9\x01\n\x03\x41\x63k\x12*\n\tcompleted\x18\x01 \x03(\x0b\x32\x17.redispool.v1.Completed\x12$\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x14.redispool.v1.Failed\x12&\n\x08released\x18\x03 \x03(\x0b\x32\x14.redispool.v1.JobRef\x12(\n\x08progress\x18\x04 \x03(\x0b\x32\x16.redispool.v1.Progress\"M\n\x08Progress\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.redispool.v1.JobRef\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\"h\n\tWorkReply\x12&\n\x04jobs\x18\x01 \x01(\x0b\x32\x16.redispool.v1.JobBatchH\x00\x12+\n\x07results\x18\x02 \x01(\x0b\x32\x18.redispool.v1.AckResultsH\x00\x42\x06\n\x04kind\"\x92\x01\n\x03Job\x12\r\n\x05queue\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\r\x12\x18\n\x10lease_expires_at\x18\x07 \x01(\x01\x12\x0f\n\x07timeout\x18\x08 \x01(\x01\"+\n\x08JobBatch\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.redispool.v1.Job\"P\n\tAckResult\x12\r\n\x05queue\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"6\n\nAckResults\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.redispool.v1.AckResult2\xdf\x01\n\x04Jobs\x12\x43\n\x07\x45nqueue\x12\x1c.redispool.v1.EnqueueRequest\x1a\x1a.redispool.v1.EnqueueReply\x12R\n\x0c\x45nqueueBatch\x12!.redispool.v1.EnqueueBatchRequest\x1a\x1f.redispool.v1.EnqueueBatchReply\x12>\n\x04Work\x12\x19.redispool.v1.WorkRequest\x1a\x17.redispool.v1.WorkReply(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,35 +32,37 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'redispool.v1.jobs_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENQUEUEREQUEST']._serialized_start=42
-  _globals['_ENQUEUEREQUEST']._serialized_end=196
-  _globals['_ENQUEUEREPLY']._serialized_start=198
-  _globals['_ENQUEUEREPLY']._serialized_end=241
-  _globals['_ENQUEUEBATCHREQUEST']._serialized_start=243
-  _globals['_ENQUEUEBATCHREQUEST']._serialized_end=323
-  _globals['_ENQUEUEBATCHREPLY']._serialized_start=325
-  _globals['_ENQUEUEBATCHREPLY']._serialized_end=357
-  _globals['_WORKREQUEST']._serialized_start=359
-  _globals['_WORKREQUEST']._serialized_end=468
-  _globals['_OPEN']._serialized_start=470
-  _globals['_OPEN']._serialized_end=542
-  _globals['_JOBREF']._serialized_start=544
-  _globals['_JOBREF']._serialized_end=594
-  _globals['_COMPLETED']._serialized_start=596
-  _globals['_COMPLETED']._serialized_end=658
-  _globals['_FAILED']._serialized_start=660
-  _globals['_FAILED']._serialized_end=751
-  _globals['_ACK']._serialized_start=753
-  _globals['_ACK']._serialized_end=880
-  _globals['_WORKREPLY']._serialized_start=882
-  _globals['_WORKREPLY']._serialized_end=986
-  _globals['_JOB']._serialized_start=989
-  _globals['_JOB']._serialized_end=1118
-  _globals['_JOBBATCH']._serialized_start=1120
-  _globals['_JOBBATCH']._serialized_end=1163
-  _globals['_ACKRESULT']._serialized_start=1165
-  _globals['_ACKRESULT']._serialized_end=1245
-  _globals['_ACKRESULTS']._serialized_start=1247
-  _globals['_ACKRESULTS']._serialized_end=1301
-  _globals['_JOBS']._serialized_start=1304
-  _globals['_JOBS']._serialized_end=1527
+  _globals['_ENQUEUEREQUEST']._serialized_end=213
+  _globals['_ENQUEUEREPLY']._serialized_start=215
+  _globals['_ENQUEUEREPLY']._serialized_end=258
+  _globals['_ENQUEUEBATCHREQUEST']._serialized_start=260
+  _globals['_ENQUEUEBATCHREQUEST']._serialized_end=340
+  _globals['_ENQUEUEBATCHREPLY']._serialized_start=342
+  _globals['_ENQUEUEBATCHREPLY']._serialized_end=374
+  _globals['_WORKREQUEST']._serialized_start=376
+  _globals['_WORKREQUEST']._serialized_end=485
+  _globals['_OPEN']._serialized_start=487
+  _globals['_OPEN']._serialized_end=559
+  _globals['_JOBREF']._serialized_start=561
+  _globals['_JOBREF']._serialized_end=611
+  _globals['_COMPLETED']._serialized_start=613
+  _globals['_COMPLETED']._serialized_end=675
+  _globals['_FAILED']._serialized_start=677
+  _globals['_FAILED']._serialized_end=768
+  _globals['_ACK']._serialized_start=771
+  _globals['_ACK']._serialized_end=940
+  _globals['_PROGRESS']._serialized_start=942
+  _globals['_PROGRESS']._serialized_end=1019
+  _globals['_WORKREPLY']._serialized_start=1021
+  _globals['_WORKREPLY']._serialized_end=1125
+  _globals['_JOB']._serialized_start=1128
+  _globals['_JOB']._serialized_end=1274
+  _globals['_JOBBATCH']._serialized_start=1276
+  _globals['_JOBBATCH']._serialized_end=1319
+  _globals['_ACKRESULT']._serialized_start=1321
+  _globals['_ACKRESULT']._serialized_end=1401
+  _globals['_ACKRESULTS']._serialized_start=1403
+  _globals['_ACKRESULTS']._serialized_end=1457
+  _globals['_JOBS']._serialized_start=1460
+  _globals['_JOBS']._serialized_end=1683
 # @@protoc_insertion_point(module_scope)

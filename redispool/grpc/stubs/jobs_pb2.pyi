@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EnqueueRequest(_message.Message):
-    __slots__ = ("queue", "payload", "priority", "delay", "max_attempts", "lease", "unique_key", "job_id")
+    __slots__ = ("queue", "payload", "priority", "delay", "max_attempts", "lease", "unique_key", "job_id", "timeout")
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class EnqueueRequest(_message.Message):
     LEASE_FIELD_NUMBER: _ClassVar[int]
     UNIQUE_KEY_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     queue: str
     payload: str
     priority: int
@@ -24,7 +25,8 @@ class EnqueueRequest(_message.Message):
     lease: float
     unique_key: str
     job_id: str
-    def __init__(self, queue: _Optional[str] = ..., payload: _Optional[str] = ..., priority: _Optional[int] = ..., delay: _Optional[float] = ..., max_attempts: _Optional[int] = ..., lease: _Optional[float] = ..., unique_key: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+    timeout: float
+    def __init__(self, queue: _Optional[str] = ..., payload: _Optional[str] = ..., priority: _Optional[int] = ..., delay: _Optional[float] = ..., max_attempts: _Optional[int] = ..., lease: _Optional[float] = ..., unique_key: _Optional[str] = ..., job_id: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class EnqueueReply(_message.Message):
     __slots__ = ("id", "created")
@@ -101,14 +103,26 @@ class Failed(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., error: _Optional[str] = ..., no_retry: _Optional[bool] = ..., delay: _Optional[float] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("completed", "failed", "released")
+    __slots__ = ("completed", "failed", "released", "progress")
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     completed: _containers.RepeatedCompositeFieldContainer[Completed]
     failed: _containers.RepeatedCompositeFieldContainer[Failed]
     released: _containers.RepeatedCompositeFieldContainer[JobRef]
-    def __init__(self, completed: _Optional[_Iterable[_Union[Completed, _Mapping]]] = ..., failed: _Optional[_Iterable[_Union[Failed, _Mapping]]] = ..., released: _Optional[_Iterable[_Union[JobRef, _Mapping]]] = ...) -> None: ...
+    progress: _containers.RepeatedCompositeFieldContainer[Progress]
+    def __init__(self, completed: _Optional[_Iterable[_Union[Completed, _Mapping]]] = ..., failed: _Optional[_Iterable[_Union[Failed, _Mapping]]] = ..., released: _Optional[_Iterable[_Union[JobRef, _Mapping]]] = ..., progress: _Optional[_Iterable[_Union[Progress, _Mapping]]] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("job", "value", "message")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    job: JobRef
+    value: float
+    message: str
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., value: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class WorkReply(_message.Message):
     __slots__ = ("jobs", "results")
@@ -119,7 +133,7 @@ class WorkReply(_message.Message):
     def __init__(self, jobs: _Optional[_Union[JobBatch, _Mapping]] = ..., results: _Optional[_Union[AckResults, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("queue", "id", "token", "payload", "attempt", "max_attempts", "lease_expires_at")
+    __slots__ = ("queue", "id", "token", "payload", "attempt", "max_attempts", "lease_expires_at", "timeout")
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +141,7 @@ class Job(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     queue: str
     id: str
     token: str
@@ -134,7 +149,8 @@ class Job(_message.Message):
     attempt: int
     max_attempts: int
     lease_expires_at: float
-    def __init__(self, queue: _Optional[str] = ..., id: _Optional[str] = ..., token: _Optional[str] = ..., payload: _Optional[str] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., lease_expires_at: _Optional[float] = ...) -> None: ...
+    timeout: float
+    def __init__(self, queue: _Optional[str] = ..., id: _Optional[str] = ..., token: _Optional[str] = ..., payload: _Optional[str] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., lease_expires_at: _Optional[float] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class JobBatch(_message.Message):
     __slots__ = ("jobs",)
