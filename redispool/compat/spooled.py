@@ -64,9 +64,10 @@ from starlette.routing import BaseRoute, Route
 from .. import defaults, validate
 from ..aio import GIVE_UP
 from ..engine import Engine, JobSpec
-from ..errors import CueNotFound, InvalidOption, JobNotFound, LeaseLost, RedispoolError
+from ..errors import CueNotFound, JobNotFound, LeaseLost, RedispoolError
 from ..keys import STATES, check_queue
 from ..models import Job, JobInfo, Lease, WorkerInfo
+from ..spooled_jobs import job_options, timeout_seconds
 from ..web import endpoint
 from ..web.auth import role_of
 from ..web.body import REQUIRED, BadJson, BodyTooLarge, FieldError, check_depth, deliverable, jsonable
@@ -90,10 +91,8 @@ WORKER_HEARTBEAT_S = 10            # ... with how often to heartbeat themselves
 FAIL_ERROR_MAX = 2048
 LIST_MAX = 100
 SCAN_PAGE, SCAN_MAX = 500, 20_000  # a filtered list reads jobs this many at a time, at most this many
-DEFAULT_TIMEOUT_S = 300            # the service's timeout_seconds when a job names none
 UNSUPPORTED = ("parent_job_id", "completion_webhook", "completion_webhook_secret")
 PRIORITY_CLAMP = 1000              # PUT /jobs/{id}/priority clamps to [-1000, 1000], as the service
-DEFAULT_MAX_RETRIES = 3            # the service's max_retries when neither the job nor its queue names one
 
 
 def public_id(queue: str, job_id: str) -> str:
@@ -143,28 +142,6 @@ def has_tag(tags: Any, tag: str) -> bool:
     if isinstance(tags, dict):
         return tag in tags
     return isinstance(tags, list) and tag in tags
-
-
-def timeout_seconds(timeout: float | None) -> int:
-    """A job's timeout as this protocol's whole seconds (0: none)."""
-    return max(1, round(timeout)) if timeout else 0
-
-
-def job_options(stored: dict[str, Any] | None, max_retries: int | None, timeout: int | None) -> tuple[int, int]:
-    """(max_retries, timeout_seconds) of a job: those it names, else its queue's job
-    defaults (``stored``: ``Engine.job_defaults``, set by PUT /queues/{name}/config), else
-    the service's 3 and 300; InvalidOption out of the service's ranges. The REST and the
-    gRPC face (grpc/spooled.py) both take a job's options through here."""
-    if max_retries is None:
-        attempts = stored["max_attempts"] if stored else None
-        max_retries = min(attempts - 1, 100) if attempts is not None else DEFAULT_MAX_RETRIES
-    if timeout is None:
-        timeout = timeout_seconds(stored["timeout"]) if stored and stored["timeout"] is not None else DEFAULT_TIMEOUT_S
-    if not 0 <= max_retries <= 100:
-        raise InvalidOption(f"max_retries must be in [0, 100], got {max_retries}")
-    if not 1 <= timeout <= 86400:
-        raise InvalidOption(f"timeout_seconds must be in [1, 86400], got {timeout}")
-    return max_retries, timeout
 
 
 def job_record(info: JobInfo) -> dict[str, Any]:

@@ -24,11 +24,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..keys import check_queue, spooled_inbound_key
+from ..spooled_jobs import job_options
 from ..web.auth import allows, role_of
 from ..web.body import REQUIRED, read_json
 from ..web.endpoint import Forbidden, Refusal, Unauthorized, call
 from .common import fields, iso, parse_time
-from .spooled import DIALECT, job_options, public_id
+from .spooled import DIALECT, public_id
 
 if TYPE_CHECKING:
     from .spooled import SpooledApi

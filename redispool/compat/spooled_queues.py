@@ -28,10 +28,11 @@ from starlette.routing import BaseRoute, Route
 
 from ..errors import QueueNotEmpty
 from ..keys import STATES, check_queue
+from ..spooled_jobs import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, timeout_seconds
 from ..web.body import FieldError
 from ..web.endpoint import Refusal, call
 from .common import fields, iso
-from .spooled import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, ORGANIZATION, timeout_seconds
+from .spooled import ORGANIZATION
 
 if TYPE_CHECKING:
     from .spooled import SpooledApi

@@ -7,7 +7,7 @@ ready = PENDING, scheduled = SCHEDULED (FAILED while it waits for a retry), leas
 PROCESSING, done = COMPLETED, dead = DEADLETTER, cancelled = CANCELLED; ``max_retries``
 is max_attempts - 1 and ``retry_count`` the attempts made before the current one;
 ``timeout_seconds`` is the job's timeout. Enqueue takes a job's options as the REST face
-does (``compat.spooled.job_options``): ``max_retries``/``timeout_seconds`` 0 (not given)
+does (``spooled_jobs.job_options``): ``max_retries``/``timeout_seconds`` 0 (not given)
 are the queue's job defaults (``PUT /queues/{name}/config``), else 3 and 300; ``tags``
 (a map) are stored as a JSON object, shown and filtered by the REST face.
 
@@ -40,10 +40,10 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from .. import validate
 from ..aio import GIVE_UP, AsyncEngine
-from ..compat.spooled import job_options, timeout_seconds
 from ..errors import LeaseLost
 from ..keys import check_queue
 from ..models import Job, JobInfo, Lease
+from ..spooled_jobs import job_options, timeout_seconds
 from .auth import require
 from .borrowed import check_depth, jsonable, rendered
 from .native import job_args, peer_host

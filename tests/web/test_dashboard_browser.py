@@ -45,7 +45,10 @@ def system(redis_url, tmp_path):
                                "--worker-timeout", "2", "--no-sweep"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     (tmp_path / "slowapp.py").write_text(APP)
-    worker = subprocess.Popen([sys.executable, "-m", "redispool", "worker", "slowapp:worker"], env=env,
+    # one process: a SIGKILLed command of several takes its workers down cleanly (they
+    # deregister), and this test needs a worker that dies without a word
+    worker = subprocess.Popen([sys.executable, "-m", "redispool", "worker", "slowapp:worker", "--processes", "1"],
+                              env=env,
                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     engine = redispool.connect(redis_url, prefix=prefix)
     base = f"http://127.0.0.1:{port}"
