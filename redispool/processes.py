@@ -63,7 +63,7 @@ def _child(parent: int, run: Callable[[], int]) -> None:
             return   # the supervisor died before the line above: exit
         status = run()
     except SystemExit as exc:
-        status = exc.code if isinstance(exc.code, int) else 1
+        status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except BaseException:
         traceback.print_exc()
     finally:
@@ -91,6 +91,8 @@ def supervise(runs: list[Callable[[], int]], *, burst: bool) -> int:
     status = 0
     try:
         for run in runs:
+            if signals_seen:
+                break   # told to stop while starting them: start no more
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
