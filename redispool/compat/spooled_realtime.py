@@ -62,7 +62,7 @@ from ..models import Event
 from ..web import sse
 from ..web.access import note
 from ..web.endpoint import Forbidden, Unauthorized, check_role, refuse
-from ..web.feed import TROUBLE, Feed, Sent, follow
+from ..web.feed import TROUBLE, Feed, Following, Sent, follow
 from ..web.waiting import LoopEngines
 from .common import iso
 from .spooled import STATUS, SpooledApi, error, public_id, split_id
@@ -310,21 +310,20 @@ class Session:
         self.waits = waits
         self.websocket = websocket
         self.watch = watch
-        self.reads: AsyncGenerator[list[Sent] | BaseException, None] | None = None
-        self.next: asyncio.Future[list[Sent] | BaseException] | None = None
+        self.following = Following()   # the filter's reading
 
     async def send(self, out: Out) -> None:
         await self.websocket.send_text(tojson.dumps(out))
 
     async def run(self) -> None:
         async with self.waits.stop_for(None) as stop:
-            self._follow(stop)
+            self.following.start(self.watch.aio, self.watch.feed, stop)
             incoming = asyncio.ensure_future(self.websocket.receive())
             await self.send(ping())
             pinged = time.monotonic()
             try:
                 while True:
-                    waits: set[asyncio.Future[Any]] = {incoming, stop, *([self.next] if self.next else [])}
+                    waits: set[asyncio.Future[Any]] = {incoming, stop, *self.following.waiting()}
                     await asyncio.wait(waits, timeout=max(0.0, pinged + PING_S - time.monotonic()),
                                        return_when=asyncio.FIRST_COMPLETED)
                     if stop.done():
@@ -336,28 +335,14 @@ class Session:
                             return
                         incoming = asyncio.ensure_future(self.websocket.receive())
                         await self.command(message, stop)
-                    if self.next is not None and self.next.done():
+                    if self.following.ready:
                         await self.on_read()
                     if time.monotonic() - pinged >= PING_S:
                         await self.send(ping())
                         pinged = time.monotonic()
             finally:
                 incoming.cancel()
-                await self._unfollow()
-
-    def _follow(self, stop: asyncio.Future[str]) -> None:
-        self.reads = follow(self.watch.aio, self.watch.feed, stop)
-        self.next = asyncio.ensure_future(anext(self.reads))
-
-    async def _unfollow(self) -> None:
-        if self.next is not None and not self.next.done():
-            self.next.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.next
-        if self.reads is not None:
-            with contextlib.suppress(Exception):
-                await self.reads.aclose()
-        self.reads = self.next = None
+                await self.following.stop()
 
     async def command(self, message: Mapping[str, Any], stop: asyncio.Future[str]) -> None:
         """One client command; one that cannot be used gets an Error event (no acks)."""
@@ -396,18 +381,14 @@ class Session:
             new_queue = None if queue else new_queue
             new_job = None if job else new_job
         if (new_queue, new_job) != (self.watch.queue, self.watch.job):
-            await self._unfollow()
+            await self.following.stop()
             self.watch.refilter(new_queue, new_job)
-            self._follow(stop)
+            self.following.start(self.watch.aio, self.watch.feed, stop)
 
     async def on_read(self) -> None:
-        assert self.next is not None and self.reads is not None
-        try:
-            read = self.next.result()
-        except StopAsyncIteration:   # follow() ended: the shutdown, which run() sees
-            self.reads = self.next = None
+        read = self.following.take()
+        if read is None:   # follow() ended: the shutdown, which run() sees
             return
-        self.next = asyncio.ensure_future(anext(self.reads))
         if isinstance(read, BaseException):
             return   # Redis trouble: the feed reads again shortly, from where it stood
         for out in await self.watch.translate(read) + await self.watch.workers():

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.responses import Response
@@ -52,7 +52,7 @@ from ..keys import check_queue
 from ..web import outage
 from ..web.body import BadInput, fields, loads
 from ..web.endpoint import Forbidden, Unauthorized, check_role, refuse
-from ..web.feed import TROUBLE, Feed, Sent, follow
+from ..web.feed import TROUBLE, Feed, Following
 
 log = logging.getLogger("redispool.http")
 
@@ -96,8 +96,7 @@ class Session:
     def __init__(self, api: Any, websocket: WebSocket) -> None:
         self.api = api
         self.websocket = websocket
-        self.reads: AsyncGenerator[list[Sent] | BaseException, None] | None = None   # follow() of the subscription
-        self.next: asyncio.Future[list[Sent] | BaseException] | None = None   # its read under way
+        self.following = Following()   # the subscription's reading
         self.troubled = False   # Redis trouble was told, and no read worked since
 
     async def run(self) -> None:
@@ -105,7 +104,7 @@ class Session:
             incoming = asyncio.ensure_future(self.websocket.receive())
             try:
                 while True:
-                    await asyncio.wait({incoming, stop, *([self.next] if self.next else [])},
+                    await asyncio.wait({incoming, stop, *self.following.waiting()},
                                        return_when=asyncio.FIRST_COMPLETED)
                     if stop.done():
                         await self.unsubscribe()
@@ -117,7 +116,7 @@ class Session:
                             return
                         incoming = asyncio.ensure_future(self.websocket.receive())
                         await self.on_message(message, stop)
-                    if self.next is not None and self.next.done():
+                    if self.following.ready:
                         await self.on_read()
             finally:
                 incoming.cancel()
@@ -182,30 +181,18 @@ class Session:
                 await self.trouble(exc)
         what: dict[str, Any] = {"job": [queues[0], job]} if job is not None else {"queues": feed.queues}
         await self.send({"subscribed": {**what, "cursor": feed.cursor.token if feed.cursor else None}})
-        self.reads = follow(aio, feed, stop)
-        self.next = asyncio.ensure_future(anext(self.reads))
+        self.following.start(aio, feed, stop)
 
     async def unsubscribe(self) -> None:
         """End the subscription's reading (its read under way is cancelled)."""
-        if self.next is not None and not self.next.done():
-            self.next.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.next
-        if self.reads is not None:
-            with contextlib.suppress(Exception):
-                await self.reads.aclose()
-        self.reads = self.next = None
+        await self.following.stop()
 
     # ------------------------------------------------------------------ from Redis
     async def on_read(self) -> None:
         """Send what the read under way brought, and start the next."""
-        assert self.next is not None and self.reads is not None
-        try:
-            read = self.next.result()
-        except StopAsyncIteration:   # follow() ended: the shutdown, which run() sees
-            self.reads = self.next = None
+        read = self.following.take()
+        if read is None:   # follow() ended: the shutdown, which run() sees
             return
-        self.next = asyncio.ensure_future(anext(self.reads))
         if isinstance(read, BaseException):
             await self.trouble(read)
             return

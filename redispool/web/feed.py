@@ -100,3 +100,48 @@ async def follow(aio: Any, feed: Feed, stop: asyncio.Future[str]
     finally:
         with contextlib.suppress(Exception):
             await client.aclose()
+
+
+class Following:
+    """A socket's ``follow()`` of one feed and the read under way (``next``), which the
+    socket's loop waits on beside the client's messages (the native ``/v1/ws`` and the
+    spooled ``/ws`` both hold one)."""
+
+    def __init__(self) -> None:
+        self.reads: AsyncGenerator[list[Sent] | BaseException, None] | None = None
+        self.next: asyncio.Future[list[Sent] | BaseException] | None = None
+
+    def start(self, aio: Any, feed: Feed, stop: asyncio.Future[str]) -> None:
+        self.reads = follow(aio, feed, stop)
+        self.next = asyncio.ensure_future(anext(self.reads))
+
+    def waiting(self) -> list[asyncio.Future[list[Sent] | BaseException]]:
+        """The read under way, to wait on (none when nothing is followed)."""
+        return [self.next] if self.next is not None else []
+
+    @property
+    def ready(self) -> bool:
+        return self.next is not None and self.next.done()
+
+    def take(self) -> list[Sent] | BaseException | None:
+        """What the finished read brought (None: ``follow()`` ended, at the shutdown), and
+        the next read started."""
+        assert self.next is not None and self.reads is not None
+        try:
+            read = self.next.result()
+        except StopAsyncIteration:
+            self.reads = self.next = None
+            return None
+        self.next = asyncio.ensure_future(anext(self.reads))
+        return read
+
+    async def stop(self) -> None:
+        """End the reading (its read under way is cancelled)."""
+        if self.next is not None and not self.next.done():
+            self.next.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.next
+        if self.reads is not None:
+            with contextlib.suppress(Exception):
+                await self.reads.aclose()
+        self.reads = self.next = None
