@@ -9,6 +9,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
@@ -18,9 +19,18 @@ from support.processes import terminate
 from support.servers import free_port
 from support.waiting import wait_for
 
-TOKENS = {"sp_live_admin_0123456789": "admin", "sp_live_worker_0123456789": "worker",
-          "sp_live_read_0123456789": "read", "cue_sk_admin_0123456789": "admin",
-          "cue_sk_worker_0123456789": "worker", "cue_sk_read_0123456789": "read"}
+SPOOLED_KEYS = ("sp_live_admin_0123456789", "sp_live_worker_0123456789", "sp_live_read_0123456789")
+CUEAPI_KEYS = ("cue_sk_admin_0123456789", "cue_sk_worker_0123456789", "cue_sk_read_0123456789")
+TOKENS = {key: role for keys in (SPOOLED_KEYS, CUEAPI_KEYS) for key, role in zip(keys, ("admin", "worker", "read"))}
+
+
+def request(server: tuple[str, redispool.Engine, str], method: str, path: str, key: str | None, **kw: Any
+            ) -> httpx.Response:
+    """``method path`` on a compat_server (``path`` from the server's root) with ``key`` as
+    the Bearer (None: no Authorization), ``headers=`` added to it."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers.update(kw.pop("headers", {}))
+    return httpx.request(method, server[0] + path, headers=headers, timeout=10, **kw)
 
 
 @contextlib.contextmanager

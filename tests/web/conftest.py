@@ -1,4 +1,6 @@
-"""Fixtures of the web tests: ``served``, one real ``redispool serve`` process."""
+"""Fixtures of the web tests: ``served``, one real ``redispool serve`` process; for the
+compat tests ``server``, one per module (support.compat.compat_server), and ``client``,
+the spooled SDK on it with the admin key (a module may define its own of either)."""
 from __future__ import annotations
 
 import uuid
@@ -7,6 +9,7 @@ import pytest
 
 import redispool
 
+from support.compat import SPOOLED_KEYS, compat_server
 from support.served import TOKENS, Served, tokens_file
 
 
@@ -23,3 +26,17 @@ def served(redis_url, tmp_path):
     engine.close()
     assert code == 0, server.output[-3000:]
     assert not any(token in server.output for token in TOKENS.values()), "a token reached the log"
+
+
+@pytest.fixture(scope="module")
+def server(redis_url):
+    with compat_server(redis_url) as s:
+        yield s
+
+
+@pytest.fixture
+def client(server):
+    spooled = pytest.importorskip("spooled")
+    c = spooled.SpooledClient(api_key=SPOOLED_KEYS[0], base_url=server[0] + "/compat/spooled")
+    yield c
+    c.close()

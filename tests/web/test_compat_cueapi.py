@@ -28,16 +28,10 @@ from cueapi.exceptions import (  # noqa: E402
 import redispool  # noqa: E402
 from redispool.compat.cueapi import QUEUE, claim_by_id  # noqa: E402
 
-from support.compat import compat_server  # noqa: E402
+from support.compat import CUEAPI_KEYS, request  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
 
-ADMIN, WORKER, READ = "cue_sk_admin_0123456789", "cue_sk_worker_0123456789", "cue_sk_read_0123456789"
-
-
-@pytest.fixture(scope="module")
-def server(redis_url):
-    with compat_server(redis_url) as s:
-        yield s
+ADMIN, WORKER, READ = CUEAPI_KEYS
 
 
 @pytest.fixture
@@ -51,9 +45,7 @@ def sdk(server):
 
 
 def call(server, method: str, path: str, key: str | None = WORKER, **kw) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    headers.update(kw.pop("headers", {}))
-    return httpx.request(method, server[0] + "/compat/cueapi" + path, headers=headers, timeout=10, **kw)
+    return request(server, method, "/compat/cueapi" + path, key, **kw)
 
 
 def fires_of(engine, cue_id: str, state: str) -> list:

@@ -22,11 +22,11 @@ from cueapi.exceptions import CueAPIError, InvalidScheduleError  # noqa: E402
 from redispool.compat.cueapi import QUEUE  # noqa: E402
 from redispool.keys import DELIVERY_QUEUE  # noqa: E402
 
-from support.compat import compat_server, daemon  # noqa: E402
+from support.compat import CUEAPI_KEYS, compat_server, daemon  # noqa: E402
 from support.receiver import Received, receiving  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
 
-ADMIN = "cue_sk_admin_0123456789"
+ADMIN = CUEAPI_KEYS[0]
 
 
 @pytest.fixture(scope="module")

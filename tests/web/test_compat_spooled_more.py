@@ -11,23 +11,9 @@ pytest.importorskip("spooled")
 from spooled import SpooledClient  # noqa: E402
 from spooled.errors import AuthenticationError, NotFoundError  # noqa: E402
 
-from support.compat import compat_server  # noqa: E402
+from support.compat import SPOOLED_KEYS, request  # noqa: E402
 
-ADMIN, WORKER, READ = "sp_live_admin_0123456789", "sp_live_worker_0123456789", "sp_live_read_0123456789"
-
-
-@pytest.fixture(scope="module")
-def server(redis_url):
-    with compat_server(redis_url) as s:
-        yield s
-
-
-@pytest.fixture
-def client(server):
-    base, _, _ = server
-    c = SpooledClient(api_key=ADMIN, base_url=base + "/compat/spooled")
-    yield c
-    c.close()
+ADMIN, WORKER, READ = SPOOLED_KEYS
 
 
 @pytest.fixture
@@ -36,10 +22,7 @@ def queue(request):
 
 
 def raw(server, method: str, path: str, key: str | None = ADMIN, **kw) -> httpx.Response:
-    base, _, _ = server
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    headers.update(kw.pop("headers", {}))
-    return httpx.request(method, base + "/compat/spooled" + path, headers=headers, timeout=10, **kw)
+    return request(server, method, "/compat/spooled" + path, key, **kw)
 
 
 def work(client, queue: str, worker: str, *, fail: str | None = None, result=None):

@@ -13,25 +13,11 @@ pytest.importorskip("spooled")
 from spooled import SpooledClient  # noqa: E402
 from spooled.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError  # noqa: E402
 
-from support.compat import compat_server, sweeper  # noqa: E402
+from support.compat import SPOOLED_KEYS, request, sweeper  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
 
-ADMIN, WORKER, READ = "sp_live_admin_0123456789", "sp_live_worker_0123456789", "sp_live_read_0123456789"
+ADMIN, WORKER, READ = SPOOLED_KEYS
 EXPIRED = "expired: not claimed before its expires_at"
-
-
-@pytest.fixture(scope="module")
-def server(redis_url):
-    with compat_server(redis_url) as s:
-        yield s
-
-
-@pytest.fixture
-def client(server):
-    base, _, _ = server
-    c = SpooledClient(api_key=ADMIN, base_url=base + "/compat/spooled")
-    yield c
-    c.close()
 
 
 @pytest.fixture
@@ -40,9 +26,7 @@ def queue(request):
 
 
 def raw(server, method: str, path: str, key: str | None = ADMIN, **kw) -> httpx.Response:
-    base, _, _ = server
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.request(method, base + "/compat/spooled" + path, headers=headers, timeout=10, **kw)
+    return request(server, method, "/compat/spooled" + path, key, **kw)
 
 
 def in_(seconds: float) -> str:

@@ -30,16 +30,10 @@ from spooled.utils.jwt import decode_jwt_exp  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from support.compat import compat_server  # noqa: E402
+from support.compat import SPOOLED_KEYS  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
 
-ADMIN, WORKER, READ = "sp_live_admin_0123456789", "sp_live_worker_0123456789", "sp_live_read_0123456789"
-
-
-@pytest.fixture(scope="module")
-def server(redis_url):
-    with compat_server(redis_url) as s:
-        yield s
+ADMIN, WORKER, READ = SPOOLED_KEYS
 
 
 def sdk(server, **kw) -> SpooledClient:

@@ -21,29 +21,14 @@ from redispool.deliver import Deliverer
 from redispool.keys import DELIVERY_QUEUE
 
 pytest.importorskip("spooled")
-from spooled import SpooledClient  # noqa: E402
 from spooled.errors import ConflictError, NotFoundError, ValidationError  # noqa: E402
 
-from support.compat import compat_server  # noqa: E402
+from support.compat import SPOOLED_KEYS  # noqa: E402
 from support.processes import terminate  # noqa: E402
 from support.receiver import Received, receiving  # noqa: E402
 from support.waiting import running, wait_for  # noqa: E402
 
-ADMIN, READ = "sp_live_admin_0123456789", "sp_live_read_0123456789"
-
-
-@pytest.fixture(scope="module")
-def server(redis_url):
-    with compat_server(redis_url) as s:
-        yield s
-
-
-@pytest.fixture
-def client(server):
-    base, _, _ = server
-    c = SpooledClient(api_key=ADMIN, base_url=base + "/compat/spooled")
-    yield c
-    c.close()
+ADMIN, _, READ = SPOOLED_KEYS
 
 
 @pytest.fixture
