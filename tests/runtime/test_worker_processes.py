@@ -42,16 +42,8 @@ def alive(pid: int) -> bool:
 
 
 def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.add(int(entry))
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-    return found
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(child) for child in f.read().split()}
 
 
 @pytest.fixture
