@@ -47,6 +47,12 @@ def on_redis(redis_url):
     engine.close()
 
 
+def routed_all(engine, queue):
+    """True once the router's group has read and settled every event of the queue's log."""
+    [group] = engine.client.xinfo_groups(engine.keys(queue).events)
+    return group["lag"] == 0 and group["pending"] == 0
+
+
 def finish(engine, queue, n=1, fail=False):
     for _ in range(n):
         [job] = engine.claim(queue, "w", block=5)
@@ -528,7 +534,8 @@ def test_a_webhook_disables_itself_after_consecutive_failed_deliveries(on_redis)
             info = on_redis.get_webhook("h")
             assert (info.enabled, info.failures) == (False, 2) and info.auto_disabled_at is not None
             up["ok"] = True
-            on_redis.enqueue("a", 6)                 # not routed while disabled
+            on_redis.enqueue("a", 6)                 # not routed while disabled ...
+            wait_for(lambda: routed_all(on_redis, "a"), what="the router past job 6")   # ... before enabling
             seen = len(receiver.requests)
             on_redis.add_webhook("h", receiver.url, events=["enqueued"], max_attempts=1, disable_after=2)
             info = on_redis.get_webhook("h")
