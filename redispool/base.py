@@ -91,6 +91,10 @@ class EngineBase(Settings):
             if op.followups is not None and exc.reply is not None:
                 self.send_followups(op.followups(exc.reply))
             raise
+        return self.settle(op, reply)
+
+    def settle(self, op: Op[T], reply: Any) -> T:
+        """What ``run`` does with ``op``'s raw reply: its follow-ups, then the parse."""
         if op.followups is not None:
             self.send_followups(op.followups(reply))
         if op.drains is not None:

@@ -222,8 +222,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
             with contextlib.suppress(LeaseLost):
                 self.fail(job, error, retry=False)
 
-    def _claim_now(self, op: Op[ops.Claimed]) -> ops.Claimed:
-        claimed = self.run(op)
+    def _claim_now(self, op: Op[ops.Claimed], reply: Any = None) -> ops.Claimed:
+        claimed = self.run(op) if reply is None else self.settle(op, reply)
         self.bury(claimed.broken)
         for job in claimed.jobs:
             job.engine = self   # job.progress() writes through the engine that leased it
@@ -256,9 +256,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         held it back), else when the queue's earliest scheduled job falls due (None: none
         is scheduled, the queue is paused, jobs were leased, or the marker will wake the
         claimer): a worker waiting on several queues wakes then."""
-        claimed = self._claim_now(ops.claim(self, queue, worker_id, limit, lease))
-        wait_ms = claimed.wait_ms
-        return claimed.jobs, (wait_ms / 1000 if wait_ms >= 0 and not claimed.jobs else None)
+        return _with_due(self._claim_now(ops.claim(self, queue, worker_id, limit, lease)))
 
     def claim_id(self, queue: str, job_id: str, worker_id: str, *, lease: float | None = None) -> Job | None:
         """Lease exactly job ``job_id`` if it is ready now; None if it is not (for
@@ -266,6 +264,15 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         cannot be decoded, goes to dead as in claim."""
         claimed = self._claim_now(ops.claim_id(self, queue, job_id, worker_id, lease))
         return claimed.jobs[0] if claimed.jobs else None
+
+    def wait_then_claim(self, queue: str, worker_id: str, timeout: float, *, limit: int,
+                        lease: float | None = None) -> tuple[bool, list[Job], float | None]:
+        """``wait_for_jobs([queue], timeout)`` and ``claim_with_due()`` in one round trip:
+        the claim runs in Redis as the wait ends, however it ends. (whether the marker woke
+        it, the jobs, the wait as claim_with_due gives it). On a Cluster, the two calls."""
+        op = ops.claim(self, queue, worker_id, limit, lease)
+        popped, reply = self.scripts.call_after_wait(self.keys(queue).marker, max(0.001, timeout), op)
+        return (popped, *_with_due(self._claim_now(op, reply)))
 
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> str | None:
         """Block up to ``timeout`` seconds until one of ``queues`` may have a ready job;
@@ -478,3 +485,9 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         """sweep.lua; with ``plan`` it also stores the sweeper's next visit of the queue in
         its meta hash and returns it (-1: none; the caller stores it in rp:due)."""
         return self._planned(lambda budget: ops.sweep(self, queue, budget, worker_id, plan))
+
+
+def _with_due(claimed: ops.Claimed) -> tuple[list[Job], float | None]:
+    """A claim's jobs and, when it leased none, in how many seconds to claim again."""
+    wait_ms = claimed.wait_ms
+    return claimed.jobs, (wait_ms / 1000 if wait_ms >= 0 and not claimed.jobs else None)

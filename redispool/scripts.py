@@ -213,6 +213,28 @@ class Scripts:
         except redis.ResponseError as exc:
             raise lua_error(exc) from None
 
+    def call_after_wait(self, marker: str, wait: float, op: Op[Any]) -> tuple[bool, Any]:
+        """``BZPOPMIN marker wait`` and ``op``'s script sent together on one connection:
+        Redis runs the script the moment the wait ends, so a woken claimer has its jobs one
+        round trip sooner. (whether the marker was popped, the script's raw reply). On a
+        Cluster the two go one after the other (blocking.py follows the marker's slot)."""
+        keys = self.bind(op.script, op.keys)
+        if self._cluster:
+            with self.boundary():
+                popped = blocking.bzpopmin(self.client, [marker], wait)
+            return popped is not None, self.run(op.script, keys, op.args)
+        with self.boundary():
+            popped, reply = blocking.pipeline(
+                self.client, [["BZPOPMIN", marker, wait],
+                              ["EVALSHA", self._sha[op.script], len(keys), *keys, *op.args]], wait)
+        if isinstance(popped, Exception):
+            raise popped
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return popped is not None, self.run(op.script, keys, op.args)   # (loaded again there)
+        if isinstance(reply, redis.ResponseError):
+            raise lua_error(reply) from None
+        return popped is not None, reply
+
     @contextlib.contextmanager
     def boundary(self) -> Iterator[None]:
         """Redis trouble inside becomes ConnectionFailed / RedisFull (for the few plain

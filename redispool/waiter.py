@@ -154,6 +154,7 @@ class Waiter:
         self.lease = lease
         self._watchers = _Watchers(engine) if is_cluster(engine.client) else None
         self._report = report
+        self._warm = True   # the last wait was ended by a marker: wait and claim in one call
         self._requests: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="redispool-waiter", daemon=True)
         self._thread.start()
@@ -191,6 +192,8 @@ class Waiter:
             end = soonest[0]
         else:
             soonest = None
+        if limit > 0 and self._warm and soonest is None and len(queues) == 1 and self._watchers is None:
+            return self._wait_then_claim(queues[0], limit, end)
         name = None
         # a due time is kept to the ms: Redis may end a BZPOPMIN up to TIMEOUT_LAG_S late
         lag = TIMEOUT_LAG_S if soonest is not None and self._watchers is None else 0.0
@@ -199,6 +202,7 @@ class Waiter:
                 time.sleep(left)
                 break
             name = self._block(queues, min(left - lag, BLOCK_MAX_S))
+        self._warm = name is not None
         wake = Wake(name, limit, popped=name is not None)
         if name is None:
             if soonest is None:
@@ -208,6 +212,16 @@ class Waiter:
             wake.jobs, wake.wait = self.engine.claim_with_due(name, self.worker_id, limit=limit, lease=self.lease)
             wake.claimed = True
         return wake
+
+    def _wait_then_claim(self, name: str, limit: int, end: float) -> Wake:
+        """The wait and the claim in one round trip (one queue, off Cluster): the claim
+        also runs when the wait times out, so only a worker that was woken by its last
+        wait waits this way; once one times out it waits plainly until a marker wakes it
+        again, and an idle worker stays at no calls besides its waits."""
+        popped, jobs, wait = self.engine.wait_then_claim(
+            name, self.worker_id, min(max(0.001, end - time.monotonic()), BLOCK_MAX_S), limit=limit, lease=self.lease)
+        self._warm = popped
+        return Wake(name, limit, popped=popped, claimed=True, jobs=jobs, wait=wait)
 
     def _block(self, queues: list[str], seconds: float) -> str | None:
         if self._watchers is None:
