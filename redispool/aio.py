@@ -182,7 +182,10 @@ class AsyncEngine:
         With durable writes on, a durable script runs in the sync Engine on a thread."""
         if self.durable and self.engine.scripts.durable(op.script):
             return await asyncio.to_thread(self.engine.run, op)
-        reply = await self.scripts.call(op)
+        return await self._settle(op, await self.scripts.call(op))
+
+    async def _settle(self, op: Op[T], reply: Any) -> T:
+        """What ``run`` does with ``op``'s raw reply: its follow-ups, then the parse."""
         if op.followups is not None:
             await self.engine.unsent.send_async(self.scripts, op.followups(reply))
         if op.drains is not None:
@@ -209,8 +212,8 @@ class AsyncEngine:
                                           [spec.options for spec in specs]))
 
     # ------------------------------------------------------------------ consuming
-    async def _claim_now(self, op: Op[ops.Claimed]) -> ops.Claimed:
-        claimed = await self.run(op)
+    async def _claim_now(self, op: Op[ops.Claimed], reply: Any = None) -> ops.Claimed:
+        claimed = await self.run(op) if reply is None else await self._settle(op, reply)
         await self.bury(claimed.broken)
         for job in claimed.jobs:
             job.engine = self.engine   # job.progress() is sync: it writes through the Engine
@@ -246,6 +249,16 @@ class AsyncEngine:
                     await waiting
                 return []
             waiting.result()
+
+    async def wait_then_claim(self, queue: str, worker_id: str, timeout: float, *, limit: int,
+                              lease: float | None = None) -> tuple[bool, list[Job], float | None]:
+        """``Engine.wait_then_claim``: a wait on the queue's marker and a claim in one round
+        trip, on a connection of the hub's client (not shared with other waits). Not
+        cancellable without losing its claim's reply: keep ``timeout`` short."""
+        op = ops.claim(self.engine, queue, worker_id, limit, lease)
+        popped, reply = await self.scripts.call_after_wait(
+            self.hub.client, self.engine.keys(queue).marker, max(0.001, timeout), op)
+        return (popped, *(await self._claim_now(op, reply)).with_due())
 
     async def wait_for_jobs(self, queue: str, timeout: float, limit: int = 1) -> bool:
         """Wait up to ``timeout`` s until ``queue`` may have a ready job (True), in the wait

@@ -146,6 +146,27 @@ async def call_async(client: Any, key: str, command: Sequence[Any], wait: float)
     return None
 
 
+async def pipeline_async(client: Any, commands: Sequence[Sequence[Any]], wait: float) -> list[Any]:
+    """``pipeline`` on a (non-cluster) ``redis.asyncio`` client: ``commands`` sent together
+    on one pooled connection, their raw replies (errors in place)."""
+    pool = client.connection_pool
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(conn.pack_commands(commands))
+        replies = []
+        for _ in commands:
+            try:
+                replies.append(await conn.read_response(timeout=read_timeout(conn, wait), disconnect_on_error=True))
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:  # cancelled or lost mid-wait: the replies must not reach another caller
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
+
+
 async def _send_read(conn: Any, command: Sequence[Any], wait: float) -> Any:
     try:
         await conn.send_command(*command)

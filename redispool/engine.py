@@ -256,7 +256,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         held it back), else when the queue's earliest scheduled job falls due (None: none
         is scheduled, the queue is paused, jobs were leased, or the marker will wake the
         claimer): a worker waiting on several queues wakes then."""
-        return _with_due(self._claim_now(ops.claim(self, queue, worker_id, limit, lease)))
+        return self._claim_now(ops.claim(self, queue, worker_id, limit, lease)).with_due()
 
     def claim_id(self, queue: str, job_id: str, worker_id: str, *, lease: float | None = None) -> Job | None:
         """Lease exactly job ``job_id`` if it is ready now; None if it is not (for
@@ -272,7 +272,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         it, the jobs, the wait as claim_with_due gives it). On a Cluster, the two calls."""
         op = ops.claim(self, queue, worker_id, limit, lease)
         popped, reply = self.scripts.call_after_wait(self.keys(queue).marker, max(0.001, timeout), op)
-        return (popped, *_with_due(self._claim_now(op, reply)))
+        return (popped, *self._claim_now(op, reply).with_due())
 
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> str | None:
         """Block up to ``timeout`` seconds until one of ``queues`` may have a ready job;
@@ -486,8 +486,3 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         its meta hash and returns it (-1: none; the caller stores it in rp:due)."""
         return self._planned(lambda budget: ops.sweep(self, queue, budget, worker_id, plan))
 
-
-def _with_due(claimed: ops.Claimed) -> tuple[list[Job], float | None]:
-    """A claim's jobs and, when it leased none, in how many seconds to claim again."""
-    wait_ms = claimed.wait_ms
-    return claimed.jobs, (wait_ms / 1000 if wait_ms >= 0 and not claimed.jobs else None)

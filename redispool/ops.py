@@ -270,6 +270,11 @@ class Claimed:
     broken: list[tuple[Job, str]] = field(default_factory=list)
     wait_ms: int = -1
 
+    def with_due(self) -> tuple[list[Job], float | None]:
+        """The jobs and, when none was leased, in how many seconds to claim again (None:
+        when the marker says so)."""
+        return self.jobs, (self.wait_ms / 1000 if self.wait_ms >= 0 and not self.jobs else None)
+
 
 def decode_jobs(queue: str, worker: str, reply: Sequence[Any], start: int) -> Claimed:
     """claim.lua's job list starting at ``start`` (after wait_ms, now_ms and the planned times)."""

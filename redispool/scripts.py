@@ -390,6 +390,29 @@ class AsyncScripts:
         except redis.ResponseError as exc:
             raise lua_error(exc) from None
 
+    async def call_after_wait(self, client: Any, marker: str, wait: float, op: Op[Any]) -> tuple[bool, Any]:
+        """``Scripts.call_after_wait`` on ``client`` (a ``redis.asyncio`` client whose
+        blocked connections keep no one else waiting: the wait hub's)."""
+        keys = self.scripts.bind(op.script, op.keys)
+        try:
+            if blocking.is_cluster(client):
+                popped = await blocking.bzpopmin_async(client, [marker], wait)
+                return popped is not None, await self.run(op.script, keys, op.args)
+            popped, reply = await blocking.pipeline_async(
+                client, [["BZPOPMIN", marker, wait],
+                         ["EVALSHA", self.scripts.sha(op.script), len(keys), *keys, *op.args]], wait)
+        except RedispoolError:
+            raise
+        except REDIS_TROUBLE as exc:
+            raise self.error(exc) from exc
+        if isinstance(popped, Exception):
+            raise popped
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return popped is not None, await self.run(op.script, keys, op.args)   # (loaded again there)
+        if isinstance(reply, redis.ResponseError):
+            raise lua_error(reply) from None
+        return popped is not None, reply
+
     async def run_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
         """Run script ``name`` once per (keys, args) in ``calls``, pipelined: one round trip
         (loading it again after NOSCRIPT). Per call its raw reply, or its error in place

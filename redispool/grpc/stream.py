@@ -47,6 +47,8 @@ from .stubs import jobs_pb2 as pb
 
 log = logging.getLogger("redispool.grpc")
 BLOCK_S = 30.0                 # one blocking claim's wait (then it claims again)
+PAIRED_WAIT_S = 1.0            # a wait sent with its claim (one queue, jobs arriving): cannot
+                               # be cut short, so a stream that ends waits this long at most
 RETRY_S = (0.05, 2.0)          # pause after Redis trouble in the puller: first, and at most
 BEAT_S = 10.0                  # the registration's beat while nothing else changes
 REGISTRY_S = 0.25              # the registration's writes at most this often (a write per ack
@@ -157,6 +159,7 @@ class WorkStream:
         self.changed.set()   # register at once
         self._tasks: list[asyncio.Task[Any]] = []
         self.closed = False
+        self._woken = True   # the last wait was ended by a job: wait and claim in one call
         self._valid_queues: set[str] = set(queues)
         self._releasing = asyncio.Semaphore(RELEASING)
         self.credit = 0
@@ -403,6 +406,8 @@ class WorkStream:
     async def _claim(self, limit: int) -> list[Any]:
         """Up to ``limit`` jobs from the stream's queues, blocking until one is ready (or
         the stream ends); a surplus from racing claims is released."""
+        if self._woken and len(self.queues) == 1:
+            return await self._wait_then_claim(limit)
         loop = asyncio.get_running_loop()
         round_stop: asyncio.Future[None] = loop.create_future()
 
@@ -426,7 +431,21 @@ class WorkStream:
         await asyncio.gather(*(self._release(j) for j in surplus))
         if errors and not keep:
             raise errors[0]
+        self._woken = bool(keep)
         return keep
+
+    async def _wait_then_claim(self, limit: int) -> list[Any]:
+        """While jobs keep coming to a one-queue stream: the wait and the claim in one round
+        trip (the hub's wait wakes a claim that then goes to Redis: two). A wait that ends
+        with nothing goes back to the hub's waits, which the stream's end can cut short
+        and an idle stream keeps without calls, until a job wakes one again."""
+        _, jobs, _ = await self.aio.wait_then_claim(self.queues[0], self.worker_id, PAIRED_WAIT_S,
+                                                    limit=limit, lease=self.lease)
+        self._woken = bool(jobs)   # (none: also when a limit held them back, whose due time the hub's wait keeps)
+        if self.stop.done():
+            await asyncio.gather(*(self._release(j) for j in jobs))
+            return []
+        return jobs
 
     async def _push(self, jobs: list[Any]) -> None:
         reply = pb.WorkReply()

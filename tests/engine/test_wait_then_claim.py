@@ -2,6 +2,7 @@
 (the worker's Waiter uses it while jobs keep coming), on every backend."""
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -52,3 +53,19 @@ def test_scripts_flushed_under_it_are_loaded_again(engine):
     engine.client.script_flush()
     popped, jobs, _ = engine.wait_then_claim("q", "w1", 1.0, limit=1)
     assert popped and [j.payload for j in jobs] == [1]
+
+
+def test_the_async_engine_waits_and_claims_the_same_way(engine):
+    from redispool.aio import AsyncEngine
+
+    async def main():
+        a = AsyncEngine(engine)
+        try:
+            assert await a.wait_then_claim("q", "w1", 0.1, limit=2) == (False, [], None)
+            later = asyncio.get_running_loop().call_later(0.2, lambda: engine.enqueue("q", "x"))
+            popped, jobs, wait = await a.wait_then_claim("q", "w1", 5.0, limit=2)
+            later.cancel()
+            return popped, [j.payload for j in jobs], wait
+        finally:
+            await a.close()
+    assert asyncio.run(main()) == (True, ["x"], None)
