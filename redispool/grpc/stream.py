@@ -47,8 +47,10 @@ from .stubs import jobs_pb2 as pb
 
 log = logging.getLogger("redispool.grpc")
 BLOCK_S = 30.0                 # one blocking claim's wait (then it claims again)
-PAIRED_WAIT_S = 1.0            # a wait sent with its claim (one queue, jobs arriving): cannot
-                               # be cut short, so a stream that ends waits this long at most
+PAIRED_WAIT_S = 0.25           # a wait sent with its claim (one queue, jobs arriving): it cannot
+                               # be cut short (a stream that ends waits this long at most), and
+                               # it learns no due time (a delayed job that falls due while it
+                               # waits, with no scheduler daemon to wake it, is this late at most)
 RETRY_S = (0.05, 2.0)          # pause after Redis trouble in the puller: first, and at most
 BEAT_S = 10.0                  # the registration's beat while nothing else changes
 REGISTRY_S = 0.25              # the registration's writes at most this often (a write per ack
