@@ -186,6 +186,22 @@ def test_the_open_stream_keeps_leases_alive_and_gives_them_back_when_it_ends(stu
     assert engine.get(queue, job_id).attempts == 0
 
 
+def test_a_job_claimed_by_the_wait_of_an_ending_stream_goes_back(stub, engine, queue):
+    """A stream that got a job waits for the next one and claims it in one call (that wait
+    cannot be cut short); a job it claims after the stream ended is released, not left
+    leased until its lease runs out."""
+    w = Worker(stub, [queue], "w-pair", credit=1)
+    [first] = enqueue(stub, queue, 1)
+    wait_until(lambda: w.jobs, what="the first job")
+    w.ack(completed=w.jobs[:1])
+    w.credit(1)                     # the stream waits and claims together now
+    wait_until(lambda: w.results, what="the ack")
+    w.cancel()
+    [second] = enqueue(stub, queue, 1)
+    wait_until(lambda: engine.get(queue, second).state == "ready", timeout=3, what="the job ready again")
+    assert engine.get(queue, second).attempts == 0 and engine.get(queue, first).state == "done"
+
+
 def test_half_close_releases_what_is_held_and_ends_ok(stub, engine, queue):
     ids = enqueue(stub, queue, 2)
     w = Worker(stub, [queue], "w-close", credit=2)
