@@ -97,7 +97,8 @@ def _most_in_window(times: list[int], per_ms: int) -> int:
 
 
 def _script_usec(client: Any) -> int:
-    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0))
+    stats = client.info("commandstats")   # script calls: FCALL(_RO), or EVALSHA without functions
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("usec", 0)) for c in ("fcall", "fcall_ro", "evalsha"))
 
 
 def drain_cost(engine: Any, url: str, jobs: int, rounds: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@
 -- under the queue's concurrency cap wakes a blocked claimer (rearm); the next batch obeys
 -- the queue's limits as claim does.
 -- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:ready      zset  ready jobs                       rw
 -- KEYS[2] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[3] rp:{q}:scheduled  zset  delayed jobs by run time          rw

@@ -2,6 +2,7 @@
 -- Cancels an unfinished job. A worker holding its lease loses it (its complete/fail
 -- raise LeaseLost). Finished jobs are left as they are. A cancelled lease frees a slot of
 -- the queue's concurrency cap, so the marker is set again when jobs are ready.
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:scheduled  zset  delayed jobs by run time          rw
 -- KEYS[2] rp:{q}:ready      zset  ready jobs                       rw
 -- KEYS[3] rp:{q}:leased     zset  leased jobs by expiry            rw

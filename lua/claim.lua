@@ -3,6 +3,7 @@
 -- with a fresh fencing token. Due scheduled jobs are promoted first. A paused queue
 -- hands out nothing, and the queue's limits (rate, concurrency) fewer or none. A job past
 -- its expiry is cancelled instead of leased, and the next one taken (lib's lease_job).
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:ready      zset  ready jobs                       rw
 -- KEYS[2] rp:{q}:leased     zset  leased jobs by expiry            w
 -- KEYS[3] rp:{q}:scheduled  zset  delayed jobs by run time          rw

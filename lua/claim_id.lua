@@ -4,6 +4,7 @@
 -- A paused queue hands out nothing, nor does a queue whose limits (rate, concurrency)
 -- allow no claim now; a damaged job goes to dead instead of reaching a worker: the lease
 -- step (lib's lease_job) and the limits are claim's own.
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:ready      zset  ready jobs                       rw
 -- KEYS[2] rp:{q}:leased     zset  leased jobs by expiry            w
 -- KEYS[3] rp:{q}:marker     zset  wake-up marker for claimers       w

@@ -4,6 +4,7 @@
 -- (rp:{q}:config) wins over the ARGV defaults, and may drop payloads and big results.
 -- When the queue's concurrency cap was reached, a freed slot wakes a blocked claimer.
 -- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[2] rp:{q}:done       zset  done jobs by finish time         rw
 -- KEYS[3] rp:{q}:unique     hash  unique_key -> job id              rw

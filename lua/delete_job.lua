@@ -2,6 +2,7 @@
 -- Deletes one job for good, whatever its state (a worker holding its lease loses it),
 -- and frees its unique key. A job that had not finished can never be done: its waiting
 -- children are told it ended 'deleted' (a failed parent, see settle).
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:marker     zset  wake-up marker for claimers       w
 -- KEYS[2] rp:{q}:meta       hash  paused flag, planned times        rw
 -- KEYS[3] rp:{q}:unique     hash  unique_key -> job id              rw

@@ -1,5 +1,6 @@
 -- deregister_worker: registered -> (unregistered)
 -- Removes a worker's registration (on a clean stop, or by the sweeper once it expired).
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{#workers}:index   zset  worker ids by last heartbeat (ms)   w
 -- KEYS[2] rp:{#workers}:w:<id>  hash  this worker's registration          w
 -- ARGV[1] worker_id         string

@@ -4,6 +4,7 @@
 -- with jitter); otherwise it is dead. Records the error of the attempt on the job. When
 -- the queue's concurrency cap was reached, a freed slot wakes a blocked claimer.
 -- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[2] rp:{q}:scheduled  zset  delayed jobs by run time          w
 -- KEYS[3] rp:{q}:dead       zset  dead jobs by finish time         rw

@@ -9,12 +9,18 @@ local ERRORS_KEPT = 10
 local TERMINAL = { done = true, dead = true, cancelled = true }
 local MARKER = 'm'                    -- the one member of rp:{q}:marker (claimers BZPOPMIN it)
 local EVENT_ERROR_CHARS = 500         -- an error is cut to this in the event log (the job keeps it whole)
+
+-- Per-run state: the names below (up to "end of per-run state") are the only lib locals a
+-- run changes, each set back to its value here before every run (as an EVAL script lib
+-- is defined afresh on every run; in the function library scripts.py loads once, a
+-- function scripts.py writes from these lines resets them first).
 local tally = {}                      -- counter increments, written once by flush_counts
 local planned = {}                    -- earliest new daemon work by meta field, see flush_plan
 local outboxed = 0                    -- 1 once settle wrote to rp:{q}:outbox (the caller drains it)
 local emitted = 0                     -- events emit appended without trimming (q.defer_trim)
-
 local numtext = {}                    -- num's texts of this run, by value
+local expired_at_claim = 0            -- jobs lease_job cancelled for their expiry in this call
+-- end of per-run state
 
 -- Number `n` as the text a command receives for it (redis.call formats a number with
 -- "%.17g", through glibc's float path: that costs more than most commands it goes to),
@@ -556,7 +562,6 @@ end
 -- next lease after it.
 local EXPIRABLE = { waiting = true, scheduled = true, ready = true }
 local EXPIRED_ERROR = 'expired: not claimed before its expires_at'
-local expired_at_claim = 0            -- jobs lease_job cancelled for their expiry in this call
 
 -- unleased -> cancelled: job `id`, out of its set (`state`), passed its expiry: cancel it
 -- with the reason as its error (its children are settled when the script declares them).

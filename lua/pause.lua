@@ -1,6 +1,7 @@
 -- pause: queue -> paused
 -- Stops the queue from handing out jobs; enqueueing still works. The pause's time and
 -- reason are kept (meta paused_at, paused_reason) until the queue is resumed.
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:meta       hash  paused flag, paused_at (ms), paused_reason  w
 -- KEYS[2] rp:{q}:marker     zset  wake-up marker for claimers       w
 -- KEYS[3] rp:{q}:events    stream the queue's event log         w

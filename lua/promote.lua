@@ -1,6 +1,7 @@
 -- promote: scheduled -> ready
 -- Moves delayed jobs whose run time has come to ready (the scheduler daemon's step; claim
 -- does the same for its own queue).
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:scheduled  zset  delayed jobs by run time          rw
 -- KEYS[2] rp:{q}:ready      zset  ready jobs                       w
 -- KEYS[3] rp:{q}:marker     zset  wake-up marker for claimers       w

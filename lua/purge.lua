@@ -3,6 +3,7 @@
 -- keys. The caller repeats until fewer than the budget were taken. A deleted job that had
 -- not finished can never be done: its waiting children are told it ended 'deleted' (a
 -- failed parent, see settle), here for this queue's, through rp:{q}:outbox for others.
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:<state>    zset  the state's set                  rw
 -- KEYS[2] rp:{q}:marker     zset  wake-up marker for claimers       w
 -- KEYS[3] rp:{q}:meta       hash  paused flag, planned times        rw

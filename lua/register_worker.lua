@@ -1,6 +1,7 @@
 -- register_worker: (unregistered) -> registered
 -- Records a worker process in the registry, stamped with the server clock as its start
 -- and first heartbeat, counters at zero. A registration under the same id is replaced.
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{#workers}:index   zset  worker ids by last heartbeat (ms)   w
 -- KEYS[2] rp:{#workers}:w:<id>  hash  this worker's registration          w
 -- ARGV[1] worker_id         string

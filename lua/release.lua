@@ -1,6 +1,7 @@
 -- release: leased -> ready
 -- Gives a leased job back without counting the attempt (graceful shutdown), only if the
 -- token still holds a live lease.
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:ready      zset  ready jobs                       w
 -- KEYS[2] rp:{q}:leased     zset  leased jobs by expiry            rw
 -- KEYS[3] rp:{q}:marker     zset  wake-up marker for claimers       w

@@ -4,6 +4,7 @@
 -- the daemons' planned times. With any unfinished job or cue it changes nothing. The caller then removes the
 -- queue from rp:queues and rp:due:* (plain commands) and re-reads meta: a job enqueued
 -- right after this script recreates meta, and the caller registers the queue again.
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:scheduled  zset  delayed jobs by run time          rw
 -- KEYS[2] rp:{q}:ready      zset  ready jobs                       rw
 -- KEYS[3] rp:{q}:leased     zset  leased jobs by expiry            rw

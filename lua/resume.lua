@@ -1,5 +1,6 @@
 -- resume: paused -> queue
 -- Lets a paused queue hand out jobs again and wakes blocked claimers.
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:meta       hash  paused flag, paused_at, paused_reason  w
 -- KEYS[2] rp:{q}:marker     zset  wake-up marker for claimers       w
 -- KEYS[3] rp:{q}:ready      zset  ready jobs                       r

@@ -4,6 +4,7 @@
 -- obeys them. The hash's other settings stay. The rate's sliding log keeps the claims of
 -- the window (cut to the new rate; deleted with the rate). Blocked claimers are woken,
 -- as the new limits may let them claim.
+-- At maxmemory: runs (its first write is one Redis allows there; scripts.py)
 -- KEYS[1] rp:{q}:config     hash  the queue's settings              rw
 -- KEYS[2] rp:{q}:ratelog    list  claim times (ms) in the rate window, newest first  rw
 -- KEYS[3] rp:{q}:ready      zset  ready jobs (for the marker)       r

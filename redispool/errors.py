@@ -83,8 +83,8 @@ class ServerBusy(ConnectionFailed):
 
 class RedisFull(RedispoolError):
     """Redis refused a write because it is at ``maxmemory`` (policy ``noeviction``).
-    Redis refuses a script at its first write, so nothing was written; retry once memory
-    is freed (fewer retained jobs, a larger ``maxmemory``)."""
+    Redis refuses a script before it runs or at its first write (scripts.py), so nothing
+    was written; retry once memory is freed (fewer retained jobs, a larger ``maxmemory``)."""
 
     def __init__(self, url: str, reason: object = "") -> None:
         self.url = mask_url(url)

@@ -1,8 +1,24 @@
 """The only place Lua scripts are loaded and run.
 
-Each ``lua/<name>.lua`` is prefixed with ``lua/lib.lua``, loaded once with SCRIPT LOAD and
-called with EVALSHA; after NOSCRIPT (a Redis restart or SCRIPT FLUSH) it is loaded again
-and the call repeated, transparently. Error replies ``"CODE detail"`` become the classes of ``errors.LUA_ERRORS``.
+``load`` (``connect()`` calls it) loads every ``lua/<name>.lua`` as one Redis Functions
+library (FUNCTION LOAD): lib.lua's functions are defined once, when the library loads, and
+each script is a function of it, called with FCALL (FCALL_RO for a ``(read only)`` script,
+flagged ``no-writes``). The library's name and its functions' names carry a hash of the
+scripts, so two versions of redispool can share one Redis (a rolling upgrade): function
+names are global in Redis. Where Redis has no functions (before 7.0, a proxy that refuses
+them), each script is instead prefixed with the lib functions it uses, loaded with SCRIPT
+LOAD and called with EVALSHA, which defines those functions on every call. After a
+"Function not found" (a Redis restarted without its data, FUNCTION FLUSH, a failover to a
+primary without the library) or NOSCRIPT the library or script is loaded again and the
+call repeated, transparently. Error replies ``"CODE detail"`` become the classes of
+``errors.LUA_ERRORS``.
+
+At maxmemory an EVAL script is refused at its first write that may grow memory, while a
+function is refused before it runs unless flagged ``allow-oom``. A header line ``-- At
+maxmemory: runs`` flags a script whose first write is one Redis allows there (ZREM, DEL,
+HDEL: it finishes, moves or deletes jobs), so each script runs at maxmemory exactly when
+it did as an EVAL script. A FUNCTION LOAD refused at maxmemory (or on a read-only replica)
+leaves the Scripts on EVALSHA, and the library is tried again ``LIBRARY_RETRY_S`` later.
 
 The script headers are read here too. An ``Op`` (ops.py) names where its KEYS come from,
 and ``bind`` reads each ``-- KEYS[i] <pattern>`` line's key *by name* from it
@@ -17,7 +33,8 @@ a lost connection, a timeout, a cluster in flux, a full server) to ``ConnectionF
 
 On Redis Cluster every script call names keys of one slot only (the queue's hash tag, or
 ``{#workers}`` for the registry), so redis-py sends it to the primary of that slot and
-follows MOVED/ASK itself; SCRIPT LOAD goes to every primary.
+follows MOVED/ASK itself; FUNCTION LOAD (or SCRIPT LOAD) goes to every primary, and again
+to every primary when one answers "Function not found" (a new primary).
 
 Durable writes (``durable_timeout_ms`` set; the engine's ``durable=True``): the scripts
 that create or finish jobs (``-- Durable: yes``) are sent in one pipeline with
@@ -51,6 +68,9 @@ LUA_DIR = Path(__file__).resolve().parent / "lua"
 LIB = "lib"
 _HEADER_KEY = re.compile(r"^-- KEYS\[\d+\]\s+(\S+)", re.M)
 _DURABLE = re.compile(r"^-- Durable: yes\b", re.M)
+_AT_MAXMEMORY = re.compile(r"^-- At maxmemory: runs\b", re.M)
+_RUN_STATE = re.compile(r"^-- Per-run state.*?$(.*?)^-- end of per-run state", re.M | re.S)
+_STATE_LINE = re.compile(r"^local (\w+) = (.+?)\s*(?:--.*)?$", re.M)
 _LIB_FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.M | re.S)
 # header key patterns whose attribute is not their last part (keys.py has the table)
 _KEY_NAMES = {"job:": "job_prefix", "children:": "children_prefix", "cue_runs:": "cue_runs_prefix",
@@ -58,6 +78,7 @@ _KEY_NAMES = {"job:": "job_prefix", "children:": "children_prefix", "cue_runs:":
               "w:": "worker_prefix", "due:<daemon>": "due"}
 REDIRECT_TRIES = 20        # durable calls on a cluster: MOVED/ASK/TRYAGAIN retries ...
 REDIRECT_PAUSE_S = 0.05    # ... this far apart (a slot migration or failover in progress)
+LIBRARY_RETRY_S = 60.0     # a FUNCTION LOAD refused for now (maxmemory, a replica): EVALSHA, then again
 
 
 def script_names() -> list[str]:
@@ -79,11 +100,14 @@ def key_name(pattern: str) -> str:
 
 
 class Header(NamedTuple):
-    """What a script's header says about calling it: its KEYS' names, in order, and
-    whether its writes are durable ones."""
+    """What a script's header says about calling it: its KEYS' names, in order, whether
+    its writes are durable ones, whether it only reads (``(read only)`` on its first
+    line) and whether it runs at maxmemory (``-- At maxmemory: runs``)."""
 
     keys: tuple[str, ...]
     durable: bool
+    read_only: bool = False
+    at_maxmemory: bool = False
 
 
 def read_header(body: str) -> Header:
@@ -93,7 +117,8 @@ def read_header(body: str) -> Header:
             break
         lines.append(line)
     head = "\n".join(lines)
-    return Header(tuple(key_name(p) for p in _HEADER_KEY.findall(head)), bool(_DURABLE.search(head)))
+    return Header(tuple(key_name(p) for p in _HEADER_KEY.findall(head)), bool(_DURABLE.search(head)),
+                  "(read only)" in lines[0] if lines else False, bool(_AT_MAXMEMORY.search(head)))
 
 
 @functools.lru_cache(maxsize=4)
@@ -146,20 +171,125 @@ def loaded_scripts() -> dict[str, Loaded]:
     return out
 
 
+def run_state(lib: str) -> list[tuple[str, str]]:
+    """lib.lua's per-run state: (name, initial value) of each local its block declares."""
+    block = _RUN_STATE.search(lib)
+    if block is None:
+        raise AssertionError("lib.lua has no per-run state block")
+    return _STATE_LINE.findall(block.group(1))
+
+
+class Library(NamedTuple):
+    """Every script as one Redis Functions library: its name, its code for FUNCTION LOAD,
+    and per script the function's name and the command that calls it (FCALL / FCALL_RO)."""
+
+    name: str
+    code: str
+    functions: dict[str, str]
+    verbs: dict[str, str]
+
+
+@functools.lru_cache(maxsize=1)
+def function_library() -> Library:
+    """The library, built once per process: lib.lua whole (its functions are defined once,
+    at FUNCTION LOAD), a function resetting lib's per-run state, then each script's body as
+    the callback of a function that resets that state first, its KEYS and ARGV as the
+    callback's parameters of those names."""
+    lib = read_script(LIB)
+    bodies = {name: read_script(name) for name in script_names()}
+    digest = hashlib.sha1("\0".join([lib, *(f"{n}\n{b}" for n, b in bodies.items())]).encode()).hexdigest()[:16]
+    name = f"redispool_{digest}"
+    reset = "".join(f"  {var} = {value}\n" for var, value in run_state(lib))
+    parts = [f"#!lua name={name}\n", lib, f"\nlocal function rp_reset_run()\n{reset}end\n"]
+    functions, verbs = {}, {}
+    for script, body in bodies.items():
+        header = read_header(body)
+        functions[script] = f"rp_{digest}_{script}"
+        verbs[script] = "FCALL_RO" if header.read_only else "FCALL"
+        flags = "'no-writes'" if header.read_only else "'allow-oom'" if header.at_maxmemory else ""
+        parts.append(f"redis.register_function{{function_name = '{functions[script]}', flags = {{ {flags} }},\n"
+                     f"callback = function(KEYS, ARGV)\nrp_reset_run()\n{body}\nend}}\n")
+    return Library(name, "".join(parts), functions, verbs)
+
+
+def missing(reply: object) -> bool:
+    """True for the error of a call whose function or script the server does not hold
+    (after a restart without data, FUNCTION FLUSH / SCRIPT FLUSH, a failover)."""
+    if isinstance(reply, redis.exceptions.NoScriptError):
+        return True
+    return isinstance(reply, redis.ResponseError) and str(reply).startswith(("Function not found",
+                                                                               "ERR Function not found"))
+
+
+def _already_loaded(exc: redis.ResponseError) -> bool:
+    return "already exists" in str(exc)
+
+
+def _primaries(client: Any) -> list[dict[str, Any]]:
+    """execute_command keywords addressing each primary: one empty set off-cluster."""
+    if hasattr(client, "get_primaries"):
+        return [{"target_nodes": node} for node in client.get_primaries()]
+    return [{}]
+
+
+def _fcall_keys(args: Sequence[Any]) -> list[Any] | None:
+    """The keys of ``FCALL fn numkeys key...``, or None for another command."""
+    if len(args) > 2 and isinstance(args[0], str) and args[0].upper() in ("FCALL", "FCALL_RO"):
+        return list(args[3:3 + int(args[2])])
+    return None
+
+
+class _FcallKeys:
+    """A redis-py cluster client's CommandsParser that reads FCALL's keys from its numkeys
+    (as redis-py does for EVALSHA) instead of asking a node (COMMAND GETKEYS: redis-py
+    sent two per FCALL, each a round trip)."""
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
+
+    def get_keys(self, redis_conn: Any, *args: Any) -> Any:
+        keys = _fcall_keys(args)
+        return self._parser.get_keys(redis_conn, *args) if keys is None else keys
+
+
+class _AsyncFcallKeys(_FcallKeys):
+    """The same for a ``redis.asyncio`` cluster client."""
+
+    async def get_keys(self, *args: Any) -> Any:
+        keys = _fcall_keys(args)
+        return await self._parser.get_keys(*args) if keys is None else keys
+
+
+def _read_fcall_keys(client: Any, parser: type[_FcallKeys]) -> None:
+    """Let a cluster ``client`` (and its pipelines) route FCALL by its keys without asking."""
+    current = getattr(client, "commands_parser", None)
+    if current is not None and not isinstance(current, _FcallKeys):
+        client.commands_parser = parser(current)
+
+
 class Scripts:
-    """All scripts, ready to run on one client by SHA."""
+    """All scripts, ready to run on one client: by FCALL once ``load`` loaded the function
+    library, else (no functions there, or not loaded) by EVALSHA."""
 
     def __init__(self, client: Any, *, durable_timeout_ms: int | None = None, url: str = "") -> None:
         self.client = client
         self.url = url
         self.durable_timeout_ms = durable_timeout_ms
         self._cluster = _is_cluster(client)
+        if self._cluster:
+            _read_fcall_keys(client, _FcallKeys)
         self._aof: dict[str, bool] = {}   # per primary: WAITAOF usable (7.2+ and AOF on)
         scripts = loaded_scripts()
         self.headers = {name: s.header for name, s in scripts.items()}
         self._text = {name: s.text for name, s in scripts.items()}
         self._sha = {name: s.sha for name, s in scripts.items()}
         self._nkeys = {name: len(s.header.keys) for name, s in scripts.items()}
+        self.library = function_library()
+        self.functions: dict[str, str] | None = None  # the library's functions while it is loaded
+        self.library_retry_at: float | None = None    # monotonic time to try FUNCTION LOAD again
 
     def text(self, name: str) -> str:
         """Script ``name`` as loaded (lib functions first)."""
@@ -184,10 +314,55 @@ class Scripts:
         return [getattr(source, key) for key in self.headers[name].keys]
 
     def load(self) -> None:
-        """SCRIPT LOAD every script now, so a Lua error shows at start-up, not mid-run."""
+        """Load the function library now (else SCRIPT LOAD every script), so a Lua error
+        shows at start-up, not mid-run."""
         with self.boundary():
-            for name, text in self._text.items():
-                self._sha[name] = self.client.script_load(text)
+            if not self.load_library():
+                for name, text in self._text.items():
+                    self._sha[name] = self.client.script_load(text)
+
+    def load_library(self) -> bool:
+        """FUNCTION LOAD the library on every primary (one loaded already is left as it
+        is); True when calls go by FCALL from now on. A server without functions leaves
+        the Scripts on EVALSHA; one that refuses the load for now (at maxmemory, read-only)
+        too, until ``LIBRARY_RETRY_S`` later."""
+        self.library_retry_at = None
+        try:
+            for target in _primaries(self.client):
+                try:
+                    self.client.execute_command("FUNCTION", "LOAD", self.library.code, **target)
+                except redis.ResponseError as exc:
+                    if not _already_loaded(exc):
+                        raise
+        except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError):
+            self.library_retry_at = time.monotonic() + LIBRARY_RETRY_S
+            self.functions = None
+            return False
+        except redis.ResponseError:   # no FUNCTION command (Redis < 7, a proxy): EVALSHA
+            self.functions = None
+            return False
+        self.functions = self.library.functions
+        return True
+
+    def restore(self, name: str | None = None) -> None:
+        """Load again what a call found missing: the library (or, on EVALSHA, script
+        ``name``, or every script when None)."""
+        if self.functions is not None and self.load_library():
+            return
+        for script in [name] if name else list(self._text):
+            self._sha[script] = self.client.script_load(self._text[script])
+
+    def command_for(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        """The command that runs script ``name``: FCALL / FCALL_RO or EVALSHA."""
+        functions = self.functions
+        if functions is None:
+            return ["EVALSHA", self._sha[name], len(keys), *keys, *args]
+        return [self.library.verbs[name], functions[name], len(keys), *keys, *args]
+
+    def queue(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Add a call of script ``name`` to pipeline ``pipe``; after its execute, a
+        ``missing`` reply means ``restore()`` and sending the pipeline again."""
+        pipe.execute_command(*self.command_for(name, keys, args))
 
     def call(self, op: Op[Any]) -> Any:
         """Run ``op``'s script with its KEYS bound from the header; the raw reply."""
@@ -199,13 +374,21 @@ class Scripts:
         if len(keys) != self._nkeys[name]:
             raise AssertionError(f"{name}.lua takes {self._nkeys[name]} keys, got {len(keys)}")
         try:
+            if self.library_retry_at is not None and time.monotonic() >= self.library_retry_at:
+                self.load_library()
             if self.durable_timeout_ms is not None and self.headers[name].durable:
                 return self._run_durable(name, keys, args)
+            functions = self.functions
             try:
+                if functions is not None:
+                    return self.client.execute_command(self.library.verbs[name], functions[name], len(keys),
+                                                       *keys, *args)
                 return self.client.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
-                self._sha[name] = self.client.script_load(self._text[name])
-                return self.client.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
+            except redis.ResponseError as exc:
+                if not missing(exc):
+                    raise
+            self.restore(name)
+            return self.client.execute_command(*self.command_for(name, keys, args))
         except RedispoolError:
             raise
         except REDIS_TROUBLE as exc:
@@ -270,7 +453,7 @@ class Scripts:
             aof = self._aof.get(node_name)
             if aof is None:
                 aof = self._aof[node_name] = _waitaof_usable(target)
-            commands: list[list[Any]] = [["EVALSHA", self._sha[name], len(keys), *keys, *args],
+            commands: list[list[Any]] = [self.command_for(name, keys, args),
                                          ["WAIT", 1, self.durable_timeout_ms]]
             if aof:
                 commands.append(["WAITAOF", 1, 0, self.durable_timeout_ms])
@@ -281,8 +464,8 @@ class Scripts:
                     blocking.refresh_slots(self.client)
                 raise
             reply = replies[0]
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                self._sha[name] = target.script_load(self._text[name])
+            if missing(reply):
+                self.restore(name)
                 continue
             if isinstance(reply, MovedError) and self._cluster:
                 blocking.refresh_slots(self.client)
@@ -359,14 +542,17 @@ def lua_error(exc: redis.ResponseError) -> Exception:
 
 
 class AsyncScripts:
-    """The same scripts run by SHA on a ``redis.asyncio`` client (aio.py). Texts, SHAs and
-    headers come from the sync ``Scripts``, so both run byte-identical Lua."""
+    """The same scripts run on a ``redis.asyncio`` client (aio.py), by FCALL while the sync
+    ``Scripts`` has the library loaded, else by SHA. Library, texts, SHAs and headers come
+    from the sync ``Scripts``, so both run byte-identical Lua."""
 
     def __init__(self, client: Any, scripts: Scripts, *, pool_wait: float = 5.0) -> None:
         self.client = client
         self.scripts = scripts
         self.url = scripts.url
         self.pool_wait = pool_wait
+        if hasattr(client, "get_primaries"):   # a cluster client
+            _read_fcall_keys(client, _AsyncFcallKeys)
 
     async def call(self, op: Op[Any]) -> Any:
         """Run ``op``'s script with its KEYS bound from the header; the raw reply."""
@@ -379,10 +565,12 @@ class AsyncScripts:
             raise AssertionError(f"{name}.lua takes {s._nkeys[name]} keys, got {len(keys)}")
         try:
             try:
-                return await self.client.execute_command("EVALSHA", s.sha(name), len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
-                await self.client.script_load(s.text(name))
-                return await self.client.execute_command("EVALSHA", s.sha(name), len(keys), *keys, *args)
+                return await self.client.execute_command(*s.command_for(name, keys, args))
+            except redis.ResponseError as exc:
+                if not missing(exc):
+                    raise
+            await self.restore(name)
+            return await self.client.execute_command(*s.command_for(name, keys, args))
         except RedispoolError:
             raise
         except REDIS_TROUBLE as exc:
@@ -425,10 +613,10 @@ class AsyncScripts:
             try:
                 pipe = self.client.pipeline(transaction=False)
                 for keys, args in calls:
-                    pipe.execute_command("EVALSHA", s.sha(name), len(keys), *keys, *args)
+                    pipe.execute_command(*s.command_for(name, keys, args))
                 replies = list(await pipe.execute(raise_on_error=False))
-                if not loaded and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-                    await self.client.script_load(s.text(name))
+                if not loaded and any(missing(r) for r in replies):
+                    await self.restore(name)
                     continue
             except RedispoolError:
                 raise
@@ -436,6 +624,26 @@ class AsyncScripts:
                 raise self.error(exc) from exc
             return [lua_error(r) if isinstance(r, redis.ResponseError) else r for r in replies]
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def restore(self, name: str) -> None:
+        """Load again what a call found missing: the library on every primary (where the
+        sync Scripts calls by FCALL; if the load is refused, both go over to EVALSHA), or
+        script ``name``."""
+        s = self.scripts
+        if s.functions is not None:
+            try:
+                for target in _primaries(self.client):
+                    try:
+                        await self.client.execute_command("FUNCTION", "LOAD", s.library.code, **target)
+                    except redis.ResponseError as exc:
+                        if not _already_loaded(exc):
+                            raise
+                return
+            except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError):
+                s.functions, s.library_retry_at = None, time.monotonic() + LIBRARY_RETRY_S
+            except redis.ResponseError:
+                s.functions = None
+        await self.client.script_load(s.text(name))
 
     def error(self, exc: BaseException) -> Exception:
         """The redispool error for Redis trouble on the async client."""

@@ -23,12 +23,11 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from .. import ops
 from ..engine import Engine
 from ..errors import REDIS_TROUBLE, from_redis
 from ..keys import queues_key
+from ..scripts import missing
 
 QUEUES_PER_PAGE = 50
 HISTORY_MINUTES = 60
@@ -131,8 +130,8 @@ def overview(engine: Engine, page: int, needle: str = "", per_page: int = QUEUES
 
 def _read_page(engine: Engine, names: Sequence[str], now_ms: int
                ) -> tuple[dict[str, dict[str, Any]], dict[str, list[tuple[float, int, int]]]]:
-    """Stats and last hour of ``names`` in one pipeline (scripts by SHA; loaded again and
-    the pipeline repeated once after a NOSCRIPT, e.g. after a Redis restart)."""
+    """Stats and last hour of ``names`` in one pipeline (the scripts loaded again and the
+    pipeline repeated once when Redis had lost them, e.g. after a restart)."""
     if not names:
         return {}, {}
     scripts = engine.scripts
@@ -142,13 +141,13 @@ def _read_page(engine: Engine, names: Sequence[str], now_ms: int
             for name in names:
                 op = ops.stats(engine, name)
                 keys = scripts.bind(op.script, op.keys)
-                pipe.execute_command("EVALSHA", scripts.sha(op.script), len(keys), *keys, *op.args)
+                scripts.queue(pipe, op.script, keys, op.args)
                 key, fields, span = engine._throughput_read(name, now_ms, HISTORY_MINUTES)
                 pipe.hmget(key, fields)
                 reads.append(span)
             replies = pipe.execute(raise_on_error=False)
-        if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-            scripts.load()
+        if attempt == 1 and any(missing(r) for r in replies):
+            scripts.restore()
             continue
         break
     for reply in replies:

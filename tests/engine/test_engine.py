@@ -6,6 +6,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import redis
 
 import redispool
 from redispool import InvalidQueueName, JobNotFound, LeaseLost, PayloadError
@@ -485,6 +486,59 @@ def test_scripts_reload_after_script_flush(engine):
     engine.client.script_flush()
     engine.complete(job)
     assert engine.stats("q")["done"] == 1
+
+
+def test_scripts_are_one_function_library_loaded_again_after_function_flush(engine):
+    """connect() loads the scripts as one Redis Functions library (on every backend: Redis
+    7, a cluster's every primary, fakeredis); after FUNCTION FLUSH (or a restart without
+    the data, a failover to a primary without it) a call loads it again and goes on."""
+    library = engine.scripts.library
+    assert engine.scripts.functions == library.functions
+    listed = engine.client.function_list(library="redispool_*")
+    assert library.name.encode() in str(listed).encode()
+    engine.enqueue("q", 1)
+    engine.client.function_flush()
+    job = claim_one(engine)
+    engine.client.function_flush()
+    engine.complete(job)
+    engine.client.function_flush()
+    assert engine.stats("q")["done"] == 1   # a read-only script (FCALL_RO) too
+    assert engine.scripts.functions == library.functions, "still called as functions"
+
+
+def test_a_second_engine_finds_the_library_loaded(make_engine):
+    first = make_engine()
+    first.enqueue("q", 1)
+    second = make_engine()   # FUNCTION LOAD: "already exists" is the library it needs
+    assert second.scripts.functions == first.scripts.functions
+    assert claim_one(second).payload == 1
+
+
+class _NoFunctions:
+    """A client whose server refuses FUNCTION (Redis < 7, a proxy), else the engine's."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def execute_command(self, *args, **options):
+        if str(args[0]).upper() in ("FUNCTION", "FCALL", "FCALL_RO"):
+            raise redis.ResponseError(f"unknown command '{args[0]}', with args beginning with: ")
+        return self._client.execute_command(*args, **options)
+
+
+def test_without_functions_the_scripts_run_by_evalsha(engine):
+    plain = redispool.Engine(_NoFunctions(engine.client), url=engine.url, prefix=engine.prefix)
+    plain.load_scripts()
+    assert plain.scripts.functions is None
+    job_id = plain.enqueue("q", 1)
+    job = claim_one(plain)
+    if hasattr(engine.client, "script_flush"):
+        engine.client.script_flush()
+    plain.complete(job)
+    assert plain.get("q", job_id).state == "done"
 
 
 def test_undecodable_payload_goes_dead(engine):

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from redispool.scripts import LUA_DIR, read_header, script_names
+from redispool.scripts import LUA_DIR, function_library, read_header, run_state, script_names
 
 KEY_LINE = re.compile(r"^-- KEYS\[(\d+)\] ", re.M)
 ARG_LINE = re.compile(r"^-- ARGV\[(\d+)\](\.\.)? ", re.M)
@@ -50,3 +50,39 @@ def test_lib_defines_only_locals():
 def test_the_durable_scripts_are_those_that_create_or_finish_jobs():
     durable = {name for name in script_names() if read_header((LUA_DIR / f"{name}.lua").read_text()).durable}
     assert durable == {"enqueue", "complete", "fail", "ack"}
+
+
+def test_a_run_changes_only_the_lib_locals_of_the_per_run_block():
+    """The function library defines lib.lua once and resets only the per-run block's locals
+    before each run (scripts.run_state): any other lib local a script changed would carry
+    over to the next run, as it never did when lib was defined on every EVAL."""
+    lib = (LUA_DIR / "lib.lua").read_text()
+    state = dict(run_state(lib))
+    assert {"tally", "planned", "outboxed", "emitted", "numtext", "expired_at_claim"} <= set(state)
+    shared = set(re.findall(r"^local (\w+) =", lib, re.M)) - set(state)
+    assert {"TERMINAL", "EXPIRABLE", "PRIORITY_SPAN"} <= shared
+    code = [lib] + [(LUA_DIR / f"{name}.lua").read_text() for name in script_names()]
+    for name in shared:
+        changed = re.compile(rf"(?<![\w.]){name}(\[[^\]]*\]|\.\w+)*\s*=(?!=)|table\.\w+\({name}\b")
+        writes = [m.group(0) for text in code for m in changed.finditer(text)]
+        assert writes == [f"{name} ="], f"lib local {name} is changed by a run: {writes}"
+    library = function_library().code
+    reset = library[library.index("local function rp_reset_run()"):]
+    for name, value in state.items():
+        assert f"  {name} = {value}\n" in reset.split("end\n", 1)[0]
+
+
+def test_the_scripts_that_run_at_maxmemory_are_those_whose_first_write_redis_allows_there():
+    """Functions are refused at maxmemory before they run unless flagged allow-oom; these
+    scripts' first write (ZREM, DEL, HDEL) is one Redis allows there, so as EVAL scripts
+    they ran at maxmemory, and are flagged (scripts.py)."""
+    runs = {name for name in script_names() if read_header((LUA_DIR / f"{name}.lua").read_text()).at_maxmemory}
+    assert runs == {"ack", "cancel", "claim", "claim_id", "complete", "delete_job", "deregister_worker", "fail",
+                    "pause", "promote", "purge", "register_worker", "release", "remove_cue", "remove_queue",
+                    "resume", "set_limits", "set_retention"}
+    reads = {name for name in script_names() if read_header((LUA_DIR / f"{name}.lua").read_text()).read_only}
+    assert not runs & reads
+    code = function_library().code
+    for name in runs | reads:
+        flag = "'no-writes'" if name in reads else "'allow-oom'"
+        assert f"function_name = '{function_library().functions[name]}', flags = {{ {flag} }}" in code

@@ -32,9 +32,9 @@ def idle_scripts(client: redis.Redis, waits: int = 5) -> int:
     to settle: the claims that found the limit come first)."""
     settled = calls(client, "bzpopmin") + waits
     wait_for(lambda: calls(client, "bzpopmin") >= settled, what="the workers blocking")
-    scripts, blocked = calls(client, "evalsha"), calls(client, "bzpopmin")
+    scripts, blocked = calls(client, "scripts"), calls(client, "bzpopmin")
     wait_for(lambda: calls(client, "bzpopmin") >= blocked + waits, what=f"{waits} more waits")
-    return calls(client, "evalsha") - scripts
+    return calls(client, "scripts") - scripts
 
 
 def test_workers_held_by_the_cap_sleep_and_wake_when_a_slot_frees(private_server):

@@ -89,9 +89,9 @@ def test_a_queue_alone_gets_every_slot_and_acks_carry_the_next_claims(private_se
             with lock:
                 active[0] -= 1
 
-        before = calls(client, "evalsha")
+        before = calls(client, "scripts")
         worker.run(burst=True)
-        scripts = calls(client, "evalsha") - before
+        scripts = calls(client, "scripts") - before
         assert engine.stats("solo")["totals"]["completed"] == 400
         assert peak[0] == 8, "a queue with no competition uses every slot"
         # finish-and-fetch-next: an ack carries the next claim, so about one call per job
@@ -114,11 +114,11 @@ def test_an_idle_worker_only_blocks(private_server, n_queues):
     try:
         with running(worker):
             wait_for(lambda: calls(client, "bzpopmin") >= 1, what="the first blocking wait")
-            wait_for(lambda: calls(client, "evalsha") >= n_queues + 2,
+            wait_for(lambda: calls(client, "scripts") >= n_queues + 2,
                        what="registration and a first claim of every queue")
-            scripts, waits = calls(client, "evalsha"), calls(client, "bzpopmin")
+            scripts, waits = calls(client, "scripts"), calls(client, "bzpopmin")
             wait_for(lambda: calls(client, "bzpopmin") >= waits + 5, what="five more idle waits")
-            assert calls(client, "evalsha") - scripts <= 1, "an idle worker claims nothing between waits"
+            assert calls(client, "scripts") - scripts <= 1, "an idle worker claims nothing between waits"
             job_id = engine.enqueue(queues[-1], "wake")  # and it still wakes at once for a job
             wait_for(lambda: engine.get(queues[-1], job_id).state == "done", timeout=5, what="pickup")
     finally:
@@ -141,11 +141,11 @@ def test_an_idle_worker_on_a_cluster_does_not_poll(cluster_url):
         before = total("bzpopmin")   # the session cluster's count: earlier tests' waits too
         with running(worker):
             wait_for(lambda: total("bzpopmin") >= before + len(queues), what="every watcher blocking")
-            scripts, waits = total("evalsha"), total("bzpopmin")
+            scripts, waits = total("scripts"), total("bzpopmin")
             time.sleep(3.0)  # six of the waiter's 0.5 s waits
             # polling made ~50 claims in 3 s; the session cluster also serves whatever an
             # earlier test left running, so allow a few calls that are not this worker's
-            assert total("evalsha") - scripts <= 5, "no claims while idle"
+            assert total("scripts") - scripts <= 5, "no claims while idle"
             # each watcher's BZPOPMIN lasts several seconds, whatever the waiter's waits
             assert total("bzpopmin") - waits <= 2 * len(queues), total("bzpopmin") - waits
             job_id = engine.enqueue(queues[2], "wake")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
@@ -51,6 +52,56 @@ def test_a_full_redis_keeps_the_jobs_flowing_and_is_logged_once(caplog):
         assert "maxmemory" in full[0].reason and full[0].during == "registry"
         assert not events(caplog, "redis unavailable", "redis reachable again"), \
             "a refused registry beat is not an outage of the job flow"
+    finally:
+        admin.close()
+        engine.close()
+        server.stop()
+
+
+# ---------------------------------------------------------------- the scripts lost by Redis
+def test_a_running_worker_outlives_function_flushes_and_a_restart_without_data():
+    """The function library gone under a running worker (FUNCTION FLUSH, then a restarted
+    redis-server that kept no data): its next call loads it again; no job is lost or
+    finished twice, and the scripts stay functions (no fall back to EVALSHA)."""
+    server = RedisServer().start()
+    engine = redispool.connect(server.url, prefix="lost")
+    admin = redis.Redis(port=server.port)
+    done: list[int] = []
+    reached = {n: threading.Event() for n in (50, 100, 150)}
+    flushed = {n: threading.Event() for n in reached}
+
+    def handle(job: redispool.Job) -> None:
+        if job.payload in reached:   # its completion is the worker's first call after a flush
+            reached[job.payload].set()
+            flushed[job.payload].wait(10)
+        done.append(job.payload)
+
+    try:
+        engine.enqueue_many("q", list(range(200)))
+        worker = Worker(engine, queues=["q"], concurrency=4, **QUICK)
+        worker.process(handle)
+        with running(worker):
+            for n in reached:
+                assert reached[n].wait(20), f"job {n} to run"
+                admin.function_flush()
+                flushed[n].set()
+            wait_for(lambda: engine.stats("q")["done"] == 200, 20, "the drain")
+        assert sorted(done) == list(range(200))
+        assert engine.scripts.functions is not None
+        admin.close()
+        server.kill()
+        server.start()   # no data: no library, no queue
+        admin = redis.Redis(port=server.port)
+        assert admin.function_list() == []
+        for attempt in range(3):   # the pooled connections died with the server
+            try:
+                job_id = engine.enqueue("q", "after")
+                break
+            except redispool.ConnectionFailed:
+                if attempt == 2:
+                    raise
+        assert engine.claim("q", "w")[0].id == job_id
+        assert engine.scripts.library.name in str(admin.function_list())
     finally:
         admin.close()
         engine.close()

@@ -42,10 +42,20 @@ def need(*programs: str) -> None:
             pytest.skip(f"{program} is not installed")
 
 
+SCRIPT_CALLS = ("fcall", "fcall_ro", "evalsha")   # how redispool runs a script (scripts.py)
+
+
 def calls(client: redis.Redis, command: str) -> int:
-    """How many times ``command`` (lower case: "evalsha", "bzpopmin") ran on the server of
-    ``client`` (INFO commandstats): on a private server, what the test's processes sent."""
-    return client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+    """How many times ``command`` (lower case: "bzpopmin"; "scripts": every script call,
+    ``SCRIPT_CALLS``) ran on the server of ``client`` (INFO commandstats): on a private
+    server, what the test's processes sent."""
+    return script_calls(client.info("commandstats"), "calls", (command,) if command != "scripts" else SCRIPT_CALLS)
+
+
+def script_calls(stats: dict, field: str = "calls", commands: tuple[str, ...] = SCRIPT_CALLS) -> int:
+    """``field`` ("calls", "usec") of ``commands`` (default: the script calls) summed from
+    INFO commandstats ``stats``."""
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get(field, 0)) for c in commands)
 
 
 def free_port(cluster: bool = False) -> int:

@@ -77,6 +77,30 @@ def commands_processed(cluster: Cluster) -> int:
     return sum(int(m.client().info("stats")["total_commands_processed"]) for m in cluster.masters)
 
 
+def test_the_function_library_is_on_every_master_and_loaded_again_on_one_without_it(cluster, engine):
+    """connect() loads the library on every master; a master without it (a new primary, a
+    FUNCTION FLUSH) gets it again at its first call, the others keep theirs. FCALL is
+    routed by its keys without COMMAND GETKEYS (redis-py asked a node twice per call)."""
+    name = engine.scripts.library.name
+    for master in cluster.masters:
+        assert name in str(master.client().function_list()), master.port
+    queues = spread(cluster, base="fn")
+    getkeys = sum(m.client().info("commandstats").get("cmdstat_command|getkeys", {}).get("calls", 0)
+                  for m in cluster.masters)
+    for q in queues:
+        engine.enqueue(q, q)
+    lost = cluster.masters[1]
+    lost.client().function_flush()
+    for q in queues:
+        [job] = engine.claim(q, "w")
+        engine.complete(job)
+        assert engine.stats(q)["done"] == 1
+    assert all(name in str(m.client().function_list()) for m in cluster.masters)
+    assert engine.scripts.functions is not None
+    assert sum(m.client().info("commandstats").get("cmdstat_command|getkeys", {}).get("calls", 0)
+               for m in cluster.masters) == getkeys
+
+
 def test_the_daemons_and_the_registry_work_across_slots(cluster, engine):
     queues = spread(cluster, "d")
     assert len({key_slot(q.encode()) for q in queues}) == 3

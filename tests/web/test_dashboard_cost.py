@@ -88,6 +88,7 @@ def test_overview_costs_one_page_of_queues(engine):
     # the cards add up the queues shown: jobs q0000..q0049 hold one ready job each
     assert re.search(r'<div class="n">50</div><div class="l">ready</div>', r.text)
     engine.client.script_flush()  # as after a Redis restart: the pipeline loads the scripts again
+    engine.client.function_flush()
     assert rows(app.get("/").text) == [f"q{i:04d}" for i in range(QUEUES_PER_PAGE)]
 
 

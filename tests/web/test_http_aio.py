@@ -12,7 +12,7 @@ import pytest
 import redispool
 from redispool.aio import AsyncEngine
 
-from support.servers import RedisServer
+from support.servers import RedisServer, script_calls
 
 
 def run(coro):
@@ -92,7 +92,8 @@ def test_ack_spoils_only_the_stale_item_and_claims_the_next_batch(engine):
 
 def test_release_many_is_one_round_trip_and_spoils_only_the_stale_item(engine):
     """release_many: each job back to ready (attempt not counted), a stale token's item is
-    its LeaseLost in place, and it loads the script again after a SCRIPT FLUSH."""
+    its LeaseLost in place, and it loads the script again after a SCRIPT FLUSH or the
+    function library after a FUNCTION FLUSH."""
     async def go():
         a = AsyncEngine(engine)
         try:
@@ -104,9 +105,28 @@ def test_release_many_is_one_round_trip_and_spoils_only_the_stale_item(engine):
             assert [engine.get("q", j.id).state for j in jobs] == ["ready", "leased", "leased"]
             if hasattr(engine.client, "script_flush"):
                 engine.client.script_flush()
+            engine.client.function_flush()
             assert await a.release_many(jobs[1:]) == [None, None]
             assert {(engine.get("q", j.id).state, engine.get("q", j.id).attempts) for j in jobs} == {("ready", 0)}
             assert await a.release_many([]) == []
+        finally:
+            await a.close()
+    run(go())
+
+
+def test_a_call_loads_the_function_library_again_after_function_flush(engine):
+    """A lone script call on the async client (FCALL, and FCALL_RO for a read) after
+    FUNCTION FLUSH, as after a restart without the data: loaded again, then run."""
+    async def go():
+        a = AsyncEngine(engine)
+        try:
+            await a.enqueue_specs("q", [spec(engine, 1)])
+            engine.client.function_flush()
+            [job] = await a.claim("q", "w1")
+            assert job.payload == 1
+            engine.client.function_flush()
+            assert (await a.stats("q"))["leased"] == 1
+            assert engine.scripts.functions is not None, "still called as functions"
         finally:
             await a.close()
     run(go())
@@ -192,7 +212,7 @@ def test_blocking_claim_does_not_poll(redis_url):
             engine.client.config_resetstat()
             await a.claim("q", "w", block=1.5)
             stats = engine.client.info("commandstats")
-            assert stats["cmdstat_evalsha"]["calls"] <= 3 and stats["cmdstat_bzpopmin"]["calls"] <= 2
+            assert script_calls(stats) <= 3 and stats["cmdstat_bzpopmin"]["calls"] <= 2
         finally:
             await a.close()
     run(go())
