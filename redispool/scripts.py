@@ -409,10 +409,10 @@ class Scripts:
         with self.boundary():
             popped, reply = blocking.pipeline(
                 self.client, [["BZPOPMIN", marker, wait],
-                              ["EVALSHA", self._sha[op.script], len(keys), *keys, *op.args]], wait)
+                              self.command_for(op.script, keys, op.args)], wait)
         if isinstance(popped, Exception):
             raise popped
-        if isinstance(reply, redis.exceptions.NoScriptError):
+        if missing(reply):
             return popped is not None, self.run(op.script, keys, op.args)   # (loaded again there)
         if isinstance(reply, redis.ResponseError):
             raise lua_error(reply) from None
@@ -588,14 +588,14 @@ class AsyncScripts:
                 return popped is not None, await self.run(op.script, keys, op.args)
             popped, reply = await blocking.pipeline_async(
                 client, [["BZPOPMIN", marker, wait],
-                         ["EVALSHA", self.scripts.sha(op.script), len(keys), *keys, *op.args]], wait)
+                         self.scripts.command_for(op.script, keys, op.args)], wait)
         except RedispoolError:
             raise
         except REDIS_TROUBLE as exc:
             raise self.error(exc) from exc
         if isinstance(popped, Exception):
             raise popped
-        if isinstance(reply, redis.exceptions.NoScriptError):
+        if missing(reply):
             return popped is not None, await self.run(op.script, keys, op.args)   # (loaded again there)
         if isinstance(reply, redis.ResponseError):
             raise lua_error(reply) from None

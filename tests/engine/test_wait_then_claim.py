@@ -51,6 +51,7 @@ def test_an_empty_queue_times_out_with_nothing(engine):
 def test_scripts_flushed_under_it_are_loaded_again(engine):
     engine.enqueue("q", 1)
     engine.client.script_flush()
+    engine.client.execute_command("FUNCTION", "FLUSH")
     popped, jobs, _ = engine.wait_then_claim("q", "w1", 1.0, limit=1)
     assert popped and [j.payload for j in jobs] == [1]
 
