@@ -195,14 +195,15 @@ class WorkStream:
         held, self.held = list(self.held.values()), {}
         started = time.monotonic()
         await self._release_all(held)
-        took = time.monotonic() - started
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(puller, 10)
-        late, self.held = list(self.held.values()), {}   # none expected: a claim ending after stop releases
-        await self._release_all(late)
-        held += late
         log.info("stream of worker %s ended: %d job(s) it held released (in %.0f ms)", self.worker_id, len(held),
-                 took * 1000)
+                 (time.monotonic() - started) * 1000)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(puller, 10)   # (a wait paired with its claim ends within PAIRED_WAIT_S)
+        late, self.held = list(self.held.values()), {}   # none expected: a claim ending after stop releases
+        if late:
+            await self._release_all(late)
+            log.info("stream of worker %s: %d job(s) its last claim got released", self.worker_id, len(late))
+        held += late
         for h in held:
             self._let_go(f"{h.queue}/{h.id}")
         self.closed = True   # the registry writer sends this last change, then ends
