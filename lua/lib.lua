@@ -26,14 +26,18 @@ local expired_at_claim = 0            -- jobs lease_job cancelled for their expi
 -- "%.17g", through glibc's float path: that costs more than most commands it goes to),
 -- formatted once per value per script run (a batch passes the same few, such as now, a
 -- lease expiry or attempt 1, many times), a whole number as an integer (the same text).
+-- num_text formats without keeping the text, for a value used once (a lease token).
+local function num_text(n)
+  if n == math.floor(n) and n > -1e15 and n < 1e15 then
+    return string.format('%d', n)   -- the same text for a whole number, without the float path
+  end
+  return string.format('%.17g', n)
+end
+
 local function num(n)
   local text = numtext[n]
   if not text then
-    if n == math.floor(n) and n > -1e15 and n < 1e15 then
-      text = string.format('%d', n)   -- the same text for a whole number, without the float path
-    else
-      text = string.format('%.17g', n)
-    end
+    text = num_text(n)
     numtext[n] = text
   end
   return text
@@ -210,9 +214,11 @@ end
 -- It is also removed when `full` says the queue's concurrency cap is reached (capped()):
 -- a finishing job sets it again (rearm). The rate never removes it: a claimer it wakes
 -- learns when the window allows the next claim. `running`: the caller has just seen that
--- the queue is not paused (the check is not repeated).
-local function set_marker(q, full, running)
-  if (running or redis.call('HEXISTS', q.meta, 'paused') == 0) and not full and redis.call('ZCARD', q.ready) > 0 then
+-- the queue is not paused (the check is not repeated); `ready`: the caller knows whether
+-- jobs are ready (true / false; nil: ZCARD tells).
+local function set_marker(q, full, running, ready)
+  if (running or redis.call('HEXISTS', q.meta, 'paused') == 0) and not full
+     and (ready or (ready == nil and redis.call('ZCARD', q.ready) > 0)) then
     redis.call('ZADD', q.marker, 0, MARKER)
   else
     redis.call('ZREM', q.marker, MARKER)
@@ -544,12 +550,14 @@ local function promote_due(q, now, budget)
   return moved
 end
 
--- What is wrong with job hash fields `f` (p, m, l, a, bb, bc) that leasing needs, or nil.
-local function malformed(f)
+-- What is wrong with job hash fields `f` (p, m, l, a, bb, bc) that leasing needs, or nil;
+-- `max_attempts`, `lease` and `attempts` are finite(f[2]), finite(f[3]) and whole(f[4]),
+-- which the caller has read (each field is parsed once).
+local function malformed(f, max_attempts, lease, attempts)
   if not f[1] then return 'payload missing' end
-  if not finite(f[2]) then return 'max_attempts missing or not a number' end
-  if f[3] and not (finite(f[3]) and finite(f[3]) > 0) then return 'lease not a positive number' end
-  if f[4] and not whole(f[4]) then return 'attempts not a whole number' end
+  if not max_attempts then return 'max_attempts missing or not a number' end
+  if f[3] and not (lease and lease > 0) then return 'lease not a positive number' end
+  if f[4] and not attempts then return 'attempts not a whole number' end
   if (f[5] and not finite(f[5])) or (f[6] and not finite(f[6])) then return 'backoff not a number' end
   return nil
 end
@@ -590,7 +598,8 @@ local function lease_job(q, id, worker, lease_ms, token, now, leases)
     expired_at_claim = expired_at_claim + 1
     return nil
   end
-  local wrong = malformed(f)
+  local max_attempts, lease, attempts = finite(f[2]), f[3] and finite(f[3]), f[4] and whole(f[4])
+  local wrong = malformed(f, max_attempts, lease, attempts)
   if wrong then
     if redis.call('EXISTS', jkey) == 1 then
       push_error(jkey, 0, 'malformed job: ' .. wrong, now)
@@ -598,9 +607,9 @@ local function lease_job(q, id, worker, lease_ms, token, now, leases)
     end
     return nil
   end
-  local attempt = (whole(f[4]) or 0) + 1   -- malformed() let only a whole number or none through
-  local lease = f[3] and finite(f[3]) or lease_ms
-  redis.call('HSET', jkey, 'a', num(attempt), 's', 'leased', 't', num(token), 'w', worker, 'u', num(now))
+  local attempt = (attempts or 0) + 1   -- malformed() let only a whole number or none through
+  lease = lease or lease_ms
+  redis.call('HSET', jkey, 'a', num(attempt), 's', 'leased', 't', num_text(token), 'w', worker, 'u', num(now))
   if f[8] then redis.call('HDEL', jkey, 'pg') end
   if leases then
     leases[#leases + 1] = num(now + lease)
@@ -610,7 +619,7 @@ local function lease_job(q, id, worker, lease_ms, token, now, leases)
   end
   plan('sweeper_at', now + lease)
   emit(q, 'claimed', id, 'a', num(attempt), 'w', worker)
-  return attempt, finite(f[2]), lease, finite(f[7]) or 0, f[1]
+  return attempt, max_attempts, lease, f[7] and finite(f[7]) or 0, f[1]
 end
 
 -- Milliseconds until the earliest scheduled job is due (0 if due now), -1 if none.
@@ -638,15 +647,20 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
   local leased = lim.concurrency and redis.call('ZCARD', q.leased)
   local allowed, rate_wait = allowance(q, lim, limit, now, leased)
   local claimed = 0
+  local more   -- jobs left in ready after the claim (nil: not read)
   if allowed > 0 then
-    -- ZRANGE + ZREMRANGEBYRANK, not ZPOPMIN: Redis 7.0 formats every score it replies with sprintf
-    local popped = redis.call('ZRANGE', q.ready, 0, num(allowed - 1))
+    -- ZRANGE + ZREMRANGEBYRANK, not ZPOPMIN: Redis 7.0 formats every score it replies with
+    -- sprintf. The ZRANGE reads one job more than it takes: whether any is left in ready.
+    local want = allowed
+    local popped = redis.call('ZRANGE', q.ready, 0, num(want))
+    more = #popped > want
     while #popped > 0 do
-      redis.call('ZREMRANGEBYRANK', q.ready, 0, num(#popped - 1))
-      local token = next_seq(q, #popped)
+      local take = more and want or #popped
+      redis.call('ZREMRANGEBYRANK', q.ready, 0, num(take - 1))
+      local token = next_seq(q, take)
       local skipped = expired_at_claim
       local leases = {}
-      for i = 1, #popped do
+      for i = 1, take do
         local id, tok = popped[i], token + i - 1
         local attempt, max_attempts, lease, timeout_ms, payload = lease_job(q, id, worker, lease_ms, tok, now, leases)
         if attempt then
@@ -663,8 +677,10 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
       if #leases > 0 then redis.call('ZADD', q.leased, unpack(leases)) end
       -- jobs cancelled for their expiry left room: take as many of the next ones
       popped = {}
-      if expired_at_claim > skipped and claimed < allowed then
-        popped = redis.call('ZRANGE', q.ready, 0, num(allowed - claimed - 1))
+      if expired_at_claim > skipped and claimed < allowed and more then
+        want = allowed - claimed
+        popped = redis.call('ZRANGE', q.ready, 0, num(want))
+        more = #popped > want
       end
     end
     if claimed > 0 and lim.rate then note_claims(q, claimed, now) end
@@ -676,8 +692,8 @@ local function claim_jobs(q, worker, limit, lease_ms, now, out, lim)
     local due = next_due_in(q, now)
     return 0, due >= 0 and math.max(due, rate_wait) or -1
   end
-  set_marker(q, leased and leased + claimed >= lim.concurrency, true)
-  if claimed > 0 or redis.call('ZCARD', q.ready) > 0 then return claimed, -1 end
+  set_marker(q, leased and leased + claimed >= lim.concurrency, true, more)
+  if claimed > 0 or more or (more == nil and redis.call('ZCARD', q.ready) > 0) then return claimed, -1 end
   return 0, next_due_in(q, now)
 end
 
@@ -712,7 +728,8 @@ end
 -- allows is kept: a result over r.result_max bytes is not stored (its size goes to field
 -- rd), and with r.drop_payload the payload is deleted (its size goes to field pd).
 -- A batch pays once for what it can: one ZMSCORE reads the leases, one ZREM / ZADD moves
--- the jobs from leased to done, one EXISTS tells whether any of them has children to settle.
+-- the jobs from leased to done, one EXISTS tells whether any of them has children to settle
+-- and one whether any job of the queue holds a unique key (else a job's key is not read).
 local function complete_listed(q, list, b, n, now, r, out)
   if n == 0 then return end
   local ids = {}
@@ -724,18 +741,27 @@ local function complete_listed(q, list, b, n, now, r, out)
     for i = 1, n do ckeys[i] = q.children .. ids[i] end
     parents = redis.call('EXISTS', unpack(ckeys)) > 0
   end
+  local unique = redis.call('EXISTS', q.unique) == 1
   -- first the checks (reads), then the first write: ZREM, which a Redis at maxmemory still
   -- runs (no deny-oom flag), after which the script may write on, so a full Redis still
-  -- finishes jobs (and frees memory)
-  local held, ukeys, seen = {}, {}, {}
+  -- finishes jobs (and frees memory; as a function, the script is flagged allow-oom)
+  local held, ukeys, seen, jkeys = {}, {}, {}, {}
   for i = 1, n do
     local id = ids[i]
     if not seen[id] and expiry[i] and tonumber(expiry[i]) > now then
-      local f = redis.call('HMGET', q.jprefix .. id, 't', 'k')
-      if f[1] == list[b + 3 * i - 2] then
+      local jkey = q.jprefix .. id
+      local token, k
+      if unique then
+        local f = redis.call('HMGET', jkey, 't', 'k')
+        token, k = f[1], f[2]
+      else
+        token = redis.call('HGET', jkey, 't')
+      end
+      if token == list[b + 3 * i - 2] then
         seen[id] = true
         held[#held + 1] = id
-        ukeys[i] = f[2] or false
+        ukeys[i] = k or false
+        jkeys[i] = jkey
       end
     end
   end
@@ -743,7 +769,7 @@ local function complete_listed(q, list, b, n, now, r, out)
   for i = 1, n do
     local id, result = ids[i], list[b + 3 * i - 1]
     if ukeys[i] ~= nil then
-      local jkey = q.jprefix .. id
+      local jkey = jkeys[i]
       local field, value = 'res', result
       if r.result_max and #result > r.result_max then field, value = 'rd', #result end
       if r.drop_payload then

@@ -69,6 +69,24 @@ def test_rewake_sets_the_marker_only_when_a_claim_could_use_it(engine):
     assert engine.client.zcard(k.marker) == 0, "a paused queue hands out nothing"
 
 
+def test_a_claim_leaves_the_marker_set_exactly_while_jobs_are_ready(engine):
+    """claim reads one job more than it takes to know whether ready still holds any: the
+    marker stays while it does and goes with the last job, by claim and by ack."""
+    k = engine.keys("q")
+    for n in range(5):
+        engine.enqueue("q", n)
+    assert len(engine.claim("q", "w", limit=2)) == 2
+    assert engine.client.zcard(k.marker) == 1, "three jobs left"
+    jobs = engine.claim("q", "w", limit=3)
+    assert len(jobs) == 3 and engine.client.zcard(k.marker) == 0, "the last ones taken"
+    engine.enqueue_many("q", [5, 6, 7])
+    got = engine.ack("q", completed=[(j, None) for j in jobs], worker_id="w", limit=2)
+    assert len(got.jobs) == 2 and engine.client.zcard(k.marker) == 1, "one left"
+    got = engine.ack("q", completed=[(j, None) for j in got.jobs], worker_id="w", limit=1)
+    assert len(got.jobs) == 1 and engine.client.zcard(k.marker) == 0, "exactly the last one taken"
+    assert engine.claim("q", "w", limit=4) == [] and engine.stats("q")["ready"] == 0
+
+
 def test_enqueue_sends_one_option_set_or_one_per_job(engine):
     specs = [engine.job_spec(n, priority=2) for n in range(3)]
     payloads = [spec.payload for spec in specs]
