@@ -636,23 +636,29 @@ class Worker:
         if not jobs:
             return
         run = self._run
-        next_beat = math.inf
+        in_progress = run.running
+        next_beat = next_deadline = math.inf
         now = time.monotonic()
         level = self.job_log_level
         verbose = self.log.enabled(level)
+        queue = jobs[0].queue   # a batch is one claim's: one queue, one route
+        handler, runner = run.routes[queue]
+        submit = runner.submit
         for job in jobs:
             if job.timeout is None:
                 job.timeout = self.timeout   # the handler sees the limit that applies
             deadline = now + job.timeout if job.timeout is not None else math.inf
             running = _Running(job, now + job.lease / 2, deadline)
-            run.running[(job.queue, job.token)] = running
-            run.next_deadline = min(run.next_deadline, deadline)
-            run.rotation.started(job.queue)
-            next_beat = min(next_beat, running.next_beat)
+            in_progress[(queue, job.token)] = running
+            if deadline < next_deadline:
+                next_deadline = deadline
+            if running.next_beat < next_beat:
+                next_beat = running.next_beat
             if verbose:
                 self.log.event(level, "claimed", job)
-            handler, runner = run.routes[job.queue]
-            runner.submit(job, handler)
+            submit(job, handler)
+        run.rotation.started(queue, len(jobs))
+        run.next_deadline = min(run.next_deadline, next_deadline)
         run.next_lease_beat = min(run.next_lease_beat, next_beat)
 
     def _periodic(self) -> None:
