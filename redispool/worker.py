@@ -15,11 +15,11 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
   thread; ``concurrency`` bounds the jobs in progress, of both kinds together.
 - Finished jobs are acknowledged per queue in one ``Engine.ack`` call that also leases
   the next jobs for that queue's free slots (finish-and-fetch-next), so a busy worker
-  makes about one round trip per batch, not several per job. The ack waits until at
-  least as many jobs have finished as are still in progress, or ``ACK_DELAY_S`` (1 ms)
-  after the first of them finished, whichever comes first (at once when nothing else is
-  in progress, and when stopping): a busy worker then acks about half its slots per
-  round trip instead of the one or two jobs that finished during the last one.
+  makes about one round trip per batch, not several per job. The ack waits until twice
+  as many jobs have finished as are still in progress, or ``ACK_DELAY_S`` (1 ms) after
+  the first of them finished, whichever comes first (at once when nothing else is in
+  progress, and when stopping): a busy worker then acks about two thirds of its slots
+  per round trip instead of the one or two jobs that finished during the last one.
 - Free slots are shared fairly among the queues that have ready jobs: each such queue
   may hold ``ceil(concurrency / n)`` slots while ``n`` queues want them, free slots go to
   those queues in turn (round robin: a queue just served goes to the back of the line),
@@ -423,10 +423,10 @@ class Worker:
         return max(0.0, min(wake - now, MAX_SLEEP_S))
 
     def _ack_due(self, now: float) -> bool:
-        """The finished jobs are to be acked now: as many as are still in progress have
-        finished, the first of them ACK_DELAY_S ago, or the worker is stopping."""
+        """The finished jobs are to be acked now: twice as many as are still in progress
+        have finished, the first of them ACK_DELAY_S ago, or the worker is stopping."""
         run = self._run
-        return run.unacked >= len(run.running) or now >= run.ack_at or run.stopping
+        return run.unacked >= 2 * len(run.running) or now >= run.ack_at or run.stopping
 
     def _free(self) -> int:
         return self.concurrency - len(self._run.running) - self._run.reserved
