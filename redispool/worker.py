@@ -633,6 +633,8 @@ class Worker:
         run.waiter.request(watched, limit, timeout, {q: rotation.due[q] for q in watched if q in rotation.due})
 
     def _start(self, jobs: list[Job]) -> None:
+        """Hand one claim's batch (jobs of one queue: a claim, an ack or the Waiter's) to
+        its runner."""
         if not jobs:
             return
         run = self._run
