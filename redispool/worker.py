@@ -64,6 +64,7 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
 """
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import math
@@ -125,14 +126,16 @@ class _Running:
 
 
 class _WakeUp(enum.Enum):
-    """``stop()`` puts this on the event queue only to end the bookkeeping thread's wait at
-    once; the loop then sees the stop request itself."""
+    """Put on the event queue only to end the bookkeeping thread's wait: ``stop()``'s (the
+    loop then sees the stop request itself), a runner's (outcomes are waiting in
+    ``Worker._outcomes``)."""
 
     STOP = "stop"
+    OUTCOMES = "outcomes"
 
 
-# What the bookkeeping thread hears: a runner's Outcome, the Waiter's Wake, or a wake-up.
-_Event = Outcome | Wake | _WakeUp
+# What the bookkeeping thread hears: the Waiter's Wake, or a wake-up.
+_Event = Wake | _WakeUp
 
 
 @dataclass(slots=True)
@@ -205,6 +208,10 @@ class Worker:
         self._handlers: dict[str, Handler] = {}
         self._default: Handler | None = None
         self._events: queue_mod.SimpleQueue[_Event] = queue_mod.SimpleQueue()
+        # Outcomes from the runners' threads; they wake the bookkeeping thread once this
+        # many are waiting (1, unless an ack waits for more: _pump sets it before it waits)
+        self._outcomes: collections.deque[Outcome] = collections.deque()
+        self._wake_at = 1
         self._stop_requested = False
         self._started = False
         self._health: HealthServer | None = None
@@ -341,9 +348,9 @@ class Worker:
         kinds = {is_async(h) for h in handlers.values()}  # a runner only for the kinds in use
         runners: dict[bool, Runner] = {}
         if True in kinds:
-            runners[True] = AsyncRunner(self._events.put)
+            runners[True] = AsyncRunner(self._report)
         if False in kinds:
-            runners[False] = ThreadRunner(self.concurrency, self._events.put, name=f"redispool-{self.id}")
+            runners[False] = ThreadRunner(self.concurrency, self._report, name=f"redispool-{self.id}")
         self._run = _Run(
             burst=burst, burst_wait=float(burst_wait),
             routes={q: (h, runners[is_async(h)]) for q, h in handlers.items()},
@@ -432,23 +439,43 @@ class Worker:
         return self.concurrency - len(self._run.running) - self._run.reserved
 
     # ------------------------------------------------------------------ events
+    def _report(self, outcome: Outcome) -> None:
+        """A runner's Outcome (on the runner's thread): kept for the bookkeeping thread,
+        which it wakes once ``_wake_at`` outcomes are waiting. While an ack waits for more
+        outcomes, the ones it does not need yet wake nobody: one wake-up per ack instead
+        of one per job (and if one slips past ``_pump``'s look, its wait ends anyway at
+        ``ack_at``, 1 ms on)."""
+        outcomes = self._outcomes
+        outcomes.append(outcome)
+        if len(outcomes) >= self._wake_at:
+            self._events.put(_WakeUp.OUTCOMES)
+
     def _pump(self, timeout: float) -> None:
-        """Handle every pending event, waiting up to ``timeout`` seconds for the first."""
-        events = self._events
+        """Handle every pending event and outcome, waiting up to ``timeout`` seconds for
+        the first."""
+        events, outcomes, run = self._events, self._outcomes, self._run
+        wake_at = 1
+        if run.finished and not run.stopping and not self._stop_requested:
+            # the ack is due when unacked + n >= 2 * (running - n) after n more outcomes
+            wake_at = max(1, -(-(2 * len(run.running) - run.unacked) // 3))
+        self._wake_at = wake_at   # (before the look at outcomes: one appended after it wakes us)
         try:
-            event = events.get(timeout=timeout) if timeout > 0 else events.get_nowait()
+            event = events.get(timeout=timeout) if timeout > 0 and not outcomes else events.get_nowait()
         except queue_mod.Empty:
-            return
+            event = None
+        self._wake_at = 1
         while True:
-            if type(event) is Outcome:
-                self._outcome(event)
-            elif type(event) is Wake:
+            while outcomes:
+                self._outcome(outcomes.popleft())
+            if type(event) is Wake:
                 self._wait_ended(event)
-            # else _WakeUp.STOP: it only ended the wait; the caller sees the stop request
+            # else a _WakeUp: it only ended the wait (the caller sees a stop request)
             try:
                 event = events.get_nowait()
             except queue_mod.Empty:
-                return
+                if not outcomes:
+                    return
+                event = None
 
     def _outcome(self, outcome: Outcome) -> None:
         job = outcome.job
