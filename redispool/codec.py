@@ -8,6 +8,7 @@ import msgpack
 from .errors import PayloadError
 
 _packer_options = {"use_bin_type": True, "datetime": False}
+_NIL: bytes = msgpack.packb(None)
 _SCALARS = (str, bytes, int, float, bool, type(None))   # hold no map: decode back as they are
 _UNUSABLE_KEY = ("a map key decodes to a list or map, which Python cannot use as a dict key "
                  "(a tuple key encodes as a list)")
@@ -18,6 +19,8 @@ def encode(value: Any, what: str = "payload", *, check: bool = False) -> bytes:
     ``check``, also refuse a value whose bytes would not decode back (a tuple as a dict
     key: msgpack writes it as a list, which cannot be a dict key when read), so such a
     job is refused at enqueue instead of going dead at its first claim."""
+    if value is None:
+        return _NIL   # most handlers' result, packed by the worker twice per job
     try:
         data: bytes = msgpack.packb(value, **_packer_options)
     except (TypeError, ValueError, OverflowError) as exc:

@@ -43,8 +43,8 @@ class Rotation:
         """The queues out of the rotation, to watch."""
         return [q for q in self.queues if q not in self.line]
 
-    def started(self, queue: str) -> None:
-        self.load[queue] = self.load.get(queue, 0) + 1
+    def started(self, queue: str, n: int = 1) -> None:
+        self.load[queue] = self.load.get(queue, 0) + n
 
     def finished(self, queue: str) -> None:
         self.load[queue] -= 1

@@ -105,17 +105,20 @@ class ThreadRunner:
         until the handler returns, and discards what it returns)."""
 
     def _loop(self) -> None:
+        get, report, clock, encode = self._inbox.get, self._report, time.perf_counter, codec.encode
         while True:
-            item = self._inbox.get()
+            item = get()
             if item is None:
                 return
             job, handler = item
-            started = time.perf_counter()
-            try:
-                outcome = succeeded(job, handler(job), started)
+            started = clock()
+            try:   # succeeded(), inline: this runs once per job
+                result = handler(job)
+                encode(result, "result")  # a result that cannot be stored fails the job here
             except BaseException as exc:  # a handler's SystemExit must not kill the slot
-                outcome = failed(job, exc, started)
-            self._report(outcome)
+                report(failed(job, exc, started))
+                continue
+            report(Outcome(job, True, result, None, None, clock() - started))
 
     def close(self) -> None:
         """Let every thread exit once it has finished its current job."""

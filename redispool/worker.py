@@ -15,7 +15,11 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
   thread; ``concurrency`` bounds the jobs in progress, of both kinds together.
 - Finished jobs are acknowledged per queue in one ``Engine.ack`` call that also leases
   the next jobs for that queue's free slots (finish-and-fetch-next), so a busy worker
-  makes about one round trip per batch, not several per job.
+  makes about one round trip per batch, not several per job. The ack waits until twice
+  as many jobs have finished as are still in progress, or ``ACK_DELAY_S`` (1 ms) after
+  the first of them finished, whichever comes first (at once when nothing else is in
+  progress, and when stopping): a busy worker then acks about two thirds of its slots
+  per round trip instead of the one or two jobs that finished during the last one.
 - Free slots are shared fairly among the queues that have ready jobs: each such queue
   may hold ``ceil(concurrency / n)`` slots while ``n`` queues want them, free slots go to
   those queues in turn (round robin: a queue just served goes to the back of the line),
@@ -60,6 +64,7 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
 """
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import math
@@ -96,6 +101,7 @@ REDIS_TROUBLE = (ConnectionFailed, RedisFull, redis.RedisError) + _REDIS_ERRORS
 MAX_SLEEP_S = 1.0          # the bookkeeping loop looks at its clocks at least this often
 WATCH_WAIT_S = 0.5         # the longest wait while queues are in the rotation (_arm_waiter)
 BURST_WAIT_S = 30.0        # run(burst=True) waits for scheduled jobs due this soon
+ACK_DELAY_S = 0.001        # the longest a finished job waits for others to share its ack
 INFO, WARNING, ERROR, DEBUG = logging.INFO, logging.WARNING, logging.ERROR, logging.DEBUG
 # What talks to Redis, each retried on its own: only "jobs" (claims, acks) pauses the flow.
 JOBS, LEASES, REGISTRY = "jobs", "leases", "registry"
@@ -120,14 +126,16 @@ class _Running:
 
 
 class _WakeUp(enum.Enum):
-    """``stop()`` puts this on the event queue only to end the bookkeeping thread's wait at
-    once; the loop then sees the stop request itself."""
+    """Put on the event queue only to end the bookkeeping thread's wait: ``stop()``'s (the
+    loop then sees the stop request itself), a runner's (outcomes are waiting in
+    ``Worker._outcomes``)."""
 
     STOP = "stop"
+    OUTCOMES = "outcomes"
 
 
-# What the bookkeeping thread hears: a runner's Outcome, the Waiter's Wake, or a wake-up.
-_Event = Outcome | Wake | _WakeUp
+# What the bookkeeping thread hears: the Waiter's Wake, or a wake-up.
+_Event = Wake | _WakeUp
 
 
 @dataclass(slots=True)
@@ -145,6 +153,8 @@ class _Run:
     # jobs in progress by (queue, token); finished ones by queue, (done, failed), until acked
     running: dict[tuple[str, str], _Running] = field(default_factory=dict)
     finished: dict[str, tuple[list[Outcome], list[Outcome]]] = field(default_factory=dict)
+    unacked: int = 0               # outcomes in finished
+    ack_at: float = math.inf       # when they are acked even if few (monotonic)
     stopping: bool = False
     waiting: bool = False          # the Waiter holds a request
     reserved: int = 0              # slots kept free for the Waiter's claim
@@ -198,6 +208,10 @@ class Worker:
         self._handlers: dict[str, Handler] = {}
         self._default: Handler | None = None
         self._events: queue_mod.SimpleQueue[_Event] = queue_mod.SimpleQueue()
+        # Outcomes from the runners' threads; they wake the bookkeeping thread once this
+        # many are waiting (1, unless an ack waits for more: _pump sets it before it waits)
+        self._outcomes: collections.deque[Outcome] = collections.deque()
+        self._wake_at = 1
         self._stop_requested = False
         self._started = False
         self._health: HealthServer | None = None
@@ -334,9 +348,9 @@ class Worker:
         kinds = {is_async(h) for h in handlers.values()}  # a runner only for the kinds in use
         runners: dict[bool, Runner] = {}
         if True in kinds:
-            runners[True] = AsyncRunner(self._events.put)
+            runners[True] = AsyncRunner(self._report)
         if False in kinds:
-            runners[False] = ThreadRunner(self.concurrency, self._events.put, name=f"redispool-{self.id}")
+            runners[False] = ThreadRunner(self.concurrency, self._report, name=f"redispool-{self.id}")
         self._run = _Run(
             burst=burst, burst_wait=float(burst_wait),
             routes={q: (h, runners[is_async(h)]) for q, h in handlers.items()},
@@ -406,32 +420,62 @@ class Worker:
         now = time.monotonic()
         if now < run.retry_at:
             return min(run.retry_at - now, MAX_SLEEP_S)
-        if run.finished or (run.rotation and self._free() > 0 and not run.stopping):
-            return 0.0
         wake = min(run.next_lease_beat, run.next_registry_beat, run.rotation.next_due(), run.next_deadline)
+        if run.finished:
+            if self._ack_due(now):
+                return 0.0
+            wake = min(wake, run.ack_at)  # (claims wait for the ack, which leases for them)
+        elif run.rotation and self._free() > 0 and not run.stopping:
+            return 0.0
         return max(0.0, min(wake - now, MAX_SLEEP_S))
+
+    def _ack_due(self, now: float) -> bool:
+        """The finished jobs are to be acked now: twice as many as are still in progress
+        have finished, the first of them ACK_DELAY_S ago, or the worker is stopping."""
+        run = self._run
+        return run.unacked >= 2 * len(run.running) or now >= run.ack_at or run.stopping
 
     def _free(self) -> int:
         return self.concurrency - len(self._run.running) - self._run.reserved
 
     # ------------------------------------------------------------------ events
+    def _report(self, outcome: Outcome) -> None:
+        """A runner's Outcome (on the runner's thread): kept for the bookkeeping thread,
+        which it wakes once ``_wake_at`` outcomes are waiting. While an ack waits for more
+        outcomes, the ones it does not need yet wake nobody: one wake-up per ack instead
+        of one per job (and if one slips past ``_pump``'s look, its wait ends anyway at
+        ``ack_at``, 1 ms on)."""
+        outcomes = self._outcomes
+        outcomes.append(outcome)
+        if len(outcomes) >= self._wake_at:
+            self._events.put(_WakeUp.OUTCOMES)
+
     def _pump(self, timeout: float) -> None:
-        """Handle every pending event, waiting up to ``timeout`` seconds for the first."""
-        events = self._events
+        """Handle every pending event and outcome, waiting up to ``timeout`` seconds for
+        the first."""
+        events, outcomes, run = self._events, self._outcomes, self._run
+        wake_at = 1
+        if run.finished and not run.stopping and not self._stop_requested:
+            # the ack is due when unacked + n >= 2 * (running - n) after n more outcomes
+            wake_at = max(1, -(-(2 * len(run.running) - run.unacked) // 3))
+        self._wake_at = wake_at   # (before the look at outcomes: one appended after it wakes us)
         try:
-            event = events.get(timeout=timeout) if timeout > 0 else events.get_nowait()
+            event = events.get(timeout=timeout) if timeout > 0 and not outcomes else events.get_nowait()
         except queue_mod.Empty:
-            return
+            event = None
+        self._wake_at = 1
         while True:
-            if type(event) is Outcome:
-                self._outcome(event)
-            elif type(event) is Wake:
+            while outcomes:
+                self._outcome(outcomes.popleft())
+            if type(event) is Wake:
                 self._wait_ended(event)
-            # else _WakeUp.STOP: it only ended the wait; the caller sees the stop request
+            # else a _WakeUp: it only ended the wait (the caller sees a stop request)
             try:
                 event = events.get_nowait()
             except queue_mod.Empty:
-                return
+                if not outcomes:
+                    return
+                event = None
 
     def _outcome(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -446,10 +490,18 @@ class Worker:
         if running.lost:
             self.log.event(DEBUG, "result discarded", job, reason="lease lost")
             return
-        lists = self._run.finished.get(job.queue)
+        self._settled(outcome)
+
+    def _settled(self, outcome: Outcome) -> None:
+        """Keep ``outcome`` for the next ack of its queue (see ``_ack_due``)."""
+        run = self._run
+        lists = run.finished.get(outcome.job.queue)
         if lists is None:
-            lists = self._run.finished[job.queue] = ([], [])
+            lists = run.finished[outcome.job.queue] = ([], [])
         lists[0 if outcome.ok else 1].append(outcome)
+        run.unacked += 1
+        if run.ack_at == math.inf:
+            run.ack_at = time.monotonic() + ACK_DELAY_S
 
     def _waited(self, wake: Wake) -> None:
         """The Waiter's report (from its thread): handed over to the bookkeeping thread."""
@@ -489,6 +541,8 @@ class Worker:
         """Acknowledge finished jobs (one ack per queue, leasing that queue's share of the
         free slots on the way), then lease the rest of the plan with claims."""
         run = self._run
+        if run.finished and not self._ack_due(time.monotonic()):
+            return  # more are about to finish: one ack (and its claim) for all of them
         plan, spare = run.rotation.plan(0 if run.stopping else self._free())
         for queue in list(run.finished):
             limit = plan.pop(queue, 0)
@@ -531,6 +585,9 @@ class Worker:
         run.trouble.ok(JOBS)
         run.trouble.durability(not_durable)
         del run.finished[queue]
+        run.unacked -= len(done) + len(failed)
+        if not run.finished:
+            run.ack_at = math.inf
         self._acked(done, reply.completed, failed, reply.failed)
         if limit:
             if not_durable is None:
@@ -603,26 +660,34 @@ class Worker:
         run.waiter.request(watched, limit, timeout, {q: rotation.due[q] for q in watched if q in rotation.due})
 
     def _start(self, jobs: list[Job]) -> None:
+        """Hand one claim's batch (jobs of one queue: a claim, an ack or the Waiter's) to
+        its runner."""
         if not jobs:
             return
         run = self._run
-        next_beat = math.inf
+        in_progress = run.running
+        next_beat = next_deadline = math.inf
         now = time.monotonic()
         level = self.job_log_level
         verbose = self.log.enabled(level)
+        queue = jobs[0].queue   # a batch is one claim's: one queue, one route
+        handler, runner = run.routes[queue]
+        submit = runner.submit
         for job in jobs:
             if job.timeout is None:
                 job.timeout = self.timeout   # the handler sees the limit that applies
             deadline = now + job.timeout if job.timeout is not None else math.inf
             running = _Running(job, now + job.lease / 2, deadline)
-            run.running[(job.queue, job.token)] = running
-            run.next_deadline = min(run.next_deadline, deadline)
-            run.rotation.started(job.queue)
-            next_beat = min(next_beat, running.next_beat)
+            in_progress[(queue, job.token)] = running
+            if deadline < next_deadline:
+                next_deadline = deadline
+            if running.next_beat < next_beat:
+                next_beat = running.next_beat
             if verbose:
                 self.log.event(level, "claimed", job)
-            handler, runner = run.routes[job.queue]
-            runner.submit(job, handler)
+            submit(job, handler)
+        run.rotation.started(queue, len(jobs))
+        run.next_deadline = min(run.next_deadline, next_deadline)
         run.next_lease_beat = min(run.next_lease_beat, next_beat)
 
     def _periodic(self) -> None:
@@ -649,10 +714,7 @@ class Worker:
             job = running.job
             timeout = job.timeout or 0.0   # set: the deadline is finite
             error = f"TimeoutError: the attempt ran longer than its timeout of {timeout:g} s"
-            lists = run.finished.get(job.queue)
-            if lists is None:
-                lists = run.finished[job.queue] = ([], [])
-            lists[1].append(Outcome(job, False, None, error, None, now - running.deadline + timeout))
+            self._settled(Outcome(job, False, None, error, None, now - running.deadline + timeout))
             handler, runner = run.routes[job.queue]
             runner.cancel(job)
             self.log.event(WARNING, "timed out", job, timeout_s=timeout,
