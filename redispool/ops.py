@@ -84,6 +84,8 @@ def followups(prefix: str, queue: str, new_queue: Any = 0, scheduler_at: Any = -
     """The plain commands a writer script's reply asks for: SADD rp:queues for a new
     queue, ZADD rp:due:<daemon> LT for earlier daemon work (see queues.py)."""
     out: list[Followup] = []
+    if new_queue == 0 and scheduler_at == -1 and sweeper_at == -1:   # most replies: nothing to send
+        return out
     if int(new_queue) == 1:
         out.append(("sadd", queues_key(prefix), queue, 0))
     for daemon, at in (("scheduler", scheduler_at), ("sweeper", sweeper_at)):
@@ -206,6 +208,10 @@ def job_options(*, priority: int = 0, delay: float | None = None, run_at: dateti
         validate.tags(tags))
 
 
+DEFAULT_OPTIONS = job_options()            # a job enqueued without options
+DEFAULT_OPTION_SETS = (DEFAULT_OPTIONS,)   # enqueue's ``options`` for one such job
+
+
 def job_spec(payload: Any, *, queue: str = "", depends_on: Iterable[Any] | None = None,
              dependency_mode: str = "all", **options: Any) -> JobSpec:
     """A checked job: ``payload`` encoded (PayloadError), ``job_options(**options)`` and
@@ -228,9 +234,9 @@ def enqueue(s: Settings, queue: str, payloads: Sequence[bytes], options: Sequenc
         raise InvalidOption(f"{len(payloads)} jobs take 1 or {len(payloads)} option sets, got {len(options)}")
     args: list[Any] = [len(payloads), len(options), s.events_max]
     for option_set in options:
-        args.extend(option_set)
-    args.extend(payloads)
-    if any(d is not None for d in deps):
+        args += option_set
+    args += payloads
+    if deps and any(d is not None for d in deps):
         for d in deps:
             if d is None:
                 args += ["", 0]
