@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import redis
 
 from . import blocking
+from .direct import direct_executor
 from .errors import LUA_ERRORS, REDIS_TROUBLE, NotDurable, RedispoolError, ServerBusy, from_redis
 from .keys import QueueKeys
 
@@ -160,6 +161,8 @@ class Scripts:
         self._text = {name: s.text for name, s in scripts.items()}
         self._sha = {name: s.sha for name, s in scripts.items()}
         self._nkeys = {name: len(s.header.keys) for name, s in scripts.items()}
+        # a script call: on a plain client's pool directly (direct.py), else execute_command
+        self._execute = direct_executor(client) or client.execute_command
 
     def text(self, name: str) -> str:
         """Script ``name`` as loaded (lib functions first)."""
@@ -202,10 +205,10 @@ class Scripts:
             if self.durable_timeout_ms is not None and self.headers[name].durable:
                 return self._run_durable(name, keys, args)
             try:
-                return self.client.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
+                return self._execute("EVALSHA", self._sha[name], len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
                 self._sha[name] = self.client.script_load(self._text[name])
-                return self.client.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
+                return self._execute("EVALSHA", self._sha[name], len(keys), *keys, *args)
         except RedispoolError:
             raise
         except REDIS_TROUBLE as exc:
