@@ -116,6 +116,9 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
                  tags: Any = None) -> JobSpec:
         """One job for ``enqueue_specs``: the payload encoded, every option checked. A bare
         id in ``depends_on`` names a job of ``queue`` (give the queue it goes to)."""
+        if ops.plain_job(priority, delay, run_at, max_attempts, lease, unique_key, job_id, backoff_base, backoff_cap,
+                         timeout, depends_on, dependency_mode, expires_at, tags):
+            return JobSpec(codec.encode(payload, check=True), ops.DEFAULT_OPTIONS)
         return ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
                             backoff_cap=backoff_cap, timeout=timeout, queue=queue, depends_on=depends_on,
@@ -196,13 +199,10 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
                      dependency_mode: str, expires_at: datetime | float | None, tags: Any) -> tuple[str, bool]:
         """``enqueue_or_get`` with its options by position (the hot path of a producer: no
         keyword forwarding). A job without options and parents, the common one, skips the
-        option checks: ``ops.DEFAULT_OPTIONS`` are those options, checked once."""
+        option checks (``ops.plain_job``)."""
         check_queue(queue)
-        if (depends_on is None and delay is None and run_at is None and lease is None and unique_key is None
-                and job_id is None and backoff_base is None and backoff_cap is None and timeout is None
-                and expires_at is None and tags is None and type(priority) is int and priority == 0
-                and type(max_attempts) is int and max_attempts == defaults.MAX_ATTEMPTS
-                and dependency_mode == "all"):
+        if ops.plain_job(priority, delay, run_at, max_attempts, lease, unique_key, job_id, backoff_base, backoff_cap,
+                         timeout, depends_on, dependency_mode, expires_at, tags):
             return self.run(ops.enqueue(self, queue, [codec.encode(payload, check=True)],
                                         ops.DEFAULT_OPTION_SETS))[0]
         spec = ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,

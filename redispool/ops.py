@@ -212,6 +212,18 @@ DEFAULT_OPTIONS = job_options()            # a job enqueued without options
 DEFAULT_OPTION_SETS = (DEFAULT_OPTIONS,)   # enqueue's ``options`` for one such job
 
 
+def plain_job(priority: Any, delay: Any, run_at: Any, max_attempts: Any, lease: Any, unique_key: Any, job_id: Any,
+              backoff_base: Any, backoff_cap: Any, timeout: Any, depends_on: Any, dependency_mode: Any,
+              expires_at: Any, tags: Any) -> bool:
+    """True when a job's options (``Engine.enqueue``'s, by position) are all their defaults
+    and it has no parents: its options are ``DEFAULT_OPTIONS``, checked once, and its deps
+    None (the hot path of a producer skips a dozen checks)."""
+    return (depends_on is None and delay is None and run_at is None and lease is None and unique_key is None
+            and job_id is None and backoff_base is None and backoff_cap is None and timeout is None
+            and expires_at is None and tags is None and type(priority) is int and priority == 0
+            and type(max_attempts) is int and max_attempts == defaults.MAX_ATTEMPTS and dependency_mode == "all")
+
+
 def job_spec(payload: Any, *, queue: str = "", depends_on: Iterable[Any] | None = None,
              dependency_mode: str = "all", **options: Any) -> JobSpec:
     """A checked job: ``payload`` encoded (PayloadError), ``job_options(**options)`` and
