@@ -74,3 +74,42 @@ def _send_read(conn: Any, args: tuple[Any, ...]) -> Any:
         packed = conn.pack_command(*args)
     conn.send_packed_command(packed)
     return conn.read_response()
+
+
+def async_direct_executor(client: Any) -> Callable[..., Any] | None:
+    """``direct_executor`` for a ``redis.asyncio.Redis`` (aio.py's): a coroutine function
+    with its ``execute_command``'s signature for script calls, or None where that must be
+    used. The connection's own ``pack_command`` packs (aio.py's packs with hiredis)."""
+    import redis.asyncio as aredis
+    from redis.asyncio.sentinel import SentinelManagedConnection
+
+    if type(client) is not aredis.Redis or client.single_connection_client or client.connection is not None:
+        return None
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or getattr(pool, "cache", None) is not None or not issubclass(
+            pool.connection_class, (aredis.Connection, aredis.UnixDomainSocketConnection, SentinelManagedConnection)):
+        return None
+    return AsyncDirect(pool).execute
+
+
+class AsyncDirect:
+    """``Direct`` on an async pool: ``execute`` is a coroutine."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def execute(self, *args: Any) -> Any:
+        pool = self.pool
+        conn = await pool.get_connection()
+        try:
+            return await conn.retry.call_with_retry(lambda: _send_read_async(conn, args),
+                                                    lambda _error: conn.disconnect())
+        finally:
+            await pool.release(conn)
+
+
+async def _send_read_async(conn: Any, args: tuple[Any, ...]) -> Any:
+    await conn.send_packed_command(conn.pack_command(*args))
+    return await conn.read_response()

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import redis
 
 from . import blocking
-from .direct import direct_executor
+from .direct import async_direct_executor, direct_executor
 from .errors import LUA_ERRORS, REDIS_TROUBLE, NotDurable, RedispoolError, ServerBusy, from_redis
 from .keys import QueueKeys
 
@@ -348,6 +348,8 @@ class AsyncScripts:
         self.scripts = scripts
         self.url = scripts.url
         self.pool_wait = pool_wait
+        # a script call: on a plain async client's pool directly (direct.py), else execute_command
+        self._execute = async_direct_executor(client) or client.execute_command
 
     async def call(self, op: Op[Any]) -> Any:
         """Run ``op``'s script with its KEYS bound from the header; the raw reply."""
@@ -360,10 +362,10 @@ class AsyncScripts:
             raise AssertionError(f"{name}.lua takes {s._nkeys[name]} keys, got {len(keys)}")
         try:
             try:
-                return await self.client.execute_command("EVALSHA", s.sha(name), len(keys), *keys, *args)
+                return await self._execute("EVALSHA", s.sha(name), len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
                 await self.client.script_load(s.text(name))
-                return await self.client.execute_command("EVALSHA", s.sha(name), len(keys), *keys, *args)
+                return await self._execute("EVALSHA", s.sha(name), len(keys), *keys, *args)
         except RedispoolError:
             raise
         except REDIS_TROUBLE as exc:
