@@ -16,6 +16,7 @@ client-side caching, a connection class of its own -- keeps ``execute_command``.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,9 @@ def _plain_connections(pool: Any) -> bool:
     return pool.connection_class in (*_PLAIN, SentinelManagedConnection, SentinelManagedSSLConnection)
 
 
+KEEP_MIN_POOL = 100   # a pool this large (redis-py 8's default size) spares the connection Direct keeps
+
+
 def direct_executor(client: Any) -> Callable[..., Any] | None:
     """A callable with ``client.execute_command``'s signature for script calls (a command
     without a response callback), or None where ``client.execute_command`` must be used."""
@@ -44,24 +48,66 @@ def direct_executor(client: Any) -> Callable[..., Any] | None:
     pool = getattr(client, "connection_pool", None)
     if pool is None or getattr(pool, "cache", None) is not None or not _plain_connections(pool):
         return None
-    return Direct(pool).execute
+    # Sentinel's pool checks at each release that a connection still goes to the master;
+    # a bounded pool would miss the connection kept: those give every call's back
+    keep = type(pool) is redis.ConnectionPool and pool.max_connections >= KEEP_MIN_POOL
+    return Direct(pool, keep).execute
 
 
 class Direct:
-    """``execute`` sends one command on a connection of ``pool`` and returns its raw reply."""
+    """``execute`` sends one command on a connection of ``pool`` and returns its raw reply.
 
-    __slots__ = ("pool",)
+    With ``keep``, the connection of the last call stays out of the pool for the next one
+    (taking one from the pool and giving it back cost a third of the rest of a call: a
+    lock, observability hooks and a poll of the socket each way). That poll is how the
+    pool finds a connection the server closed (a restart, an idle timeout); a kept one
+    is found out by its send or read failing instead, and then the call goes the pool's
+    way at once, as if the pool had found it: a fresh connection and the retries. One
+    connection is kept at most (threads take it in turn; list pop and append are
+    atomic), and none across a fork: the child's pool starts over and the parent's
+    socket stays the parent's."""
 
-    def __init__(self, pool: Any) -> None:
+    __slots__ = ("pool", "keep", "_kept")
+
+    def __init__(self, pool: Any, keep: bool = False) -> None:
         self.pool = pool
+        self.keep = keep
+        self._kept: list[Any] = []
 
     def execute(self, *args: Any) -> Any:
         pool = self.pool
+        if self._kept:
+            try:
+                conn = self._kept.pop()
+            except IndexError:   # another thread took it
+                pass
+            else:
+                if conn.pid == os.getpid():   # not kept by the parent before a fork
+                    try:
+                        reply = _send_read(conn, args)
+                    except (redis.ConnectionError, redis.TimeoutError):
+                        pool.release(conn)   # disconnected by the failed send or read
+                    except BaseException:
+                        self._give_back(conn)
+                        raise
+                    else:
+                        self._give_back(conn)
+                        return reply
         conn = pool.get_connection()
         try:
-            return conn.retry.call_with_retry(lambda: _send_read(conn, args), lambda _error: conn.disconnect())
-        finally:
+            reply = conn.retry.call_with_retry(lambda: _send_read(conn, args), lambda _error: conn.disconnect())
+        except BaseException:
             pool.release(conn)
+            raise
+        self._give_back(conn)
+        return reply
+
+    def _give_back(self, conn: Any) -> None:
+        """Keep ``conn`` for the next call (when keeping and none is kept), else release it."""
+        if self.keep and not self._kept and conn._sock is not None and not conn.should_reconnect():
+            self._kept.append(conn)
+        else:
+            self.pool.release(conn)
 
 
 def _send_read(conn: Any, args: tuple[Any, ...]) -> Any:
