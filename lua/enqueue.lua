@@ -129,7 +129,8 @@ end
 for j = 1, #ready, 2000 do
   redis.call('ZADD', q.ready, unpack(ready, j, math.min(j + 1999, #ready)))
 end
-if became_ready then wake(q) end
+-- wake: unless the marker is set already (a backlog, claimers busy): then it changes nothing
+if became_ready and redis.call('EXISTS', q.marker) == 0 then wake(q) end
 if next(scheduled_ids) then
   local first = redis.call('ZRANGE', q.scheduled, 0, 0)
   if scheduled_ids[first[1]] then redis.call('ZADD', q.marker, 0, MARKER) end

@@ -9,6 +9,11 @@ from .errors import PayloadError
 
 _packer_options = {"use_bin_type": True, "datetime": False}
 _NIL: bytes = msgpack.packb(None)
+# Packers ready for reuse: msgpack.packb builds one per call, which costs several times
+# what packing a small payload does. One is taken per encode (list.pop and append are
+# atomic), so threads and a re-entrant encode never share one; a Packer that raised has
+# dropped its partial output (autoreset).
+_packers: list[msgpack.Packer] = []
 _SCALARS = (str, bytes, int, float, bool, type(None))   # hold no map: decode back as they are
 _UNUSABLE_KEY = ("a map key decodes to a list or map, which Python cannot use as a dict key "
                  "(a tuple key encodes as a list)")
@@ -22,9 +27,15 @@ def encode(value: Any, what: str = "payload", *, check: bool = False) -> bytes:
     if value is None:
         return _NIL   # most handlers' result, packed by the worker twice per job
     try:
-        data: bytes = msgpack.packb(value, **_packer_options)
+        packer = _packers.pop()
+    except IndexError:
+        packer = msgpack.Packer(**_packer_options)
+    try:
+        data: bytes = packer.pack(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(f"{what} cannot be encoded with msgpack: {exc}") from None
+    finally:
+        _packers.append(packer)
     if check and not isinstance(value, _SCALARS):
         try:
             msgpack.unpackb(data, raw=True, strict_map_key=False)  # raw: strings stay bytes, 1.5-3x cheaper

@@ -116,6 +116,9 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
                  tags: Any = None) -> JobSpec:
         """One job for ``enqueue_specs``: the payload encoded, every option checked. A bare
         id in ``depends_on`` names a job of ``queue`` (give the queue it goes to)."""
+        if ops.plain_job(priority, delay, run_at, max_attempts, lease, unique_key, job_id, backoff_base, backoff_cap,
+                         timeout, depends_on, dependency_mode, expires_at, tags):
+            return JobSpec(codec.encode(payload, check=True), ops.DEFAULT_OPTIONS)
         return ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
                             backoff_cap=backoff_cap, timeout=timeout, queue=queue, depends_on=depends_on,
@@ -171,11 +174,9 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         ``expires_at`` (unix seconds or a datetime): a job not leased by then is never run, it
         ends ``cancelled`` with the reason as its error (at the claim that finds it, or by the
         sweeper). ``tags``: a list of strings or a JSON object, stored and handed back."""
-        return self.enqueue_or_get(queue, payload, priority=priority, delay=delay, run_at=run_at,
-                                   max_attempts=max_attempts, lease=lease, unique_key=unique_key,
-                                   job_id=job_id, backoff_base=backoff_base, backoff_cap=backoff_cap,
-                                   timeout=timeout, depends_on=depends_on, dependency_mode=dependency_mode,
-                                   expires_at=expires_at, tags=tags)[0]
+        return self._enqueue_one(queue, payload, priority, delay, run_at, max_attempts, lease, unique_key, job_id,
+                                 backoff_base, backoff_cap, timeout, depends_on, dependency_mode, expires_at,
+                                 tags)[0]
 
     def enqueue_or_get(self, queue: str, payload: Any = None, *, priority: int = 0,
                        delay: float | None = None, run_at: datetime | float | None = None,
@@ -188,7 +189,22 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         """``enqueue`` that says whether it created the job: ``(id, True)`` for a new job,
         ``(existing id, False)`` for a duplicate job_id or a held ``unique_key`` (nothing
         is written then)."""
+        return self._enqueue_one(queue, payload, priority, delay, run_at, max_attempts, lease, unique_key, job_id,
+                                 backoff_base, backoff_cap, timeout, depends_on, dependency_mode, expires_at, tags)
+
+    def _enqueue_one(self, queue: str, payload: Any, priority: int, delay: float | None,
+                     run_at: datetime | float | None, max_attempts: int, lease: float | None,
+                     unique_key: str | None, job_id: str | None, backoff_base: float | None,
+                     backoff_cap: float | None, timeout: float | None, depends_on: Iterable[Any] | None,
+                     dependency_mode: str, expires_at: datetime | float | None, tags: Any) -> tuple[str, bool]:
+        """``enqueue_or_get`` with its options by position (the hot path of a producer: no
+        keyword forwarding). A job without options and parents, the common one, skips the
+        option checks (``ops.plain_job``)."""
         check_queue(queue)
+        if ops.plain_job(priority, delay, run_at, max_attempts, lease, unique_key, job_id, backoff_base, backoff_cap,
+                         timeout, depends_on, dependency_mode, expires_at, tags):
+            return self.run(ops.enqueue(self, queue, [codec.encode(payload, check=True)],
+                                        ops.DEFAULT_OPTION_SETS))[0]
         spec = ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
                             backoff_cap=backoff_cap, timeout=timeout, queue=queue, depends_on=depends_on,

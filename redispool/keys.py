@@ -123,10 +123,20 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 STATES = ("waiting", "scheduled", "ready", "leased", "done", "dead", "cancelled")
 
 
+_CHECKED: set[str] = set()   # names check_queue passed (a producer names the same few again and again)
+_CHECKED_MAX = 4096
+
+
 def check_queue(queue: object) -> str:
     """Return ``queue`` if it is a valid queue name, else raise InvalidQueueName."""
+    if type(queue) is str and queue in _CHECKED:
+        return queue
     if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
         raise InvalidQueueName(f"invalid queue name {queue!r}: use 1-128 characters of A-Za-z0-9_.:-")
+    if type(queue) is str:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED.add(queue)
     return queue
 
 

@@ -84,6 +84,8 @@ def followups(prefix: str, queue: str, new_queue: Any = 0, scheduler_at: Any = -
     """The plain commands a writer script's reply asks for: SADD rp:queues for a new
     queue, ZADD rp:due:<daemon> LT for earlier daemon work (see queues.py)."""
     out: list[Followup] = []
+    if new_queue == 0 and scheduler_at == -1 and sweeper_at == -1:   # most replies: nothing to send
+        return out
     if int(new_queue) == 1:
         out.append(("sadd", queues_key(prefix), queue, 0))
     for daemon, at in (("scheduler", scheduler_at), ("sweeper", sweeper_at)):
@@ -206,6 +208,22 @@ def job_options(*, priority: int = 0, delay: float | None = None, run_at: dateti
         validate.tags(tags))
 
 
+DEFAULT_OPTIONS = job_options()            # a job enqueued without options
+DEFAULT_OPTION_SETS = (DEFAULT_OPTIONS,)   # enqueue's ``options`` for one such job
+
+
+def plain_job(priority: Any, delay: Any, run_at: Any, max_attempts: Any, lease: Any, unique_key: Any, job_id: Any,
+              backoff_base: Any, backoff_cap: Any, timeout: Any, depends_on: Any, dependency_mode: Any,
+              expires_at: Any, tags: Any) -> bool:
+    """True when a job's options (``Engine.enqueue``'s, by position) are all their defaults
+    and it has no parents: its options are ``DEFAULT_OPTIONS``, checked once, and its deps
+    None (the hot path of a producer skips a dozen checks)."""
+    return (depends_on is None and delay is None and run_at is None and lease is None and unique_key is None
+            and job_id is None and backoff_base is None and backoff_cap is None and timeout is None
+            and expires_at is None and tags is None and type(priority) is int and priority == 0
+            and type(max_attempts) is int and max_attempts == defaults.MAX_ATTEMPTS and dependency_mode == "all")
+
+
 def job_spec(payload: Any, *, queue: str = "", depends_on: Iterable[Any] | None = None,
              dependency_mode: str = "all", **options: Any) -> JobSpec:
     """A checked job: ``payload`` encoded (PayloadError), ``job_options(**options)`` and
@@ -228,9 +246,9 @@ def enqueue(s: Settings, queue: str, payloads: Sequence[bytes], options: Sequenc
         raise InvalidOption(f"{len(payloads)} jobs take 1 or {len(payloads)} option sets, got {len(options)}")
     args: list[Any] = [len(payloads), len(options), s.events_max]
     for option_set in options:
-        args.extend(option_set)
-    args.extend(payloads)
-    if any(d is not None for d in deps):
+        args += option_set
+    args += payloads
+    if deps and any(d is not None for d in deps):
         for d in deps:
             if d is None:
                 args += ["", 0]

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import redis
 
 from . import blocking
+from .direct import async_direct_executor, direct_executor
 from .errors import LUA_ERRORS, REDIS_TROUBLE, NotDurable, RedispoolError, ServerBusy, from_redis
 from .keys import QueueKeys
 
@@ -290,6 +291,8 @@ class Scripts:
         self.library = function_library()
         self.functions: dict[str, str] | None = None  # the library's functions while it is loaded
         self.library_retry_at: float | None = None    # monotonic time to try FUNCTION LOAD again
+        # a script call: on a plain client's pool directly (direct.py), else execute_command
+        self._execute = direct_executor(client) or client.execute_command
 
     def text(self, name: str) -> str:
         """Script ``name`` as loaded (lib functions first)."""
@@ -381,14 +384,13 @@ class Scripts:
             functions = self.functions
             try:
                 if functions is not None:
-                    return self.client.execute_command(self.library.verbs[name], functions[name], len(keys),
-                                                       *keys, *args)
-                return self.client.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
+                    return self._execute(self.library.verbs[name], functions[name], len(keys), *keys, *args)
+                return self._execute("EVALSHA", self._sha[name], len(keys), *keys, *args)
             except redis.ResponseError as exc:
                 if not missing(exc):
                     raise
             self.restore(name)
-            return self.client.execute_command(*self.command_for(name, keys, args))
+            return self._execute(*self.command_for(name, keys, args))
         except RedispoolError:
             raise
         except REDIS_TROUBLE as exc:
@@ -553,6 +555,8 @@ class AsyncScripts:
         self.pool_wait = pool_wait
         if hasattr(client, "get_primaries"):   # a cluster client
             _read_fcall_keys(client, _AsyncFcallKeys)
+        # a script call: on a plain async client's pool directly (direct.py), else execute_command
+        self._execute = async_direct_executor(client) or client.execute_command
 
     async def call(self, op: Op[Any]) -> Any:
         """Run ``op``'s script with its KEYS bound from the header; the raw reply."""
@@ -565,12 +569,12 @@ class AsyncScripts:
             raise AssertionError(f"{name}.lua takes {s._nkeys[name]} keys, got {len(keys)}")
         try:
             try:
-                return await self.client.execute_command(*s.command_for(name, keys, args))
+                return await self._execute(*s.command_for(name, keys, args))
             except redis.ResponseError as exc:
                 if not missing(exc):
                     raise
             await self.restore(name)
-            return await self.client.execute_command(*s.command_for(name, keys, args))
+            return await self._execute(*s.command_for(name, keys, args))
         except RedispoolError:
             raise
         except REDIS_TROUBLE as exc:
