@@ -381,11 +381,8 @@ class Scripts:
                 self.load_library()
             if self.durable_timeout_ms is not None and self.headers[name].durable:
                 return self._run_durable(name, keys, args)
-            functions = self.functions
             try:
-                if functions is not None:
-                    return self._execute(self.library.verbs[name], functions[name], len(keys), *keys, *args)
-                return self._execute("EVALSHA", self._sha[name], len(keys), *keys, *args)
+                return self._execute(*self.command_for(name, keys, args))
             except redis.ResponseError as exc:
                 if not missing(exc):
                     raise
