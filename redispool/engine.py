@@ -501,4 +501,3 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         """sweep.lua; with ``plan`` it also stores the sweeper's next visit of the queue in
         its meta hash and returns it (-1: none; the caller stores it in rp:due)."""
         return self._planned(lambda budget: ops.sweep(self, queue, budget, worker_id, plan))
-
