@@ -233,9 +233,11 @@ class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush()
 
 
-def setup_logging(level: str, fmt: str = "text") -> None:
+def setup_logging(level: str, fmt: str = "text", *, batched: bool = False) -> None:
+    """Log to stderr at ``level``, as text or JSON lines; ``batched``: in batches (the
+    worker's, two lines per job), else each line as it comes."""
     pattern = "%(message)s" if fmt == "json" else "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    handler = _BatchedStreamHandler(sys.stderr)
+    handler = _BatchedStreamHandler(sys.stderr) if batched else logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(pattern))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
@@ -364,7 +366,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
         validate.seconds_to_ms(grace, "grace")
     validate.timeout_ms(timeout)
     validate.seconds_to_ms(burst_wait, "burst_wait")
-    setup_logging(ctx.meta["log_level"], log_format)
+    setup_logging(ctx.meta["log_level"], log_format, batched=True)
     o = obj()
     if o.url_given or defaults.URL_ENV not in os.environ:
         os.environ[defaults.URL_ENV] = o.url
