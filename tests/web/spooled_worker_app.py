@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 
 from spooled import SpooledClient, SpooledWorker
@@ -27,7 +28,10 @@ def main() -> None:
     def completed(event):
         out.write(event.job_id + "\n")
 
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    # stop() on a thread of its own (the SDK supports it: start() waits for it): a signal
+    # handler runs on the main thread wherever that thread is, possibly inside the SDK's
+    # HTTP client holding its connection pool's lock, which stop()'s own calls then wait for
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=worker.stop).start())
     worker.start()
 
 
