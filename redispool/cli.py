@@ -191,7 +191,11 @@ class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     seconds (or BATCH lines) in one write. A worker writes two lines per job, and a write
     per line (a system call, the GIL given up and fought for with the handler threads)
     was half of what its logging cost. Written at exit (logging.shutdown) and before a
-    fork; a process killed with SIGKILL loses at most its last FLUSH_S of lines."""
+    fork; a process killed with SIGKILL loses at most its last FLUSH_S of lines. Only in
+    the processes that run a worker, never in the supervisor of ``--processes``: a thread
+    there would get each child a second SIGTERM when a SIGKILL ends it (the kernel sends
+    PR_SET_PDEATHSIG again as the children pass from one dying thread to the next), and a
+    second signal makes a worker exit without releasing its jobs."""
 
     FLUSH_S = 0.05
     BATCH = 64
@@ -199,10 +203,13 @@ class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self._lines: list[str] = []
+        self._closed = False
         self._start_flusher()
         os.register_at_fork(before=self.flush, after_in_child=self._start_flusher)
 
     def _start_flusher(self) -> None:
+        if self._closed:
+            return
         self._pending = threading.Event()
         threading.Thread(target=self._flusher, args=(self._pending,), name="redispool-log", daemon=True).start()
 
@@ -225,8 +232,14 @@ class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                     self.stream.write("".join(lines))
                     self.stream.flush()
 
+    def close(self) -> None:
+        self.flush()
+        self._closed = True
+        self._pending.set()   # its flusher ends
+        super().close()
+
     def _flusher(self, pending: threading.Event) -> None:
-        while True:
+        while not self._closed:
             pending.wait()
             pending.clear()
             time.sleep(self.FLUSH_S)
@@ -234,12 +247,13 @@ class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def setup_logging(level: str, fmt: str = "text", *, batched: bool = False) -> None:
-    """Log to stderr at ``level``, as text or JSON lines; ``batched``: in batches (the
-    worker's, two lines per job), else each line as it comes."""
+    """Log to stderr at ``level``, as text or JSON lines; ``batched``: in batches (a
+    process running a worker: two lines per job), else each line as it comes. Batched
+    logging replaces the handlers a first call made."""
     pattern = "%(message)s" if fmt == "json" else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler = _BatchedStreamHandler(sys.stderr) if batched else logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(pattern))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=batched)
 
 
 state_option = click.option("--state", "state", required=True, type=click.Choice(STATES),
@@ -366,7 +380,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
         validate.seconds_to_ms(grace, "grace")
     validate.timeout_ms(timeout)
     validate.seconds_to_ms(burst_wait, "burst_wait")
-    setup_logging(ctx.meta["log_level"], log_format, batched=True)
+    setup_logging(ctx.meta["log_level"], log_format)
     o = obj()
     if o.url_given or defaults.URL_ENV not in os.environ:
         os.environ[defaults.URL_ENV] = o.url
@@ -378,6 +392,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
         setattr(w.engine, attr, value)
 
     def start(index: int | None = None) -> int:
+        setup_logging(ctx.meta["log_level"], log_format, batched=True)   # (in this process only)
         if index is not None:
             w.forked(index)   # its own worker id; the health port only in process 0
         if metrics_port is not None and not index:
