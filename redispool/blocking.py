@@ -121,12 +121,7 @@ async def call_async(client: Any, key: str, command: Sequence[Any], wait: float)
     """``call`` on a ``redis.asyncio`` client: one blocking ``command`` (about ``key``),
     its raw reply allowed ``wait`` s more than the read timeout."""
     if not is_cluster(client):
-        pool = client.connection_pool
-        conn = await pool.get_connection()
-        try:
-            return await _send_read(conn, command, wait)
-        finally:
-            await pool.release(conn)
+        return _raise((await pipeline_async(client, [command], wait))[0])
     await client.initialize()
     for _ in range(REDIRECT_TRIES):
         node = client.get_node_from_key(key)
@@ -152,6 +147,18 @@ async def pipeline_async(client: Any, commands: Sequence[Sequence[Any]], wait: f
     pool = client.connection_pool
     conn = await pool.get_connection()
     try:
+        return await _send_read_all(conn, commands, wait)
+    finally:
+        await pool.release(conn)
+
+
+async def _send_read(conn: Any, command: Sequence[Any], wait: float) -> Any:
+    return _raise((await _send_read_all(conn, [command], wait))[0])
+
+
+async def _send_read_all(conn: Any, commands: Sequence[Sequence[Any]], wait: float) -> list[Any]:
+    """Send ``commands`` on ``conn`` and read their replies (error replies in place)."""
+    try:
         await conn.send_packed_command(conn.pack_commands(commands))
         replies = []
         for _ in commands:
@@ -161,19 +168,6 @@ async def pipeline_async(client: Any, commands: Sequence[Sequence[Any]], wait: f
                 replies.append(exc)
         return replies
     except BaseException:  # cancelled or lost mid-wait: the replies must not reach another caller
-        await conn.disconnect()
-        raise
-    finally:
-        await pool.release(conn)
-
-
-async def _send_read(conn: Any, command: Sequence[Any], wait: float) -> Any:
-    try:
-        await conn.send_command(*command)
-        return await conn.read_response(timeout=read_timeout(conn, wait), disconnect_on_error=True)
-    except redis.ResponseError:
-        raise
-    except BaseException:  # cancelled or lost mid-wait: the reply must not reach another caller
         await conn.disconnect()
         raise
 
