@@ -772,12 +772,13 @@ local function complete_listed(q, list, b, n, now, r, out)
       local jkey = jkeys[i]
       local field, value = 'res', result
       if r.result_max and #result > r.result_max then field, value = 'rd', #result end
+      -- (its token stays: out of leased, a job is never held() with it, and a done job
+      -- is not leased again; one HDEL less per job)
       if r.drop_payload then
         redis.call('HSET', jkey, field, value, 's', 'done', 'u', num(now), 'pd', redis.call('HSTRLEN', jkey, 'p'))
-        redis.call('HDEL', jkey, 't', 'p')
+        redis.call('HDEL', jkey, 'p')
       else
         redis.call('HSET', jkey, field, value, 's', 'done', 'u', num(now))
-        redis.call('HDEL', jkey, 't')
       end
       local k = ukeys[i]
       if k and redis.call('HGET', q.unique, k) == id then redis.call('HDEL', q.unique, k) end
