@@ -12,7 +12,8 @@ import pytest
 
 import redispool
 
-from support.rpc import GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
+from support.cli import invoke
+from support.rpc import TOKENS, GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
 
 QUEUE = "g"
 
@@ -221,9 +222,18 @@ def test_the_registry_shows_the_grpc_worker_with_its_jobs(served, stub, engine, 
         return found and len(found[0].jobs_in_progress) == 2 and found[0]
     me = wait_until(listed, what="the worker with 2 jobs")
     assert me.host == "127.0.0.1" and queue in me.queues
-    with served.client("read") as http:    # the HTTP API (and so the dashboard) lists it the same
+    with served.client("read") as http:    # the HTTP API, the dashboard and /metrics show it the same
         [listed_http] = [x for x in http.get("/v1/workers").json() if x["id"] == "w-registry"]
+        http.post("/login", data={"token": TOKENS["read"]})   # the dashboard signs in with a token
+        page = http.get("/workers")
+        metrics = http.get("/metrics").text
     assert listed_http["host"] == "127.0.0.1" and len(listed_http["jobs_in_progress"]) == 2
+    assert page.status_code == 200 and "w-registry" in page.text and "127.0.0.1" in page.text
+    live = [line for line in metrics.splitlines() if line.startswith("redispool_workers ")]
+    assert live and float(live[0].split()[1]) >= 1, metrics
+    cli = invoke(engine.url, served.prefix, "workers").output   # `redispool workers`
+    [row] = [line for line in cli.splitlines() if line.startswith("w-registry")]
+    assert "127.0.0.1" in row and queue in row
     w.ack(completed=w.jobs[:1], failed=w.jobs[1:])
     wait_until(lambda: w.results)
     wait_until(lambda: [x for x in engine.workers() if x.id == "w-registry" and x.processed == 2
@@ -240,6 +250,17 @@ def test_health_and_reflection(served):
         assert status.status == health_pb2.HealthCheckResponse.SERVING
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
     assert {"redispool.v1.Jobs", "grpc.health.v1.Health"} <= services
+
+
+def test_health_watch_streams_serving(served):
+    """grpc.health.v1 Watch (what load balancers and grpc-health-probe --watch use): the
+    first message is the current status, SERVING while Redis answers."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    with served.channel() as channel:
+        call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        first = next(call)
+        call.cancel()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_stale_work_open_is_invalid_argument(stub):
