@@ -282,25 +282,36 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         return claimed.jobs[0] if claimed.jobs else None
 
     def wait_then_claim(self, queue: str, worker_id: str, timeout: float, *, limit: int,
-                        lease: float | None = None) -> tuple[bool, list[Job], float | None]:
+                        lease: float | None = None, interrupt: str | None = None,
+                        ) -> tuple[bool, list[Job], float | None]:
         """``wait_for_jobs([queue], timeout)`` and ``claim_with_due()`` in one round trip:
         the claim runs in Redis as the wait ends, however it ends. (whether the marker woke
-        it, the jobs, the wait as claim_with_due gives it). On a Cluster, the two calls."""
+        it, the jobs, the wait as claim_with_due gives it). On a Cluster, the two calls.
+        ``interrupt``: as for wait_for_jobs (the claim still runs)."""
         op = ops.claim(self, queue, worker_id, limit, lease)
-        popped, reply = self.scripts.call_after_wait(self.keys(queue).marker, max(0.001, timeout), op)
+        popped, reply = self.scripts.call_after_wait(self.keys(queue).marker, max(0.001, timeout), op,
+                                                     interrupt)
         return (popped, *self._claim_now(op, reply).with_due())
 
-    def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> str | None:
+    def wait_for_jobs(self, queues: Sequence[str], timeout: float, *, interrupt: str | None = None) -> str | None:
         """Block up to ``timeout`` seconds until one of ``queues`` may have a ready job;
         returns that queue's name, or None on timeout. Markers of one Cluster slot only.
-        The read of the reply is allowed ``timeout`` plus the client's read timeout."""
+        The read of the reply is allowed ``timeout`` plus the client's read timeout.
+        ``interrupt`` (off Cluster: ``worker_stop_key``): a key whose ``interrupt_wait``
+        ends the wait at once, as a timeout."""
         markers = [self.keys(q).marker for q in queues]
         with self.scripts.boundary():
-            popped = blocking.bzpopmin(self.client, markers, max(0.001, timeout))
+            popped = blocking.bzpopmin(self.client, [*markers, interrupt] if interrupt else markers,
+                                       max(0.001, timeout))
         if not popped:
             return None
         marker = ops.text(popped[0])
-        return next(q for q, m in zip(queues, markers) if m == marker)
+        return next((q for q, m in zip(queues, markers) if m == marker), None)
+
+    def interrupt_wait(self, key: str) -> None:
+        """End the wait that names ``key`` as its ``interrupt`` (from another thread), or
+        the next one if none is blocked yet; unused, the key expires after a minute."""
+        self.scripts.pipeline([("ZADD", key, 0, "stop"), ("PEXPIRE", key, 60_000)])
 
     def _wait_until(self, queues: Sequence[str], due: float) -> None:
         """Wait for a marker of ``queues`` until ``due`` (``time.monotonic()``) and not

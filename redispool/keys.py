@@ -92,6 +92,8 @@ each Lua script touches a single Redis Cluster slot:
                              completed after every node exists (all or nothing)
     rp:{#workers}:index      zset  worker ids by last heartbeat (ms)
     rp:{#workers}:w:<id>     hash  one worker's registration and counters
+    rp:{#workers}:stop:<id>  zset  set by a stopping worker to end its own blocking wait
+                                   (off Cluster; popped at once, else expires in 60 s)
 
 A Lua header names each of its KEYS by the pattern above, and scripts.py binds it by name
 from the objects below: ``rp:{q}:ready`` is ``QueueKeys.ready`` (``rp:{q}:job:`` is
@@ -262,6 +264,12 @@ def workers_index_key(prefix: str) -> str:
     """Zset of worker ids by last heartbeat. The tag ``{#workers}`` cannot clash with a
     queue (``#`` is not allowed in queue names) and keeps the registry in one slot."""
     return f"{prefix}:{{#workers}}:index"
+
+
+def worker_stop_key(prefix: str, worker_id: str) -> str:
+    """The key a stopping worker sets to end its own blocking wait (off Cluster, where its
+    wait may name keys of many slots): one member, popped by that wait."""
+    return f"{prefix}:{{#workers}}:stop:{worker_id}"
 
 
 def worker_key(prefix: str, worker_id: str) -> str:

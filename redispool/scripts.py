@@ -213,6 +213,10 @@ def function_library() -> Library:
     return Library(name, "".join(parts), functions, verbs)
 
 
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def missing(reply: object) -> bool:
     """True for the error of a call whose function or script the server does not hold
     (after a restart without data, FUNCTION FLUSH / SCRIPT FLUSH, a failover)."""
@@ -395,27 +399,31 @@ class Scripts:
         except redis.ResponseError as exc:
             raise lua_error(exc) from None
 
-    def call_after_wait(self, marker: str, wait: float, op: Op[Any]) -> tuple[bool, Any]:
+    def call_after_wait(self, marker: str, wait: float, op: Op[Any],
+                        interrupt: str | None = None) -> tuple[bool, Any]:
         """``BZPOPMIN marker wait`` and ``op``'s script sent together on one connection:
         Redis runs the script the moment the wait ends, so a woken claimer has its jobs one
         round trip sooner. (whether the marker was popped, the script's raw reply). On a
-        Cluster the two go one after the other (blocking.py follows the marker's slot)."""
+        Cluster the two go one after the other (blocking.py follows the marker's slot).
+        ``interrupt`` (off Cluster): a key the wait also pops, to be ended early."""
         keys = self.bind(op.script, op.keys)
         if self._cluster:
             with self.boundary():
                 popped = blocking.bzpopmin(self.client, [marker], wait)
             return popped is not None, self.run(op.script, keys, op.args)
+        waits = [marker, interrupt] if interrupt else [marker]
         with self.boundary():
             popped, reply = blocking.pipeline(
-                self.client, [["BZPOPMIN", marker, wait],
+                self.client, [["BZPOPMIN", *waits, wait],
                               self.command_for(op.script, keys, op.args)], wait)
         if isinstance(popped, Exception):
             raise popped
+        woken = popped is not None and _text(popped[0]) == marker
         if missing(reply):
-            return popped is not None, self.run(op.script, keys, op.args)   # (loaded again there)
+            return woken, self.run(op.script, keys, op.args)   # (loaded again there)
         if isinstance(reply, redis.ResponseError):
             raise lua_error(reply) from None
-        return popped is not None, reply
+        return woken, reply
 
     @contextlib.contextmanager
     def boundary(self) -> Iterator[None]:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .blocking import TIMEOUT_LAG_S
+from .keys import worker_stop_key
 from .models import Job
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class _Watchers:
         self._armed: dict[str, threading.Event] = {}
         self._open = False
         self._closed = False
-        self._fired: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._fired: queue.SimpleQueue[str | None] = queue.SimpleQueue()
 
     def wait(self, queues: Sequence[str], timeout: float) -> str | None:
         with self._lock:
@@ -109,15 +110,19 @@ class _Watchers:
                     event.clear()
                 while True:  # a marker popped as the wait ended: put it back for others
                     try:
-                        put_back(self.engine, self._fired.get_nowait())
+                        fired = self._fired.get_nowait()
                     except queue.Empty:
                         break
+                    if fired is not None:
+                        put_back(self.engine, fired)
 
     def close(self) -> None:
+        """Stop the watchers; a wait open now ends at once."""
         with self._lock:
             self._closed = True
             for event in self._armed.values():
                 event.set()
+        self._fired.put(None)
 
     def _watch(self, name: str) -> None:
         armed = self._armed[name]
@@ -153,6 +158,9 @@ class Waiter:
         self.worker_id = worker_id
         self.lease = lease
         self._watchers = _Watchers(engine) if is_cluster(engine.client) else None
+        # off Cluster a wait also pops the worker's stop key, so close() ends it at once
+        self._interrupt = None if self._watchers else worker_stop_key(engine.prefix, worker_id)
+        self._closing = False
         self._report = report
         self._warm = True   # the last wait was ended by a marker: wait and claim in one call
         self._requests: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
@@ -167,10 +175,16 @@ class Waiter:
         self._requests.put((list(queues), limit, timeout, dict(due or {})))
 
     def close(self, timeout: float) -> None:
-        """Stop after the current request; wait up to ``timeout`` seconds for that."""
+        """End the current request at once (a claim sent with its wait still runs and is
+        reported: the worker releases what it got) and stop; wait up to ``timeout`` seconds
+        for that. Should Redis refuse the stop key, the wait ends at its timeout."""
+        self._closing = True
         self._requests.put(None)
         if self._watchers is not None:
             self._watchers.close()
+        elif self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.engine.interrupt_wait(self._interrupt or "")
         self._thread.join(timeout)
 
     def _loop(self) -> None:
@@ -197,7 +211,7 @@ class Waiter:
         name = None
         # a due time is kept to the ms: Redis may end a BZPOPMIN up to TIMEOUT_LAG_S late
         lag = TIMEOUT_LAG_S if soonest is not None and self._watchers is None else 0.0
-        while name is None and (left := end - time.monotonic()) > 0.0005:
+        while name is None and not self._closing and (left := end - time.monotonic()) > 0.0005:
             if left <= lag:
                 time.sleep(left)
                 break
@@ -205,8 +219,8 @@ class Waiter:
         self._warm = name is not None
         wake = Wake(name, limit, popped=name is not None)
         if name is None:
-            if soonest is None:
-                return wake  # timed out: nothing to claim (no polling)
+            if soonest is None or self._closing:
+                return wake  # timed out (or closing): nothing to claim (no polling)
             wake.queue = name = soonest[1]  # its scheduled job is due: claim() promotes it
         if limit > 0:
             wake.jobs, wake.wait = self.engine.claim_with_due(name, self.worker_id, limit=limit, lease=self.lease)
@@ -219,11 +233,12 @@ class Waiter:
         wait waits this way; once one times out it waits plainly until a marker wakes it
         again, and an idle worker stays at no calls besides its waits."""
         popped, jobs, wait = self.engine.wait_then_claim(
-            name, self.worker_id, min(max(0.001, end - time.monotonic()), BLOCK_MAX_S), limit=limit, lease=self.lease)
+            name, self.worker_id, min(max(0.001, end - time.monotonic()), BLOCK_MAX_S), limit=limit, lease=self.lease,
+            interrupt=self._interrupt)
         self._warm = popped
         return Wake(name, limit, popped=popped, claimed=True, jobs=jobs, wait=wait)
 
     def _block(self, queues: list[str], seconds: float) -> str | None:
         if self._watchers is None:
-            return self.engine.wait_for_jobs(queues, seconds)
+            return self.engine.wait_for_jobs(queues, seconds, interrupt=self._interrupt)
         return self._watchers.wait(queues, seconds)

@@ -42,7 +42,8 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
   returns, so ``concurrency`` keeps bounding the threads in use and a new job never waits
   for a thread.
 - The worker registers itself, refreshes the registration every ``beat_interval`` seconds
-  (jobs in progress, processed/failed counts) and deregisters when it stops.
+  (jobs in progress, processed/failed counts) while it has jobs, every ``IDLE_BEATS``
+  intervals while it has none and nothing new to say, and deregisters when it stops.
 - SIGTERM/SIGINT (handled when ``run()`` runs in the main thread) or ``stop()``: claim
   nothing more, give in-flight jobs ``grace`` seconds to finish, ``release()`` the rest,
   deregister, return. A second signal exits the process at once with status 1
@@ -102,6 +103,7 @@ MAX_SLEEP_S = 1.0          # the bookkeeping loop looks at its clocks at least t
 WATCH_WAIT_S = 0.5         # the longest wait while queues are in the rotation (_arm_waiter)
 BURST_WAIT_S = 30.0        # run(burst=True) waits for scheduled jobs due this soon
 ACK_DELAY_S = 0.001        # the longest a finished job waits for others to share its ack
+IDLE_BEATS = 3             # an idle worker refreshes its registration every 3 beat_intervals
 INFO, WARNING, ERROR, DEBUG = logging.INFO, logging.WARNING, logging.ERROR, logging.DEBUG
 # What talks to Redis, each retried on its own: only "jobs" (claims, acks) pauses the flow.
 JOBS, LEASES, REGISTRY = "jobs", "leases", "registry"
@@ -163,6 +165,7 @@ class _Run:
     reported: tuple[int, int] = (0, 0)  # processed/failed already sent to the registry
     next_lease_beat: float = math.inf
     next_registry_beat: float = 0.0
+    last_registry_beat: float = -math.inf   # the last refresh that reached Redis (monotonic)
     next_deadline: float = math.inf    # the earliest timeout of a job in progress (monotonic)
 
 
@@ -174,8 +177,9 @@ class Worker:
     jobs leased per call (default: ``concurrency``, at most 1000); ``health_port``: serve
     200/503 on ``health_host:health_port`` (default host 127.0.0.1; containers pass
     0.0.0.0) while Redis is reachable / unreachable; ``log_format``: "text" or "json";
-    ``beat_interval``: seconds between registry refreshes; ``idle_wait``: seconds one
-    wait of an idle worker lasts (also how long it may take to notice ``stop()``);
+    ``beat_interval``: seconds between registry refreshes (three times that while idle);
+    ``idle_wait``: seconds one wait of an idle worker lasts at most (``stop()`` ends it at
+    once; on Redis Cluster each blocking call lasts at most 10 s);
     ``job_log_level``: the level of each job's "claimed" and "done" lines (a failure's
     line is WARNING or ERROR whatever it is; ``redispool deliver``, which keeps each
     attempt in its webhook's delivery log, writes them at DEBUG); ``timeout``: seconds
@@ -189,7 +193,7 @@ class Worker:
                  lease: float = defaults.LEASE_S, *, worker_id: str | None = None,
                  grace: float = 30.0, batch: int | None = None, health_port: int | None = None,
                  health_host: str = "127.0.0.1", log_format: str = "text",
-                 beat_interval: float = 5.0, idle_wait: float = 2.0, job_log_level: int = INFO,
+                 beat_interval: float = 5.0, idle_wait: float = 10.0, job_log_level: int = INFO,
                  timeout: float | None = None) -> None:
         if isinstance(queues, str):
             raise TypeError("queues must be a list of queue names, not a string")
@@ -687,6 +691,7 @@ class Worker:
                 self.log.event(level, "claimed", job)
             submit(job, handler)
         run.rotation.started(queue, len(jobs))
+        run.next_registry_beat = min(run.next_registry_beat, run.last_registry_beat + self.beat_interval)
         run.next_deadline = min(run.next_deadline, next_deadline)
         run.next_lease_beat = min(run.next_lease_beat, next_beat)
 
@@ -773,6 +778,9 @@ class Worker:
                 run.next_registry_beat = now
                 return
             run.reported = (processed, failed)
+            run.last_registry_beat = now
+            if not run.running and not run.finished:   # idle: the next news is a claim (_start)
+                run.next_registry_beat = now + self.beat_interval * IDLE_BEATS
         except REDIS_TROUBLE as exc:
             # retried on its own (at most every beat_interval): the job flow goes on
             run.next_registry_beat = now + min(self._failed(REGISTRY, exc), self.beat_interval)

@@ -323,6 +323,62 @@ def test_stop_lets_jobs_finish_within_grace_and_releases_the_rest(engine, caplog
         hang.set()
 
 
+@pytest.mark.parametrize("woken", [False, True], ids=["plain-wait", "wait-with-claim"])
+def test_stop_ends_an_idle_wait_at_once(engine, woken):
+    """An idle worker blocks for up to idle_wait (10 s by default; 30 here) per wait;
+    stop() ends the wait at once: off Cluster the worker sets its stop key, which the wait
+    pops (a wait sent with its claim, after a job woke the worker, too), on Cluster its
+    watchers let go. Nothing is left leased, and the stop key is gone."""
+    worker = Worker(engine, queues=["idle"], idle_wait=30, beat_interval=0.1)
+    handled = threading.Event()
+
+    @worker.process
+    def handle(job):
+        handled.set()
+
+    with running(worker) as thread:
+        if woken:   # a job wakes the idle worker: its next wait is sent with its claim
+            time.sleep(0.3)
+            engine.enqueue("idle", 1)
+            assert handled.wait(10)
+        time.sleep(0.5)   # now blocked in its wait
+        stopped = time.monotonic()
+        worker.stop()
+        thread.join(20)
+        took = time.monotonic() - stopped
+    assert took < 5, f"stop took {took:.1f}s: the wait (10 s per call) was not ended"
+    assert engine.stats("idle")["leased"] == 0
+    if not is_cluster(engine.client):
+        from redispool.keys import worker_stop_key
+        assert engine.client.exists(worker_stop_key(engine.prefix, worker.id)) == 0
+
+
+def test_an_idle_worker_refreshes_its_registration_less_often(engine):
+    """With jobs in progress the registration is refreshed every beat_interval; idle, with
+    nothing new, every third; a claim brings the next refresh back to one interval."""
+    worker = Worker(engine, queues=["quiet"], idle_wait=0.2, beat_interval=1.0)
+    release = threading.Event()
+
+    @worker.process
+    def handle(job):
+        release.wait(10)
+
+    def beat() -> float:
+        [me] = [w for w in engine.workers() if w.id == worker.id]
+        return me.last_heartbeat
+
+    with running(worker):
+        wait_for(lambda: [w for w in engine.workers() if w.id == worker.id], what="registration")
+        time.sleep(0.5)   # (its first refresh follows the registration at once)
+        first = beat()
+        time.sleep(1.0)   # idle: no refresh 1 s after the first, the next is 3 s after it
+        assert beat() == first
+        engine.enqueue("quiet", 1)   # a claim: the refresh is due now, not 1.5 s from now
+        wait_for(lambda: [w for w in engine.workers() if w.id == worker.id and w.jobs_in_progress],
+                 timeout=1.0, what="the job in progress listed within one interval")
+        release.set()
+
+
 def test_log_lines_are_json_with_log_format_json(engine, caplog):
     caplog.set_level(logging.INFO, logger="redispool.worker")
     ok_id = engine.enqueue("q", "ok")
