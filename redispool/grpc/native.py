@@ -46,7 +46,7 @@ def job_args(engine: Engine, payload: Any, **options: Any) -> JobSpec:
 
 def job_spec(engine: Engine, r: Any, where: str = "payload") -> JobSpec:
     """The enqueue arguments of one ``EnqueueRequest``."""
-    payload = check_depth(loads(r.payload), where) if r.payload else None
+    payload = check_depth(loads(r.payload, where), where) if r.payload else None
     return job_args(engine, payload, priority=r.priority, delay=r.delay or None, run_at=None,
                     max_attempts=r.max_attempts or defaults.MAX_ATTEMPTS, lease=r.lease or None,
                     unique_key=r.unique_key or None, job_id=r.job_id or None, timeout=r.timeout or None)

@@ -140,7 +140,7 @@ def job_message(job: Any, make: Any = pb.Job) -> Any:
 
 
 def _json_text(text: str, what: str) -> Any:
-    return check_depth(loads(text), what) if text else None
+    return check_depth(loads(text, what), what) if text else None
 
 
 class WorkStream:

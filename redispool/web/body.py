@@ -125,20 +125,23 @@ _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def loads(raw: bytes | str) -> Any:
+def loads(raw: bytes | str, what: str = "the body") -> Any:
     """Strict JSON: NaN/Infinity refused (BadJson), as are text that is not JSON, a number
-    past the range of a double and a string holding a lone surrogate."""
+    past the range of a double and a string holding a lone surrogate. ``what`` names the
+    text in the error (a gRPC field, say)."""
     try:
         value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
-    except BadJson:
-        raise
+    except BadJson as exc:   # (from the hooks below, which say "the body")
+        if what == "the body":
+            raise
+        raise BadJson(str(exc).replace("the body", what, 1)) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadJson(f"the body is not valid JSON: {exc}") from None
+        raise BadJson(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
-        raise BadJson(f"the body nests deeper than JSON can be read here (keep payloads within "
+        raise BadJson(f"{what} nests deeper than JSON can be read here (keep payloads within "
                       f"{MAX_DEPTH} levels)") from None
     if _may_hold_surrogates(raw) and _holds_surrogate(value):
-        raise BadJson("the body is not valid JSON: a string holds a lone UTF-16 surrogate (U+D800-U+DFFF), "
+        raise BadJson(f"{what} is not valid JSON: a string holds a lone UTF-16 surrogate (U+D800-U+DFFF), "
                       "which is no character")
     return value
 

@@ -77,6 +77,17 @@ def test_bad_enqueue_is_invalid_argument(stub, request_, code):
     assert err.value.code().name == code
 
 
+@pytest.mark.parametrize("jobs", [[], [pb.EnqueueRequest(payload="1"), pb.EnqueueRequest(payload="{not json")]],
+                         ids=["empty", "one-bad-item"])
+def test_bad_enqueue_batch_is_invalid_argument_and_writes_nothing(stub, engine, queue, jobs):
+    with pytest.raises(grpc.RpcError) as err:
+        stub.EnqueueBatch(pb.EnqueueBatchRequest(queue=queue, jobs=jobs), metadata=auth())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    if jobs:
+        assert "jobs[1]" in err.value.details()
+    assert engine.stats(queue)["ready"] == 0   # all or nothing: the good item is not enqueued either
+
+
 def test_auth_x_api_key_or_bearer_unauthenticated_permission_denied(stub, queue):
     r = pb.EnqueueRequest(queue=queue, payload="1")
     assert stub.Enqueue(r, metadata=auth("worker", bearer=True)).created
@@ -248,8 +259,13 @@ def test_health_and_reflection(served):
     with served.channel() as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         assert status.status == health_pb2.HealthCheckResponse.SERVING
-        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+        db = ProtoReflectionDescriptorDatabase(channel)
+        services = set(db.get_services())
+        work = db.FindFileContainingSymbol("redispool.v1.Jobs")   # what `grpcurl describe` reads
     assert {"redispool.v1.Jobs", "grpc.health.v1.Health"} <= services
+    [jobs] = [s for s in work.service if s.name == "Jobs"]
+    assert {"Enqueue", "EnqueueBatch", "Work"} <= {m.name for m in jobs.method}
+    assert work.package == "redispool.v1"
 
 
 def test_health_watch_streams_serving(served):
