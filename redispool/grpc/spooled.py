@@ -404,10 +404,31 @@ class QueueService(rpc.QueueServiceServicer):
                 return
             expires = info.lease_expires_at
 
+    async def _until_shutdown(self, request_iterator: Any) -> AsyncIterator[Any]:
+        """A stream's requests until the worker half-closes it or the server stops
+        (SIGTERM): a worker between requests is not waited for (the request being answered
+        is answered first), so an idle ProcessJobs stream does not hold the shutdown for
+        the whole graceful timeout."""
+        requests = aiter(request_iterator)
+        ending = asyncio.ensure_future(self.core.shutdown.wait())
+        try:
+            while True:
+                step: asyncio.Future[Any] = asyncio.ensure_future(anext(requests, None))
+                await asyncio.wait({step, ending}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    return
+                request = step.result()
+                if request is None:
+                    return
+                yield request
+        finally:
+            ending.cancel()
+
     async def ProcessJobs(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
         await require(context, self.tokens, "worker")
         host = peer_host(context)
-        async for request in request_iterator:
+        async for request in self._until_shutdown(request_iterator):
             kind = request.WhichOneof("request")
             try:
                 if kind == "dequeue":

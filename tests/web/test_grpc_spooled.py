@@ -236,3 +236,47 @@ def test_the_rest_clients_grpc_property_reaches_the_same_server(served, queue):
         job = rest.jobs.get(r.job_id)
         assert (job.payload, job.tags, job.status) == ({"via": "grpc"}, {"k": "v"}, "pending")
         rest.grpc.close()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_stream_jobs_and_process_jobs_cleanly(redis_server, tmp_path):
+    """SIGTERM with a StreamJobs stream waiting in Redis and another holding a job, and a
+    ProcessJobs stream open: the streams end, the held job keeps its lease (the client
+    settles it by unary calls, as the hosted service expects) and the server exits 0."""
+    prefix = f"gt{uuid.uuid4().hex[:6]}"
+    s = GrpcServed(redis_server.url, prefix, tokens=tokens_file(tmp_path)).wait_ready()
+    engine = redispool.connect(redis_server.url, prefix=prefix)
+    client = SpooledGrpcClient(s.address, TOKENS["worker"])
+    ended: dict[str, object] = {}
+    try:
+        client.queue.enqueue("held", {"n": 1})
+
+        def read(name: str, stream) -> None:
+            got = []
+            try:
+                for job in stream:
+                    got.append(job)
+                ended[name] = got
+            except errors.SpooledError as exc:   # the client's error for a stream the server ended
+                ended[name] = (got, exc)
+        idle = client.queue.stream_jobs("idle", "w-idle", lease_duration_secs=30)
+        holding = client.queue.stream_jobs("held", "w-held", lease_duration_secs=30)
+        process = client.queue.process_jobs()
+        threads = [threading.Thread(target=read, args=(n, st), daemon=True)
+                   for n, st in (("idle", idle), ("held", holding), ("process", process.receive()))]
+        for t in threads:
+            t.start()
+        wait_until(lambda: engine.stats("held")["leased"] == 1, what="the held job pushed")
+        time.sleep(0.3)   # the idle stream waits in Redis now
+        assert s.stop() == 0, s.output
+        for t in threads:
+            t.join(10)
+        assert not [t for t in threads if t.is_alive()], "a stream did not end"
+        assert set(ended) == {"idle", "held", "process"}
+        held = ended["held"][0] if isinstance(ended["held"], tuple) else ended["held"]
+        assert len(held) == 1 and engine.stats("held")["leased"] == 1   # kept: settled by unary calls
+        assert engine.stats("idle")["leased"] == 0
+    finally:
+        client.close()
+        engine.close()
+        s.stop()
