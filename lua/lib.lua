@@ -48,6 +48,14 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- now_ms() as num() gives its text, from TIME's seconds and microseconds (at most six
+-- digits, no leading zeros) without parsing or formatting a number: for a script that
+-- only stores the time (enqueue_plain).
+local function now_text()
+  local t = redis.call('TIME')
+  return t[1] .. string.sub('00000' .. t[2], -6, -4)
+end
+
 -- The number in string `v` if it is a finite number, else nil (an absent or damaged field).
 local function finite(v)
   local n = tonumber(v)
@@ -68,14 +76,22 @@ local function first_score(set)
   return first[2] and tonumber(first[2]) or nil
 end
 
+-- The concurrency cap in stored config value `cap` (a string or nil): at most that many
+-- jobs leased at once, a whole number >= 1; nil when not set (or damaged).
+local function cap_of(cap)
+  cap = finite(cap)
+  if cap and cap >= 1 then return math.floor(cap) end
+  return nil
+end
+
 -- A queue's limits from its stored config values (strings or nil): { rate, per_ms } (at
 -- most `rate` claims in any `per_ms` window) and `concurrency` (at most that many leased
 -- at once); each nil when not set (or damaged).
 local function limits_of(rate, per_ms, cap)
-  rate, per_ms, cap = finite(rate), finite(per_ms), finite(cap)
+  rate, per_ms = finite(rate), finite(per_ms)
   local out = {}
   if rate and per_ms and rate >= 1 and per_ms >= 1 then out.rate, out.per_ms = math.floor(rate), per_ms end
-  if cap and cap >= 1 then out.concurrency = math.floor(cap) end
+  out.concurrency = cap_of(cap)
   return out
 end
 
@@ -204,10 +220,20 @@ end
 
 -- Wake blocked claimers: jobs were just made ready (unless the queue is paused, or its
 -- concurrency cap is reached when the script knows its limits: then a finishing job wakes them).
-local function wake(q)
-  if redis.call('HEXISTS', q.meta, 'paused') == 0 and not capped(q, limits(q)) then
-    redis.call('ZADD', q.marker, 0, MARKER)
+-- wake_keys takes the keys one by one, for a script that builds no `q` table (enqueue_plain):
+-- rp:{q}:meta, rp:{q}:marker, and rp:{q}:config and rp:{q}:leased (nil: the script does not
+-- know its limits); wake(q) is the same for a script's `q`.
+local function wake_keys(meta, marker, config, leased)
+  if redis.call('HEXISTS', meta, 'paused') == 1 then return end
+  if config then
+    local cap = cap_of(redis.call('HGET', config, 'concurrency'))
+    if cap and redis.call('ZCARD', leased) >= cap then return end
   end
+  redis.call('ZADD', marker, '0', MARKER)
+end
+
+local function wake(q)
+  wake_keys(q.meta, q.marker, q.config, q.leased)
 end
 
 -- Add the wake-up marker when jobs are ready and the queue is not paused, else remove it.

@@ -130,6 +130,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         check_queue(queue)
         if not specs:
             return []
+        if len(specs) == 1 and ops.plain_spec(specs[0]):
+            return [self.run(ops.enqueue_plain(self, queue, specs[0].payload))]
         return self._enqueue(queue, [spec.payload for spec in specs], [spec.options for spec in specs],
                              [spec.deps for spec in specs])
 
@@ -199,12 +201,11 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
                      dependency_mode: str, expires_at: datetime | float | None, tags: Any) -> tuple[str, bool]:
         """``enqueue_or_get`` with its options by position (the hot path of a producer: no
         keyword forwarding). A job without options and parents, the common one, skips the
-        option checks (``ops.plain_job``)."""
+        option checks (``ops.plain_job``) and goes by enqueue_plain.lua."""
         check_queue(queue)
         if ops.plain_job(priority, delay, run_at, max_attempts, lease, unique_key, job_id, backoff_base, backoff_cap,
                          timeout, depends_on, dependency_mode, expires_at, tags):
-            return self.run(ops.enqueue(self, queue, [codec.encode(payload, check=True)],
-                                        ops.DEFAULT_OPTION_SETS))[0]
+            return self.run(ops.enqueue_plain(self, queue, codec.encode(payload, check=True)))
         spec = ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
                             backoff_cap=backoff_cap, timeout=timeout, queue=queue, depends_on=depends_on,

@@ -130,10 +130,8 @@ def _lib_functions(lib: str) -> tuple[dict[str, re.Match[str]], re.Pattern[str] 
     return functions, calls
 
 
-def with_lib(lib: str, body: str) -> str:
-    """``body`` preceded by lib.lua's constants and just the lib functions it calls
-    (directly or through other lib functions): defining all of them on every call would
-    cost a few microseconds per script run."""
+def lib_calls(lib: str, body: str) -> set[str]:
+    """The lib functions ``body`` calls, directly or through other lib functions."""
     functions, calls = _lib_functions(lib)
     needed: set[str] = set()
     pending = [body]
@@ -142,6 +140,15 @@ def with_lib(lib: str, body: str) -> str:
             if name not in needed:
                 needed.add(name)
                 pending.append(functions[name].group(0))
+    return needed
+
+
+def with_lib(lib: str, body: str) -> str:
+    """``body`` preceded by lib.lua's constants and just the lib functions it calls
+    (directly or through other lib functions): defining all of them on every call would
+    cost a few microseconds per script run."""
+    functions, _ = _lib_functions(lib)
+    needed = lib_calls(lib, body)
     kept, last = [], 0
     for name, match in functions.items():
         kept.append(lib[last:match.start()])
@@ -180,6 +187,15 @@ def run_state(lib: str) -> list[tuple[str, str]]:
     return _STATE_LINE.findall(block.group(1))
 
 
+def uses_run_state(lib: str, body: str) -> bool:
+    """True when ``body``, or a lib function it calls, names a local of lib's per-run state.
+    A script that names none can neither read nor change it, so its function need not reset
+    it (three tables fewer per call: enqueue_plain); the next script that uses it resets it."""
+    names = re.compile(r"\b(" + "|".join(name for name, _ in run_state(lib)) + r")\b")
+    functions, _ = _lib_functions(lib)
+    return any(names.search(text) for text in [body, *(functions[f].group(0) for f in lib_calls(lib, body))])
+
+
 class Library(NamedTuple):
     """Every script as one Redis Functions library: its name, its code for FUNCTION LOAD,
     and per script the function's name and the command that calls it (FCALL / FCALL_RO)."""
@@ -194,8 +210,8 @@ class Library(NamedTuple):
 def function_library() -> Library:
     """The library, built once per process: lib.lua whole (its functions are defined once,
     at FUNCTION LOAD), a function resetting lib's per-run state, then each script's body as
-    the callback of a function that resets that state first, its KEYS and ARGV as the
-    callback's parameters of those names."""
+    the callback of a function that resets that state first (if it uses it:
+    ``uses_run_state``), its KEYS and ARGV as the callback's parameters of those names."""
     lib = read_script(LIB)
     bodies = {name: read_script(name) for name in script_names()}
     digest = hashlib.sha1("\0".join([lib, *(f"{n}\n{b}" for n, b in bodies.items())]).encode()).hexdigest()[:16]
@@ -207,9 +223,10 @@ def function_library() -> Library:
         header = read_header(body)
         functions[script] = f"rp_{digest}_{script}"
         verbs[script] = "FCALL_RO" if header.read_only else "FCALL"
+        reset_call = "rp_reset_run()\n" if uses_run_state(lib, body) else ""
         flags = "'no-writes'" if header.read_only else "'allow-oom'" if header.at_maxmemory else ""
         parts.append(f"redis.register_function{{function_name = '{functions[script]}', flags = {{ {flags} }},\n"
-                     f"callback = function(KEYS, ARGV)\nrp_reset_run()\n{body}\nend}}\n")
+                     f"callback = function(KEYS, ARGV)\n{reset_call}{body}\nend}}\n")
     return Library(name, "".join(parts), functions, verbs)
 
 

@@ -49,7 +49,7 @@ def test_lib_defines_only_locals():
 
 def test_the_durable_scripts_are_those_that_create_or_finish_jobs():
     durable = {name for name in script_names() if read_header((LUA_DIR / f"{name}.lua").read_text()).durable}
-    assert durable == {"enqueue", "complete", "fail", "ack"}
+    assert durable == {"enqueue", "enqueue_plain", "complete", "fail", "ack"}
 
 
 def test_a_run_changes_only_the_lib_locals_of_the_per_run_block():
