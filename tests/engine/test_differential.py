@@ -41,6 +41,12 @@ def dump(engine: redispool.Engine) -> dict:
             members = client.zrange(raw, 0, -1, withscores=True)
             timed = key.rsplit(":", 1)[-1] in TIMED_SETS
             out[key] = [(m.decode(), None if timed else s) for m, s in members]
+        elif kind == "hash" and key.endswith(":minutes"):   # "<minute>:d": the minute is the clock's
+            totals: dict[str, int] = {}
+            for f, v in client.hgetall(raw).items():
+                kind_of = f.decode().rsplit(":", 1)[1]
+                totals[kind_of] = totals.get(kind_of, 0) + int(v)
+            out[key] = totals
         elif kind == "hash":
             fields = client.hgetall(raw)
             value = {f.decode(): (None if f in TIME_FIELDS else v.decode("latin-1")) for f, v in fields.items()}
