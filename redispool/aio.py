@@ -206,8 +206,8 @@ class AsyncEngine:
         check_queue(queue)
         if not specs:
             return []
-        if len(specs) == 1 and ops.plain_spec(specs[0]):
-            return [await self.run(ops.enqueue_plain(self.engine, queue, specs[0].payload))]
+        if all(ops.plain_spec(spec) for spec in specs):
+            return await self.run(ops.enqueue_plain(self.engine, queue, [spec.payload for spec in specs]))
         if any(spec.deps for spec in specs):   # parents in other queues take more than one call
             return await asyncio.to_thread(self.engine.enqueue_specs, queue, specs)
         return await self.run(ops.enqueue(self.engine, queue, [spec.payload for spec in specs],

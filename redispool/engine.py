@@ -130,8 +130,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         check_queue(queue)
         if not specs:
             return []
-        if len(specs) == 1 and ops.plain_spec(specs[0]):
-            return [self.run(ops.enqueue_plain(self, queue, specs[0].payload))]
+        if all(ops.plain_spec(spec) for spec in specs):
+            return self.run(ops.enqueue_plain(self, queue, [spec.payload for spec in specs]))
         return self._enqueue(queue, [spec.payload for spec in specs], [spec.options for spec in specs],
                              [spec.deps for spec in specs])
 
@@ -205,7 +205,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         check_queue(queue)
         if ops.plain_job(priority, delay, run_at, max_attempts, lease, unique_key, job_id, backoff_base, backoff_cap,
                          timeout, depends_on, dependency_mode, expires_at, tags):
-            return self.run(ops.enqueue_plain(self, queue, codec.encode(payload, check=True)))
+            return self.run(ops.enqueue_plain(self, queue, [codec.encode(payload, check=True)]))[0]
         spec = ops.job_spec(payload, priority=priority, delay=delay, run_at=run_at, max_attempts=max_attempts,
                             lease=lease, unique_key=unique_key, job_id=job_id, backoff_base=backoff_base,
                             backoff_cap=backoff_cap, timeout=timeout, queue=queue, depends_on=depends_on,
@@ -228,6 +228,8 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         deps = ops.dependencies(queue, depends_on, dependency_mode)
         encode = codec.encode
         encoded = [encode(p, check=True) for p in payloads]
+        if deps is None and options == ops.DEFAULT_OPTIONS:   # the lean script (enqueue_plain.lua)
+            return [job_id for job_id, _ in self.run(ops.enqueue_plain(self, queue, encoded))]
         return [job_id for job_id, _ in self._enqueue(queue, encoded, [options], [deps] * len(encoded)
                                                       if deps else ())]
 

@@ -270,17 +270,18 @@ def generated_id(n: int) -> str:
     return str(n) if -10**15 < n < 10**15 else f"{n:.17g}"
 
 
-def _created_plain(reply: int) -> tuple[str, bool]:
-    return generated_id(reply), True
+def enqueue_plain(s: Settings, queue: str, payloads: Sequence[bytes]) -> Op[list[tuple[str, bool]]]:
+    """Create jobs with ``DEFAULT_OPTIONS`` and no parents (``plain_job``, ``plain_spec``)
+    from their encoded payloads (at least one): what ``enqueue`` does for them, by a script
+    that takes only the keys and values such jobs need and replies with the first job's
+    number (their ids follow from it): half the Redis work of enqueue.lua for the common
+    single enqueue, and less per job for a batch."""
+    count = len(payloads)
 
-
-def enqueue_plain(s: Settings, queue: str, payload: bytes) -> Op[tuple[str, bool]]:
-    """Create one job with ``DEFAULT_OPTIONS`` and no parents (``plain_job``, ``plain_spec``)
-    from its encoded payload: what ``enqueue`` does for it, by a script that takes only the
-    keys and values such a job needs and replies with the job's number (half the Redis work
-    of enqueue.lua for the common single enqueue)."""
-    return Op("enqueue_plain", queue_keys(s.prefix, queue), [payload, DEFAULT_OPTIONS.max_attempts, s.events_max],
-              _created_plain, lambda n: followups(s.prefix, queue, new_queue=int(n == 1)))
+    def created(first: int) -> list[tuple[str, bool]]:
+        return [(generated_id(first + i), True) for i in range(count)]
+    return Op("enqueue_plain", queue_keys(s.prefix, queue), [DEFAULT_OPTIONS.max_attempts, s.events_max, *payloads],
+              created, lambda first: followups(s.prefix, queue, new_queue=int(first == 1)))
 
 
 def link(s: Settings, queue: str, links: Sequence[tuple[str, str, str]]) -> Op[bool]:

@@ -33,7 +33,8 @@ def by_enqueue_lua(engine: redispool.Engine, queue: str, payload: Any) -> tuple[
 
 
 def by_enqueue_plain(engine: redispool.Engine, queue: str, payload: Any) -> tuple[str, bool]:
-    return engine.run(ops.enqueue_plain(engine, queue, codec.encode(payload)))
+    [created] = engine.run(ops.enqueue_plain(engine, queue, [codec.encode(payload)]))
+    return created
 
 
 def text(value: Any) -> str:
@@ -178,15 +179,43 @@ def test_plain_jobs_take_the_lean_path_and_others_enqueue_lua(engine, monkeypatc
     engine.enqueue_specs("q", [engine.job_spec(3)])
     assert ran == ["enqueue_plain"] * 3
     ran.clear()
+    engine.enqueue_specs("q", [engine.job_spec(7), engine.job_spec(8)])   # batches of plain jobs too
+    engine.enqueue_many("q", [9])
+    assert ran == ["enqueue_plain"] * 2
+    ran.clear()
     engine.enqueue("q", 4, priority=1)
     engine.enqueue("q", 5, max_attempts=2)
     engine.enqueue("q", 6, job_id="six")
-    engine.enqueue_specs("q", [engine.job_spec(7), engine.job_spec(8)])
-    engine.enqueue_many("q", [9])
+    engine.enqueue_specs("q", [engine.job_spec(12), engine.job_spec(13, priority=0, delay=0)])
+    engine.enqueue_many("q", [14], max_attempts=2)
     parent = engine.enqueue("q", 10, tags=["t"])
     engine.enqueue("q", 11, depends_on=[parent])
     assert ran == ["enqueue"] * 7
-    assert [job.payload for job in engine.claim("q", "w", limit=20)] == [4, 1, 2, 3, 5, 6, 7, 8, 9, 10]
+    assert [job.payload for job in engine.claim("q", "w", limit=20)] == [4, 1, 2, 3, 7, 8, 9, 5, 6, 12, 13, 14, 10]
+
+
+@pytest.mark.parametrize("events_max", [0, 3, 10_000])
+def test_a_batch_of_plain_jobs_leaves_what_enqueue_lua_leaves(make_engine, call_mode, events_max):
+    """enqueue_many / enqueue_specs of jobs without options: one call of the lean script
+    leaves what one call of enqueue.lua leaves (hashes, ready order, events and their
+    trimming, marker, counts, queue registration), batches of 1 to 2,500 jobs (ZADD in
+    chunks of 1,000)."""
+    engine = connected(make_engine, call_mode, events_max=events_max)
+    replies = {}
+    for queue, script in (("old", "enqueue"), ("new", "enqueue_plain")):
+        got = []
+        for size in (1, 2, 7, 2500):
+            encoded = [codec.encode({"n": i, "size": size}) for i in range(size)]
+            op = (ops.enqueue(engine, queue, encoded, [ops.DEFAULT_OPTIONS]) if script == "enqueue"
+                  else ops.enqueue_plain(engine, queue, encoded))
+            got.append(engine.run(op))
+        replies[queue] = got
+    assert replies["new"] == replies["old"]
+    assert [len(r) for r in replies["new"]] == [1, 2, 7, 2500] and replies["new"][1] == [("2", True), ("3", True)]
+    assert snapshot(engine, "new") == snapshot(engine, "old")
+    assert engine.client.sismember(queues_key(engine.prefix), "new")
+    ids = [job_id for batch in replies["new"] for job_id, _ in batch]
+    assert [j.id for j in engine.claim("new", "w", limit=1000)] == ids[:1000], "FIFO across the batches"
 
 
 def test_the_async_engine_takes_the_lean_path_for_one_plain_spec(engine):
