@@ -1,10 +1,10 @@
 -- enqueue_plain: (new) -> ready
 -- Creates jobs without options (one, or a batch): no job_id, unique_key, priority, delay
 -- or run_at, parents, tags, expiry, lease, backoff or timeout of their own, the engine's
--- default max_attempts (ops.plain_job). It leaves what enqueue.lua leaves for such a job (the same
--- job hash, ready score from the queue's counter, marker, event, lifetime count) without
--- enqueue.lua's option handling: a producer's single enqueue is mostly this job, and an
--- enqueue_many without options these jobs.
+-- default max_attempts (ops.plain_job). It leaves what enqueue.lua leaves for such jobs
+-- (the same job hashes, ready scores from the queue's counter, marker, events, lifetime
+-- count) without enqueue.lua's option handling: a producer's single enqueue is mostly
+-- such a job, and an enqueue_many without options a batch of them.
 -- Durable: yes (with durable writes on, the reply waits for a replica; scripts.py)
 -- KEYS[1] rp:{q}:ready      zset  ready jobs                       w
 -- KEYS[2] rp:{q}:marker     zset  wake-up marker for claimers       rw
