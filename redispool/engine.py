@@ -300,7 +300,7 @@ class Engine(CuesMixin, HistoryMixin, WorkersMixin, RetentionMixin, LimitsMixin,
         """Block up to ``timeout`` seconds until one of ``queues`` may have a ready job;
         returns that queue's name, or None on timeout. Markers of one Cluster slot only.
         The read of the reply is allowed ``timeout`` plus the client's read timeout.
-        ``interrupt`` (off Cluster: ``worker_stop_key``): a key whose ``interrupt_wait``
+        ``interrupt`` (off Cluster: ``QueueKeys.stop``): a key whose ``interrupt_wait``
         ends the wait at once, as a timeout."""
         markers = [self.keys(q).marker for q in queues]
         with self.scripts.boundary():

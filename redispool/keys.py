@@ -11,6 +11,8 @@ each Lua script touches a single Redis Cluster slot:
     rp:{q}:dead        zset  job ids by finish time (ms), trimmed by age and count
     rp:{q}:cancelled   zset  job ids by cancel time (ms), trimmed like done
     rp:{q}:marker      zset  one member while jobs are ready; blocked claimers BZPOPMIN it
+    rp:{q}:stop:<worker id>  zset  set by a stopping worker to end its own wait, which pops
+                             it with the marker (off Cluster); unused, it expires in 60 s
     rp:{q}:meta        hash  seq (id/order/token counter), paused (with paused_at ms and
                              paused_reason while it lasts), scheduler_at and
                              sweeper_at (ms: when each daemon next has work in the queue,
@@ -92,8 +94,6 @@ each Lua script touches a single Redis Cluster slot:
                              completed after every node exists (all or nothing)
     rp:{#workers}:index      zset  worker ids by last heartbeat (ms)
     rp:{#workers}:w:<id>     hash  one worker's registration and counters
-    rp:{#workers}:stop:<id>  zset  set by a stopping worker to end its own blocking wait
-                                   (off Cluster; popped at once, else expires in 60 s)
 
 A Lua header names each of its KEYS by the pattern above, and scripts.py binds it by name
 from the objects below: ``rp:{q}:ready`` is ``QueueKeys.ready`` (``rp:{q}:job:`` is
@@ -197,6 +197,11 @@ class QueueKeys:
             raise InvalidOption(f"unknown state {state!r}: one of {', '.join(STATES)}")
         return str(getattr(self, state))
 
+    def stop(self, worker_id: str) -> str:
+        """The key a stopping worker sets to end its own blocking wait on this queue's
+        marker (off Cluster): one member, popped by that wait, in the marker's slot."""
+        return f"{self.base}stop:{worker_id}"
+
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
 
@@ -264,12 +269,6 @@ def workers_index_key(prefix: str) -> str:
     """Zset of worker ids by last heartbeat. The tag ``{#workers}`` cannot clash with a
     queue (``#`` is not allowed in queue names) and keeps the registry in one slot."""
     return f"{prefix}:{{#workers}}:index"
-
-
-def worker_stop_key(prefix: str, worker_id: str) -> str:
-    """The key a stopping worker sets to end its own blocking wait (off Cluster, where its
-    wait may name keys of many slots): one member, popped by that wait."""
-    return f"{prefix}:{{#workers}}:stop:{worker_id}"
 
 
 def worker_key(prefix: str, worker_id: str) -> str:

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .blocking import TIMEOUT_LAG_S
-from .keys import worker_stop_key
 from .models import Job
 
 if TYPE_CHECKING:
@@ -158,8 +157,9 @@ class Waiter:
         self.worker_id = worker_id
         self.lease = lease
         self._watchers = _Watchers(engine) if is_cluster(engine.client) else None
-        # off Cluster a wait also pops the worker's stop key, so close() ends it at once
-        self._interrupt = None if self._watchers else worker_stop_key(engine.prefix, worker_id)
+        # off Cluster a wait also pops the worker's stop key (of the first queue it waits on:
+        # a one-queue wait stays in one slot), so close() ends it at once
+        self._stop_key: str | None = None
         self._closing = False
         self._report = report
         self._warm = True   # the last wait was ended by a marker: wait and claim in one call
@@ -182,9 +182,9 @@ class Waiter:
         self._requests.put(None)
         if self._watchers is not None:
             self._watchers.close()
-        elif self._thread.is_alive():
+        elif self._thread.is_alive() and self._stop_key is not None:
             with contextlib.suppress(Exception):
-                self.engine.interrupt_wait(self._interrupt or "")
+                self.engine.interrupt_wait(self._stop_key)
         self._thread.join(timeout)
 
     def _loop(self) -> None:
@@ -199,6 +199,8 @@ class Waiter:
             self._report(wake)
 
     def _wait(self, queues: list[str], limit: int, timeout: float, due: dict[str, float]) -> Wake:
+        if self._closing:
+            return Wake(limit=limit)   # a request left from before close(): no wait
         start = time.monotonic()
         soonest = min(((at, name) for name, at in due.items() if name in queues), default=None)
         end = start + timeout
@@ -234,11 +236,17 @@ class Waiter:
         again, and an idle worker stays at no calls besides its waits."""
         popped, jobs, wait = self.engine.wait_then_claim(
             name, self.worker_id, min(max(0.001, end - time.monotonic()), BLOCK_MAX_S), limit=limit, lease=self.lease,
-            interrupt=self._interrupt)
+            interrupt=self._stop_for([name]))
         self._warm = popped
         return Wake(name, limit, popped=popped, claimed=True, jobs=jobs, wait=wait)
 
     def _block(self, queues: list[str], seconds: float) -> str | None:
         if self._watchers is None:
-            return self.engine.wait_for_jobs(queues, seconds, interrupt=self._interrupt)
+            return self.engine.wait_for_jobs(queues, seconds, interrupt=self._stop_for(queues))
         return self._watchers.wait(queues, seconds)
+
+    def _stop_for(self, queues: list[str]) -> str:
+        """The stop key a wait on ``queues`` also pops, remembered for close() (which sets
+        it; a wait begun after that is not started: ``_closing``)."""
+        key = self._stop_key = self.engine.keys(queues[0]).stop(self.worker_id)
+        return key

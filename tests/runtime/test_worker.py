@@ -327,8 +327,8 @@ def test_stop_lets_jobs_finish_within_grace_and_releases_the_rest(engine, caplog
 def test_stop_ends_an_idle_wait_at_once(engine, woken):
     """An idle worker blocks for up to idle_wait (10 s by default; 30 here) per wait;
     stop() ends the wait at once: off Cluster the worker sets its stop key, which the wait
-    pops (a wait sent with its claim, after a job woke the worker, too), on Cluster its
-    watchers let go. Nothing is left leased, and the stop key is gone."""
+    pops with the queue's marker (a wait sent with its claim, after a job woke the worker,
+    too), on Cluster its watchers let go. Nothing is left leased, and the stop key is gone."""
     worker = Worker(engine, queues=["idle"], idle_wait=30, beat_interval=0.1)
     handled = threading.Event()
 
@@ -349,8 +349,7 @@ def test_stop_ends_an_idle_wait_at_once(engine, woken):
     assert took < 5, f"stop took {took:.1f}s: the wait (10 s per call) was not ended"
     assert engine.stats("idle")["leased"] == 0
     if not is_cluster(engine.client):
-        from redispool.keys import worker_stop_key
-        assert engine.client.exists(worker_stop_key(engine.prefix, worker.id)) == 0
+        assert engine.client.exists(engine.keys("idle").stop(worker.id)) == 0
 
 
 def test_an_idle_worker_refreshes_its_registration_less_often(engine):
