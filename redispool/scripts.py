@@ -61,6 +61,7 @@ from . import blocking
 from .direct import async_direct_executor, direct_executor
 from .errors import LUA_ERRORS, REDIS_TROUBLE, NotDurable, RedispoolError, ServerBusy, from_redis
 from .keys import QueueKeys
+from .ops import text
 
 if TYPE_CHECKING:
     from .ops import Op
@@ -230,8 +231,18 @@ def function_library() -> Library:
     return Library(name, "".join(parts), functions, verbs)
 
 
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
+def waited(popped: Any, reply: Any, marker: str) -> tuple[bool, bool]:
+    """The replies of a wait and the script sent with it (``call_after_wait``): whether
+    ``marker`` was popped, and whether the script must run again (its function or script
+    was missing); the wait's error, or the script's, is raised."""
+    if isinstance(popped, Exception):
+        raise popped
+    woken = popped is not None and text(popped[0]) == marker
+    if missing(reply):
+        return woken, True
+    if isinstance(reply, redis.ResponseError):
+        raise lua_error(reply) from None
+    return woken, False
 
 
 def missing(reply: object) -> bool:
@@ -433,14 +444,8 @@ class Scripts:
             popped, reply = blocking.pipeline(
                 self.client, [["BZPOPMIN", *waits, wait],
                               self.command_for(op.script, keys, op.args)], wait)
-        if isinstance(popped, Exception):
-            raise popped
-        woken = popped is not None and _text(popped[0]) == marker
-        if missing(reply):
-            return woken, self.run(op.script, keys, op.args)   # (loaded again there)
-        if isinstance(reply, redis.ResponseError):
-            raise lua_error(reply) from None
-        return woken, reply
+        woken, again = waited(popped, reply, marker)
+        return woken, self.run(op.script, keys, op.args) if again else reply   # (loaded again there)
 
     @contextlib.contextmanager
     def boundary(self) -> Iterator[None]:
@@ -619,13 +624,8 @@ class AsyncScripts:
             raise
         except REDIS_TROUBLE as exc:
             raise self.error(exc) from exc
-        if isinstance(popped, Exception):
-            raise popped
-        if missing(reply):
-            return popped is not None, await self.run(op.script, keys, op.args)   # (loaded again there)
-        if isinstance(reply, redis.ResponseError):
-            raise lua_error(reply) from None
-        return popped is not None, reply
+        woken, again = waited(popped, reply, marker)
+        return woken, await self.run(op.script, keys, op.args) if again else reply   # (loaded again there)
 
     async def run_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
         """Run script ``name`` once per (keys, args) in ``calls``, pipelined: one round trip
