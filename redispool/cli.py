@@ -342,7 +342,7 @@ def load_worker(target: str) -> Worker:
               help="jobs in progress at once in each process (default: the Worker's)")
 @click.option("--processes", type=click.IntRange(1), envvar="REDISPOOL_PROCESSES",
               help="worker processes, each with its own --concurrency (env REDISPOOL_PROCESSES; "
-                   "default: one per CPU)")
+                   "default: one per CPU, plus one)")
 @click.option("--lease", type=float, help="seconds each claimed job is leased for")
 @click.option("--grace", type=float, help="seconds in-flight jobs get to finish on shutdown")
 @click.option("--timeout", type=float,
@@ -369,7 +369,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
 
     The app's own redispool.connect() sees --url/--prefix through REDISPOOL_URL and
     REDISPOOL_PREFIX, which this command sets before importing it. With more than one
-    process (the default on a machine with several CPUs) this process supervises one
+    process (the default: one per CPU, plus one) this process supervises one
     child per process, each running the worker with its own --concurrency."""
     from . import validate
     from .retention import engine_defaults
@@ -407,8 +407,8 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
         w.run(burst=burst, burst_wait=burst_wait)
         return 0
 
-    from .processes import cpus, supervise
-    processes = processes or cpus()
+    from .processes import default_processes, supervise
+    processes = processes or default_processes()
     if processes == 1:
         start()
         return
