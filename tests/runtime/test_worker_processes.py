@@ -69,6 +69,21 @@ def start(app, redis_url, prefix, *extra: str) -> subprocess.Popen:
                        stdout=subprocess.DEVNULL, stderr=open(app / "worker.log", "w"))
 
 
+def test_the_default_is_one_process_per_cpu_plus_one(app, redis_url, prefix, engine_for):
+    expected = len(os.sched_getaffinity(0)) + 1
+    proc = cli_process("--url", redis_url, "--prefix", prefix, "worker", "procapp:worker", cwd=app,
+                       env={"REDISPOOL_PROCESSES": ""},   # (unset: click reads an empty variable as none)
+                       stdout=subprocess.DEVNULL, stderr=open(app / "worker.log", "w"))
+    try:
+        wait_for(lambda: len(engine_for.workers()) == expected, timeout=30, what=f"{expected} registered workers")
+        assert len(children_of(proc.pid)) == expected
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, (app / "worker.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_each_process_is_a_worker_of_its_own_and_sigterm_stops_them_all(app, redis_url, prefix, engine_for):
     ids = engine_for.enqueue_many("pq", [0.01] * 200)
     proc = start(app, redis_url, prefix, "--processes", "2")
