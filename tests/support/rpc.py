@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import queue as queues
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,19 @@ from redispool.grpc.stubs import jobs_pb2_grpc as rpc  # noqa: E402
 from support.served import TOKENS, Served, tokens_file  # noqa: E402
 from support.servers import free_port  # noqa: E402
 
-__all__ = ["TOKENS", "GrpcServed", "Worker", "pb", "rpc", "tokens_file", "wait_until"]
+__all__ = ["TOKENS", "GrpcServed", "Worker", "pb", "rpc", "self_signed", "tokens_file", "wait_until"]
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and its key (cert.pem, key.pem in
+    ``directory``), for ``serve --grpc-cert/--grpc-key``; skips the test without openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 class GrpcServed(Served):

@@ -13,7 +13,7 @@ import pytest
 import redispool
 
 from support.cli import invoke
-from support.rpc import TOKENS, GrpcServed, Worker, auth, grpc, pb, tokens_file, wait_until
+from support.rpc import TOKENS, GrpcServed, Worker, auth, grpc, pb, self_signed, tokens_file, wait_until
 
 QUEUE = "g"
 
@@ -315,14 +315,7 @@ def test_grpc_alone_and_sigterm_ends_streams_cleanly(redis_server, tmp_path):
 
 @pytest.mark.slow
 def test_tls_with_grpc_cert_and_key(redis_server, tmp_path):
-    import shutil
-    import subprocess
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
+    cert, key = self_signed(tmp_path)
     s = GrpcServed(redis_server.url, f"gt{uuid.uuid4().hex[:6]}", "--grpc-cert", str(cert), "--grpc-key", str(key),
                    tokens=tokens_file(tmp_path))   # ready-checked over TLS below, not plaintext
     try:

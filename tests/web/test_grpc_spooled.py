@@ -12,7 +12,7 @@ import pytest
 
 import redispool
 
-from support.rpc import TOKENS, GrpcServed, tokens_file, wait_until
+from support.rpc import TOKENS, GrpcServed, grpc, self_signed, tokens_file, wait_until
 
 sgrpc = pytest.importorskip("spooled.grpc")
 errors = pytest.importorskip("spooled.errors")
@@ -239,6 +239,48 @@ def test_the_rest_clients_grpc_property_reaches_the_same_server(served, queue):
 
 
 @pytest.mark.slow
+def test_the_client_over_tls(redis_server, tmp_path):
+    """The client's own TLS options (use_tls, root_certificates) against serve --grpc-cert:
+    enqueue, dequeue, complete and a StreamJobs push; without the certificate it is refused."""
+    cert, key = self_signed(tmp_path)
+    prefix = f"gt{uuid.uuid4().hex[:6]}"
+    s = GrpcServed(redis_server.url, prefix, "--grpc-cert", str(cert), "--grpc-key", str(key),
+                   tokens=tokens_file(tmp_path))
+    address = f"localhost:{s.grpc_port}"
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel(address, creds) as channel:   # (plaintext readiness checks would fail)
+            grpc.channel_ready_future(channel).result(timeout=20)
+        client = SpooledGrpcClient(address, TOKENS["worker"], use_tls=True, root_certificates=cert.read_bytes())
+        try:
+            first = client.queue.enqueue("tq", {"n": 1})
+            job = client.queue.dequeue("tq", "w1", lease_duration_secs=30).jobs[0]
+            assert job.id == first.job_id and job.payload == {"n": 1}
+            assert client.queue.complete(job.id, "w1", {"ok": True}, lease_id=job.lease_id).success
+            assert client.queue.get_job(first.job_id).job.status == "completed"
+            got: list = []
+            stream = client.queue.stream_jobs("tq", "w1", lease_duration_secs=30)
+            reader = threading.Thread(target=lambda: got.append(next(iter(stream))), daemon=True)
+            reader.start()
+            second = client.queue.enqueue("tq", {"n": 2})
+            reader.join(20)
+            assert got and got[0].id == second.job_id
+            stream.cancel()
+        finally:
+            client.close()
+        untrusted = SpooledGrpcClient(address, TOKENS["worker"], use_tls=True, timeout=5)   # the system's roots
+        try:
+            with pytest.raises(errors.SpooledError):
+                untrusted.queue.enqueue("tq", {"n": 3})
+        finally:
+            untrusted.close()
+        engine = redispool.connect(redis_server.url, prefix=prefix)
+        assert engine.stats("tq")["totals"]["enqueued"] == 2, "the refused client wrote nothing"
+        engine.close()
+    finally:
+        assert s.stop() == 0, s.output
+
+
 def test_sigterm_ends_stream_jobs_and_process_jobs_cleanly(redis_server, tmp_path):
     """SIGTERM with a StreamJobs stream waiting in Redis and another holding a job, and a
     ProcessJobs stream open: the streams end, the held job keeps its lease (the client
