@@ -64,16 +64,14 @@ def app(tmp_path):
     return tmp_path
 
 
-def start(app, redis_url, prefix, *extra: str) -> subprocess.Popen:
+def start(app, redis_url, prefix, *extra: str, env: dict | None = None) -> subprocess.Popen:
     return cli_process("--url", redis_url, "--prefix", prefix, "worker", "procapp:worker", *extra, cwd=app,
-                       stdout=subprocess.DEVNULL, stderr=open(app / "worker.log", "w"))
+                       env=env, stdout=subprocess.DEVNULL, stderr=open(app / "worker.log", "w"))
 
 
 def test_the_default_is_one_process_per_cpu_plus_one(app, redis_url, prefix, engine_for):
     expected = len(os.sched_getaffinity(0)) + 1
-    proc = cli_process("--url", redis_url, "--prefix", prefix, "worker", "procapp:worker", cwd=app,
-                       env={"REDISPOOL_PROCESSES": ""},   # (unset: click reads an empty variable as none)
-                       stdout=subprocess.DEVNULL, stderr=open(app / "worker.log", "w"))
+    proc = start(app, redis_url, prefix, env={"REDISPOOL_PROCESSES": ""})   # (click reads "" as unset)
     try:
         wait_for(lambda: len(engine_for.workers()) == expected, timeout=30, what=f"{expected} registered workers")
         assert len(children_of(proc.pid)) == expected
