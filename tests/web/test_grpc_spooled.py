@@ -281,6 +281,7 @@ def test_the_client_over_tls(redis_server, tmp_path):
         assert s.stop() == 0, s.output
 
 
+@pytest.mark.slow
 def test_sigterm_ends_stream_jobs_and_process_jobs_cleanly(redis_server, tmp_path):
     """SIGTERM with a StreamJobs stream waiting in Redis and another holding a job, and a
     ProcessJobs stream open: the streams end, the held job keeps its lease (the client
