@@ -343,6 +343,9 @@ def load_worker(target: str) -> Worker:
 @click.option("--processes", type=click.IntRange(1), envvar="REDISPOOL_PROCESSES",
               help="worker processes, each with its own --concurrency (env REDISPOOL_PROCESSES; "
                    "default: one per CPU, plus one)")
+@click.option("--prefetch", type=click.IntRange(0), envvar="REDISPOOL_PREFETCH",
+              help="jobs each process may hold beyond --concurrency, waiting for a thread, while its "
+                   "handlers are quick (env REDISPOOL_PREFETCH; default: the Worker's, --concurrency; 0: none)")
 @click.option("--lease", type=float, help="seconds each claimed job is leased for")
 @click.option("--grace", type=float, help="seconds in-flight jobs get to finish on shutdown")
 @click.option("--timeout", type=float,
@@ -364,7 +367,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
            grace: float | None, health_port: int | None, log_format: str, burst: bool,
            metrics_port: int | None = None, health_host: str = "127.0.0.1",
            burst_wait: float = 30.0, timeout: float | None = None, processes: int | None = None,
-           **retention: Any) -> None:
+           prefetch: int | None = None, **retention: Any) -> None:
     """Run the redispool.Worker at TARGET (MODULE:ATTR) until SIGTERM/SIGINT.
 
     The app's own redispool.connect() sees --url/--prefix through REDISPOOL_URL and
@@ -387,7 +390,7 @@ def worker(ctx: click.Context, /, target: str, concurrency: int | None, lease: f
     os.environ[defaults.PREFIX_ENV] = o.prefix
     w = load_worker(target)
     w.override(concurrency=concurrency, lease=lease, grace=grace, health_port=health_port,
-               health_host=health_host, log_format=log_format, timeout=timeout)
+               health_host=health_host, log_format=log_format, timeout=timeout, prefetch=prefetch)
     for attr, value in keep.items():  # the app engine's defaults, as --concurrency overrides its Worker's
         setattr(w.engine, attr, value)
 

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from . import codec
@@ -87,10 +87,13 @@ def failed(job: Job, exc: BaseException, started: float) -> Outcome:
 
 
 class ThreadRunner:
-    """``size`` daemon threads taking jobs from one in-process queue."""
+    """``size`` daemon threads taking jobs from one in-process queue. A job submitted while
+    every thread is busy (one the worker prefetched) waits there until a thread takes it
+    or ``withdraw`` does, whichever comes first: a withdrawn job never starts."""
 
     def __init__(self, size: int, report: Callable[[Outcome], None], name: str = "redispool") -> None:
         self._inbox: queue.SimpleQueue[tuple[Job, Handler] | None] = queue.SimpleQueue()
+        self._queued: dict[int, Job] = {}   # submitted, not started, by id(); pop() decides who has it
         self._report = report
         self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
                          for i in range(size)]
@@ -98,19 +101,36 @@ class ThreadRunner:
             thread.start()
 
     def submit(self, job: Job, handler: Handler) -> None:
+        self._queued[id(job)] = job
         self._inbox.put((job, handler))
 
+    def queued(self) -> int:
+        """How many submitted jobs no thread has started yet."""
+        return len(self._queued)
+
+    def withdraw(self, jobs: Iterable[Job]) -> list[Job]:
+        """Those of ``jobs`` that no thread has started: they never will (no Outcome
+        follows for them)."""
+        pop = self._queued.pop
+        return [job for job in jobs if pop(id(job), None) is not None]
+
     def cancel(self, job: Job) -> None:
-        """Nothing: a thread cannot be stopped from outside (the worker keeps its slot busy
-        until the handler returns, and discards what it returns)."""
+        """A job no thread has started yet never starts (its Outcome comes at once, so the
+        worker frees its slot); a running one cannot be stopped from outside (the worker
+        keeps its slot busy until the handler returns, and discards what it returns)."""
+        if self._queued.pop(id(job), None) is not None:
+            self._report(Outcome(job, False, None, "TimeoutError: not started before its timeout", None, 0.0))
 
     def _loop(self) -> None:
         get, report, clock, encode = self._inbox.get, self._report, time.perf_counter, codec.encode
+        take = self._queued.pop
         while True:
             item = get()
             if item is None:
                 return
             job, handler = item
+            if take(id(job), None) is None:
+                continue   # withdrawn: the worker gave it back
             started = clock()
             try:   # succeeded(), inline: this runs once per job
                 result = handler(job)

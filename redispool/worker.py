@@ -12,7 +12,8 @@
 
 How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
 - Sync handlers run on ``concurrency`` threads, ``async def`` handlers on one event-loop
-  thread; ``concurrency`` bounds the jobs in progress, of both kinds together.
+  thread; ``concurrency`` bounds the jobs running, of both kinds together (a worker may
+  hold a few more, leased and waiting for a thread: prefetch, below).
 - Finished jobs are acknowledged per queue in one ``Engine.ack`` call that also leases
   the next jobs for that queue's free slots (finish-and-fetch-next), so a busy worker
   makes about one round trip per batch, not several per job. The ack waits until twice
@@ -20,6 +21,17 @@ How it moves jobs (one thread, the one calling ``run()``, owns all bookkeeping):
   the first of them finished, whichever comes first (at once when nothing else is in
   progress, and when stopping): a busy worker then acks about two thirds of its slots
   per round trip instead of the one or two jobs that finished during the last one.
+- Prefetch: while its sync handlers are quick (their running mean under PREFETCH_JOB_S,
+  10 ms), a worker leases up to ``prefetch`` jobs (default: ``concurrency``) beyond its
+  threads, waiting in its runner, and acks once as many jobs as it has threads have
+  finished: its threads then never wait for the ack's round trip. When no job has
+  finished or started for PREFETCH_HOLD_S (0.2 s) while such jobs wait for busy threads,
+  the handlers have turned slow: the waiting jobs go back to ready (their attempt not
+  counted) for an idle worker, and the worker prefetches no more until they are quick
+  again. A job given back, at that point or at shutdown, never starts here. A waiting
+  job's timeout runs from its lease; one past it never starts (it fails as timed out).
+  Async handlers start every job they get at once, so a worker with any is never
+  prefetched.
 - Free slots are shared fairly among the queues that have ready jobs: each such queue
   may hold ``ceil(concurrency / n)`` slots while ``n`` queues want them, free slots go to
   those queues in turn (round robin: a queue just served goes to the back of the line),
@@ -104,6 +116,8 @@ WATCH_WAIT_S = 0.5         # the longest wait while queues are in the rotation (
 BURST_WAIT_S = 30.0        # run(burst=True) waits for scheduled jobs due this soon
 ACK_DELAY_S = 0.001        # the longest a finished job waits for others to share its ack
 IDLE_BEATS = 3             # an idle worker refreshes its registration every 3 beat_intervals
+PREFETCH_JOB_S = 0.01      # prefetch while handlers take less than this (a running mean) ...
+PREFETCH_HOLD_S = 0.2      # ... and give the prefetched jobs back when no job finished for this long
 INFO, WARNING, ERROR, DEBUG = logging.INFO, logging.WARNING, logging.ERROR, logging.DEBUG
 # What talks to Redis, each retried on its own: only "jobs" (claims, acks) pauses the flow.
 JOBS, LEASES, REGISTRY = "jobs", "leases", "registry"
@@ -167,6 +181,11 @@ class _Run:
     next_registry_beat: float = 0.0
     last_registry_beat: float = -math.inf   # the last refresh that reached Redis (monotonic)
     next_deadline: float = math.inf    # the earliest timeout of a job in progress (monotonic)
+    threads: ThreadRunner | None = None    # the sync handlers' runner
+    prefetch: int = 0              # jobs that may wait for a thread (0 with async handlers)
+    buffering: bool = False        # prefetching now: the handlers are quick (job_s)
+    job_s: float = math.inf        # running mean of handler seconds (inf: none finished yet)
+    progress_at: float = 0.0       # when a job last finished or went to the runners (monotonic)
 
 
 class Worker:
@@ -184,7 +203,9 @@ class Worker:
     line is WARNING or ERROR whatever it is; ``redispool deliver``, which keeps each
     attempt in its webhook's delivery log, writes them at DEBUG); ``timeout``: seconds
     one attempt of a job without a timeout of its own may run (None: no limit; see the
-    module docstring for what happens to a sync handler past it).
+    module docstring for what happens to a sync handler past it); ``prefetch``: jobs
+    leased beyond ``concurrency``, waiting for a thread, while the handlers are quick
+    (default: ``concurrency``; 0: none; see the module docstring).
     """
 
     _run: _Run  # made by run()
@@ -194,7 +215,7 @@ class Worker:
                  grace: float = 30.0, batch: int | None = None, health_port: int | None = None,
                  health_host: str = "127.0.0.1", log_format: str = "text",
                  beat_interval: float = 5.0, idle_wait: float = 10.0, job_log_level: int = INFO,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, prefetch: int | None = None) -> None:
         if isinstance(queues, str):
             raise TypeError("queues must be a list of queue names, not a string")
         self.queues: list[str] = list(dict.fromkeys(check_queue(q) for q in queues))
@@ -206,7 +227,7 @@ class Worker:
         self.id: str = validate.worker_id(worker_id or self._new_id())
         self._set(concurrency=concurrency, lease=lease, grace=grace, batch=batch, health_port=health_port,
                   health_host=health_host, log_format=log_format, beat_interval=beat_interval,
-                  idle_wait=idle_wait, job_log_level=job_log_level, timeout=timeout)
+                  idle_wait=idle_wait, job_log_level=job_log_level, timeout=timeout, prefetch=prefetch)
         self.processed = 0   # jobs finished (done or failed) since run() started
         self.failed = 0      # of those, the failed ones
         self._handlers: dict[str, Handler] = {}
@@ -225,7 +246,7 @@ class Worker:
 
     def _set(self, *, concurrency: int, lease: float, grace: float, batch: int | None,
              health_port: int | None, health_host: str, log_format: str, beat_interval: float,
-             idle_wait: float, job_log_level: int, timeout: float | None) -> None:
+             idle_wait: float, job_log_level: int, timeout: float | None, prefetch: int | None) -> None:
         """Check every option, then set them all (nothing changes when one is bad): the one
         path for both ``__init__`` and ``override``."""
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -235,6 +256,8 @@ class Worker:
         validate.seconds_to_ms(beat_interval, "beat_interval", allow_zero=False)
         validate.seconds_to_ms(idle_wait, "idle_wait", allow_zero=False)
         validate.timeout_ms(timeout)
+        if prefetch is not None and (isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0):
+            raise InvalidOption(f"prefetch must be an integer >= 0, got {prefetch!r}")
         if batch is None:
             batch = min(concurrency, defaults.BATCH_MAX)
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= defaults.BATCH_MAX:
@@ -248,6 +271,8 @@ class Worker:
             raise InvalidOption(f"job_log_level must be a logging level such as logging.INFO, got {job_log_level!r}")
         log = EventLog(logging.getLogger("redispool.worker"), log_format, self.id)
         self.concurrency = concurrency
+        self.prefetch_option = prefetch
+        self.prefetch = concurrency if prefetch is None else prefetch
         self.lease = float(lease)
         self.grace = float(grace)
         self.batch = batch
@@ -274,7 +299,7 @@ class Worker:
     def override(self, *, concurrency: int | None = None, lease: float | None = None,
                  grace: float | None = None, health_port: int | None = None,
                  health_host: str | None = None, log_format: str | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, prefetch: int | None = None) -> None:
         """Change options of a Worker that has not run yet (``redispool worker --lease ...``
         over the app's own), checked as ``__init__`` checks them; None keeps an option.
         A new ``concurrency`` also sets ``batch`` to match, as ``__init__`` does without one."""
@@ -288,7 +313,8 @@ class Worker:
                   health_host=self.health_host if health_host is None else health_host,
                   log_format=self.log_format if log_format is None else log_format,
                   beat_interval=self.beat_interval, idle_wait=self.idle_wait, job_log_level=self.job_log_level,
-                  timeout=self.timeout if timeout is None else timeout)
+                  timeout=self.timeout if timeout is None else timeout,
+                  prefetch=self.prefetch_option if prefetch is None else prefetch)
 
     # ------------------------------------------------------------------ set-up
     @overload
@@ -355,7 +381,10 @@ class Worker:
             runners[True] = AsyncRunner(self._report)
         if False in kinds:
             runners[False] = ThreadRunner(self.concurrency, self._report, name=f"redispool-{self.id}")
+        threads = runners.get(False)
         self._run = _Run(
+            threads=threads if isinstance(threads, ThreadRunner) else None,
+            prefetch=0 if True in runners else self.prefetch,   # async jobs start at once: never held
             burst=burst, burst_wait=float(burst_wait),
             routes={q: (h, runners[is_async(h)]) for q, h in handlers.items()},
             runners=list(runners.values()),
@@ -425,6 +454,8 @@ class Worker:
         if now < run.retry_at:
             return min(run.retry_at - now, MAX_SLEEP_S)
         wake = min(run.next_lease_beat, run.next_registry_beat, run.rotation.next_due(), run.next_deadline)
+        if self._held_back():
+            wake = min(wake, run.progress_at + PREFETCH_HOLD_S)   # (_hold)
         if run.finished:
             if self._ack_due(now):
                 return 0.0
@@ -435,12 +466,21 @@ class Worker:
 
     def _ack_due(self, now: float) -> bool:
         """The finished jobs are to be acked now: twice as many as are still in progress
-        have finished, the first of them ACK_DELAY_S ago, or the worker is stopping."""
+        have finished (while prefetching: as many as there are threads), the first of them
+        ACK_DELAY_S ago, or the worker is stopping."""
         run = self._run
-        return run.unacked >= 2 * len(run.running) or now >= run.ack_at or run.stopping
+        return (run.unacked >= 2 * len(run.running) or now >= run.ack_at or run.stopping
+                or (run.buffering and run.unacked >= self.concurrency))
+
+    def _held_back(self) -> int:
+        """How many prefetched jobs wait for a thread while every thread is busy."""
+        threads = self._run.threads
+        queued = threads.queued() if threads is not None else 0
+        return queued if queued and len(self._run.running) - queued >= self.concurrency else 0
 
     def _free(self) -> int:
-        return self.concurrency - len(self._run.running) - self._run.reserved
+        run = self._run
+        return self.concurrency + (run.prefetch if run.buffering else 0) - len(run.running) - run.reserved
 
     # ------------------------------------------------------------------ events
     def _report(self, outcome: Outcome) -> None:
@@ -462,12 +502,16 @@ class Worker:
         if run.finished and not run.stopping and not self._stop_requested:
             # the ack is due when unacked + n >= 2 * (running - n) after n more outcomes
             wake_at = max(1, -(-(2 * len(run.running) - run.unacked) // 3))
+            if run.buffering:
+                wake_at = min(wake_at, max(1, self.concurrency - run.unacked))
         self._wake_at = wake_at   # (before the look at outcomes: one appended after it wakes us)
         try:
             event = events.get(timeout=timeout) if timeout > 0 and not outcomes else events.get_nowait()
         except queue_mod.Empty:
             event = None
         self._wake_at = 1
+        if outcomes:
+            run.progress_at = time.monotonic()
         while True:
             while outcomes:
                 self._outcome(outcomes.popleft())
@@ -478,14 +522,21 @@ class Worker:
                 event = events.get_nowait()
             except queue_mod.Empty:
                 if not outcomes:
-                    return
+                    break
                 event = None
+        buffering = run.prefetch > 0 and run.job_s < PREFETCH_JOB_S and not run.stopping
+        if buffering != run.buffering:
+            run.buffering = buffering
+            run.rotation.concurrency = self.concurrency + (run.prefetch if buffering else 0)
 
     def _outcome(self, outcome: Outcome) -> None:
         job = outcome.job
-        running = self._run.running.pop((job.queue, job.token), None)
+        run = self._run
+        running = run.running.pop((job.queue, job.token), None)
         if running is None:
             return  # given back at shutdown already
+        seconds = outcome.seconds
+        run.job_s = seconds if run.job_s == math.inf else run.job_s + (seconds - run.job_s) * 0.2
         self._run.rotation.finished(job.queue)
         if running.timed_out:
             self.log.event(INFO, "late result discarded", job, reason="timed out",
@@ -691,18 +742,36 @@ class Worker:
                 self.log.event(level, "claimed", job)
             submit(job, handler)
         run.rotation.started(queue, len(jobs))
+        run.progress_at = now
         run.next_registry_beat = min(run.next_registry_beat, run.last_registry_beat + self.beat_interval)
         run.next_deadline = min(run.next_deadline, next_deadline)
         run.next_lease_beat = min(run.next_lease_beat, next_beat)
 
     def _periodic(self) -> None:
         now = time.monotonic()
+        if now >= self._run.progress_at + PREFETCH_HOLD_S and self._held_back():
+            self._hold()
         if now >= self._run.next_deadline:
             self._time_out(now)
         if now >= self._run.next_lease_beat:
             self._beat_leases(now)
         if now >= self._run.next_registry_beat:
             self._beat_registry(now)
+
+    def _hold(self) -> None:
+        """No job finished or started for PREFETCH_HOLD_S while prefetched jobs wait for a
+        busy thread: the handlers have turned slow. Give those jobs back (their attempt not counted), for an
+        idle worker to take, and prefetch no more until the handlers are quick again."""
+        run = self._run
+        assert run.threads is not None
+        jobs = run.threads.withdraw([r.job for r in run.running.values()])
+        for job in jobs:
+            del run.running[(job.queue, job.token)]
+            run.rotation.finished(job.queue)
+        run.job_s = max(run.job_s, PREFETCH_JOB_S)
+        run.buffering = False
+        run.rotation.concurrency = self.concurrency
+        self._release(jobs)
 
     def _time_out(self, now: float) -> None:
         """Fail the attempts past their timeout (acked with the next ack of their queue,
@@ -831,6 +900,8 @@ class Worker:
         if run.finished:
             run.retry_at = 0.0
             self._move_jobs()
+        if run.threads is not None:
+            run.threads.withdraw([r.job for r in run.running.values()])   # released below: never to start
         left = [r.job for r in run.running.values() if r.live]
         run.running.clear()
         self._release(left)
