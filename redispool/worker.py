@@ -117,7 +117,7 @@ BURST_WAIT_S = 30.0        # run(burst=True) waits for scheduled jobs due this s
 ACK_DELAY_S = 0.001        # the longest a finished job waits for others to share its ack
 IDLE_BEATS = 3             # an idle worker refreshes its registration every 3 beat_intervals
 PREFETCH_JOB_S = 0.01      # prefetch while handlers take less than this (a running mean) ...
-PREFETCH_HOLD_S = 0.2      # ... and give the prefetched jobs back when no job finished for this long
+PREFETCH_HOLD_S = 0.2      # ... and give them back when no job finished or started for this long
 INFO, WARNING, ERROR, DEBUG = logging.INFO, logging.WARNING, logging.ERROR, logging.DEBUG
 # What talks to Redis, each retried on its own: only "jobs" (claims, acks) pauses the flow.
 JOBS, LEASES, REGISTRY = "jobs", "leases", "registry"
@@ -379,11 +379,11 @@ class Worker:
         runners: dict[bool, Runner] = {}
         if True in kinds:
             runners[True] = AsyncRunner(self._report)
-        if False in kinds:
-            runners[False] = ThreadRunner(self.concurrency, self._report, name=f"redispool-{self.id}")
-        threads = runners.get(False)
+        threads = ThreadRunner(self.concurrency, self._report, name=f"redispool-{self.id}") if False in kinds else None
+        if threads is not None:
+            runners[False] = threads
         self._run = _Run(
-            threads=threads if isinstance(threads, ThreadRunner) else None,
+            threads=threads,
             prefetch=0 if True in runners else self.prefetch,   # async jobs start at once: never held
             burst=burst, burst_wait=float(burst_wait),
             routes={q: (h, runners[is_async(h)]) for q, h in handlers.items()},
@@ -535,13 +535,13 @@ class Worker:
         running = run.running.pop((job.queue, job.token), None)
         if running is None:
             return  # given back at shutdown already
-        seconds = outcome.seconds
-        run.job_s = seconds if run.job_s == math.inf else run.job_s + (seconds - run.job_s) * 0.2
-        self._run.rotation.finished(job.queue)
+        run.rotation.finished(job.queue)
         if running.timed_out:
             self.log.event(INFO, "late result discarded", job, reason="timed out",
                            outcome="done" if outcome.ok else outcome.error, duration_ms=_ms(outcome.seconds))
             return
+        seconds = outcome.seconds   # the handlers' running mean (prefetch)
+        run.job_s = seconds if run.job_s == math.inf else run.job_s + (seconds - run.job_s) * 0.2
         if running.lost:
             self.log.event(DEBUG, "result discarded", job, reason="lease lost")
             return
@@ -760,8 +760,9 @@ class Worker:
 
     def _hold(self) -> None:
         """No job finished or started for PREFETCH_HOLD_S while prefetched jobs wait for a
-        busy thread: the handlers have turned slow. Give those jobs back (their attempt not counted), for an
-        idle worker to take, and prefetch no more until the handlers are quick again."""
+        busy thread: the handlers have turned slow. Give those jobs back (their attempt not
+        counted), for an idle worker to take, and prefetch no more until the handlers are
+        quick again."""
         run = self._run
         assert run.threads is not None
         jobs = run.threads.withdraw([r.job for r in run.running.values()])
@@ -785,6 +786,7 @@ class Worker:
                 next_deadline = min(next_deadline, running.deadline)
                 continue
             running.timed_out = True
+            run.job_s = max(run.job_s, PREFETCH_JOB_S)   # slow handlers: no prefetch
             job = running.job
             timeout = job.timeout or 0.0   # set: the deadline is finite
             error = f"TimeoutError: the attempt ran longer than its timeout of {timeout:g} s"
