@@ -71,20 +71,26 @@ def test_quick_handlers_prefetch_and_slow_ones_give_the_waiting_jobs_back(engine
     assert all(engine.get("pf", i).attempts == 1 for i in blocked), "a job given back keeps its attempt"
 
 
-def test_prefetch_zero_holds_no_more_than_concurrency(engine):
-    engine.enqueue_many("pz", ["q"] * QUICK_JOBS + ["block"] * 6)
-    gate, calls = threading.Event(), collections.Counter()
-    worker = Worker(engine, queues=["pz"], concurrency=2, prefetch=0, **QUICK)
-    worker.process(blocking_handler(gate, calls))
+def holds_only_concurrency(engine, queue: str, worker: Worker, gate: threading.Event) -> None:
+    """Run ``worker`` (concurrency 2) over ``queue``'s quick jobs, then 6 blocking ones:
+    while two of those are blocked, nothing else is leased; then let them all finish."""
     try:
         with running(worker):
-            wait_for(lambda: leased(engine, "pz") == 2 and engine.stats("pz")["done"] == QUICK_JOBS,
-                     what="the two threads blocked")
-            assert stays(lambda: leased(engine, "pz") == 2), "nothing leased beyond concurrency"
+            wait_for(lambda: leased(engine, queue) == 2 and engine.stats(queue)["done"] == QUICK_JOBS,
+                     what="two jobs blocked")
+            assert stays(lambda: leased(engine, queue) == 2), "nothing leased beyond concurrency"
             gate.set()
-            wait_for(lambda: engine.stats("pz")["done"] == QUICK_JOBS + 6, timeout=20, what="every job done")
+            wait_for(lambda: engine.stats(queue)["done"] == QUICK_JOBS + 6, timeout=20, what="every job done")
     finally:
         gate.set()
+
+
+def test_prefetch_zero_holds_no_more_than_concurrency(engine):
+    engine.enqueue_many("pz", ["q"] * QUICK_JOBS + ["block"] * 6)
+    gate = threading.Event()
+    worker = Worker(engine, queues=["pz"], concurrency=2, prefetch=0, **QUICK)
+    worker.process(blocking_handler(gate, collections.Counter()))
+    holds_only_concurrency(engine, "pz", worker, gate)
 
 
 def test_slow_handlers_are_never_prefetched(engine):
@@ -112,15 +118,7 @@ def test_async_handlers_are_never_prefetched(engine):
         while job.payload == "block" and not gate.is_set():
             await asyncio.sleep(0.01)
 
-    try:
-        with running(worker):
-            wait_for(lambda: leased(engine, "pa") == 2 and engine.stats("pa")["done"] == QUICK_JOBS,
-                     what="two async jobs blocked")
-            assert stays(lambda: leased(engine, "pa") == 2), "async jobs start at once: none held beyond concurrency"
-            gate.set()
-            wait_for(lambda: engine.stats("pa")["done"] == QUICK_JOBS + 6, timeout=20, what="every job done")
-    finally:
-        gate.set()
+    holds_only_concurrency(engine, "pa", worker, gate)   # async jobs start at once: none is held
 
 
 def test_stop_gives_the_prefetched_jobs_back_and_they_never_start(engine, monkeypatch):
