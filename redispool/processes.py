@@ -45,7 +45,7 @@ def cpus() -> int:
 def default_processes() -> int:
     """How many processes ``redispool worker`` starts without ``--processes``: one per CPU
     plus one. A worker process leaves part of its core idle while it waits (on a 2-CPU
-    machine, 2 processes used about 75% of the CPUs; 3 drained 21% more jobs per second
+    machine, 2 processes used about 75% of the CPUs; 3 drained 9-22% more jobs per second
     with the INCR handler of bin/bench, 29% more with its no-op one; 4 and 5 no more
     than 3)."""
     return cpus() + 1
