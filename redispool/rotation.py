@@ -18,8 +18,9 @@ from collections.abc import Sequence
 
 
 class Rotation:
-    """The rotation of one worker: ``queues``, ``concurrency`` slots, at most ``batch``
-    jobs leased per call. Used by the worker's bookkeeping thread only."""
+    """The rotation of one worker: ``queues``, ``concurrency`` slots (the worker's, more
+    while it prefetches), at most ``batch`` jobs leased per call. Used by the worker's
+    bookkeeping thread only."""
 
     def __init__(self, queues: Sequence[str], concurrency: int, batch: int) -> None:
         self.queues = list(queues)

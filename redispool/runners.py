@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import codec
@@ -108,11 +108,16 @@ class ThreadRunner:
         """How many submitted jobs no thread has started yet."""
         return len(self._queued)
 
-    def withdraw(self, jobs: Iterable[Job]) -> list[Job]:
-        """Those of ``jobs`` that no thread has started: they never will (no Outcome
+    def withdraw(self) -> list[Job]:
+        """Every submitted job no thread has started: none of them ever will (no Outcome
         follows for them)."""
-        pop = self._queued.pop
-        return [job for job in jobs if pop(id(job), None) is not None]
+        taken = []
+        while self._queued:
+            try:
+                taken.append(self._queued.popitem()[1])
+            except KeyError:   # a thread took the last one meanwhile
+                break
+        return taken
 
     def cancel(self, job: Job) -> None:
         """A job no thread has started yet never starts (its Outcome comes at once, so the

@@ -480,7 +480,7 @@ class Worker:
 
     def _free(self) -> int:
         run = self._run
-        return self.concurrency + (run.prefetch if run.buffering else 0) - len(run.running) - run.reserved
+        return run.rotation.concurrency - len(run.running) - run.reserved   # (its slots: _buffer)
 
     # ------------------------------------------------------------------ events
     def _report(self, outcome: Outcome) -> None:
@@ -526,8 +526,13 @@ class Worker:
                 event = None
         buffering = run.prefetch > 0 and run.job_s < PREFETCH_JOB_S and not run.stopping
         if buffering != run.buffering:
-            run.buffering = buffering
-            run.rotation.concurrency = self.concurrency + (run.prefetch if buffering else 0)
+            self._buffer(buffering)
+
+    def _buffer(self, on: bool) -> None:
+        """Prefetch (``on``) or not: the slots the worker and its rotation count."""
+        run = self._run
+        run.buffering = on
+        run.rotation.concurrency = self.concurrency + (run.prefetch if on else 0)
 
     def _outcome(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -765,13 +770,12 @@ class Worker:
         quick again."""
         run = self._run
         assert run.threads is not None
-        jobs = run.threads.withdraw([r.job for r in run.running.values()])
+        jobs = run.threads.withdraw()
         for job in jobs:
             del run.running[(job.queue, job.token)]
             run.rotation.finished(job.queue)
         run.job_s = max(run.job_s, PREFETCH_JOB_S)
-        run.buffering = False
-        run.rotation.concurrency = self.concurrency
+        self._buffer(False)
         self._release(jobs)
 
     def _time_out(self, now: float) -> None:
@@ -903,7 +907,7 @@ class Worker:
             run.retry_at = 0.0
             self._move_jobs()
         if run.threads is not None:
-            run.threads.withdraw([r.job for r in run.running.values()])   # released below: never to start
+            run.threads.withdraw()   # released below: never to start
         left = [r.job for r in run.running.values() if r.live]
         run.running.clear()
         self._release(left)
