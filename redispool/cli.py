@@ -170,11 +170,22 @@ def as_json(value: object) -> None:
 
 
 class _Formatter(logging.Formatter):
-    """logging's default text format, with the date and time formatted once per second
-    rather than on every line (a worker writes two lines per job)."""
+    """logging's default text format (or the message alone: JSON lines), with the date and
+    time formatted once per second rather than on every line, and a line without an
+    exception or stack written by one f-string (a worker writes two lines per job)."""
 
+    TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     _second: int | None = None
     _stamp = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info or self._fmt not in (self.TEXT, "%(message)s"):
+            return super().format(record)
+        record.message = record.getMessage()
+        if self._fmt == "%(message)s":
+            return record.message
+        record.asctime = self.formatTime(record)
+        return f"{record.asctime} {record.levelname} {record.name}: {record.message}"
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
         if datefmt is not None:
@@ -250,7 +261,7 @@ def setup_logging(level: str, fmt: str = "text", *, batched: bool = False) -> No
     """Log to stderr at ``level``, as text or JSON lines; ``batched``: in batches (a
     process running a worker: two lines per job), else each line as it comes. Batched
     logging replaces the handlers a first call made."""
-    pattern = "%(message)s" if fmt == "json" else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    pattern = "%(message)s" if fmt == "json" else _Formatter.TEXT
     handler = _BatchedStreamHandler(sys.stderr) if batched else logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(pattern))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=batched)
