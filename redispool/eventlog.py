@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from typing import Any
@@ -165,7 +166,19 @@ def _record(logger: logging.Logger, level: int, message: str) -> logging.LogReco
                  created=created, msecs=int((created - int(created)) * 1000) + 0.0,
                  relativeCreated=template["relativeCreated"] + (created - template["created"]) * 1000,
                  thread=threading.get_ident(), threadName=threading.current_thread().name)
+    if "taskName" in template:   # (Python 3.12+) the asyncio task logging, as LogRecord finds it
+        attrs["taskName"] = _task_name()
     return record
+
+
+def _task_name() -> str | None:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None or not getattr(logging, "logAsyncioTasks", True):
+        return None
+    try:
+        return asyncio.current_task().get_name()   # type: ignore[no-any-return]
+    except Exception:   # no running loop, or no task
+        return None
 
 
 def short_error(exc: BaseException, limit: int = 300) -> str:

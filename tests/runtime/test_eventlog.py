@@ -3,6 +3,7 @@
 writes what logging's own would."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -18,7 +19,7 @@ from redispool.models import Job
 
 JOB = Job(id="a b", queue="q", payload=None, attempt=2, max_attempts=3, token="7", worker_id="w",
           lease=30.0, lease_expires_at=0.0)
-TIMES = ("created", "msecs", "relativeCreated")
+NOT_COMPARED = ("created", "msecs", "relativeCreated", "message", "asctime")   # the time; what formatting sets
 
 
 class Keep(logging.Handler):
@@ -52,8 +53,8 @@ def test_the_record_is_the_one_logging_would_make(kept):
                                      'msg="a field named as a record attribute"', (), None, "event",
                                      {"event": "lease lost", "queue": "q", "job_id": "a b", "attempt": 2,
                                       "note": "result not stored", "worker_id": "w-1"})
-    ours = {k: v for k, v in vars(record).items() if k not in TIMES}
-    assert ours == {k: v for k, v in vars(expected).items() if k not in TIMES}
+    ours = {k: v for k, v in vars(record).items() if k not in NOT_COMPARED}
+    assert ours == {k: v for k, v in vars(expected).items() if k not in NOT_COMPARED}
 
 
 def test_each_thread_and_each_forked_child_is_named_on_its_records(kept):
@@ -75,6 +76,18 @@ def test_each_thread_and_each_forked_child_is_named_on_its_records(kept):
     os.waitpid(pid, 0)
     assert child == pid
 
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="LogRecord.taskName is Python 3.12+")
+def test_a_record_made_in_an_asyncio_task_names_the_task(kept):
+    log, keep = kept
+
+    async def main():
+        log.event(logging.INFO, "claimed", JOB)
+
+    log.event(logging.INFO, "claimed", JOB)   # outside any task
+    asyncio.run(main())
+    assert keep.records[0].taskName is None and keep.records[1].taskName.startswith("Task-")
 
 def test_a_custom_record_factory_makes_every_record(kept):
     log, keep = kept
