@@ -55,6 +55,8 @@ def test_the_record_is_the_one_logging_would_make(kept):
                                       "note": "result not stored", "worker_id": "w-1"})
     ours = {k: v for k, v in vars(record).items() if k not in NOT_COMPARED}
     assert ours == {k: v for k, v in vars(expected).items() if k not in NOT_COMPARED}
+    started = [r.created - r.relativeCreated / 1000 for r in (record, expected)]   # when logging loaded
+    assert abs(started[0] - started[1]) < 0.001
 
 
 def test_each_thread_and_each_forked_child_is_named_on_its_records(kept):
